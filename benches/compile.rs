@@ -1,0 +1,68 @@
+//! Compile time (parse + analyze + render) for recipes of 10, 100 and 1000 features over
+//! the bundled retail catalog's JSON description.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use featurecraft::{Catalog, CompileOptions, compile};
+use serde_json::json;
+use std::hint::black_box;
+
+/// A recipe of `n` features cycling over aggregate and row-level shapes on four sources.
+fn recipe(n: usize) -> String {
+    let shapes = [
+        (
+            "events",
+            "COUNT(CASE WHEN event_type = 'purchase' AND amount > {k} THEN 1 END)",
+        ),
+        ("events", "SUM(amount * {k}) / NULLIF(COUNT(*), 0)"),
+        (
+            "orders",
+            "MAX(CASE WHEN status = 'returned' THEN amount + {k} END)",
+        ),
+        ("support_tickets", "AVG(satisfaction) + {k}"),
+        ("customers", "monthly_fee * {k} + COALESCE(age, 0)"),
+    ];
+    let features: Vec<_> = (0..n)
+        .map(|i| {
+            let (source, shape) = shapes[i % shapes.len()];
+            json!({
+                "name": format!("f_{i}"),
+                "expression": shape.replace("{k}", &i.to_string()),
+                "source_table": source,
+                "description": "generated",
+                "data_type": "float64",
+            })
+        })
+        .collect();
+    json!({
+        "target_table": "bench.wide",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END"},
+        "features": features,
+        "notes": "",
+    })
+    .to_string()
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/retail_catalog.json");
+    let catalog = Catalog::from_json(&std::fs::read_to_string(path).expect("catalog"))
+        .expect("catalog parses");
+    let mut group = c.benchmark_group("compile");
+    for n in [10, 100, 1000] {
+        let text = recipe(n);
+        let check = compile(&text, &catalog, &CompileOptions::default());
+        assert!(
+            check.sql.is_some(),
+            "the bench recipe compiles: {:?}",
+            check.diagnostics.first()
+        );
+        group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
+            b.iter(|| compile(black_box(text), &catalog, &CompileOptions::default()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_compile);
+criterion_main!(benches);

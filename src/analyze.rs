@@ -1,0 +1,950 @@
+//! Analysis: from a recipe and a catalog to a [`Plan`] and its diagnostics.
+//!
+//! This is where a recipe gets its meaning (DESIGN.md §3):
+//! - every fragment is parsed alone and its names are resolved against the catalog;
+//! - the **spine** (the rows of the training table) is the label's table, grouped by the
+//!   grain when the label derivation aggregates;
+//! - every other `source_table` becomes one CTE, grouped by the grain when its features
+//!   aggregate, row-level otherwise; row-level features on the spine's table live in the spine;
+//! - an entity with no rows in a source gets each aggregate feature's value over no rows
+//!   (`COUNT` → 0, other aggregates NULL), evaluated per expression;
+//! - output names are checked, leakage and declared types are warned about.
+//!
+//! All diagnostics of a recipe are collected in one pass; a plan is returned only when no
+//! error was found.
+
+use crate::catalog::{Catalog, Table};
+use crate::diagnostic::{Code, Diagnostic, Severity, did_you_mean, suggestions};
+use crate::fragment::{self, ColumnRef, FragmentFacts};
+use crate::recipe::{FeatureRecipe, LabelType};
+use crate::types::{TypeFamily, parse_type_name};
+use sqlparser::ast::{Expr, Ident};
+use std::collections::BTreeSet;
+
+/// Knobs of the analysis.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzeOptions {
+    /// Strict mode: suspected label leakage (`W010`) is an error instead of a warning.
+    pub strict: bool,
+}
+
+/// What analysis produced: the plan (when the recipe has no error) and every finding.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub plan: Option<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A checked recipe, ready to render in any dialect or to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The table the CTAS creates, split into its parts.
+    pub target_table: Vec<String>,
+    /// The grain columns as the spine table spells them; also their output names.
+    pub grain: Vec<String>,
+    pub spine: Spine,
+    /// One CTE per non-spine source (and one for the spine table's aggregate features).
+    pub sources: Vec<Source>,
+    /// The features in recipe order.
+    pub features: Vec<PlannedFeature>,
+    pub label: PlannedLabel,
+}
+
+/// The spine: the label's table, one output row per spine row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spine {
+    /// The catalog name of the label's table.
+    pub table: String,
+    /// Grouped by the grain (the label derivation aggregates).
+    pub grouped: bool,
+}
+
+/// A source table's CTE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// The CTE's name (`src_orders`), unique within the query.
+    pub cte_name: String,
+    /// The catalog name of the table or view.
+    pub table: String,
+    /// The grain columns as this table spells them, in grain order.
+    pub grain: Vec<String>,
+    /// Grouped by the grain (its features aggregate) or one row per source row.
+    pub grouped: bool,
+}
+
+/// Where a feature is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureHome {
+    /// In the spine CTE (row-level features of the spine's own table).
+    Spine,
+    /// In `Plan::sources[i]`.
+    Source(usize),
+}
+
+/// A feature ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedFeature {
+    pub name: String,
+    /// The recipe path of its expression, for diagnostics at render time.
+    pub path: String,
+    /// The expression with column names resolved to the catalog's spelling.
+    pub expr: Expr,
+    pub home: FeatureHome,
+    /// For aggregate features of a source: the value when the entity has no rows there,
+    /// already in terms of spine columns; `None` when that value is NULL.
+    pub empty_value: Option<Expr>,
+    /// The author's declared type, when given.
+    pub declared_type: Option<String>,
+}
+
+/// The label ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedLabel {
+    pub name: String,
+    pub path: String,
+    pub expr: Expr,
+    pub label_type: LabelType,
+    /// `positive_class_value` as the label distribution keys it (`1`, `yes`, `true`).
+    pub positive_class: Option<String>,
+}
+
+/// Analyzes `recipe` against `catalog`.
+pub fn analyze(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptions) -> Analysis {
+    let mut a = Analyzer {
+        catalog,
+        diagnostics: Vec::new(),
+    };
+    let plan = a.run(recipe, options);
+    let has_error = a.diagnostics.iter().any(Diagnostic::is_error);
+    Analysis {
+        plan: if has_error { None } else { plan },
+        diagnostics: a.diagnostics,
+    }
+}
+
+/// A parsed and resolved feature, before planning.
+struct Resolved {
+    index: usize,
+    table: String,
+    expr: Expr,
+    facts: FragmentFacts,
+    /// Resolved names of columns read outside aggregates that are not grain columns.
+    bare_non_grain: Vec<String>,
+    /// Resolved names of every column read.
+    reads: BTreeSet<String>,
+}
+
+struct Analyzer<'c> {
+    catalog: &'c Catalog,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'c> Analyzer<'c> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    fn run(&mut self, recipe: &FeatureRecipe, options: &AnalyzeOptions) -> Option<Plan> {
+        let target_table = self.check_target(&recipe.target_table);
+        self.check_names(recipe);
+
+        // Resolve every feature's table and expression.
+        let mut grain_checked: BTreeSet<String> = BTreeSet::new();
+        let mut resolved = Vec::new();
+        for (i, feature) in recipe.features.iter().enumerate() {
+            let table_path = format!("features[{i}].source_table");
+            let table = self.resolve_table(&feature.source_table, &table_path);
+            let expr_path = format!("features[{i}].expression");
+            let parsed = fragment::parse_fragment(&feature.expression, &expr_path)
+                .map_err(|d| self.push(d))
+                .ok();
+            let (Some(table), Some(expr)) = (table, parsed) else {
+                continue;
+            };
+            if grain_checked.insert(table.name.to_ascii_lowercase()) {
+                self.check_grain_in(table, &recipe.entity_grain, &table_path);
+            }
+            if let Some(r) = self.resolve_expr(i, table, expr, &recipe.entity_grain, &expr_path) {
+                resolved.push(r);
+            }
+        }
+
+        // The label decides the spine.
+        let label = self.plan_label(recipe, &resolved);
+
+        // Plan the sources.
+        let (spine_table, label_expr, label_grouped, label_reads) = label?;
+        let spine = self.catalog.table(&spine_table)?;
+        let grain: Vec<String> = recipe
+            .entity_grain
+            .iter()
+            .map(|g| {
+                spine
+                    .column(g)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| g.clone())
+            })
+            .collect();
+
+        // A source is grouped when any of its (non-spine) features aggregates.
+        let grouped_tables: BTreeSet<String> = resolved
+            .iter()
+            .filter(|r| r.facts.aggregates)
+            .map(|r| r.table.to_ascii_lowercase())
+            .collect();
+        let mut sources: Vec<Source> = Vec::new();
+        let mut features = Vec::new();
+        let spine_key = spine.name.to_ascii_lowercase();
+        for r in &resolved {
+            let feature = &recipe.features[r.index];
+            let path = format!("features[{}].expression", r.index);
+            let on_spine = r.table.to_ascii_lowercase() == spine_key;
+            let aggregate = r.facts.aggregates;
+
+            if label_grouped && on_spine && !aggregate && !r.bare_non_grain.is_empty() {
+                self.push(
+                    Diagnostic::new(
+                        Code::E030,
+                        format!(
+                            "feature `{}` reads `{}` row by row, but the spine is grouped by the grain because the label aggregates",
+                            feature.name, r.bare_non_grain[0]
+                        ),
+                    )
+                    .at(&path)
+                    .hint("aggregate the column (e.g. `MAX(...)`) or make the label row-level"),
+                );
+                continue;
+            }
+
+            let home = if on_spine && (!aggregate || label_grouped) {
+                FeatureHome::Spine
+            } else {
+                let table = self.catalog.table(&r.table)?;
+                let index = match sources
+                    .iter()
+                    .position(|s| s.table.eq_ignore_ascii_case(&table.name))
+                {
+                    Some(index) => index,
+                    None => {
+                        let source_grain = recipe
+                            .entity_grain
+                            .iter()
+                            .map(|g| {
+                                table
+                                    .column(g)
+                                    .map(|c| c.name.clone())
+                                    .unwrap_or_else(|| g.clone())
+                            })
+                            .collect();
+                        sources.push(Source {
+                            cte_name: cte_name(&table.name, &sources),
+                            table: table.name.clone(),
+                            grain: source_grain,
+                            grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
+                        });
+                        sources.len() - 1
+                    }
+                };
+                if sources[index].grouped && !aggregate && !r.bare_non_grain.is_empty() {
+                    self.mixed_source(recipe, &resolved, &table.name, &path);
+                    continue;
+                }
+                FeatureHome::Source(index)
+            };
+
+            // Leakage: a feature of the label's table reading the label's columns.
+            if on_spine {
+                let leaked: Vec<&String> = r
+                    .reads
+                    .iter()
+                    .filter(|c| label_reads.contains(*c))
+                    .collect();
+                if let Some(column) = leaked.first() {
+                    let span = r
+                        .facts
+                        .columns
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(column))
+                        .and_then(|c| c.span);
+                    let mut d = Diagnostic::new(
+                        Code::W010,
+                        format!(
+                            "possible label leakage: feature `{}` reads `{column}`, which the label is computed from",
+                            feature.name
+                        ),
+                    )
+                    .at(&path)
+                    .with_span(span)
+                    .hint("a feature must not know the answer; drop it or read a column known before the label");
+                    if options.strict {
+                        d.severity = Severity::Error;
+                    }
+                    self.push(d);
+                }
+            }
+
+            if let Some(declared) = &feature.data_type {
+                let table = self.catalog.table(&r.table)?;
+                self.check_declared_type(declared, &r.expr, table, r.index);
+            }
+
+            let empty_value = match home {
+                FeatureHome::Source(_) if aggregate => {
+                    let spine_grain = |name: &str| {
+                        recipe
+                            .entity_grain
+                            .iter()
+                            .position(|g| g.eq_ignore_ascii_case(name))
+                            .map(|i| {
+                                Expr::CompoundIdentifier(vec![
+                                    Ident::new(SPINE_CTE),
+                                    Ident::new(grain[i].clone()),
+                                ])
+                            })
+                    };
+                    fragment::empty_set_value(&r.expr, &spine_grain)
+                }
+                _ => None,
+            };
+            features.push(PlannedFeature {
+                name: feature.name.clone(),
+                path,
+                expr: r.expr.clone(),
+                home,
+                empty_value,
+                declared_type: feature.data_type.clone(),
+            });
+        }
+
+        // A row-level source that only reads grain columns would still fan out; nothing to add.
+        let target_table = target_table?;
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        Some(Plan {
+            target_table,
+            grain,
+            spine: Spine {
+                table: spine.name.clone(),
+                grouped: label_grouped,
+            },
+            sources,
+            features,
+            label: PlannedLabel {
+                name: recipe.label.name.clone(),
+                path: label_path(recipe),
+                expr: label_expr,
+                label_type: recipe.label.label_type,
+                positive_class: recipe
+                    .label
+                    .positive_class_value
+                    .as_ref()
+                    .and_then(|v| match v {
+                        serde_json::Value::Null => None,
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    }),
+            },
+        })
+    }
+
+    fn mixed_source(
+        &mut self,
+        recipe: &FeatureRecipe,
+        resolved: &[Resolved],
+        table: &str,
+        path: &str,
+    ) {
+        let (aggregated, row_level): (Vec<&Resolved>, Vec<&Resolved>) = resolved
+            .iter()
+            .filter(|r| r.table.eq_ignore_ascii_case(table))
+            .partition(|r| r.facts.aggregates);
+        let name = |r: Option<&&Resolved>| {
+            r.map(|r| recipe.features[r.index].name.clone())
+                .unwrap_or_default()
+        };
+        self.push(
+            Diagnostic::new(
+                Code::E030,
+                format!(
+                    "source `{table}` mixes aggregate features (`{}`) with row-level features (`{}`); its CTE either groups by the grain or keeps every row",
+                    name(aggregated.first()),
+                    name(row_level.first())
+                ),
+            )
+            .at(path)
+            .hint("aggregate the row-level feature (e.g. `MAX(col)`), or read it from a view that is unique on the grain"),
+        );
+    }
+
+    /// The target table must be one to three portable identifiers joined by dots.
+    fn check_target(&mut self, target: &str) -> Option<Vec<String>> {
+        let parts: Vec<String> = target.split('.').map(str::to_string).collect();
+        if parts.len() > 3 || parts.iter().any(|p| !is_portable(p)) {
+            self.push(
+                Diagnostic::new(
+                    Code::E003,
+                    format!("target table `{target}` is not a portable name: use `name` or `domain.name` made of letters, digits and `_`"),
+                )
+                .at("target_table"),
+            );
+            return None;
+        }
+        Some(parts)
+    }
+
+    /// Output names: portable, at most 128 characters, unique ignoring case; the grain non-empty.
+    fn check_names(&mut self, recipe: &FeatureRecipe) {
+        if recipe.entity_grain.is_empty() {
+            self.push(
+                Diagnostic::new(
+                    Code::E002,
+                    "`entity_grain` is empty: name the columns that identify one row",
+                )
+                .at("entity_grain")
+                .hint("e.g. `[\"customer_id\"]`"),
+            );
+        }
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut check = |me: &mut Self, name: &str, path: String, what: &str| {
+            if !is_portable(name) || name.len() > 128 {
+                let reason = if name.is_empty() {
+                    "is empty".to_string()
+                } else if name.len() > 128 {
+                    format!("is {} characters long; the limit is 128", name.len())
+                } else {
+                    "is not a portable identifier (letters, digits and `_`, not starting with a digit)".to_string()
+                };
+                me.push(
+                    Diagnostic::new(Code::E003, format!("{what} name `{name}` {reason}")).at(path),
+                );
+                return;
+            }
+            let lower = name.to_ascii_lowercase();
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == lower) {
+                me.push(
+                    Diagnostic::new(
+                        Code::E004,
+                        format!("output name `{name}` is already used by {first}"),
+                    )
+                    .at(path.clone())
+                    .hint("output names must be unique, ignoring case"),
+                );
+            } else {
+                seen.push((lower, format!("`{path}`")));
+            }
+        };
+        for (i, g) in recipe.entity_grain.iter().enumerate() {
+            check(self, g, format!("entity_grain[{i}]"), "grain column");
+        }
+        for (i, f) in recipe.features.iter().enumerate() {
+            check(self, &f.name, format!("features[{i}].name"), "feature");
+        }
+        check(self, &recipe.label.name, "label.name".to_string(), "label");
+    }
+
+    fn resolve_table(&mut self, name: &str, path: &str) -> Option<&'c Table> {
+        let catalog = self.catalog;
+        match catalog.table(name.trim()) {
+            Some(table) => Some(table),
+            None => {
+                let names: Vec<&str> = catalog.tables().map(|t| t.name.as_str()).collect();
+                let mut found = suggestions(name, names.iter().copied());
+                // `orders` may live in a domain: suggest `retail.orders`.
+                for t in catalog.tables() {
+                    if let Some((_, bare)) = t.name.split_once('.')
+                        && bare.eq_ignore_ascii_case(name)
+                        && !found.contains(&t.name)
+                    {
+                        found.insert(0, t.name.clone());
+                    }
+                }
+                let d = Diagnostic::new(
+                    Code::E020,
+                    format!("unknown table `{name}`: it is not in the catalog"),
+                )
+                .at(path);
+                self.push(d.hints(did_you_mean(&found)));
+                None
+            }
+        }
+    }
+
+    fn check_grain_in(&mut self, table: &Table, grain: &[String], path: &str) {
+        for g in grain {
+            if table.column(g).is_none() {
+                let hint = did_you_mean(&suggestions(
+                    g,
+                    table.columns.iter().map(|c| c.name.as_str()),
+                ));
+                self.push(
+                    Diagnostic::new(
+                        Code::E023,
+                        format!("source `{}` has no grain column `{g}`: every source must carry the whole grain", table.name),
+                    )
+                    .at(path)
+                    .hints(hint)
+                    .hint("give the table its join path as a view in the catalog (a `.sql` file selecting the grain)"),
+                );
+            }
+        }
+    }
+
+    /// Checks a feature's expression: forbidden constructs, columns, aggregate mixing.
+    fn resolve_expr(
+        &mut self,
+        index: usize,
+        table: &Table,
+        mut expr: Expr,
+        grain: &[String],
+        path: &str,
+    ) -> Option<Resolved> {
+        let facts = fragment::inspect(&expr);
+        let mut ok = self.report_forbidden(&facts, path);
+        let mut bare_non_grain = Vec::new();
+        let mut reads = BTreeSet::new();
+        for column in &facts.columns {
+            match self.resolve_column(table, column, path) {
+                Some(name) => {
+                    let is_grain = grain.iter().any(|g| g.eq_ignore_ascii_case(&name));
+                    if !column.in_aggregate && !is_grain && !bare_non_grain.contains(&name) {
+                        bare_non_grain.push(name.clone());
+                    }
+                    reads.insert(name);
+                }
+                None => ok = false,
+            }
+        }
+        if facts.aggregates
+            && let Some(first) = bare_non_grain.first()
+        {
+            let span = facts
+                .columns
+                .iter()
+                .find(|c| !c.in_aggregate && c.name.eq_ignore_ascii_case(first))
+                .and_then(|c| c.span);
+            self.push(
+                Diagnostic::new(
+                    Code::E030,
+                    format!("`{first}` is read outside any aggregate in an aggregate expression; the source is grouped by the grain"),
+                )
+                .at(path)
+                .with_span(span)
+                .hint(format!("wrap it in an aggregate, e.g. `MAX({first})`")),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        fragment::rewrite_columns(&mut expr, |_, ident| {
+            table.column(&ident.value).map(|c| c.name.clone())
+        });
+        Some(Resolved {
+            index,
+            table: table.name.clone(),
+            expr,
+            facts,
+            bare_non_grain,
+            reads,
+        })
+    }
+
+    fn report_forbidden(&mut self, facts: &FragmentFacts, path: &str) -> bool {
+        for (what, span) in &facts.forbidden {
+            self.push(
+                Diagnostic::new(Code::E012, format!("{what} is not allowed in a recipe fragment"))
+                    .at(path)
+                    .with_span(*span)
+                    .hint("a fragment is one expression over its source table; express joins and windows as catalog views"),
+            );
+        }
+        facts.forbidden.is_empty()
+    }
+
+    /// Resolves one column reference against `table`; reports E021 when it is not there.
+    fn resolve_column(&mut self, table: &Table, column: &ColumnRef, path: &str) -> Option<String> {
+        if let Some(qualifier) = &column.qualifier {
+            let bare_table = table.name.rsplit('.').next().unwrap_or(&table.name);
+            if !qualifier.eq_ignore_ascii_case(&table.name)
+                && !qualifier.eq_ignore_ascii_case(bare_table)
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::E021,
+                        format!("`{qualifier}.{}` reads table `{qualifier}`, but this fragment reads only `{}`", column.name, table.name),
+                    )
+                    .at(path)
+                    .with_span(column.span)
+                    .hint(format!("write `{}` alone, or read it through a view that joins the tables", column.name)),
+                );
+                return None;
+            }
+        }
+        let found = if column.quoted {
+            table.columns.iter().find(|c| c.name == column.name)
+        } else {
+            table.column(&column.name)
+        };
+        if let Some(found) = found {
+            return Some(found.name.clone());
+        }
+        let mut hints: Vec<String> = did_you_mean(&suggestions(
+            &column.name,
+            table.columns.iter().map(|c| c.name.as_str()),
+        ))
+        .into_iter()
+        .collect();
+        let elsewhere: Vec<&str> = self
+            .catalog
+            .tables()
+            .filter(|t| t.column(&column.name).is_some())
+            .map(|t| t.name.as_str())
+            .take(3)
+            .collect();
+        if !elsewhere.is_empty() {
+            hints.push(format!(
+                "`{}` exists in {}",
+                column.name,
+                elsewhere
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        self.push(
+            Diagnostic::new(
+                Code::E021,
+                format!("unknown column `{}` in table `{}`", column.name, table.name),
+            )
+            .at(path)
+            .with_span(column.span)
+            .hints(hints),
+        );
+        None
+    }
+
+    /// Finds the spine and checks the label. Returns (table, expression, grouped, columns the label reads).
+    fn plan_label(
+        &mut self,
+        recipe: &FeatureRecipe,
+        features: &[Resolved],
+    ) -> Option<(String, Expr, bool, BTreeSet<String>)> {
+        let label = &recipe.label;
+        let grain = &recipe.entity_grain;
+        let column_ref = match &label.column {
+            Some(text) => Some(self.parse_label_column(text)?),
+            None => None,
+        };
+        let derivation = match &label.derivation {
+            Some(text) => Some((
+                fragment::parse_fragment(text, "label.derivation")
+                    .map_err(|d| self.push(d))
+                    .ok()?,
+                "label.derivation",
+            )),
+            None => None,
+        };
+
+        // Which table?
+        let table: &Table = match &column_ref {
+            Some((Some(qualifier), column)) => {
+                let table = self.resolve_table(qualifier, "label.column")?;
+                if table.column(column).is_none() {
+                    let hint = did_you_mean(&suggestions(
+                        column,
+                        table.columns.iter().map(|c| c.name.as_str()),
+                    ));
+                    self.push(
+                        Diagnostic::new(
+                            Code::E021,
+                            format!("unknown column `{column}` in table `{}`", table.name),
+                        )
+                        .at("label.column")
+                        .hints(hint),
+                    );
+                    return None;
+                }
+                table
+            }
+            _ => {
+                let needed: Vec<String> = match (&column_ref, &derivation) {
+                    (Some((None, column)), _) => vec![column.clone()],
+                    (None, Some((expr, _))) => fragment::inspect(expr)
+                        .columns
+                        .into_iter()
+                        .map(|c| c.name)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                self.find_label_table(&needed, grain, features, recipe)?
+            }
+        };
+        let table_path = if label.column.is_some() {
+            "label.column"
+        } else {
+            "label.derivation"
+        };
+        if grain.iter().any(|g| table.column(g).is_none()) {
+            self.check_grain_in(table, grain, table_path);
+            return None;
+        }
+
+        let mut reads = BTreeSet::new();
+        if let Some((_, column)) = &column_ref
+            && let Some(c) = table.column(column)
+        {
+            reads.insert(c.name.clone());
+        }
+        let (mut expr, path) = match derivation {
+            Some(d) => d,
+            None => {
+                let (_, column) = column_ref?;
+                (Expr::Identifier(Ident::new(column)), "label.column")
+            }
+        };
+        let facts = fragment::inspect(&expr);
+        if !self.report_forbidden(&facts, path) {
+            return None;
+        }
+        let mut ok = true;
+        let mut bare_non_grain = Vec::new();
+        for column in &facts.columns {
+            let exists = if column.quoted {
+                table.columns.iter().any(|c| c.name == column.name)
+            } else {
+                table.column(&column.name).is_some()
+            };
+            let qualifier_ok = column.qualifier.as_ref().is_none_or(|q| {
+                q.eq_ignore_ascii_case(&table.name)
+                    || q.eq_ignore_ascii_case(table.name.rsplit('.').next().unwrap_or(""))
+            });
+            if !exists || !qualifier_ok {
+                let elsewhere: Vec<String> = self
+                    .catalog
+                    .tables()
+                    .filter(|t| t.column(&column.name).is_some())
+                    .map(|t| format!("`{}`", t.name))
+                    .take(3)
+                    .collect();
+                let mut d = Diagnostic::new(
+                    Code::E031,
+                    format!(
+                        "the label reads `{}`, which is not a column of the label's table `{}`",
+                        column.name, table.name
+                    ),
+                )
+                .at(path)
+                .with_span(column.span)
+                .hints(did_you_mean(&suggestions(
+                    &column.name,
+                    table.columns.iter().map(|c| c.name.as_str()),
+                )));
+                if !elsewhere.is_empty() {
+                    d = d.hint(format!(
+                        "`{}` is in {}; the label comes from one table: derive it in a view, or qualify `label.column`",
+                        column.name,
+                        elsewhere.join(", ")
+                    ));
+                }
+                self.push(d);
+                ok = false;
+                continue;
+            }
+            let name = table
+                .column(&column.name)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            if !column.in_aggregate && !grain.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
+                bare_non_grain.push(name.clone());
+            }
+            reads.insert(name);
+        }
+        if facts.aggregates
+            && let Some(first) = bare_non_grain.first()
+        {
+            self.push(
+                Diagnostic::new(
+                    Code::E030,
+                    format!("`{first}` is read outside any aggregate in an aggregate label"),
+                )
+                .at(path)
+                .hint(format!("wrap it in an aggregate, e.g. `MAX({first})`")),
+            );
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        fragment::rewrite_columns(&mut expr, |_, ident| {
+            table.column(&ident.value).map(|c| c.name.clone())
+        });
+        Some((table.name.clone(), expr, facts.aggregates, reads))
+    }
+
+    /// Parses `label.column` as `column` or `table.column` (`domain.table.column`).
+    fn parse_label_column(&mut self, text: &str) -> Option<(Option<String>, String)> {
+        let expr = fragment::parse_fragment(text, "label.column")
+            .map_err(|d| self.push(d))
+            .ok()?;
+        match expr {
+            Expr::Identifier(ident) => Some((None, ident.value)),
+            Expr::CompoundIdentifier(mut parts) if parts.len() <= 3 => {
+                let column = parts.pop()?.value;
+                let table = parts
+                    .into_iter()
+                    .map(|p| p.value)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                Some((Some(table), column))
+            }
+            _ => {
+                self.push(
+                    Diagnostic::new(Code::E001, format!("`label.column` must name a column (`column` or `table.column`), found `{text}`"))
+                        .at("label.column")
+                        .hint("put an expression in `label.derivation`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The one table holding `columns` and the grain: the recipe's sources first, then the catalog.
+    fn find_label_table(
+        &mut self,
+        columns: &[String],
+        grain: &[String],
+        features: &[Resolved],
+        recipe: &FeatureRecipe,
+    ) -> Option<&'c Table> {
+        let catalog: &'c Catalog = self.catalog;
+        let fits = |t: &Table| columns.iter().chain(grain).all(|c| t.column(c).is_some());
+        let mut from_recipe: Vec<&Table> = Vec::new();
+        for r in features {
+            if let Some(t) = catalog.table(&r.table)
+                && fits(t)
+                && !from_recipe.iter().any(|x| x.name == t.name)
+            {
+                from_recipe.push(t);
+            }
+        }
+        let candidates: Vec<&Table> = if from_recipe.is_empty() {
+            catalog.tables().filter(|t| fits(t)).collect()
+        } else {
+            from_recipe
+        };
+        let path = if recipe.label.column.is_some() {
+            "label.column"
+        } else {
+            "label.derivation"
+        };
+        let wanted = columns
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match candidates.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                let hint = columns.first().and_then(|c| {
+                    let names: BTreeSet<&str> = catalog
+                        .tables()
+                        .flat_map(|t| t.columns.iter().map(|c| c.name.as_str()))
+                        .collect();
+                    did_you_mean(&suggestions(c, names))
+                });
+                self.push(
+                    Diagnostic::new(
+                        Code::E022,
+                        format!(
+                            "no table has the label's column(s) {wanted} together with the grain"
+                        ),
+                    )
+                    .at(path)
+                    .hints(hint),
+                );
+                None
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|t| format!("`{}`", t.name)).collect();
+                self.push(
+                    Diagnostic::new(
+                        Code::E022,
+                        format!(
+                            "the label's table is ambiguous: {} all have {wanted} and the grain",
+                            names.join(", ")
+                        ),
+                    )
+                    .at(path)
+                    .hint(format!(
+                        "qualify it, e.g. `{}.{}`",
+                        many[0].name,
+                        columns.first().cloned().unwrap_or_default()
+                    )),
+                );
+                None
+            }
+        }
+    }
+
+    /// W011: the declared `data_type` against the expression's type, where the catalog tells it.
+    fn check_declared_type(&mut self, declared: &str, expr: &Expr, table: &Table, index: usize) {
+        let path = format!("features[{index}].data_type");
+        let Some(declared_type) = parse_type_name(declared) else {
+            self.push(
+                Diagnostic::new(Code::W011, format!("unknown data_type `{declared}`; it cannot be checked"))
+                    .at(path)
+                    .hint("use int64, float64, string, bool, date, timestamp, decimal(p,s) or a common SQL spelling"),
+            );
+            return;
+        };
+        let Some(family) = crate::infer::family_of(expr, table) else {
+            return;
+        };
+        let declared_family = TypeFamily::of(&declared_type);
+        if family != declared_family && family != TypeFamily::Other {
+            self.push(
+                Diagnostic::new(
+                    Code::W011,
+                    format!(
+                        "declared data_type `{declared}` ({}) but the expression is {}",
+                        declared_family.name(),
+                        family.name()
+                    ),
+                )
+                .at(path),
+            );
+        }
+    }
+}
+
+/// The spine CTE's name; source CTEs are named `src_…`, so they never clash with it.
+pub const SPINE_CTE: &str = "spine";
+
+fn cte_name(table: &str, taken: &[Source]) -> String {
+    let base = format!("src_{}", table.replace('.', "_").to_ascii_lowercase());
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.iter().any(|s| s.cte_name == name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    name
+}
+
+fn label_path(recipe: &FeatureRecipe) -> String {
+    if recipe.label.derivation.is_some() {
+        "label.derivation"
+    } else {
+        "label.column"
+    }
+    .to_string()
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a name every supported warehouse accepts.
+pub fn is_portable(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

@@ -1,0 +1,654 @@
+//! The catalog: which tables exist and what their columns are.
+//!
+//! A catalog comes from a directory or from a JSON description.
+//!
+//! **Directory** (the default, embedded catalog):
+//! - `NAME.parquet` is table `NAME`;
+//! - a folder `NAME/` whose entries are only Parquet files, at least two, sharing one
+//!   schema is table `NAME`, read from all of them;
+//! - `NAME.sql` holding one `SELECT` (or `WITH … SELECT`) is view `NAME` over the other tables;
+//! - any other folder `DOMAIN/` is a domain: the entries above inside it become
+//!   `DOMAIN.NAME`. Domains do not nest. A folder holding a single Parquet file is a domain
+//!   of one table. A domain whose only entries are two or more Parquet files of one schema
+//!   would read as a multi-file table: give such tables their own folders (`DOMAIN/NAME/`).
+//!
+//! Files of other kinds (a README, `_SUCCESS`) and hidden files are ignored. Schemas come
+//! from Parquet footers (no data is read); a view's schema comes from planning its query
+//! in DataFusion over the tables.
+//!
+//! **JSON** (`compile` with no data): an object of table name → object of column name →
+//! type name, in column order, e.g. `{"orders": {"customer_id": "int64", "amount": "double"}}`.
+//! Type names are those of [`crate::types::parse_type_name`].
+//!
+//! Table and column lookups ignore ASCII case; the names as stored are the ones rendered.
+
+use crate::types::parse_type_name;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A column of a catalog table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: DataType,
+    pub nullable: bool,
+}
+
+/// Where a table's rows come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableSource {
+    /// Parquet files and their total row count from the footers.
+    Parquet { files: Vec<PathBuf>, row_count: u64 },
+    /// A view: one query over other catalog tables.
+    View { sql: String, file: PathBuf },
+    /// Declared in a JSON catalog: a schema without data.
+    Declared,
+}
+
+/// A table or view of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// The name recipes use: `NAME` or `DOMAIN.NAME`.
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub source: TableSource,
+}
+
+impl Table {
+    /// The column named `name`, ignoring ASCII case.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            self.columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// The table's name split into its parts (`["retail", "orders"]`).
+    pub fn name_parts(&self) -> Vec<&str> {
+        self.name.split('.').collect()
+    }
+
+    /// The Arrow schema of the table.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    fn table_reference(&self) -> TableReference {
+        match self.name.split_once('.') {
+            Some((domain, name)) => TableReference::partial(domain, name),
+            None => TableReference::bare(self.name.as_str()),
+        }
+    }
+}
+
+/// Why a catalog could not be loaded: what is wrong and in which file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "catalog {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+fn catalog_error(path: &Path, message: impl Into<String>) -> CatalogError {
+    CatalogError {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// The tables and views a recipe may read.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    tables: BTreeMap<String, Table>,
+    root: Option<PathBuf>,
+}
+
+impl Catalog {
+    /// A catalog of the given tables (names must be unique ignoring case).
+    pub fn from_tables(tables: impl IntoIterator<Item = Table>) -> Catalog {
+        let mut catalog = Catalog::default();
+        for table in tables {
+            catalog
+                .tables
+                .insert(table.name.to_ascii_lowercase(), table);
+        }
+        catalog
+    }
+
+    /// Loads a catalog from a directory, or from a `.json` description.
+    pub async fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        if path.is_dir() {
+            Catalog::load_dir(path).await
+        } else {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| catalog_error(path, format!("cannot read: {e}")))?;
+            Catalog::from_json(&text).map_err(|e| CatalogError {
+                path: path.to_path_buf(),
+                message: e.message,
+            })
+        }
+    }
+
+    /// Reads a JSON catalog: table name → column name → type name.
+    pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
+        let here = Path::new("<json>");
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| catalog_error(here, format!("not valid JSON: {e}")))?;
+        let tables = value
+            .as_object()
+            .ok_or_else(|| catalog_error(here, "expected an object of table name → columns"))?;
+        let mut catalog = Catalog::default();
+        for (table_name, columns) in tables {
+            check_table_name(table_name).map_err(|m| catalog_error(here, m))?;
+            let columns = columns.as_object().ok_or_else(|| {
+                catalog_error(
+                    here,
+                    format!("table `{table_name}`: expected an object of column → type"),
+                )
+            })?;
+            let mut parsed = Vec::with_capacity(columns.len());
+            for (column, type_name) in columns {
+                let type_text = type_name.as_str().ok_or_else(|| {
+                    catalog_error(
+                        here,
+                        format!(
+                            "table `{table_name}`, column `{column}`: the type must be a string"
+                        ),
+                    )
+                })?;
+                let data_type = parse_type_name(type_text).ok_or_else(|| {
+                    catalog_error(
+                        here,
+                        format!(
+                            "table `{table_name}`, column `{column}`: unknown type `{type_text}`"
+                        ),
+                    )
+                })?;
+                parsed.push(Column {
+                    name: column.clone(),
+                    data_type,
+                    nullable: true,
+                });
+            }
+            catalog.insert(
+                Table {
+                    name: table_name.clone(),
+                    columns: parsed,
+                    source: TableSource::Declared,
+                },
+                here,
+            )?;
+        }
+        Ok(catalog)
+    }
+
+    /// Loads a directory catalog (see the module docs for the layout).
+    pub async fn load_dir(root: &Path) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog {
+            tables: BTreeMap::new(),
+            root: Some(root.to_path_buf()),
+        };
+        let mut views = Vec::new();
+        for entry in sorted_entries(root)? {
+            let name = file_name(&entry);
+            if entry.is_dir() {
+                match folder_table(&entry)? {
+                    Some(table) => catalog.insert(table_named(name, table), &entry)?,
+                    None => {
+                        check_table_name(&name)
+                            .map_err(|m| catalog_error(&entry, format!("domain folder: {m}")))?;
+                        for inner in sorted_entries(&entry)? {
+                            let qualified = format!("{name}.{}", stem(&inner));
+                            catalog.load_entry(&inner, qualified, &mut views)?;
+                        }
+                    }
+                }
+            } else {
+                catalog.load_entry(&entry, stem(&entry), &mut views)?;
+            }
+        }
+        catalog.plan_views(views).await?;
+        Ok(catalog)
+    }
+
+    fn load_entry(
+        &mut self,
+        entry: &Path,
+        name: String,
+        views: &mut Vec<(String, PathBuf)>,
+    ) -> Result<(), CatalogError> {
+        if entry.is_dir() {
+            match folder_table(entry)? {
+                Some(table) => self.insert(table_named(name, table), entry),
+                None => Err(catalog_error(
+                    entry,
+                    "domains do not nest: a folder inside a domain must hold only Parquet files",
+                )),
+            }
+        } else if has_extension(entry, "parquet") {
+            let table = parquet_table(vec![entry.to_path_buf()])?;
+            self.insert(table_named(name, table), entry)
+        } else if has_extension(entry, "sql") {
+            check_table_name(&name).map_err(|m| catalog_error(entry, m))?;
+            views.push((name, entry.to_path_buf()));
+            Ok(())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn insert(&mut self, table: Table, at: &Path) -> Result<(), CatalogError> {
+        check_table_name(&table.name).map_err(|m| catalog_error(at, m))?;
+        let key = table.name.to_ascii_lowercase();
+        if let Some(existing) = self.tables.get(&key) {
+            return Err(catalog_error(
+                at,
+                format!(
+                    "table `{}` is defined twice (also as `{}`)",
+                    table.name, existing.name
+                ),
+            ));
+        }
+        self.tables.insert(key, table);
+        Ok(())
+    }
+
+    /// Plans views in dependency order: each round plans the views whose inputs are known.
+    async fn plan_views(
+        &mut self,
+        mut pending: Vec<(String, PathBuf)>,
+    ) -> Result<(), CatalogError> {
+        let mut last_errors: Vec<CatalogError> = Vec::new();
+        while !pending.is_empty() {
+            let ctx = self.session_context(SessionContext::new()).await?;
+            let mut still_pending = Vec::new();
+            last_errors.clear();
+            let before = pending.len();
+            for (name, file) in pending {
+                let sql = std::fs::read_to_string(&file)
+                    .map_err(|e| catalog_error(&file, format!("cannot read: {e}")))?;
+                check_view_sql(&sql).map_err(|m| catalog_error(&file, m))?;
+                match ctx.sql_with_options(&sql, read_only()).await {
+                    Ok(frame) => {
+                        let columns = frame
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| Column {
+                                name: f.name().clone(),
+                                data_type: f.data_type().clone(),
+                                nullable: f.is_nullable(),
+                            })
+                            .collect();
+                        self.insert(
+                            Table {
+                                name,
+                                columns,
+                                source: TableSource::View {
+                                    sql,
+                                    file: file.clone(),
+                                },
+                            },
+                            &file,
+                        )?;
+                    }
+                    Err(e) => {
+                        last_errors.push(catalog_error(
+                            &file,
+                            format!("view does not plan: {}", first_line(&e.to_string())),
+                        ));
+                        still_pending.push((name, file));
+                    }
+                }
+            }
+            if still_pending.len() == before {
+                return Err(last_errors.remove(0));
+            }
+            pending = still_pending;
+        }
+        Ok(())
+    }
+
+    /// The catalog as the JSON description [`Catalog::from_json`] reads (schemas only), so
+    /// that `compile` can run where the data is not.
+    pub fn to_json(&self) -> Result<serde_json::Value, CatalogError> {
+        let mut tables = serde_json::Map::new();
+        for table in self.tables.values() {
+            let mut columns = serde_json::Map::new();
+            for column in &table.columns {
+                let name = crate::types::type_name(&column.data_type).ok_or_else(|| {
+                    catalog_error(
+                        self.root.as_deref().unwrap_or(Path::new(".")),
+                        format!(
+                            "table `{}`, column `{}`: type {} has no JSON name",
+                            table.name, column.name, column.data_type
+                        ),
+                    )
+                })?;
+                columns.insert(column.name.clone(), serde_json::Value::String(name));
+            }
+            tables.insert(table.name.clone(), serde_json::Value::Object(columns));
+        }
+        Ok(serde_json::Value::Object(tables))
+    }
+
+    /// The table named `name`, ignoring ASCII case.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(&name.to_ascii_lowercase())
+    }
+
+    /// All tables and views, ordered by name.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+
+    /// The directory the catalog was read from, if any.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// Registers every table and view of the catalog in `ctx` (Parquet tables read their
+    /// files; views are planned over them). Declared tables, which have no data, are skipped.
+    pub async fn session_context(
+        &self,
+        ctx: SessionContext,
+    ) -> Result<SessionContext, CatalogError> {
+        let here = self.root.clone().unwrap_or_default();
+        let mut views = Vec::new();
+        for table in self.tables.values() {
+            match &table.source {
+                TableSource::Parquet { files, .. } => {
+                    // A file that vanished would otherwise read as an empty table.
+                    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                        return Err(catalog_error(
+                            missing,
+                            format!(
+                                "data file of table `{}` is missing (moved or deleted since the catalog was read)",
+                                table.name
+                            ),
+                        ));
+                    }
+                    let urls = files
+                        .iter()
+                        .map(|f| {
+                            let absolute = std::path::absolute(f)
+                                .map_err(|e| catalog_error(f, e.to_string()))?;
+                            ListingTableUrl::parse(absolute.to_string_lossy())
+                                .map_err(|e| catalog_error(f, e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                        .with_file_extension(".parquet");
+                    let config = ListingTableConfig::new_with_multi_paths(urls)
+                        .with_listing_options(options)
+                        .with_schema(table.arrow_schema());
+                    let provider = ListingTable::try_new(config)
+                        .map_err(|e| catalog_error(&here, e.to_string()))?;
+                    register(&ctx, table, Arc::new(provider), &here)?;
+                }
+                TableSource::View { sql, file } => views.push((table, sql, file)),
+                TableSource::Declared => {}
+            }
+        }
+        // Views may read views: register in rounds until every view plans.
+        while !views.is_empty() {
+            let before = views.len();
+            let mut waiting = Vec::new();
+            let mut last_error = None;
+            for (table, sql, file) in views {
+                match ctx.sql_with_options(sql, read_only()).await {
+                    Ok(frame) => register(&ctx, table, frame.into_view(), file)?,
+                    Err(e) => {
+                        last_error = Some(catalog_error(
+                            file,
+                            format!("view does not plan: {}", first_line(&e.to_string())),
+                        ));
+                        waiting.push((table, sql, file));
+                    }
+                }
+            }
+            if waiting.len() == before {
+                return Err(last_error.unwrap_or_else(|| catalog_error(&here, "views do not plan")));
+            }
+            views = waiting;
+        }
+        Ok(ctx)
+    }
+}
+
+/// SQL options that refuse DDL, DML and statements: catalog views and validation only read.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+fn register(
+    ctx: &SessionContext,
+    table: &Table,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    at: &Path,
+) -> Result<(), CatalogError> {
+    let reference = table.table_reference();
+    if let Some(domain) = reference.schema() {
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| catalog_error(at, "the session has no default catalog"))?;
+        if catalog.schema(domain).is_none() {
+            catalog
+                .register_schema(domain, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| catalog_error(at, e.to_string()))?;
+        }
+    }
+    ctx.register_table(reference, provider)
+        .map_err(|e| catalog_error(at, e.to_string()))?;
+    Ok(())
+}
+
+fn check_view_sql(sql: &str) -> Result<(), String> {
+    use sqlparser::ast::Statement;
+    let statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, sql)
+            .map_err(|e| format!("view does not parse: {e}"))?;
+    match statements.as_slice() {
+        [Statement::Query(_)] => Ok(()),
+        [] => Err("view file is empty: it must hold one SELECT".into()),
+        [_] => {
+            Err("a view file must hold one SELECT (or WITH … SELECT), not another statement".into())
+        }
+        _ => Err(format!(
+            "a view file must hold one statement, found {}",
+            statements.len()
+        )),
+    }
+}
+
+/// Names must be one or two portable identifiers joined by a dot (`orders`, `retail.orders`).
+fn check_table_name(name: &str) -> Result<(), String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    let portable = |p: &str| {
+        let mut chars = p.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if parts.len() > 2 || !parts.iter().all(|p| portable(p)) {
+        return Err(format!(
+            "`{name}` is not a usable table name: use letters, digits and underscores, optionally `domain.name`"
+        ));
+    }
+    Ok(())
+}
+
+/// A folder is a table when it holds only Parquet files (and ignorable files), at least two,
+/// sharing one schema.
+fn folder_table(dir: &Path) -> Result<Option<Table>, CatalogError> {
+    let entries = sorted_entries(dir)?;
+    let mut parquet_files = Vec::new();
+    for entry in &entries {
+        if entry.is_dir() || has_extension(entry, "sql") {
+            return Ok(None);
+        }
+        if has_extension(entry, "parquet") {
+            parquet_files.push(entry.clone());
+        }
+    }
+    // One file is a domain holding one table: a one-file table is written `NAME.parquet`.
+    if parquet_files.len() < 2 {
+        return Ok(None);
+    }
+    let first = footer(&parquet_files[0])?.0;
+    for other in &parquet_files[1..] {
+        if footer(other)?.0.fields() != first.fields() {
+            return Ok(None);
+        }
+    }
+    parquet_table(parquet_files).map(Some)
+}
+
+fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
+    let mut schema: Option<SchemaRef> = None;
+    let mut row_count = 0u64;
+    for file in &files {
+        let (file_schema, rows) = footer(file)?;
+        match &schema {
+            None => schema = Some(file_schema),
+            Some(first) if first.fields() != file_schema.fields() => {
+                return Err(catalog_error(
+                    file,
+                    "schema differs from the other files of its table",
+                ));
+            }
+            Some(_) => {}
+        }
+        row_count += rows;
+    }
+    let schema = schema
+        .ok_or_else(|| catalog_error(Path::new("."), "a table needs at least one Parquet file"))?;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| Column {
+            name: f.name().clone(),
+            data_type: f.data_type().clone(),
+            nullable: f.is_nullable(),
+        })
+        .collect();
+    Ok(Table {
+        name: String::new(),
+        columns,
+        source: TableSource::Parquet { files, row_count },
+    })
+}
+
+/// Reads a Parquet footer: the Arrow schema and the row count, no data.
+fn footer(path: &Path) -> Result<(SchemaRef, u64), CatalogError> {
+    let file =
+        std::fs::File::open(path).map_err(|e| catalog_error(path, format!("cannot open: {e}")))?;
+    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| catalog_error(path, format!("not a readable Parquet file: {e}")))?;
+    let rows = metadata.metadata().file_metadata().num_rows();
+    Ok((metadata.schema().clone(), u64::try_from(rows).unwrap_or(0)))
+}
+
+fn table_named(name: String, mut table: Table) -> Table {
+    table.name = name;
+    table
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+    let reader = std::fs::read_dir(dir)
+        .map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
+    let mut entries = Vec::new();
+    for entry in reader {
+        let entry = entry.map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        entries.push(entry.path());
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn stem(path: &Path) -> String {
+    if path.is_dir() {
+        return file_name(path);
+    }
+    path.file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_catalog_keeps_column_order_and_types() {
+        let catalog =
+            Catalog::from_json(r#"{"orders": {"customer_id": "int64", "amount": "DOUBLE"}}"#)
+                .unwrap();
+        let orders = catalog.table("ORDERS").unwrap();
+        let names: Vec<_> = orders.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["customer_id", "amount"]);
+        assert_eq!(
+            orders.column("Amount").unwrap().data_type,
+            DataType::Float64
+        );
+    }
+
+    #[test]
+    fn json_catalog_errors_name_the_place() {
+        let err = Catalog::from_json(r#"{"orders": {"amount": "money"}}"#).unwrap_err();
+        assert!(
+            err.message.contains("orders") && err.message.contains("money"),
+            "{err}"
+        );
+        let err = Catalog::from_json(r#"{"bad name": {}}"#).unwrap_err();
+        assert!(err.message.contains("bad name"), "{err}");
+    }
+}

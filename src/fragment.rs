@@ -1,0 +1,560 @@
+//! One SQL fragment of a recipe: parsing it alone and reading what it refers to.
+//!
+//! Every fragment is parsed on its own as exactly one expression; the parser must reach the
+//! end of input, so `1; DROP TABLE x` is an error rather than a second statement. A walk over
+//! the expression then records the columns it reads (and whether inside an aggregate), the
+//! aggregates it calls, and the constructs featurecraft refuses in a fragment.
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+use sqlparser::ast::{
+    CastKind, Expr, Function, FunctionArguments, Ident, Query, Spanned, Value, Visit, Visitor,
+    visit_expressions_mut,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+use std::ops::ControlFlow;
+
+/// How deep a fragment may nest before the parser refuses it (guards the stack).
+const RECURSION_LIMIT: usize = 64;
+
+/// Parses `text` as exactly one SQL expression. Errors carry `path` and a span.
+pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
+    if text.trim().is_empty() {
+        return Err(Diagnostic::new(Code::E010, "the expression is empty").at(path));
+    }
+    let dialect = GenericDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(text)
+        .map_err(|e| parse_error(e, text, path))?;
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| parse_error(e, text, path))?;
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        let what = if next.token == Token::SemiColon {
+            "a `;` and more after it: a fragment is one expression, not statements"
+        } else {
+            "more input after the expression"
+        };
+        return Err(
+            Diagnostic::new(Code::E011, format!("not a single expression: found {what}"))
+                .at(path)
+                .with_span(Span::from_sql(next.span).or_else(|| Some(Span::at(1, 1))))
+                .hint("write one SQL expression such as `SUM(amount)`; remove what follows it"),
+        );
+    }
+    Ok(expr)
+}
+
+fn parse_error(error: ParserError, text: &str, path: &str) -> Diagnostic {
+    let message_text = match &error {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => {
+            return Diagnostic::new(
+                Code::E010,
+                format!("the expression nests deeper than {RECURSION_LIMIT} levels"),
+            )
+            .at(path);
+        }
+    };
+    let (message, span) = split_location(&message_text);
+    // The parser gives no location for the end of input: point just past the last character.
+    let span = span.or_else(|| {
+        message.ends_with("EOF").then(|| {
+            let line = text.lines().count().max(1) as u64;
+            let column = text.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+            Span::at(line, column)
+        })
+    });
+    Diagnostic::new(Code::E010, format!("does not parse: {message}"))
+        .at(path)
+        .with_span(span)
+}
+
+/// Splits sqlparser's "… at Line: L, Column: C" suffix into a span.
+fn split_location(text: &str) -> (String, Option<Span>) {
+    if let Some(index) = text.rfind(" at Line: ") {
+        let location = &text[index + " at Line: ".len()..];
+        let mut numbers = location
+            .split(", Column: ")
+            .map(|n| n.trim().parse::<u64>());
+        if let (Some(Ok(line)), Some(Ok(column))) = (numbers.next(), numbers.next()) {
+            return (text[..index].to_string(), Some(Span::at(line, column)));
+        }
+    }
+    (text.to_string(), None)
+}
+
+/// A column the fragment reads, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnRef {
+    /// The qualifier (`orders` in `orders.amount`), if any, joined with dots.
+    pub qualifier: Option<String>,
+    pub name: String,
+    /// Quoted identifiers match case exactly; bare ones ignore ASCII case.
+    pub quoted: bool,
+    pub span: Option<Span>,
+    /// Whether the reference sits inside an aggregate's arguments.
+    pub in_aggregate: bool,
+}
+
+/// What a walk over one fragment found.
+#[derive(Debug, Clone, Default)]
+pub struct FragmentFacts {
+    pub columns: Vec<ColumnRef>,
+    /// Whether the fragment calls an aggregate.
+    pub aggregates: bool,
+    /// Constructs that are not allowed in a fragment (`E012`).
+    pub forbidden: Vec<(String, Option<Span>)>,
+}
+
+/// Walks a parsed fragment and reports its columns, aggregates and forbidden constructs.
+pub fn inspect(expr: &Expr) -> FragmentFacts {
+    let mut walker = Walker {
+        facts: FragmentFacts::default(),
+        aggregate_depth: 0,
+        subquery_depth: 0,
+    };
+    let _ = expr.visit(&mut walker);
+    walker.facts
+}
+
+struct Walker {
+    facts: FragmentFacts,
+    aggregate_depth: usize,
+    /// Inside a subquery expression already reported (with its span).
+    subquery_depth: usize,
+}
+
+impl Visitor for Walker {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        if self.subquery_depth == 0 {
+            self.facts.forbidden.push(("a subquery".into(), None));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(ident) => self.column(None, ident),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some((last, qualifier)) = parts.split_last() {
+                    let qualifier = qualifier
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    self.column(Some(qualifier), last);
+                }
+            }
+            Expr::Function(function) => {
+                if function.over.is_some() {
+                    self.facts.forbidden.push((
+                        format!("the window function `{}`", function.name),
+                        Span::from_sql(name_span(function)),
+                    ));
+                } else if is_aggregate(function) {
+                    if self.aggregate_depth > 0 {
+                        self.facts.forbidden.push((
+                            format!(
+                                "the aggregate `{}` nested inside another aggregate",
+                                function.name
+                            ),
+                            Span::from_sql(name_span(function)),
+                        ));
+                    }
+                    self.facts.aggregates = true;
+                    self.aggregate_depth += 1;
+                } else if matches!(function.args, FunctionArguments::Subquery(_)) {
+                    self.facts
+                        .forbidden
+                        .push(("a subquery".into(), Span::from_sql(name_span(function))));
+                }
+            }
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+                if self.subquery_depth == 0 {
+                    self.facts
+                        .forbidden
+                        .push(("a subquery".into(), Span::from_sql(expr.span())));
+                }
+                self.subquery_depth += 1;
+            }
+            Expr::Lambda(_) => self
+                .facts
+                .forbidden
+                .push(("a lambda function".into(), Span::from_sql(expr.span()))),
+            Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
+                self.facts.forbidden.push((
+                    "a query parameter placeholder".into(),
+                    Span::from_sql(v.span),
+                ));
+            }
+            Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => {
+                self.facts
+                    .forbidden
+                    .push(("a `*` outside COUNT(*)".into(), None));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if matches!(
+            expr,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+        ) {
+            self.subquery_depth = self.subquery_depth.saturating_sub(1);
+        }
+        if let Expr::Function(function) = expr
+            && function.over.is_none()
+            && is_aggregate(function)
+        {
+            self.aggregate_depth = self.aggregate_depth.saturating_sub(1);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Walker {
+    fn column(&mut self, qualifier: Option<String>, ident: &Ident) {
+        self.facts.columns.push(ColumnRef {
+            qualifier,
+            name: ident.value.clone(),
+            quoted: ident.quote_style.is_some(),
+            span: Span::from_sql(ident.span),
+            in_aggregate: self.aggregate_depth > 0,
+        });
+    }
+}
+
+fn name_span(function: &Function) -> sqlparser::tokenizer::Span {
+    function
+        .name
+        .0
+        .first()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.span)
+        .unwrap_or(sqlparser::tokenizer::Span::empty())
+}
+
+/// Aggregate functions whose value over no rows is 0 rather than NULL.
+const COUNTING_AGGREGATES: &[&str] = &[
+    "count",
+    "approx_distinct",
+    "count_if",
+    "countif",
+    "approx_count_distinct",
+];
+
+/// Aggregate functions featurecraft recognises across the supported dialects.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "approx_distinct",
+    "count_if",
+    "countif",
+    "approx_count_distinct",
+    "sum",
+    "avg",
+    "mean",
+    "min",
+    "max",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "std",
+    "variance",
+    "var_samp",
+    "var_pop",
+    "var",
+    "median",
+    "mode",
+    "array_agg",
+    "string_agg",
+    "listagg",
+    "group_concat",
+    "bool_and",
+    "bool_or",
+    "every",
+    "any_value",
+    "first_value",
+    "last_value",
+    "approx_median",
+    "approx_percentile_cont",
+    "percentile_cont",
+    "percentile_disc",
+    "corr",
+    "covar",
+    "covar_samp",
+    "covar_pop",
+    "regr_slope",
+    "regr_intercept",
+    "regr_count",
+    "regr_r2",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "arg_min",
+    "arg_max",
+    "min_by",
+    "max_by",
+    "kurtosis",
+    "skewness",
+    "product",
+];
+
+/// The function's unqualified lower-case name.
+pub fn function_name(function: &Function) -> String {
+    function
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Whether a call aggregates rows (by name, or by an aggregate-only clause).
+pub fn is_aggregate(function: &Function) -> bool {
+    function.over.is_none()
+        && (AGGREGATES.contains(&function_name(function).as_str())
+            || function.filter.is_some()
+            || !function.within_group.is_empty())
+}
+
+/// Whether an aggregate call is a count, whose value over no rows is 0.
+pub fn is_counting(function: &Function) -> bool {
+    COUNTING_AGGREGATES.contains(&function_name(function).as_str())
+}
+
+/// Rewrites every column reference with `resolve` (returning the catalog's column name, or
+/// `None` to leave it) and turns `x::T` into the portable `CAST(x AS T)`.
+pub fn rewrite_columns(
+    expr: &mut Expr,
+    mut resolve: impl FnMut(Option<&str>, &Ident) -> Option<String>,
+) {
+    let _ = visit_expressions_mut(expr, |e| {
+        match e {
+            Expr::Identifier(ident) => {
+                if let Some(name) = resolve(None, ident) {
+                    *e = Expr::Identifier(Ident::new(name));
+                }
+            }
+            Expr::CompoundIdentifier(parts) => {
+                if let Some((last, qualifier)) = parts.split_last() {
+                    let qualifier = qualifier
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    if let Some(name) = resolve(Some(&qualifier), last) {
+                        *e = Expr::Identifier(Ident::new(name));
+                    }
+                }
+            }
+            Expr::Cast { kind, .. } if *kind == CastKind::DoubleColon => *kind = CastKind::Cast,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The expression's value over an empty set of rows, as SQL defines it: counts become 0,
+/// other aggregates NULL; `grain` maps a grain column read outside an aggregate to the
+/// expression that stands for it (the spine's column). `None` when the value is simply NULL.
+pub fn empty_set_value(expr: &Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Option<Expr> {
+    let folded = replace_aggregates(expr.clone(), grain);
+    (!is_null(&folded)).then_some(folded)
+}
+
+fn replace_aggregates(expr: Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Expr {
+    let mut expr = expr;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        match e {
+            Expr::Function(function) if is_aggregate(function) => {
+                *e = if is_counting(function) {
+                    number("0")
+                } else {
+                    null()
+                };
+            }
+            Expr::Identifier(ident) => {
+                if let Some(replacement) = grain(&ident.value) {
+                    *e = replacement;
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    fold_nulls(expr)
+}
+
+/// Folds operations that are NULL whenever an operand is NULL (arithmetic, comparison,
+/// concatenation, unary minus, parentheses), so `SUM(x) / COUNT(*)` over no rows is `NULL`.
+fn fold_nulls(expr: Expr) -> Expr {
+    use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
+    match expr {
+        Expr::Nested(inner) => {
+            let inner = fold_nulls(*inner);
+            if is_null(&inner) {
+                inner
+            } else {
+                Expr::Nested(Box::new(inner))
+            }
+        }
+        Expr::BinaryOp { left, op, right } => {
+            let left = fold_nulls(*left);
+            let right = fold_nulls(*right);
+            let strict = matches!(
+                op,
+                B::Plus
+                    | B::Minus
+                    | B::Multiply
+                    | B::Divide
+                    | B::Modulo
+                    | B::StringConcat
+                    | B::Eq
+                    | B::NotEq
+                    | B::Lt
+                    | B::LtEq
+                    | B::Gt
+                    | B::GtEq
+            );
+            if strict && (is_null(&left) || is_null(&right)) {
+                null()
+            } else {
+                Expr::BinaryOp {
+                    left: Box::new(left),
+                    op,
+                    right: Box::new(right),
+                }
+            }
+        }
+        // COALESCE skips NULL arguments: `COALESCE(NULL, 0)` over no rows is `0`.
+        Expr::Function(mut function) if function_name(&function) == "coalesce" => {
+            use sqlparser::ast::{FunctionArg, FunctionArgExpr};
+            let FunctionArguments::List(list) = &mut function.args else {
+                return Expr::Function(function);
+            };
+            if !list
+                .args
+                .iter()
+                .all(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(_))))
+            {
+                return Expr::Function(function);
+            }
+            let mut kept: Vec<Expr> = std::mem::take(&mut list.args)
+                .into_iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(fold_nulls(e)),
+                    _ => None,
+                })
+                .filter(|e| !is_null(e))
+                .collect();
+            match kept.len() {
+                0 => null(),
+                1 => kept.remove(0),
+                _ => {
+                    list.args = kept
+                        .into_iter()
+                        .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                        .collect();
+                    Expr::Function(function)
+                }
+            }
+        }
+        Expr::UnaryOp { op, expr } => {
+            let inner = fold_nulls(*expr);
+            if matches!(op, U::Minus | U::Plus) && is_null(&inner) {
+                inner
+            } else {
+                Expr::UnaryOp {
+                    op,
+                    expr: Box::new(inner),
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+fn is_null(expr: &Expr) -> bool {
+    matches!(expr, Expr::Value(v) if v.value == Value::Null)
+}
+
+fn null() -> Expr {
+    Expr::Value(Value::Null.into())
+}
+
+fn number(text: &str) -> Expr {
+    Expr::Value(Value::Number(text.to_string(), false).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_statement_is_refused() {
+        let err = parse_fragment("1; DROP TABLE x", "features[0].expression").unwrap_err();
+        assert_eq!(err.code, Code::E011);
+        assert_eq!(err.span.map(|s| s.start.column), Some(2));
+    }
+
+    #[test]
+    fn parse_errors_point_at_the_place() {
+        let err = parse_fragment("SUM(amount", "p").unwrap_err();
+        assert_eq!(err.code, Code::E010);
+        assert!(err.span.is_some());
+    }
+
+    #[test]
+    fn facts_separate_aggregated_and_bare_columns() {
+        let expr = parse_fragment("SUM(amount) + fee", "p").unwrap();
+        let facts = inspect(&expr);
+        assert!(facts.aggregates);
+        let bare: Vec<_> = facts
+            .columns
+            .iter()
+            .filter(|c| !c.in_aggregate)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(bare, ["fee"]);
+    }
+
+    #[test]
+    fn forbidden_constructs_are_found() {
+        for text in [
+            "(SELECT 1)",
+            "ROW_NUMBER() OVER ()",
+            "SUM(COUNT(*))",
+            "x IN (SELECT y FROM t)",
+            "$1",
+        ] {
+            let facts = inspect(&parse_fragment(text, "p").unwrap());
+            assert!(!facts.forbidden.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn empty_set_values_follow_sql() {
+        let value = |text: &str| {
+            empty_set_value(&parse_fragment(text, "p").unwrap(), &|_| None).map(|e| e.to_string())
+        };
+        assert_eq!(value("COUNT(*)").as_deref(), Some("0"));
+        assert_eq!(value("COUNT(*) + 1").as_deref(), Some("0 + 1"));
+        assert_eq!(value("SUM(x) / COUNT(*)"), None);
+        assert_eq!(value("MAX(x)"), None);
+        assert_eq!(value("COALESCE(SUM(x), 0)").as_deref(), Some("0"));
+        assert_eq!(value("COALESCE(SUM(x), MAX(y))"), None);
+        assert_eq!(
+            value("COALESCE(SUM(x), COUNT(*), 5)").as_deref(),
+            Some("COALESCE(0, 5)")
+        );
+    }
+}

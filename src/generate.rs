@@ -1,0 +1,448 @@
+//! A deterministic generator for the retail catalog used by tests, examples and benchmarks.
+//!
+//! The same `customers` count gives the same files, byte for byte, on every machine: the
+//! data comes from a seeded SplitMix64 stream per table. The catalog has realistic nulls
+//! and skew, a table that is not unique on the grain (`subscriptions`), a table without
+//! `customer_id` (`order_items`) with a view giving it its join path
+//! (`customer_order_items.sql`), a multi-file table (`events/`), a domain
+//! (`marketing/campaign_touches`), and a two-column grain (`customer_snapshots` with the
+//! view `events_monthly.sql`).
+//!
+//! Rows per customer (averages): 20 events, 3 orders, 2.5 order items per order,
+//! 1.3 subscriptions, 0.6 support tickets, 1.5 campaign touches, 3 monthly snapshots.
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
+};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Days from 1970-01-01 to 2020-01-01.
+const EPOCH_2020: i32 = 18262;
+/// Days from 1970-01-01 to 2024-01-01.
+const EPOCH_2024: i32 = 19723;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Rows per Parquet row group: small enough for pruning, large enough to scan fast.
+const ROW_GROUP: usize = 128 * 1024;
+
+/// SplitMix64: tiny, fast and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// Picks from weighted choices.
+    fn pick<'a>(&mut self, choices: &[(&'a str, f64)]) -> &'a str {
+        let total: f64 = choices.iter().map(|c| c.1).sum();
+        let mut x = self.unit() * total;
+        for (value, weight) in choices {
+            if x < *weight {
+                return value;
+            }
+            x -= weight;
+        }
+        choices.last().map(|c| c.0).unwrap_or("")
+    }
+    /// A skewed count with the given mean (geometric-like, heavy tail).
+    fn count(&mut self, mean: f64) -> usize {
+        let u = self.unit().max(1e-12);
+        (-u.ln() * mean).floor() as usize
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub customers: u64,
+    /// Parts the `events` table is split into.
+    pub event_files: usize,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            customers: 1000,
+            event_files: 2,
+        }
+    }
+}
+
+/// Writes the retail catalog into `dir` (created if missing). Each file is written to a
+/// temporary name and renamed when complete, so an interrupted run leaves no partial file.
+pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir.join("events")).map_err(io)?;
+    std::fs::create_dir_all(dir.join("marketing")).map_err(io)?;
+    let n = options.customers;
+
+    // customers
+    let mut rng = Rng::new(1);
+    let mut c = Columns::default();
+    let mut signup = Vec::with_capacity(n as usize);
+    for id in 1..=n as i64 {
+        let signup_day = EPOCH_2020 + rng.below(1800) as i32;
+        signup.push(signup_day);
+        let plan = rng.pick(&[("basic", 0.6), ("pro", 0.3), ("enterprise", 0.1)]);
+        let base_fee = match plan {
+            "basic" => 9.99,
+            "pro" => 29.99,
+            _ => 99.0,
+        };
+        let churned = rng.chance(if plan == "basic" { 0.18 } else { 0.06 });
+        let churn_ts =
+            churned.then(|| (signup_day as i64 + 30 + rng.below(700) as i64) * MICROS_PER_DAY);
+        let fee = (!rng.chance(0.08))
+            .then(|| ((base_fee * (0.9 + rng.unit() * 0.2)) * 100.0).round() / 100.0);
+        let months = 1.0 + rng.below(48) as f64;
+        c.i64("customer_id", Some(id));
+        c.date("signup_date", Some(signup_day));
+        c.str(
+            "country",
+            Some(rng.pick(&[
+                ("US", 0.5),
+                ("DE", 0.15),
+                ("FR", 0.1),
+                ("GB", 0.1),
+                ("BR", 0.08),
+                ("JP", 0.05),
+                ("NZ", 0.02),
+            ])),
+        );
+        c.str("plan", Some(plan));
+        c.f64("monthly_fee", fee);
+        c.i32(
+            "age",
+            (!rng.chance(0.15)).then(|| 18 + rng.below(62) as i32),
+        );
+        c.bool("is_business", Some(rng.chance(0.2)));
+        c.ts("churned_at", churn_ts);
+        let segment = if months > 30.0 && plan != "basic" {
+            "gold"
+        } else if months > 12.0 {
+            "silver"
+        } else {
+            "bronze"
+        };
+        c.str("segment", Some(segment));
+        c.f64(
+            "lifetime_value",
+            Some(((base_fee * months + rng.unit() * 50.0) * 100.0).round() / 100.0),
+        );
+        c.str(
+            "referral_code",
+            rng.chance(0.15)
+                .then(|| format!("R{:05}", rng.below(100_000)))
+                .as_deref(),
+        );
+    }
+    c.write(&dir.join("customers.parquet"))?;
+
+    // subscriptions: not unique on customer_id
+    let mut rng = Rng::new(2);
+    let mut c = Columns::default();
+    let mut sid = 0i64;
+    for id in 1..=n as i64 {
+        let k = rng
+            .pick(&[("0", 0.15), ("1", 0.5), ("2", 0.25), ("3", 0.1)])
+            .parse::<usize>()
+            .unwrap_or(0);
+        for _ in 0..k {
+            sid += 1;
+            let start = (EPOCH_2024 + rng.below(700) as i32) as i64 * MICROS_PER_DAY;
+            c.i64("subscription_id", Some(sid));
+            c.i64("customer_id", Some(id));
+            c.str(
+                "product",
+                Some(rng.pick(&[
+                    ("streaming", 0.4),
+                    ("music", 0.3),
+                    ("cloud", 0.2),
+                    ("news", 0.1),
+                ])),
+            );
+            c.ts("started_at", Some(start));
+            c.ts(
+                "ended_at",
+                rng.chance(0.3)
+                    .then(|| start + (30 + rng.below(300) as i64) * MICROS_PER_DAY),
+            );
+            c.f64("price", Some([4.99, 9.99, 14.99][rng.below(3) as usize]));
+        }
+    }
+    c.write(&dir.join("subscriptions.parquet"))?;
+
+    // events: split over several files of one schema
+    let mut rng = Rng::new(3);
+    let parts = options.event_files.max(1);
+    let per_part = (n as usize).div_ceil(parts);
+    let mut eid = 0i64;
+    for part in 0..parts {
+        let mut c = Columns::default();
+        let first = (part * per_part) as i64 + 1;
+        let last = (((part + 1) * per_part) as i64).min(n as i64);
+        for id in first..=last {
+            let k = if rng.chance(0.05) { 0 } else { rng.count(20.0) };
+            for _ in 0..k {
+                eid += 1;
+                let kind = rng.pick(&[
+                    ("view", 0.55),
+                    ("click", 0.3),
+                    ("purchase", 0.1),
+                    ("support", 0.05),
+                ]);
+                c.i64("event_id", Some(eid));
+                c.i64("customer_id", Some(id));
+                c.str("event_type", Some(kind));
+                c.ts(
+                    "event_ts",
+                    Some(
+                        (EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY
+                            + rng.below(MICROS_PER_DAY as u64) as i64,
+                    ),
+                );
+                c.f64(
+                    "amount",
+                    (kind == "purchase")
+                        .then(|| ((5.0 + rng.unit() * 195.0) * 100.0).round() / 100.0),
+                );
+                c.i32("session_seconds", Some(rng.count(120.0) as i32 + 1));
+            }
+        }
+        c.write(&dir.join("events").join(format!("part-{part:03}.parquet")))?;
+    }
+
+    // orders and their items
+    let mut rng = Rng::new(4);
+    let mut orders = Columns::default();
+    let mut items = Columns::default();
+    let mut oid = 0i64;
+    for id in 1..=n as i64 {
+        let k = if rng.chance(0.25) {
+            0
+        } else {
+            1 + rng.count(3.0)
+        };
+        for _ in 0..k {
+            oid += 1;
+            orders.i64("order_id", Some(oid));
+            orders.i64("customer_id", Some(id));
+            orders.date(
+                "order_date",
+                Some(signup[(id - 1) as usize].max(EPOCH_2024) + rng.below(700) as i32),
+            );
+            orders.f64(
+                "amount",
+                Some(((10.0 + rng.unit() * 290.0) * 100.0).round() / 100.0),
+            );
+            orders.str(
+                "status",
+                Some(rng.pick(&[("completed", 0.85), ("returned", 0.1), ("cancelled", 0.05)])),
+            );
+            orders.f64(
+                "discount",
+                rng.chance(0.3)
+                    .then(|| [0.05, 0.1, 0.2][rng.below(3) as usize]),
+            );
+            for _ in 0..1 + rng.below(4) {
+                items.i64("order_id", Some(oid));
+                items.i64("product_id", Some(1 + rng.below(500) as i64));
+                items.i32("quantity", Some(1 + rng.below(5) as i32));
+                items.f64(
+                    "unit_price",
+                    Some(((2.0 + rng.unit() * 98.0) * 100.0).round() / 100.0),
+                );
+            }
+        }
+    }
+    orders.write(&dir.join("orders.parquet"))?;
+    items.write(&dir.join("order_items.parquet"))?;
+    write_text(
+        &dir.join("customer_order_items.sql"),
+        "-- order_items has no customer_id: this view gives it its join path through orders.\n\
+         SELECT o.customer_id, i.order_id, i.product_id, i.quantity, i.unit_price\n\
+         FROM order_items i\n\
+         JOIN orders o ON i.order_id = o.order_id\n",
+    )?;
+
+    // support tickets: most customers have none
+    let mut rng = Rng::new(5);
+    let mut c = Columns::default();
+    let mut tid = 0i64;
+    for id in 1..=n as i64 {
+        let k = if rng.chance(0.6) {
+            0
+        } else {
+            1 + rng.count(0.6)
+        };
+        for _ in 0..k {
+            tid += 1;
+            c.i64("ticket_id", Some(tid));
+            c.i64("customer_id", Some(id));
+            c.ts(
+                "opened_at",
+                Some((EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY),
+            );
+            c.str(
+                "priority",
+                Some(rng.pick(&[("low", 0.5), ("medium", 0.35), ("high", 0.15)])),
+            );
+            c.bool("resolved", Some(rng.chance(0.8)));
+            c.i32(
+                "satisfaction",
+                rng.chance(0.4).then(|| 1 + rng.below(5) as i32),
+            );
+        }
+    }
+    c.write(&dir.join("support_tickets.parquet"))?;
+
+    // marketing.campaign_touches: a table in a domain
+    let mut rng = Rng::new(6);
+    let mut c = Columns::default();
+    for id in 1..=n as i64 {
+        for _ in 0..rng.count(1.5) {
+            c.i64("customer_id", Some(id));
+            c.str(
+                "campaign",
+                Some(rng.pick(&[("spring_sale", 0.4), ("winback", 0.3), ("newsletter", 0.3)])),
+            );
+            c.str(
+                "channel",
+                Some(rng.pick(&[("email", 0.6), ("sms", 0.25), ("push", 0.15)])),
+            );
+            c.ts(
+                "touched_at",
+                Some((EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY),
+            );
+        }
+    }
+    c.write(&dir.join("marketing").join("campaign_touches.parquet"))?;
+
+    // customer_snapshots: a two-column grain (customer_id, snapshot_date)
+    let mut rng = Rng::new(7);
+    let mut c = Columns::default();
+    let months = [20362, 20393, 20423]; // 2025-10-01, 2025-11-01, 2025-12-01
+    for id in 1..=n as i64 {
+        for month in months {
+            c.i64("customer_id", Some(id));
+            c.date("snapshot_date", Some(month));
+            c.i32("active_days", Some(rng.below(31) as i32));
+            c.i32("churned_next_month", Some(i32::from(rng.chance(0.07))));
+        }
+    }
+    c.write(&dir.join("customer_snapshots.parquet"))?;
+    write_text(
+        &dir.join("events_monthly.sql"),
+        "-- Events keyed by (customer_id, month), to join customer_snapshots on both grain columns.\n\
+         SELECT customer_id, CAST(date_trunc('month', event_ts) AS DATE) AS snapshot_date, event_type, amount, session_seconds\n\
+         FROM events\n",
+    )?;
+    Ok(())
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Column builders in insertion order.
+#[derive(Default)]
+struct Columns {
+    order: Vec<&'static str>,
+    data: std::collections::HashMap<&'static str, Data>,
+}
+
+enum Data {
+    I64(Vec<Option<i64>>),
+    I32(Vec<Option<i32>>),
+    F64(Vec<Option<f64>>),
+    Str(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
+    Date(Vec<Option<i32>>),
+    Ts(Vec<Option<i64>>),
+}
+
+macro_rules! push_fn {
+    ($name:ident, $variant:ident, $t:ty) => {
+        fn $name(&mut self, column: &'static str, value: Option<$t>) {
+            let entry = self.entry(column, || Data::$variant(Vec::new()));
+            if let Data::$variant(values) = entry {
+                values.push(value);
+            }
+        }
+    };
+}
+
+impl Columns {
+    fn entry(&mut self, column: &'static str, make: impl FnOnce() -> Data) -> &mut Data {
+        if !self.data.contains_key(column) {
+            self.order.push(column);
+        }
+        self.data.entry(column).or_insert_with(make)
+    }
+    push_fn!(i64, I64, i64);
+    push_fn!(i32, I32, i32);
+    push_fn!(f64, F64, f64);
+    push_fn!(bool, Bool, bool);
+    push_fn!(date, Date, i32);
+    push_fn!(ts, Ts, i64);
+
+    fn str(&mut self, column: &'static str, value: Option<&str>) {
+        if let Data::Str(values) = self.entry(column, || Data::Str(Vec::new())) {
+            values.push(value.map(str::to_string));
+        }
+    }
+
+    fn write(self, path: &Path) -> Result<(), String> {
+        let mut arrays: Vec<(&str, ArrayRef)> = Vec::new();
+        for name in &self.order {
+            let array: ArrayRef = match &self.data[name] {
+                Data::I64(v) => Arc::new(Int64Array::from(v.clone())),
+                Data::I32(v) => Arc::new(Int32Array::from(v.clone())),
+                Data::F64(v) => Arc::new(Float64Array::from(v.clone())),
+                Data::Str(v) => Arc::new(StringArray::from(v.clone())),
+                Data::Bool(v) => Arc::new(BooleanArray::from(v.clone())),
+                Data::Date(v) => Arc::new(Date32Array::from(v.clone())),
+                Data::Ts(v) => Arc::new(TimestampMicrosecondArray::from(v.clone())),
+            };
+            arrays.push((name, array));
+        }
+        let batch =
+            RecordBatch::try_from_iter(arrays).map_err(|e| format!("{}: {e}", path.display()))?;
+        let tmp = path.with_extension("parquet.tmp");
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let file = std::fs::File::create(&tmp).map_err(|e| err(&e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| err(&e))?;
+        writer.write(&batch).map_err(|e| err(&e))?;
+        writer.close().map_err(|e| err(&e))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(&e))
+    }
+}

@@ -1,0 +1,182 @@
+//! The job the service drives through review, approval and materialization.
+//!
+//! The shapes match the contract field for field. The lifecycle lives here as data
+//! ([`JobStatus::can_become`]) so that the library, the CLI and the service agree on it.
+
+use crate::recipe::FeatureRecipe;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number};
+use uuid::Uuid;
+
+/// The result of running a compiled recipe on a sample; deliberately small.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ValidationSummary {
+    /// How many rows the full CTAS would produce.
+    pub estimated_row_count: u64,
+    /// Label value (as a string) → count in the sample; summary keys for regression.
+    pub label_distribution: Map<String, serde_json::Value>,
+    /// Column name → null fraction in the sample, only above the threshold.
+    pub high_null_columns: Map<String, serde_json::Value>,
+    /// Short findings, each starting with a stable code.
+    pub warnings: Vec<String>,
+}
+
+impl ValidationSummary {
+    /// Adds a count to the label distribution.
+    pub fn set_label_count(&mut self, key: impl Into<String>, count: u64) {
+        self.label_distribution
+            .insert(key.into(), serde_json::Value::Number(Number::from(count)));
+    }
+}
+
+/// Where a job is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    PendingApproval,
+    Failed,
+    Approved,
+    Materializing,
+    Complete,
+}
+
+impl JobStatus {
+    /// The spelling clients see, e.g. `"pending_approval"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::PendingApproval => "pending_approval",
+            JobStatus::Failed => "failed",
+            JobStatus::Approved => "approved",
+            JobStatus::Materializing => "materializing",
+            JobStatus::Complete => "complete",
+        }
+    }
+
+    /// Whether the contract's lifecycle allows moving from `self` to `next`.
+    ///
+    /// `running → pending_approval → approved → materializing → complete`; any step but
+    /// `complete` may end in `failed`; a failed job may go back to `running` (retry).
+    pub fn can_become(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Running, PendingApproval)
+                | (PendingApproval, Approved)
+                | (Approved, Materializing)
+                | (Materializing, Complete)
+                | (Failed, Running)
+                | (Running | PendingApproval | Approved | Materializing, Failed)
+        )
+    }
+}
+
+/// A job as the contract defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    pub target_table_name: String,
+    pub domain: String,
+    pub owner: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub recipe: Option<FeatureRecipe>,
+    pub sql: Option<String>,
+    pub validation: Option<ValidationSummary>,
+    pub error: Option<String>,
+}
+
+/// A lifecycle move the contract does not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionError {
+    pub from: JobStatus,
+    pub to: JobStatus,
+}
+
+impl std::fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a {} job cannot become {}",
+            self.from.as_str(),
+            self.to.as_str()
+        )
+    }
+}
+
+impl std::error::Error for TransitionError {}
+
+impl Job {
+    /// A new job in `running`, stamped now.
+    pub fn new(
+        target_table_name: String,
+        domain: String,
+        owner: String,
+        recipe: Option<FeatureRecipe>,
+    ) -> Job {
+        let now = now_seconds();
+        Job {
+            job_id: Uuid::new_v4(),
+            status: JobStatus::Running,
+            target_table_name,
+            domain,
+            owner,
+            created_at: now,
+            updated_at: now,
+            recipe,
+            sql: None,
+            validation: None,
+            error: None,
+        }
+    }
+
+    /// Moves the job to `next` if the lifecycle allows it, stamping `updated_at`.
+    pub fn transition(&mut self, next: JobStatus) -> Result<(), TransitionError> {
+        if !self.status.can_become(next) {
+            return Err(TransitionError {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.status = next;
+        self.touch();
+        Ok(())
+    }
+
+    /// Stamps `updated_at`, never moving it backwards.
+    pub fn touch(&mut self) {
+        self.updated_at = now_seconds().max(self.updated_at);
+    }
+}
+
+/// The current time at whole seconds, as the contract's timestamps are written.
+pub fn now_seconds() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_allows_only_contract_moves() {
+        use JobStatus::*;
+        assert!(Running.can_become(PendingApproval));
+        assert!(Failed.can_become(Running));
+        assert!(!Complete.can_become(Failed));
+        assert!(!PendingApproval.can_become(Complete));
+        assert!(!Failed.can_become(PendingApproval));
+    }
+
+    #[test]
+    fn transition_refuses_and_keeps_state() {
+        let mut job = Job::new("t".into(), "d".into(), "o".into(), None);
+        let err = job.transition(JobStatus::Complete).unwrap_err();
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(err.to_string(), "a running job cannot become complete");
+    }
+}

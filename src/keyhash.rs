@@ -1,0 +1,103 @@
+//! `featurecraft_key_hash(col, …)`: a stable 63-bit hash (a non-negative `BIGINT`) of a grain key, as a DataFusion UDF.
+//!
+//! Entity sampling keeps the keys whose hash is among the smallest: the same keys on every
+//! run and machine, spread over the whole table rather than its first rows. The hash is
+//! ours (SplitMix64 and FNV-1a over a canonical encoding), never a process-seeded one.
+//! Integer keys hash by value whatever their width, so `Int32` and `Int64` grain columns of
+//! two tables agree; other types hash their text form.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use std::sync::Arc;
+
+/// The function's SQL name.
+pub const KEY_HASH: &str = "featurecraft_key_hash";
+
+/// The UDF, ready to register in a session.
+pub fn key_hash_udf() -> ScalarUDF {
+    ScalarUDF::from(KeyHash {
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyHash {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for KeyHash {
+    fn name(&self) -> &str {
+        KEY_HASH
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.is_empty() {
+            return exec_err!("{KEY_HASH} needs at least one column");
+        }
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut hashes = vec![0x51_7C_C1_B7_27_22_0A_95u64; rows];
+        for array in &arrays {
+            mix_column(array, &mut hashes)?;
+        }
+        // 63 bits, as a non-negative Int64: every engine and SQL literal handles it.
+        let hashes: Vec<i64> = hashes.into_iter().map(|h| (h >> 1) as i64).collect();
+        Ok(ColumnarValue::Array(Arc::new(Int64Array::from(hashes))))
+    }
+}
+
+fn mix_column(array: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
+    if array.data_type().is_integer() {
+        let ints = cast(array, &DataType::Int64)?;
+        let ints = ints.as_primitive::<Int64Type>();
+        for (row, h) in hashes.iter_mut().enumerate() {
+            let value = if ints.is_null(row) {
+                NULL_MARK
+            } else {
+                splitmix(ints.value(row) as u64)
+            };
+            *h = splitmix(*h ^ value);
+        }
+    } else {
+        let text = cast(array, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        for (row, h) in hashes.iter_mut().enumerate() {
+            let value = if text.is_null(row) {
+                NULL_MARK
+            } else {
+                fnv1a(text.value(row).as_bytes())
+            };
+            *h = splitmix(*h ^ value);
+        }
+    }
+    Ok(())
+}
+
+const NULL_MARK: u64 = 0xA5A5_5A5A_C3C3_3C3C;
+
+/// The SplitMix64 finalizer: a bijective, well-mixed map of 64-bit values.
+pub fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}

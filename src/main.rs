@@ -1,0 +1,483 @@
+//! The `featurecraft` command line: a thin layer over the library's stages.
+//!
+//! Exit status: 0 success (warnings allowed unless `--strict`), 1 the recipe has errors,
+//! 2 a usage or I/O problem (missing file, unreadable catalog).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use featurecraft::retry::{RecipeRun, RunOptions, run_recipe};
+use featurecraft::validate::ValidateOptions;
+use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "featurecraft",
+    version,
+    about = "Compile a feature recipe into a checked CREATE TABLE AS SELECT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a recipe into a CTAS for a dialect.
+    Compile {
+        /// The recipe JSON file.
+        recipe: PathBuf,
+        /// The catalog: a directory of Parquet/SQL files, or a JSON description.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// generic, datafusion, duckdb, postgres, snowflake, bigquery or databricks.
+        #[arg(long, default_value = "generic")]
+        dialect: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Fail on warnings too (and treat suspected leakage as an error).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Compile a recipe and run it on a sample of entities: the validation summary.
+    Validate {
+        /// The recipe JSON file.
+        recipe: PathBuf,
+        /// The catalog directory (Parquet files and SQL views).
+        #[arg(long)]
+        catalog: PathBuf,
+        /// How many entities (grain keys) to sample.
+        #[arg(long, default_value_t = 10_000)]
+        sample_size: usize,
+        /// Null fraction above which a column is listed as high-null.
+        #[arg(long, default_value_t = 0.5)]
+        null_threshold: f64,
+        /// Memory the run may use, e.g. 512M or 2G.
+        #[arg(long, default_value = "2G")]
+        memory_limit: String,
+        /// The dialect of the SQL shown with the summary.
+        #[arg(long, default_value = "datafusion")]
+        dialect: String,
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Retry a failed job (JSON file): compile and validate its recipe again; prints the new job.
+    Retry {
+        /// The job JSON file.
+        job: PathBuf,
+        /// The catalog directory.
+        #[arg(long)]
+        catalog: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        sample_size: usize,
+        #[arg(long, default_value = "2G")]
+        memory_limit: String,
+    },
+    /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
+    DescribeCatalog {
+        /// The catalog directory.
+        #[arg(long)]
+        catalog: PathBuf,
+    },
+    /// Write the deterministic retail catalog used by the fixtures and benchmarks.
+    Generate {
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of customers (about 20 events and 3 orders each).
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        /// Files the events table is split into.
+        #[arg(long, default_value_t = 2)]
+        event_files: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&format!("cannot start the runtime: {e}")),
+    };
+    match cli.command {
+        Command::Compile {
+            recipe,
+            catalog,
+            dialect,
+            format,
+            strict,
+        } => runtime.block_on(run_compile(&recipe, &catalog, &dialect, format, strict)),
+        Command::Validate {
+            recipe,
+            catalog,
+            sample_size,
+            null_threshold,
+            memory_limit,
+            dialect,
+            format,
+            strict,
+        } => {
+            let options =
+                match run_options(&dialect, sample_size, null_threshold, &memory_limit, strict) {
+                    Ok(o) => o,
+                    Err(e) => return usage_error(&e),
+                };
+            runtime.block_on(run_validate(&recipe, &catalog, &options, format))
+        }
+        Command::Retry {
+            job,
+            catalog,
+            sample_size,
+            memory_limit,
+        } => {
+            let options = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            runtime.block_on(run_retry(&job, &catalog, &options))
+        }
+        Command::DescribeCatalog { catalog } => runtime.block_on(async {
+            let described = match Catalog::load(&catalog).await.and_then(|c| c.to_json()) {
+                Ok(json) => json,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            match serde_json::to_string_pretty(&described) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e.to_string()),
+            }
+        }),
+        Command::Generate {
+            out,
+            customers,
+            event_files,
+        } => {
+            let options = featurecraft::generate::GenerateOptions {
+                customers,
+                event_files,
+            };
+            match featurecraft::generate::generate_retail(&out, &options) {
+                Ok(()) => {
+                    eprintln!(
+                        "wrote the retail catalog for {customers} customers to {}",
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e),
+            }
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("featurecraft: {message}");
+    ExitCode::from(2)
+}
+
+async fn run_compile(
+    recipe: &Path,
+    catalog: &Path,
+    dialect: &str,
+    format: Format,
+    strict: bool,
+) -> ExitCode {
+    let dialect: Dialect = match dialect.parse() {
+        Ok(d) => d,
+        Err(e) => return usage_error(&e),
+    };
+    let text = match std::fs::read_to_string(recipe) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
+    };
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let compiled = compile(&text, &catalog, &CompileOptions { dialect, strict });
+    let failed = compiled.has_errors() || (strict && !compiled.diagnostics.is_empty());
+    match format {
+        Format::Json => {
+            let out = serde_json::json!({
+                "sql": if failed { None } else { compiled.sql.as_deref() },
+                "diagnostics": compiled.diagnostics,
+            });
+            match serde_json::to_string_pretty(&out) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+        Format::Text => {
+            print_diagnostics(&compiled, recipe);
+            if !failed && let Some(sql) = &compiled.sql {
+                println!("{sql};");
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_options(
+    dialect: &str,
+    sample_size: usize,
+    null_threshold: f64,
+    memory_limit: &str,
+    strict: bool,
+) -> Result<RunOptions, String> {
+    if sample_size == 0 {
+        return Err("--sample-size must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&null_threshold) {
+        return Err(format!(
+            "--null-threshold must be between 0 and 1, got {null_threshold}"
+        ));
+    }
+    Ok(RunOptions {
+        dialect: dialect.parse()?,
+        strict,
+        validate: ValidateOptions {
+            sample_size,
+            null_threshold,
+            memory_limit: parse_size(memory_limit)?,
+            ..ValidateOptions::default()
+        },
+    })
+}
+
+/// Parses a size such as `512M`, `2G`, `1GiB` or a plain number of bytes.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits_end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 512M or 2G)"))?;
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use K, M or G)"
+            ));
+        }
+    };
+    let bytes = number * scale;
+    if bytes < 1024.0 * 1024.0 {
+        return Err(format!(
+            "memory limit `{text}` is too small: give at least 1M"
+        ));
+    }
+    Ok(bytes as usize)
+}
+
+async fn run_validate(
+    recipe: &Path,
+    catalog: &Path,
+    options: &RunOptions,
+    format: Format,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(recipe) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
+    };
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let parsed = featurecraft::parse_recipe(&text);
+    let run = match &parsed.recipe {
+        Some(r) => {
+            let progress = Progress::start("validating on a sample");
+            let mut run = run_recipe(r, &catalog, options).await;
+            progress.stop();
+            let mut all = parsed.diagnostics.clone();
+            all.append(&mut run.diagnostics);
+            run.diagnostics = all;
+            run
+        }
+        None => RecipeRun {
+            sql: None,
+            validation: None,
+            diagnostics: parsed.diagnostics.clone(),
+        },
+    };
+    let failed =
+        run.has_errors() || (options.strict && run.diagnostics.iter().any(|d| !d.is_error()));
+    match format {
+        Format::Json => {
+            let out = serde_json::json!({"sql": run.sql, "validation": run.validation, "diagnostics": run.diagnostics});
+            match serde_json::to_string_pretty(&out) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+        Format::Text => {
+            let compiled = Compiled {
+                recipe: parsed.recipe.clone(),
+                plan: None,
+                sql: run.sql.clone(),
+                diagnostics: run.diagnostics.clone(),
+            };
+            print_diagnostics(&compiled, recipe);
+            if let Some(summary) = &run.validation {
+                println!("estimated rows: {}", summary.estimated_row_count);
+                println!("label distribution:");
+                for (key, value) in &summary.label_distribution {
+                    println!("  {key}: {value}");
+                }
+                if !summary.high_null_columns.is_empty() {
+                    println!("high-null columns:");
+                    for (key, value) in &summary.high_null_columns {
+                        println!("  {key}: {value}");
+                    }
+                }
+                if !summary.warnings.is_empty() {
+                    println!("warnings:");
+                    for w in &summary.warnings {
+                        println!("  {w}");
+                    }
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode {
+    let text = match std::fs::read_to_string(job) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read job {}: {e}", job.display())),
+    };
+    let job: featurecraft::Job = match serde_json::from_str(&text) {
+        Ok(job) => job,
+        Err(e) => return usage_error(&format!("not a job: {e}")),
+    };
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let progress = Progress::start("retrying the job");
+    let result = featurecraft::retry::retry(&job, &catalog, options).await;
+    progress.stop();
+    match result {
+        Ok(next) => {
+            match serde_json::to_string_pretty(&next) {
+                Ok(text) => println!("{text}"),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+            if next.status == featurecraft::JobStatus::Failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
+}
+
+/// A spinner on stderr while a query runs, only when stderr is a terminal.
+struct Progress {
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Progress {
+    fn start(what: &'static str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress { stop: None };
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let frames = ['|', '/', '-', '\\'];
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                eprint!(
+                    "\r{} {what}… {:.1}s",
+                    frames[i % frames.len()],
+                    started.elapsed().as_secs_f64()
+                );
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprint!("\r\x1b[2K");
+        });
+        Progress { stop: Some(stop) }
+    }
+
+    fn stop(self) {
+        if let Some(stop) = self.stop {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(120));
+        }
+    }
+}
+
+fn print_diagnostics(compiled: &Compiled, recipe: &Path) {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    for d in &compiled.diagnostics {
+        let fragment = d.path.as_deref().and_then(|p| compiled.fragment_at(p));
+        let text = d.render(fragment);
+        if color {
+            let (start, end) = if d.is_error() {
+                ("\x1b[1;31m", "\x1b[0m")
+            } else {
+                ("\x1b[1;33m", "\x1b[0m")
+            };
+            let mut lines = text.lines();
+            if let Some(head) = lines.next() {
+                eprintln!("{start}{head}{end}");
+            }
+            for line in lines {
+                eprintln!("{line}");
+            }
+        } else {
+            eprint!("{text}");
+        }
+    }
+    let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = compiled.diagnostics.len() - errors;
+    if errors + warnings > 0 {
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            recipe.display()
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The recipe a crew proposes, exactly as the contract spells it, and a lenient reader.
+//!
+//! [`parse_recipe`] reads recipe JSON and reports every problem in one pass: malformed JSON
+//! and missing or mistyped fields are `E001` errors, fields the contract does not know are
+//! `W001` warnings that name the field (so a typo such as `expresion` is visible).
+
+use crate::diagnostic::{Code, Diagnostic, did_you_mean, suggestions};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A proposal for a training table: its rows (the grain), its label and its features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureRecipe {
+    /// Name of the table the CTAS creates; may be qualified (`domain.table`).
+    pub target_table: String,
+    /// Columns that identify one row of the training table.
+    pub entity_grain: Vec<String>,
+    /// The prediction target.
+    pub label: LabelSpec,
+    /// The feature columns, in output order.
+    pub features: Vec<FeatureSpec>,
+    /// Free text from the crew.
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// The kind of prediction target; it decides how the label is summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelType {
+    #[default]
+    Binary,
+    Multiclass,
+    Regression,
+}
+
+/// The prediction target: where it comes from and how it is computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelSpec {
+    /// Output column name of the label.
+    #[serde(default = "default_label_name")]
+    pub name: String,
+    /// `binary`, `multiclass` or `regression`.
+    #[serde(rename = "type", default)]
+    pub label_type: LabelType,
+    /// The source column the label comes from: `column` or `table.column`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// A SQL expression computing the label; when absent the label is `column` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<String>,
+    /// For `binary`: the value that means "positive". Absent and `null` are kept apart so
+    /// that a recipe round-trips unchanged.
+    #[serde(
+        default,
+        deserialize_with = "present_value",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub positive_class_value: Option<Value>,
+}
+
+/// One feature column: a SQL expression over one source table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    /// Output column name.
+    pub name: String,
+    /// One SQL expression over `source_table`, row-level or aggregate.
+    pub expression: String,
+    /// The table or view the expression reads.
+    pub source_table: String,
+    /// Human text.
+    #[serde(default)]
+    pub description: String,
+    /// The type the author expects (`int64`, `DOUBLE`, `string`, …), checked against the expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+}
+
+fn default_label_name() -> String {
+    "label".to_string()
+}
+
+/// Keeps an explicit JSON `null` as `Some(Value::Null)`; only an absent field is `None`.
+fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+const RECIPE_FIELDS: &[&str] = &["target_table", "entity_grain", "label", "features", "notes"];
+const LABEL_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "column",
+    "derivation",
+    "positive_class_value",
+];
+const FEATURE_FIELDS: &[&str] = &[
+    "name",
+    "expression",
+    "source_table",
+    "description",
+    "data_type",
+];
+
+/// The outcome of reading recipe JSON: the recipe when it could be read, and what was found.
+#[derive(Debug, Clone)]
+pub struct ParsedRecipe {
+    pub recipe: Option<FeatureRecipe>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads recipe JSON text, collecting every structural problem at once.
+pub fn parse_recipe(text: &str) -> ParsedRecipe {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => recipe_from_value(&value),
+        Err(e) => ParsedRecipe {
+            recipe: None,
+            diagnostics: vec![
+                Diagnostic::new(Code::E001, format!("recipe is not valid JSON: {e}")).with_span(
+                    Some(crate::diagnostic::Span::at(
+                        e.line() as u64,
+                        e.column() as u64,
+                    )),
+                ),
+            ],
+        },
+    }
+}
+
+/// Reads a recipe from an already parsed JSON value (as the HTTP service receives it).
+pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
+    let mut diagnostics = Vec::new();
+    let Some(object) = value.as_object() else {
+        diagnostics.push(Diagnostic::new(
+            Code::E001,
+            format!("a recipe must be a JSON object, found {}", json_kind(value)),
+        ));
+        return ParsedRecipe {
+            recipe: None,
+            diagnostics,
+        };
+    };
+    unknown_fields(object, RECIPE_FIELDS, "", &mut diagnostics);
+    for required in ["target_table", "entity_grain", "label", "features"] {
+        if !object.contains_key(required) {
+            diagnostics.push(
+                Diagnostic::new(Code::E001, format!("missing field `{required}`")).at(required),
+            );
+        }
+    }
+
+    let target_table = field::<String>(object, "target_table", "target_table", &mut diagnostics);
+    let entity_grain =
+        field::<Vec<String>>(object, "entity_grain", "entity_grain", &mut diagnostics);
+    let notes = match object.get("notes") {
+        None => Some(String::new()),
+        Some(_) => field::<String>(object, "notes", "notes", &mut diagnostics),
+    };
+
+    let label = object
+        .get("label")
+        .and_then(|label| match label.as_object() {
+            Some(fields) => {
+                unknown_fields(fields, LABEL_FIELDS, "label.", &mut diagnostics);
+                let parsed = typed::<LabelSpec>(label, "label", &mut diagnostics);
+                if let Some(spec) = &parsed
+                    && spec.column.is_none()
+                    && spec.derivation.is_none()
+                {
+                    diagnostics.push(
+                        Diagnostic::new(
+                            Code::E001,
+                            "the label needs `column`, `derivation`, or both",
+                        )
+                        .at("label"),
+                    );
+                    return None;
+                }
+                parsed
+            }
+            None => {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::E001,
+                        format!("`label` must be an object, found {}", json_kind(label)),
+                    )
+                    .at("label"),
+                );
+                None
+            }
+        });
+
+    let features = object
+        .get("features")
+        .and_then(|features| match features.as_array() {
+            Some(items) => {
+                let mut parsed = Vec::with_capacity(items.len());
+                let mut all_ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("features[{i}]");
+                    match item.as_object() {
+                        Some(fields) => {
+                            unknown_fields(
+                                fields,
+                                FEATURE_FIELDS,
+                                &format!("{path}."),
+                                &mut diagnostics,
+                            );
+                            match typed::<FeatureSpec>(item, &path, &mut diagnostics) {
+                                Some(feature) => parsed.push(feature),
+                                None => all_ok = false,
+                            }
+                        }
+                        None => {
+                            diagnostics.push(
+                                Diagnostic::new(
+                                    Code::E001,
+                                    format!(
+                                        "a feature must be an object, found {}",
+                                        json_kind(item)
+                                    ),
+                                )
+                                .at(path),
+                            );
+                            all_ok = false;
+                        }
+                    }
+                }
+                all_ok.then_some(parsed)
+            }
+            None => {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::E001,
+                        format!("`features` must be an array, found {}", json_kind(features)),
+                    )
+                    .at("features"),
+                );
+                None
+            }
+        });
+
+    let recipe = match (target_table, entity_grain, label, features, notes) {
+        (Some(target_table), Some(entity_grain), Some(label), Some(features), Some(notes)) => {
+            Some(FeatureRecipe {
+                target_table,
+                entity_grain,
+                label,
+                features,
+                notes,
+            })
+        }
+        _ => None,
+    };
+    ParsedRecipe {
+        recipe,
+        diagnostics,
+    }
+}
+
+fn field<T: for<'de> Deserialize<'de>>(
+    object: &serde_json::Map<String, Value>,
+    key: &str,
+    path: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    typed(object.get(key)?, path, diagnostics)
+}
+
+fn typed<T: for<'de> Deserialize<'de>>(
+    value: &Value,
+    path: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match T::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(Code::E001, format!("`{path}`: {e}")).at(path));
+            None
+        }
+    }
+}
+
+fn unknown_fields(
+    object: &serde_json::Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for key in object.keys() {
+        if !known.contains(&key.as_str()) {
+            let mut d = Diagnostic::new(Code::W001, format!("unknown field `{key}` is ignored"))
+                .at(format!("{prefix}{key}"));
+            if let Some(hint) = did_you_mean(&suggestions(key, known.iter().copied())) {
+                d = d.hint(hint);
+            }
+            diagnostics.push(d);
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_defaults_apply() {
+        let label: LabelSpec = serde_json::from_str(r#"{"column": "churned"}"#).unwrap();
+        assert_eq!(label.name, "label");
+        assert_eq!(label.label_type, LabelType::Binary);
+        assert_eq!(label.positive_class_value, None);
+        let label: LabelSpec =
+            serde_json::from_str(r#"{"column": "c", "positive_class_value": null}"#).unwrap();
+        assert_eq!(label.positive_class_value, Some(Value::Null));
+    }
+
+    #[test]
+    fn every_problem_is_reported_once() {
+        let parsed = parse_recipe(
+            r#"{"target_table": 3, "entity_grain": ["id"], "label": {"column": "y"},
+                "features": [{"name": "a", "expresion": "x", "source_table": "t"}]}"#,
+        );
+        assert!(parsed.recipe.is_none());
+        let codes: Vec<_> = parsed
+            .diagnostics
+            .iter()
+            .map(|d| (d.code, d.path.clone()))
+            .collect();
+        assert!(
+            codes.contains(&(Code::E001, Some("target_table".into()))),
+            "{codes:?}"
+        );
+        assert!(
+            codes.contains(&(Code::W001, Some("features[0].expresion".into()))),
+            "{codes:?}"
+        );
+        assert!(
+            codes.contains(&(Code::E001, Some("features[0]".into()))),
+            "{codes:?}"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! Rendering: a [`Plan`] becomes a sqlparser AST, then text.
+//!
+//! No user text is pasted into SQL: names become quoted identifiers, fragments are the ASTs
+//! the analyzer resolved, adjusted for the dialect (quoting, cast type names) from its row
+//! of the capability table. A construct the dialect cannot express is an `E040` error.
+//! The printed statement is pretty, deterministic, and parses back in its dialect to the
+//! same AST (a test invariant).
+//!
+//! Shape of the query:
+//! ```sql
+//! CREATE TABLE "target" AS
+//! WITH "spine" AS (SELECT grain, row-level features, label FROM label_table [GROUP BY grain]),
+//!      "src_orders" AS (SELECT grain, features FROM orders [GROUP BY grain]), …
+//! SELECT spine.grain, features in recipe order, spine.label
+//! FROM "spine" LEFT JOIN "src_orders" ON spine.grain = src_orders.grain …
+//! ```
+
+use crate::analyze::{FeatureHome, Plan, SPINE_CTE};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::dialect::{Capabilities, Dialect};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
+use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
+use sqlparser::ast::{
+    BinaryOperator, CaseWhen, CastKind, Cte, Expr, GroupByExpr, Ident, Join, JoinConstraint,
+    JoinOperator, ObjectName, Query, Select, SelectFlavor, SelectItem, SetExpr, Spanned, Statement,
+    TableAlias, TableFactor, TableWithJoins, With, visit_expressions_mut,
+};
+use sqlparser::parser::Parser;
+use std::ops::ControlFlow;
+
+/// A rendered CTAS: the statement and its pretty text.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub statement: Statement,
+    pub sql: String,
+}
+
+/// Extra restriction applied inside every CTE before it aggregates (used by sampling).
+pub type CteFilter<'a> = &'a dyn Fn(&[Expr]) -> Option<Expr>;
+
+/// Renders the plan's CTAS in `dialect`.
+pub fn render(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>> {
+    let caps = dialect.capabilities();
+    let query = build_query(plan, &caps, None)?;
+    let name = ObjectName::from(
+        plan.target_table
+            .iter()
+            .map(|p| quoted(p, &caps))
+            .collect::<Vec<_>>(),
+    );
+    let create = CreateTableBuilder::new(name.clone())
+        .or_replace(caps.create_or_replace)
+        .query(Some(Box::new(query.clone())))
+        .build();
+    let head = if caps.create_or_replace {
+        "CREATE OR REPLACE TABLE"
+    } else {
+        "CREATE TABLE"
+    };
+    let sql = format!("{head} {name} AS\n{query:#}");
+    Ok(Rendered {
+        statement: Statement::CreateTable(create),
+        sql,
+    })
+}
+
+/// Parses rendered SQL back in its dialect, for the round-trip invariant.
+pub fn reparse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, String> {
+    Parser::parse_sql(dialect.parser_dialect().as_ref(), sql).map_err(|e| e.to_string())
+}
+
+/// Builds the CTAS's query. `filter`, given the grain columns of a CTE's table, may return a
+/// predicate that restricts the CTE's rows before grouping (entity sampling).
+pub fn build_query(
+    plan: &Plan,
+    caps: &Capabilities,
+    filter: Option<CteFilter>,
+) -> Result<Query, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut fragment = |expr: &Expr, path: &str| adapt(expr, caps, path, &mut errors);
+
+    // The spine CTE.
+    let mut spine_items: Vec<SelectItem> = plan
+        .grain
+        .iter()
+        .map(|g| SelectItem::UnnamedExpr(Expr::Identifier(quoted(g, caps))))
+        .collect();
+    for f in plan
+        .features
+        .iter()
+        .filter(|f| f.home == FeatureHome::Spine)
+    {
+        spine_items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
+    }
+    spine_items.push(aliased(
+        fragment(&plan.label.expr, &plan.label.path),
+        &plan.label.name,
+        caps,
+    ));
+    let spine_grain: Vec<Expr> = plan
+        .grain
+        .iter()
+        .map(|g| Expr::Identifier(quoted(g, caps)))
+        .collect();
+    let spine_table = table_name(&plan.spine.table, caps);
+    let mut ctes = vec![cte(
+        SPINE_CTE,
+        select(
+            spine_items,
+            spine_table,
+            vec![],
+            filter.and_then(|f| f(&spine_grain)),
+            plan.spine.grouped.then(|| spine_grain.clone()),
+        ),
+        caps,
+    )];
+
+    // One CTE per source.
+    for (index, source) in plan.sources.iter().enumerate() {
+        let grain: Vec<Expr> = source
+            .grain
+            .iter()
+            .map(|g| Expr::Identifier(quoted(g, caps)))
+            .collect();
+        let mut items: Vec<SelectItem> =
+            grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+        for f in plan
+            .features
+            .iter()
+            .filter(|f| f.home == FeatureHome::Source(index))
+        {
+            items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
+        }
+        let body = select(
+            items,
+            table_name(&source.table, caps),
+            vec![],
+            filter.and_then(|f| f(&grain)),
+            source.grouped.then(|| grain.clone()),
+        );
+        ctes.push(cte(&source.cte_name, body, caps));
+    }
+
+    // The final projection, in output order, and the joins.
+    let spine_col =
+        |name: &str| Expr::CompoundIdentifier(vec![quoted(SPINE_CTE, caps), quoted(name, caps)]);
+    let mut items: Vec<SelectItem> = plan
+        .grain
+        .iter()
+        .map(|g| SelectItem::UnnamedExpr(spine_col(g)))
+        .collect();
+    for f in &plan.features {
+        let item = match f.home {
+            FeatureHome::Spine => SelectItem::UnnamedExpr(spine_col(&f.name)),
+            FeatureHome::Source(index) => {
+                let source = &plan.sources[index];
+                let value = Expr::CompoundIdentifier(vec![
+                    quoted(&source.cte_name, caps),
+                    quoted(&f.name, caps),
+                ]);
+                match &f.empty_value {
+                    None => aliased(value, &f.name, caps),
+                    Some(empty) => {
+                        let marker = Expr::CompoundIdentifier(vec![
+                            quoted(&source.cte_name, caps),
+                            quoted(&source.grain[0], caps),
+                        ]);
+                        let empty = fragment(empty, &f.path);
+                        aliased(
+                            Expr::Case {
+                                case_token: AttachedToken::empty(),
+                                end_token: AttachedToken::empty(),
+                                operand: None,
+                                conditions: vec![CaseWhen {
+                                    condition: Expr::IsNull(Box::new(marker)),
+                                    result: empty,
+                                }],
+                                else_result: Some(Box::new(value)),
+                            },
+                            &f.name,
+                            caps,
+                        )
+                    }
+                }
+            }
+        };
+        items.push(item);
+    }
+    items.push(SelectItem::UnnamedExpr(spine_col(&plan.label.name)));
+
+    let joins = plan
+        .sources
+        .iter()
+        .map(|source| {
+            let condition = plan
+                .grain
+                .iter()
+                .zip(&source.grain)
+                .map(|(spine_g, source_g)| Expr::BinaryOp {
+                    left: Box::new(spine_col(spine_g)),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(Expr::CompoundIdentifier(vec![
+                        quoted(&source.cte_name, caps),
+                        quoted(source_g, caps),
+                    ])),
+                })
+                .reduce(|a, b| Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: BinaryOperator::And,
+                    right: Box::new(b),
+                });
+            Join {
+                relation: table_factor(ObjectName::from(vec![quoted(&source.cte_name, caps)])),
+                global: false,
+                join_operator: JoinOperator::Left(match condition {
+                    Some(c) => JoinConstraint::On(c),
+                    None => JoinConstraint::None,
+                }),
+            }
+        })
+        .collect();
+
+    let mut query = select(
+        items,
+        ObjectName::from(vec![quoted(SPINE_CTE, caps)]),
+        joins,
+        None,
+        None,
+    );
+    query.with = Some(With {
+        with_token: AttachedToken::empty(),
+        recursive: false,
+        cte_tables: ctes,
+    });
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Adapts a resolved fragment to a dialect: quoted identifiers, cast type names, and an
+/// `E040` for each construct the dialect lacks.
+fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnostic>) -> Expr {
+    let mut expr = expr.clone();
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        match e {
+            Expr::Identifier(ident) => ident.quote_style = Some(caps.quote),
+            Expr::CompoundIdentifier(parts) => parts
+                .iter_mut()
+                .for_each(|p| p.quote_style = Some(caps.quote)),
+            Expr::Cast {
+                kind, data_type, ..
+            } => {
+                *data_type = caps.type_name(data_type);
+                let supported = match kind {
+                    CastKind::TryCast => caps.try_cast,
+                    CastKind::SafeCast => caps.safe_cast,
+                    CastKind::Cast | CastKind::DoubleColon => true,
+                };
+                if !supported {
+                    let what = if *kind == CastKind::TryCast {
+                        "TRY_CAST"
+                    } else {
+                        "SAFE_CAST"
+                    };
+                    errors.push(unsupported(what, caps, path, e.span()));
+                }
+            }
+            Expr::Function(function) if function.filter.is_some() && !caps.aggregate_filter => {
+                errors.push(unsupported(
+                    "an aggregate FILTER (WHERE …) clause",
+                    caps,
+                    path,
+                    e.span(),
+                ));
+            }
+            Expr::ILike { .. } if !caps.ilike => {
+                errors.push(unsupported("ILIKE", caps, path, e.span()))
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+fn unsupported(
+    what: &str,
+    caps: &Capabilities,
+    path: &str,
+    span: sqlparser::tokenizer::Span,
+) -> Diagnostic {
+    Diagnostic::new(Code::E040, format!("{what} cannot be expressed in the {} dialect", caps.name))
+        .at(path)
+        .with_span(crate::diagnostic::Span::from_sql(span))
+        .hint("rewrite the fragment with a portable construct, e.g. `COUNT(CASE WHEN … THEN 1 END)` for a filtered count")
+}
+
+fn quoted(name: &str, caps: &Capabilities) -> Ident {
+    Ident::with_quote(caps.quote, name)
+}
+
+fn table_name(table: &str, caps: &Capabilities) -> ObjectName {
+    ObjectName::from(
+        table
+            .split('.')
+            .map(|p| quoted(p, caps))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `expr AS "name"`, or just `expr` when it is a column of that very name.
+fn aliased(expr: Expr, name: &str, caps: &Capabilities) -> SelectItem {
+    let same_name = match &expr {
+        Expr::Identifier(ident) => ident.value == name,
+        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == name),
+        _ => false,
+    };
+    if same_name {
+        SelectItem::UnnamedExpr(expr)
+    } else {
+        SelectItem::ExprWithAlias {
+            expr,
+            alias: quoted(name, caps),
+        }
+    }
+}
+
+fn cte(name: &str, query: Query, caps: &Capabilities) -> Cte {
+    Cte {
+        alias: TableAlias {
+            explicit: false,
+            name: quoted(name, caps),
+            columns: vec![],
+            at: None,
+        },
+        query: Box::new(query),
+        from: None,
+        materialized: None,
+        closing_paren_token: AttachedToken::empty(),
+    }
+}
+
+fn table_factor(name: ObjectName) -> TableFactor {
+    TableFactor::Table {
+        name,
+        alias: None,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
+    }
+}
+
+/// `SELECT items FROM table joins [WHERE filter] [GROUP BY group_by]` as a query.
+fn select(
+    items: Vec<SelectItem>,
+    from: ObjectName,
+    joins: Vec<Join>,
+    filter: Option<Expr>,
+    group_by: Option<Vec<Expr>>,
+) -> Query {
+    let select = Select {
+        select_token: AttachedToken::empty(),
+        optimizer_hints: vec![],
+        distinct: None,
+        select_modifiers: None,
+        top: None,
+        top_before_distinct: false,
+        projection: items,
+        exclude: None,
+        into: None,
+        from: vec![TableWithJoins {
+            relation: table_factor(from),
+            joins,
+        }],
+        lateral_views: vec![],
+        prewhere: None,
+        selection: filter,
+        connect_by: vec![],
+        group_by: GroupByExpr::Expressions(group_by.unwrap_or_default(), vec![]),
+        cluster_by: vec![],
+        distribute_by: vec![],
+        sort_by: vec![],
+        having: None,
+        named_window: vec![],
+        qualify: None,
+        window_before_qualify: false,
+        value_table_mode: None,
+        flavor: SelectFlavor::Standard,
+    };
+    Query {
+        with: None,
+        body: Box::new(SetExpr::Select(Box::new(select))),
+        order_by: None,
+        limit_clause: None,
+        fetch: None,
+        locks: vec![],
+        for_clause: None,
+        settings: None,
+        format_clause: None,
+        pipe_operators: vec![],
+    }
+}

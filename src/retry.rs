@@ -1,0 +1,162 @@
+//! Running a job's recipe again: `retry` of a failed job, and the run shared with the CLI.
+//!
+//! A retry compiles and validates the job's recipe against the catalog *as it is now*; it
+//! never moves `created_at` or the job's identity, and only a `failed` job may be retried.
+
+use crate::catalog::Catalog;
+use crate::diagnostic::Diagnostic;
+use crate::dialect::Dialect;
+use crate::job::{Job, JobStatus, ValidationSummary};
+use crate::recipe::FeatureRecipe;
+use crate::validate::{ValidateOptions, validate};
+use crate::{CompileOptions, compile_recipe};
+use std::fmt;
+
+/// Options of a recipe run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The dialect of the SQL stored on the job (the CTAS that materialization runs).
+    pub dialect: Dialect,
+    pub strict: bool,
+    pub validate: ValidateOptions,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+            validate: ValidateOptions::default(),
+        }
+    }
+}
+
+/// What compiling and validating a recipe produced.
+#[derive(Debug, Clone)]
+pub struct RecipeRun {
+    pub sql: Option<String>,
+    pub validation: Option<ValidationSummary>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl RecipeRun {
+    /// True when an error was found at compile or run time.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// A one-paragraph reason for a failure: the first errors with their paths.
+    pub fn error_paragraph(&self) -> Option<String> {
+        let errors: Vec<&Diagnostic> = self.diagnostics.iter().filter(|d| d.is_error()).collect();
+        errors.first()?;
+        let stage = if self.sql.is_none() {
+            "the recipe does not compile"
+        } else {
+            "validation failed"
+        };
+        let shown: Vec<String> = errors
+            .iter()
+            .take(3)
+            .map(|d| match &d.path {
+                Some(path) => format!("{} at {path}: {}", d.code.as_str(), d.message),
+                None => format!("{}: {}", d.code.as_str(), d.message),
+            })
+            .collect();
+        let more = if errors.len() > 3 {
+            format!("; and {} more error(s)", errors.len() - 3)
+        } else {
+            String::new()
+        };
+        Some(format!("{stage}: {}{more}.", shown.join("; ")))
+    }
+}
+
+/// Compiles a recipe, then validates it on a sample when it compiled.
+pub async fn run_recipe(
+    recipe: &FeatureRecipe,
+    catalog: &Catalog,
+    options: &RunOptions,
+) -> RecipeRun {
+    let compiled = compile_recipe(
+        recipe,
+        catalog,
+        &CompileOptions {
+            dialect: options.dialect,
+            strict: options.strict,
+        },
+    );
+    let (Some(plan), Some(sql)) = (compiled.plan, compiled.sql) else {
+        return RecipeRun {
+            sql: None,
+            validation: None,
+            diagnostics: compiled.diagnostics,
+        };
+    };
+    let validation = validate(&plan, catalog, &options.validate, &compiled.diagnostics).await;
+    RecipeRun {
+        sql: Some(sql),
+        validation: validation.summary,
+        diagnostics: validation.diagnostics,
+    }
+}
+
+/// Why a job cannot be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryError {
+    /// Only a `failed` job can be retried (the HTTP layer answers 409).
+    NotFailed(JobStatus),
+}
+
+impl fmt::Display for RetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryError::NotFailed(status) => {
+                write!(
+                    f,
+                    "only a failed job can be retried; this one is {}",
+                    status.as_str()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RetryError {}
+
+/// Retries a failed job: compile and validation run again on its recipe against the catalog
+/// as it is now. Success gives `pending_approval` with `sql` and `validation`; failure gives
+/// `failed` with `error` set and whatever was produced (the `sql` if it compiled).
+pub async fn retry(job: &Job, catalog: &Catalog, options: &RunOptions) -> Result<Job, RetryError> {
+    if job.status != JobStatus::Failed {
+        return Err(RetryError::NotFailed(job.status));
+    }
+    let mut next = job.clone();
+    next.transition(JobStatus::Running)
+        .map_err(|e| RetryError::NotFailed(e.from))?;
+    let Some(recipe) = &job.recipe else {
+        next.sql = None;
+        next.validation = None;
+        next.error = Some(
+            "the job has no recipe to run: the crew did not produce one. Create the job again with a recipe.".into(),
+        );
+        next.transition(JobStatus::Failed)
+            .map_err(|e| RetryError::NotFailed(e.from))?;
+        return Ok(next);
+    };
+    let run = run_recipe(recipe, catalog, options).await;
+    next.sql = run.sql.clone();
+    next.validation = run.validation.clone();
+    match run.error_paragraph() {
+        None if run.validation.is_some() => {
+            next.error = None;
+            next.transition(JobStatus::PendingApproval)
+                .map_err(|e| RetryError::NotFailed(e.from))?;
+        }
+        reason => {
+            next.error = Some(reason.unwrap_or_else(|| "validation produced no summary".into()));
+            next.transition(JobStatus::Failed)
+                .map_err(|e| RetryError::NotFailed(e.from))?;
+        }
+    }
+    Ok(next)
+}

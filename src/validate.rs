@@ -1,0 +1,835 @@
+//! Validation: run a compiled recipe on a sample of entities in DataFusion and summarise it.
+//!
+//! - The query runs over the catalog's Parquet files and views, read-only (DDL, DML and
+//!   statements refused), under a memory limit, with explicit `target_partitions`.
+//! - **Entity sampling, not `LIMIT`.** Every spine key gets a stable hash
+//!   ([`crate::keyhash`]); the `sample_size` keys with the smallest hashes are the sample:
+//!   the same keys on every run and machine, spread over the whole spine. Every CTE is
+//!   restricted to them (`featurecraft_key_hash(grain) <= threshold`) *before* it
+//!   aggregates, so each sampled entity's features are exactly those of the full CTAS and
+//!   the cost follows the sample. When the spine has at most `sample_size` keys the query
+//!   runs unrestricted.
+//! - `estimated_row_count` is the full CTAS's row count, computed cheaply: the spine's key
+//!   scan (which sampling needs anyway) gives it, and when a row-level source fans the join
+//!   out, one count over the spine and that source's keys adds the fan-out.
+//! - Label distribution, null fractions and warnings come from one pass over the sample.
+//! - **Lean**: at most 20 label classes (the rest under `__other__`), 50 high-null columns
+//!   and 30 warnings; a final `W190` says what was cut. The same input gives the same JSON.
+//!
+//! Suspected leakage (`W123`) is only reported for binary labels on a sample of at least
+//! 100 labelled rows with at least 10 of each class: below that, a perfect split happens
+//! by chance too often to mean anything.
+
+use crate::analyze::Plan;
+use crate::catalog::{Catalog, read_only};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::dialect::Dialect;
+use crate::job::ValidationSummary;
+use crate::keyhash::{KEY_HASH, key_hash_udf};
+use crate::recipe::LabelType;
+use crate::render::build_query;
+use crate::types::{TypeFamily, parse_type_name};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::common::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::{JoinType, col, ident, lit};
+use datafusion::prelude::{SessionConfig, SessionContext, coalesce};
+use serde_json::{Number, Value};
+use sqlparser::ast::{
+    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Value as SqlValue,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Caps that keep a summary small.
+const MAX_CLASSES: usize = 20;
+const MAX_HIGH_NULL_COLUMNS: usize = 50;
+const MAX_WARNINGS: usize = 30;
+/// The smallest sample on which a perfect split is reported as suspected leakage.
+const LEAKAGE_MIN_ROWS: usize = 100;
+const LEAKAGE_MIN_CLASS_ROWS: usize = 10;
+/// The minority share under which a label is imbalanced.
+const IMBALANCE_SHARE: f64 = 0.05;
+
+/// Knobs of a validation run.
+#[derive(Debug, Clone)]
+pub struct ValidateOptions {
+    /// How many entities (grain keys) to sample.
+    pub sample_size: usize,
+    /// Null fraction above which a column is listed in `high_null_columns`.
+    pub null_threshold: f64,
+    /// Bytes the query may hold in memory; past it the run fails with `E051`.
+    pub memory_limit: usize,
+    /// DataFusion's `target_partitions`.
+    pub target_partitions: usize,
+}
+
+impl Default for ValidateOptions {
+    fn default() -> Self {
+        ValidateOptions {
+            sample_size: 10_000,
+            null_threshold: 0.5,
+            memory_limit: 2 << 30,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// What a validation run produced.
+#[derive(Debug, Clone)]
+pub struct Validation {
+    /// The summary, unless the run failed.
+    pub summary: Option<ValidationSummary>,
+    /// Every finding: compile warnings given in, validation warnings, runtime errors.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The spine's number of distinct keys.
+    pub spine_keys: u64,
+    /// The number of keys in the sample.
+    pub sampled_keys: u64,
+}
+
+/// Validates a plan on the catalog's data. `compile_warnings` are carried into the summary.
+pub async fn validate(
+    plan: &Plan,
+    catalog: &Catalog,
+    options: &ValidateOptions,
+    compile_warnings: &[Diagnostic],
+) -> Validation {
+    let mut diagnostics: Vec<Diagnostic> = compile_warnings.to_vec();
+    match run(plan, catalog, options).await {
+        Ok(outcome) => {
+            diagnostics.extend(outcome.findings);
+            let summary = summarise(
+                outcome.estimated_rows,
+                outcome.label_distribution,
+                outcome.high_null,
+                &diagnostics,
+            );
+            Validation {
+                summary: Some(summary),
+                diagnostics,
+                spine_keys: outcome.spine_keys,
+                sampled_keys: outcome.sampled_keys,
+            }
+        }
+        Err(error) => {
+            diagnostics.push(error);
+            Validation {
+                summary: None,
+                diagnostics,
+                spine_keys: 0,
+                sampled_keys: 0,
+            }
+        }
+    }
+}
+
+/// A DataFusion session for running recipes: the memory limit, the partitions, the key
+/// hash function and the catalog's tables.
+pub async fn session(
+    catalog: &Catalog,
+    options: &ValidateOptions,
+) -> Result<SessionContext, Diagnostic> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(options.memory_limit, 1.0)
+        .build_arc()
+        .map_err(runtime_error)?;
+    let config = SessionConfig::new().with_target_partitions(options.target_partitions.max(1));
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.register_udf(key_hash_udf());
+    catalog
+        .session_context(ctx)
+        .await
+        .map_err(|e| Diagnostic::new(Code::E052, e.to_string()))
+}
+
+struct Outcome {
+    estimated_rows: u64,
+    spine_keys: u64,
+    sampled_keys: u64,
+    label_distribution: serde_json::Map<String, Value>,
+    high_null: Vec<(String, f64)>,
+    findings: Vec<Diagnostic>,
+}
+
+/// The sampled query's rows (grain, features, label, in output order) and what the key
+/// scan learned on the way.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub rows: RecordBatch,
+    /// Rows of the spine (its keys, when grouped).
+    pub spine_rows: u64,
+    /// Distinct keys of the spine.
+    pub spine_keys: u64,
+    /// Keys held by more than one spine row, and the rows holding them.
+    pub duplicate_keys: u64,
+    pub duplicate_rows: u64,
+    /// The hash threshold of the sample; `None` when the sample is the whole spine.
+    pub threshold: Option<i64>,
+}
+
+/// Runs the sampled query: up to `sample_size` entities, chosen by key hash, each with its
+/// exact feature values.
+pub async fn sample(
+    plan: &Plan,
+    catalog: &Catalog,
+    options: &ValidateOptions,
+) -> Result<Sample, Diagnostic> {
+    let ctx = session(catalog, options).await?;
+    sample_in(&ctx, plan, options).await
+}
+
+async fn sample_in(
+    ctx: &SessionContext,
+    plan: &Plan,
+    options: &ValidateOptions,
+) -> Result<Sample, Diagnostic> {
+    // 1. The spine's keys, hashed: the sample, the spine size, duplicate keys.
+    let spine = ctx
+        .table(table_reference(&plan.spine.table))
+        .await
+        .map_err(runtime_error)?;
+    let hash_expr = key_hash_udf().call(plan.grain.iter().map(ident).collect());
+    let keys = if plan.spine.grouped {
+        spine
+            .aggregate(plan.grain.iter().map(ident).collect(), vec![])
+            .map_err(runtime_error)?
+    } else {
+        spine
+    };
+    let batches = keys
+        .select(vec![hash_expr.alias("h")])
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    let mut hashes: Vec<i64> = Vec::new();
+    for batch in &batches {
+        hashes.extend(
+            batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+    }
+    let spine_rows = hashes.len() as u64;
+    hashes.sort_unstable();
+    let (mut duplicate_keys, mut duplicate_rows) = (0u64, 0u64);
+    for run in hashes.chunk_by(|a, b| a == b).filter(|run| run.len() > 1) {
+        duplicate_keys += 1;
+        duplicate_rows += run.len() as u64;
+    }
+    hashes.dedup();
+    let spine_keys = hashes.len() as u64;
+    let threshold =
+        (hashes.len() > options.sample_size).then(|| hashes[options.sample_size.saturating_sub(1)]);
+
+    // 2. The sampled query: every CTE restricted to the sampled keys before it aggregates.
+    let caps = Dialect::DataFusion.capabilities();
+    let filter = |grain: &[SqlExpr]| threshold.map(|t| key_filter(grain, t));
+    let query = build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
+    let frame = ctx
+        .sql_with_options(&query.to_string(), read_only())
+        .await
+        .map_err(runtime_error)?;
+    let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(runtime_error)?;
+    // The batches' own schema: the types the engine really computed.
+    let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
+    let rows = concat_batches(&schema, &batches).map_err(|e| runtime_error(e.into()))?;
+    Ok(Sample {
+        rows,
+        spine_rows,
+        spine_keys,
+        duplicate_keys,
+        duplicate_rows,
+        threshold,
+    })
+}
+
+async fn run(
+    plan: &Plan,
+    catalog: &Catalog,
+    options: &ValidateOptions,
+) -> Result<Outcome, Diagnostic> {
+    let ctx = session(catalog, options).await?;
+    let mut findings = Vec::new();
+    let grain_list = plan.grain.join(", ");
+    let Sample {
+        rows: sample,
+        spine_rows,
+        spine_keys,
+        duplicate_keys,
+        duplicate_rows,
+        threshold,
+    } = sample_in(&ctx, plan, options).await?;
+    if duplicate_keys > 0 {
+        findings.push(Diagnostic::new(
+            Code::W101,
+            format!(
+                "{duplicate_rows} spine rows share {duplicate_keys} keys of ({grain_list}) in `{}`; each is a separate training row",
+                plan.spine.table
+            ),
+        ));
+    }
+    let sampled_keys = spine_keys.min(options.sample_size as u64);
+    if spine_keys < options.sample_size as u64 {
+        findings.push(Diagnostic::new(
+            Code::W130,
+            format!("the spine has {spine_keys} entities, fewer than sample_size {}: the sample is the whole spine", options.sample_size),
+        ));
+    }
+
+    // 3. Fan-out of row-level sources, and the full row count.
+    let row_level: Vec<&crate::analyze::Source> =
+        plan.sources.iter().filter(|s| !s.grouped).collect();
+    let estimated_rows = if row_level.is_empty() {
+        spine_rows
+    } else if threshold.is_none() {
+        sample.num_rows() as u64
+    } else {
+        fanned_out_rows(&ctx, plan, &row_level).await?
+    };
+    for source in &row_level {
+        let frame = ctx
+            .table(table_reference(&source.table))
+            .await
+            .map_err(runtime_error)?;
+        let frame = match threshold {
+            Some(t) => frame
+                .filter(
+                    key_hash_udf()
+                        .call(source.grain.iter().map(ident).collect())
+                        .lt_eq(lit(t)),
+                )
+                .map_err(runtime_error)?,
+            None => frame,
+        };
+        let stats = frame
+            .aggregate(
+                source.grain.iter().map(ident).collect(),
+                vec![count(lit(1)).alias("n")],
+            )
+            .map_err(runtime_error)?
+            .aggregate(
+                vec![],
+                vec![sum(col("n")).alias("rows"), count(lit(1)).alias("keys")],
+            )
+            .map_err(runtime_error)?
+            .collect()
+            .await
+            .map_err(runtime_error)?;
+        if let Some(batch) = stats.first().filter(|b| b.num_rows() == 1) {
+            let rows = batch.column(0).as_primitive::<Int64Type>();
+            let rows = if rows.is_null(0) { 0 } else { rows.value(0) };
+            let keys = batch.column(1).as_primitive::<Int64Type>().value(0);
+            if rows > keys {
+                findings.push(Diagnostic::new(
+                    Code::W102,
+                    format!(
+                        "row-level source `{}` has {rows} rows for {keys} keys of ({grain_list}) in the sample: the join fans out",
+                        source.table
+                    ),
+                ));
+            }
+        }
+    }
+
+    // 4. One pass over the sample.
+    let label_index = sample.num_columns() - 1;
+    let label = sample.column(label_index).clone();
+    let (label_distribution, label_findings) = label_summary(&label, plan);
+    findings.extend(label_findings);
+    let mut high_null = Vec::new();
+    let rows = sample.num_rows();
+    for (i, feature) in plan.features.iter().enumerate() {
+        let column = sample.column(plan.grain.len() + i);
+        let path = feature.path.clone();
+        if let Some(fraction) = null_fraction(column)
+            && fraction > options.null_threshold
+        {
+            high_null.push((feature.name.clone(), fraction));
+        }
+        if rows > 0 && column.null_count() == rows {
+            findings.push(
+                Diagnostic::new(
+                    Code::W121,
+                    format!(
+                        "feature `{}` is NULL in all {rows} sampled rows",
+                        feature.name
+                    ),
+                )
+                .at(&path),
+            );
+        } else if is_constant(column) {
+            findings.push(
+                Diagnostic::new(
+                    Code::W120,
+                    format!(
+                        "feature `{}` has one value in all {rows} sampled rows",
+                        feature.name
+                    ),
+                )
+                .at(&path),
+            );
+        }
+        if let Some(declared) = feature.declared_type.as_deref().and_then(parse_type_name) {
+            let computed = TypeFamily::of(column.data_type());
+            let expected = TypeFamily::of(&declared);
+            if computed != expected {
+                findings.push(
+                    Diagnostic::new(
+                        Code::W122,
+                        format!(
+                            "feature `{}` is computed as {} ({}) but declared {}",
+                            feature.name,
+                            column.data_type(),
+                            computed.name(),
+                            expected.name()
+                        ),
+                    )
+                    .at(format!("features[{}].data_type", feature_index(&path))),
+                );
+            }
+        }
+        if plan.label.label_type == LabelType::Binary && separates(column, &label) {
+            findings.push(
+                Diagnostic::new(
+                    Code::W123,
+                    format!(
+                        "feature `{}` separates the label perfectly on {rows} sampled rows: it may be derived from the label",
+                        feature.name
+                    ),
+                )
+                .at(&path),
+            );
+        }
+    }
+    if let Some(fraction) = null_fraction(&label)
+        && fraction > options.null_threshold
+    {
+        high_null.push((plan.label.name.clone(), fraction));
+    }
+
+    findings.sort_by_key(|d| d.code);
+    Ok(Outcome {
+        estimated_rows,
+        spine_keys,
+        sampled_keys,
+        label_distribution,
+        high_null,
+        findings,
+    })
+}
+
+/// `featurecraft_key_hash(grain…) <= threshold`.
+fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
+    let call = SqlExpr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(KEY_HASH)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: grain
+                .iter()
+                .map(|g| FunctionArg::Unnamed(FunctionArgExpr::Expr(g.clone())))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    });
+    SqlExpr::BinaryOp {
+        left: Box::new(call),
+        op: BinaryOperator::LtEq,
+        right: Box::new(SqlExpr::Value(
+            SqlValue::Number(threshold.to_string(), false).into(),
+        )),
+    }
+}
+
+/// Σ over spine rows of Π over row-level sources of max(1, rows of that key): the full CTAS's row count.
+async fn fanned_out_rows(
+    ctx: &SessionContext,
+    plan: &Plan,
+    row_level: &[&crate::analyze::Source],
+) -> Result<u64, Diagnostic> {
+    let key = |i: usize| format!("__k{i}");
+    let spine = ctx
+        .table(table_reference(&plan.spine.table))
+        .await
+        .map_err(runtime_error)?;
+    let spine_keys: Vec<_> = plan
+        .grain
+        .iter()
+        .enumerate()
+        .map(|(i, g)| ident(g).alias(key(i)))
+        .collect();
+    let mut frame = if plan.spine.grouped {
+        spine
+            .aggregate(plan.grain.iter().map(ident).collect(), vec![])
+            .map_err(runtime_error)?
+            .select(
+                plan.grain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| ident(g).alias(key(i)))
+                    .collect::<Vec<_>>(),
+            )
+    } else {
+        spine.select(spine_keys)
+    }
+    .map_err(runtime_error)?;
+    let mut factor = lit(1i64);
+    for (s, source) in row_level.iter().enumerate() {
+        let source_key = |i: usize| format!("__s{s}_k{i}");
+        let counts = ctx
+            .table(table_reference(&source.table))
+            .await
+            .map_err(runtime_error)?
+            .aggregate(
+                source
+                    .grain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| ident(g).alias(source_key(i)))
+                    .collect(),
+                vec![count(lit(1)).alias(format!("__n{s}"))],
+            )
+            .map_err(runtime_error)?;
+        let left: Vec<String> = (0..plan.grain.len()).map(key).collect();
+        let right: Vec<String> = (0..plan.grain.len()).map(source_key).collect();
+        let left: Vec<&str> = left.iter().map(String::as_str).collect();
+        let right: Vec<&str> = right.iter().map(String::as_str).collect();
+        frame = frame
+            .join(counts, JoinType::Left, &left, &right, None)
+            .map_err(runtime_error)?;
+        factor = factor * coalesce(vec![ident(format!("__n{s}")), lit(1i64)]);
+    }
+    let batches = frame
+        .aggregate(vec![], vec![sum(factor).alias("rows")])
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    let value = batches
+        .first()
+        .map(|b| b.column(0).as_primitive::<Int64Type>())
+        .filter(|a| !a.is_empty() && a.is_valid(0));
+    Ok(value.map(|a| a.value(0).max(0) as u64).unwrap_or(0))
+}
+
+/// The label's distribution and its warnings (W110, W111, W112).
+fn label_summary(
+    label: &ArrayRef,
+    plan: &Plan,
+) -> (serde_json::Map<String, Value>, Vec<Diagnostic>) {
+    let mut findings = Vec::new();
+    let mut out = serde_json::Map::new();
+    let rows = label.len();
+    let nulls = label.null_count();
+    let path = plan.label.path.clone();
+    if nulls > 0 {
+        findings.push(
+            Diagnostic::new(
+                Code::W112,
+                format!("{nulls} of {rows} sampled labels are NULL"),
+            )
+            .at(&path),
+        );
+    }
+    if plan.label.label_type == LabelType::Regression {
+        let mut values: Vec<f64> = match cast(label, &DataType::Float64) {
+            Ok(floats) => floats
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .filter(|v| v.is_finite())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        values.sort_by(f64::total_cmp);
+        let number = |v: f64| {
+            Number::from_f64(v)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
+        };
+        out.insert("count".into(), Value::from(values.len() as u64));
+        out.insert("null".into(), Value::from(nulls as u64));
+        if let (Some(min), Some(max)) = (values.first(), values.last()) {
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let p50 = values[(values.len() - 1) / 2];
+            out.insert("min".into(), number(*min));
+            out.insert("max".into(), number(*max));
+            out.insert("mean".into(), number(round(mean, 6)));
+            out.insert("p50".into(), number(p50));
+        } else {
+            for key in ["min", "max", "mean", "p50"] {
+                out.insert(key.into(), Value::Null);
+            }
+        }
+        return (out, findings);
+    }
+
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    if let Ok(text) = cast(label, &DataType::Utf8) {
+        for value in text.as_string::<i32>().iter().flatten() {
+            *counts.entry(value.to_string()).or_default() += 1;
+        }
+    }
+    let labelled: u64 = counts.values().sum();
+    let mut by_count: Vec<(&String, &u64)> = counts.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let kept: BTreeSet<&String> = by_count.iter().take(MAX_CLASSES).map(|(k, _)| *k).collect();
+    let other: u64 = by_count.iter().skip(MAX_CLASSES).map(|(_, n)| **n).sum();
+    for (key, n) in &counts {
+        if kept.contains(key) {
+            out.insert(key.clone(), Value::from(*n));
+        }
+    }
+    if nulls > 0 {
+        out.insert("null".into(), Value::from(nulls as u64));
+    }
+    if other > 0 {
+        out.insert("__other__".into(), Value::from(other));
+        findings.push(Diagnostic::new(
+            Code::W190,
+            format!(
+                "…and {} more label classes summed under `__other__`",
+                counts.len() - MAX_CLASSES
+            ),
+        ));
+    }
+    match by_count.as_slice() {
+        [] => {}
+        [(only, _)] => findings.push(
+            Diagnostic::new(
+                Code::W110,
+                format!("the label has a single class (`{only}`) in the sample"),
+            )
+            .at(&path),
+        ),
+        many => {
+            let (minority, n) = many[many.len() - 1];
+            let share = *n as f64 / labelled.max(1) as f64;
+            if share < IMBALANCE_SHARE {
+                let positive = plan.label.label_type == LabelType::Binary
+                    && plan.label.positive_class.as_deref() == Some(minority.as_str());
+                let which = if positive {
+                    "positive class".to_string()
+                } else {
+                    format!("minority class `{minority}`")
+                };
+                findings.push(
+                    Diagnostic::new(
+                        Code::W111,
+                        format!("{which} is {:.1} % of the sample", share * 100.0),
+                    )
+                    .at(&path),
+                );
+            }
+        }
+    }
+    (out, findings)
+}
+
+fn summarise(
+    estimated_row_count: u64,
+    label_distribution: serde_json::Map<String, Value>,
+    mut high_null: Vec<(String, f64)>,
+    diagnostics: &[Diagnostic],
+) -> ValidationSummary {
+    let mut warnings: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| !d.is_error())
+        .map(Diagnostic::summary_line)
+        .collect();
+    let mut cut = Vec::new();
+    high_null.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if high_null.len() > MAX_HIGH_NULL_COLUMNS {
+        cut.push(format!(
+            "{} more high-null columns",
+            high_null.len() - MAX_HIGH_NULL_COLUMNS
+        ));
+        high_null.truncate(MAX_HIGH_NULL_COLUMNS);
+    }
+    if warnings.len() > MAX_WARNINGS {
+        cut.push(format!("{} more warnings", warnings.len() - MAX_WARNINGS));
+        warnings.truncate(MAX_WARNINGS);
+    }
+    for line in &mut warnings {
+        if line.len() > 300 {
+            let mut end = 297;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push('…');
+        }
+    }
+    if !cut.is_empty() {
+        warnings.push(format!(
+            "{} {}: …and {}",
+            Code::W190.as_str(),
+            Code::W190.slug(),
+            cut.join(", ")
+        ));
+    }
+    let mut high_null_columns = serde_json::Map::new();
+    for (name, fraction) in high_null {
+        let value = Number::from_f64(round(fraction, 4))
+            .map(Value::Number)
+            .unwrap_or(Value::Null);
+        high_null_columns.insert(name, value);
+    }
+    ValidationSummary {
+        estimated_row_count,
+        label_distribution,
+        high_null_columns,
+        warnings,
+    }
+}
+
+fn null_fraction(column: &ArrayRef) -> Option<f64> {
+    (!column.is_empty()).then(|| column.null_count() as f64 / column.len() as f64)
+}
+
+/// One non-null value in every row (at least one row).
+fn is_constant(column: &ArrayRef) -> bool {
+    if column.is_empty() || column.null_count() > 0 {
+        return false;
+    }
+    let first = column.slice(0, 1);
+    match datafusion::arrow::compute::kernels::cmp::not_distinct(
+        column,
+        &datafusion::arrow::array::Scalar::new(first),
+    ) {
+        Ok(same) => same.true_count() == column.len(),
+        Err(_) => false,
+    }
+}
+
+/// For a binary label on a large enough sample: do the feature's values of one class never
+/// meet those of the other? Numbers compare by range, other values by set.
+fn separates(feature: &ArrayRef, label: &ArrayRef) -> bool {
+    let Ok(label) = cast(label, &DataType::Utf8) else {
+        return false;
+    };
+    let label = label.as_string::<i32>();
+    let family = TypeFamily::of(feature.data_type());
+    let numeric = match family {
+        TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean => {
+            cast(feature, &DataType::Float64).ok()
+        }
+        TypeFamily::Date | TypeFamily::Timestamp => cast(feature, &DataType::Int64)
+            .ok()
+            .and_then(|a| cast(&a, &DataType::Float64).ok()),
+        _ => None,
+    };
+    let text = if numeric.is_none() {
+        cast(feature, &DataType::Utf8).ok()
+    } else {
+        None
+    };
+    let mut classes: BTreeMap<&str, (usize, f64, f64, BTreeSet<String>)> = BTreeMap::new();
+    for row in 0..label.len() {
+        if label.is_null(row) || feature.is_null(row) {
+            continue;
+        }
+        let entry = classes.entry(label.value(row)).or_insert((
+            0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            BTreeSet::new(),
+        ));
+        entry.0 += 1;
+        if let Some(numbers) = &numeric {
+            let v = numbers.as_primitive::<Float64Type>().value(row);
+            entry.1 = entry.1.min(v);
+            entry.2 = entry.2.max(v);
+        } else if let Some(text) = &text {
+            if entry.3.len() <= 1000 {
+                entry
+                    .3
+                    .insert(text.as_string::<i32>().value(row).to_string());
+            }
+        } else {
+            return false;
+        }
+    }
+    let classes: Vec<_> = classes.into_values().collect();
+    let [a, b] = classes.as_slice() else {
+        return false;
+    };
+    if a.0 + b.0 < LEAKAGE_MIN_ROWS || a.0.min(b.0) < LEAKAGE_MIN_CLASS_ROWS {
+        return false;
+    }
+    if numeric.is_some() {
+        a.2 < b.1 || b.2 < a.1
+    } else {
+        a.3.len() <= 1000 && b.3.len() <= 1000 && a.3.is_disjoint(&b.3)
+    }
+}
+
+fn feature_index(path: &str) -> &str {
+    path.strip_prefix("features[")
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("")
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+fn table_reference(name: &str) -> datafusion::common::TableReference {
+    match name.split_once('.') {
+        Some((domain, table)) => datafusion::common::TableReference::partial(domain, table),
+        None => datafusion::common::TableReference::bare(name),
+    }
+}
+
+/// Turns a DataFusion failure into a diagnostic that says what went wrong in user terms.
+pub fn runtime_error(error: DataFusionError) -> Diagnostic {
+    let root = error.find_root();
+    let text = root.to_string();
+    let first = text.lines().next().unwrap_or(&text).to_string();
+    match root {
+        DataFusionError::ResourcesExhausted(_) => Diagnostic::new(
+            Code::E051,
+            format!("the run exceeded the memory limit: {first}"),
+        )
+        .hint("raise --memory-limit, or lower --sample-size"),
+        DataFusionError::ObjectStore(_)
+        | DataFusionError::IoError(_)
+        | DataFusionError::ParquetError(_) => Diagnostic::new(
+            Code::E052,
+            format!("a data file is missing or unreadable: {first}"),
+        ),
+        _ if text.contains("No such file")
+            || text.contains("not found") && text.contains("Object at location") =>
+        {
+            Diagnostic::new(
+                Code::E052,
+                format!("a data file is missing or unreadable: {first}"),
+            )
+        }
+        _ if text.contains("Parquet") || text.contains("parquet") => Diagnostic::new(
+            Code::E052,
+            format!("a data file is missing or unreadable: {first}"),
+        ),
+        _ => Diagnostic::new(
+            Code::E050,
+            format!("the query failed while running: {first}"),
+        ),
+    }
+}

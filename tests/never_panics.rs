@@ -1,0 +1,161 @@
+//! Whatever the input, compiling never panics: arbitrary recipe JSON, arbitrary fragments.
+
+mod common;
+
+use featurecraft::{CompileOptions, Dialect, compile};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+fn recipe_with(expression: &str, derivation: &str, source: &str) -> String {
+    json!({
+        "target_table": "t",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": derivation},
+        "features": [
+            {"name": "f", "expression": expression, "source_table": source},
+            {"name": "g", "expression": "COUNT(*)", "source_table": "orders"}
+        ]
+    })
+    .to_string()
+}
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[a-z_ ().*]{0,12}".prop_map(Value::from),
+        prop::sample::select(vec![
+            "customer_id",
+            "orders",
+            "COUNT(*)",
+            "SUM(amount)",
+            "churned_at",
+            "binary"
+        ])
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "target_table",
+                    "entity_grain",
+                    "label",
+                    "features",
+                    "notes",
+                    "name",
+                    "type",
+                    "column",
+                    "derivation",
+                    "expression",
+                    "source_table",
+                    "data_type",
+                    "x",
+                ]),
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
+}
+
+/// SQL-ish text: tokens a fragment is made of, in any order.
+fn sqlish() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "SUM(",
+            "COUNT(*)",
+            "amount",
+            "customer_id",
+            ")",
+            "(",
+            "+",
+            "/",
+            "CASE",
+            "WHEN",
+            "THEN",
+            "ELSE",
+            "END",
+            "1",
+            "'x'",
+            ",",
+            ";",
+            "SELECT",
+            "FROM",
+            "OVER",
+            "\"amount\"",
+            "orders.",
+            "::",
+            "INT",
+            "NULL",
+            "FILTER",
+            "WHERE",
+            "IS",
+            "NOT",
+            "AND",
+            "$1",
+            "?",
+            "[",
+            "]",
+            "->",
+            "x",
+            "\n",
+            "é",
+            "--",
+            "/*",
+        ]),
+        0..16,
+    )
+    .prop_map(|tokens| tokens.join(" "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_as_recipe_never_panics(text in "\\PC{0,200}") {
+        let catalog = common::retail_json();
+        let _ = compile(&text, &catalog, &CompileOptions::default());
+    }
+
+    #[test]
+    fn arbitrary_json_as_recipe_never_panics(value in arbitrary_json()) {
+        let catalog = common::retail_json();
+        let _ = compile(&value.to_string(), &catalog, &CompileOptions::default());
+    }
+
+    #[test]
+    fn arbitrary_fragments_never_panic(
+        expression in prop_oneof![sqlish(), "\\PC{0,60}"],
+        derivation in prop_oneof![sqlish(), Just("CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END".to_string())],
+        source in prop::sample::select(vec!["orders", "customers", "events", "nope", "marketing.campaign_touches"]),
+        dialect in prop::sample::select(Dialect::ALL.to_vec()),
+    ) {
+        let catalog = common::retail_json();
+        let compiled = compile(&recipe_with(&expression, &derivation, source), &catalog, &CompileOptions { dialect, strict: false });
+        // Whatever compiled must also reparse in its dialect.
+        if let Some(sql) = compiled.sql {
+            prop_assert!(featurecraft::render::reparse(&sql, dialect).is_ok(), "{}", sql);
+        }
+    }
+}
+
+#[test]
+fn deeply_nested_fragments_are_refused_not_overflowed() {
+    let catalog = common::retail_json();
+    let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    let compiled = compile(
+        &recipe_with(&deep, "churned_at", "orders"),
+        &catalog,
+        &CompileOptions::default(),
+    );
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code == featurecraft::Code::E010)
+    );
+}

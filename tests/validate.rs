@@ -1,0 +1,679 @@
+//! Validation on real Parquet data in DataFusion: sampling, the summary, each warning,
+//! runtime failures, and the retry of a failed job.
+
+mod common;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::prelude::SessionContext;
+use featurecraft::retry::{RunOptions, run_recipe};
+use featurecraft::validate::{ValidateOptions, sample, validate};
+use featurecraft::{Catalog, Code, CompileOptions, Dialect, Job, JobStatus, Plan, compile};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+fn plan_of(text: &str, catalog: &Catalog) -> (Plan, Vec<featurecraft::Diagnostic>) {
+    let compiled = compile(
+        text,
+        catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let plan = compiled
+        .plan
+        .unwrap_or_else(|| panic!("compiles: {:#?}", compiled.diagnostics));
+    (plan, compiled.diagnostics)
+}
+
+fn good(stem: &str) -> String {
+    common::recipes("good")
+        .into_iter()
+        .find(|(s, _)| s == stem)
+        .unwrap()
+        .1
+}
+
+/// Every row of the full CTAS, keyed by its grain values as text.
+async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<String, Vec<usize>>) {
+    let compiled = compile(
+        text,
+        catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let plan = compiled.plan.unwrap();
+    let ctx = catalog
+        .session_context(SessionContext::new())
+        .await
+        .unwrap();
+    let query = featurecraft::render::build_query(&plan, &Dialect::DataFusion.capabilities(), None)
+        .unwrap();
+    let frame = ctx.sql(&query.to_string()).await.unwrap();
+    let batches = frame.collect().await.unwrap();
+    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let keys = key_index(&all, plan.grain.len());
+    (all, keys)
+}
+
+fn key_of(batch: &RecordBatch, grain: usize, row: usize) -> String {
+    (0..grain)
+        .map(|c| array_value_to_string(batch.column(c), row).unwrap())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn key_index(batch: &RecordBatch, grain: usize) -> BTreeMap<String, Vec<usize>> {
+    let mut index: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for row in 0..batch.num_rows() {
+        index
+            .entry(key_of(batch, grain, row))
+            .or_default()
+            .push(row);
+    }
+    index
+}
+
+fn row_text(batch: &RecordBatch, row: usize) -> Vec<String> {
+    (0..batch.num_columns())
+        .map(|c| array_value_to_string(batch.column(c), row).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_sample_equals_statistics_of_the_full_ctas() {
+    let catalog = common::retail().await;
+    for (stem, text) in common::recipes("good") {
+        let (plan, warnings) = plan_of(&text, &catalog);
+        let options = ValidateOptions {
+            sample_size: 1_000_000,
+            ..Default::default()
+        };
+        let validation = validate(&plan, &catalog, &options, &warnings).await;
+        let summary = validation
+            .summary
+            .unwrap_or_else(|| panic!("{stem}: {:#?}", validation.diagnostics));
+
+        // A straightforward computation over the full CTAS.
+        let (all, _) = full_rows(&catalog, &text).await;
+        assert_eq!(
+            summary.estimated_row_count,
+            all.num_rows() as u64,
+            "{stem}: estimated_row_count"
+        );
+        let label = all.column(all.num_columns() - 1);
+        if plan.label.label_type != featurecraft::LabelType::Regression {
+            let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+            for row in 0..label.len() {
+                let key = if label.is_null(row) {
+                    "null".to_string()
+                } else {
+                    array_value_to_string(label, row).unwrap()
+                };
+                *expected.entry(key).or_default() += 1;
+            }
+            let got: BTreeMap<String, u64> = summary
+                .label_distribution
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{stem}: label distribution");
+        } else {
+            let values: Vec<f64> = (0..label.len())
+                .filter(|r| label.is_valid(*r))
+                .map(|r| {
+                    array_value_to_string(label, r)
+                        .unwrap()
+                        .parse::<f64>()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(summary.label_distribution["count"], json!(values.len()));
+            let max = values.iter().cloned().fold(f64::MIN, f64::max);
+            assert_eq!(summary.label_distribution["max"].as_f64().unwrap(), max);
+        }
+        let mut expected_nulls: BTreeMap<String, f64> = BTreeMap::new();
+        for (i, field) in all
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .skip(plan.grain.len())
+        {
+            let column = all.column(i);
+            let fraction = column.null_count() as f64 / column.len() as f64;
+            if fraction > options.null_threshold {
+                expected_nulls.insert(
+                    field.name().clone(),
+                    (fraction * 10_000.0).round() / 10_000.0,
+                );
+            }
+        }
+        let got_nulls: BTreeMap<String, f64> = summary
+            .high_null_columns
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        assert_eq!(got_nulls, expected_nulls, "{stem}: high-null columns");
+        insta::assert_snapshot!(
+            format!("summary__{stem}"),
+            serde_json::to_string_pretty(&summary).unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn sampled_entities_have_exactly_their_full_run_values_and_the_sample_is_stable() {
+    let catalog = common::retail().await;
+    for stem in [
+        "churn_basic",
+        "two_column_grain",
+        "aggregate_label",
+        "view_source",
+    ] {
+        let text = good(stem);
+        let (plan, _) = plan_of(&text, &catalog);
+        let options = ValidateOptions {
+            sample_size: 100,
+            ..Default::default()
+        };
+        let first = sample(&plan, &catalog, &options).await.unwrap();
+        let again = sample(&plan, &catalog, &options).await.unwrap();
+        let keys = key_index(&first.rows, plan.grain.len());
+        assert_eq!(keys.len(), 100, "{stem}: 100 entities sampled");
+        let again_keys: Vec<String> = key_index(&again.rows, plan.grain.len())
+            .into_keys()
+            .collect();
+        assert_eq!(
+            keys.keys().cloned().collect::<Vec<_>>(),
+            again_keys,
+            "{stem}: same keys on every run"
+        );
+        let (all, all_keys) = full_rows(&catalog, &text).await;
+        // Spread over the whole spine, not its first rows.
+        let positions: Vec<usize> = keys.keys().map(|k| all_keys[k][0]).collect();
+        assert!(
+            positions.iter().any(|p| *p > all.num_rows() / 2),
+            "{stem}: sample reaches the second half"
+        );
+        for (key, rows) in &keys {
+            let full: Vec<Vec<String>> = all_keys[key].iter().map(|r| row_text(&all, *r)).collect();
+            let sampled: Vec<Vec<String>> =
+                rows.iter().map(|r| row_text(&first.rows, *r)).collect();
+            assert_eq!(sampled, full, "{stem}: entity {key}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_good_recipe_summary_is_byte_identical_across_runs() {
+    let catalog = common::retail().await;
+    let (plan, warnings) = plan_of(&good("churn_basic"), &catalog);
+    let options = ValidateOptions {
+        sample_size: 300,
+        ..Default::default()
+    };
+    let a = validate(&plan, &catalog, &options, &warnings)
+        .await
+        .summary
+        .unwrap();
+    let b = validate(&plan, &catalog, &options, &warnings)
+        .await
+        .summary
+        .unwrap();
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    assert_eq!(
+        a.estimated_row_count, 1000,
+        "the full spine, though only 300 entities were sampled"
+    );
+}
+
+/// Writes `tables` as Parquet into a fresh directory catalog.
+fn tiny_catalog(dir: &Path, tables: &[(&str, Vec<(&str, ArrayRef)>)]) {
+    for (name, columns) in tables {
+        let batch = RecordBatch::try_from_iter(columns.clone()).unwrap();
+        let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+fn ints(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter(values))
+}
+
+/// A people table of `n` rows: id, y (label 0/1, one in four positive), a leaking score
+/// (y * 100 + noise), a noise column, a city, and visits (several per person).
+fn people_catalog(n: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<Option<i64>> = (1..=n).map(Some).collect();
+    tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "people",
+                vec![
+                    ("id", ints(ids.clone())),
+                    ("y", ints((1..=n).map(|i| Some(i64::from(i % 4 == 0))))),
+                    (
+                        "score",
+                        Arc::new(Float64Array::from_iter((1..=n).map(|i| {
+                            Some(f64::from(u8::from(i % 4 == 0)) * 100.0 + (i % 7) as f64)
+                        }))),
+                    ),
+                    ("noise", ints((1..=n).map(|i| Some((i * 37) % 11)))),
+                    (
+                        "city",
+                        Arc::new(StringArray::from_iter(
+                            (1..=n).map(|i| Some(["A", "B", "C"][(i % 3) as usize])),
+                        )),
+                    ),
+                ],
+            ),
+            (
+                "visits",
+                vec![
+                    ("id", ints((1..=n).flat_map(|i| [Some(i), Some(i)]))),
+                    ("minutes", ints((1..=n).flat_map(|i| [Some(i), None]))),
+                ],
+            ),
+        ],
+    );
+    dir
+}
+
+fn people_recipe(label: Value, features: Value) -> String {
+    json!({"target_table": "t", "entity_grain": ["id"], "label": label, "features": features})
+        .to_string()
+}
+
+async fn warnings_for(catalog_dir: &Path, text: &str, sample_size: usize) -> Vec<String> {
+    let catalog = Catalog::load(catalog_dir).await.unwrap();
+    let (plan, warnings) = plan_of(text, &catalog);
+    let options = ValidateOptions {
+        sample_size,
+        ..Default::default()
+    };
+    let validation = validate(&plan, &catalog, &options, &warnings).await;
+    validation
+        .summary
+        .unwrap_or_else(|| panic!("{:#?}", validation.diagnostics))
+        .warnings
+}
+
+fn has(warnings: &[String], code: &str) -> bool {
+    warnings.iter().any(|w| w.starts_with(code))
+}
+
+#[tokio::test]
+async fn each_validation_warning_fires_on_data_made_for_it() {
+    let dir = people_catalog(400);
+    let y = json!({"column": "people.y"});
+    let count = json!({"name": "n", "expression": "COUNT(*)", "source_table": "visits"});
+
+    // W101: a spine that is not unique on the grain.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(
+            json!({"column": "visits.minutes", "type": "regression"}),
+            json!([]),
+        ),
+        10_000,
+    )
+    .await;
+    assert!(
+        has(
+            &w,
+            "W101 grain_not_unique: 800 spine rows share 400 keys of (id)"
+        ),
+        "{w:?}"
+    );
+
+    // W102: a row-level source that fans out.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(
+            y.clone(),
+            json!([{"name": "m", "expression": "minutes", "source_table": "visits"}]),
+        ),
+        10_000,
+    )
+    .await;
+    assert!(has(&w, "W102 fan_out"), "{w:?}");
+
+    // W110: a single-class label.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(
+            json!({"column": "people.y", "derivation": "y * 0"}),
+            json!([count]),
+        ),
+        10_000,
+    )
+    .await;
+    assert!(has(&w, "W110 single_class_label"), "{w:?}");
+
+    // W111: the positive class is 1 % of the sample.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(json!({"column": "people.id", "derivation": "CASE WHEN id <= 4 THEN 1 ELSE 0 END", "positive_class_value": 1}), json!([count])),
+        10_000,
+    )
+    .await;
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("W111 label_imbalance: positive class is 1.0 % of the sample")),
+        "{w:?}"
+    );
+
+    // W112: label nulls.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(
+            json!({"column": "people.noise", "derivation": "CASE WHEN noise > 2 THEN 1 END"}),
+            json!([count]),
+        ),
+        10_000,
+    )
+    .await;
+    assert!(has(&w, "W112 label_nulls"), "{w:?}");
+
+    // W120 and W121: a constant and an all-null feature.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(y.clone(), json!([
+            {"name": "always_two", "expression": "COUNT(*)", "source_table": "visits"},
+            {"name": "nothing", "expression": "MAX(CASE WHEN minutes < 0 THEN minutes END)", "source_table": "visits"}
+        ])),
+        10_000,
+    )
+    .await;
+    assert!(
+        has(&w, "W120 constant_feature: feature `always_two`"),
+        "{w:?}"
+    );
+    assert!(has(&w, "W121 all_null_feature: feature `nothing`"), "{w:?}");
+
+    // W122: the engine computes an integer where the author declared a string.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(y.clone(), json!([{"name": "mod", "expression": "noise % 3", "source_table": "people", "data_type": "timestamp"}])),
+        10_000,
+    )
+    .await;
+    assert!(has(&w, "W011"), "compile time already knows: {w:?}");
+    assert!(
+        has(
+            &w,
+            "W122 computed_type_mismatch: feature `mod` is computed as Int64 (integer) but declared timestamp"
+        ),
+        "{w:?}"
+    );
+
+    // W123: a score that separates the label, on a large enough sample; not on a tiny one.
+    let leak = json!([{"name": "score", "expression": "score", "source_table": "people"}]);
+    let w = warnings_for(dir.path(), &people_recipe(y.clone(), leak.clone()), 10_000).await;
+    assert!(has(&w, "W123 suspected_leakage: feature `score`"), "{w:?}");
+    let w = warnings_for(dir.path(), &people_recipe(y.clone(), leak.clone()), 40).await;
+    assert!(
+        !has(&w, "W123"),
+        "40 rows are too few to call it leakage: {w:?}"
+    );
+    let honest = json!([{"name": "noise", "expression": "noise", "source_table": "people"}]);
+    let w = warnings_for(dir.path(), &people_recipe(y.clone(), honest), 10_000).await;
+    assert!(!has(&w, "W123"), "{w:?}");
+
+    // W130: fewer entities than asked.
+    let w = warnings_for(
+        dir.path(),
+        &people_recipe(y.clone(), json!([count])),
+        10_000,
+    )
+    .await;
+    assert!(
+        has(
+            &w,
+            "W130 small_sample: the spine has 400 entities, fewer than sample_size 10000"
+        ),
+        "{w:?}"
+    );
+    let w = warnings_for(dir.path(), &people_recipe(y.clone(), json!([count])), 100).await;
+    assert!(!has(&w, "W130"), "{w:?}");
+}
+
+#[tokio::test]
+async fn a_thousand_all_null_features_stay_under_ten_kilobytes_with_w190() {
+    let dir = people_catalog(50);
+    let features: Vec<Value> = (0..1000)
+        .map(|i| json!({"name": format!("empty_{i}"), "expression": "MAX(CASE WHEN minutes < 0 THEN minutes END)", "source_table": "visits"}))
+        .collect();
+    let text = people_recipe(json!({"column": "people.y"}), Value::from(features));
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let (plan, warnings) = plan_of(&text, &catalog);
+    let summary = validate(&plan, &catalog, &ValidateOptions::default(), &warnings)
+        .await
+        .summary
+        .unwrap();
+    let bytes = serde_json::to_string(&summary).unwrap().len();
+    assert!(bytes < 10 * 1024, "summary is {bytes} bytes");
+    let last = summary.warnings.last().unwrap();
+    assert!(last.starts_with("W190 truncated: …and"), "{last}");
+    assert_eq!(summary.high_null_columns.len(), 50);
+}
+
+async fn failure_of(
+    catalog: &Catalog,
+    text: &str,
+    options: ValidateOptions,
+) -> featurecraft::Diagnostic {
+    let (plan, _) = plan_of(text, catalog);
+    let validation = validate(&plan, catalog, &options, &[]).await;
+    assert!(validation.summary.is_none(), "the run fails");
+    validation
+        .diagnostics
+        .into_iter()
+        .find(|d| d.is_error())
+        .expect("an error diagnostic")
+}
+
+fn copy_catalog(to: &Path) {
+    let from = common::fixtures().join("retail");
+    for entry in walk(&from) {
+        let target = to.join(entry.strip_prefix(&from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn runtime_failures_are_diagnostics_not_panics() {
+    // A data file that disappeared after the catalog was read.
+    let dir = tempfile::tempdir().unwrap();
+    copy_catalog(dir.path());
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    std::fs::remove_file(dir.path().join("orders.parquet")).unwrap();
+    let d = failure_of(&catalog, &good("churn_basic"), ValidateOptions::default()).await;
+    assert_eq!(d.code, Code::E052, "{d:?}");
+    assert!(d.message.contains("orders.parquet"), "{}", d.message);
+
+    // A corrupt data file.
+    std::fs::write(dir.path().join("orders.parquet"), vec![7u8; 4096]).unwrap();
+    let d = failure_of(&catalog, &good("churn_basic"), ValidateOptions::default()).await;
+    assert_eq!(d.code, Code::E052, "{d:?}");
+
+    // A cast that fails on the data.
+    let catalog = common::retail().await;
+    let text = json!({"target_table": "t", "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": [{"name": "country_number", "expression": "CAST(country AS INT)", "source_table": "customers"}]})
+    .to_string();
+    let d = failure_of(&catalog, &text, ValidateOptions::default()).await;
+    assert_eq!(d.code, Code::E050, "{d:?}");
+    assert!(
+        d.message.contains("Cannot cast") || d.message.contains("cast"),
+        "{}",
+        d.message
+    );
+
+    // The memory limit.
+    let tiny = ValidateOptions {
+        memory_limit: 64 * 1024,
+        ..Default::default()
+    };
+    let d = failure_of(&catalog, &good("churn_basic"), tiny).await;
+    assert_eq!(d.code, Code::E051, "{d:?}");
+    assert!(d.message.contains("memory limit"), "{}", d.message);
+}
+
+fn failed_job(recipe_text: &str) -> Job {
+    let recipe = featurecraft::parse_recipe(recipe_text).recipe.unwrap();
+    let mut job = Job::new(
+        "churn_training".into(),
+        "retail".into(),
+        "ana@example.com".into(),
+        Some(recipe),
+    );
+    job.created_at = chrono::DateTime::parse_from_rfc3339("2026-11-07T05:31:56Z")
+        .unwrap()
+        .to_utc();
+    job.updated_at = job.created_at;
+    job.status = JobStatus::Failed;
+    job.error = Some("the crew timed out".into());
+    job
+}
+
+#[tokio::test]
+async fn retry_succeeds_once_the_missing_table_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_catalog(dir.path());
+    let tickets = dir.path().join("support_tickets.parquet");
+    let aside = dir.path().join("support_tickets.parquet.aside");
+    std::fs::rename(&tickets, &aside).unwrap();
+
+    let job = failed_job(&good("churn_basic"));
+    let options = RunOptions::default();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let again = featurecraft::retry::retry(&job, &catalog, &options)
+        .await
+        .unwrap();
+    assert_eq!(again.status, JobStatus::Failed);
+    let error = again.error.clone().unwrap();
+    assert!(
+        error.contains("E020")
+            && error.contains("support_tickets")
+            && error.contains("features[10].source_table"),
+        "{error}"
+    );
+    assert_ne!(Some(error), job.error, "a new error replaces the old one");
+    assert!(again.sql.is_none() && again.validation.is_none());
+
+    std::fs::rename(&aside, &tickets).unwrap();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let done = featurecraft::retry::retry(&again, &catalog, &options)
+        .await
+        .unwrap();
+    assert_eq!(done.status, JobStatus::PendingApproval);
+    assert_eq!(done.error, None);
+    assert!(
+        done.sql
+            .as_deref()
+            .unwrap()
+            .starts_with("CREATE TABLE \"retail\".\"churn_training\"")
+    );
+    assert_eq!(done.validation.as_ref().unwrap().estimated_row_count, 1000);
+    assert_eq!(
+        (done.job_id, done.created_at),
+        (job.job_id, job.created_at),
+        "identity and creation never move"
+    );
+    assert!(done.updated_at > job.updated_at, "updated_at moves");
+    assert_eq!(done.recipe, job.recipe);
+}
+
+#[tokio::test]
+async fn retry_keeps_the_sql_when_validation_fails_and_refuses_live_jobs() {
+    let catalog = common::retail().await;
+    let text = json!({"target_table": "t", "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": [{"name": "country_number", "expression": "CAST(country AS INT)", "source_table": "customers"}]})
+    .to_string();
+    let job = failed_job(&text);
+    let again = featurecraft::retry::retry(&job, &catalog, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.status, JobStatus::Failed);
+    assert!(again.sql.is_some(), "the SQL compiled and is kept");
+    assert!(
+        again
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("validation failed: E050"),
+        "{:?}",
+        again.error
+    );
+
+    for status in [
+        JobStatus::Running,
+        JobStatus::PendingApproval,
+        JobStatus::Approved,
+        JobStatus::Complete,
+    ] {
+        let mut live = job.clone();
+        live.status = status;
+        let err = featurecraft::retry::retry(&live, &catalog, &RunOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err, featurecraft::retry::RetryError::NotFailed(status));
+    }
+
+    let mut empty = job.clone();
+    empty.recipe = None;
+    let again = featurecraft::retry::retry(&empty, &catalog, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again.status, JobStatus::Failed);
+    assert!(again.error.unwrap().contains("no recipe"));
+}
+
+#[tokio::test]
+async fn run_recipe_reports_compile_errors_without_running() {
+    let catalog = common::retail().await;
+    let bad = common::recipes("bad")
+        .into_iter()
+        .find(|(s, _)| s == "E021_unknown_column")
+        .unwrap()
+        .1;
+    let recipe = featurecraft::parse_recipe(&bad).recipe.unwrap();
+    let run = run_recipe(&recipe, &catalog, &RunOptions::default()).await;
+    assert!(run.sql.is_none() && run.validation.is_none());
+    assert!(
+        run.error_paragraph()
+            .unwrap()
+            .starts_with("the recipe does not compile: E021 at features[1].expression")
+    );
+}
