@@ -34,18 +34,30 @@ fn main() {
     for customers in scales {
         let dir = root.join("bench-data").join(format!("retail-{customers}"));
         if !dir.join("customers.parquet").exists() {
-            let options = featurecraft::generate::GenerateOptions { customers, event_files: 4 };
-            featurecraft::generate::generate_retail(&dir, &options).expect("generate the bench catalog");
+            let options = featurecraft::generate::GenerateOptions {
+                customers,
+                event_files: 4,
+            };
+            featurecraft::generate::generate_retail(&dir, &options)
+                .expect("generate the bench catalog");
         }
         for (mode, sample_size) in [("sampled 10 000", 10_000usize), ("full", usize::MAX)] {
             let out = Command::new(std::env::current_exe().expect("bench binary"))
-                .args(["--child", dir.to_str().expect("utf-8 path"), &sample_size.to_string()])
+                .args([
+                    "--child",
+                    dir.to_str().expect("utf-8 path"),
+                    &sample_size.to_string(),
+                ])
                 .current_dir(root)
                 .output()
                 .expect("child runs");
             let text = String::from_utf8_lossy(&out.stdout);
             let line = text.lines().last().unwrap_or_default().to_string();
-            assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "child failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             println!("| {customers} | {mode} | {line} |");
         }
     }
@@ -53,27 +65,48 @@ fn main() {
 
 /// Runs one case: a warm-up, then `RUNS` timed validations; prints median, min, peak RSS, rows.
 fn child(dir: &Path, sample_size: usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let catalog = Catalog::load(dir).await.expect("catalog");
         let text = std::fs::read_to_string(RECIPE).expect("recipe");
-        let compiled = compile(&text, &catalog, &CompileOptions { dialect: Dialect::DataFusion, strict: false });
+        let compiled = compile(
+            &text,
+            &catalog,
+            &CompileOptions {
+                dialect: Dialect::DataFusion,
+                strict: false,
+            },
+        );
         let plan = compiled.plan.expect("compiles");
-        let options = ValidateOptions { sample_size, ..Default::default() };
+        let options = ValidateOptions {
+            sample_size,
+            ..Default::default()
+        };
         let mut rows = 0;
         let mut times = Vec::new();
         for run in 0..=RUNS {
             let started = Instant::now();
             let validation = validate(&plan, &catalog, &options, &[]).await;
             let elapsed = started.elapsed().as_secs_f64();
-            let summary = validation.summary.unwrap_or_else(|| panic!("{:?}", validation.diagnostics));
+            let summary = validation
+                .summary
+                .unwrap_or_else(|| panic!("{:?}", validation.diagnostics));
             rows = summary.estimated_row_count;
             if run > 0 {
                 times.push(elapsed);
             }
         }
         times.sort_by(f64::total_cmp);
-        println!("{:.3} | {:.3} | {:.0} | {rows}", times[times.len() / 2], times[0], peak_rss_mib());
+        println!(
+            "{:.3} | {:.3} | {:.0} | {rows}",
+            times[times.len() / 2],
+            times[0],
+            peak_rss_mib()
+        );
     });
 }
 

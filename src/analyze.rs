@@ -581,11 +581,7 @@ impl<'c> Analyzer<'c> {
                 return None;
             }
         }
-        let found = if column.quoted {
-            table.columns.iter().find(|c| c.name == column.name)
-        } else {
-            table.column(&column.name)
-        };
+        let found = lookup(table, column);
         if let Some(found) = found {
             return Some(found.name.clone());
         }
@@ -595,22 +591,12 @@ impl<'c> Analyzer<'c> {
         ))
         .into_iter()
         .collect();
-        let elsewhere: Vec<&str> = self
-            .catalog
-            .tables()
-            .filter(|t| t.column(&column.name).is_some())
-            .map(|t| t.name.as_str())
-            .take(3)
-            .collect();
+        let elsewhere = self.tables_with_column(&column.name);
         if !elsewhere.is_empty() {
             hints.push(format!(
                 "`{}` exists in {}",
                 column.name,
-                elsewhere
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                elsewhere.join(", ")
             ));
         }
         self.push(
@@ -711,23 +697,8 @@ impl<'c> Analyzer<'c> {
         let mut ok = true;
         let mut bare_non_grain = Vec::new();
         for column in &facts.columns {
-            let exists = if column.quoted {
-                table.columns.iter().any(|c| c.name == column.name)
-            } else {
-                table.column(&column.name).is_some()
-            };
-            let qualifier_ok = column.qualifier.as_ref().is_none_or(|q| {
-                q.eq_ignore_ascii_case(&table.name)
-                    || q.eq_ignore_ascii_case(table.name.rsplit('.').next().unwrap_or(""))
-            });
-            if !exists || !qualifier_ok {
-                let elsewhere: Vec<String> = self
-                    .catalog
-                    .tables()
-                    .filter(|t| t.column(&column.name).is_some())
-                    .map(|t| format!("`{}`", t.name))
-                    .take(3)
-                    .collect();
+            let Some(found) = lookup(table, column) else {
+                let elsewhere = self.tables_with_column(&column.name);
                 let mut d = Diagnostic::new(
                     Code::E031,
                     format!(
@@ -751,11 +722,8 @@ impl<'c> Analyzer<'c> {
                 self.push(d);
                 ok = false;
                 continue;
-            }
-            let name = table
-                .column(&column.name)
-                .map(|c| c.name.clone())
-                .unwrap_or_default();
+            };
+            let name = found.name.clone();
             if !column.in_aggregate && !grain.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
                 bare_non_grain.push(name.clone());
             }
@@ -781,6 +749,16 @@ impl<'c> Analyzer<'c> {
             table.column(&ident.value).map(|c| c.name.clone())
         });
         Some((table.name.clone(), expr, facts.aggregates, reads))
+    }
+
+    /// Up to three tables that have a column of this name, quoted for a hint.
+    fn tables_with_column(&self, name: &str) -> Vec<String> {
+        self.catalog
+            .tables()
+            .filter(|t| t.column(name).is_some())
+            .map(|t| format!("`{}`", t.name))
+            .take(3)
+            .collect()
     }
 
     /// Parses `label.column` as `column` or `table.column` (`domain.table.column`).
@@ -916,6 +894,24 @@ impl<'c> Analyzer<'c> {
                 .at(path),
             );
         }
+    }
+}
+
+/// The column a reference names: quoted names match exactly, bare ones ignoring case; a
+/// qualifier must name the table itself.
+fn lookup<'t>(table: &'t Table, column: &ColumnRef) -> Option<&'t crate::catalog::Column> {
+    let bare_table = table.name.rsplit('.').next().unwrap_or(&table.name);
+    let qualifier_ok = column
+        .qualifier
+        .as_ref()
+        .is_none_or(|q| q.eq_ignore_ascii_case(&table.name) || q.eq_ignore_ascii_case(bare_table));
+    if !qualifier_ok {
+        return None;
+    }
+    if column.quoted {
+        table.columns.iter().find(|c| c.name == column.name)
+    } else {
+        table.column(&column.name)
     }
 }
 

@@ -294,16 +294,7 @@ impl Catalog {
                 check_view_sql(&sql).map_err(|m| catalog_error(&file, m))?;
                 match ctx.sql_with_options(&sql, read_only()).await {
                     Ok(frame) => {
-                        let columns = frame
-                            .schema()
-                            .fields()
-                            .iter()
-                            .map(|f| Column {
-                                name: f.name().clone(),
-                                data_type: f.data_type().clone(),
-                                nullable: f.is_nullable(),
-                            })
-                            .collect();
+                        let columns = columns_of(frame.schema().as_arrow());
                         self.insert(
                             Table {
                                 name,
@@ -549,7 +540,16 @@ fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
     }
     let schema = schema
         .ok_or_else(|| catalog_error(Path::new("."), "a table needs at least one Parquet file"))?;
-    let columns = schema
+    let columns = columns_of(&schema);
+    Ok(Table {
+        name: String::new(),
+        columns,
+        source: TableSource::Parquet { files, row_count },
+    })
+}
+
+fn columns_of(schema: &Schema) -> Vec<Column> {
+    schema
         .fields()
         .iter()
         .map(|f| Column {
@@ -557,12 +557,7 @@ fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
             data_type: f.data_type().clone(),
             nullable: f.is_nullable(),
         })
-        .collect();
-    Ok(Table {
-        name: String::new(),
-        columns,
-        source: TableSource::Parquet { files, row_count },
-    })
+        .collect()
 }
 
 /// Reads a Parquet footer: the Arrow schema and the row count, no data.

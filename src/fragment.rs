@@ -143,11 +143,7 @@ impl Visitor for Walker {
             Expr::Identifier(ident) => self.column(None, ident),
             Expr::CompoundIdentifier(parts) => {
                 if let Some((last, qualifier)) = parts.split_last() {
-                    let qualifier = qualifier
-                        .iter()
-                        .map(|p| p.value.as_str())
-                        .collect::<Vec<_>>()
-                        .join(".");
+                    let qualifier = dotted(qualifier);
                     self.column(Some(qualifier), last);
                 }
             }
@@ -230,6 +226,15 @@ impl Walker {
             in_aggregate: self.aggregate_depth > 0,
         });
     }
+}
+
+/// `a.b` from identifier parts.
+fn dotted(parts: &[Ident]) -> String {
+    parts
+        .iter()
+        .map(|p| p.value.as_str())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn name_span(function: &Function) -> sqlparser::tokenizer::Span {
@@ -346,11 +351,7 @@ pub fn rewrite_columns(
             }
             Expr::CompoundIdentifier(parts) => {
                 if let Some((last, qualifier)) = parts.split_last() {
-                    let qualifier = qualifier
-                        .iter()
-                        .map(|p| p.value.as_str())
-                        .collect::<Vec<_>>()
-                        .join(".");
+                    let qualifier = dotted(qualifier);
                     if let Some(name) = resolve(Some(&qualifier), last) {
                         *e = Expr::Identifier(Ident::new(name));
                     }

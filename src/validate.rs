@@ -241,7 +241,8 @@ async fn sample_in(
         .map_err(runtime_error)?;
     let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(runtime_error)?;
-    // The batches' own schema: the types the engine really computed.
+    // The batches' own schema: `frame.schema()` is the plan's before type coercion (a
+    // `CASE WHEN … THEN 0 ELSE <double> END` reads Int64 there, Float64 once run).
     let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
     let rows = concat_batches(&schema, &batches).map_err(|e| runtime_error(e.into()))?;
     Ok(Sample {

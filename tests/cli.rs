@@ -144,20 +144,39 @@ fn a_corrupt_parquet_file_in_the_catalog_is_a_clear_error() {
 fn the_generator_rewrites_the_bundled_catalog_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("retail");
-    let (code, _, stderr) = featurecraft(&["generate", "--out", out.to_str().unwrap(), "--customers", "1000"]);
+    let (code, _, stderr) = featurecraft(&[
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--customers",
+        "1000",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let bundled = common::fixtures().join("retail");
     let mut compared = 0;
-    for relative in ["customers.parquet", "orders.parquet", "events/part-000.parquet", "events/part-001.parquet",
-        "marketing/campaign_touches.parquet", "customer_order_items.sql", "events_monthly.sql"]
-    {
+    for relative in [
+        "customers.parquet",
+        "orders.parquet",
+        "events/part-000.parquet",
+        "events/part-001.parquet",
+        "marketing/campaign_touches.parquet",
+        "customer_order_items.sql",
+        "events_monthly.sql",
+    ] {
         let fresh = std::fs::read(out.join(relative)).unwrap();
         let committed = std::fs::read(bundled.join(relative)).unwrap();
-        assert!(fresh == committed, "{relative} differs from the bundled fixture");
+        assert!(
+            fresh == committed,
+            "{relative} differs from the bundled fixture"
+        );
         compared += 1;
     }
     assert_eq!(compared, 7);
-    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "no temporary files are left behind");
 }
 
@@ -174,10 +193,22 @@ fn validate_prints_the_summary_as_json() {
     assert_eq!(code, 0, "{stderr}");
     let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(value["validation"]["estimated_row_count"], 1000);
-    let labels: u64 = value["validation"]["label_distribution"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let labels: u64 = value["validation"]["label_distribution"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(labels, 200, "the sample has 200 entities");
     assert!(value["sql"].as_str().unwrap().starts_with("CREATE TABLE"));
-    let (code, _, stderr) = featurecraft(&["validate", "fixtures/recipes/good/churn_basic.json", "--catalog", "fixtures/retail", "--memory-limit", "lots"]);
+    let (code, _, stderr) = featurecraft(&[
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail",
+        "--memory-limit",
+        "lots",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("`lots` is not a size"), "{stderr}");
 }
@@ -185,14 +216,24 @@ fn validate_prints_the_summary_as_json() {
 #[test]
 fn retry_of_a_failed_job_file_prints_the_new_job() {
     let dir = tempfile::tempdir().unwrap();
-    let mut job: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(common::fixtures().join("contract/retry_response.json")).unwrap()).unwrap();
+    let mut job: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("contract/retry_response.json")).unwrap(),
+    )
+    .unwrap();
     job["status"] = "failed".into();
     job["error"] = "the crew timed out".into();
-    job["recipe"] = serde_json::from_str(&std::fs::read_to_string(common::fixtures().join("recipes/good/churn_basic.json")).unwrap()).unwrap();
+    job["recipe"] = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("recipes/good/churn_basic.json")).unwrap(),
+    )
+    .unwrap();
     let path = dir.path().join("job.json");
     std::fs::write(&path, job.to_string()).unwrap();
-    let (code, stdout, stderr) = featurecraft(&["retry", path.to_str().unwrap(), "--catalog", "fixtures/retail"]);
+    let (code, stdout, stderr) = featurecraft(&[
+        "retry",
+        path.to_str().unwrap(),
+        "--catalog",
+        "fixtures/retail",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     let next: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(next["status"], "pending_approval");
@@ -202,7 +243,15 @@ fn retry_of_a_failed_job_file_prints_the_new_job() {
     // A job that has not failed is refused.
     job["status"] = "approved".into();
     std::fs::write(&path, job.to_string()).unwrap();
-    let (code, _, stderr) = featurecraft(&["retry", path.to_str().unwrap(), "--catalog", "fixtures/retail"]);
+    let (code, _, stderr) = featurecraft(&[
+        "retry",
+        path.to_str().unwrap(),
+        "--catalog",
+        "fixtures/retail",
+    ]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("only a failed job can be retried; this one is approved"), "{stderr}");
+    assert!(
+        stderr.contains("only a failed job can be retried; this one is approved"),
+        "{stderr}"
+    );
 }

@@ -160,3 +160,44 @@ fn leakage_is_an_error_in_strict_mode() {
             .any(|d| d.code == Code::W010 && d.is_error())
     );
 }
+
+#[test]
+fn reserved_words_are_valid_names_and_always_quoted() {
+    let catalog = common::retail_json();
+    let text = serde_json::json!({
+        "target_table": "select",
+        "entity_grain": ["customer_id"],
+        "label": {"name": "order", "column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": [
+            {"name": "from", "expression": "COUNT(*)", "source_table": "orders"},
+            {"name": "group", "expression": "plan", "source_table": "customers"}
+        ]
+    })
+    .to_string();
+    for dialect in Dialect::ALL {
+        let compiled = compile(
+            &text,
+            &catalog,
+            &CompileOptions {
+                dialect,
+                strict: false,
+            },
+        );
+        let sql = compiled
+            .sql
+            .unwrap_or_else(|| panic!("{dialect}: {:#?}", compiled.diagnostics));
+        let quote = dialect.capabilities().quote;
+        for name in ["select", "order", "from", "group"] {
+            assert!(
+                sql.contains(&format!("{quote}{name}{quote}")),
+                "{dialect}: `{name}` quoted\n{sql}"
+            );
+        }
+        let rendered = featurecraft::render(&compiled.plan.unwrap(), dialect).unwrap();
+        assert_eq!(
+            reparse(&sql, dialect).unwrap(),
+            vec![rendered.statement],
+            "{dialect}"
+        );
+    }
+}
