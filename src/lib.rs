@@ -11,6 +11,12 @@
 //! | analyze | [`analyze::analyze`] | recipe, [`Catalog`] | [`analyze::Plan`] + diagnostics |
 //! | render | [`render::render`] | plan, [`Dialect`] | CTAS (AST and text) |
 //! | compile | [`compile`] | recipe JSON, catalog, options | all of the above |
+//! | validate | [`validate::validate`] | plan, catalog, options | [`ValidationSummary`] + diagnostics |
+//! | retry | [`retry::retry`] | failed [`Job`], catalog | the new job |
+//! | materialize | [`materialize::materialize`] | plan, catalog, warehouse | a Parquet table |
+//!
+//! The `featurecraft` binary (feature `cli`) and the HTTP service in `server` (feature
+//! `server`, with its SQLite job store) are thin layers over these functions.
 //!
 //! Every stage returns its findings as [`Diagnostic`] values (code, severity, message,
 //! recipe path, span, hints); none of them logs or panics on user input.
@@ -46,9 +52,12 @@ pub mod generate;
 pub mod infer;
 pub mod job;
 pub mod keyhash;
+pub mod materialize;
 pub mod recipe;
 pub mod render;
 pub mod retry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod types;
 pub mod validate;
 

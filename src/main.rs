@@ -76,6 +76,43 @@ enum Command {
         #[arg(long, default_value = "2G")]
         memory_limit: String,
     },
+    /// Serve the job API over HTTP (see the README for the routes).
+    Serve {
+        /// The catalog directory jobs read.
+        #[arg(long)]
+        catalog: PathBuf,
+        /// The SQLite job database (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Where materialized tables are written (`DOMAIN/TABLE/` Parquet).
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        sample_size: usize,
+        #[arg(long, default_value = "2G")]
+        memory_limit: String,
+        /// Seconds a validation or materialization may run before its job fails.
+        #[arg(long, default_value_t = 900)]
+        job_timeout: u64,
+        /// Verify RS256 tokens with these public keys (a JWKS file or a PEM public key)
+        /// instead of HS256 with FEATURECRAFT_JWT_SECRET.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
+    /// Print a development token signed with FEATURECRAFT_JWT_SECRET.
+    Token {
+        /// The caller (`sub` claim).
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, e.g. `automl:admin`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
     /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
     DescribeCatalog {
         /// The catalog directory.
@@ -158,6 +195,67 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_retry(&job, &catalog, &options))
+        }
+        Command::Serve {
+            catalog,
+            db,
+            addr,
+            warehouse,
+            sample_size,
+            memory_limit,
+            job_timeout,
+            jwks,
+        } => {
+            let run = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            let jwt = match (jwks, jwt_secret()) {
+                (Some(path), _) => {
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            return usage_error(&format!("cannot read {}: {e}", path.display()));
+                        }
+                    };
+                    match featurecraft::server::auth::Verifier::rs256_from(&text) {
+                        Ok(v) => v,
+                        Err(e) => return usage_error(&format!("{}: {e}", path.display())),
+                    }
+                }
+                (None, Some(secret)) => featurecraft::server::auth::Verifier::Hs256(secret),
+                (None, None) => {
+                    return usage_error(
+                        "set FEATURECRAFT_JWT_SECRET (HS256) or give --jwks FILE (RS256) to verify tokens",
+                    );
+                }
+            };
+            let config = featurecraft::server::ServiceConfig {
+                catalog,
+                warehouse,
+                jwt,
+                run,
+                job_timeout: std::time::Duration::from_secs(job_timeout.max(1)),
+            };
+            runtime.block_on(serve(config, &db, &addr))
+        }
+        Command::Token { sub, scope, ttl } => {
+            let Some(secret) = jwt_secret() else {
+                return usage_error(
+                    "set FEATURECRAFT_JWT_SECRET to the secret that signs tokens (HS256)",
+                );
+            };
+            let seconds = match parse_duration(&ttl) {
+                Ok(s) => s,
+                Err(e) => return usage_error(&e),
+            };
+            match featurecraft::server::auth::sign(&secret, &sub, scope.as_deref(), seconds) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e),
+            }
         }
         Command::DescribeCatalog { catalog } => runtime.block_on(async {
             let described = match Catalog::load(&catalog).await.and_then(|c| c.to_json()) {
@@ -244,6 +342,74 @@ async fn run_compile(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn jwt_secret() -> Option<Vec<u8>> {
+    std::env::var("FEATURECRAFT_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::into_bytes)
+}
+
+/// Parses `30s`, `15m`, `1h`, `7d` (or plain seconds).
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 30m, 1h or 7d)"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}` (use s, m, h or d)"
+            ));
+        }
+    };
+    Ok(n * scale)
+}
+
+async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &str) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .try_init();
+    let (router, handle) = match featurecraft::server::service(config, db) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => return usage_error(&format!("cannot listen on {addr}: {e}")),
+    };
+    tracing::info!(addr, "serving");
+    let shutdown = async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down: finishing running jobs");
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        return usage_error(&format!("server error: {e}"));
+    }
+    handle.drain().await;
+    ExitCode::SUCCESS
 }
 
 fn run_options(

@@ -1,0 +1,783 @@
+//! The HTTP service: the contract's job API over the library's stages.
+//!
+//! Routes live under `/api/automl/feature-engineering` (plus `GET /healthz`):
+//! `POST /jobs`, `GET /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/retry`,
+//! `POST /jobs/{id}/approve`, `POST /jobs/{id}/materialize`, and the stateless
+//! `POST /compile` and `POST /validate` for API backends.
+//!
+//! Long work (compile + validate, materialization) runs off the request path: the
+//! response comes as soon as the job is stored as `running` (or `materializing`), and
+//! `?wait=true` waits for the outcome instead, as the contract's retry example shows.
+//! Every response carries `x-correlation-id` (the caller's, or a new one), and every log
+//! line of the request carries it too. Errors are JSON: `{"detail": "…"}`.
+
+pub mod auth;
+pub mod store;
+
+use crate::catalog::Catalog;
+use crate::job::{Job, JobStatus};
+use crate::materialize::materialize;
+use crate::recipe::recipe_from_value;
+use crate::retry::{RunOptions, retry, run_recipe};
+use crate::{CompileOptions, Dialect, compile_recipe};
+use auth::Caller;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The routes' common prefix.
+pub const PREFIX: &str = "/api/automl/feature-engineering";
+/// Request bodies larger than this are refused (413).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What the service needs to run.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    pub catalog: PathBuf,
+    pub warehouse: PathBuf,
+    /// How bearer tokens are verified.
+    pub jwt: auth::Verifier,
+    pub run: RunOptions,
+    /// The longest a validation or materialization may run before the job fails.
+    pub job_timeout: Duration,
+}
+
+struct AppState {
+    config: ServiceConfig,
+    store: Store,
+    tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+type Shared = Arc<AppState>;
+
+/// An HTTP error with a JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"detail": self.detail}))).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "job store failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// Builds the service: opens the store, fails jobs a dead process left running, and
+/// returns the router and a handle to wait for background jobs on shutdown.
+pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandle), String> {
+    let store = Store::open(db).map_err(|e| e.to_string())?;
+    let orphans = store
+        .fail_orphans("the service stopped while this job was running; retry it")
+        .map_err(|e| e.to_string())?;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "jobs left running by a stopped service were marked failed"
+        );
+    }
+    let state = Arc::new(AppState {
+        config,
+        store,
+        tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+    });
+    let api = Router::new()
+        .route("/jobs", post(create_job).get(list_jobs))
+        .route("/jobs/{job_id}", get(get_job))
+        .route("/jobs/{job_id}/retry", post(retry_job))
+        .route("/jobs/{job_id}/approve", post(approve_job))
+        .route("/jobs/{job_id}/materialize", post(materialize_job))
+        .route("/compile", post(compile_stateless))
+        .route("/validate", post(validate_stateless));
+    let router = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .nest(PREFIX, api)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(correlation))
+        .with_state(state.clone());
+    Ok((router, ServiceHandle { state }))
+}
+
+/// Lets the caller wait for background jobs when the service stops.
+pub struct ServiceHandle {
+    state: Shared,
+}
+
+impl ServiceHandle {
+    /// Waits for every background job to finish (they fail cleanly on their time limit).
+    pub async fn drain(&self) {
+        let mut tasks = self.state.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Echoes or creates `x-correlation-id` and runs the request inside a span carrying it.
+async fn correlation(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert("x-correlation-id", value);
+    }
+    let span = tracing::info_span!("request", correlation_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-correlation-id", value);
+    }
+    response
+}
+
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing `Authorization: Bearer <token>`",
+            )
+        })?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be `Bearer <token>`",
+        )
+    })?;
+    state
+        .config
+        .jwt
+        .verify(token.trim())
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))
+}
+
+fn job_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("job_id: `{text}` is not a UUID"),
+        )
+    })
+}
+
+/// The job, if the caller may see it; 404 otherwise (others' jobs are not revealed).
+fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> Result<store::StoredJob, ApiError> {
+    match state.store.get(id)? {
+        Some(stored) if caller.admin || stored.job.owner == caller.subject => Ok(stored),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct WaitParam {
+    #[serde(default)]
+    wait: bool,
+}
+
+fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("body: not valid JSON: {e}"),
+        )
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body: expected a JSON object",
+        )),
+    }
+}
+
+fn string_field(
+    body: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: expected a non-empty string"),
+        )),
+    }
+}
+
+async fn create_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(wait): Query<WaitParam>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let body = parse_body(&body)?;
+    let target = string_field(&body, "target_table_name")?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "target_table_name: required",
+        )
+    })?;
+    let domain = string_field(&body, "domain")?
+        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "domain: required"))?;
+    for (field, value) in [("target_table_name", &target), ("domain", &domain)] {
+        if !crate::analyze::is_portable(value) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{field}: `{value}` is not a portable name (letters, digits and `_`)"),
+            ));
+        }
+    }
+    let owner = string_field(&body, "owner")?.unwrap_or_else(|| caller.subject.clone());
+    if owner != caller.subject && !caller.admin {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "owner: must be the caller (the token's `sub`)",
+        ));
+    }
+    let recipe = match body.get("recipe") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let parsed = recipe_from_value(value);
+            match parsed.recipe {
+                Some(recipe) => Some(recipe),
+                None => {
+                    let first = parsed.diagnostics.iter().find(|d| d.is_error());
+                    let detail = first.map_or("recipe: malformed".to_string(), |d| {
+                        format!(
+                            "recipe.{}: {}",
+                            d.path.clone().unwrap_or_default(),
+                            d.message
+                        )
+                    });
+                    return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail));
+                }
+            }
+        }
+    };
+    let job = Job::new(target, domain, owner, recipe);
+    state.store.insert(&job)?;
+    tracing::info!(job_id = %job.job_id, "job created");
+    let task = spawn(&state, run_new_job(state.clone(), job.clone())).await;
+    respond(&state, job, task, wait.wait, StatusCode::CREATED).await
+}
+
+/// Runs a new job's compile + validation and stores the outcome.
+async fn run_new_job(state: Shared, job: Job) {
+    let mut done = job.clone();
+    let outcome = match &job.recipe {
+        None => Err(
+            "the job has no recipe: the crew did not produce one. Create it again with a recipe."
+                .to_string(),
+        ),
+        Some(recipe) => proposal(&state, recipe).await,
+    };
+    apply_proposal(&mut done, outcome);
+    store_outcome(&state, &done, JobStatus::Running);
+}
+
+type Proposal = Result<(String, crate::ValidationSummary), String>;
+
+/// Compile + validate against the catalog as it is now.
+async fn proposal(state: &AppState, recipe: &crate::FeatureRecipe) -> Proposal {
+    let catalog = Catalog::load(&state.config.catalog)
+        .await
+        .map_err(|e| e.to_string())?;
+    let run = tokio::time::timeout(
+        state.config.job_timeout,
+        run_recipe(recipe, &catalog, &state.config.run),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "validation took longer than {} s and was stopped",
+            state.config.job_timeout.as_secs()
+        )
+    })?;
+    if let Some(reason) = run.error_paragraph() {
+        return Err(reason);
+    }
+    match (run.sql, run.validation) {
+        (Some(sql), Some(summary)) => Ok((sql, summary)),
+        _ => Err("validation produced no summary".into()),
+    }
+}
+
+fn apply_proposal(job: &mut Job, outcome: Proposal) {
+    match outcome {
+        Ok((sql, summary)) => {
+            job.sql = Some(sql);
+            job.validation = Some(summary);
+            job.error = None;
+            let _ = job.transition(JobStatus::PendingApproval);
+        }
+        Err(reason) => {
+            job.error = Some(reason);
+            let _ = job.transition(JobStatus::Failed);
+        }
+    }
+}
+
+fn store_outcome(state: &AppState, job: &Job, expected: JobStatus) {
+    let result = if job.status == JobStatus::PendingApproval {
+        let files = catalog_files(&state.config.catalog);
+        let hash = job
+            .recipe
+            .as_ref()
+            .zip(job.sql.as_ref())
+            .map(|(r, s)| review_hash(r, s, &files));
+        match hash {
+            Some(hash) => state
+                .store
+                .update_with_review(job, expected, Some((&hash, &files))),
+            None => state.store.update(job, expected),
+        }
+    } else {
+        state.store.update(job, expected)
+    };
+    match result {
+        Ok(true) => {
+            tracing::info!(job_id = %job.job_id, status = job.status.as_str(), "job updated")
+        }
+        Ok(false) => {
+            tracing::warn!(job_id = %job.job_id, "job moved on before its outcome was stored")
+        }
+        Err(e) => {
+            tracing::error!(job_id = %job.job_id, error = %e, "cannot store the job's outcome")
+        }
+    }
+}
+
+/// Spawns background work in the current span; returns a receiver that fires when done.
+async fn spawn(
+    state: &AppState,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    let mut tasks = state.tasks.lock().await;
+    // Reap finished jobs so the set holds only running ones.
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn(
+        async move {
+            work.await;
+            let _ = done.send(());
+        }
+        .instrument(span),
+    );
+    finished
+}
+
+/// Answers with the job as stored when the work started, or, with `wait`, as it is once
+/// the work is done.
+async fn respond(
+    state: &AppState,
+    job: Job,
+    task: tokio::sync::oneshot::Receiver<()>,
+    wait: bool,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    if !wait {
+        return Ok((status, Json(job)).into_response());
+    }
+    let _ = task.await;
+    let current = state.store.get(job.job_id)?.map(|s| s.job).unwrap_or(job);
+    Ok((status, Json(current)).into_response())
+}
+
+async fn get_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    Ok(Json(visible_job(&state, &caller, job_id(&id)?)?.job))
+}
+
+async fn list_jobs(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Job>>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let owner = (!caller.admin).then_some(caller.subject.as_str());
+    Ok(Json(state.store.list(owner)?))
+}
+
+async fn retry_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(wait): Query<WaitParam>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let stored = visible_job(&state, &caller, job_id(&id)?)?;
+    let failed = stored.job;
+    if failed.status != JobStatus::Failed {
+        return Err(conflict_status(&failed, "retry", "failed"));
+    }
+    let mut running = failed.clone();
+    running
+        .transition(JobStatus::Running)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    // The compare-and-set: of two concurrent retries, only one moves the job out of `failed`.
+    if !state.store.update(&running, JobStatus::Failed)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the job is no longer failed: another request is retrying it",
+        ));
+    }
+    let task_state = state.clone();
+    let task = spawn(&state, async move {
+        let outcome = match Catalog::load(&task_state.config.catalog).await {
+            Ok(catalog) => {
+                let attempt = retry(&failed, &catalog, &task_state.config.run);
+                match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
+                    Ok(Ok(job)) => job,
+                    Ok(Err(e)) => failed_copy(&failed, e.to_string()),
+                    Err(_) => failed_copy(
+                        &failed,
+                        "validation took longer than the service's time limit".into(),
+                    ),
+                }
+            }
+            Err(e) => failed_copy(&failed, e.to_string()),
+        };
+        store_outcome(&task_state, &outcome, JobStatus::Running);
+    })
+    .await;
+    respond(&state, running, task, wait.wait, StatusCode::OK).await
+}
+
+fn failed_copy(job: &Job, reason: String) -> Job {
+    let mut next = job.clone();
+    next.error = Some(reason);
+    next.status = JobStatus::Failed;
+    next.touch();
+    next
+}
+
+fn conflict_status(job: &Job, action: &str, needs: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "cannot {action} a job that is {}: it must be {needs}",
+            job.status.as_str()
+        ),
+    )
+}
+
+async fn approve_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let stored = visible_job(&state, &caller, job_id(&id)?)?;
+    let mut job = stored.job;
+    if job.status != JobStatus::PendingApproval {
+        return Err(conflict_status(&job, "approve", "pending_approval"));
+    }
+    let files = catalog_files(&state.config.catalog);
+    let current = job
+        .recipe
+        .as_ref()
+        .zip(job.sql.as_ref())
+        .map(|(r, s)| review_hash(r, s, &files));
+    if current.is_none() || current != stored.reviewed_hash {
+        let changed = describe_changes(stored.reviewed_files.as_deref().unwrap_or(""), &files);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "approval refused: the catalog changed since this job was validated ({changed}), so the reviewed SQL may no longer mean the same; create the job again to validate it anew"
+            ),
+        ));
+    }
+    job.transition(JobStatus::Approved)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    if !state.store.update(&job, JobStatus::PendingApproval)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the job changed while it was being approved",
+        ));
+    }
+    Ok(Json(job))
+}
+
+async fn materialize_job(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Query(wait): Query<WaitParam>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let stored = visible_job(&state, &caller, job_id(&id)?)?;
+    let mut job = stored.job;
+    if job.status != JobStatus::Approved {
+        return Err(conflict_status(&job, "materialize", "approved"));
+    }
+    job.transition(JobStatus::Materializing)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    if !state.store.update(&job, JobStatus::Approved)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the job is already being materialized",
+        ));
+    }
+    let task_state = state.clone();
+    let running = job.clone();
+    let task = spawn(&state, async move {
+        let mut done = running.clone();
+        let result = tokio::time::timeout(
+            task_state.config.job_timeout,
+            materialize_recipe(&task_state, &running),
+        )
+        .await;
+        match result {
+            Ok(Ok(rows)) => {
+                tracing::info!(job_id = %done.job_id, rows, "materialized");
+                let _ = done.transition(JobStatus::Complete);
+            }
+            Ok(Err(reason)) => {
+                done.error = Some(reason);
+                let _ = done.transition(JobStatus::Failed);
+            }
+            Err(_) => {
+                done.error =
+                    Some("materialization took longer than the service's time limit".into());
+                let _ = done.transition(JobStatus::Failed);
+            }
+        }
+        store_outcome(&task_state, &done, JobStatus::Materializing);
+    })
+    .await;
+    respond(&state, job, task, wait.wait, StatusCode::OK).await
+}
+
+async fn materialize_recipe(state: &AppState, job: &Job) -> Result<u64, String> {
+    let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
+    let catalog = Catalog::load(&state.config.catalog)
+        .await
+        .map_err(|e| e.to_string())?;
+    let compiled = compile_recipe(
+        recipe,
+        &catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let plan = compiled.plan.ok_or_else(|| {
+        let run = crate::retry::RecipeRun {
+            sql: None,
+            validation: None,
+            diagnostics: compiled.diagnostics,
+        };
+        run.error_paragraph()
+            .unwrap_or_else(|| "the recipe no longer compiles".into())
+    })?;
+    let done = materialize(
+        &plan,
+        &catalog,
+        &state.config.warehouse,
+        &job.domain,
+        &job.target_table_name,
+        &state.config.run.validate,
+    )
+    .await
+    .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))?;
+    Ok(done.rows)
+}
+
+#[derive(Deserialize)]
+struct EngineRequest {
+    recipe: Value,
+    #[serde(default)]
+    dialect: Option<String>,
+    #[serde(default)]
+    sample_size: Option<usize>,
+}
+
+fn engine_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(EngineRequest, Dialect), ApiError> {
+    caller(state, headers)?;
+    let request: EngineRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
+    let dialect = match &request.dialect {
+        Some(d) => d.parse().map_err(|e: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("dialect: {e}"))
+        })?,
+        None => Dialect::Generic,
+    };
+    Ok((request, dialect))
+}
+
+async fn compile_stateless(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let catalog = Catalog::load(&state.config.catalog)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let parsed = recipe_from_value(&request.recipe);
+    let mut diagnostics = parsed.diagnostics;
+    let mut sql = None;
+    if let Some(recipe) = parsed.recipe {
+        let compiled = compile_recipe(
+            &recipe,
+            &catalog,
+            &CompileOptions {
+                dialect,
+                strict: false,
+            },
+        );
+        diagnostics.extend(compiled.diagnostics);
+        sql = compiled.sql;
+    }
+    Ok(Json(json!({"sql": sql, "diagnostics": diagnostics})))
+}
+
+async fn validate_stateless(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let catalog = Catalog::load(&state.config.catalog)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let parsed = recipe_from_value(&request.recipe);
+    let Some(recipe) = parsed.recipe else {
+        return Ok(Json(
+            json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics}),
+        ));
+    };
+    let mut options = state.config.run.clone();
+    options.dialect = dialect;
+    if let Some(n) = request.sample_size.filter(|n| *n > 0) {
+        options.validate.sample_size = n;
+    }
+    let run = tokio::time::timeout(
+        state.config.job_timeout,
+        run_recipe(&recipe, &catalog, &options),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "validation took longer than the service's time limit",
+        )
+    })?;
+    let mut diagnostics = parsed.diagnostics;
+    diagnostics.extend(run.diagnostics);
+    Ok(Json(
+        json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
+    ))
+}
+
+/// The catalog's files as `path size modified-nanoseconds` lines, sorted: what approval compares.
+fn catalog_files(root: &Path) -> String {
+    let mut lines = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(meta) = entry.metadata() {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                lines.push(format!("{relative} {} {modified}", meta.len()));
+            }
+        }
+    }
+    lines.sort();
+    lines.join("\n")
+}
+
+fn review_hash(recipe: &crate::FeatureRecipe, sql: &str, files: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(recipe).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(sql.as_bytes());
+    hasher.update([0]);
+    hasher.update(files.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Which catalog files were added, removed or changed between two identity lists.
+fn describe_changes(before: &str, after: &str) -> String {
+    let name = |line: &str| line.rsplitn(3, ' ').nth(2).unwrap_or(line).to_string();
+    let before: std::collections::BTreeMap<String, &str> =
+        before.lines().map(|l| (name(l), l)).collect();
+    let after: std::collections::BTreeMap<String, &str> =
+        after.lines().map(|l| (name(l), l)).collect();
+    let mut changes = Vec::new();
+    for (file, line) in &after {
+        match before.get(file) {
+            None => changes.push(format!("added {file}")),
+            Some(old) if old != line => changes.push(format!("changed {file}")),
+            _ => {}
+        }
+    }
+    for file in before.keys().filter(|f| !after.contains_key(*f)) {
+        changes.push(format!("removed {file}"));
+    }
+    if changes.is_empty() {
+        "the recipe or SQL differs".into()
+    } else {
+        changes.join(", ")
+    }
+}

@@ -1,0 +1,224 @@
+//! The job store: one SQLite file in WAL mode; jobs survive a restart.
+//!
+//! Every state change is one statement that checks the state it expects
+//! (`UPDATE … WHERE job_id = ? AND status = ?`), so two concurrent retries of one failed
+//! job cannot both start it: the second finds the job no longer `failed` and gets a 409.
+//! The schema is created and migrated by the service itself (`PRAGMA user_version`).
+
+use crate::job::{Job, JobStatus};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+/// The schema version this code writes.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A job as stored, with what review recorded about it.
+#[derive(Debug, Clone)]
+pub struct StoredJob {
+    pub job: Job,
+    /// Hash of recipe + SQL + catalog file identities at validation time.
+    pub reviewed_hash: Option<String>,
+    /// The catalog file identities behind that hash, to say what changed.
+    pub reviewed_files: Option<String>,
+}
+
+/// The job store.
+pub struct Store {
+    connection: Mutex<Connection>,
+}
+
+/// A store failure, with what was being done.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn store_error(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError(format!("{what}: {e}"))
+}
+
+impl Store {
+    /// Opens (creating or migrating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let connection = Connection::open(path).map_err(store_error("open"))?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(store_error("enable WAL"))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_error("busy timeout"))?;
+        let version: i64 = connection
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(store_error("read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError(format!(
+                "the database has schema version {version}, newer than this featurecraft ({SCHEMA_VERSION})"
+            )));
+        }
+        if version < 1 {
+            connection
+                .execute_batch(
+                    "BEGIN;
+                     CREATE TABLE IF NOT EXISTS jobs (
+                         job_id TEXT PRIMARY KEY,
+                         owner TEXT NOT NULL,
+                         status TEXT NOT NULL,
+                         created_at TEXT NOT NULL,
+                         body TEXT NOT NULL,
+                         reviewed_hash TEXT,
+                         reviewed_files TEXT
+                     );
+                     CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at);
+                     PRAGMA user_version = 1;
+                     COMMIT;",
+                )
+                .map_err(store_error("create schema"))?;
+        }
+        Ok(Store {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError("a previous request panicked".into()))?;
+        f(&connection)
+    }
+
+    /// Stores a new job.
+    pub fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let body = serde_json::to_string(job).map_err(|e| StoreError(e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (job_id, owner, status, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![job.job_id.to_string(), job.owner, job.status.as_str(), job.created_at.to_rfc3339(), body],
+            )
+            .map_err(store_error("insert job"))?;
+            Ok(())
+        })
+    }
+
+    /// One job by id.
+    pub fn get(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT body, reviewed_hash, reviewed_files FROM jobs WHERE job_id = ?1",
+                params![id.to_string()],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(store_error("read job"))?
+            .map(|(body, reviewed_hash, reviewed_files)| {
+                let job = serde_json::from_str(&body)
+                    .map_err(|e| StoreError(format!("stored job is not valid: {e}")))?;
+                Ok(StoredJob {
+                    job,
+                    reviewed_hash,
+                    reviewed_files,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Jobs of `owner` (every job when `None`), newest first.
+    pub fn list(&self, owner: Option<&str>) -> Result<Vec<Job>, StoreError> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT body FROM jobs WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at DESC, job_id",
+                )
+                .map_err(store_error("list jobs"))?;
+            let rows = statement
+                .query_map(params![owner], |r| r.get::<_, String>(0))
+                .map_err(store_error("list jobs"))?;
+            let mut jobs = Vec::new();
+            for body in rows {
+                let body = body.map_err(store_error("list jobs"))?;
+                jobs.push(serde_json::from_str(&body).map_err(|e| StoreError(format!("stored job is not valid: {e}")))?);
+            }
+            Ok(jobs)
+        })
+    }
+
+    /// Replaces the job if it is still in `expected`; `false` when another request moved it first.
+    pub fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
+        self.update_with_review(job, expected, None)
+    }
+
+    /// As [`Store::update`], also recording the review hash and file identities.
+    pub fn update_with_review(
+        &self,
+        job: &Job,
+        expected: JobStatus,
+        review: Option<(&str, &str)>,
+    ) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(job).map_err(|e| StoreError(e.to_string()))?;
+        self.with(|c| {
+            let changed = match review {
+                Some((hash, files)) => c.execute(
+                    "UPDATE jobs SET status = ?1, body = ?2, reviewed_hash = ?3, reviewed_files = ?4
+                     WHERE job_id = ?5 AND status = ?6",
+                    params![job.status.as_str(), body, hash, files, job.job_id.to_string(), expected.as_str()],
+                ),
+                None => c.execute(
+                    "UPDATE jobs SET status = ?1, body = ?2 WHERE job_id = ?3 AND status = ?4",
+                    params![job.status.as_str(), body, job.job_id.to_string(), expected.as_str()],
+                ),
+            }
+            .map_err(store_error("update job"))?;
+            Ok(changed == 1)
+        })
+    }
+
+    /// Marks jobs left `running` or `materializing` by a process that died as `failed`, so
+    /// they can be retried. Returns how many.
+    pub fn fail_orphans(&self, reason: &str) -> Result<usize, StoreError> {
+        let orphans: Vec<Job> = self.with(|c| {
+            let mut statement = c
+                .prepare("SELECT body FROM jobs WHERE status IN ('running', 'materializing')")
+                .map_err(store_error("find orphans"))?;
+            let rows = statement
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(store_error("find orphans"))?;
+            let mut jobs = Vec::new();
+            for body in rows {
+                let body = body.map_err(store_error("find orphans"))?;
+                if let Ok(job) = serde_json::from_str::<Job>(&body) {
+                    jobs.push(job);
+                }
+            }
+            Ok(jobs)
+        })?;
+        let mut count = 0;
+        for mut job in orphans {
+            let before = job.status;
+            if job.transition(JobStatus::Failed).is_ok() {
+                job.error = Some(reason.to_string());
+                if self.update(&job, before)? {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+}

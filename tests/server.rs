@@ -1,0 +1,620 @@
+//! The HTTP service, driven over loopback by a real client: a real SQLite file, a real
+//! Parquet catalog, real DataFusion runs.
+
+mod common;
+#[path = "common/http.rs"]
+mod http;
+
+use featurecraft::retry::RunOptions;
+use featurecraft::server::{ServiceConfig, auth, service};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SECRET: &[u8] = b"test-secret";
+const API: &str = "/api/automl/feature-engineering";
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    async fn start(catalog: &Path, db: &Path, warehouse: &Path) -> Server {
+        let mut run = RunOptions::default();
+        run.validate.sample_size = 500;
+        let config = ServiceConfig {
+            catalog: catalog.to_path_buf(),
+            warehouse: warehouse.to_path_buf(),
+            jwt: auth::Verifier::Hs256(SECRET.to_vec()),
+            run,
+            job_timeout: Duration::from_secs(120),
+        };
+        let (router, handle) = service(config, db).expect("service starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            handle.drain().await;
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.await.unwrap();
+        }
+    }
+
+    /// One HTTP/1.1 request; returns (status, headers, JSON body).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> (u16, String, Value) {
+        http::call(self.addr, method, path, token, body, extra).await
+    }
+}
+
+fn token(sub: &str) -> String {
+    auth::sign(SECRET, sub, None, 3600).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target)
+        } else {
+            std::fs::copy(&path, &target).map(|_| ()).unwrap()
+        }
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    catalog: PathBuf,
+    db: PathBuf,
+    warehouse: PathBuf,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    copy_dir(&common::fixtures().join("retail"), &catalog);
+    World {
+        db: dir.path().join("jobs.db"),
+        warehouse: dir.path().join("warehouse"),
+        catalog,
+        _dir: dir,
+    }
+}
+
+fn recipe() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("recipes/good/churn_basic.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn new_job(recipe: Value) -> Value {
+    json!({"target_table_name": "churn_training", "domain": "retail", "recipe": recipe})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_lifecycle_ends_in_a_parquet_table_of_the_estimated_size() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, head, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&new_job(recipe())),
+            &[("x-correlation-id", "corr-123")],
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-correlation-id: corr-123"),
+        "{head}"
+    );
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    assert_eq!(job["owner"], "ana@example.com");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let rows = job["validation"]["estimated_row_count"].as_u64().unwrap();
+
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("approved")),
+        "{job}"
+    );
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/materialize?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("complete")),
+        "{job}"
+    );
+
+    // The table is there, complete, with the estimated number of rows.
+    let table = w.warehouse.join("retail").join("churn_training");
+    let ctx = datafusion::prelude::SessionContext::new();
+    let frame = ctx
+        .read_parquet(table.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(frame.count().await.unwrap() as u64, rows);
+    let leftovers: Vec<_> = std::fs::read_dir(w.warehouse.join("retail"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no staging folders left");
+
+    let (status, _, list) = server
+        .call("GET", &format!("{API}/jobs"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_on_a_missing_table_succeeds_on_retry_once_it_is_added() {
+    let w = world();
+    let aside = w.catalog.parent().unwrap().join("support_tickets.parquet");
+    std::fs::rename(w.catalog.join("support_tickets.parquet"), &aside).unwrap();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (_, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&new_job(recipe())),
+            &[],
+        )
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("support_tickets"),
+        "{job}"
+    );
+    let id = job["job_id"].as_str().unwrap().to_string();
+
+    std::fs::rename(&aside, w.catalog.join("support_tickets.parquet")).unwrap();
+    let (status, _, again) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/retry?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["status"], "pending_approval", "{again}");
+    assert_eq!(again["error"], Value::Null);
+    assert_eq!(again["created_at"], job["created_at"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_the_contract_status_codes_and_json_bodies() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, _, body) = server
+        .call("GET", &format!("{API}/jobs"), None, None, &[])
+        .await;
+    assert_eq!(status, 401);
+    assert!(body["detail"].as_str().unwrap().contains("Authorization"));
+    let forged = auth::sign(b"not the secret", "ana@example.com", None, 60).unwrap();
+    assert_eq!(
+        server
+            .call("GET", &format!("{API}/jobs"), Some(&forged), None, &[])
+            .await
+            .0,
+        401
+    );
+    let expired = auth::sign(SECRET, "ana@example.com", None, -10).unwrap();
+    let (status, _, body) = server
+        .call("GET", &format!("{API}/jobs"), Some(&expired), None, &[])
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (401, Some("the token has expired"))
+    );
+
+    let (status, _, body) = server
+        .call(
+            "GET",
+            &format!("{API}/jobs/not-a-uuid"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("job_id"),
+        "{body}"
+    );
+    let (status, _, _) = server
+        .call(
+            "GET",
+            &format!("{API}/jobs/{}", uuid::Uuid::new_v4()),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs"),
+            Some(&ana),
+            Some(&json!({"domain": "retail"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("target_table_name"),
+        "{body}"
+    );
+    let mut bad = recipe();
+    bad["entity_grain"] = json!("customer_id");
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs"),
+            Some(&ana),
+            Some(&new_job(bad)),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"].as_str().unwrap().contains("entity_grain"),
+        "{body}"
+    );
+
+    // 409: retry of a job that has not failed; approve of a job that is not pending.
+    let (_, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&new_job(recipe())),
+            &[],
+        )
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/retry"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pending_approval"),
+        "{body}"
+    );
+    let (status, _, _) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/materialize"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Owner isolation: another caller gets 404; an admin sees the job.
+    let bob = token("bob@example.com");
+    assert_eq!(
+        server
+            .call("GET", &format!("{API}/jobs/{id}"), Some(&bob), None, &[])
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                &format!("{API}/jobs/{id}/approve"),
+                Some(&bob),
+                None,
+                &[]
+            )
+            .await
+            .0,
+        404
+    );
+    let (_, _, list) = server
+        .call("GET", &format!("{API}/jobs"), Some(&bob), None, &[])
+        .await;
+    assert_eq!(list, json!([]));
+    let admin = auth::sign(SECRET, "ops", Some("automl:admin"), 60).unwrap();
+    assert_eq!(
+        server
+            .call("GET", &format!("{API}/jobs/{id}"), Some(&admin), None, &[])
+            .await
+            .0,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_is_refused_after_the_catalog_changed() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (_, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&new_job(recipe())),
+            &[],
+        )
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    std::fs::write(
+        w.catalog.join("orders_extra.sql"),
+        "SELECT customer_id FROM orders\n",
+    )
+    .unwrap();
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("added orders_extra.sql"),
+        "{body}"
+    );
+    let (_, _, still) = server
+        .call("GET", &format!("{API}/jobs/{id}"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(still["status"], "pending_approval");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_restart_and_concurrent_retries_run_once() {
+    let w = world();
+    std::fs::rename(
+        w.catalog.join("orders.parquet"),
+        w.catalog.parent().unwrap().join("orders.parquet"),
+    )
+    .unwrap();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, _, job) = server
+            .call(
+                "POST",
+                &format!("{API}/jobs?wait=true"),
+                Some(&ana),
+                Some(&new_job(recipe())),
+                &[],
+            )
+            .await;
+        assert_eq!(job["status"], "failed");
+        ids.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    server.stop().await;
+
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let (_, _, list) = server
+        .call("GET", &format!("{API}/jobs"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        3,
+        "every job is still there"
+    );
+
+    // Two concurrent retries of one failed job (now fixable): one runs, the other gets 409,
+    // whether it arrives while the first runs or after it succeeded.
+    std::fs::rename(
+        w.catalog.parent().unwrap().join("orders.parquet"),
+        w.catalog.join("orders.parquet"),
+    )
+    .unwrap();
+    let path = format!("{API}/jobs/{}/retry?wait=true", ids[0]);
+    let (a, b) = tokio::join!(
+        server.call("POST", &path, Some(&ana), None, &[]),
+        server.call("POST", &path, Some(&ana), None, &[])
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+    let winner = if a.0 == 200 { a.2 } else { b.2 };
+    assert_eq!(winner["status"], "pending_approval", "{winner}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stateless_engine_routes_answer_like_the_cli() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/compile"),
+            Some(&ana),
+            Some(&json!({"recipe": recipe(), "dialect": "bigquery"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["sql"]
+            .as_str()
+            .unwrap()
+            .starts_with("CREATE OR REPLACE TABLE `retail`.`churn_training`")
+    );
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/validate"),
+            Some(&ana),
+            Some(&json!({"recipe": recipe(), "sample_size": 100})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["validation"]["estimated_row_count"], 1000);
+    let (status, _, _) = server.call("GET", "/healthz", None, None, &[]).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_left_running_by_a_dead_process_are_failed_on_start_and_can_be_retried() {
+    let w = world();
+    {
+        let store = featurecraft::server::store::Store::open(&w.db).unwrap();
+        let recipe = featurecraft::parse_recipe(&recipe().to_string())
+            .recipe
+            .unwrap();
+        let job = featurecraft::Job::new(
+            "churn_training".into(),
+            "retail".into(),
+            "ana@example.com".into(),
+            Some(recipe),
+        );
+        store.insert(&job).unwrap();
+    }
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (_, _, list) = server
+        .call("GET", &format!("{API}/jobs"), Some(&ana), None, &[])
+        .await;
+    let job = &list[0];
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("the service stopped while this job was running"),
+        "{job}"
+    );
+    let id = job["job_id"].as_str().unwrap();
+    let (status, _, again) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/retry?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (200, Some("pending_approval")),
+        "{again}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_wait_the_answer_comes_while_the_job_runs() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs"),
+            Some(&ana),
+            Some(&new_job(recipe())),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        job["status"], "running",
+        "answered as soon as the job was stored"
+    );
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let mut last = job;
+    for _ in 0..200 {
+        let (_, _, current) = server
+            .call("GET", &format!("{API}/jobs/{id}"), Some(&ana), None, &[])
+            .await;
+        last = current;
+        if last["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["status"], "pending_approval", "{last}");
+    server.stop().await;
+}
