@@ -630,11 +630,12 @@ struct EngineRequest {
     sample_size: Option<usize>,
 }
 
-fn engine_request(
+/// Checks the caller, reads `{"recipe", "dialect"?, "sample_size"?}` and loads the catalog as it is now.
+async fn engine_request(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(EngineRequest, Dialect), ApiError> {
+) -> Result<(EngineRequest, Dialect, Catalog), ApiError> {
     caller(state, headers)?;
     let request: EngineRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
@@ -644,7 +645,10 @@ fn engine_request(
         })?,
         None => Dialect::Generic,
     };
-    Ok((request, dialect))
+    let catalog = Catalog::load(&state.config.catalog)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((request, dialect, catalog))
 }
 
 async fn compile_stateless(
@@ -652,10 +656,7 @@ async fn compile_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect) = engine_request(&state, &headers, &body)?;
-    let catalog = Catalog::load(&state.config.catalog)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (request, dialect, catalog) = engine_request(&state, &headers, &body).await?;
     let parsed = recipe_from_value(&request.recipe);
     let mut diagnostics = parsed.diagnostics;
     let mut sql = None;
@@ -679,10 +680,7 @@ async fn validate_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect) = engine_request(&state, &headers, &body)?;
-    let catalog = Catalog::load(&state.config.catalog)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (request, dialect, catalog) = engine_request(&state, &headers, &body).await?;
     let parsed = recipe_from_value(&request.recipe);
     let Some(recipe) = parsed.recipe else {
         return Ok(Json(
