@@ -445,20 +445,8 @@ async fn retry_job(
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     let failed = stored.job;
-    if failed.status != JobStatus::Failed {
-        return Err(conflict_status(&failed, "retry", "failed"));
-    }
-    let mut running = failed.clone();
-    running
-        .transition(JobStatus::Running)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    // The compare-and-set: of two concurrent retries, only one moves the job out of `failed`.
-    if !state.store.update(&running, JobStatus::Failed)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the job is no longer failed: another request is retrying it",
-        ));
-    }
+    // Of two concurrent retries, only one moves the job out of `failed`.
+    let running = claim(&state, &failed, JobStatus::Running, "retry")?;
     let task_state = state.clone();
     let task = spawn(&state, async move {
         let outcome = match Catalog::load(&task_state.config.catalog).await {
@@ -479,6 +467,36 @@ async fn retry_job(
     })
     .await;
     respond(&state, running, task, wait.wait, StatusCode::OK).await
+}
+
+/// Moves a job from the status `action` needs to `next`, as one compare-and-set in the
+/// store: 409 when the job is not in that status, or when another request moved it first.
+fn claim(state: &AppState, job: &Job, next: JobStatus, action: &str) -> Result<Job, ApiError> {
+    let needs = match next {
+        JobStatus::Running => JobStatus::Failed,
+        JobStatus::Approved => JobStatus::PendingApproval,
+        JobStatus::Materializing => JobStatus::Approved,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("cannot {action} a job"),
+            ));
+        }
+    };
+    if job.status != needs {
+        return Err(conflict_status(job, action, needs.as_str()));
+    }
+    let mut moved = job.clone();
+    moved
+        .transition(next)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
+    if !state.store.update(&moved, needs)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("cannot {action} the job: another request changed it first"),
+        ));
+    }
+    Ok(moved)
 }
 
 fn failed_copy(job: &Job, reason: String) -> Job {
@@ -506,7 +524,7 @@ async fn approve_job(
 ) -> Result<Json<Job>, ApiError> {
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
-    let mut job = stored.job;
+    let job = stored.job;
     if job.status != JobStatus::PendingApproval {
         return Err(conflict_status(&job, "approve", "pending_approval"));
     }
@@ -525,15 +543,7 @@ async fn approve_job(
             ),
         ));
     }
-    job.transition(JobStatus::Approved)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    if !state.store.update(&job, JobStatus::PendingApproval)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the job changed while it was being approved",
-        ));
-    }
-    Ok(Json(job))
+    Ok(Json(claim(&state, &job, JobStatus::Approved, "approve")?))
 }
 
 async fn materialize_job(
@@ -544,18 +554,7 @@ async fn materialize_job(
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
-    let mut job = stored.job;
-    if job.status != JobStatus::Approved {
-        return Err(conflict_status(&job, "materialize", "approved"));
-    }
-    job.transition(JobStatus::Materializing)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    if !state.store.update(&job, JobStatus::Approved)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "the job is already being materialized",
-        ));
-    }
+    let job = claim(&state, &stored.job, JobStatus::Materializing, "materialize")?;
     let task_state = state.clone();
     let running = job.clone();
     let task = spawn(&state, async move {
