@@ -61,6 +61,19 @@ impl Server {
         }
     }
 
+    /// Creates a job with the `churn_basic` recipe and waits for its proposal.
+    async fn create_and_wait(&self, token: &str) -> Value {
+        self.call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(token),
+            Some(&new_job(recipe())),
+            &[],
+        )
+        .await
+        .2
+    }
+
     /// One HTTP/1.1 request; returns (status, headers, JSON body).
     async fn call(
         &self,
@@ -205,15 +218,7 @@ async fn a_job_failing_on_a_missing_table_succeeds_on_retry_once_it_is_added() {
     std::fs::rename(w.catalog.join("support_tickets.parquet"), &aside).unwrap();
     let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
     let ana = token("ana@example.com");
-    let (_, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(&ana),
-            Some(&new_job(recipe())),
-            &[],
-        )
-        .await;
+    let job = server.create_and_wait(&ana).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert!(
         job["error"].as_str().unwrap().contains("support_tickets"),
@@ -324,15 +329,7 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
     );
 
     // 409: retry of a job that has not failed; approve of a job that is not pending.
-    let (_, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(&ana),
-            Some(&new_job(recipe())),
-            &[],
-        )
-        .await;
+    let job = server.create_and_wait(&ana).await;
     let id = job["job_id"].as_str().unwrap().to_string();
     let (status, _, body) = server
         .call(
@@ -404,15 +401,7 @@ async fn approval_is_refused_after_the_catalog_changed() {
     let w = world();
     let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
     let ana = token("ana@example.com");
-    let (_, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(&ana),
-            Some(&new_job(recipe())),
-            &[],
-        )
-        .await;
+    let job = server.create_and_wait(&ana).await;
     let id = job["job_id"].as_str().unwrap().to_string();
     std::fs::write(
         w.catalog.join("orders_extra.sql"),
@@ -455,15 +444,7 @@ async fn jobs_survive_a_restart_and_concurrent_retries_run_once() {
     let ana = token("ana@example.com");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let (_, _, job) = server
-            .call(
-                "POST",
-                &format!("{API}/jobs?wait=true"),
-                Some(&ana),
-                Some(&new_job(recipe())),
-                &[],
-            )
-            .await;
+        let job = server.create_and_wait(&ana).await;
         assert_eq!(job["status"], "failed");
         ids.push(job["job_id"].as_str().unwrap().to_string());
     }
