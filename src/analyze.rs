@@ -95,6 +95,8 @@ pub struct PlannedFeature {
     pub empty_value: Option<Expr>,
     /// The author's declared type, when given.
     pub declared_type: Option<String>,
+    /// Where the expression casts a float to text, which not every dialect renders faithfully.
+    pub float_to_text: Vec<sqlparser::tokenizer::Span>,
 }
 
 /// The label ready to render.
@@ -283,9 +285,10 @@ impl<'c> Analyzer<'c> {
                 }
             }
 
+            let table = self.catalog.table(&r.table)?;
+            let expr = crate::infer::make_portable(r.expr.clone(), table);
             if let Some(declared) = &feature.data_type {
-                let table = self.catalog.table(&r.table)?;
-                self.check_declared_type(declared, &r.expr, table, r.index);
+                self.check_declared_type(declared, &expr, table, r.index);
             }
 
             let empty_value = match home {
@@ -302,17 +305,19 @@ impl<'c> Analyzer<'c> {
                                 ])
                             })
                     };
-                    fragment::empty_set_value(&r.expr, &spine_grain)
+                    fragment::empty_set_value(&expr, &spine_grain)
                 }
                 _ => None,
             };
+            let float_to_text = crate::infer::float_to_text_casts(&expr, table);
             features.push(PlannedFeature {
                 name: feature.name.clone(),
                 path,
-                expr: r.expr.clone(),
+                expr,
                 home,
                 empty_value,
                 declared_type: feature.data_type.clone(),
+                float_to_text,
             });
         }
 
@@ -748,6 +753,7 @@ impl<'c> Analyzer<'c> {
         fragment::rewrite_columns(&mut expr, |_, ident| {
             table.column(&ident.value).map(|c| c.name.clone())
         });
+        let expr = crate::infer::make_portable(expr, table);
         Some((table.name.clone(), expr, facts.aggregates, reads))
     }
 

@@ -347,6 +347,22 @@ impl Catalog {
         Ok(serde_json::Value::Object(tables))
     }
 
+    /// Where each table's rows come from: `{"NAME": {"parquet": [FILE, …]} | {"view": SQL}}`.
+    /// Tools that load the catalog into another engine read this instead of re-implementing
+    /// the directory rules above.
+    pub fn sources_json(&self) -> serde_json::Value {
+        let mut tables = serde_json::Map::new();
+        for table in self.tables.values() {
+            let source = match &table.source {
+                TableSource::Parquet { files, .. } => serde_json::json!({ "parquet": files }),
+                TableSource::View { sql, .. } => serde_json::json!({ "view": sql }),
+                TableSource::Declared => serde_json::json!({ "declared": true }),
+            };
+            tables.insert(table.name.clone(), source);
+        }
+        serde_json::Value::Object(tables)
+    }
+
     /// The table named `name`, ignoring ASCII case.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(&name.to_ascii_lowercase())

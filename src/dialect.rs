@@ -6,7 +6,7 @@
 //! row; nothing else branches on the dialect.
 
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{DataType, ExactNumberInfo, TimezoneInfo};
+use sqlparser::ast::{DataType, DateTimeField, ExactNumberInfo, TimezoneInfo};
 use std::fmt;
 use std::str::FromStr;
 
@@ -33,6 +33,28 @@ pub struct TypeNames {
     pub boolean: DataType,
 }
 
+/// Spellings of `EXTRACT(DOW FROM x)` with Sunday = 0 … Saturday = 6.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DayOfWeek {
+    /// `EXTRACT(DOW FROM x)` already counts from Sunday = 0.
+    SundayZero,
+    /// The field counts Sunday = 1 … Saturday = 7: `(EXTRACT(field FROM x) - 1)`.
+    SundayOne(DateTimeField),
+    /// The plain field depends on a session setting; `(EXTRACT(DAYOFWEEKISO FROM x) % 7)` does not.
+    IsoModSeven,
+}
+
+/// Spellings of the whole days between two dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaysBetween {
+    /// `a - b` is an integer number of days.
+    Minus,
+    /// `DATEDIFF(a, b)` (Spark: `a - b` is an interval).
+    DateDiff,
+    /// `DATE_DIFF(a, b, DAY)` (BigQuery: `a - b` is an interval).
+    DateDiffDay,
+}
+
 /// One row of the capability table.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
@@ -50,6 +72,23 @@ pub struct Capabilities {
     pub try_cast: bool,
     /// `SAFE_CAST(x AS T)`.
     pub safe_cast: bool,
+    /// `ROUND(x, digits)` takes a floating-point `x`; PostgreSQL's takes only `NUMERIC`, so
+    /// there `x` is cast to `NUMERIC` first.
+    pub round_float_digits: bool,
+    /// `CAST(float AS text)` gives the same text as DataFusion (`9.0`, `10000000000.0`).
+    pub float_text_like_datafusion: bool,
+    /// A literal such as `1.0` is a fixed-point DECIMAL here (Spark, Snowflake), so
+    /// `AVG(CASE WHEN … THEN 1.0 ELSE 0.0 END)` would keep only a few digits. featurecraft
+    /// means a double, as DataFusion does: such literals are rendered `CAST(1.0 AS DOUBLE)`.
+    pub decimal_literals: bool,
+    /// How `EXTRACT(DOW FROM x)`, Sunday = 0 as in DataFusion, is spelled.
+    pub day_of_week: DayOfWeek,
+    /// How the number of days between two dates (`a - b` of two DATEs) is spelled.
+    pub days_between: DaysBetween,
+    /// Functions this dialect spells differently: (featurecraft's name, the dialect's).
+    pub renamed_functions: &'static [(&'static str, &'static str)],
+    /// Functions that exist here under the same name with another meaning: (name, why).
+    pub refused_functions: &'static [(&'static str, &'static str)],
     /// Type names used when a fragment casts.
     pub types: TypeNames,
 }
@@ -96,6 +135,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: true,
                 safe_cast: false,
+                round_float_digits: true,
+                float_text_like_datafusion: false,
+                decimal_literals: false,
+                day_of_week: DayOfWeek::SundayZero,
+                days_between: DaysBetween::Minus,
+                renamed_functions: &[],
+                refused_functions: &[],
                 types: standard,
             },
             Dialect::DataFusion => Capabilities {
@@ -106,6 +152,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: true,
                 safe_cast: false,
+                round_float_digits: true,
+                float_text_like_datafusion: true,
+                decimal_literals: false,
+                day_of_week: DayOfWeek::SundayZero,
+                days_between: DaysBetween::Minus,
+                renamed_functions: &[],
+                refused_functions: &[],
                 types: standard,
             },
             Dialect::DuckDb => Capabilities {
@@ -116,6 +169,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: true,
                 safe_cast: false,
+                round_float_digits: true,
+                float_text_like_datafusion: true,
+                decimal_literals: false,
+                day_of_week: DayOfWeek::SundayZero,
+                days_between: DaysBetween::Minus,
+                renamed_functions: &[],
+                refused_functions: &[],
                 types: standard,
             },
             Dialect::Postgres => Capabilities {
@@ -126,6 +186,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: false,
                 safe_cast: false,
+                round_float_digits: false,
+                float_text_like_datafusion: false,
+                decimal_literals: false,
+                day_of_week: DayOfWeek::SundayZero,
+                days_between: DaysBetween::Minus,
+                renamed_functions: &[],
+                refused_functions: &[],
                 types: TypeNames {
                     integer: DataType::BigInt(None),
                     float: DataType::DoublePrecision,
@@ -141,6 +208,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: true,
                 safe_cast: false,
+                round_float_digits: true,
+                float_text_like_datafusion: false,
+                decimal_literals: true,
+                day_of_week: DayOfWeek::IsoModSeven,
+                days_between: DaysBetween::Minus,
+                renamed_functions: &[("bool_or", "BOOLOR_AGG"), ("bool_and", "BOOLAND_AGG")],
+                refused_functions: &[],
                 types: standard,
             },
             Dialect::BigQuery => Capabilities {
@@ -151,6 +225,16 @@ impl Dialect {
                 ilike: false,
                 try_cast: false,
                 safe_cast: true,
+                round_float_digits: true,
+                float_text_like_datafusion: false,
+                decimal_literals: false,
+                day_of_week: DayOfWeek::SundayOne(DateTimeField::DayOfWeek),
+                days_between: DaysBetween::DateDiffDay,
+                renamed_functions: &[("bool_or", "LOGICAL_OR"), ("bool_and", "LOGICAL_AND")],
+                refused_functions: &[(
+                    "date_trunc",
+                    "BigQuery's DATE_TRUNC takes (value, PART) and keeps a DATE a DATE, where featurecraft's gives a timestamp",
+                )],
                 types: TypeNames {
                     integer: DataType::Int64,
                     float: DataType::Float64,
@@ -166,6 +250,13 @@ impl Dialect {
                 ilike: true,
                 try_cast: true,
                 safe_cast: false,
+                round_float_digits: true,
+                float_text_like_datafusion: false,
+                decimal_literals: true,
+                day_of_week: DayOfWeek::SundayOne(DateTimeField::Dow),
+                days_between: DaysBetween::DateDiff,
+                renamed_functions: &[],
+                refused_functions: &[],
                 types: TypeNames {
                     integer: DataType::BigInt(None),
                     float: DataType::Double(ExactNumberInfo::None),

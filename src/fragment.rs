@@ -469,6 +469,63 @@ fn fold_nulls(expr: Expr) -> Expr {
                 }
             }
         }
+        // Functions that are NULL whenever an argument is NULL, in every dialect we render.
+        Expr::Function(mut function)
+            if NULL_STRICT_FUNCTIONS.contains(&function_name(&function).as_str()) =>
+        {
+            use sqlparser::ast::{FunctionArg, FunctionArgExpr};
+            let FunctionArguments::List(list) = &mut function.args else {
+                return Expr::Function(function);
+            };
+            let mut any_null = false;
+            for arg in &mut list.args {
+                if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                    *e = fold_nulls(std::mem::replace(e, null()));
+                    any_null |= is_null(e);
+                }
+            }
+            if any_null {
+                null()
+            } else {
+                Expr::Function(function)
+            }
+        }
+        Expr::Extract {
+            field,
+            syntax,
+            expr,
+        } => {
+            let inner = fold_nulls(*expr);
+            if is_null(&inner) {
+                inner
+            } else {
+                Expr::Extract {
+                    field,
+                    syntax,
+                    expr: Box::new(inner),
+                }
+            }
+        }
+        Expr::Cast {
+            kind,
+            expr,
+            data_type,
+            array,
+            format,
+        } => {
+            let inner = fold_nulls(*expr);
+            if is_null(&inner) {
+                inner
+            } else {
+                Expr::Cast {
+                    kind,
+                    expr: Box::new(inner),
+                    data_type,
+                    array,
+                    format,
+                }
+            }
+        }
         Expr::UnaryOp { op, expr } => {
             let inner = fold_nulls(*expr);
             if matches!(op, U::Minus | U::Plus) && is_null(&inner) {
@@ -483,6 +540,61 @@ fn fold_nulls(expr: Expr) -> Expr {
         other => other,
     }
 }
+
+/// A plain call `name(args…)`, for SQL the compiler writes itself.
+pub fn call(name: &str, args: Vec<Expr>) -> Expr {
+    use sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, ObjectName,
+    };
+    Expr::Function(Function {
+        name: ObjectName::from(vec![sqlparser::ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// Scalar functions whose result is NULL when any argument is NULL in every dialect we
+/// render. `CONCAT` and `GREATEST`/`LEAST` are not here: engines disagree on them.
+const NULL_STRICT_FUNCTIONS: &[&str] = &[
+    "abs",
+    "ceil",
+    "ceiling",
+    "floor",
+    "round",
+    "trunc",
+    "sqrt",
+    "exp",
+    "ln",
+    "log",
+    "log10",
+    "power",
+    "pow",
+    "sign",
+    "length",
+    "char_length",
+    "character_length",
+    "lower",
+    "upper",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "substr",
+    "date_trunc",
+    "date_part",
+    crate::infer::DAYS_BETWEEN,
+];
 
 fn is_null(expr: &Expr) -> bool {
     matches!(expr, Expr::Value(v) if v.value == Value::Null)
@@ -551,6 +663,14 @@ mod tests {
         assert_eq!(value("COUNT(*) + 1").as_deref(), Some("0 + 1"));
         assert_eq!(value("SUM(x) / COUNT(*)"), None);
         assert_eq!(value("MAX(x)"), None);
+        assert_eq!(value("EXTRACT(DOW FROM MIN(d))"), None);
+        assert_eq!(value("featurecraft_days_between(MAX(d), MIN(d))"), None);
+        assert_eq!(value("ROUND(AVG(x), 2)"), None);
+        assert_eq!(value("CAST(MAX(x) AS DOUBLE) + 1"), None);
+        assert_eq!(
+            value("ROUND(COUNT(*) / 2, 1)").as_deref(),
+            Some("ROUND(0 / 2, 1)")
+        );
         assert_eq!(value("COALESCE(SUM(x), 0)").as_deref(), Some("0"));
         assert_eq!(value("COALESCE(SUM(x), MAX(y))"), None);
         assert_eq!(

@@ -56,7 +56,12 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
         Expr::BinaryOp { left, op, right } => match op {
             B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::And | B::Or => Some(Boolean),
             B::StringConcat => Some(String),
-            B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
+            // Integer division is made exact (see `exact_division`).
+            B::Divide => match numeric(family_of(left, table)?, family_of(right, table)?)? {
+                TypeFamily::Integer => Some(Float),
+                other => Some(other),
+            },
+            B::Plus | B::Minus | B::Multiply | B::Modulo => {
                 numeric(family_of(left, table)?, family_of(right, table)?)
             }
             _ => None,
@@ -74,6 +79,128 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
         Expr::Extract { .. } => None,
         _ => None,
     }
+}
+
+/// Rewrites the arithmetic engines disagree on into a form each engine computes alike:
+/// integer division ([`exact_division`]) and rounding a float to digits ([`decimal_round`]).
+pub fn make_portable(expr: Expr, table: &Table) -> Expr {
+    days_between(decimal_round(exact_division(expr, table), table), table)
+}
+
+/// The compiler's own name for "whole days from `b` to `a`"; each dialect spells it
+/// (`a - b`, `DATEDIFF(a, b)`, `DATE_DIFF(a, b, DAY)`) when the SQL is rendered.
+pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
+
+/// Turns `a - b` of two dates into [`DAYS_BETWEEN`]`(a, b)`: an integer number of days in
+/// DataFusion, DuckDB, PostgreSQL and Snowflake, but an interval in Spark and BigQuery.
+pub fn days_between(mut expr: Expr, table: &Table) -> Expr {
+    use sqlparser::ast::visit_expressions_mut;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::BinaryOp {
+            left,
+            op: B::Minus,
+            right,
+        } = e
+            && family_of(left, table) == Some(TypeFamily::Date)
+            && family_of(right, table) == Some(TypeFamily::Date)
+        {
+            let a = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+            let b = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+            *e = crate::fragment::call(DAYS_BETWEEN, vec![a, b]);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+/// Makes `ROUND(x, digits)` of a float round its decimal value:
+/// `CAST(ROUND(CAST(x AS DECIMAL(38, 9)), digits) AS DOUBLE)`.
+///
+/// Rounding a binary float at a decimal tie differs by engine: DataFusion scales and rounds
+/// (`ROUND(26.645, 2)` is 26.65), DuckDB rounds the exact binary value (26.64), PostgreSQL
+/// only rounds `NUMERIC`. Rounding the value's 9-decimal form first gives one answer everywhere.
+pub fn decimal_round(mut expr: Expr, table: &Table) -> Expr {
+    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, visit_expressions_mut};
+    let cast = |expr: Expr, data_type: DataType| Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(expr),
+        data_type,
+        array: false,
+        format: None,
+    };
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Function(function) = e
+            && function_name(function) == "round"
+            && let FunctionArguments::List(list) = &mut function.args
+            && list.args.len() == 2
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(x))) = list.args.first_mut()
+            && family_of(x, table) == Some(TypeFamily::Float)
+        {
+            let operand = std::mem::replace(x, Expr::value(Value::Null));
+            *x = cast(
+                operand,
+                DataType::Decimal(ExactNumberInfo::PrecisionAndScale(38, 9)),
+            );
+            let rounded = std::mem::replace(e, Expr::value(Value::Null));
+            *e = cast(rounded, DataType::Double(ExactNumberInfo::None));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+/// Makes every `a / b` of two integers an exact division, `CAST(a AS DOUBLE) / b`.
+///
+/// Engines disagree on `/` between integers: DataFusion and PostgreSQL truncate (`7 / 2` is
+/// 3), DuckDB, Spark, Snowflake and BigQuery divide exactly (3.5). featurecraft's `/` is the
+/// exact division everywhere, so one recipe means one table whatever the warehouse. Divisions
+/// whose operand types cannot be inferred are left as written.
+pub fn exact_division(mut expr: Expr, table: &Table) -> Expr {
+    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, visit_expressions_mut};
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::BinaryOp {
+            left,
+            op: B::Divide,
+            right,
+        } = e
+            && family_of(left, table) == Some(TypeFamily::Integer)
+            && family_of(right, table) == Some(TypeFamily::Integer)
+        {
+            let operand = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+            **left = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(operand),
+                data_type: DataType::Double(ExactNumberInfo::None),
+                array: false,
+                format: None,
+            };
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+/// Where `expr` casts a floating-point value to text. Engines spell floats differently
+/// (`9.0`, `9`, `9E0`, `1.0E10`), so such a cast only means one thing in dialects whose
+/// engine formats floats as DataFusion does.
+pub fn float_to_text_casts(expr: &Expr, table: &Table) -> Vec<sqlparser::tokenizer::Span> {
+    use sqlparser::ast::{Spanned, visit_expressions};
+    let mut spans = Vec::new();
+    let _ = visit_expressions(expr, |e| {
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = e
+            && parse_type_name(&data_type.to_string()).map(|t| TypeFamily::of(&t))
+                == Some(TypeFamily::String)
+            && family_of(inner, table) == Some(TypeFamily::Float)
+        {
+            spans.push(e.span());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    spans
 }
 
 fn numeric(left: TypeFamily, right: TypeFamily) -> Option<TypeFamily> {
@@ -103,7 +230,8 @@ fn function_family(function: &Function, table: &Table) -> Option<TypeFamily> {
         | "approx_count_distinct"
         | "length"
         | "char_length"
-        | "character_length" => Some(Integer),
+        | "character_length"
+        | DAYS_BETWEEN => Some(Integer),
         "sum" => match first_arg()? {
             Integer => Some(Integer),
             Float => Some(Float),

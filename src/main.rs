@@ -113,11 +113,31 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
+    Materialize {
+        /// The recipe JSON file.
+        recipe: PathBuf,
+        /// The catalog directory (Parquet files and SQL views).
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Where the table is written.
+        #[arg(long, default_value = "warehouse")]
+        warehouse: PathBuf,
+        /// The folder under the warehouse (a job's domain).
+        #[arg(long, default_value = "default")]
+        domain: String,
+        /// Memory the run may use, e.g. 512M or 2G.
+        #[arg(long, default_value = "2G")]
+        memory_limit: String,
+    },
     /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
     DescribeCatalog {
         /// The catalog directory.
         #[arg(long)]
         catalog: PathBuf,
+        /// Print where each table's rows come from (Parquet files or view SQL) instead.
+        #[arg(long)]
+        sources: bool,
     },
     /// Write the deterministic retail catalog used by the fixtures and benchmarks.
     Generate {
@@ -257,8 +277,30 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(&e),
             }
         }
-        Command::DescribeCatalog { catalog } => runtime.block_on(async {
-            let described = match Catalog::load(&catalog).await.and_then(|c| c.to_json()) {
+        Command::Materialize {
+            recipe,
+            catalog,
+            warehouse,
+            domain,
+            memory_limit,
+        } => {
+            let options = match run_options("datafusion", 1, 0.5, &memory_limit, false) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            runtime.block_on(run_materialize(
+                &recipe, &catalog, &warehouse, &domain, &options,
+            ))
+        }
+        Command::DescribeCatalog { catalog, sources } => runtime.block_on(async {
+            let loaded = Catalog::load(&catalog).await;
+            let described = match loaded.and_then(|c| {
+                if sources {
+                    Ok(c.sources_json())
+                } else {
+                    c.to_json()
+                }
+            }) {
                 Ok(json) => json,
                 Err(e) => return usage_error(&e.to_string()),
             };
@@ -321,8 +363,21 @@ async fn run_compile(
     let failed = compiled.has_errors() || (strict && !compiled.diagnostics.is_empty());
     match format {
         Format::Json => {
+            let sql = if failed {
+                None
+            } else {
+                compiled.sql.as_deref()
+            };
+            // The printed SQL read back by sqlparser in the dialect's own grammar: the check
+            // that stands in for execution where no engine of that dialect runs here.
+            let reparsed = sql.map(|sql| match featurecraft::render::reparse(sql, dialect) {
+                Ok(_) => serde_json::json!({"ok": true}),
+                Err(e) => serde_json::json!({"ok": false, "error": e}),
+            });
             let out = serde_json::json!({
-                "sql": if failed { None } else { compiled.sql.as_deref() },
+                "dialect": dialect.name(),
+                "sql": sql,
+                "reparsed": reparsed,
                 "diagnostics": compiled.diagnostics,
             });
             match serde_json::to_string_pretty(&out) {
@@ -341,6 +396,60 @@ async fn run_compile(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+async fn run_materialize(
+    recipe: &Path,
+    catalog: &Path,
+    warehouse: &Path,
+    domain: &str,
+    options: &RunOptions,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(recipe) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
+    };
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let compiled = compile(
+        &text,
+        &catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    print_diagnostics(&compiled, recipe);
+    let Some(plan) = compiled.plan.as_ref().filter(|_| !compiled.has_errors()) else {
+        return ExitCode::from(1);
+    };
+    let table = plan.target_table.last().cloned().unwrap_or_default();
+    let progress = Progress::start("materializing");
+    let result = featurecraft::materialize::materialize(
+        plan,
+        &catalog,
+        warehouse,
+        domain,
+        &table,
+        &options.validate,
+    )
+    .await;
+    progress.stop();
+    match result {
+        Ok(done) => {
+            println!(
+                "{}",
+                serde_json::json!({"path": done.path, "rows": done.rows})
+            );
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprint!("{}", d.render(None));
+            ExitCode::from(1)
+        }
     }
 }
 

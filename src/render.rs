@@ -17,13 +17,16 @@
 
 use crate::analyze::{FeatureHome, Plan, SPINE_CTE};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::dialect::{Capabilities, Dialect};
+use crate::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect};
+use crate::fragment::{call, function_name};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, Cte, Expr, GroupByExpr, Ident, Join, JoinConstraint,
-    JoinOperator, ObjectName, Query, Select, SelectFlavor, SelectItem, SetExpr, Spanned, Statement,
-    TableAlias, TableFactor, TableWithJoins, With, visit_expressions_mut,
+    BinaryOperator, CaseWhen, CastKind, Cte, DataType, DateTimeField, ExactNumberInfo, Expr,
+    ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Join,
+    JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectFlavor, SelectItem, SetExpr,
+    Spanned, Statement, TableAlias, TableFactor, TableWithJoins, Value, With,
+    visit_expressions_mut,
 };
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -77,6 +80,24 @@ pub fn build_query(
     filter: Option<CteFilter>,
 ) -> Result<Query, Vec<Diagnostic>> {
     let mut errors = Vec::new();
+    if !caps.float_text_like_datafusion {
+        for f in &plan.features {
+            for span in &f.float_to_text {
+                errors.push(
+                    Diagnostic::new(
+                        Code::E040,
+                        format!(
+                            "casting a floating-point value to text cannot be expressed faithfully in the {} dialect",
+                            caps.name
+                        ),
+                    )
+                    .at(&f.path)
+                    .with_span(crate::diagnostic::Span::from_sql(*span))
+                    .hint("engines format floats differently (9.0, 9, 1.0E10): keep the number, or CAST it to an integer before casting to text"),
+                );
+            }
+        }
+    }
     let mut fragment = |expr: &Expr, path: &str| adapt(expr, caps, path, &mut errors);
 
     // The spine CTE.
@@ -274,6 +295,130 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
                     path,
                     e.span(),
                 ));
+            }
+            Expr::Function(function)
+                if !caps.round_float_digits && function_name(function) == "round" =>
+            {
+                if let FunctionArguments::List(list) = &mut function.args
+                    && list.args.len() == 2
+                    && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(x))) =
+                        list.args.first_mut()
+                    && !matches!(
+                        x,
+                        Expr::Cast {
+                            data_type: DataType::Decimal(_) | DataType::Numeric(_),
+                            ..
+                        }
+                    )
+                {
+                    let operand = std::mem::replace(x, Expr::value(Value::Null));
+                    *x = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(operand),
+                        data_type: DataType::Numeric(ExactNumberInfo::None),
+                        array: false,
+                        format: None,
+                    };
+                }
+            }
+            Expr::Function(function)
+                if caps
+                    .refused_functions
+                    .iter()
+                    .any(|(name, _)| *name == function_name(function)) =>
+            {
+                let name = function_name(function);
+                let why = caps
+                    .refused_functions
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, why)| *why)
+                    .unwrap_or_default();
+                errors.push(
+                    Diagnostic::new(
+                        Code::E040,
+                        format!(
+                            "{} cannot be expressed faithfully in the {} dialect",
+                            name.to_ascii_uppercase(),
+                            caps.name
+                        ),
+                    )
+                    .at(path)
+                    .with_span(crate::diagnostic::Span::from_sql(e.span()))
+                    .hint(why),
+                );
+            }
+            Expr::Function(function)
+                if caps
+                    .renamed_functions
+                    .iter()
+                    .any(|(name, _)| *name == function_name(function)) =>
+            {
+                let name = function_name(function);
+                if let Some((_, spelled)) = caps.renamed_functions.iter().find(|(n, _)| *n == name)
+                {
+                    function.name = ObjectName::from(vec![Ident::new(*spelled)]);
+                }
+            }
+            Expr::Function(function) if function_name(function) == crate::infer::DAYS_BETWEEN => {
+                if let FunctionArguments::List(list) = &function.args
+                    && let [
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
+                    ] = list.args.as_slice()
+                {
+                    let (a, b) = (a.clone(), b.clone());
+                    *e = match caps.days_between {
+                        DaysBetween::Minus => Expr::Nested(Box::new(Expr::BinaryOp {
+                            left: Box::new(a),
+                            op: BinaryOperator::Minus,
+                            right: Box::new(b),
+                        })),
+                        DaysBetween::DateDiff => call("DATEDIFF", vec![a, b]),
+                        DaysBetween::DateDiffDay => {
+                            call("DATE_DIFF", vec![a, b, Expr::Identifier(Ident::new("DAY"))])
+                        }
+                    };
+                }
+            }
+            Expr::Extract { field, expr, .. }
+                if matches!(field, DateTimeField::Dow)
+                    && caps.day_of_week != DayOfWeek::SundayZero =>
+            {
+                let operand = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+                let extract = |field: DateTimeField| Expr::Extract {
+                    field,
+                    syntax: ExtractSyntax::From,
+                    expr: Box::new(operand.clone()),
+                };
+                let (inner, op, by) = match &caps.day_of_week {
+                    DayOfWeek::SundayOne(field) => {
+                        (extract(field.clone()), BinaryOperator::Minus, "1")
+                    }
+                    _ => (
+                        extract(DateTimeField::Custom(Ident::new("DAYOFWEEKISO"))),
+                        BinaryOperator::Modulo,
+                        "7",
+                    ),
+                };
+                *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(inner),
+                    op,
+                    right: Box::new(Expr::value(Value::Number(by.into(), false))),
+                }));
+            }
+            Expr::Value(v)
+                if caps.decimal_literals
+                    && matches!(&v.value, Value::Number(text, _) if text.contains(['.', 'e', 'E'])) =>
+            {
+                let literal = std::mem::replace(e, Expr::value(Value::Null));
+                *e = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(literal),
+                    data_type: caps.types.float.clone(),
+                    array: false,
+                    format: None,
+                };
             }
             Expr::ILike { .. } if !caps.ilike => {
                 errors.push(unsupported("ILIKE", caps, path, e.span()))

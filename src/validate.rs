@@ -38,10 +38,7 @@ use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{JoinType, col, ident, lit};
 use datafusion::prelude::{SessionConfig, SessionContext, coalesce};
 use serde_json::{Number, Value};
-use sqlparser::ast::{
-    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Value as SqlValue,
-};
+use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Value as SqlValue};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Caps that keep a summary small.
@@ -432,23 +429,7 @@ async fn run(
 
 /// `featurecraft_key_hash(grain…) <= threshold`.
 fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
-    let call = SqlExpr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(KEY_HASH)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: grain
-                .iter()
-                .map(|g| FunctionArg::Unnamed(FunctionArgExpr::Expr(g.clone())))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    });
+    let call = crate::fragment::call(KEY_HASH, grain.to_vec());
     SqlExpr::BinaryOp {
         left: Box::new(call),
         op: BinaryOperator::LtEq,

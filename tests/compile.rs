@@ -55,6 +55,58 @@ fn every_good_recipe_compiles_in_every_dialect_and_reparses_to_the_same_statemen
     }
 }
 
+/// The trap recipes (fixtures/recipes/traps) hit what engines disagree on. In every dialect
+/// each compiles to SQL that reads back to the same statement, or is refused with E040 only;
+/// one snapshot per recipe holds every dialect's SQL, so the spellings can be reviewed side
+/// by side (the per-engine results are in tests/dialects.rs).
+#[test]
+fn every_trap_recipe_compiles_or_is_refused_in_every_dialect() {
+    let catalog = common::retail_json();
+    for (stem, text) in common::recipes("traps") {
+        let mut all = String::new();
+        for dialect in Dialect::ALL {
+            let compiled = compile(
+                &text,
+                &catalog,
+                &CompileOptions {
+                    dialect,
+                    strict: false,
+                },
+            );
+            let errors: Vec<_> = compiled
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .collect();
+            all.push_str(&format!("-- {dialect}\n"));
+            if !errors.is_empty() {
+                assert!(
+                    errors.iter().all(|d| d.code == Code::E040),
+                    "{stem} in {dialect}: {errors:#?}"
+                );
+                for d in errors {
+                    all.push_str(&format!("-- refused: {}\n", d.message));
+                }
+                all.push('\n');
+                continue;
+            }
+            let sql = compiled.sql.expect("SQL when there is no error");
+            let rendered =
+                featurecraft::render(&compiled.plan.expect("a plan"), dialect).expect("renders");
+            let parsed = reparse(&sql, dialect)
+                .unwrap_or_else(|e| panic!("{stem} in {dialect} does not reparse: {e}\n{sql}"));
+            assert_eq!(
+                parsed,
+                vec![rendered.statement],
+                "{stem} in {dialect}\n{sql}"
+            );
+            all.push_str(&sql);
+            all.push_str(";\n\n");
+        }
+        insta::assert_snapshot!(format!("traps__{stem}"), all);
+    }
+}
+
 #[test]
 fn directory_and_json_catalogs_compile_to_the_same_sql() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
