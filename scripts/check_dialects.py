@@ -357,8 +357,10 @@ class Spark:
                 .config("spark.sql.shuffle.partitions", "2")
                 .config("spark.ui.enabled", "false")
                 .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.ui.showConsoleProgress", "false")
                 .getOrCreate()
             )
+            self.spark.sparkContext.setLogLevel("ERROR")
         except Exception as e:
             raise EngineUnavailable(f"Spark did not start: {str(e)[-500:]}; {self.install}")
         CLEANUP.add(self.spark.stop)
