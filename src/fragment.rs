@@ -541,6 +541,17 @@ fn fold_nulls(expr: Expr) -> Expr {
     }
 }
 
+/// `CAST(expr AS data_type)`, for SQL the compiler writes itself.
+pub fn cast(expr: Expr, data_type: sqlparser::ast::DataType) -> Expr {
+    Expr::Cast {
+        kind: sqlparser::ast::CastKind::Cast,
+        expr: Box::new(expr),
+        data_type,
+        array: false,
+        format: None,
+    }
+}
+
 /// A plain call `name(args…)`, for SQL the compiler writes itself.
 pub fn call(name: &str, args: Vec<Expr>) -> Expr {
     use sqlparser::ast::{

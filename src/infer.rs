@@ -120,14 +120,8 @@ pub fn days_between(mut expr: Expr, table: &Table) -> Expr {
 /// (`ROUND(26.645, 2)` is 26.65), DuckDB rounds the exact binary value (26.64), PostgreSQL
 /// only rounds `NUMERIC`. Rounding the value's 9-decimal form first gives one answer everywhere.
 pub fn decimal_round(mut expr: Expr, table: &Table) -> Expr {
-    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, visit_expressions_mut};
-    let cast = |expr: Expr, data_type: DataType| Expr::Cast {
-        kind: CastKind::Cast,
-        expr: Box::new(expr),
-        data_type,
-        array: false,
-        format: None,
-    };
+    use crate::fragment::cast;
+    use sqlparser::ast::{DataType, ExactNumberInfo, visit_expressions_mut};
     let _ = visit_expressions_mut(&mut expr, |e| {
         if let Expr::Function(function) = e
             && function_name(function) == "round"
@@ -156,7 +150,7 @@ pub fn decimal_round(mut expr: Expr, table: &Table) -> Expr {
 /// exact division everywhere, so one recipe means one table whatever the warehouse. Divisions
 /// whose operand types cannot be inferred are left as written.
 pub fn exact_division(mut expr: Expr, table: &Table) -> Expr {
-    use sqlparser::ast::{CastKind, DataType, ExactNumberInfo, visit_expressions_mut};
+    use sqlparser::ast::{DataType, ExactNumberInfo, visit_expressions_mut};
     let _ = visit_expressions_mut(&mut expr, |e| {
         if let Expr::BinaryOp {
             left,
@@ -167,13 +161,7 @@ pub fn exact_division(mut expr: Expr, table: &Table) -> Expr {
             && family_of(right, table) == Some(TypeFamily::Integer)
         {
             let operand = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-            **left = Expr::Cast {
-                kind: CastKind::Cast,
-                expr: Box::new(operand),
-                data_type: DataType::Double(ExactNumberInfo::None),
-                array: false,
-                format: None,
-            };
+            **left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
         }
         std::ops::ControlFlow::<()>::Continue(())
     });

@@ -18,7 +18,7 @@
 use crate::analyze::{FeatureHome, Plan, SPINE_CTE};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect};
-use crate::fragment::{call, function_name};
+use crate::fragment::{call, cast, function_name};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
@@ -296,129 +296,17 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
                     e.span(),
                 ));
             }
-            Expr::Function(function)
-                if !caps.round_float_digits && function_name(function) == "round" =>
-            {
-                if let FunctionArguments::List(list) = &mut function.args
-                    && list.args.len() == 2
-                    && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(x))) =
-                        list.args.first_mut()
-                    && !matches!(
-                        x,
-                        Expr::Cast {
-                            data_type: DataType::Decimal(_) | DataType::Numeric(_),
-                            ..
-                        }
-                    )
-                {
-                    let operand = std::mem::replace(x, Expr::value(Value::Null));
-                    *x = Expr::Cast {
-                        kind: CastKind::Cast,
-                        expr: Box::new(operand),
-                        data_type: DataType::Numeric(ExactNumberInfo::None),
-                        array: false,
-                        format: None,
-                    };
-                }
-            }
-            Expr::Function(function)
-                if caps
-                    .refused_functions
-                    .iter()
-                    .any(|(name, _)| *name == function_name(function)) =>
-            {
-                let name = function_name(function);
-                let why = caps
-                    .refused_functions
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, why)| *why)
-                    .unwrap_or_default();
-                errors.push(
-                    Diagnostic::new(
-                        Code::E040,
-                        format!(
-                            "{} cannot be expressed faithfully in the {} dialect",
-                            name.to_ascii_uppercase(),
-                            caps.name
-                        ),
-                    )
-                    .at(path)
-                    .with_span(crate::diagnostic::Span::from_sql(e.span()))
-                    .hint(why),
-                );
-            }
-            Expr::Function(function)
-                if caps
-                    .renamed_functions
-                    .iter()
-                    .any(|(name, _)| *name == function_name(function)) =>
-            {
-                let name = function_name(function);
-                if let Some((_, spelled)) = caps.renamed_functions.iter().find(|(n, _)| *n == name)
-                {
-                    function.name = ObjectName::from(vec![Ident::new(*spelled)]);
-                }
-            }
-            Expr::Function(function) if function_name(function) == crate::infer::DAYS_BETWEEN => {
-                if let FunctionArguments::List(list) = &function.args
-                    && let [
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
-                    ] = list.args.as_slice()
-                {
-                    let (a, b) = (a.clone(), b.clone());
-                    *e = match caps.days_between {
-                        DaysBetween::Minus => Expr::Nested(Box::new(Expr::BinaryOp {
-                            left: Box::new(a),
-                            op: BinaryOperator::Minus,
-                            right: Box::new(b),
-                        })),
-                        DaysBetween::DateDiff => call("DATEDIFF", vec![a, b]),
-                        DaysBetween::DateDiffDay => {
-                            call("DATE_DIFF", vec![a, b, Expr::Identifier(Ident::new("DAY"))])
-                        }
-                    };
-                }
-            }
-            Expr::Extract { field, expr, .. }
-                if matches!(field, DateTimeField::Dow)
-                    && caps.day_of_week != DayOfWeek::SundayZero =>
-            {
-                let operand = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
-                let extract = |field: DateTimeField| Expr::Extract {
-                    field,
-                    syntax: ExtractSyntax::From,
-                    expr: Box::new(operand.clone()),
-                };
-                let (inner, op, by) = match &caps.day_of_week {
-                    DayOfWeek::SundayOne(field) => {
-                        (extract(field.clone()), BinaryOperator::Minus, "1")
-                    }
-                    _ => (
-                        extract(DateTimeField::Custom(Ident::new("DAYOFWEEKISO"))),
-                        BinaryOperator::Modulo,
-                        "7",
-                    ),
-                };
-                *e = Expr::Nested(Box::new(Expr::BinaryOp {
-                    left: Box::new(inner),
-                    op,
-                    right: Box::new(Expr::value(Value::Number(by.into(), false))),
-                }));
-            }
+            Expr::Function(_) => lower_function(e, caps, path, errors),
+            Expr::Extract {
+                field: DateTimeField::Dow,
+                ..
+            } => lower_day_of_week(e, caps),
             Expr::Value(v)
                 if caps.decimal_literals
                     && matches!(&v.value, Value::Number(text, _) if text.contains(['.', 'e', 'E'])) =>
             {
                 let literal = std::mem::replace(e, Expr::value(Value::Null));
-                *e = Expr::Cast {
-                    kind: CastKind::Cast,
-                    expr: Box::new(literal),
-                    data_type: caps.types.float.clone(),
-                    array: false,
-                    format: None,
-                };
+                *e = cast(literal, caps.types.float.clone());
             }
             Expr::ILike { .. } if !caps.ilike => {
                 errors.push(unsupported("ILIKE", caps, path, e.span()))
@@ -428,6 +316,106 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
         ControlFlow::<()>::Continue(())
     });
     expr
+}
+
+/// The dialect's spelling of a function call: renamed, refused (E040), `ROUND` made to take
+/// a float, or the compiler's own [`crate::infer::DAYS_BETWEEN`] written out.
+fn lower_function(e: &mut Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnostic>) {
+    let Expr::Function(function) = e else {
+        return;
+    };
+    let name = function_name(function);
+    if let Some((_, why)) = caps.refused_functions.iter().find(|(n, _)| *n == name) {
+        errors.push(
+            Diagnostic::new(
+                Code::E040,
+                format!(
+                    "{} cannot be expressed faithfully in the {} dialect",
+                    name.to_ascii_uppercase(),
+                    caps.name
+                ),
+            )
+            .at(path)
+            .with_span(crate::diagnostic::Span::from_sql(e.span()))
+            .hint(*why),
+        );
+        return;
+    }
+    if let Some((_, spelled)) = caps.renamed_functions.iter().find(|(n, _)| *n == name) {
+        function.name = ObjectName::from(vec![Ident::new(*spelled)]);
+        return;
+    }
+    let FunctionArguments::List(list) = &mut function.args else {
+        return;
+    };
+    match (name.as_str(), list.args.as_mut_slice()) {
+        (
+            "round",
+            [
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(_)),
+            ],
+        ) if !caps.round_float_digits
+            && !matches!(
+                x,
+                Expr::Cast {
+                    data_type: DataType::Decimal(_) | DataType::Numeric(_),
+                    ..
+                }
+            ) =>
+        {
+            let operand = std::mem::replace(x, Expr::value(Value::Null));
+            *x = cast(operand, DataType::Numeric(ExactNumberInfo::None));
+        }
+        (
+            crate::infer::DAYS_BETWEEN,
+            [
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
+            ],
+        ) => {
+            let (a, b) = (a.clone(), b.clone());
+            *e = match caps.days_between {
+                DaysBetween::Minus => Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(a),
+                    op: BinaryOperator::Minus,
+                    right: Box::new(b),
+                })),
+                DaysBetween::DateDiff => call("DATEDIFF", vec![a, b]),
+                DaysBetween::DateDiffDay => {
+                    call("DATE_DIFF", vec![a, b, Expr::Identifier(Ident::new("DAY"))])
+                }
+            };
+        }
+        _ => {}
+    }
+}
+
+/// `EXTRACT(DOW FROM x)` with Sunday = 0 in dialects whose DOW counts otherwise.
+fn lower_day_of_week(e: &mut Expr, caps: &Capabilities) {
+    let Expr::Extract { expr, .. } = e else {
+        return;
+    };
+    let extract = |field: DateTimeField, operand: Expr| Expr::Extract {
+        field,
+        syntax: ExtractSyntax::From,
+        expr: Box::new(operand),
+    };
+    let (field, op, by) = match &caps.day_of_week {
+        DayOfWeek::SundayZero => return,
+        DayOfWeek::SundayOne(field) => (field.clone(), BinaryOperator::Minus, "1"),
+        DayOfWeek::IsoModSeven => (
+            DateTimeField::Custom(Ident::new("DAYOFWEEKISO")),
+            BinaryOperator::Modulo,
+            "7",
+        ),
+    };
+    let operand = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+    *e = Expr::Nested(Box::new(Expr::BinaryOp {
+        left: Box::new(extract(field, operand)),
+        op,
+        right: Box::new(Expr::value(Value::Number(by.into(), false))),
+    }));
 }
 
 fn unsupported(
