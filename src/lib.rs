@@ -45,6 +45,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod design;
 pub mod diagnostic;
 pub mod dialect;
 pub mod fragment;

@@ -113,6 +113,45 @@ enum Command {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// Design a recipe from the catalog: features proposed, checked, validated and pruned.
+    Design {
+        /// The catalog directory (Parquet files and SQL views).
+        #[arg(long)]
+        catalog: PathBuf,
+        /// The table whose rows are the training rows; it holds the label.
+        #[arg(long)]
+        spine: String,
+        /// The grain columns, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        grain: Vec<String>,
+        /// The label's source column.
+        #[arg(long)]
+        label_column: String,
+        /// A SQL expression computing the label (default: the column itself).
+        #[arg(long)]
+        derivation: Option<String>,
+        /// binary, multiclass or regression.
+        #[arg(long, default_value = "binary")]
+        label_type: String,
+        /// For binary labels: the value meaning "positive".
+        #[arg(long)]
+        positive_class: Option<String>,
+        /// Keep at most this many features, the most informative first.
+        #[arg(long)]
+        max_features: Option<usize>,
+        /// The designed recipe's target table.
+        #[arg(long, default_value = "designed_features")]
+        target_table: String,
+        #[arg(long, default_value_t = 10_000)]
+        sample_size: usize,
+        #[arg(long, default_value_t = 0.5)]
+        null_threshold: f64,
+        #[arg(long, default_value = "2G")]
+        memory_limit: String,
+        /// json: the recipe alone (contract shape); text: a report with the recipe.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
     Materialize {
         /// The recipe JSON file.
@@ -277,6 +316,61 @@ fn main() -> ExitCode {
                 Err(e) => usage_error(&e),
             }
         }
+        Command::Design {
+            catalog,
+            spine,
+            grain,
+            label_column,
+            derivation,
+            label_type,
+            positive_class,
+            max_features,
+            target_table,
+            sample_size,
+            null_threshold,
+            memory_limit,
+            format,
+        } => {
+            let run = match run_options(
+                "datafusion",
+                sample_size,
+                null_threshold,
+                &memory_limit,
+                false,
+            ) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            let label_type = match serde_json::from_value(serde_json::Value::String(
+                label_type.clone(),
+            )) {
+                Ok(t) => t,
+                Err(_) => {
+                    return usage_error(&format!(
+                        "--label-type must be binary, multiclass or regression, not `{label_type}`"
+                    ));
+                }
+            };
+            let request = featurecraft::design::DesignRequest {
+                spine,
+                entity_grain: grain,
+                label: featurecraft::LabelSpec {
+                    name: "label".into(),
+                    label_type,
+                    column: Some(label_column),
+                    derivation,
+                    positive_class_value: positive_class
+                        .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
+                },
+                max_features,
+            };
+            let options = featurecraft::design::DesignOptions {
+                run,
+                target_table,
+                ..Default::default()
+            };
+            runtime.block_on(run_design(&catalog, &request, &options, format))
+        }
         Command::Materialize {
             recipe,
             catalog,
@@ -393,6 +487,60 @@ async fn run_compile(
         }
     }
     if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run_design(
+    catalog: &Path,
+    request: &featurecraft::design::DesignRequest,
+    options: &featurecraft::design::DesignOptions,
+    format: Format,
+) -> ExitCode {
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let progress = Progress::start("designing");
+    let result = featurecraft::design::design(request, &catalog, options).await;
+    progress.stop();
+    let design = match result {
+        Ok(d) => d,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprint!("{}", d.render(None));
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let text = match serde_json::to_string_pretty(&design.recipe) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    match format {
+        Format::Json => println!("{text}"),
+        Format::Text => {
+            println!("{text}");
+            eprintln!(
+                "designed {} features ({} considered, {} dropped)",
+                design.recipe.features.len(),
+                design.considered,
+                design.dropped.len()
+            );
+            for (name, why) in &design.dropped {
+                eprintln!("  dropped {name}: {why}");
+            }
+            if let Some(summary) = &design.run.validation {
+                eprintln!("estimated rows: {}", summary.estimated_row_count);
+            }
+        }
+    }
+    if design.run.has_errors() {
+        if let Some(reason) = design.run.error_paragraph() {
+            eprintln!("featurecraft: {reason}");
+        }
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

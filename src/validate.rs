@@ -773,7 +773,7 @@ fn round(value: f64, digits: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-fn table_reference(name: &str) -> datafusion::common::TableReference {
+pub(crate) fn table_reference(name: &str) -> datafusion::common::TableReference {
     match name.split_once('.') {
         Some((domain, table)) => datafusion::common::TableReference::partial(domain, table),
         None => datafusion::common::TableReference::bare(name),

@@ -91,19 +91,6 @@ fn token(sub: &str) -> String {
     auth::sign(SECRET, sub, None, 3600).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target)
-        } else {
-            std::fs::copy(&path, &target).map(|_| ()).unwrap()
-        }
-    }
-}
-
 struct World {
     _dir: tempfile::TempDir,
     catalog: PathBuf,
@@ -114,7 +101,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let catalog = dir.path().join("catalog");
-    copy_dir(&common::fixtures().join("retail"), &catalog);
+    common::copy_dir(&common::fixtures().join("retail"), &catalog);
     World {
         db: dir.path().join("jobs.db"),
         warehouse: dir.path().join("warehouse"),

@@ -3,9 +3,7 @@
 
 mod common;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
-};
+use datafusion::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use featurecraft::retry::{RunOptions, run_recipe};
@@ -238,41 +236,29 @@ async fn every_good_recipe_summary_is_byte_identical_across_runs() {
     );
 }
 
-/// Writes `tables` as Parquet into a fresh directory catalog.
-fn tiny_catalog(dir: &Path, tables: &[(&str, Vec<(&str, ArrayRef)>)]) {
-    for (name, columns) in tables {
-        let batch = RecordBatch::try_from_iter(columns.clone()).unwrap();
-        let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-    }
-}
-
-fn ints(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
-    Arc::new(Int64Array::from_iter(values))
-}
-
 /// A people table of `n` rows: id, y (label 0/1, one in four positive), a leaking score
 /// (y * 100 + noise), a noise column, a city, and visits (several per person).
 fn people_catalog(n: i64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<Option<i64>> = (1..=n).map(Some).collect();
-    tiny_catalog(
+    common::tiny_catalog(
         dir.path(),
         &[
             (
                 "people",
                 vec![
-                    ("id", ints(ids.clone())),
-                    ("y", ints((1..=n).map(|i| Some(i64::from(i % 4 == 0))))),
+                    ("id", common::ints(ids.clone())),
+                    (
+                        "y",
+                        common::ints((1..=n).map(|i| Some(i64::from(i % 4 == 0)))),
+                    ),
                     (
                         "score",
                         Arc::new(Float64Array::from_iter((1..=n).map(|i| {
                             Some(f64::from(u8::from(i % 4 == 0)) * 100.0 + (i % 7) as f64)
                         }))),
                     ),
-                    ("noise", ints((1..=n).map(|i| Some((i * 37) % 11)))),
+                    ("noise", common::ints((1..=n).map(|i| Some((i * 37) % 11)))),
                     (
                         "city",
                         Arc::new(StringArray::from_iter(
@@ -284,8 +270,11 @@ fn people_catalog(n: i64) -> tempfile::TempDir {
             (
                 "visits",
                 vec![
-                    ("id", ints((1..=n).flat_map(|i| [Some(i), Some(i)]))),
-                    ("minutes", ints((1..=n).flat_map(|i| [Some(i), None]))),
+                    ("id", common::ints((1..=n).flat_map(|i| [Some(i), Some(i)]))),
+                    (
+                        "minutes",
+                        common::ints((1..=n).flat_map(|i| [Some(i), None])),
+                    ),
                 ],
             ),
         ],
@@ -488,25 +477,7 @@ async fn failure_of(
 }
 
 fn copy_catalog(to: &Path) {
-    let from = common::fixtures().join("retail");
-    for entry in walk(&from) {
-        let target = to.join(entry.strip_prefix(&from).unwrap());
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &target).unwrap();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path))
-        } else {
-            out.push(path)
-        }
-    }
-    out
+    common::copy_dir(&common::fixtures().join("retail"), to);
 }
 
 #[tokio::test]

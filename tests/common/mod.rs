@@ -36,3 +36,36 @@ pub fn recipes(kind: &str) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// Copies a directory tree (a catalog, say) into `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target)
+        } else {
+            std::fs::copy(&path, &target).map(|_| ()).unwrap()
+        }
+    }
+}
+
+/// Writes `tables` as Parquet files (`NAME.parquet`) into a directory catalog.
+pub fn tiny_catalog(
+    dir: &Path,
+    tables: &[(&str, Vec<(&str, datafusion::arrow::array::ArrayRef)>)],
+) {
+    for (name, columns) in tables {
+        let batch = datafusion::arrow::array::RecordBatch::try_from_iter(columns.clone()).unwrap();
+        let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+/// An Int64 column.
+pub fn ints(values: impl IntoIterator<Item = Option<i64>>) -> datafusion::arrow::array::ArrayRef {
+    std::sync::Arc::new(datafusion::arrow::array::Int64Array::from_iter(values))
+}

@@ -1,0 +1,920 @@
+//! The built-in crew: designs a recipe from the catalog (Deep Feature Synthesis in SQL).
+//!
+//! Given a spine table, its grain and a label, [`design`] proposes features the way Deep
+//! Feature Synthesis does at depth 1, but as SQL fragments any dialect can run:
+//! - the spine's own columns as row-level features, except the grain, the label's column,
+//!   every column the label derivation reads, and identifier-like columns;
+//! - for every other table or view holding all grain columns: `COUNT(*)`; per numeric
+//!   column `SUM`, `AVG`, `MIN`, `MAX`, `STDDEV_SAMP`; per low-cardinality text column
+//!   `COUNT(DISTINCT …)` and a count of each of its most frequent values; per boolean column
+//!   the share of true values; per date or timestamp column the latest and earliest value.
+//!
+//! Columns are profiled on the first rows of each table (a `LIMIT` scan: Parquet row
+//! groups are read only as far as needed), never in full. A column is identifier-like when
+//! its name says so (`id`, `…_id`, `…_key`, `…_uuid`) or when nearly all its sampled
+//! integer or text values are distinct.
+//!
+//! Then the crew loop: the proposal is compiled (features that do not compile are dropped),
+//! validated on a sample, and features that come back all-NULL, constant, NULL above the
+//! null threshold, or separating the label (leakage, on a sample large enough to tell) are
+//! dropped. With `max_features`, the most informative are kept, ranked by their association
+//! with the label on the sample: |Pearson correlation| for numbers against a numeric label,
+//! the correlation ratio for text against a numeric label or numbers against classes, and
+//! Cramér's V for text against classes. The pruned recipe is validated again. The recipe's
+//! `notes` say what was generated, what was left out and why.
+
+use crate::catalog::{Catalog, Table};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::fragment::{call, inspect, parse_fragment};
+use crate::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType};
+use crate::retry::{RecipeRun, RunOptions, run_recipe};
+use crate::types::TypeFamily;
+use crate::{CompileOptions, Dialect, compile_recipe};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
+use sqlparser::ast::{
+    CaseWhen, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    Value,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// What to design a recipe for: featurecraft's extension of the job contract, accepted by
+/// `POST /jobs` in place of a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesignRequest {
+    /// The table whose rows (or grain keys) are the training rows; it holds the label.
+    pub spine: String,
+    /// The grain columns, present in the spine and in every table aggregated.
+    pub entity_grain: Vec<String>,
+    /// The label, as in a recipe.
+    pub label: LabelSpec,
+    /// Keep at most this many features, the most informative first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_features: Option<usize>,
+}
+
+/// How the designer profiles and prunes.
+#[derive(Debug, Clone)]
+pub struct DesignOptions {
+    /// Compile and validation settings (sample size, null threshold, memory limit).
+    pub run: RunOptions,
+    /// Rows read from the start of each table to profile its columns.
+    pub profile_rows: usize,
+    /// Most frequent values of a text column counted as features.
+    pub top_values: usize,
+    /// A text column with more distinct sampled values than this is not aggregated by value.
+    pub max_categories: usize,
+    /// The designed recipe's `target_table`.
+    pub target_table: String,
+}
+
+impl Default for DesignOptions {
+    fn default() -> Self {
+        DesignOptions {
+            run: RunOptions::default(),
+            profile_rows: 20_000,
+            top_values: 3,
+            max_categories: 20,
+            target_table: "designed_features".into(),
+        }
+    }
+}
+
+/// A designed recipe and what its last validation said.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub recipe: FeatureRecipe,
+    /// The final compile and validation of `recipe`.
+    pub run: RecipeRun,
+    /// Features proposed before any pruning.
+    pub considered: usize,
+    /// Features dropped, with the reason.
+    pub dropped: Vec<(String, String)>,
+}
+
+/// Designs, checks and prunes a recipe for `request` over `catalog`.
+pub async fn design(
+    request: &DesignRequest,
+    catalog: &Catalog,
+    options: &DesignOptions,
+) -> Result<Design, Vec<Diagnostic>> {
+    let proposal = propose(request, catalog, options).await?;
+    let considered = proposal.features.len();
+    let mut dropped: Vec<(String, String)> = Vec::new();
+    let mut features = proposal.features;
+
+    // 1. Compile: a feature the compiler rejects is dropped with its first error.
+    let recipe = recipe_with(request, options, features.clone(), String::new());
+    let compiled = compile_recipe(
+        &recipe,
+        catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
+    for d in compiled.diagnostics.iter().filter(|d| d.is_error()) {
+        match d.path.as_deref().and_then(feature_index) {
+            Some(i) => {
+                rejected
+                    .entry(i)
+                    .or_insert_with(|| format!("does not compile: {}", d.summary_line()));
+            }
+            None => return Err(vec![d.clone()]),
+        }
+    }
+    features = keep(features, &rejected, &mut dropped);
+
+    // 2. Validate on a sample and drop what the data says is useless or leaking.
+    let recipe = recipe_with(request, options, features.clone(), String::new());
+    let run = run_recipe(&recipe, catalog, &options.run).await;
+    if let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) {
+        let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
+        for d in &run.diagnostics {
+            let reason = match d.code {
+                Code::W121 => "NULL in every sampled row",
+                Code::W120 => "one value in every sampled row",
+                Code::W123 => "separates the label on the sample: possible leakage",
+                _ => continue,
+            };
+            if let Some(i) = d.path.as_deref().and_then(feature_index) {
+                pruned.entry(i).or_insert_with(|| reason.to_string());
+            }
+        }
+        for (i, f) in features.iter().enumerate() {
+            if let Some(fraction) = summary.high_null_columns.get(&f.name) {
+                pruned.entry(i).or_insert_with(|| {
+                    format!(
+                        "NULL in {}% of sampled rows, above the null threshold",
+                        fraction
+                            .as_f64()
+                            .map_or(0.0, |f| (f * 1000.0).round() / 10.0)
+                    )
+                });
+            }
+        }
+        features = keep(features, &pruned, &mut dropped);
+    }
+
+    // 3. Keep the most informative ones.
+    let mut ranking_note = String::new();
+    if let Some(limit) = request.max_features
+        && features.len() > limit
+    {
+        let recipe = recipe_with(request, options, features.clone(), String::new());
+        let (scores, rows) = association_scores(&recipe, catalog, options).await?;
+        let mut order: Vec<usize> = (0..features.len()).collect();
+        order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
+        let cut: BTreeMap<usize, String> = order[limit..]
+            .iter()
+            .map(|i| {
+                (
+                    *i,
+                    format!(
+                        "less informative: association {:.3} with the label, below the {limit} kept",
+                        scores[*i]
+                    ),
+                )
+            })
+            .collect();
+        features = keep(features, &cut, &mut dropped);
+        ranking_note = format!(
+            " Kept the {limit} most informative of {} by association with the label on {rows} sampled rows (|Pearson r| for numbers against a numeric label, the correlation ratio for text or for classes, Cramér's V for text against classes).",
+            order.len()
+        );
+    }
+
+    let notes = notes(
+        request,
+        &proposal.left_out,
+        considered,
+        &dropped,
+        &ranking_note,
+    );
+    let recipe = recipe_with(request, options, features, notes);
+    let run = run_recipe(&recipe, catalog, &options.run).await;
+    Ok(Design {
+        recipe,
+        run,
+        considered,
+        dropped,
+    })
+}
+
+/// The features proposed from the catalog, before any check, and the columns left out.
+#[derive(Debug, Clone, Default)]
+pub struct Proposal {
+    pub features: Vec<FeatureSpec>,
+    /// `table.column` and why it gave no feature.
+    pub left_out: Vec<(String, String)>,
+}
+
+/// Profiles the tables and proposes features (no validation): deterministic for a catalog.
+pub async fn propose(
+    request: &DesignRequest,
+    catalog: &Catalog,
+    options: &DesignOptions,
+) -> Result<Proposal, Vec<Diagnostic>> {
+    let spine = catalog.table(&request.spine).ok_or_else(|| {
+        vec![
+            Diagnostic::new(
+                Code::E020,
+                format!("unknown spine table `{}`", request.spine),
+            )
+            .at("design.spine"),
+        ]
+    })?;
+    if request.entity_grain.is_empty() {
+        return Err(vec![
+            Diagnostic::new(Code::E002, "entity_grain is empty").at("design.entity_grain"),
+        ]);
+    }
+    let mut grain = Vec::new();
+    for g in &request.entity_grain {
+        match spine.column(g) {
+            Some(c) => grain.push(c.name.clone()),
+            None => {
+                return Err(vec![
+                    Diagnostic::new(
+                        Code::E023,
+                        format!("the spine `{}` has no grain column `{g}`", spine.name),
+                    )
+                    .at("design.entity_grain"),
+                ]);
+            }
+        }
+    }
+    let label_columns = label_columns(&request.label)?;
+    let ctx = crate::validate::session(catalog, &options.run.validate)
+        .await
+        .map_err(|d| vec![d])?;
+
+    let mut proposal = Proposal::default();
+    let mut names = Names::default();
+    let mut tables: Vec<&Table> = vec![spine];
+    tables.extend(
+        catalog
+            .tables()
+            .filter(|t| t.name != spine.name && grain.iter().all(|g| t.column(g).is_some())),
+    );
+    for table in tables {
+        let profiles = profile(&ctx, table, options).await.map_err(|d| vec![d])?;
+        let on_spine = table.name == spine.name;
+        let short = sanitize(&table.name);
+        if !on_spine {
+            proposal.features.push(feature(
+                &mut names,
+                format!("count_{short}"),
+                count_star(),
+                table,
+                format!("rows in {} per entity", table.name),
+            ));
+        }
+        for (column, profile) in table.columns.iter().zip(&profiles) {
+            let where_ = format!("{}.{}", table.name, column.name);
+            let skip = |reason: &str, out: &mut Vec<(String, String)>| {
+                out.push((where_.clone(), reason.to_string()))
+            };
+            if grain.iter().any(|g| g.eq_ignore_ascii_case(&column.name)) {
+                if on_spine {
+                    skip("grain column", &mut proposal.left_out);
+                }
+                continue;
+            }
+            if label_columns
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(&column.name))
+            {
+                skip("read by the label", &mut proposal.left_out);
+                continue;
+            }
+            let family = TypeFamily::of(&column.data_type);
+            if let Some(why) = identifier_like(&column.name, family, profile) {
+                skip(&why, &mut proposal.left_out);
+                continue;
+            }
+            let c = column_expr(&column.name);
+            let cname = sanitize(&column.name);
+            if on_spine {
+                if family == TypeFamily::Other {
+                    skip(
+                        &format!("type {} is not a feature type", column.data_type),
+                        &mut proposal.left_out,
+                    );
+                    continue;
+                }
+                proposal.features.push(feature(
+                    &mut names,
+                    cname.clone(),
+                    c,
+                    table,
+                    format!("{} of the entity", column.name),
+                ));
+                continue;
+            }
+            match family {
+                TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal => {
+                    for (agg, what) in [
+                        ("SUM", "sum"),
+                        ("AVG", "avg"),
+                        ("MIN", "min"),
+                        ("MAX", "max"),
+                        ("STDDEV_SAMP", "stddev"),
+                    ] {
+                        proposal.features.push(feature(
+                            &mut names,
+                            format!("{what}_{short}_{cname}"),
+                            call(agg, vec![c.clone()]),
+                            table,
+                            format!("{agg} of {} per entity", column.name),
+                        ));
+                    }
+                }
+                TypeFamily::String => {
+                    if profile.distinct > options.max_categories {
+                        skip(
+                            &format!(
+                                "text with more than {} distinct values in the profile",
+                                options.max_categories
+                            ),
+                            &mut proposal.left_out,
+                        );
+                        continue;
+                    }
+                    proposal.features.push(feature(
+                        &mut names,
+                        format!("n_distinct_{short}_{cname}"),
+                        count_distinct(c.clone()),
+                        table,
+                        format!("distinct {} per entity", column.name),
+                    ));
+                    for (value, _) in profile.top.iter().take(options.top_values) {
+                        proposal.features.push(feature(
+                            &mut names,
+                            format!("count_{short}_{cname}_{}", sanitize(value)),
+                            count_when(Expr::BinaryOp {
+                                left: Box::new(c.clone()),
+                                op: sqlparser::ast::BinaryOperator::Eq,
+                                right: Box::new(Expr::value(Value::SingleQuotedString(
+                                    value.clone(),
+                                ))),
+                            }),
+                            table,
+                            format!("rows with {} = '{value}' per entity", column.name),
+                        ));
+                    }
+                }
+                TypeFamily::Boolean => proposal.features.push(feature(
+                    &mut names,
+                    format!("true_share_{short}_{cname}"),
+                    call("AVG", vec![share_of_true(c.clone())]),
+                    table,
+                    format!("share of rows with {} true", column.name),
+                )),
+                TypeFamily::Date | TypeFamily::Timestamp => {
+                    for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
+                        proposal.features.push(feature(
+                            &mut names,
+                            format!("{what}_{short}_{cname}"),
+                            call(agg, vec![c.clone()]),
+                            table,
+                            format!("{what} {} per entity", column.name),
+                        ));
+                    }
+                }
+                TypeFamily::Other => skip(
+                    &format!("type {} is not aggregated", column.data_type),
+                    &mut proposal.left_out,
+                ),
+            }
+        }
+    }
+    Ok(proposal)
+}
+
+/// What the profile learned about one column from the first rows of its table.
+#[derive(Debug, Clone, Default)]
+struct ColumnProfile {
+    non_null: usize,
+    /// Distinct non-null values, counted up to [`DISTINCT_CAP`].
+    distinct: usize,
+    /// Most frequent values (text columns), most frequent first, ties by value.
+    top: Vec<(String, usize)>,
+}
+
+const DISTINCT_CAP: usize = 10_000;
+/// Below this many sampled values, near-uniqueness says nothing.
+const NEAR_UNIQUE_MIN_VALUES: usize = 50;
+
+async fn profile(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &Table,
+    options: &DesignOptions,
+) -> Result<Vec<ColumnProfile>, Diagnostic> {
+    let batches = ctx
+        .table(crate::validate::table_reference(&table.name))
+        .await
+        .and_then(|f| f.limit(0, Some(options.profile_rows)))
+        .map_err(crate::validate::runtime_error)?
+        .collect()
+        .await
+        .map_err(crate::validate::runtime_error)?;
+    let mut profiles = Vec::with_capacity(table.columns.len());
+    for (i, column) in table.columns.iter().enumerate() {
+        let family = TypeFamily::of(&column.data_type);
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut p = ColumnProfile::default();
+        for batch in &batches {
+            let array = batch.column(i);
+            p.non_null += array.len() - array.null_count();
+            if !matches!(family, TypeFamily::String | TypeFamily::Integer) {
+                continue;
+            }
+            let Ok(text) = cast(array, &DataType::Utf8) else {
+                continue;
+            };
+            let text = text.as_string::<i32>();
+            for row in 0..text.len() {
+                if text.is_null(row) {
+                    continue;
+                }
+                let value = text.value(row);
+                if let Some(n) = counts.get_mut(value) {
+                    *n += 1;
+                } else if counts.len() < DISTINCT_CAP {
+                    counts.insert(value.to_string(), 1);
+                }
+            }
+        }
+        p.distinct = counts.len();
+        if family == TypeFamily::String {
+            let mut top: Vec<(String, usize)> = counts.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            top.truncate(options.top_values);
+            p.top = top;
+        }
+        profiles.push(p);
+    }
+    Ok(profiles)
+}
+
+/// Why a column is an identifier rather than a measurement, if it is one.
+fn identifier_like(name: &str, family: TypeFamily, profile: &ColumnProfile) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if lower == "id" || ["_id", "_key", "_uuid"].iter().any(|s| lower.ends_with(s)) {
+        return Some("identifier-like (its name)".into());
+    }
+    let countable = matches!(family, TypeFamily::String | TypeFamily::Integer);
+    if countable
+        && profile.non_null >= NEAR_UNIQUE_MIN_VALUES
+        && profile.distinct as f64 >= 0.95 * profile.non_null as f64
+    {
+        return Some(format!(
+            "identifier-like ({} of {} profiled values distinct)",
+            profile.distinct, profile.non_null
+        ));
+    }
+    None
+}
+
+/// The columns the label reads: its `column` and every column of its derivation.
+fn label_columns(label: &LabelSpec) -> Result<Vec<String>, Vec<Diagnostic>> {
+    let mut columns = Vec::new();
+    if let Some(column) = &label.column {
+        columns.push(column.rsplit('.').next().unwrap_or(column).to_string());
+    }
+    if let Some(derivation) = &label.derivation {
+        let expr = parse_fragment(derivation, "design.label.derivation").map_err(|d| vec![d])?;
+        columns.extend(inspect(&expr).columns.into_iter().map(|c| c.name));
+    }
+    Ok(columns)
+}
+
+fn recipe_with(
+    request: &DesignRequest,
+    options: &DesignOptions,
+    features: Vec<FeatureSpec>,
+    notes: String,
+) -> FeatureRecipe {
+    FeatureRecipe {
+        target_table: options.target_table.clone(),
+        entity_grain: request.entity_grain.clone(),
+        label: request.label.clone(),
+        features,
+        notes,
+    }
+}
+
+/// `features` without those in `drop`, each dropped one recorded with its reason.
+fn keep(
+    features: Vec<FeatureSpec>,
+    drop: &BTreeMap<usize, String>,
+    dropped: &mut Vec<(String, String)>,
+) -> Vec<FeatureSpec> {
+    features
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| match drop.get(&i) {
+            Some(reason) => {
+                dropped.push((f.name, reason.clone()));
+                None
+            }
+            None => Some(f),
+        })
+        .collect()
+}
+
+fn feature_index(path: &str) -> Option<usize> {
+    path.strip_prefix("features[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn notes(
+    request: &DesignRequest,
+    left_out: &[(String, String)],
+    considered: usize,
+    dropped: &[(String, String)],
+    ranking: &str,
+) -> String {
+    const SHOWN: usize = 40;
+    let list = |items: &[(String, String)]| {
+        let mut text: Vec<String> = items
+            .iter()
+            .take(SHOWN)
+            .map(|(what, why)| format!("{what} ({why})"))
+            .collect();
+        if items.len() > SHOWN {
+            text.push(format!("and {} more", items.len() - SHOWN));
+        }
+        text.join("; ")
+    };
+    let mut notes = format!(
+        "Designed by featurecraft from the catalog: {considered} features considered, row-level from `{}` and aggregated per ({}) from every table holding the grain.",
+        request.spine,
+        request.entity_grain.join(", ")
+    );
+    if !left_out.is_empty() {
+        notes.push_str(&format!(" Left out: {}.", list(left_out)));
+    }
+    let (pruned, ranked): (Vec<_>, Vec<_>) = dropped
+        .iter()
+        .cloned()
+        .partition(|(_, why)| !why.starts_with("less informative"));
+    if !pruned.is_empty() {
+        notes.push_str(&format!(" Dropped after checking: {}.", list(&pruned)));
+    }
+    if !ranked.is_empty() {
+        notes.push_str(ranking);
+    }
+    notes
+}
+
+/// Unique, valid output names (`[a-z_][a-z0-9_]*`, at most 128 characters).
+#[derive(Default)]
+struct Names {
+    used: std::collections::HashSet<String>,
+}
+
+impl Names {
+    fn claim(&mut self, wanted: String) -> String {
+        let mut base = wanted;
+        if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
+            base = format!("f_{base}");
+        }
+        base.truncate(120);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !self.used.insert(name.to_ascii_lowercase()) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        name
+    }
+}
+
+/// Lower case, anything but letters and digits as one `_`.
+fn sanitize(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+fn feature(
+    names: &mut Names,
+    name: String,
+    expr: Expr,
+    table: &Table,
+    description: String,
+) -> FeatureSpec {
+    FeatureSpec {
+        name: names.claim(name),
+        expression: expr.to_string(),
+        source_table: table.name.clone(),
+        description,
+        data_type: None,
+    }
+}
+
+/// A column reference, quoted only when it must be (not a plain lower-case name, or a keyword).
+fn column_expr(name: &str) -> Expr {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let keyword = sqlparser::keywords::ALL_KEYWORDS
+        .binary_search(&name.to_ascii_uppercase().as_str())
+        .is_ok();
+    if plain && !keyword {
+        Expr::Identifier(Ident::new(name))
+    } else {
+        Expr::Identifier(Ident::with_quote('"', name))
+    }
+}
+
+fn count_star() -> Expr {
+    let mut expr = call("COUNT", vec![]);
+    if let Expr::Function(f) = &mut expr
+        && let FunctionArguments::List(list) = &mut f.args
+    {
+        list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
+    }
+    expr
+}
+
+fn count_distinct(column: Expr) -> Expr {
+    let mut expr = call("COUNT", vec![column]);
+    if let Expr::Function(f) = &mut expr
+        && let FunctionArguments::List(list) = &mut f.args
+    {
+        list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
+    }
+    expr
+}
+
+/// `COUNT(CASE WHEN condition THEN 1 END)`.
+fn count_when(condition: Expr) -> Expr {
+    call(
+        "COUNT",
+        vec![case(
+            condition,
+            Expr::value(Value::Number("1".into(), false)),
+            None,
+        )],
+    )
+}
+
+/// `CASE WHEN column THEN 1.0 ELSE 0.0 END`.
+fn share_of_true(column: Expr) -> Expr {
+    case(
+        column,
+        Expr::value(Value::Number("1.0".into(), false)),
+        Some(Expr::value(Value::Number("0.0".into(), false))),
+    )
+}
+
+fn case(condition: Expr, result: Expr, otherwise: Option<Expr>) -> Expr {
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![CaseWhen { condition, result }],
+        else_result: otherwise.map(Box::new),
+    }
+}
+
+/// Each feature's association with the label on the validation sample, and the sample's size.
+async fn association_scores(
+    recipe: &FeatureRecipe,
+    catalog: &Catalog,
+    options: &DesignOptions,
+) -> Result<(Vec<f64>, usize), Vec<Diagnostic>> {
+    let compiled = compile_recipe(
+        recipe,
+        catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let Some(plan) = compiled
+        .plan
+        .filter(|_| !compiled.diagnostics.iter().any(|d| d.is_error()))
+    else {
+        return Err(compiled.diagnostics);
+    };
+    let sample = crate::validate::sample(&plan, catalog, &options.run.validate)
+        .await
+        .map_err(|d| vec![d])?;
+    let rows = sample.rows;
+    let label = rows.column(rows.num_columns() - 1);
+    let classes = recipe.label.label_type == LabelType::Multiclass;
+    let scores = (0..recipe.features.len())
+        .map(|i| association(rows.column(plan.grain.len() + i), label, classes))
+        .collect();
+    Ok((scores, rows.num_rows()))
+}
+
+/// Association between a feature and the label, in [0, 1]; 0 when it cannot be measured.
+fn association(feature: &ArrayRef, label: &ArrayRef, label_is_classes: bool) -> f64 {
+    let numbers = as_numbers(feature);
+    let score = match (numbers, label_is_classes) {
+        (Some(x), false) => as_numbers(label).map(|y| pearson(&x, &y).abs()),
+        (Some(x), true) => as_text(label).map(|classes| correlation_ratio(&classes, &x)),
+        (None, false) => match (as_text(feature), as_numbers(label)) {
+            (Some(groups), Some(y)) => Some(correlation_ratio(&groups, &y)),
+            _ => None,
+        },
+        (None, true) => match (as_text(feature), as_text(label)) {
+            (Some(a), Some(b)) => Some(cramers_v(&a, &b)),
+            _ => None,
+        },
+    };
+    score.filter(|s| s.is_finite()).unwrap_or(0.0)
+}
+
+fn as_numbers(array: &ArrayRef) -> Option<Vec<Option<f64>>> {
+    let numeric = match TypeFamily::of(array.data_type()) {
+        TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean => {
+            cast(array, &DataType::Float64).ok()?
+        }
+        TypeFamily::Date | TypeFamily::Timestamp => {
+            cast(&cast(array, &DataType::Int64).ok()?, &DataType::Float64).ok()?
+        }
+        _ => return None,
+    };
+    let values = numeric.as_primitive::<Float64Type>();
+    Some(
+        (0..values.len())
+            .map(|i| (!values.is_null(i)).then(|| values.value(i)))
+            .collect(),
+    )
+}
+
+fn as_text(array: &ArrayRef) -> Option<Vec<Option<String>>> {
+    let text = cast(array, &DataType::Utf8).ok()?;
+    let text = text.as_string::<i32>();
+    Some(
+        (0..text.len())
+            .map(|i| (!text.is_null(i)).then(|| text.value(i).to_string()))
+            .collect(),
+    )
+}
+
+fn pearson(x: &[Option<f64>], y: &[Option<f64>]) -> f64 {
+    let pairs: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y)
+        .filter_map(|(a, b)| Some(((*a)?, (*b)?)))
+        .collect();
+    let n = pairs.len() as f64;
+    if n < 3.0 {
+        return 0.0;
+    }
+    let (mx, my) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in &pairs {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
+    }
+}
+
+/// η: the share of the values' spread explained by the groups, as a correlation.
+fn correlation_ratio(groups: &[Option<String>], values: &[Option<f64>]) -> f64 {
+    let mut by_group: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut all = Vec::new();
+    for (g, v) in groups.iter().zip(values) {
+        if let (Some(g), Some(v)) = (g, v) {
+            let entry = by_group.entry(g.as_str()).or_insert((0.0, 0.0));
+            entry.0 += 1.0;
+            entry.1 += v;
+            all.push(*v);
+        }
+    }
+    if all.len() < 3 {
+        return 0.0;
+    }
+    let mean = all.iter().sum::<f64>() / all.len() as f64;
+    let total: f64 = all.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let between: f64 = by_group
+        .values()
+        .map(|(n, s)| n * (s / n - mean) * (s / n - mean))
+        .sum();
+    if total == 0.0 {
+        0.0
+    } else {
+        (between / total).sqrt()
+    }
+}
+
+/// Cramér's V between two categorical columns.
+fn cramers_v(a: &[Option<String>], b: &[Option<String>]) -> f64 {
+    let mut table: HashMap<(&str, &str), f64> = HashMap::new();
+    let (mut rows, mut cols): (HashMap<&str, f64>, HashMap<&str, f64>) = Default::default();
+    let mut n = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        if let (Some(x), Some(y)) = (x, y) {
+            *table.entry((x.as_str(), y.as_str())).or_default() += 1.0;
+            *rows.entry(x.as_str()).or_default() += 1.0;
+            *cols.entry(y.as_str()).or_default() += 1.0;
+            n += 1.0;
+        }
+    }
+    let k = rows.len().min(cols.len()) as f64;
+    if n < 3.0 || k < 2.0 {
+        return 0.0;
+    }
+    let mut chi2 = 0.0;
+    for (x, nx) in &rows {
+        for (y, ny) in &cols {
+            let expected = nx * ny / n;
+            let observed = table.get(&(*x, *y)).copied().unwrap_or(0.0);
+            chi2 += (observed - expected) * (observed - expected) / expected;
+        }
+    }
+    (chi2 / (n * (k - 1.0))).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragment::function_name;
+
+    #[test]
+    fn names_are_valid_and_unique() {
+        let mut names = Names::default();
+        assert_eq!(
+            names.claim(sanitize("Sum Events-Amount")),
+            "sum_events_amount"
+        );
+        assert_eq!(
+            names.claim("sum_events_amount".into()),
+            "sum_events_amount_2"
+        );
+        assert_eq!(names.claim(sanitize("9lives")), "f_9lives");
+        assert!(crate::analyze::is_portable(&names.claim("x".repeat(300))));
+    }
+
+    #[test]
+    fn columns_are_quoted_only_when_they_must_be() {
+        assert_eq!(column_expr("amount").to_string(), "amount");
+        assert_eq!(column_expr("order").to_string(), "\"order\"");
+        assert_eq!(column_expr("Amount").to_string(), "\"Amount\"");
+    }
+
+    #[test]
+    fn association_measures_behave() {
+        let x: Vec<Option<f64>> = (0..10).map(|i| Some(i as f64)).collect();
+        let y: Vec<Option<f64>> = (0..10).map(|i| Some(2.0 * i as f64 + 1.0)).collect();
+        assert!((pearson(&x, &y) - 1.0).abs() < 1e-12);
+        let groups: Vec<Option<String>> = (0..10)
+            .map(|i| Some(if i < 5 { "a" } else { "b" }.to_string()))
+            .collect();
+        let split: Vec<Option<f64>> = (0..10)
+            .map(|i| Some(if i < 5 { 0.0 } else { 1.0 }))
+            .collect();
+        assert!((correlation_ratio(&groups, &split) - 1.0).abs() < 1e-12);
+        assert!((cramers_v(&groups, &groups) - 1.0).abs() < 1e-12);
+        let noise: Vec<Option<String>> = (0..10)
+            .map(|i| Some(if i % 2 == 0 { "u" } else { "v" }.to_string()))
+            .collect();
+        assert!(cramers_v(&groups, &noise) < 0.5);
+    }
+
+    #[test]
+    fn the_compilers_function_names_are_lowercase() {
+        let Expr::Function(f) = count_star() else {
+            panic!()
+        };
+        assert_eq!(function_name(&f), "count");
+        assert_eq!(count_star().to_string(), "COUNT(*)");
+        assert_eq!(
+            count_distinct(column_expr("x")).to_string(),
+            "COUNT(DISTINCT x)"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! The built-in crew: a recipe designed from the catalog, checked, validated and pruned.
+
+mod common;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray};
+use featurecraft::design::{DesignOptions, DesignRequest, design};
+use featurecraft::fragment::{inspect, parse_fragment};
+use featurecraft::retry::RunOptions;
+use featurecraft::validate::ValidateOptions;
+use featurecraft::{CompileOptions, Dialect, LabelSpec, LabelType, compile_recipe};
+use std::sync::Arc;
+
+fn churn_request(max_features: Option<usize>) -> DesignRequest {
+    DesignRequest {
+        spine: "customers".into(),
+        entity_grain: vec!["customer_id".into()],
+        label: LabelSpec {
+            name: "churned".into(),
+            label_type: LabelType::Binary,
+            column: Some("churned_at".into()),
+            derivation: Some("CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END".into()),
+            positive_class_value: Some(serde_json::json!(1)),
+        },
+        max_features,
+    }
+}
+
+fn options(sample_size: usize) -> DesignOptions {
+    DesignOptions {
+        run: RunOptions {
+            validate: ValidateOptions {
+                sample_size,
+                ..ValidateOptions::default()
+            },
+            ..RunOptions::default()
+        },
+        target_table: "churn_designed".into(),
+        ..DesignOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn the_designed_recipe_for_the_fixtures_compiles_validates_and_is_stable() {
+    let catalog = common::retail().await;
+    let first = design(&churn_request(None), &catalog, &options(500))
+        .await
+        .expect("designs");
+    assert!(!first.run.has_errors(), "{:?}", first.run.error_paragraph());
+    let summary = first.run.validation.as_ref().expect("validated");
+    assert_eq!(summary.estimated_row_count, 1000);
+    assert!(
+        first.recipe.features.len() >= 40,
+        "{}",
+        first.recipe.features.len()
+    );
+    assert_eq!(
+        first.considered,
+        first.recipe.features.len() + first.dropped.len()
+    );
+    // Compiles in every dialect except where E040 refuses a construct (none is expected).
+    for dialect in Dialect::ALL {
+        let compiled = compile_recipe(
+            &first.recipe,
+            &catalog,
+            &CompileOptions {
+                dialect,
+                strict: false,
+            },
+        );
+        assert!(
+            !compiled.has_errors(),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+    // The same catalog gives the same recipe, byte for byte.
+    let second = design(&churn_request(None), &catalog, &options(500))
+        .await
+        .expect("designs");
+    let text = serde_json::to_string_pretty(&first.recipe).unwrap();
+    assert_eq!(text, serde_json::to_string_pretty(&second.recipe).unwrap());
+    insta::assert_snapshot!("churn_designed", text);
+}
+
+#[tokio::test]
+async fn no_designed_feature_reads_the_labels_columns() {
+    let catalog = common::retail().await;
+    let designed = design(&churn_request(None), &catalog, &options(500))
+        .await
+        .expect("designs");
+    for f in &designed.recipe.features {
+        let expr = parse_fragment(&f.expression, "f").unwrap();
+        for column in inspect(&expr).columns {
+            assert!(
+                !column.name.eq_ignore_ascii_case("churned_at"),
+                "{} reads the label's column: {}",
+                f.name,
+                f.expression
+            );
+            assert!(
+                !column.name.eq_ignore_ascii_case("customer_id"),
+                "{} reads the grain: {}",
+                f.name,
+                f.expression
+            );
+        }
+    }
+    let left_out = &designed.recipe.notes;
+    assert!(
+        left_out.contains("customers.churned_at (read by the label)"),
+        "{left_out}"
+    );
+    assert!(
+        left_out.contains("events.event_id (identifier-like"),
+        "{left_out}"
+    );
+}
+
+fn floats(values: impl IntoIterator<Item = Option<f64>>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter(values))
+}
+
+/// 400 people (one in four positive), each with one activity row carrying a constant, an
+/// all-NULL and a leaking column besides a useful one, and spine columns of the same kinds.
+fn pruning_catalog() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 400;
+    let y = |i: i64| i64::from(i % 4 == 0);
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "people",
+                vec![
+                    ("person_id", common::ints((1..=n).map(Some))),
+                    ("y", common::ints((1..=n).map(|i| Some(y(i))))),
+                    ("constant_flag", common::ints((1..=n).map(|_| Some(7)))),
+                    ("always_null", floats((1..=n).map(|_| None))),
+                    (
+                        "leaky",
+                        floats((1..=n).map(|i| Some(y(i) as f64 * 50.0 + (i % 5) as f64))),
+                    ),
+                    ("tenure", common::ints((1..=n).map(|i| Some((i * 37) % 23)))),
+                    (
+                        "city",
+                        Arc::new(StringArray::from_iter(
+                            (1..=n).map(|i| Some(["north", "south", "east"][(i % 3) as usize])),
+                        )),
+                    ),
+                ],
+            ),
+            (
+                "activity",
+                vec![
+                    ("person_id", common::ints((1..=n).map(Some))),
+                    ("fixed", common::ints((1..=n).map(|_| Some(5)))),
+                    ("missing", floats((1..=n).map(|_| None))),
+                    (
+                        "signal",
+                        floats((1..=n).map(|i| Some(y(i) as f64 * 1000.0 + (i % 9) as f64))),
+                    ),
+                    (
+                        "minutes",
+                        common::ints((1..=n).map(|i| Some((i * 13) % 17))),
+                    ),
+                ],
+            ),
+        ],
+    );
+    dir
+}
+
+fn people_request(max_features: Option<usize>) -> DesignRequest {
+    DesignRequest {
+        spine: "people".into(),
+        entity_grain: vec!["person_id".into()],
+        label: LabelSpec {
+            name: "label".into(),
+            label_type: LabelType::Binary,
+            column: Some("y".into()),
+            derivation: None,
+            positive_class_value: Some(serde_json::json!(1)),
+        },
+        max_features,
+    }
+}
+
+#[tokio::test]
+async fn constant_all_null_and_leaking_features_are_dropped_with_their_reason() {
+    let dir = pruning_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let designed = design(&people_request(None), &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let reason = |name: &str| {
+        designed
+            .dropped
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, why)| why.clone())
+            .unwrap_or_else(|| panic!("{name} was not dropped: {:#?}", designed.dropped))
+    };
+    assert_eq!(reason("constant_flag"), "one value in every sampled row");
+    assert_eq!(reason("always_null"), "NULL in every sampled row");
+    assert!(reason("leaky").contains("possible leakage"));
+    assert_eq!(
+        reason("max_activity_fixed"),
+        "one value in every sampled row"
+    );
+    assert_eq!(reason("sum_activity_missing"), "NULL in every sampled row");
+    assert!(reason("max_activity_signal").contains("possible leakage"));
+    // Standard deviation over one row per person is NULL everywhere.
+    assert_eq!(
+        reason("stddev_activity_minutes"),
+        "NULL in every sampled row"
+    );
+    let kept: Vec<&str> = designed
+        .recipe
+        .features
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    // One activity row per person: the count is constant too.
+    assert_eq!(reason("count_activity"), "one value in every sampled row");
+    for name in [
+        "tenure",
+        "city",
+        "sum_activity_minutes",
+        "max_activity_minutes",
+    ] {
+        assert!(kept.contains(&name), "{name} missing from {kept:?}");
+    }
+    for (name, _) in &designed.dropped {
+        assert!(!kept.contains(&name.as_str()));
+        assert!(designed.recipe.notes.contains(name.as_str()), "{name}");
+    }
+    // What is left validates without a finding about its features.
+    let summary = designed.run.validation.as_ref().unwrap();
+    assert!(
+        summary
+            .warnings
+            .iter()
+            .all(|w| !w.starts_with("W120") && !w.starts_with("W121") && !w.starts_with("W123")),
+        "{:?}",
+        summary.warnings
+    );
+}
+
+#[tokio::test]
+async fn max_features_keeps_the_most_informative_and_says_how_many_were_considered() {
+    let dir = pruning_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let all = design(&people_request(None), &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    let designed = design(&people_request(Some(3)), &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    assert_eq!(designed.recipe.features.len(), 3);
+    assert!(
+        designed.recipe.notes.contains(&format!(
+            "Kept the 3 most informative of {}",
+            all.recipe.features.len()
+        )),
+        "{}",
+        designed.recipe.notes
+    );
+    assert!(!designed.run.has_errors());
+}
+
+#[tokio::test]
+async fn a_design_request_naming_what_is_not_there_is_an_error() {
+    let catalog = common::retail().await;
+    let mut request = churn_request(None);
+    request.spine = "customerz".into();
+    let errors = design(&request, &catalog, &options(100)).await.unwrap_err();
+    assert_eq!(errors[0].code, featurecraft::Code::E020);
+    assert_eq!(errors[0].path.as_deref(), Some("design.spine"));
+    let mut request = churn_request(None);
+    request.entity_grain = vec!["customer".into()];
+    let errors = design(&request, &catalog, &options(100)).await.unwrap_err();
+    assert_eq!(errors[0].code, featurecraft::Code::E023);
+}
