@@ -87,6 +87,10 @@ pub struct Job {
     pub sql: Option<String>,
     pub validation: Option<ValidationSummary>,
     pub error: Option<String>,
+    /// featurecraft's extension of the contract: what the built-in crew designs when the job
+    /// has no usable recipe (absent from the JSON when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design: Option<crate::design::DesignRequest>,
 }
 
 /// A lifecycle move the contract does not allow.
@@ -130,6 +134,7 @@ impl Job {
             sql: None,
             validation: None,
             error: None,
+            design: None,
         }
     }
 

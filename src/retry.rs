@@ -2,6 +2,8 @@
 //!
 //! A retry compiles and validates the job's recipe against the catalog *as it is now*; it
 //! never moves `created_at` or the job's identity, and only a `failed` job may be retried.
+//! A job that carries a design request and has no recipe, or one that no longer compiles,
+//! is designed anew by the built-in crew ([`crate::design`]).
 
 use crate::catalog::Catalog;
 use crate::diagnostic::Diagnostic;
@@ -123,6 +125,54 @@ impl fmt::Display for RetryError {
 
 impl std::error::Error for RetryError {}
 
+/// The recipe a job runs and what compiling and validating it gave: the job's own recipe,
+/// or, for a job with a design request whose recipe is missing or no longer compiles, a
+/// recipe designed anew against the catalog as it is now. `Err` says why there is none.
+pub async fn propose_for_job(
+    job: &Job,
+    catalog: &Catalog,
+    options: &RunOptions,
+) -> Result<(FeatureRecipe, RecipeRun), String> {
+    let usable = job.recipe.as_ref().filter(|recipe| {
+        job.design.is_none()
+            || !compile_recipe(
+                recipe,
+                catalog,
+                &CompileOptions {
+                    dialect: options.dialect,
+                    strict: options.strict,
+                },
+            )
+            .has_errors()
+    });
+    if let Some(recipe) = usable {
+        return Ok((recipe.clone(), run_recipe(recipe, catalog, options).await));
+    }
+    let Some(request) = &job.design else {
+        return Err("the job has no recipe to run: the crew did not produce one. Create the job again with a recipe or a design request.".into());
+    };
+    let design_options = crate::design::DesignOptions {
+        run: options.clone(),
+        target_table: job.target_table_name.clone(),
+        ..Default::default()
+    };
+    match crate::design::design(request, catalog, &design_options).await {
+        Ok(design) => Ok((design.recipe, design.run)),
+        Err(diagnostics) => {
+            let run = RecipeRun {
+                sql: None,
+                validation: None,
+                diagnostics,
+            };
+            let reason = run.error_paragraph().unwrap_or_default();
+            Err(format!(
+                "the designer could not propose a recipe: {}",
+                reason.trim_start_matches("the recipe does not compile: ")
+            ))
+        }
+    }
+}
+
 /// Retries a failed job: compile and validation run again on its recipe against the catalog
 /// as it is now. Success gives `pending_approval` with `sql` and `validation`; failure gives
 /// `failed` with `error` set and whatever was produced (the `sql` if it compiled).
@@ -133,17 +183,18 @@ pub async fn retry(job: &Job, catalog: &Catalog, options: &RunOptions) -> Result
     let mut next = job.clone();
     next.transition(JobStatus::Running)
         .map_err(|e| RetryError::NotFailed(e.from))?;
-    let Some(recipe) = &job.recipe else {
-        next.sql = None;
-        next.validation = None;
-        next.error = Some(
-            "the job has no recipe to run: the crew did not produce one. Create the job again with a recipe.".into(),
-        );
-        next.transition(JobStatus::Failed)
-            .map_err(|e| RetryError::NotFailed(e.from))?;
-        return Ok(next);
+    let (recipe, run) = match propose_for_job(job, catalog, options).await {
+        Ok(proposal) => proposal,
+        Err(reason) => {
+            next.sql = None;
+            next.validation = None;
+            next.error = Some(reason);
+            next.transition(JobStatus::Failed)
+                .map_err(|e| RetryError::NotFailed(e.from))?;
+            return Ok(next);
+        }
     };
-    let run = run_recipe(recipe, catalog, options).await;
+    next.recipe = Some(recipe);
     next.sql = run.sql.clone();
     next.validation = run.validation.clone();
     match run.error_paragraph() {

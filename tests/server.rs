@@ -586,3 +586,106 @@ async fn without_wait_the_answer_comes_while_the_job_runs() {
     assert_eq!(last["status"], "pending_approval", "{last}");
     server.stop().await;
 }
+
+fn design_job() -> Value {
+    json!({
+        "target_table_name": "churn_designed",
+        "domain": "retail",
+        "design": {
+            "spine": "customers",
+            "entity_grain": ["customer_id"],
+            "label": {
+                "name": "churned",
+                "type": "binary",
+                "column": "churned_at",
+                "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END",
+                "positive_class_value": 1
+            },
+            "max_features": 12
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_a_design_request_is_designed_and_proposed() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&design_job()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    let features = job["recipe"]["features"].as_array().unwrap();
+    assert_eq!(features.len(), 12, "{job}");
+    assert_eq!(job["recipe"]["target_table"], "churn_designed");
+    assert!(
+        job["recipe"]["notes"]
+            .as_str()
+            .unwrap()
+            .starts_with("Designed by featurecraft")
+    );
+    assert!(job["sql"].as_str().unwrap().contains("CREATE TABLE"));
+    assert_eq!(job["design"]["spine"], "customers", "the request is kept");
+    assert_eq!(job["validation"]["estimated_row_count"], 1000);
+
+    // A malformed design request is refused with the field named.
+    let mut bad = design_job();
+    bad["design"]["entity_grain"] = json!("customer_id");
+    let (status, _, body) = server
+        .call("POST", &format!("{API}/jobs"), Some(&ana), Some(&bad), &[])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("design"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() {
+    let w = world();
+    let spine = w.catalog.join("customers.parquet");
+    let kept = w.catalog.parent().unwrap().join("customers.parquet.aside");
+    std::fs::rename(&spine, &kept).unwrap();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&ana),
+            Some(&design_job()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["recipe"].is_null(), "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("designer") && error.contains("unknown spine table `customers`"),
+        "{error}"
+    );
+    let id = job["job_id"].as_str().unwrap().to_string();
+
+    std::fs::rename(&kept, &spine).unwrap();
+    let (status, _, job) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/retry?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    assert_eq!(job["recipe"]["features"].as_array().unwrap().len(), 12);
+    assert!(job["error"].is_null());
+    server.stop().await;
+}

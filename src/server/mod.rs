@@ -288,37 +288,47 @@ async fn create_job(
             }
         }
     };
-    let job = Job::new(target, domain, owner, recipe);
+    let design = match body.get("design") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            serde_json::from_value::<crate::design::DesignRequest>(value.clone()).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("design: {e}"))
+            })?,
+        ),
+    };
+    let mut job = Job::new(target, domain, owner, recipe);
+    job.design = design;
     state.store.insert(&job)?;
     tracing::info!(job_id = %job.job_id, "job created");
     let task = spawn(&state, run_new_job(state.clone(), job.clone())).await;
     respond(&state, job, task, wait.wait, StatusCode::CREATED).await
 }
 
-/// Runs a new job's compile + validation and stores the outcome.
+/// Runs a new job's compile + validation (designing its recipe first when it came with a
+/// design request instead) and stores the outcome.
 async fn run_new_job(state: Shared, job: Job) {
     let mut done = job.clone();
-    let outcome = match &job.recipe {
-        None => Err(
-            "the job has no recipe: the crew did not produce one. Create it again with a recipe."
-                .to_string(),
-        ),
-        Some(recipe) => proposal(&state, recipe).await,
-    };
-    apply_proposal(&mut done, outcome);
+    let outcome = proposal(&state, &job).await;
+    if let Ok((recipe, _, _)) = &outcome {
+        done.recipe = Some(recipe.clone());
+    }
+    apply_proposal(&mut done, outcome.map(|(_, sql, summary)| (sql, summary)));
     store_outcome(&state, &done, JobStatus::Running);
 }
 
 type Proposal = Result<(String, crate::ValidationSummary), String>;
 
-/// Compile + validate against the catalog as it is now.
-async fn proposal(state: &AppState, recipe: &crate::FeatureRecipe) -> Proposal {
+/// The job's recipe (or a designed one), compiled and validated against the catalog as it is now.
+async fn proposal(
+    state: &AppState,
+    job: &Job,
+) -> Result<(crate::FeatureRecipe, String, crate::ValidationSummary), String> {
     let catalog = Catalog::load(&state.config.catalog)
         .await
         .map_err(|e| e.to_string())?;
-    let run = tokio::time::timeout(
+    let (recipe, run) = tokio::time::timeout(
         state.config.job_timeout,
-        run_recipe(recipe, &catalog, &state.config.run),
+        crate::retry::propose_for_job(job, &catalog, &state.config.run),
     )
     .await
     .map_err(|_| {
@@ -326,12 +336,12 @@ async fn proposal(state: &AppState, recipe: &crate::FeatureRecipe) -> Proposal {
             "validation took longer than {} s and was stopped",
             state.config.job_timeout.as_secs()
         )
-    })?;
+    })??;
     if let Some(reason) = run.error_paragraph() {
         return Err(reason);
     }
     match (run.sql, run.validation) {
-        (Some(sql), Some(summary)) => Ok((sql, summary)),
+        (Some(sql), Some(summary)) => Ok((recipe, sql, summary)),
         _ => Err("validation produced no summary".into()),
     }
 }
