@@ -132,6 +132,7 @@ pub async fn design(
     // 2. Validate on a sample and drop what the data says is useless or leaking.
     let recipe = recipe_with(request, options, features.clone(), String::new());
     let run = run_recipe(&recipe, catalog, &options.run).await;
+    let validated = features.len();
     if let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) {
         let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
         for d in &run.diagnostics {
@@ -195,8 +196,15 @@ pub async fn design(
         &dropped,
         &ranking_note,
     );
+    let unchanged = features.len() == validated;
     let recipe = recipe_with(request, options, features, notes);
-    let run = run_recipe(&recipe, catalog, &options.run).await;
+    // Validate what is left, unless nothing was dropped since the last validation (the
+    // notes do not change what runs).
+    let run = if unchanged {
+        run
+    } else {
+        run_recipe(&recipe, catalog, &options.run).await
+    };
     Ok(Design {
         recipe,
         run,

@@ -85,6 +85,11 @@ pub struct Capabilities {
     pub day_of_week: DayOfWeek,
     /// How the number of days between two dates (`a - b` of two DATEs) is spelled.
     pub days_between: DaysBetween,
+    /// DISTINCT aggregates get CTEs of their own. DataFusion 55 gives a `COUNT(DISTINCT x)`
+    /// that shares its GROUP BY with other aggregates a hash set per group, outside its
+    /// memory pool; alone in its GROUP BY it is planned as two cheap aggregations. Warehouse
+    /// dialects keep one CTE per source.
+    pub split_distinct_aggregates: bool,
     /// Functions this dialect spells differently: (featurecraft's name, the dialect's).
     pub renamed_functions: &'static [(&'static str, &'static str)],
     /// Functions that exist here under the same name with another meaning: (name, why).
@@ -140,6 +145,7 @@ impl Dialect {
                 decimal_literals: false,
                 day_of_week: DayOfWeek::SundayZero,
                 days_between: DaysBetween::Minus,
+                split_distinct_aggregates: false,
                 renamed_functions: &[],
                 refused_functions: &[],
                 types: standard,
@@ -157,6 +163,7 @@ impl Dialect {
                 decimal_literals: false,
                 day_of_week: DayOfWeek::SundayZero,
                 days_between: DaysBetween::Minus,
+                split_distinct_aggregates: true,
                 renamed_functions: &[],
                 refused_functions: &[],
                 types: standard,
@@ -174,6 +181,7 @@ impl Dialect {
                 decimal_literals: false,
                 day_of_week: DayOfWeek::SundayZero,
                 days_between: DaysBetween::Minus,
+                split_distinct_aggregates: false,
                 renamed_functions: &[],
                 refused_functions: &[],
                 types: standard,
@@ -191,6 +199,7 @@ impl Dialect {
                 decimal_literals: false,
                 day_of_week: DayOfWeek::SundayZero,
                 days_between: DaysBetween::Minus,
+                split_distinct_aggregates: false,
                 renamed_functions: &[],
                 refused_functions: &[],
                 types: TypeNames {
@@ -213,6 +222,7 @@ impl Dialect {
                 decimal_literals: true,
                 day_of_week: DayOfWeek::IsoModSeven,
                 days_between: DaysBetween::Minus,
+                split_distinct_aggregates: false,
                 renamed_functions: &[("bool_or", "BOOLOR_AGG"), ("bool_and", "BOOLAND_AGG")],
                 refused_functions: &[],
                 types: standard,
@@ -230,6 +240,7 @@ impl Dialect {
                 decimal_literals: false,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::DayOfWeek),
                 days_between: DaysBetween::DateDiffDay,
+                split_distinct_aggregates: false,
                 renamed_functions: &[("bool_or", "LOGICAL_OR"), ("bool_and", "LOGICAL_AND")],
                 refused_functions: &[(
                     "date_trunc",
@@ -255,6 +266,7 @@ impl Dialect {
                 decimal_literals: true,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::Dow),
                 days_between: DaysBetween::DateDiff,
+                split_distinct_aggregates: false,
                 renamed_functions: &[],
                 refused_functions: &[],
                 types: TypeNames {

@@ -136,30 +136,62 @@ pub fn build_query(
         caps,
     )];
 
-    // One CTE per source.
+    // One CTE per source; in dialects that split them, one more per distinct aggregate.
+    let mut parts: Vec<Part> = Vec::new();
+    let mut part_of_feature: Vec<usize> = vec![usize::MAX; plan.features.len()];
     for (index, source) in plan.sources.iter().enumerate() {
         let grain: Vec<Expr> = source
             .grain
             .iter()
             .map(|g| Expr::Identifier(quoted(g, caps)))
             .collect();
-        let mut items: Vec<SelectItem> =
-            grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
-        for f in plan
-            .features
-            .iter()
-            .filter(|f| f.home == FeatureHome::Source(index))
-        {
-            items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
+        let mut source_parts: Vec<(Option<String>, Vec<usize>)> = vec![(None, Vec::new())];
+        for (i, f) in plan.features.iter().enumerate() {
+            if f.home != FeatureHome::Source(index) {
+                continue;
+            }
+            let key = (caps.split_distinct_aggregates && source.grouped)
+                .then(|| distinct_argument(&f.expr))
+                .flatten();
+            match source_parts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => source_parts.push((key, vec![i])),
+            }
         }
-        let body = select(
-            items,
-            table_name(&source.table, caps),
-            vec![],
-            filter.and_then(|f| f(&grain)),
-            source.grouped.then(|| grain.clone()),
-        );
-        ctes.push(cte(&source.cte_name, body, caps));
+        // A part with no feature is dropped, unless it is the source's only one (a
+        // row-level source still joins, and fans out, with no feature of its own).
+        let only_one = source_parts.len() == 1;
+        let mut n = 0;
+        for (key, members) in source_parts {
+            if members.is_empty() && !only_one {
+                continue;
+            }
+            let cte_name = if key.is_none() {
+                source.cte_name.clone()
+            } else {
+                n += 1;
+                format!("{}_distinct_{n}", source.cte_name)
+            };
+            let mut items: Vec<SelectItem> =
+                grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+            for &i in &members {
+                let f = &plan.features[i];
+                items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
+                part_of_feature[i] = parts.len();
+            }
+            let body = select(
+                items,
+                table_name(&source.table, caps),
+                vec![],
+                filter.and_then(|f| f(&grain)),
+                source.grouped.then(|| grain.clone()),
+            );
+            ctes.push(cte(&cte_name, body, caps));
+            parts.push(Part {
+                cte_name,
+                grain: source.grain.clone(),
+            });
+        }
     }
 
     // The final projection, in output order, and the joins.
@@ -170,11 +202,11 @@ pub fn build_query(
         .iter()
         .map(|g| SelectItem::UnnamedExpr(spine_col(g)))
         .collect();
-    for f in &plan.features {
+    for (i, f) in plan.features.iter().enumerate() {
         let item = match f.home {
             FeatureHome::Spine => SelectItem::UnnamedExpr(spine_col(&f.name)),
-            FeatureHome::Source(index) => {
-                let source = &plan.sources[index];
+            FeatureHome::Source(_) => {
+                let source = &parts[part_of_feature[i]];
                 let value = Expr::CompoundIdentifier(vec![
                     quoted(&source.cte_name, caps),
                     quoted(&f.name, caps),
@@ -209,8 +241,7 @@ pub fn build_query(
     }
     items.push(SelectItem::UnnamedExpr(spine_col(&plan.label.name)));
 
-    let joins = plan
-        .sources
+    let joins = parts
         .iter()
         .map(|source| {
             let condition = plan
@@ -258,6 +289,47 @@ pub fn build_query(
     } else {
         Err(errors)
     }
+}
+
+/// A CTE computing some of a source's features, joined to the spine on its grain.
+struct Part {
+    cte_name: String,
+    grain: Vec<String>,
+}
+
+/// When every aggregate in `expr` is a DISTINCT aggregate over the same arguments, those
+/// arguments (as text): such a feature can be computed in a CTE of its own, which DataFusion
+/// plans as a cheap two-level aggregation instead of a hash set per group.
+fn distinct_argument(expr: &Expr) -> Option<String> {
+    let mut key: Option<String> = None;
+    let mut other = false;
+    let _ = sqlparser::ast::visit_expressions(expr, |e| {
+        if let Expr::Function(f) = e
+            && crate::fragment::is_aggregate(f)
+        {
+            match &f.args {
+                FunctionArguments::List(list)
+                    if list.duplicate_treatment
+                        == Some(sqlparser::ast::DuplicateTreatment::Distinct)
+                        && f.filter.is_none() =>
+                {
+                    let args = list
+                        .args
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if key.as_ref().is_some_and(|k| *k != args) {
+                        other = true;
+                    }
+                    key = Some(args);
+                }
+                _ => other = true,
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if other { None } else { key }
 }
 
 /// Adapts a resolved fragment to a dialect: quoted identifiers, cast type names, and an

@@ -347,6 +347,9 @@ async fn run(
     findings.extend(label_findings);
     let mut high_null = Vec::new();
     let rows = sample.num_rows();
+    let label_classes = (plan.label.label_type == LabelType::Binary)
+        .then(|| binary_classes(&label))
+        .flatten();
     for (i, feature) in plan.features.iter().enumerate() {
         let column = sample.column(plan.grain.len() + i);
         let path = feature.path.clone();
@@ -397,7 +400,9 @@ async fn run(
                 );
             }
         }
-        if plan.label.label_type == LabelType::Binary && separates(column, &label) {
+        if let Some(classes) = &label_classes
+            && separates(column, classes)
+        {
             findings.push(
                 Diagnostic::new(
                     Code::W123,
@@ -700,13 +705,41 @@ fn is_constant(column: &ArrayRef) -> bool {
     }
 }
 
+/// Each row's class (0 or 1) of a binary label, `None` where the label is NULL; `None`
+/// overall unless there are exactly two classes with enough rows to judge separation.
+fn binary_classes(label: &ArrayRef) -> Option<Vec<Option<u8>>> {
+    let text = cast(label, &DataType::Utf8).ok()?;
+    let text = text.as_string::<i32>();
+    let mut names: Vec<&str> = Vec::new();
+    let mut counts = [0usize; 2];
+    let mut classes = Vec::with_capacity(text.len());
+    for row in 0..text.len() {
+        if text.is_null(row) {
+            classes.push(None);
+            continue;
+        }
+        let value = text.value(row);
+        let class = match names.iter().position(|n| *n == value) {
+            Some(i) => i,
+            None if names.len() < 2 => {
+                names.push(value);
+                names.len() - 1
+            }
+            None => return None,
+        };
+        counts[class] += 1;
+        classes.push(Some(class as u8));
+    }
+    (names.len() == 2
+        && counts[0] + counts[1] >= LEAKAGE_MIN_ROWS
+        && counts[0].min(counts[1]) >= LEAKAGE_MIN_CLASS_ROWS)
+        .then_some(classes)
+}
+
 /// For a binary label on a large enough sample: do the feature's values of one class never
-/// meet those of the other? Numbers compare by range, other values by set.
-fn separates(feature: &ArrayRef, label: &ArrayRef) -> bool {
-    let Ok(label) = cast(label, &DataType::Utf8) else {
-        return false;
-    };
-    let label = label.as_string::<i32>();
+/// meet those of the other? Numbers compare by range, other values by set. Rows where the
+/// feature or the label is NULL do not count.
+fn separates(feature: &ArrayRef, classes: &[Option<u8>]) -> bool {
     let family = TypeFamily::of(feature.data_type());
     let numeric = match family {
         TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean => {
@@ -717,49 +750,46 @@ fn separates(feature: &ArrayRef, label: &ArrayRef) -> bool {
             .and_then(|a| cast(&a, &DataType::Float64).ok()),
         _ => None,
     };
-    let text = if numeric.is_none() {
-        cast(feature, &DataType::Utf8).ok()
-    } else {
-        None
+    let mut seen = [0usize; 2];
+    if let Some(numbers) = numeric {
+        let numbers = numbers.as_primitive::<Float64Type>();
+        let (mut low, mut high) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        for (row, class) in classes.iter().enumerate() {
+            let Some(c) = class.map(usize::from) else {
+                continue;
+            };
+            if numbers.is_null(row) {
+                continue;
+            }
+            let v = numbers.value(row);
+            seen[c] += 1;
+            low[c] = low[c].min(v);
+            high[c] = high[c].max(v);
+        }
+        return enough(seen) && (high[0] < low[1] || high[1] < low[0]);
+    }
+    let Ok(text) = cast(feature, &DataType::Utf8) else {
+        return false;
     };
-    let mut classes: BTreeMap<&str, (usize, f64, f64, BTreeSet<String>)> = BTreeMap::new();
-    for row in 0..label.len() {
-        if label.is_null(row) || feature.is_null(row) {
+    let text = text.as_string::<i32>();
+    let mut sets: [BTreeSet<&str>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    for (row, class) in classes.iter().enumerate() {
+        let Some(c) = class.map(usize::from) else {
+            continue;
+        };
+        if text.is_null(row) {
             continue;
         }
-        let entry = classes.entry(label.value(row)).or_insert((
-            0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            BTreeSet::new(),
-        ));
-        entry.0 += 1;
-        if let Some(numbers) = &numeric {
-            let v = numbers.as_primitive::<Float64Type>().value(row);
-            entry.1 = entry.1.min(v);
-            entry.2 = entry.2.max(v);
-        } else if let Some(text) = &text {
-            if entry.3.len() <= 1000 {
-                entry
-                    .3
-                    .insert(text.as_string::<i32>().value(row).to_string());
-            }
-        } else {
-            return false;
+        seen[c] += 1;
+        if sets[c].len() <= 1000 {
+            sets[c].insert(text.value(row));
         }
     }
-    let classes: Vec<_> = classes.into_values().collect();
-    let [a, b] = classes.as_slice() else {
-        return false;
-    };
-    if a.0 + b.0 < LEAKAGE_MIN_ROWS || a.0.min(b.0) < LEAKAGE_MIN_CLASS_ROWS {
-        return false;
-    }
-    if numeric.is_some() {
-        a.2 < b.1 || b.2 < a.1
-    } else {
-        a.3.len() <= 1000 && b.3.len() <= 1000 && a.3.is_disjoint(&b.3)
-    }
+    enough(seen) && sets.iter().all(|s| s.len() <= 1000) && sets[0].is_disjoint(&sets[1])
+}
+
+fn enough(seen: [usize; 2]) -> bool {
+    seen[0] + seen[1] >= LEAKAGE_MIN_ROWS && seen[0].min(seen[1]) >= LEAKAGE_MIN_CLASS_ROWS
 }
 
 fn feature_index(path: &str) -> &str {
