@@ -151,6 +151,9 @@ enum Command {
         /// json: the recipe alone (contract shape); text: a report with the recipe.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also write `{"considered", "dropped": [{"name", "reason"}]}` to this file.
+        #[arg(long)]
+        dropped: Option<PathBuf>,
     },
     /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
     Materialize {
@@ -330,6 +333,7 @@ fn main() -> ExitCode {
             null_threshold,
             memory_limit,
             format,
+            dropped,
         } => {
             let run = match run_options(
                 "datafusion",
@@ -369,7 +373,13 @@ fn main() -> ExitCode {
                 target_table,
                 ..Default::default()
             };
-            runtime.block_on(run_design(&catalog, &request, &options, format))
+            runtime.block_on(run_design(
+                &catalog,
+                &request,
+                &options,
+                format,
+                dropped.as_deref(),
+            ))
         }
         Command::Materialize {
             recipe,
@@ -498,6 +508,7 @@ async fn run_design(
     request: &featurecraft::design::DesignRequest,
     options: &featurecraft::design::DesignOptions,
     format: Format,
+    dropped_file: Option<&Path>,
 ) -> ExitCode {
     let catalog = match Catalog::load(catalog).await {
         Ok(c) => c,
@@ -515,6 +526,17 @@ async fn run_design(
             return ExitCode::from(1);
         }
     };
+    if let Some(path) = dropped_file {
+        let dropped: Vec<serde_json::Value> = design
+            .dropped
+            .iter()
+            .map(|(name, reason)| serde_json::json!({"name": name, "reason": reason}))
+            .collect();
+        let report = serde_json::json!({"considered": design.considered, "dropped": dropped});
+        if let Err(e) = std::fs::write(path, report.to_string()) {
+            return usage_error(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
     let text = match serde_json::to_string_pretty(&design.recipe) {
         Ok(t) => t,
         Err(e) => return usage_error(&e.to_string()),
