@@ -133,7 +133,17 @@ pub async fn design(
     let recipe = recipe_with(request, options, features.clone(), String::new());
     let run = run_recipe(&recipe, catalog, &options.run).await;
     let validated = features.len();
-    if let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) {
+    if run.has_errors() || run.validation.is_none() {
+        // The data could not be read or the run failed: hand back the proposal and why.
+        let notes = notes(request, &proposal.left_out, considered, &dropped, "");
+        return Ok(Design {
+            recipe: recipe_with(request, options, features, notes),
+            run,
+            considered,
+            dropped,
+        });
+    }
+    if let Some(summary) = run.validation.as_ref() {
         let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
         for d in &run.diagnostics {
             let reason = match d.code {

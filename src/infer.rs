@@ -81,8 +81,9 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
     }
 }
 
-/// Rewrites the arithmetic engines disagree on into a form each engine computes alike:
-/// integer division ([`exact_division`]) and rounding a float to digits ([`decimal_round`]).
+/// Rewrites what engines disagree on into a form each computes alike: integer division
+/// ([`exact_division`]), rounding a float to digits ([`decimal_round`]) and the days
+/// between two dates ([`days_between`]).
 pub fn make_portable(expr: Expr, table: &Table) -> Expr {
     days_between(decimal_round(exact_division(expr, table), table), table)
 }

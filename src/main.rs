@@ -11,6 +11,15 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `println!` that ignores a closed stdout (`featurecraft compile … | head`), which would
+/// otherwise panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "featurecraft",
@@ -313,7 +322,7 @@ fn main() -> ExitCode {
             };
             match featurecraft::server::auth::sign(&secret, &sub, scope.as_deref(), seconds) {
                 Ok(token) => {
-                    println!("{token}");
+                    out!("{token}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => usage_error(&e),
@@ -410,7 +419,7 @@ fn main() -> ExitCode {
             };
             match serde_json::to_string_pretty(&described) {
                 Ok(text) => {
-                    println!("{text}");
+                    out!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => usage_error(&e.to_string()),
@@ -485,14 +494,14 @@ async fn run_compile(
                 "diagnostics": compiled.diagnostics,
             });
             match serde_json::to_string_pretty(&out) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),
             }
         }
         Format::Text => {
             print_diagnostics(&compiled, recipe);
             if !failed && let Some(sql) = &compiled.sql {
-                println!("{sql};");
+                out!("{sql};");
             }
         }
     }
@@ -542,9 +551,9 @@ async fn run_design(
         Err(e) => return usage_error(&e.to_string()),
     };
     match format {
-        Format::Json => println!("{text}"),
+        Format::Json => out!("{text}"),
         Format::Text => {
-            println!("{text}");
+            out!("{text}");
             eprintln!(
                 "designed {} features ({} considered, {} dropped)",
                 design.recipe.features.len(),
@@ -610,7 +619,7 @@ async fn run_materialize(
     progress.stop();
     match result {
         Ok(done) => {
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"path": done.path, "rows": done.rows})
             );
@@ -785,7 +794,7 @@ async fn run_validate(
         Format::Json => {
             let out = serde_json::json!({"sql": run.sql, "validation": run.validation, "diagnostics": run.diagnostics});
             match serde_json::to_string_pretty(&out) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),
             }
         }
@@ -798,21 +807,21 @@ async fn run_validate(
             };
             print_diagnostics(&compiled, recipe);
             if let Some(summary) = &run.validation {
-                println!("estimated rows: {}", summary.estimated_row_count);
-                println!("label distribution:");
+                out!("estimated rows: {}", summary.estimated_row_count);
+                out!("label distribution:");
                 for (key, value) in &summary.label_distribution {
-                    println!("  {key}: {value}");
+                    out!("  {key}: {value}");
                 }
                 if !summary.high_null_columns.is_empty() {
-                    println!("high-null columns:");
+                    out!("high-null columns:");
                     for (key, value) in &summary.high_null_columns {
-                        println!("  {key}: {value}");
+                        out!("  {key}: {value}");
                     }
                 }
                 if !summary.warnings.is_empty() {
-                    println!("warnings:");
+                    out!("warnings:");
                     for w in &summary.warnings {
-                        println!("  {w}");
+                        out!("  {w}");
                     }
                 }
             }
@@ -844,7 +853,7 @@ async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode
     match result {
         Ok(next) => {
             match serde_json::to_string_pretty(&next) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),
             }
             if next.status == featurecraft::JobStatus::Failed {
