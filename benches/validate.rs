@@ -37,6 +37,7 @@ fn main() {
             let options = featurecraft::generate::GenerateOptions {
                 customers,
                 event_files: 4,
+                progress: false,
             };
             featurecraft::generate::generate_retail(&dir, &options)
                 .expect("generate the bench catalog");

@@ -79,6 +79,8 @@ pub struct GenerateOptions {
     pub customers: u64,
     /// Parts the `events` table is split into.
     pub event_files: usize,
+    /// Draw a progress bar on stderr (for a terminal).
+    pub progress: bool,
 }
 
 impl Default for GenerateOptions {
@@ -86,6 +88,7 @@ impl Default for GenerateOptions {
         GenerateOptions {
             customers: 1000,
             event_files: 2,
+            progress: false,
         }
     }
 }
@@ -97,6 +100,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     std::fs::create_dir_all(dir.join("events")).map_err(io)?;
     std::fs::create_dir_all(dir.join("marketing")).map_err(io)?;
     let n = options.customers;
+    let mut progress = Progress::new(options.progress, 7 + options.event_files.max(1));
 
     // customers
     let mut rng = Rng::new(1);
@@ -159,6 +163,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         );
     }
     c.write(&dir.join("customers.parquet"))?;
+    progress.step(&dir.join("customers.parquet"));
 
     // subscriptions: not unique on customer_id
     let mut rng = Rng::new(2);
@@ -193,6 +198,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         }
     }
     c.write(&dir.join("subscriptions.parquet"))?;
+    progress.step(&dir.join("subscriptions.parquet"));
 
     // events: split over several files of one schema
     let mut rng = Rng::new(3);
@@ -231,7 +237,9 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
                 c.i32("session_seconds", Some(rng.count(120.0) as i32 + 1));
             }
         }
-        c.write(&dir.join("events").join(format!("part-{part:03}.parquet")))?;
+        let file = dir.join("events").join(format!("part-{part:03}.parquet"));
+        c.write(&file)?;
+        progress.step(&file);
     }
 
     // orders and their items
@@ -278,7 +286,9 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         }
     }
     orders.write(&dir.join("orders.parquet"))?;
+    progress.step(&dir.join("orders.parquet"));
     items.write(&dir.join("order_items.parquet"))?;
+    progress.step(&dir.join("order_items.parquet"));
     write_text(
         &dir.join("customer_order_items.sql"),
         "-- order_items has no customer_id: this view gives it its join path through orders.\n\
@@ -317,6 +327,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         }
     }
     c.write(&dir.join("support_tickets.parquet"))?;
+    progress.step(&dir.join("support_tickets.parquet"));
 
     // marketing.campaign_touches: a table in a domain
     let mut rng = Rng::new(6);
@@ -339,6 +350,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         }
     }
     c.write(&dir.join("marketing").join("campaign_touches.parquet"))?;
+    progress.step(&dir.join("marketing").join("campaign_touches.parquet"));
 
     // customer_snapshots: a two-column grain (customer_id, snapshot_date)
     let mut rng = Rng::new(7);
@@ -353,6 +365,7 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         }
     }
     c.write(&dir.join("customer_snapshots.parquet"))?;
+    progress.step(&dir.join("customer_snapshots.parquet"));
     write_text(
         &dir.join("events_monthly.sql"),
         "-- Events keyed by (customer_id, month), to join customer_snapshots on both grain columns.\n\
@@ -360,6 +373,45 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
          FROM events\n",
     )?;
     Ok(())
+}
+
+/// A bar on stderr, one step per file written.
+struct Progress {
+    enabled: bool,
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: usize) -> Progress {
+        Progress {
+            enabled,
+            done: 0,
+            total,
+        }
+    }
+
+    fn step(&mut self, file: &Path) {
+        self.done += 1;
+        if !self.enabled {
+            return;
+        }
+        let width = 30;
+        let filled = width * self.done / self.total.max(1);
+        eprint!(
+            "\r\x1b[2K[{}{}] {}/{} {}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            self.done,
+            self.total,
+            file.file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        );
+        if self.done == self.total {
+            eprintln!();
+        }
+    }
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), String> {

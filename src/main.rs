@@ -433,6 +433,7 @@ fn main() -> ExitCode {
             let options = featurecraft::generate::GenerateOptions {
                 customers,
                 event_files,
+                progress: std::io::stderr().is_terminal(),
             };
             match featurecraft::generate::generate_retail(&out, &options) {
                 Ok(()) => {
