@@ -72,6 +72,10 @@ enum Command {
         format: Format,
         #[arg(long)]
         strict: bool,
+        /// Also write the sampled rows (grain, features, label) to this Parquet file, to
+        /// compare them with a full run.
+        #[arg(long)]
+        sample_out: Option<PathBuf>,
     },
     /// Retry a failed job (JSON file): compile and validate its recipe again; prints the new job.
     Retry {
@@ -247,13 +251,20 @@ fn main() -> ExitCode {
             dialect,
             format,
             strict,
+            sample_out,
         } => {
             let options =
                 match run_options(&dialect, sample_size, null_threshold, &memory_limit, strict) {
                     Ok(o) => o,
                     Err(e) => return usage_error(&e),
                 };
-            runtime.block_on(run_validate(&recipe, &catalog, &options, format))
+            let code = runtime.block_on(run_validate(&recipe, &catalog, &options, format));
+            match sample_out {
+                Some(out) if code == ExitCode::SUCCESS => {
+                    runtime.block_on(write_sample(&recipe, &catalog, &options, &out))
+                }
+                _ => code,
+            }
         }
         Command::Retry {
             job,
@@ -756,6 +767,49 @@ fn parse_size(text: &str) -> Result<usize, String> {
         ));
     }
     Ok(bytes as usize)
+}
+
+/// Runs the sampled query again and writes its rows to `out` (Parquet).
+async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(recipe) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
+    };
+    let catalog = match Catalog::load(catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let compiled = compile(
+        &text,
+        &catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    let Some(plan) = compiled.plan.as_ref().filter(|_| !compiled.has_errors()) else {
+        return ExitCode::from(1);
+    };
+    let sample = match featurecraft::validate::sample(plan, &catalog, &options.validate).await {
+        Ok(s) => s,
+        Err(d) => {
+            eprint!("{}", d.render(None));
+            return ExitCode::from(1);
+        }
+    };
+    let written = std::fs::File::create(out)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
+                    .map_err(|e| e.to_string())?;
+            writer.write(&sample.rows).map_err(|e| e.to_string())?;
+            writer.close().map(|_| ()).map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage_error(&format!("cannot write {}: {e}", out.display())),
+    }
 }
 
 async fn run_validate(
