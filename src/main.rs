@@ -800,9 +800,8 @@ async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: 
     let written = std::fs::File::create(out)
         .map_err(|e| e.to_string())
         .and_then(|file| {
-            let mut writer =
-                parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
-                    .map_err(|e| e.to_string())?;
+            let mut writer = parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
+                .map_err(|e| e.to_string())?;
             writer.write(&sample.rows).map_err(|e| e.to_string())?;
             writer.close().map(|_| ()).map_err(|e| e.to_string())
         });

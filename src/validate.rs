@@ -33,6 +33,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{JoinType, col, ident, lit};
@@ -132,8 +133,15 @@ pub async fn session(
     catalog: &Catalog,
     options: &ValidateOptions,
 ) -> Result<SessionContext, Diagnostic> {
+    // A fair pool lets each spilling operator (the aggregations of every CTE) take its
+    // share and spill to the OS temporary directory past it, instead of the first one
+    // taking everything; the tracking names the largest consumers in an E051.
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(options.memory_limit),
+        std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(options.memory_limit, 1.0)
+        .with_memory_pool(std::sync::Arc::new(pool))
         .build_arc()
         .map_err(runtime_error)?;
     let config = SessionConfig::new().with_target_partitions(options.target_partitions.max(1));

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""compare-duckdb: featurecraft against DuckDB (and DataFusion on the plain SQL) on the same
+generated retail data, one process per measured run.
+
+Usage (through the wrapper, which owns the virtual environment):
+
+    benches/compare-duckdb [--scales 100000,1000000] [--runs 5] [--out BENCHMARKS.json]
+
+For each scale (customers; events are about 20 per customer), with the release binary
+target/rel/release/featurecraft (built by the wrapper):
+- featurecraft validate (sample_size 10 000) and featurecraft materialize (full CTAS to
+  Parquet) of benches/recipes/churn_bench.json;
+- DuckDB running the compiled DuckDB SQL: the full query written to Parquet
+  (`COPY (query) TO`), and the CTAS with `LIMIT 1000`;
+- DataFusion (its Python package) running the plain compiled SQL (one CTE per source, no
+  featurecraft tuning) to Parquet.
+Each case runs once to warm the page cache, then `--runs` times; the median wall time and
+the peak RSS of each run's process (from wait4) are reported. The script also checks that
+featurecraft's and DuckDB's tables have the same rows and, on 1000 sampled keys, the same
+values, and that the rows validation sampled equal those entities' rows in the full table.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "benches" / "recipes" / "churn_bench.json"
+
+
+def measure(command, env=None):
+    """Wall seconds and peak RSS (MiB) of one process."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    stderr = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"compare-duckdb: {' '.join(map(str, command[:3]))} failed:\n{stderr[-2000:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def repeat(command, runs):
+    measure(command)  # warm-up
+    results = [measure(command) for _ in range(runs)]
+    times = sorted(t for t, _ in results)
+    return {"median_s": statistics.median(times), "min_s": times[0], "peak_rss_mib": max(r for _, r in results)}
+
+
+def query_of(ctas):
+    """The SELECT of a rendered CTAS (`CREATE … AS\\n<query>`)."""
+    return ctas.split("\n", 1)[1]
+
+
+# ---------------------------------------------------------------------------------------
+# Children: one engine run each, in a process of its own.
+
+
+def child_duckdb(sources, sql_file, out, limit):
+    import duckdb
+    con = duckdb.connect(":memory:")
+    con.execute("SET threads = 2")
+    load_duckdb(con, json.loads(Path(sources).read_text()))
+    ctas = Path(sql_file).read_text()
+    if limit:
+        con.execute(ctas + f"\nLIMIT {limit}")
+    else:
+        con.execute(f"COPY ({query_of(ctas)}) TO '{out}' (FORMAT parquet)")
+
+
+def load_duckdb(con, sources):
+    for name, source in sources.items():
+        if "." in name:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{name.split(".")[0]}"')
+        quoted = ".".join(f'"{p}"' for p in name.split("."))
+        if "parquet" in source:
+            files = ", ".join(f"'{f}'" for f in source["parquet"])
+            con.execute(f"CREATE VIEW {quoted} AS SELECT * FROM read_parquet([{files}])")
+    for name, source in sources.items():
+        if "view" in source:
+            con.execute(f'CREATE VIEW "{name}" AS {source["view"]}')
+
+
+def child_datafusion(sources, sql_file, out):
+    from datafusion import SessionConfig, SessionContext
+    ctx = SessionContext(SessionConfig().with_target_partitions(2))
+    for name, source in json.loads(Path(sources).read_text()).items():
+        if "parquet" in source and "." not in name:
+            path = source["parquet"][0] if len(source["parquet"]) == 1 else str(Path(source["parquet"][0]).parent)
+            ctx.register_parquet(name, path)
+    ctx.sql(query_of(Path(sql_file).read_text())).write_parquet(out)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def compile_sql(featurecraft, catalog, dialect, work):
+    out = subprocess.run(
+        [featurecraft, "compile", RECIPE, "--catalog", catalog, "--dialect", dialect],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    path = work / f"{dialect}.sql"
+    path.write_text(out.rstrip().rstrip(";"))
+    return path
+
+
+def rows_by_key(table, key="customer_id"):
+    columns = table.column_names
+    data = table.to_pydict()
+    return {k: {c: data[c][i] for c in columns} for i, k in enumerate(data[key])}
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+    return a == b
+
+
+def check_tables(ours_path, theirs_path, sample_keys, same_rows=True):
+    import pyarrow.parquet as pq
+    ours, theirs = pq.read_table(ours_path), pq.read_table(theirs_path)
+    problems = []
+    if same_rows and ours.num_rows != theirs.num_rows:
+        problems.append(f"rows: featurecraft {ours.num_rows}, other {theirs.num_rows}")
+    a, b = rows_by_key(ours), rows_by_key(theirs)
+    keys = [k for k in sample_keys if k in a]
+    for k in keys:
+        for column, value in a[k].items():
+            other = b.get(k, {}).get(column)
+            if hasattr(value, "isoformat") and hasattr(other, "isoformat"):
+                value, other = value.isoformat(), other.isoformat()
+            if not same(value, other):
+                problems.append(f"customer {k}, {column}: featurecraft {value!r}, other {other!r}")
+                break
+    return {"rows": ours.num_rows, "keys_checked": len(keys), "problems": problems[:5]}
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind = sys.argv[2]
+        if kind == "duckdb":
+            child_duckdb(*sys.argv[3:6], int(sys.argv[6]))
+        else:
+            child_datafusion(*sys.argv[3:6])
+        return 0
+    parser = argparse.ArgumentParser(prog="compare-duckdb")
+    parser.add_argument("--scales", default="100000,1000000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--featurecraft", default=str(ROOT / "target" / "rel" / "release" / "featurecraft"))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-data" / "compare-duckdb.json")
+    args = parser.parse_args()
+    fc = args.featurecraft
+    import duckdb
+    import datafusion
+
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}",
+        "duckdb": duckdb.__version__,
+        "datafusion_python": datafusion.__version__,
+        "runs": args.runs,
+        "scales": [],
+    }
+    for customers in [int(s) for s in args.scales.split(",")]:
+        catalog = ROOT / "bench-data" / f"retail-{customers}"
+        if not (catalog / "customers.parquet").exists():
+            subprocess.run([fc, "generate", "--out", catalog, "--customers", str(customers),
+                            "--event-files", "8"], check=True)
+        work = Path(tempfile.mkdtemp(prefix="featurecraft-bench-", dir=ROOT / "bench-data"))
+        sources = work / "sources.json"
+        sources.write_text(subprocess.run([fc, "describe-catalog", "--catalog", catalog, "--sources"],
+                                          capture_output=True, text=True, check=True).stdout)
+        duck_sql = compile_sql(fc, catalog, "duckdb", work)
+        plain_sql = compile_sql(fc, catalog, "generic", work)
+        me = [sys.executable, __file__, "--child"]
+        cases = {
+            "featurecraft validate (sample 10 000)": [fc, "validate", RECIPE, "--catalog", catalog,
+                                                      "--sample-size", "10000", "--memory-limit", "2G"],
+            "featurecraft materialize (full, Parquet)": [fc, "materialize", RECIPE, "--catalog", catalog,
+                                                         "--warehouse", work / "warehouse", "--domain", "fc",
+                                                         "--memory-limit", "2G"],
+            "DuckDB full query (Parquet)": me + ["duckdb", sources, duck_sql, work / "duckdb.parquet", "0"],
+            "DuckDB CTAS with LIMIT 1000": me + ["duckdb", sources, duck_sql, work / "unused.parquet", "1000"],
+            "DataFusion plain SQL (Parquet)": me + ["datafusion", sources, plain_sql, work / "datafusion-plain"],
+        }
+        scale = {"customers": customers, "cases": {}}
+        for name, command in cases.items():
+            print(f"[{customers}] {name} …", file=sys.stderr)
+            scale["cases"][name] = repeat([str(c) for c in command], args.runs)
+        c = scale["cases"]
+        duck_full = c["DuckDB full query (Parquet)"]["median_s"]
+        duck_limit = c["DuckDB CTAS with LIMIT 1000"]["median_s"]
+        scale["ratios"] = {
+            "validate / DuckDB LIMIT 1000": c["featurecraft validate (sample 10 000)"]["median_s"] / duck_limit,
+            "materialize / DuckDB full": c["featurecraft materialize (full, Parquet)"]["median_s"] / duck_full,
+            "DataFusion plain / DuckDB full": c["DataFusion plain SQL (Parquet)"]["median_s"] / duck_full,
+        }
+        # Correctness: the same table as DuckDB's, and sampled rows equal to the full run's.
+        import pyarrow.parquet as pq
+        ours = work / "warehouse" / "fc" / "churn_bench"
+        subprocess.run([fc, "validate", RECIPE, "--catalog", catalog, "--sample-size", "10000",
+                        "--sample-out", work / "sample.parquet"], check=True, stdout=subprocess.DEVNULL)
+        sample = pq.read_table(work / "sample.parquet")
+        keys = sample.column("customer_id").to_pylist()
+        scale["materialize_vs_duckdb"] = check_tables(ours, work / "duckdb.parquet", keys[:1000])
+        scale["sample_vs_full"] = check_tables(work / "sample.parquet", ours, keys, same_rows=False)
+        scale["sample_vs_full"].pop("rows")
+        scale["sample_rows"] = sample.num_rows
+        results["scales"].append(scale)
+        subprocess.run(["rm", "-rf", str(work)], check=True)
+        print(json.dumps(scale, indent=2), file=sys.stderr)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
