@@ -460,6 +460,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The recipe's text and the loaded catalog, or the exit code of a usage error naming what
+/// could not be read.
+async fn recipe_and_catalog(recipe: &Path, catalog: &Path) -> Result<(String, Catalog), ExitCode> {
+    let text = std::fs::read_to_string(recipe)
+        .map_err(|e| usage_error(&format!("cannot read recipe {}: {e}", recipe.display())))?;
+    let catalog = Catalog::load(catalog)
+        .await
+        .map_err(|e| usage_error(&e.to_string()))?;
+    Ok((text, catalog))
+}
+
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("featurecraft: {message}");
     ExitCode::from(2)
@@ -476,13 +487,9 @@ async fn run_compile(
         Ok(d) => d,
         Err(e) => return usage_error(&e),
     };
-    let text = match std::fs::read_to_string(recipe) {
-        Ok(text) => text,
-        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
-    };
-    let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
+    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
     };
     let compiled = compile(&text, &catalog, &CompileOptions { dialect, strict });
     let failed = compiled.has_errors() || (strict && !compiled.diagnostics.is_empty());
@@ -597,13 +604,9 @@ async fn run_materialize(
     domain: &str,
     options: &RunOptions,
 ) -> ExitCode {
-    let text = match std::fs::read_to_string(recipe) {
-        Ok(text) => text,
-        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
-    };
-    let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
+    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
     };
     let compiled = compile(
         &text,
@@ -771,13 +774,9 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 /// Runs the sampled query again and writes its rows to `out` (Parquet).
 async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(recipe) {
-        Ok(text) => text,
-        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
-    };
-    let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
+    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
     };
     let compiled = compile(
         &text,
@@ -817,13 +816,9 @@ async fn run_validate(
     options: &RunOptions,
     format: Format,
 ) -> ExitCode {
-    let text = match std::fs::read_to_string(recipe) {
-        Ok(text) => text,
-        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", recipe.display())),
-    };
-    let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e.to_string()),
+    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
     };
     let parsed = featurecraft::parse_recipe(&text);
     let run = match &parsed.recipe {
