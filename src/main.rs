@@ -471,6 +471,31 @@ async fn recipe_and_catalog(recipe: &Path, catalog: &Path) -> Result<(String, Ca
     Ok((text, catalog))
 }
 
+/// The recipe compiled for DataFusion (the engine that runs it here) and the catalog, or
+/// exit code 1 when it has errors (printed when `show` is set).
+async fn datafusion_plan(
+    recipe: &Path,
+    catalog: &Path,
+    show: bool,
+) -> Result<(featurecraft::Plan, Catalog), ExitCode> {
+    let (text, catalog) = recipe_and_catalog(recipe, catalog).await?;
+    let compiled = compile(
+        &text,
+        &catalog,
+        &CompileOptions {
+            dialect: Dialect::DataFusion,
+            strict: false,
+        },
+    );
+    if show {
+        print_diagnostics(&compiled, recipe);
+    }
+    match compiled.plan {
+        Some(plan) if !compiled.diagnostics.iter().any(|d| d.is_error()) => Ok((plan, catalog)),
+        _ => Err(ExitCode::from(1)),
+    }
+}
+
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("featurecraft: {message}");
     ExitCode::from(2)
@@ -604,22 +629,11 @@ async fn run_materialize(
     domain: &str,
     options: &RunOptions,
 ) -> ExitCode {
-    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
-        Ok(inputs) => inputs,
+    let (plan, catalog) = match datafusion_plan(recipe, catalog, true).await {
+        Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let compiled = compile(
-        &text,
-        &catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
-    );
-    print_diagnostics(&compiled, recipe);
-    let Some(plan) = compiled.plan.as_ref().filter(|_| !compiled.has_errors()) else {
-        return ExitCode::from(1);
-    };
+    let plan = &plan;
     let table = plan.target_table.last().cloned().unwrap_or_default();
     let progress = Progress::start("materializing");
     let result = featurecraft::materialize::materialize(
@@ -774,22 +788,11 @@ fn parse_size(text: &str) -> Result<usize, String> {
 
 /// Runs the sampled query again and writes its rows to `out` (Parquet).
 async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: &Path) -> ExitCode {
-    let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
-        Ok(inputs) => inputs,
+    let (plan, catalog) = match datafusion_plan(recipe, catalog, false).await {
+        Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let compiled = compile(
-        &text,
-        &catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
-    );
-    let Some(plan) = compiled.plan.as_ref().filter(|_| !compiled.has_errors()) else {
-        return ExitCode::from(1);
-    };
-    let sample = match featurecraft::validate::sample(plan, &catalog, &options.validate).await {
+    let sample = match featurecraft::validate::sample(&plan, &catalog, &options.validate).await {
         Ok(s) => s,
         Err(d) => {
             eprint!("{}", d.render(None));
