@@ -2,7 +2,10 @@
 //! the bundled retail catalog's JSON description.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use featurecraft::{Catalog, CompileOptions, compile};
+use featurecraft::fragment::parse_fragment;
+use featurecraft::{
+    AnalyzeOptions, Catalog, CompileOptions, Dialect, analyze, compile, parse_recipe, render,
+};
 use serde_json::json;
 use std::hint::black_box;
 
@@ -64,5 +67,36 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_compile);
+/// The stages of compiling the 1000-feature recipe, to see which one dominates.
+fn bench_stages(c: &mut Criterion) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/retail_catalog.json");
+    let catalog = Catalog::from_json(&std::fs::read_to_string(path).expect("catalog"))
+        .expect("catalog parses");
+    let text = recipe(1000);
+    let parsed = parse_recipe(&text).recipe.expect("the bench recipe parses");
+    let plan = analyze(&parsed, &catalog, &AnalyzeOptions::default())
+        .plan
+        .expect("the bench recipe analyzes");
+    let mut group = c.benchmark_group("compile_stage_1000");
+    group.bench_function("parse_recipe", |b| {
+        b.iter(|| parse_recipe(black_box(&text)))
+    });
+    group.bench_function("parse_fragments", |b| {
+        b.iter(|| {
+            for f in &parsed.features {
+                let _ = black_box(parse_fragment(&f.expression, "bench"));
+            }
+        })
+    });
+    group.bench_function("analyze", |b| {
+        b.iter(|| analyze(black_box(&parsed), &catalog, &AnalyzeOptions::default()))
+    });
+    group.bench_function("render", |b| {
+        b.iter(|| render(black_box(&plan), Dialect::default()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_compile, bench_stages);
 criterion_main!(benches);

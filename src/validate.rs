@@ -8,7 +8,9 @@
 //!   restricted to them (`featurecraft_key_hash(grain) <= threshold`) *before* it
 //!   aggregates, so each sampled entity's features are exactly those of the full CTAS and
 //!   the cost follows the sample. When the spine has at most `sample_size` keys the query
-//!   runs unrestricted.
+//!   runs unrestricted. The restriction is pushed into the Parquet scans (late
+//!   materialization): a scan decodes the grain columns of every row but the other
+//!   columns only for sampled rows.
 //! - `estimated_row_count` is the full CTAS's row count, computed cheaply: the spine's key
 //!   scan (which sampling needs anyway) gives it, and when a row-level source fans the join
 //!   out, one count over the spine and that source's keys adds the fan-out.
@@ -37,7 +39,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{JoinType, col, ident, lit};
-use datafusion::prelude::{SessionConfig, SessionContext, coalesce};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, coalesce};
 use serde_json::{Number, Value};
 use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Value as SqlValue};
 use std::collections::{BTreeMap, BTreeSet};
@@ -240,10 +242,24 @@ async fn sample_in(
     let caps = Dialect::DataFusion.capabilities();
     let filter = |grain: &[SqlExpr]| threshold.map(|t| key_filter(grain, t));
     let query = build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
-    let frame = ctx
-        .sql_with_options(&query.to_string(), read_only())
+    let mut state = ctx.state();
+    if threshold.is_some() {
+        // Late materialization: each scan decodes the grain columns, keeps the sampled
+        // rows, and decodes the other columns for those rows only. Measured at 1M
+        // customers it cuts the sampled run by about a quarter; a full run gets slower
+        // with it, so only the sampled query's own session state turns it on.
+        let parquet = &mut state.config_mut().options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+    }
+    let logical_plan = state
+        .create_logical_plan(&query.to_string())
         .await
         .map_err(runtime_error)?;
+    read_only()
+        .verify_plan(&logical_plan)
+        .map_err(runtime_error)?;
+    let frame = DataFrame::new(state, logical_plan);
     let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(runtime_error)?;
     // The batches' own schema: `frame.schema()` is the plan's before type coercion (a
