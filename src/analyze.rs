@@ -19,7 +19,7 @@ use crate::fragment::{self, ColumnRef, FragmentFacts};
 use crate::recipe::{FeatureRecipe, LabelType};
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Knobs of the analysis.
 #[derive(Debug, Clone, Default)]
@@ -124,11 +124,11 @@ pub fn analyze(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptio
     }
 }
 
-/// A parsed and resolved feature, before planning.
+/// What resolving a feature learned, before planning (its expression is kept apart, so
+/// planning can move it instead of cloning it).
 struct Resolved {
     index: usize,
     table: String,
-    expr: Expr,
     facts: FragmentFacts,
     /// Resolved names of columns read outside aggregates that are not grain columns.
     bare_non_grain: Vec<String>,
@@ -153,6 +153,7 @@ impl<'c> Analyzer<'c> {
         // Resolve every feature's table and expression.
         let mut grain_checked: BTreeSet<String> = BTreeSet::new();
         let mut resolved = Vec::new();
+        let mut resolved_exprs = Vec::new();
         for (i, feature) in recipe.features.iter().enumerate() {
             let table_path = format!("features[{i}].source_table");
             let table = self.resolve_table(&feature.source_table, &table_path);
@@ -166,8 +167,11 @@ impl<'c> Analyzer<'c> {
             if grain_checked.insert(table.name.to_ascii_lowercase()) {
                 self.check_grain_in(table, &recipe.entity_grain, &table_path);
             }
-            if let Some(r) = self.resolve_expr(i, table, expr, &recipe.entity_grain, &expr_path) {
+            if let Some((r, expr)) =
+                self.resolve_expr(i, table, expr, &recipe.entity_grain, &expr_path)
+            {
                 resolved.push(r);
+                resolved_exprs.push(expr);
             }
         }
 
@@ -197,7 +201,7 @@ impl<'c> Analyzer<'c> {
         let mut sources: Vec<Source> = Vec::new();
         let mut features = Vec::new();
         let spine_key = spine.name.to_ascii_lowercase();
-        for r in &resolved {
+        for (r, expr) in resolved.iter().zip(resolved_exprs) {
             let feature = &recipe.features[r.index];
             let path = format!("features[{}].expression", r.index);
             let on_spine = r.table.to_ascii_lowercase() == spine_key;
@@ -286,7 +290,7 @@ impl<'c> Analyzer<'c> {
             }
 
             let table = self.catalog.table(&r.table)?;
-            let expr = crate::infer::make_portable(r.expr.clone(), table);
+            let expr = crate::infer::make_portable(expr, table);
             if let Some(declared) = &feature.data_type {
                 self.check_declared_type(declared, &expr, table, r.index);
             }
@@ -410,7 +414,8 @@ impl<'c> Analyzer<'c> {
                 .hint("e.g. `[\"customer_id\"]`"),
             );
         }
-        let mut seen: Vec<(String, String)> = Vec::new();
+        // Lower-cased name → the path that first used it.
+        let mut seen: HashMap<String, String> = HashMap::new();
         let mut check = |me: &mut Self, name: &str, path: String, what: &str| {
             if !is_portable(name) || name.len() > 128 {
                 let reason = if name.is_empty() {
@@ -426,7 +431,7 @@ impl<'c> Analyzer<'c> {
                 return;
             }
             let lower = name.to_ascii_lowercase();
-            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == lower) {
+            if let Some(first) = seen.get(&lower) {
                 me.push(
                     Diagnostic::new(
                         Code::E004,
@@ -436,7 +441,7 @@ impl<'c> Analyzer<'c> {
                     .hint("output names must be unique, ignoring case"),
                 );
             } else {
-                seen.push((lower, format!("`{path}`")));
+                seen.insert(lower, format!("`{path}`"));
             }
         };
         for (i, g) in recipe.entity_grain.iter().enumerate() {
@@ -503,7 +508,7 @@ impl<'c> Analyzer<'c> {
         mut expr: Expr,
         grain: &[String],
         path: &str,
-    ) -> Option<Resolved> {
+    ) -> Option<(Resolved, Expr)> {
         let facts = fragment::inspect(&expr);
         let mut ok = self.report_forbidden(&facts, path);
         let mut bare_non_grain = Vec::new();
@@ -545,14 +550,14 @@ impl<'c> Analyzer<'c> {
         fragment::rewrite_columns(&mut expr, |_, ident| {
             table.column(&ident.value).map(|c| c.name.clone())
         });
-        Some(Resolved {
+        let resolved = Resolved {
             index,
             table: table.name.clone(),
-            expr,
             facts,
             bare_non_grain,
             reads,
-        })
+        };
+        Some((resolved, expr))
     }
 
     fn report_forbidden(&mut self, facts: &FragmentFacts, path: &str) -> bool {

@@ -126,12 +126,12 @@ pub fn compile(recipe_json: &str, catalog: &Catalog, options: &CompileOptions) -
             diagnostics,
         };
     };
-    let compiled = compile_recipe(&recipe, catalog, options);
-    diagnostics.extend(compiled.diagnostics);
+    let (plan, sql, found) = analyze_and_render(&recipe, catalog, options);
+    diagnostics.extend(found);
     Compiled {
         recipe: Some(recipe),
-        plan: compiled.plan,
-        sql: compiled.sql,
+        plan,
+        sql,
         diagnostics,
     }
 }
@@ -142,6 +142,21 @@ pub fn compile_recipe(
     catalog: &Catalog,
     options: &CompileOptions,
 ) -> Compiled {
+    let (plan, sql, diagnostics) = analyze_and_render(recipe, catalog, options);
+    Compiled {
+        recipe: Some(recipe.clone()),
+        plan,
+        sql,
+        diagnostics,
+    }
+}
+
+/// The plan and CTAS of a recipe (both absent on an error) and every finding.
+fn analyze_and_render(
+    recipe: &FeatureRecipe,
+    catalog: &Catalog,
+    options: &CompileOptions,
+) -> (Option<Plan>, Option<String>, Vec<Diagnostic>) {
     let analysis = analyze(
         recipe,
         catalog,
@@ -158,10 +173,5 @@ pub fn compile_recipe(
         }
     }
     let plan = if sql.is_some() { analysis.plan } else { None };
-    Compiled {
-        recipe: Some(recipe.clone()),
-        plan,
-        sql,
-        diagnostics,
-    }
+    (plan, sql, diagnostics)
 }

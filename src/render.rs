@@ -51,16 +51,16 @@ pub fn render(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>
             .map(|p| quoted(p, &caps))
             .collect::<Vec<_>>(),
     );
-    let create = CreateTableBuilder::new(name.clone())
-        .or_replace(caps.create_or_replace)
-        .query(Some(Box::new(query.clone())))
-        .build();
     let head = if caps.create_or_replace {
         "CREATE OR REPLACE TABLE"
     } else {
         "CREATE TABLE"
     };
     let sql = format!("{head} {name} AS\n{query:#}");
+    let create = CreateTableBuilder::new(name)
+        .or_replace(caps.create_or_replace)
+        .query(Some(Box::new(query)))
+        .build();
     Ok(Rendered {
         statement: Statement::CreateTable(create),
         sql,
