@@ -7,6 +7,7 @@
 //! two tables agree; other types hash their text form.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Result, exec_err};
@@ -61,19 +62,10 @@ impl ScalarUDFImpl for KeyHash {
 
 fn mix_column(array: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
     if array.data_type().is_integer() {
-        // Two straight passes the compiler can vectorize (the sampled run hashes every row
-        // of every source): each value's hash, NULLs marked afterwards, then the mix.
         let ints = cast(array, &DataType::Int64)?;
         let ints = ints.as_primitive::<Int64Type>();
-        let mut values: Vec<u64> = ints.values().iter().map(|v| splitmix(*v as u64)).collect();
-        if let Some(nulls) = ints.nulls().filter(|n| n.null_count() > 0) {
-            for row in (0..values.len()).filter(|row| nulls.is_null(*row)) {
-                values[row] = NULL_MARK;
-            }
-        }
-        for (h, value) in hashes.iter_mut().zip(values) {
-            *h = splitmix(*h ^ value);
-        }
+        let nulls = ints.nulls().filter(|n| n.null_count() > 0);
+        mix_ints(ints.values(), nulls, hashes);
     } else {
         let text = cast(array, &DataType::Utf8)?;
         let text = text.as_string::<i32>();
@@ -89,9 +81,47 @@ fn mix_column(array: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
     Ok(())
 }
 
+/// Mixes integer values into the row hashes. The sampled run hashes every row of every
+/// source, so this is its hottest loop: on a CPU with AVX-512 the same arithmetic runs
+/// eight rows at a time (64-bit multiplies have no narrower vector form); the result is
+/// the same on every CPU.
+fn mix_ints(values: &[i64], nulls: Option<&NullBuffer>, hashes: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+    {
+        // SAFETY: the CPU was just checked for the features the function is compiled for.
+        unsafe { mix_ints_avx512(values, nulls, hashes) };
+        return;
+    }
+    mix_ints_portable(values, nulls, hashes);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn mix_ints_avx512(values: &[i64], nulls: Option<&NullBuffer>, hashes: &mut [u64]) {
+    mix_ints_portable(values, nulls, hashes);
+}
+
+/// Two straight passes the compiler can vectorize: each value's hash (NULLs marked
+/// afterwards), then the mix.
+#[inline(always)]
+fn mix_ints_portable(values: &[i64], nulls: Option<&NullBuffer>, hashes: &mut [u64]) {
+    let mut mixed: Vec<u64> = values.iter().map(|v| splitmix(*v as u64)).collect();
+    if let Some(nulls) = nulls {
+        for row in (0..mixed.len()).filter(|row| nulls.is_null(*row)) {
+            mixed[row] = NULL_MARK;
+        }
+    }
+    for (h, value) in hashes.iter_mut().zip(mixed) {
+        *h = splitmix(*h ^ value);
+    }
+}
+
 const NULL_MARK: u64 = 0xA5A5_5A5A_C3C3_3C3C;
 
 /// The SplitMix64 finalizer: a bijective, well-mixed map of 64-bit values.
+#[inline(always)]
 pub fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -162,6 +192,15 @@ mod tests {
         for (row, h) in hashes.iter().enumerate() {
             assert_eq!(*h, reference(&arrays, row), "row {row}");
         }
+        // The portable loop (what a CPU without AVX-512 runs) agrees with the dispatched one.
+        let ints = [7i64, 0, -3, i64::MAX, 12];
+        let nulls = NullBuffer::from(vec![true, false, true, true, false]);
+        let mut portable = vec![3u64; 5];
+        let mut dispatched = vec![3u64; 5];
+        mix_ints_portable(&ints, Some(&nulls), &mut portable);
+        mix_ints(&ints, Some(&nulls), &mut dispatched);
+        assert_eq!(portable, dispatched);
+        assert_eq!(portable[1], splitmix(3 ^ NULL_MARK));
         // Int32 and Int64 keys of equal value hash alike.
         let mut narrow = vec![1u64; 2];
         let mut wide = vec![1u64; 2];
