@@ -214,7 +214,24 @@ enum Format {
     Json,
 }
 
+/// Runs allocate and free large buffers (Parquet column chunks, aggregation tables) over
+/// and over; by default glibc maps each from the kernel and unmaps it when freed, so every
+/// run pays those page faults again. Keeping buffers up to 64 MiB in the heap, and up to
+/// 256 MiB of freed memory with the process, cut validate at 1M customers from 67 500 page
+/// faults and 819 ms of CPU to 13 000 and 673 ms (materialize: 188 000 and 4.56 s to
+/// 165 000 and 4.37 s), with the same peak RSS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_large_buffers() {
+    // SAFETY: mallopt only sets allocator parameters; it runs before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    keep_large_buffers();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
