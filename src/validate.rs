@@ -146,7 +146,25 @@ pub async fn session(
         .with_memory_pool(std::sync::Arc::new(pool))
         .build_arc()
         .map_err(runtime_error)?;
-    let config = SessionConfig::new().with_target_partitions(options.target_partitions.max(1));
+    // DataFusion's own settings can be tuned through `DATAFUSION_*` variables, as in
+    // datafusion-cli (`DATAFUSION_EXECUTION_BATCH_SIZE=16384`); the partitions and the
+    // memory limit are featurecraft's options and win.
+    let config = SessionConfig::from_env()
+        .map_err(|e| {
+            let set: Vec<String> = std::env::vars_os()
+                .filter_map(|(name, _)| name.into_string().ok())
+                .filter(|name| name.starts_with("DATAFUSION_"))
+                .collect();
+            Diagnostic::new(
+                Code::E050,
+                format!(
+                    "a DataFusion setting from the environment ({}) is invalid: {e}",
+                    set.join(", ")
+                ),
+            )
+            .hint("fix or unset the variable; `DATAFUSION_EXECUTION_BATCH_SIZE=8192` is the form")
+        })?
+        .with_target_partitions(options.target_partitions.max(1));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(key_hash_udf());
     catalog

@@ -255,3 +255,44 @@ fn retry_of_a_failed_job_file_prints_the_new_job() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_datafusion_setting_in_the_environment_is_named_not_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args([
+            "validate",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--format",
+            "text",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "many")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E050") && stderr.contains("DATAFUSION_EXECUTION_BATCH_SIZE"),
+        "{stderr}"
+    );
+    // A valid setting is taken and the run succeeds.
+    let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args([
+            "validate",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1024")
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
