@@ -19,6 +19,9 @@ use std::sync::Arc;
 /// The function's SQL name.
 pub const KEY_HASH: &str = "featurecraft_key_hash";
 
+/// Where every row's hash starts, before its key columns are mixed in.
+const SEED: u64 = 0x51_7C_C1_B7_27_22_0A_95;
+
 /// The UDF, ready to register in a session.
 pub fn key_hash_udf() -> ScalarUDF {
     ScalarUDF::from(KeyHash {
@@ -50,7 +53,7 @@ impl ScalarUDFImpl for KeyHash {
         }
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let mut hashes = vec![0x51_7C_C1_B7_27_22_0A_95u64; rows];
+        let mut hashes = vec![SEED; rows];
         for array in &arrays {
             mix_column(array, &mut hashes)?;
         }
@@ -142,22 +145,20 @@ mod tests {
 
     /// The hash's definition, row by row: what the vectorized passes must reproduce.
     fn reference(arrays: &[ArrayRef], row: usize) -> u64 {
-        arrays
-            .iter()
-            .fold(0x51_7C_C1_B7_27_22_0A_95u64, |h, array| {
-                let value = if array.is_null(row) {
-                    NULL_MARK
-                } else if let Some(ints) = array.as_primitive_opt::<Int64Type>() {
-                    splitmix(ints.value(row) as u64)
-                } else if let Some(ints) =
-                    array.as_primitive_opt::<datafusion::arrow::datatypes::Int32Type>()
-                {
-                    splitmix(i64::from(ints.value(row)) as u64)
-                } else {
-                    fnv1a(array.as_string::<i32>().value(row).as_bytes())
-                };
-                splitmix(h ^ value)
-            })
+        arrays.iter().fold(SEED, |h, array| {
+            let value = if array.is_null(row) {
+                NULL_MARK
+            } else if let Some(ints) = array.as_primitive_opt::<Int64Type>() {
+                splitmix(ints.value(row) as u64)
+            } else if let Some(ints) =
+                array.as_primitive_opt::<datafusion::arrow::datatypes::Int32Type>()
+            {
+                splitmix(i64::from(ints.value(row)) as u64)
+            } else {
+                fnv1a(array.as_string::<i32>().value(row).as_bytes())
+            };
+            splitmix(h ^ value)
+        })
     }
 
     #[test]
@@ -185,7 +186,7 @@ mod tests {
                 Some("a"),
             ])),
         ];
-        let mut hashes = vec![0x51_7C_C1_B7_27_22_0A_95u64; 5];
+        let mut hashes = vec![SEED; 5];
         for array in &arrays {
             mix_column(array, &mut hashes).expect("supported types");
         }
