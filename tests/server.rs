@@ -63,15 +63,21 @@ impl Server {
 
     /// Creates a job with the `churn_basic` recipe and waits for its proposal.
     async fn create_and_wait(&self, token: &str) -> Value {
-        self.call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(token),
-            Some(&new_job(recipe())),
-            &[],
-        )
-        .await
-        .2
+        self.create_and_wait_with(token, &new_job(recipe())).await.1
+    }
+
+    /// Creates a job from `body` and waits for it; returns (status, job).
+    async fn create_and_wait_with(&self, token: &str, body: &Value) -> (u16, Value) {
+        let (status, _, job) = self
+            .call(
+                "POST",
+                &format!("{API}/jobs?wait=true"),
+                Some(token),
+                Some(body),
+                &[],
+            )
+            .await;
+        (status, job)
     }
 
     /// One HTTP/1.1 request; returns (status, headers, JSON body).
@@ -611,15 +617,7 @@ async fn a_job_with_a_design_request_is_designed_and_proposed() {
     let w = world();
     let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
     let ana = token("ana@example.com");
-    let (status, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(&ana),
-            Some(&design_job()),
-            &[],
-        )
-        .await;
+    let (status, job) = server.create_and_wait_with(&ana, &design_job()).await;
     assert_eq!(status, 201, "{job}");
     assert_eq!(job["status"], "pending_approval", "{job}");
     let features = job["recipe"]["features"].as_array().unwrap();
@@ -654,15 +652,7 @@ async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() 
     std::fs::rename(&spine, &kept).unwrap();
     let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
     let ana = token("ana@example.com");
-    let (status, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs?wait=true"),
-            Some(&ana),
-            Some(&design_job()),
-            &[],
-        )
-        .await;
+    let (status, job) = server.create_and_wait_with(&ana, &design_job()).await;
     assert_eq!(status, 201, "{job}");
     assert_eq!(job["status"], "failed", "{job}");
     assert!(job["recipe"].is_null(), "{job}");
