@@ -5,10 +5,16 @@ mod common;
 use std::process::Command;
 
 fn featurecraft(args: &[&str]) -> (i32, String, String) {
+    featurecraft_with_env(args, &[])
+}
+
+/// Runs the binary with extra environment variables; returns (exit code, stdout, stderr).
+fn featurecraft_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("the binary runs");
     (
@@ -258,41 +264,23 @@ fn retry_of_a_failed_job_file_prints_the_new_job() {
 
 #[test]
 fn a_bad_datafusion_setting_in_the_environment_is_named_not_run() {
-    let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-        .args([
-            "validate",
-            "fixtures/recipes/good/churn_basic.json",
-            "--catalog",
-            "fixtures/retail",
-            "--format",
-            "text",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "many")
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let validate = [
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail",
+        "--format",
+        "text",
+    ];
+    let (code, _, stderr) =
+        featurecraft_with_env(&validate, &[("DATAFUSION_EXECUTION_BATCH_SIZE", "many")]);
+    assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("E050") && stderr.contains("DATAFUSION_EXECUTION_BATCH_SIZE"),
         "{stderr}"
     );
     // A valid setting is taken and the run succeeds.
-    let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-        .args([
-            "validate",
-            "fixtures/recipes/good/churn_basic.json",
-            "--catalog",
-            "fixtures/retail",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1024")
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) =
+        featurecraft_with_env(&validate, &[("DATAFUSION_EXECUTION_BATCH_SIZE", "1024")]);
+    assert_eq!(code, 0, "{stderr}");
 }
