@@ -46,11 +46,15 @@ fn recipe(n: usize) -> String {
     .to_string()
 }
 
-fn bench_compile(c: &mut Criterion) {
+/// The bundled retail catalog, from its JSON description.
+fn catalog() -> Catalog {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/retail_catalog.json");
-    let catalog = Catalog::from_json(&std::fs::read_to_string(path).expect("catalog"))
-        .expect("catalog parses");
+    Catalog::from_json(&std::fs::read_to_string(path).expect("catalog")).expect("catalog parses")
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let catalog = catalog();
     let mut group = c.benchmark_group("compile");
     for n in [10, 100, 1000] {
         let text = recipe(n);
@@ -69,10 +73,7 @@ fn bench_compile(c: &mut Criterion) {
 
 /// The stages of compiling the 1000-feature recipe, to see which one dominates.
 fn bench_stages(c: &mut Criterion) {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/retail_catalog.json");
-    let catalog = Catalog::from_json(&std::fs::read_to_string(path).expect("catalog"))
-        .expect("catalog parses");
+    let catalog = catalog();
     let text = recipe(1000);
     let parsed = parse_recipe(&text).recipe.expect("the bench recipe parses");
     let plan = analyze(&parsed, &catalog, &AnalyzeOptions::default())
