@@ -77,10 +77,7 @@ fn child(dir: &Path, sample_size: usize) {
         let compiled = compile(
             &text,
             &catalog,
-            &CompileOptions {
-                dialect: Dialect::DataFusion,
-                strict: false,
-            },
+            &CompileOptions::for_dialect(Dialect::DataFusion),
         );
         let plan = compiled.plan.expect("compiles");
         let options = ValidateOptions {

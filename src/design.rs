@@ -111,10 +111,7 @@ pub async fn design(
     let compiled = compile_recipe(
         &recipe,
         catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
     for d in compiled.diagnostics.iter().filter(|d| d.is_error()) {
@@ -725,10 +722,7 @@ async fn association_scores(
     let compiled = compile_recipe(
         recipe,
         catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let Some(plan) = compiled
         .plan

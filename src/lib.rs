@@ -78,6 +78,16 @@ pub struct CompileOptions {
     pub strict: bool,
 }
 
+impl CompileOptions {
+    /// Compiling for `dialect`, leakage a warning: what every run of the engine uses.
+    pub fn for_dialect(dialect: Dialect) -> Self {
+        CompileOptions {
+            dialect,
+            strict: false,
+        }
+    }
+}
+
 /// Everything compiling a recipe produced.
 #[derive(Debug, Clone)]
 pub struct Compiled {

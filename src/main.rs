@@ -499,10 +499,7 @@ async fn datafusion_plan(
     let compiled = compile(
         &text,
         &catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     if show {
         print_diagnostics(&compiled, recipe);

@@ -24,14 +24,7 @@ fn every_good_recipe_compiles_in_every_dialect_and_reparses_to_the_same_statemen
     let catalog = common::retail_json();
     for (stem, text) in common::recipes("good") {
         for dialect in Dialect::ALL {
-            let compiled = compile(
-                &text,
-                &catalog,
-                &CompileOptions {
-                    dialect,
-                    strict: false,
-                },
-            );
+            let compiled = compile(&text, &catalog, &CompileOptions::for_dialect(dialect));
             let errors: Vec<_> = compiled
                 .diagnostics
                 .iter()
@@ -65,14 +58,7 @@ fn every_trap_recipe_compiles_or_is_refused_in_every_dialect() {
     for (stem, text) in common::recipes("traps") {
         let mut all = String::new();
         for dialect in Dialect::ALL {
-            let compiled = compile(
-                &text,
-                &catalog,
-                &CompileOptions {
-                    dialect,
-                    strict: false,
-                },
-            );
+            let compiled = compile(&text, &catalog, &CompileOptions::for_dialect(dialect));
             let errors: Vec<_> = compiled
                 .diagnostics
                 .iter()
@@ -127,14 +113,7 @@ fn every_bad_recipe_reports_its_code_with_a_path() {
     let mut seen = std::collections::BTreeSet::new();
     for (stem, text) in common::recipes("bad") {
         let dialect = dialect_for(&stem);
-        let compiled = compile(
-            &text,
-            &catalog,
-            &CompileOptions {
-                dialect,
-                strict: false,
-            },
-        );
+        let compiled = compile(&text, &catalog, &CompileOptions::for_dialect(dialect));
         let code = expected_code(&stem);
         assert!(
             compiled.diagnostics.iter().any(|d| d.code.as_str() == code),
@@ -227,14 +206,7 @@ fn reserved_words_are_valid_names_and_always_quoted() {
     })
     .to_string();
     for dialect in Dialect::ALL {
-        let compiled = compile(
-            &text,
-            &catalog,
-            &CompileOptions {
-                dialect,
-                strict: false,
-            },
-        );
+        let compiled = compile(&text, &catalog, &CompileOptions::for_dialect(dialect));
         let sql = compiled
             .sql
             .unwrap_or_else(|| panic!("{dialect}: {:#?}", compiled.diagnostics));

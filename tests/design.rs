@@ -62,10 +62,7 @@ async fn the_designed_recipe_for_the_fixtures_compiles_validates_and_is_stable()
         let compiled = compile_recipe(
             &first.recipe,
             &catalog,
-            &CompileOptions {
-                dialect,
-                strict: false,
-            },
+            &CompileOptions::for_dialect(dialect),
         );
         assert!(
             !compiled.has_errors(),

@@ -54,10 +54,7 @@ async fn every_good_recipe_runs_and_yields_one_row_per_spine_row() {
         let compiled = compile(
             &text,
             &catalog,
-            &CompileOptions {
-                dialect: Dialect::DataFusion,
-                strict: false,
-            },
+            &CompileOptions::for_dialect(Dialect::DataFusion),
         );
         let (Some(plan), Some(sql)) = (compiled.plan, compiled.sql) else {
             panic!("{stem} compiles: {:#?}", compiled.diagnostics)
@@ -118,10 +115,7 @@ async fn entities_without_rows_get_zero_counts_and_null_sums() {
     let compiled = compile(
         &text,
         &catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let plan = compiled.plan.unwrap();
     let ctx = catalog

@@ -18,10 +18,7 @@ fn plan_of(text: &str, catalog: &Catalog) -> (Plan, Vec<featurecraft::Diagnostic
     let compiled = compile(
         text,
         catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let plan = compiled
         .plan
@@ -42,10 +39,7 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
     let compiled = compile(
         text,
         catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let plan = compiled.plan.unwrap();
     let ctx = catalog

@@ -603,10 +603,7 @@ async fn materialize_recipe(state: &AppState, job: &Job) -> Result<u64, String> 
     let compiled = compile_recipe(
         recipe,
         &catalog,
-        &CompileOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-        },
+        &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let plan = compiled.plan.ok_or_else(|| {
         let run = crate::retry::RecipeRun {
@@ -670,14 +667,7 @@ async fn compile_stateless(
     let mut diagnostics = parsed.diagnostics;
     let mut sql = None;
     if let Some(recipe) = parsed.recipe {
-        let compiled = compile_recipe(
-            &recipe,
-            &catalog,
-            &CompileOptions {
-                dialect,
-                strict: false,
-            },
-        );
+        let compiled = compile_recipe(&recipe, &catalog, &CompileOptions::for_dialect(dialect));
         diagnostics.extend(compiled.diagnostics);
         sql = compiled.sql;
     }
