@@ -48,6 +48,7 @@ pub mod catalog;
 pub mod design;
 pub mod diagnostic;
 pub mod dialect;
+pub mod distinct;
 pub mod fragment;
 pub mod generate;
 pub mod infer;

@@ -297,12 +297,15 @@ struct Part {
     grain: Vec<String>,
 }
 
-/// When every aggregate in `expr` is a DISTINCT aggregate over the same arguments, those
-/// arguments (as text): such a feature can be computed in a CTE of its own, which DataFusion
-/// plans as a cheap two-level aggregation instead of a hash set per group.
+/// When every aggregate in `expr` is a DISTINCT aggregate over the same arguments, and one
+/// of them is not a COUNT, those arguments (as text): such a feature can be computed in a
+/// CTE of its own, which DataFusion plans as a cheap two-level aggregation instead of a hash
+/// set per group. featurecraft's sessions count distinct values compactly in the source's
+/// one scan (`distinct`), so a `COUNT(DISTINCT x)` stays there.
 fn distinct_argument(expr: &Expr) -> Option<String> {
     let mut key: Option<String> = None;
     let mut other = false;
+    let mut not_count = false;
     let _ = sqlparser::ast::visit_expressions(expr, |e| {
         if let Expr::Function(f) = e
             && crate::fragment::is_aggregate(f)
@@ -322,6 +325,7 @@ fn distinct_argument(expr: &Expr) -> Option<String> {
                     if key.as_ref().is_some_and(|k| *k != args) {
                         other = true;
                     }
+                    not_count |= function_name(f) != "count";
                     key = Some(args);
                 }
                 _ => other = true,
@@ -329,7 +333,7 @@ fn distinct_argument(expr: &Expr) -> Option<String> {
         }
         ControlFlow::<()>::Continue(())
     });
-    if other { None } else { key }
+    if other || !not_count { None } else { key }
 }
 
 /// Adapts a resolved fragment to a dialect: quoted identifiers, cast type names, and an

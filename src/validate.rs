@@ -167,6 +167,8 @@ pub async fn session(
         .with_target_partitions(options.target_partitions.max(1));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(key_hash_udf());
+    // `count` with a compact, pool-tracked grouped COUNT(DISTINCT) (see `distinct`).
+    ctx.register_udaf(crate::distinct::count_udaf());
     catalog
         .session_context(ctx)
         .await

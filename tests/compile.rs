@@ -225,3 +225,50 @@ fn reserved_words_are_valid_names_and_always_quoted() {
         );
     }
 }
+
+#[test]
+fn only_distinct_aggregates_other_than_count_get_a_cte_of_their_own_in_datafusion() {
+    let catalog = common::retail_json();
+    let text = serde_json::json!({
+        "target_table": "t",
+        "entity_grain": ["customer_id"],
+        "label": {"name": "churned", "column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": [
+            {"name": "n_orders", "expression": "COUNT(*)", "source_table": "orders"},
+            {"name": "n_statuses", "expression": "COUNT(DISTINCT status)", "source_table": "orders"},
+            {"name": "distinct_amounts", "expression": "SUM(DISTINCT amount)", "source_table": "orders"}
+        ]
+    })
+    .to_string();
+    let cte_of = |sql: &str, feature: &str| {
+        let at = sql
+            .find(&format!("AS \"{feature}\""))
+            .unwrap_or_else(|| panic!("{feature} in\n{sql}"));
+        // The CTE that holds it: the last `"name" AS (` before it.
+        let head = sql[..at].rfind("\" AS (").expect("inside a CTE");
+        let name = sql[..head].rfind('"').expect("a quoted CTE name") + 1;
+        sql[name..head].to_string()
+    };
+    let compiled = compile(
+        &text,
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DataFusion),
+    );
+    let sql = compiled.sql.expect("compiles");
+    // featurecraft's sessions count distinct values in the source's one scan; DataFusion's
+    // other DISTINCT aggregates keep a hash set per group unless they are alone.
+    assert_eq!(cte_of(&sql, "n_orders"), "src_orders", "{sql}");
+    assert_eq!(cte_of(&sql, "n_statuses"), "src_orders", "{sql}");
+    assert_eq!(
+        cte_of(&sql, "distinct_amounts"),
+        "src_orders_distinct_1",
+        "{sql}"
+    );
+    // Warehouses plan DISTINCT aggregates well: one CTE per source.
+    let duckdb = compile(
+        &text,
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DuckDb),
+    );
+    assert!(!duckdb.sql.expect("compiles").contains("_distinct_"));
+}

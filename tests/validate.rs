@@ -164,7 +164,7 @@ async fn a_full_sample_equals_statistics_of_the_full_ctas() {
 #[tokio::test]
 async fn sampled_entities_have_exactly_their_full_run_values_and_the_sample_is_stable() {
     let catalog = common::retail().await;
-    // The last three hold COUNT(DISTINCT …), which gets a CTE of its own.
+    // The last three hold COUNT(DISTINCT …), computed in its source's one scan.
     for stem in [
         "churn_basic",
         "two_column_grain",

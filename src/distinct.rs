@@ -1,0 +1,656 @@
+//! `COUNT(DISTINCT x)` that is cheap per group and counted by the memory pool.
+//!
+//! DataFusion 55 computes a grouped `COUNT(DISTINCT x)` of a string (or date, decimal, …)
+//! with one pre-sized hash set per group, about 44 KiB each and outside the memory pool:
+//! a million customers is tens of GiB that a memory limit does not stop. Only integer
+//! arguments get a compact grouped accumulator. Giving the distinct aggregate a CTE of its
+//! own avoids that, at the price of a second scan of its source.
+//!
+//! featurecraft's sessions instead replace `count` by [`count_udaf`]: the same function
+//! (it delegates everything to DataFusion's), except that a DISTINCT count of any other
+//! scalar type gets [`DistinctCountGroups`]. That keeps one table of the distinct values
+//! seen (each stored once) and one set of (group, value) pairs, 8 bytes each, and reports
+//! both to the pool, so the aggregate stays in its source's one scan and the SQL keeps its
+//! plain shape.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::filter;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::{HashMap, HashSet, Result, ScalarValue, exec_err};
+use datafusion::functions_aggregate::count::Count;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::AggregateOrderSensitivity;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
+};
+use std::sync::Arc;
+
+/// DataFusion's `count`, with a compact grouped accumulator for DISTINCT counts of every
+/// scalar type. Registering it in a session replaces the built-in `count`.
+pub fn count_udaf() -> AggregateUDF {
+    AggregateUDF::new_from_impl(CountWithCompactDistinct::default())
+}
+
+/// The `count` function featurecraft registers (see the module docs).
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct CountWithCompactDistinct {
+    inner: Count,
+}
+
+/// Whether [`DistinctCountGroups`] takes a DISTINCT count of this argument type. Dictionary
+/// and nested types keep DataFusion's own accumulator.
+fn compact_distinct_supported(data_type: &DataType) -> bool {
+    data_type.is_primitive()
+        || matches!(
+            data_type,
+            DataType::Boolean
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        )
+}
+
+impl CountWithCompactDistinct {
+    /// The argument type when this is a DISTINCT count that DataFusion has no grouped
+    /// accumulator for and [`DistinctCountGroups`] has.
+    fn compact_distinct_type(&self, args: &AccumulatorArgs) -> Option<DataType> {
+        if !args.is_distinct
+            || args.exprs.len() != 1
+            || self.inner.groups_accumulator_supported(args.clone())
+        {
+            return None;
+        }
+        let data_type = args.expr_fields[0].data_type();
+        compact_distinct_supported(data_type).then(|| data_type.clone())
+    }
+}
+
+impl AggregateUDFImpl for CountWithCompactDistinct {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.inner.is_nullable()
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.accumulator(acc_args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.compact_distinct_type(&args).is_some() || self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        match self.compact_distinct_type(&args) {
+            Some(data_type) => Ok(Box::new(DistinctCountGroups::new(data_type)?)),
+            None => self.inner.create_groups_accumulator(args),
+        }
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.create_sliding_accumulator(args)
+    }
+
+    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
+        self.inner.order_sensitivity()
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        self.inner.reverse_expr()
+    }
+
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        self.inner.default_value(data_type)
+    }
+
+    fn value_from_stats(&self, statistics_args: &StatisticsArgs) -> Option<ScalarValue> {
+        self.inner.value_from_stats(statistics_args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> SetMonotonicity {
+        self.inner.set_monotonicity(data_type)
+    }
+}
+
+/// Grouped `COUNT(DISTINCT x)`: every distinct value is stored once (in the row format, so
+/// one code path serves every type) and numbered; a group's values are (group, number)
+/// pairs in one set.
+///
+/// Its state, between the partial and the final aggregation, is DataFusion's: per group, a
+/// list of its distinct values.
+#[derive(Debug)]
+pub struct DistinctCountGroups {
+    data_type: DataType,
+    converter: RowConverter,
+    /// The number of each distinct value, by its row-format bytes.
+    numbers: HashMap<Arc<[u8]>, u32>,
+    /// The row-format bytes of each number.
+    values: Vec<Arc<[u8]>>,
+    /// Bytes held by `values`.
+    value_bytes: usize,
+    /// `group << 32 | number` for every (group, value) seen.
+    seen: HashSet<u64>,
+    counts: Vec<i64>,
+}
+
+impl DistinctCountGroups {
+    /// An empty accumulator for arguments of `data_type`.
+    pub fn new(data_type: DataType) -> Result<Self> {
+        Ok(Self {
+            converter: RowConverter::new(vec![SortField::new(data_type.clone())])?,
+            data_type,
+            numbers: HashMap::default(),
+            values: Vec::new(),
+            value_bytes: 0,
+            seen: HashSet::default(),
+            counts: Vec::new(),
+        })
+    }
+
+    fn prepare(&mut self, total_num_groups: usize) -> Result<()> {
+        if total_num_groups > u32::MAX as usize {
+            return exec_err!(
+                "COUNT(DISTINCT) over more than {} groups is not supported",
+                u32::MAX
+            );
+        }
+        self.counts.resize(total_num_groups, 0);
+        Ok(())
+    }
+
+    /// Records that `group` holds the value in row `index` of `rows`.
+    fn add(&mut self, group: usize, rows: &Rows, index: usize) -> Result<()> {
+        let bytes = rows.row(index);
+        let bytes = bytes.as_ref();
+        let number = match self.numbers.get(bytes) {
+            Some(&number) => number,
+            None => {
+                let Ok(number) = u32::try_from(self.values.len()) else {
+                    return exec_err!(
+                        "COUNT(DISTINCT) over more than {} distinct values is not supported",
+                        u32::MAX
+                    );
+                };
+                let stored: Arc<[u8]> = Arc::from(bytes);
+                self.value_bytes += stored.len();
+                self.values.push(Arc::clone(&stored));
+                self.numbers.insert(stored, number);
+                number
+            }
+        };
+        if self.seen.insert(((group as u64) << 32) | u64::from(number)) {
+            self.counts[group] += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes the first `n` groups from `seen` (renumbering the rest), returning the
+    /// removed pairs as (group, number).
+    fn take_seen(&mut self, emit_to: EmitTo) -> Vec<(u32, u32)> {
+        let n = match emit_to {
+            EmitTo::All => {
+                let taken = self.seen.drain().map(split).collect();
+                return taken;
+            }
+            EmitTo::First(n) => n as u64,
+        };
+        let mut taken = Vec::new();
+        let mut kept = HashSet::with_capacity_and_hasher(self.seen.len(), Default::default());
+        for key in self.seen.drain() {
+            let (group, number) = split(key);
+            if u64::from(group) < n {
+                taken.push((group, number));
+            } else {
+                kept.insert(((u64::from(group) - n) << 32) | u64::from(number));
+            }
+        }
+        self.seen = kept;
+        taken
+    }
+
+    /// Forgets every value when no group is left (the values table serves all groups).
+    fn forget_values_if_empty(&mut self) {
+        if self.counts.is_empty() {
+            self.numbers = HashMap::default();
+            self.values = Vec::new();
+            self.value_bytes = 0;
+        }
+    }
+}
+
+fn split(key: u64) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
+}
+
+impl GroupsAccumulator for DistinctCountGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.prepare(total_num_groups)?;
+        let [array] = values else {
+            return exec_err!("COUNT(DISTINCT) takes one argument, got {}", values.len());
+        };
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(array))?;
+        let nulls = array.logical_nulls();
+        for (index, &group) in group_indices.iter().enumerate() {
+            let counted = nulls.as_ref().is_none_or(|n| n.is_valid(index))
+                && opt_filter.is_none_or(|f| f.is_valid(index) && f.value(index));
+            if counted {
+                self.add(group, &rows, index)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let counts = emit_to.take_needed(&mut self.counts);
+        let _ = self.take_seen(emit_to);
+        self.forget_values_if_empty();
+        Ok(Arc::new(Int64Array::from(counts)))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let counts = emit_to.take_needed(&mut self.counts);
+        let pairs = self.take_seen(emit_to);
+        // Lay the pairs out group by group: offsets from the counts, then one pass.
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        offsets.push(0i32);
+        let mut total = 0usize;
+        for &count in &counts {
+            total += count as usize;
+            let Ok(end) = i32::try_from(total) else {
+                return exec_err!("COUNT(DISTINCT) state holds more than {} values", i32::MAX);
+            };
+            offsets.push(end);
+        }
+        let mut cursor: Vec<usize> = offsets[..counts.len()]
+            .iter()
+            .map(|&o| o as usize)
+            .collect();
+        let mut numbers = vec![0u32; total];
+        for (group, number) in pairs {
+            let at = &mut cursor[group as usize];
+            numbers[*at] = number;
+            *at += 1;
+        }
+        let parser = self.converter.parser();
+        let child = self.converter.convert_rows(
+            numbers
+                .iter()
+                .map(|&n| parser.parse(&self.values[n as usize])),
+        )?;
+        let [child] = <[ArrayRef; 1]>::try_from(child).map_err(|_| {
+            datafusion::error::DataFusionError::Internal(
+                "COUNT(DISTINCT) state: one column expected".into(),
+            )
+        })?;
+        self.forget_values_if_empty();
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
+            OffsetBuffer::new(offsets.into()),
+            child,
+            None,
+        )?;
+        Ok(vec![Arc::new(list)])
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.prepare(total_num_groups)?;
+        let [state] = values else {
+            return exec_err!("COUNT(DISTINCT) state has one column, got {}", values.len());
+        };
+        let Some(lists) = state.as_list_opt::<i32>() else {
+            return exec_err!("COUNT(DISTINCT) state is not a list: {}", state.data_type());
+        };
+        let child = lists.values();
+        let rows = self
+            .converter
+            .convert_columns(std::slice::from_ref(child))?;
+        let offsets = lists.offsets();
+        for (index, &group) in group_indices.iter().enumerate() {
+            if lists.is_null(index) {
+                continue;
+            }
+            for i in offsets[index] as usize..offsets[index + 1] as usize {
+                if child.is_valid(i) {
+                    self.add(group, &rows, i)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each row as a group of its own: a list of its value, or an empty list when the row
+    /// is NULL or filtered out.
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let [array] = values else {
+            return exec_err!("COUNT(DISTINCT) takes one argument, got {}", values.len());
+        };
+        let nulls = array.logical_nulls();
+        let counted: BooleanArray = (0..array.len())
+            .map(|i| {
+                Some(
+                    nulls.as_ref().is_none_or(|n| n.is_valid(i))
+                        && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)),
+                )
+            })
+            .collect();
+        let child = filter(array, &counted)?;
+        let offsets = OffsetBuffer::<i32>::from_lengths(counted.values().iter().map(usize::from));
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
+            offsets,
+            child,
+            None,
+        )?;
+        Ok(vec![Arc::new(list)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.converter.size()
+            + self.numbers.capacity() * (std::mem::size_of::<(Arc<[u8]>, u32)>() + 1)
+            + self.values.capacity() * std::mem::size_of::<Arc<[u8]>>()
+            // Each stored value: its bytes and the two reference counts.
+            + self.value_bytes
+            + self.values.len() * 2 * std::mem::size_of::<usize>()
+            + self.seen.capacity() * (std::mem::size_of::<u64>() + 1)
+            + self.counts.capacity() * std::mem::size_of::<i64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{
+        Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
+        StringViewArray,
+    };
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::FunctionRegistry;
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::physical_plan::metrics::MetricsSet;
+    use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept, collect};
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    /// `n` rows over `groups` groups: strings (as Utf8 and Utf8View), dates, decimals and
+    /// floats (with -0.0, 0.0 and NaN), each NULL now and then.
+    fn table(n: usize, groups: i64) -> RecordBatch {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
+        let mut g = Vec::new();
+        let mut s = Vec::new();
+        let mut d = Vec::new();
+        let mut m = Vec::new();
+        let mut f = Vec::new();
+        for _ in 0..n {
+            let r = next();
+            g.push((r % groups as u64) as i64);
+            let v = next() % 40;
+            let null = next() % 13 == 0;
+            s.push((!null).then(|| format!("value-{v}")));
+            d.push((!null).then_some(19_000 + v as i32));
+            m.push((!null).then_some(v as i128 * 125));
+            f.push((!null).then_some(match v % 5 {
+                0 => -0.0,
+                1 => 0.0,
+                2 => f64::NAN,
+                _ => v as f64 / 4.0,
+            }));
+        }
+        let strings = StringArray::from(s.clone());
+        RecordBatch::try_from_iter(vec![
+            ("g", Arc::new(Int64Array::from(g)) as ArrayRef),
+            ("s", Arc::new(strings) as ArrayRef),
+            ("v", Arc::new(StringViewArray::from(s)) as ArrayRef),
+            ("d", Arc::new(Date32Array::from(d)) as ArrayRef),
+            (
+                "m",
+                Arc::new(
+                    Decimal128Array::from(m)
+                        .with_precision_and_scale(12, 2)
+                        .unwrap(),
+                ) as ArrayRef,
+            ),
+            ("f", Arc::new(Float64Array::from(f)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    const QUERY: &str = "SELECT g, COUNT(DISTINCT s) AS s, COUNT(DISTINCT v) AS v, \
+        COUNT(DISTINCT d) AS d, COUNT(DISTINCT m) AS m, COUNT(DISTINCT f) AS f, \
+        COUNT(DISTINCT v) FILTER (WHERE d > 19010) AS late, COUNT(*) AS n, COUNT(s) AS c \
+        FROM t GROUP BY g ORDER BY g";
+
+    /// Runs `QUERY` over `batch` split into small batches across partitions, with `count`
+    /// either DataFusion's or featurecraft's, and a memory pool of `limit` bytes.
+    async fn run(batch: &RecordBatch, ours: bool, config: SessionConfig, limit: usize) -> String {
+        run_with_metric(batch, ours, config, limit, spills).await.0
+    }
+
+    /// [`run`], and the named metric summed over the plan's operators.
+    async fn run_with_metric(
+        batch: &RecordBatch,
+        ours: bool,
+        config: SessionConfig,
+        limit: usize,
+        metric: fn(&MetricsSet) -> Option<usize>,
+    ) -> (String, usize) {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .build_arc()
+            .unwrap();
+        let ctx = SessionContext::new_with_config_rt(config.with_batch_size(512), runtime);
+        if ours {
+            ctx.register_udaf(count_udaf());
+        }
+        let chunks: Vec<Vec<RecordBatch>> = (0..4)
+            .map(|p| {
+                let rows = batch.num_rows() / 4;
+                vec![batch.slice(p * rows, rows)]
+            })
+            .collect();
+        let schema: Arc<Schema> = batch.schema();
+        ctx.register_table("t", Arc::new(MemTable::try_new(schema, chunks).unwrap()))
+            .unwrap();
+        let plan = ctx
+            .sql(QUERY)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let out = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+        let mut total = AggregateMetric { metric, total: 0 };
+        let _ = accept(plan.as_ref(), &mut total);
+        (
+            pretty_format_batches(&out).unwrap().to_string(),
+            total.total,
+        )
+    }
+
+    /// Sums a metric over the plan's aggregations.
+    struct AggregateMetric {
+        metric: fn(&MetricsSet) -> Option<usize>,
+        total: usize,
+    }
+
+    impl ExecutionPlanVisitor for AggregateMetric {
+        type Error = std::convert::Infallible;
+        fn pre_visit(
+            &mut self,
+            plan: &dyn ExecutionPlan,
+        ) -> std::result::Result<bool, Self::Error> {
+            if plan.name() == "AggregateExec" {
+                self.total += plan.metrics().and_then(|m| (self.metric)(&m)).unwrap_or(0);
+            }
+            Ok(true)
+        }
+    }
+
+    fn spills(metrics: &MetricsSet) -> Option<usize> {
+        metrics.spill_count()
+    }
+
+    fn skipped_rows(metrics: &MetricsSet) -> Option<usize> {
+        metrics
+            .sum_by_name("skipped_aggregation_rows")
+            .map(|v| v.as_usize())
+    }
+
+    fn config() -> SessionConfig {
+        SessionConfig::new().with_target_partitions(3)
+    }
+
+    #[tokio::test]
+    async fn counts_what_datafusion_counts() {
+        let batch = table(40_000, 1_500);
+        let expected = run(&batch, false, config(), usize::MAX).await;
+        assert_eq!(run(&batch, true, config(), usize::MAX).await, expected);
+    }
+
+    #[tokio::test]
+    async fn counts_the_same_when_partial_aggregation_is_skipped() {
+        // One group per few rows and a probe after 100 rows: the partial aggregation gives
+        // up and sends each row as its own state (`convert_to_state`).
+        let batch = table(40_000, 15_000);
+        let expected = run(&batch, false, config(), usize::MAX).await;
+        let mut skipping = config();
+        let options = &mut skipping.options_mut().execution;
+        options.skip_partial_aggregation_probe_rows_threshold = 100;
+        options.skip_partial_aggregation_probe_ratio_threshold = 0.1;
+        let (got, skipped) =
+            run_with_metric(&batch, true, skipping, usize::MAX, skipped_rows).await;
+        assert!(skipped > 0, "the partial aggregation was skipped");
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn counts_the_same_when_the_aggregation_spills() {
+        // A pool far smaller than the groups' state: partial aggregations emit early and
+        // the final one spills its state to disk and merges it back.
+        let batch = table(40_000, 15_000);
+        let expected = run(&batch, false, config(), usize::MAX).await;
+        let mut small = config();
+        small.options_mut().execution.sort_spill_reservation_bytes = 64 << 10;
+        let (got, spills) = run_with_metric(&batch, true, small, 2 << 20, spills).await;
+        assert!(spills > 0, "the aggregation spilled");
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn emitting_the_first_groups_keeps_the_rest() {
+        let values: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("a"),
+            Some("b"),
+            Some("a"),
+            None,
+            Some("c"),
+            Some("c"),
+        ]));
+        let groups = [0, 0, 1, 1, 2, 2];
+        let mut acc = DistinctCountGroups::new(DataType::Utf8).unwrap();
+        acc.update_batch(std::slice::from_ref(&values), &groups, None, 3)
+            .unwrap();
+        let first = acc.evaluate(EmitTo::First(1)).unwrap();
+        assert_eq!(
+            first
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values(),
+            &[2]
+        );
+        // What was group 2 is group 1 now; it sees "c" again and "d".
+        let more: ArrayRef = Arc::new(StringArray::from(vec!["c", "d", "a"]));
+        acc.update_batch(std::slice::from_ref(&more), &[1, 1, 0], None, 2)
+            .unwrap();
+        let state = acc.state(EmitTo::First(1)).unwrap();
+        let list = state[0].as_list::<i32>();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            list.value(0).as_string::<i32>().value(0),
+            "a",
+            "old group 1: a only"
+        );
+        let rest = acc.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            rest.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values(),
+            &[2]
+        );
+        assert_eq!(
+            acc.values.len(),
+            0,
+            "nothing is kept once every group is emitted"
+        );
+    }
+
+    #[test]
+    fn the_session_count_is_featurecraft_s_and_takes_every_scalar_type() {
+        let ctx = SessionContext::new();
+        ctx.register_udaf(count_udaf());
+        let count = ctx.udaf("count").unwrap();
+        let inner: &dyn std::any::Any = count.inner().as_ref();
+        assert!(inner.downcast_ref::<CountWithCompactDistinct>().is_some());
+        for t in [
+            DataType::Utf8View,
+            DataType::Utf8,
+            DataType::Date32,
+            DataType::Float64,
+        ] {
+            assert!(compact_distinct_supported(&t), "{t}");
+        }
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert!(!compact_distinct_supported(&dictionary));
+    }
+}
