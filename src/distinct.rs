@@ -9,15 +9,17 @@
 //! featurecraft's sessions instead replace `count` by [`count_udaf`]: the same function
 //! (it delegates everything to DataFusion's), except that a DISTINCT count of any other
 //! scalar type gets [`DistinctCountGroups`]. That keeps one table of the distinct values
-//! seen (each stored once) and one set of (group, value) pairs, 8 bytes each, and reports
-//! both to the pool, so the aggregate stays in its source's one scan and the SQL keeps its
-//! plain shape.
+//! seen (each stored once) and, per group, a 64-bit bitmap of them while there are at most
+//! 64, then one set of (group, value) pairs, 8 bytes each. It reports all of it to the
+//! pool, so the aggregate stays in its source's one scan and the SQL keeps its plain shape.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryViewBuilder, BooleanArray, Int64Array, ListArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, HashSet, Result, ScalarValue, exec_err};
 use datafusion::functions_aggregate::count::Count;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -26,6 +28,8 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
     ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
 };
+use datafusion::physical_expr_common::binary_map::{ArrowBytesMap, OutputType};
+use datafusion::physical_expr_common::binary_view_map::ArrowBytesViewMap;
 use std::sync::Arc;
 
 /// DataFusion's `count`, with a compact grouped accumulator for DISTINCT counts of every
@@ -140,24 +144,17 @@ impl AggregateUDFImpl for CountWithCompactDistinct {
     }
 }
 
-/// Grouped `COUNT(DISTINCT x)`: every distinct value is stored once (in the row format, so
-/// one code path serves every type) and numbered; a group's values are (group, number)
-/// pairs in one set.
+/// Grouped `COUNT(DISTINCT x)`: every distinct value is stored once and numbered
+/// ([`ValueTable`]); a group's values are a set of those numbers ([`Seen`]).
 ///
 /// Its state, between the partial and the final aggregation, is DataFusion's: per group, a
 /// list of its distinct values.
 #[derive(Debug)]
 pub struct DistinctCountGroups {
     data_type: DataType,
-    converter: RowConverter,
-    /// The number of each distinct value, by its row-format bytes.
-    numbers: HashMap<Arc<[u8]>, u32>,
-    /// The row-format bytes of each number.
-    values: Vec<Arc<[u8]>>,
-    /// Bytes held by `values`.
-    value_bytes: usize,
-    /// `group << 32 | number` for every (group, value) seen.
-    seen: HashSet<u64>,
+    values: ValueTable,
+    /// Which values each group holds.
+    seen: Seen,
     counts: Vec<i64>,
 }
 
@@ -165,12 +162,9 @@ impl DistinctCountGroups {
     /// An empty accumulator for arguments of `data_type`.
     pub fn new(data_type: DataType) -> Result<Self> {
         Ok(Self {
-            converter: RowConverter::new(vec![SortField::new(data_type.clone())])?,
+            values: ValueTable::new(&data_type)?,
             data_type,
-            numbers: HashMap::default(),
-            values: Vec::new(),
-            value_bytes: 0,
-            seen: HashSet::default(),
+            seen: Seen::Bits(Vec::new()),
             counts: Vec::new(),
         })
     }
@@ -183,67 +177,346 @@ impl DistinctCountGroups {
             );
         }
         self.counts.resize(total_num_groups, 0);
+        if let Seen::Bits(bits) = &mut self.seen {
+            bits.resize(total_num_groups, 0);
+        }
         Ok(())
     }
 
-    /// Records that `group` holds the value in row `index` of `rows`.
-    fn add(&mut self, group: usize, rows: &Rows, index: usize) -> Result<()> {
-        let bytes = rows.row(index);
-        let bytes = bytes.as_ref();
-        let number = match self.numbers.get(bytes) {
-            Some(&number) => number,
-            None => {
-                let Ok(number) = u32::try_from(self.values.len()) else {
-                    return exec_err!(
-                        "COUNT(DISTINCT) over more than {} distinct values is not supported",
-                        u32::MAX
-                    );
-                };
-                let stored: Arc<[u8]> = Arc::from(bytes);
-                self.value_bytes += stored.len();
-                self.values.push(Arc::clone(&stored));
-                self.numbers.insert(stored, number);
-                number
-            }
-        };
-        if self.seen.insert(((group as u64) << 32) | u64::from(number)) {
+    /// Records that `group` holds the value numbered `number`.
+    fn add(&mut self, group: usize, number: u32) {
+        if self.seen.insert(group, number) {
             self.counts[group] += 1;
         }
+    }
+
+    /// Forgets every value when no group is left (the value table serves all groups).
+    fn forget_values_if_empty(&mut self) -> Result<()> {
+        if self.counts.is_empty() {
+            self.seen = Seen::Bits(Vec::new());
+            self.values = ValueTable::new(&self.data_type)?;
+        }
         Ok(())
     }
+}
 
-    /// Removes the first `n` groups from `seen` (renumbering the rest), returning the
-    /// removed pairs as (group, number).
-    fn take_seen(&mut self, emit_to: EmitTo) -> Vec<(u32, u32)> {
-        let n = match emit_to {
-            EmitTo::All => {
-                let taken = self.seen.drain().map(split).collect();
-                return taken;
+/// The number given to NULL, which is never counted.
+const NULL_NUMBER: u32 = u32::MAX;
+
+/// The distinct values seen, each stored once and numbered from 0 in order of arrival.
+enum ValueTable {
+    /// Strings and binaries: DataFusion's byte maps hash a batch at once and compare short
+    /// values inline. The bytes are kept here too, by number, to rebuild the values for the
+    /// state.
+    Bytes {
+        map: ByteMap,
+        /// Whether the bytes are UTF-8 strings.
+        text: bool,
+        bytes: Vec<u8>,
+        ends: Vec<usize>,
+    },
+    /// Every other type, by its row-format bytes (one code path for all of them).
+    Rows {
+        converter: RowConverter,
+        numbers: HashMap<Arc<[u8]>, u32>,
+        rows: Vec<Arc<[u8]>>,
+        row_bytes: usize,
+    },
+}
+
+/// The byte map that takes the argument's layout as it is (a cast would cost more than the
+/// hashing).
+enum ByteMap {
+    Offsets32(ArrowBytesMap<i32, u32>),
+    Offsets64(ArrowBytesMap<i64, u32>),
+    Views(ArrowBytesViewMap<u32>),
+}
+
+impl ByteMap {
+    fn size(&self) -> usize {
+        match self {
+            ByteMap::Offsets32(map) => map.size(),
+            ByteMap::Offsets64(map) => map.size(),
+            ByteMap::Views(map) => map.size(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ValueTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ValueTable({} values)", self.len())
+    }
+}
+
+impl ValueTable {
+    fn new(data_type: &DataType) -> Result<Self> {
+        use OutputType::{Binary, BinaryView, Utf8, Utf8View};
+        let byte_map = match data_type {
+            DataType::Utf8 => Some((ByteMap::Offsets32(ArrowBytesMap::new(Utf8)), true)),
+            DataType::LargeUtf8 => Some((ByteMap::Offsets64(ArrowBytesMap::new(Utf8)), true)),
+            DataType::Utf8View => Some((ByteMap::Views(ArrowBytesViewMap::new(Utf8View)), true)),
+            DataType::Binary => Some((ByteMap::Offsets32(ArrowBytesMap::new(Binary)), false)),
+            DataType::LargeBinary => Some((ByteMap::Offsets64(ArrowBytesMap::new(Binary)), false)),
+            DataType::BinaryView => {
+                Some((ByteMap::Views(ArrowBytesViewMap::new(BinaryView)), false))
             }
-            EmitTo::First(n) => n as u64,
+            _ => None,
         };
-        let mut taken = Vec::new();
-        let mut kept = HashSet::with_capacity_and_hasher(self.seen.len(), Default::default());
-        for key in self.seen.drain() {
-            let (group, number) = split(key);
-            if u64::from(group) < n {
-                taken.push((group, number));
-            } else {
-                kept.insert(((u64::from(group) - n) << 32) | u64::from(number));
-            }
-        }
-        self.seen = kept;
-        taken
+        Ok(match byte_map {
+            Some((map, text)) => ValueTable::Bytes {
+                map,
+                text,
+                bytes: Vec::new(),
+                ends: Vec::new(),
+            },
+            None => ValueTable::Rows {
+                converter: RowConverter::new(vec![SortField::new(data_type.clone())])?,
+                numbers: HashMap::default(),
+                rows: Vec::new(),
+                row_bytes: 0,
+            },
+        })
     }
 
-    /// Forgets every value when no group is left (the values table serves all groups).
-    fn forget_values_if_empty(&mut self) {
-        if self.counts.is_empty() {
-            self.numbers = HashMap::default();
-            self.values = Vec::new();
-            self.value_bytes = 0;
+    fn len(&self) -> usize {
+        match self {
+            ValueTable::Bytes { ends, .. } => ends.len(),
+            ValueTable::Rows { rows, .. } => rows.len(),
         }
     }
+
+    /// The number of the next new value.
+    fn next_number(len: usize) -> Result<u32> {
+        match u32::try_from(len) {
+            Ok(n) if n != NULL_NUMBER => Ok(n),
+            _ => exec_err!(
+                "COUNT(DISTINCT) over more than {} distinct values is not supported",
+                NULL_NUMBER - 1
+            ),
+        }
+    }
+
+    /// The number of each row's value ([`NULL_NUMBER`] for NULL), numbering new values.
+    fn number(&mut self, array: &ArrayRef) -> Result<Vec<u32>> {
+        let mut numbers = Vec::with_capacity(array.len());
+        match self {
+            ValueTable::Bytes {
+                map, bytes, ends, ..
+            } => {
+                // The map's own offsets are i32 for Utf8 and Binary: refuse rather than let
+                // them overflow (it would panic).
+                if matches!(map, ByteMap::Offsets32(_))
+                    && bytes.len() + array.get_buffer_memory_size() > i32::MAX as usize
+                {
+                    return exec_err!(
+                        "COUNT(DISTINCT) over more than 2 GiB of distinct values is not supported"
+                    );
+                }
+                let mut failed = None;
+                let mut make = |value: Option<&[u8]>| match value {
+                    None => NULL_NUMBER,
+                    Some(value) => match Self::next_number(ends.len()) {
+                        Ok(n) => {
+                            bytes.extend_from_slice(value);
+                            ends.push(bytes.len());
+                            n
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            NULL_NUMBER
+                        }
+                    },
+                };
+                let observe = |number| numbers.push(number);
+                match map {
+                    ByteMap::Offsets32(map) => map.insert_if_new(array, &mut make, observe),
+                    ByteMap::Offsets64(map) => map.insert_if_new(array, &mut make, observe),
+                    ByteMap::Views(map) => map.insert_if_new(array, &mut make, observe),
+                }
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if numbers.len() != array.len() {
+                    return exec_err!(
+                        "COUNT(DISTINCT): {} numbers for {} values",
+                        numbers.len(),
+                        array.len()
+                    );
+                }
+            }
+            ValueTable::Rows {
+                converter,
+                numbers: known,
+                rows,
+                row_bytes,
+            } => {
+                let converted = converter.convert_columns(std::slice::from_ref(array))?;
+                let nulls = array.logical_nulls();
+                for index in 0..array.len() {
+                    if nulls.as_ref().is_some_and(|n| n.is_null(index)) {
+                        numbers.push(NULL_NUMBER);
+                        continue;
+                    }
+                    let row = converted.row(index);
+                    let row = row.as_ref();
+                    let number = match known.get(row) {
+                        Some(&number) => number,
+                        None => {
+                            let number = Self::next_number(rows.len())?;
+                            let stored: Arc<[u8]> = Arc::from(row);
+                            *row_bytes += stored.len();
+                            rows.push(Arc::clone(&stored));
+                            known.insert(stored, number);
+                            number
+                        }
+                    };
+                    numbers.push(number);
+                }
+            }
+        }
+        Ok(numbers)
+    }
+
+    /// The values numbered `numbers`, in that order, as an array of `data_type`.
+    fn values(&self, numbers: &[u32], data_type: &DataType) -> Result<ArrayRef> {
+        match self {
+            ValueTable::Bytes {
+                text, bytes, ends, ..
+            } => {
+                let mut builder = BinaryViewBuilder::with_capacity(numbers.len());
+                for &n in numbers {
+                    let n = n as usize;
+                    let start = if n == 0 { 0 } else { ends[n - 1] };
+                    builder.append_value(&bytes[start..ends[n]]);
+                }
+                let binary = builder.finish();
+                let views: ArrayRef = if *text {
+                    Arc::new(binary.to_string_view()?)
+                } else {
+                    Arc::new(binary)
+                };
+                Ok(cast(&views, data_type)?)
+            }
+            ValueTable::Rows {
+                converter, rows, ..
+            } => {
+                let parser = converter.parser();
+                let columns = converter
+                    .convert_rows(numbers.iter().map(|&n| parser.parse(&rows[n as usize])))?;
+                match <[ArrayRef; 1]>::try_from(columns) {
+                    Ok([column]) => Ok(column),
+                    Err(_) => exec_err!("COUNT(DISTINCT) state: one column expected"),
+                }
+            }
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            ValueTable::Bytes {
+                map, bytes, ends, ..
+            } => map.size() + bytes.capacity() + ends.capacity() * std::mem::size_of::<usize>(),
+            ValueTable::Rows {
+                converter,
+                numbers,
+                rows,
+                row_bytes,
+            } => {
+                converter.size()
+                    + numbers.capacity() * (std::mem::size_of::<(Arc<[u8]>, u32)>() + 1)
+                    + rows.capacity() * std::mem::size_of::<Arc<[u8]>>()
+                    // Each stored row: its bytes and the two reference counts.
+                    + row_bytes
+                    + rows.len() * 2 * std::mem::size_of::<usize>()
+            }
+        }
+    }
+}
+
+/// The (group, value number) pairs seen. Most distinct counts are of a few values (event
+/// types, channels, statuses), so while there are at most 64 values each group is a
+/// bitmap: one word per group, touched once per row. The 65th value turns it into a set
+/// of `group << 32 | number` keys.
+#[derive(Debug)]
+enum Seen {
+    Bits(Vec<u64>),
+    Pairs(HashSet<u64>),
+}
+
+impl Seen {
+    /// Records the pair; whether it is new.
+    fn insert(&mut self, group: usize, number: u32) -> bool {
+        match self {
+            Seen::Bits(bits) if number < 64 => {
+                let bit = 1u64 << number;
+                let new = bits[group] & bit == 0;
+                bits[group] |= bit;
+                new
+            }
+            Seen::Bits(bits) => {
+                let mut pairs = HashSet::default();
+                for (g, &word) in bits.iter().enumerate() {
+                    pairs.extend(numbers_of(word).map(|n| pair(g as u64, n)));
+                }
+                *self = Seen::Pairs(pairs);
+                self.insert(group, number)
+            }
+            Seen::Pairs(pairs) => pairs.insert(pair(group as u64, number)),
+        }
+    }
+
+    /// Removes the groups `emit_to` names (renumbering the rest) and returns their pairs
+    /// as (group, number).
+    fn take(&mut self, emit_to: EmitTo) -> Vec<(u32, u32)> {
+        match self {
+            Seen::Bits(bits) => emit_to
+                .take_needed(bits)
+                .into_iter()
+                .enumerate()
+                .flat_map(|(g, word)| numbers_of(word).map(move |n| (g as u32, n)))
+                .collect(),
+            Seen::Pairs(pairs) => {
+                let n = match emit_to {
+                    EmitTo::All => return pairs.drain().map(split).collect(),
+                    EmitTo::First(n) => n as u64,
+                };
+                let mut taken = Vec::new();
+                let mut kept = HashSet::with_capacity_and_hasher(pairs.len(), Default::default());
+                for key in pairs.drain() {
+                    let (group, number) = split(key);
+                    if u64::from(group) < n {
+                        taken.push((group, number));
+                    } else {
+                        kept.insert(pair(u64::from(group) - n, number));
+                    }
+                }
+                *pairs = kept;
+                taken
+            }
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Seen::Bits(bits) => bits.capacity() * std::mem::size_of::<u64>(),
+            Seen::Pairs(pairs) => pairs.capacity() * (std::mem::size_of::<u64>() + 1),
+        }
+    }
+}
+
+/// The numbers whose bits are set in `word`.
+fn numbers_of(mut word: u64) -> impl Iterator<Item = u32> {
+    std::iter::from_fn(move || {
+        (word != 0).then(|| {
+            let n = word.trailing_zeros();
+            word &= word - 1;
+            n
+        })
+    })
+}
+
+fn pair(group: u64, number: u32) -> u64 {
+    (group << 32) | u64::from(number)
 }
 
 fn split(key: u64) -> (u32, u32) {
@@ -262,15 +535,12 @@ impl GroupsAccumulator for DistinctCountGroups {
         let [array] = values else {
             return exec_err!("COUNT(DISTINCT) takes one argument, got {}", values.len());
         };
-        let rows = self
-            .converter
-            .convert_columns(std::slice::from_ref(array))?;
-        let nulls = array.logical_nulls();
-        for (index, &group) in group_indices.iter().enumerate() {
-            let counted = nulls.as_ref().is_none_or(|n| n.is_valid(index))
+        let numbers = self.values.number(array)?;
+        for (index, (&group, &number)) in group_indices.iter().zip(&numbers).enumerate() {
+            let counted = number != NULL_NUMBER
                 && opt_filter.is_none_or(|f| f.is_valid(index) && f.value(index));
             if counted {
-                self.add(group, &rows, index)?;
+                self.add(group, number);
             }
         }
         Ok(())
@@ -278,14 +548,14 @@ impl GroupsAccumulator for DistinctCountGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let counts = emit_to.take_needed(&mut self.counts);
-        let _ = self.take_seen(emit_to);
-        self.forget_values_if_empty();
+        let _ = self.seen.take(emit_to);
+        self.forget_values_if_empty()?;
         Ok(Arc::new(Int64Array::from(counts)))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let counts = emit_to.take_needed(&mut self.counts);
-        let pairs = self.take_seen(emit_to);
+        let pairs = self.seen.take(emit_to);
         // Lay the pairs out group by group: offsets from the counts, then one pass.
         let mut offsets = Vec::with_capacity(counts.len() + 1);
         offsets.push(0i32);
@@ -307,18 +577,8 @@ impl GroupsAccumulator for DistinctCountGroups {
             numbers[*at] = number;
             *at += 1;
         }
-        let parser = self.converter.parser();
-        let child = self.converter.convert_rows(
-            numbers
-                .iter()
-                .map(|&n| parser.parse(&self.values[n as usize])),
-        )?;
-        let [child] = <[ArrayRef; 1]>::try_from(child).map_err(|_| {
-            datafusion::error::DataFusionError::Internal(
-                "COUNT(DISTINCT) state: one column expected".into(),
-            )
-        })?;
-        self.forget_values_if_empty();
+        let child = self.values.values(&numbers, &self.data_type)?;
+        self.forget_values_if_empty()?;
         let list = ListArray::try_new(
             Arc::new(Field::new_list_field(self.data_type.clone(), true)),
             OffsetBuffer::new(offsets.into()),
@@ -341,18 +601,15 @@ impl GroupsAccumulator for DistinctCountGroups {
         let Some(lists) = state.as_list_opt::<i32>() else {
             return exec_err!("COUNT(DISTINCT) state is not a list: {}", state.data_type());
         };
-        let child = lists.values();
-        let rows = self
-            .converter
-            .convert_columns(std::slice::from_ref(child))?;
+        let numbers = self.values.number(lists.values())?;
         let offsets = lists.offsets();
         for (index, &group) in group_indices.iter().enumerate() {
             if lists.is_null(index) {
                 continue;
             }
-            for i in offsets[index] as usize..offsets[index + 1] as usize {
-                if child.is_valid(i) {
-                    self.add(group, &rows, i)?;
+            for &number in &numbers[offsets[index] as usize..offsets[index + 1] as usize] {
+                if number != NULL_NUMBER {
+                    self.add(group, number);
                 }
             }
         }
@@ -391,13 +648,8 @@ impl GroupsAccumulator for DistinctCountGroups {
 
     fn size(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.converter.size()
-            + self.numbers.capacity() * (std::mem::size_of::<(Arc<[u8]>, u32)>() + 1)
-            + self.values.capacity() * std::mem::size_of::<Arc<[u8]>>()
-            // Each stored value: its bytes and the two reference counts.
-            + self.value_bytes
-            + self.values.len() * 2 * std::mem::size_of::<usize>()
-            + self.seen.capacity() * (std::mem::size_of::<u64>() + 1)
+            + self.values.size()
+            + self.seen.size()
             + self.counts.capacity() * std::mem::size_of::<i64>()
     }
 }
@@ -406,8 +658,8 @@ impl GroupsAccumulator for DistinctCountGroups {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{
-        Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
-        StringViewArray,
+        BinaryArray, Date32Array, Decimal128Array, Float64Array, Int64Array, LargeStringArray,
+        RecordBatch, StringArray, StringViewArray,
     };
     use datafusion::arrow::datatypes::Schema;
     use datafusion::arrow::util::pretty::pretty_format_batches;
@@ -419,7 +671,8 @@ mod tests {
     use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept, collect};
     use datafusion::prelude::{SessionConfig, SessionContext};
 
-    /// `n` rows over `groups` groups: strings (as Utf8 and Utf8View), dates, decimals and
+    /// `n` rows over `groups` groups: strings (as Utf8, Utf8View, long LargeUtf8 values and
+    /// Binary), dates, decimals and
     /// floats (with -0.0, 0.0 and NaN), each NULL now and then.
     fn table(n: usize, groups: i64) -> RecordBatch {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -437,9 +690,11 @@ mod tests {
         for _ in 0..n {
             let r = next();
             g.push((r % groups as u64) as i64);
-            let v = next() % 40;
+            // Strings of 100 values (past the 64 a group bitmap holds), the rest of 40.
+            let w = next() % 100;
+            let v = w % 40;
             let null = next() % 13 == 0;
-            s.push((!null).then(|| format!("value-{v}")));
+            s.push((!null).then(|| format!("value-{w}")));
             d.push((!null).then_some(19_000 + v as i32));
             m.push((!null).then_some(v as i128 * 125));
             f.push((!null).then_some(match v % 5 {
@@ -450,10 +705,20 @@ mod tests {
             }));
         }
         let strings = StringArray::from(s.clone());
+        let long: LargeStringArray = s
+            .iter()
+            .map(|v| {
+                v.as_ref()
+                    .map(|v| format!("a value longer than a view holds: {v}"))
+            })
+            .collect();
+        let binary: BinaryArray = s.iter().map(|v| v.as_deref().map(str::as_bytes)).collect();
         RecordBatch::try_from_iter(vec![
             ("g", Arc::new(Int64Array::from(g)) as ArrayRef),
             ("s", Arc::new(strings) as ArrayRef),
             ("v", Arc::new(StringViewArray::from(s)) as ArrayRef),
+            ("l", Arc::new(long) as ArrayRef),
+            ("b", Arc::new(binary) as ArrayRef),
             ("d", Arc::new(Date32Array::from(d)) as ArrayRef),
             (
                 "m",
@@ -469,6 +734,7 @@ mod tests {
     }
 
     const QUERY: &str = "SELECT g, COUNT(DISTINCT s) AS s, COUNT(DISTINCT v) AS v, \
+        COUNT(DISTINCT l) AS l, COUNT(DISTINCT b) AS b, \
         COUNT(DISTINCT d) AS d, COUNT(DISTINCT m) AS m, COUNT(DISTINCT f) AS f, \
         COUNT(DISTINCT v) FILTER (WHERE d > 19010) AS late, COUNT(*) AS n, COUNT(s) AS c \
         FROM t GROUP BY g ORDER BY g";
@@ -632,6 +898,40 @@ mod tests {
             acc.values.len(),
             0,
             "nothing is kept once every group is emitted"
+        );
+    }
+
+    #[test]
+    fn the_65th_value_turns_bitmaps_into_pairs_and_keeps_every_count() {
+        let mut acc = DistinctCountGroups::new(DataType::Int32).unwrap();
+        // Group g holds the values 0..=g*30 (91 in all), then groups 0 and 3 see 70.
+        let (mut values, mut groups) = (Vec::new(), Vec::new());
+        for g in 0..4usize {
+            for v in 0..=g as i32 * 30 {
+                values.push(v);
+                groups.push(g);
+                values.push(v);
+                groups.push(g);
+            }
+        }
+        let first: ArrayRef = Arc::new(datafusion::arrow::array::Int32Array::from(values));
+        acc.update_batch(std::slice::from_ref(&first), &groups, None, 4)
+            .unwrap();
+        assert!(
+            matches!(acc.seen, Seen::Pairs(_)),
+            "91 values do not fit 64 bits"
+        );
+        let more: ArrayRef = Arc::new(datafusion::arrow::array::Int32Array::from(vec![70, 70]));
+        acc.update_batch(std::slice::from_ref(&more), &[0, 3], None, 4)
+            .unwrap();
+        let state = acc.state(EmitTo::First(2)).unwrap();
+        let list = state[0].as_list::<i32>();
+        assert_eq!((list.value_length(0), list.value_length(1)), (2, 31));
+        let rest = acc.evaluate(EmitTo::All).unwrap();
+        assert_eq!(
+            rest.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                .values(),
+            &[61, 91]
         );
     }
 
