@@ -84,8 +84,17 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
 /// Rewrites what engines disagree on into a form each computes alike: integer division
 /// ([`exact_division`]), rounding a float to digits ([`decimal_round`]) and the days
 /// between two dates ([`days_between`]).
-pub fn make_portable(expr: Expr, table: &Table) -> Expr {
-    days_between(decimal_round(exact_division(expr, table), table), table)
+///
+/// One pass, children before parents, so a rewrite sees its operands already rewritten (a
+/// `ROUND` of an integer division rounds the exact quotient).
+pub fn make_portable(mut expr: Expr, table: &Table) -> Expr {
+    let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+        exact_division(e, table);
+        decimal_round(e, table);
+        days_between(e, table);
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr
 }
 
 /// The compiler's own name for "whole days from `b` to `a`"; each dialect spells it
@@ -94,24 +103,19 @@ pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
 
 /// Turns `a - b` of two dates into [`DAYS_BETWEEN`]`(a, b)`: an integer number of days in
 /// DataFusion, DuckDB, PostgreSQL and Snowflake, but an interval in Spark and BigQuery.
-pub fn days_between(mut expr: Expr, table: &Table) -> Expr {
-    use sqlparser::ast::visit_expressions_mut;
-    let _ = visit_expressions_mut(&mut expr, |e| {
-        if let Expr::BinaryOp {
-            left,
-            op: B::Minus,
-            right,
-        } = e
-            && family_of(left, table) == Some(TypeFamily::Date)
-            && family_of(right, table) == Some(TypeFamily::Date)
-        {
-            let a = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-            let b = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
-            *e = crate::fragment::call(DAYS_BETWEEN, vec![a, b]);
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    expr
+fn days_between(e: &mut Expr, table: &Table) {
+    if let Expr::BinaryOp {
+        left,
+        op: B::Minus,
+        right,
+    } = e
+        && family_of(left, table) == Some(TypeFamily::Date)
+        && family_of(right, table) == Some(TypeFamily::Date)
+    {
+        let a = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+        let b = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+        *e = crate::fragment::call(DAYS_BETWEEN, vec![a, b]);
+    }
 }
 
 /// Makes `ROUND(x, digits)` of a float round its decimal value:
@@ -120,28 +124,24 @@ pub fn days_between(mut expr: Expr, table: &Table) -> Expr {
 /// Rounding a binary float at a decimal tie differs by engine: DataFusion scales and rounds
 /// (`ROUND(26.645, 2)` is 26.65), DuckDB rounds the exact binary value (26.64), PostgreSQL
 /// only rounds `NUMERIC`. Rounding the value's 9-decimal form first gives one answer everywhere.
-pub fn decimal_round(mut expr: Expr, table: &Table) -> Expr {
+fn decimal_round(e: &mut Expr, table: &Table) {
     use crate::fragment::cast;
-    use sqlparser::ast::{DataType, ExactNumberInfo, visit_expressions_mut};
-    let _ = visit_expressions_mut(&mut expr, |e| {
-        if let Expr::Function(function) = e
-            && function_name(function) == "round"
-            && let FunctionArguments::List(list) = &mut function.args
-            && list.args.len() == 2
-            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(x))) = list.args.first_mut()
-            && family_of(x, table) == Some(TypeFamily::Float)
-        {
-            let operand = std::mem::replace(x, Expr::value(Value::Null));
-            *x = cast(
-                operand,
-                DataType::Decimal(ExactNumberInfo::PrecisionAndScale(38, 9)),
-            );
-            let rounded = std::mem::replace(e, Expr::value(Value::Null));
-            *e = cast(rounded, DataType::Double(ExactNumberInfo::None));
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    expr
+    use sqlparser::ast::{DataType, ExactNumberInfo};
+    if let Expr::Function(function) = e
+        && function_name(function) == "round"
+        && let FunctionArguments::List(list) = &mut function.args
+        && list.args.len() == 2
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(x))) = list.args.first_mut()
+        && family_of(x, table) == Some(TypeFamily::Float)
+    {
+        let operand = std::mem::replace(x, Expr::value(Value::Null));
+        *x = cast(
+            operand,
+            DataType::Decimal(ExactNumberInfo::PrecisionAndScale(38, 9)),
+        );
+        let rounded = std::mem::replace(e, Expr::value(Value::Null));
+        *e = cast(rounded, DataType::Double(ExactNumberInfo::None));
+    }
 }
 
 /// Makes every `a / b` of two integers an exact division, `CAST(a AS DOUBLE) / b`.
@@ -150,23 +150,19 @@ pub fn decimal_round(mut expr: Expr, table: &Table) -> Expr {
 /// 3), DuckDB, Spark, Snowflake and BigQuery divide exactly (3.5). featurecraft's `/` is the
 /// exact division everywhere, so one recipe means one table whatever the warehouse. Divisions
 /// whose operand types cannot be inferred are left as written.
-pub fn exact_division(mut expr: Expr, table: &Table) -> Expr {
-    use sqlparser::ast::{DataType, ExactNumberInfo, visit_expressions_mut};
-    let _ = visit_expressions_mut(&mut expr, |e| {
-        if let Expr::BinaryOp {
-            left,
-            op: B::Divide,
-            right,
-        } = e
-            && family_of(left, table) == Some(TypeFamily::Integer)
-            && family_of(right, table) == Some(TypeFamily::Integer)
-        {
-            let operand = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-            **left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    expr
+fn exact_division(e: &mut Expr, table: &Table) {
+    use sqlparser::ast::{DataType, ExactNumberInfo};
+    if let Expr::BinaryOp {
+        left,
+        op: B::Divide,
+        right,
+    } = e
+        && family_of(left, table) == Some(TypeFamily::Integer)
+        && family_of(right, table) == Some(TypeFamily::Integer)
+    {
+        let operand = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+        **left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
+    }
 }
 
 /// Where `expr` casts a floating-point value to text. Engines spell floats differently
