@@ -87,10 +87,11 @@ pub struct Capabilities {
     pub days_between: DaysBetween,
     /// DISTINCT aggregates other than `COUNT(DISTINCT x)` get CTEs of their own. DataFusion
     /// 55 gives a DISTINCT aggregate that shares its GROUP BY with other aggregates a hash
-    /// set per group, outside its memory pool; alone in its GROUP BY it is planned as two
-    /// cheap aggregations. `COUNT(DISTINCT x)` stays in its source's one scan, because
-    /// featurecraft's sessions count distinct values compactly ([`crate::distinct`]).
-    /// Warehouse dialects keep one CTE per source.
+    /// set per group (for a `COUNT(DISTINCT <string>)`, 44 KiB each and outside the memory
+    /// pool); alone in its GROUP BY it is planned as two cheap aggregations.
+    /// `COUNT(DISTINCT x)` stays in its source's one scan, because featurecraft's sessions
+    /// count distinct values compactly ([`crate::distinct`]). Warehouse dialects keep one
+    /// CTE per source.
     pub split_distinct_aggregates: bool,
     /// Functions this dialect spells differently: (featurecraft's name, the dialect's).
     pub renamed_functions: &'static [(&'static str, &'static str)],
