@@ -145,7 +145,7 @@ impl AggregateUDFImpl for CountWithCompactDistinct {
 }
 
 /// Grouped `COUNT(DISTINCT x)`: every distinct value is stored once and numbered
-/// ([`ValueTable`]); a group's values are a set of those numbers ([`Seen`]).
+/// (`ValueTable`); a group's values are a set of those numbers (`Seen`).
 ///
 /// Its state, between the partial and the final aggregation, is DataFusion's: per group, a
 /// list of its distinct values.

@@ -82,11 +82,12 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
 }
 
 /// Rewrites what engines disagree on into a form each computes alike: integer division
-/// ([`exact_division`]), rounding a float to digits ([`decimal_round`]) and the days
-/// between two dates ([`days_between`]).
+/// (`exact_division`), rounding a float to digits (`decimal_round`) and the days
+/// between two dates (`days_between`).
 ///
-/// One pass, children before parents, so a rewrite sees its operands already rewritten (a
-/// `ROUND` of an integer division rounds the exact quotient).
+/// One pass, children before parents, so a rewrite sees its operands already rewritten: a
+/// `ROUND` of an integer division rounds the exact quotient, and `(date - date) / 7` divides
+/// a whole number of days exactly.
 pub fn make_portable(mut expr: Expr, table: &Table) -> Expr {
     let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
         exact_division(e, table);
