@@ -112,6 +112,10 @@ pub struct PlannedLabel {
 
 /// Analyzes `recipe` against `catalog`.
 pub fn analyze(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptions) -> Analysis {
+    fragment::with_expression_stack(|| analyze_here(recipe, catalog, options))
+}
+
+fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptions) -> Analysis {
     let mut a = Analyzer {
         catalog,
         diagnostics: Vec::new(),

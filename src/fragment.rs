@@ -18,10 +18,46 @@ use std::ops::ControlFlow;
 /// How deep a fragment may nest before the parser refuses it (guards the stack).
 const RECURSION_LIMIT: usize = 64;
 
+/// The longest fragment accepted, in characters: far beyond any real feature, and it bounds
+/// the tree one fragment can parse into.
+pub const MAX_FRAGMENT_CHARS: usize = 100_000;
+
+/// How deep a parsed expression may nest. The parser's recursion limit does not see a chain
+/// of operators (`a + b + c …`), which parses into a tree as deep as the chain is long, and
+/// everything after parsing (copying, rewriting, rendering, DataFusion's planning and
+/// evaluation) walks the tree recursively: a deeper tree is refused here, not left to
+/// overflow a thread's stack and abort the process.
+pub const MAX_EXPRESSION_DEPTH: usize = 256;
+
+/// Stack reserved for a compile stage that walks expressions recursively: room for trees of
+/// [`MAX_EXPRESSION_DEPTH`] levels even in unoptimized code (about 10 KiB a level in a debug
+/// build), whatever thread the caller is on (a service's workers have 2 MiB).
+const EXPRESSION_STACK: usize = 16 << 20;
+
+/// Runs `stage` on a stack with room for the deepest accepted expression: analyze and
+/// render copy and rewrite trees recursively. Only address space is reserved; the pages a
+/// shallow recipe does not touch cost nothing.
+pub fn with_expression_stack<R>(stage: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(EXPRESSION_STACK, EXPRESSION_STACK, stage)
+}
+
 /// Parses `text` as exactly one SQL expression. Errors carry `path` and a span.
 pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
     if text.trim().is_empty() {
         return Err(Diagnostic::new(Code::E010, "the expression is empty").at(path));
+    }
+    if text.len() > MAX_FRAGMENT_CHARS {
+        let chars = text.chars().count();
+        if chars > MAX_FRAGMENT_CHARS {
+            return Err(Diagnostic::new(
+                Code::E010,
+                format!(
+                    "the expression is {chars} characters long; the limit is {MAX_FRAGMENT_CHARS}"
+                ),
+            )
+            .at(path)
+            .hint("split it into several features"));
+        }
     }
     let dialect = GenericDialect {};
     let mut parser = Parser::new(&dialect)
@@ -45,7 +81,55 @@ pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
                 .hint("write one SQL expression such as `SUM(amount)`; remove what follows it"),
         );
     }
+    let depth = depth(&expr);
+    if depth > MAX_EXPRESSION_DEPTH {
+        drop_deep(expr, depth);
+        return Err(Diagnostic::new(
+            Code::E010,
+            format!(
+                "the expression nests {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
+            ),
+        )
+        .at(path)
+        .hint("each operator of a chain such as `a + b + c` nests one level: split the chain into several features, or use `IN (…)` for a long list of `OR`s"));
+    }
     Ok(expr)
+}
+
+/// How many expressions deep `expr` nests. The walk is sqlparser's visitor, which grows its
+/// stack as it goes, so any tree the parser built can be measured.
+fn depth(expr: &Expr) -> usize {
+    struct Depth {
+        current: usize,
+        deepest: usize,
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+            self.current += 1;
+            self.deepest = self.deepest.max(self.current);
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+            self.current -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    let mut walk = Depth {
+        current: 0,
+        deepest: 0,
+    };
+    let _ = expr.visit(&mut walk);
+    walk.deepest
+}
+
+/// Drops a tree too deep for the thread's stack on a stack of its own, sized for `depth`
+/// levels: dropping recurses once per level.
+fn drop_deep(expr: Expr, depth: usize) {
+    const PER_LEVEL: usize = 1024;
+    stacker::grow((1 << 20) + depth.saturating_mul(PER_LEVEL), move || {
+        drop(expr)
+    });
 }
 
 fn parse_error(error: ParserError, text: &str, path: &str) -> Diagnostic {

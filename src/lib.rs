@@ -29,7 +29,7 @@
 //! | E002 | `entity_grain` is empty |
 //! | E003 | an output name (or the target table) is not a portable identifier `[A-Za-z_][A-Za-z0-9_]*` of at most 128 characters |
 //! | E004 | duplicate output name (grain, features and label compared ignoring case) |
-//! | E010 | a fragment does not parse |
+//! | E010 | a fragment does not parse, or is too large ([`fragment::MAX_FRAGMENT_CHARS`], [`fragment::MAX_EXPRESSION_DEPTH`]) |
 //! | E011 | a fragment is not a single expression (trailing input, a second statement) |
 //! | E012 | a forbidden construct: subquery, window function, nested aggregate, lambda, placeholder |
 //! | E020 | unknown table |

@@ -43,8 +43,12 @@ pub type CteFilter<'a> = &'a dyn Fn(&[Expr]) -> Option<Expr>;
 
 /// Renders the plan's CTAS in `dialect`.
 pub fn render(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>> {
+    crate::fragment::with_expression_stack(|| render_here(plan, dialect))
+}
+
+fn render_here(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>> {
     let caps = dialect.capabilities();
-    let query = build_query(plan, &caps, None)?;
+    let query = build_query_here(plan, &caps, None)?;
     let name = ObjectName::from(
         plan.target_table
             .iter()
@@ -75,6 +79,14 @@ pub fn reparse(sql: &str, dialect: Dialect) -> Result<Vec<Statement>, String> {
 /// Builds the CTAS's query. `filter`, given the grain columns of a CTE's table, may return a
 /// predicate that restricts the CTE's rows before grouping (entity sampling).
 pub fn build_query(
+    plan: &Plan,
+    caps: &Capabilities,
+    filter: Option<CteFilter>,
+) -> Result<Query, Vec<Diagnostic>> {
+    crate::fragment::with_expression_stack(|| build_query_here(plan, caps, filter))
+}
+
+fn build_query_here(
     plan: &Plan,
     caps: &Capabilities,
     filter: Option<CteFilter>,

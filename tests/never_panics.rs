@@ -159,3 +159,81 @@ fn deeply_nested_fragments_are_refused_not_overflowed() {
             .any(|d| d.code == featurecraft::Code::E010)
     );
 }
+
+/// A chain of operators parses into a tree as deep as it is long, which the parser's
+/// recursion limit does not see; before the depth check, this one aborted the process with
+/// a stack overflow while the analyzer copied the tree.
+#[test]
+fn a_long_chain_of_operators_is_refused_not_overflowed() {
+    let catalog = common::retail_json();
+    let terms = 40_000;
+    let chain = format!("SUM(amount){}", "+1".repeat(terms));
+    assert!(chain.chars().count() <= featurecraft::fragment::MAX_FRAGMENT_CHARS);
+    let compiled = compile(
+        &recipe_with(&chain, "churned_at", "orders"),
+        &catalog,
+        &CompileOptions::default(),
+    );
+    assert!(compiled.sql.is_none());
+    let refused = compiled
+        .diagnostics
+        .iter()
+        .find(|d| d.path.as_deref() == Some("features[0].expression"))
+        .expect("the chain is refused");
+    assert_eq!(refused.code, featurecraft::Code::E010);
+    assert!(
+        refused.message.contains(&format!(
+            "nests {} levels deep; the limit is {}",
+            terms + 2,
+            featurecraft::fragment::MAX_EXPRESSION_DEPTH
+        )),
+        "{}",
+        refused.message
+    );
+
+    // The same in the label, row-level.
+    let label = format!(
+        "CASE WHEN churned_at IS NULL THEN 0{} ELSE 1 END",
+        "+0".repeat(terms)
+    );
+    let compiled = compile(
+        &recipe_with("COUNT(*)", &label, "orders"),
+        &catalog,
+        &CompileOptions::default(),
+    );
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code == featurecraft::Code::E010
+                && d.path.as_deref() == Some("label.derivation")
+                && d.message.contains("levels deep")),
+        "{:#?}",
+        compiled.diagnostics
+    );
+}
+
+#[test]
+fn an_overlong_fragment_is_refused_before_it_is_parsed() {
+    let catalog = common::retail_json();
+    let long = format!("SUM(amount){}", " + 1".repeat(30_000));
+    let compiled = compile(
+        &recipe_with(&long, "churned_at", "orders"),
+        &catalog,
+        &CompileOptions::default(),
+    );
+    let refused = compiled
+        .diagnostics
+        .iter()
+        .find(|d| d.path.as_deref() == Some("features[0].expression"))
+        .expect("the fragment is refused");
+    assert_eq!(refused.code, featurecraft::Code::E010);
+    assert_eq!(
+        refused.message,
+        format!(
+            "the expression is {} characters long; the limit is {}",
+            long.chars().count(),
+            featurecraft::fragment::MAX_FRAGMENT_CHARS
+        )
+    );
+}

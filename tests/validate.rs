@@ -438,6 +438,61 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
     assert!(!has(&w, "W130"), "{w:?}");
 }
 
+/// The deepest expression the compiler accepts runs end to end on this (test) thread's
+/// stack: copied, rewritten, rendered, planned and evaluated by DataFusion.
+#[tokio::test]
+async fn the_deepest_accepted_expression_validates_and_computes() {
+    let catalog = common::retail().await;
+    let limit = featurecraft::fragment::MAX_EXPRESSION_DEPTH;
+    // `a + a + … + a` of n terms nests n levels; `SUM(amount)` terms add two more.
+    let row_terms = limit;
+    let sum_terms = limit - 1;
+    let text = json!({
+        "target_table": "deep",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END"},
+        "features": [
+            {"name": "fee_chain", "expression": vec!["monthly_fee"; row_terms].join(" + "), "source_table": "customers"},
+            {"name": "fee", "expression": "monthly_fee", "source_table": "customers"},
+            {"name": "amount_chain", "expression": vec!["SUM(amount)"; sum_terms].join(" + "), "source_table": "orders"},
+            {"name": "amount", "expression": "SUM(amount)", "source_table": "orders"}
+        ]
+    })
+    .to_string();
+    let (plan, warnings) = plan_of(&text, &catalog);
+    let validation = validate(&plan, &catalog, &ValidateOptions::default(), &warnings).await;
+    assert!(
+        validation.summary.is_some(),
+        "{:#?}",
+        validation.diagnostics
+    );
+
+    let (all, _) = full_rows(&catalog, &text).await;
+    let column = |name: &str| {
+        all.column(all.schema().index_of(name).unwrap())
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap_or_else(|| panic!("{name} is float64"))
+            .clone()
+    };
+    let (fee_chain, fee) = (column("fee_chain"), column("fee"));
+    let (amount_chain, amount) = (column("amount_chain"), column("amount"));
+    let mut compared = 0;
+    for row in 0..all.num_rows() {
+        if !fee.is_null(row) {
+            let want = fee.value(row) * row_terms as f64;
+            assert!((fee_chain.value(row) - want).abs() <= 1e-9 * want.abs().max(1.0));
+            compared += 1;
+        }
+        if !amount.is_null(row) {
+            let want = amount.value(row) * sum_terms as f64;
+            assert!((amount_chain.value(row) - want).abs() <= 1e-9 * want.abs().max(1.0));
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "compared {compared} values");
+}
+
 #[tokio::test]
 async fn a_thousand_all_null_features_stay_under_ten_kilobytes_with_w190() {
     let dir = people_catalog(50);
