@@ -2,7 +2,7 @@
 //! the bundled retail catalog's JSON description.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use featurecraft::fragment::parse_fragment;
+use featurecraft::fragment::{parse_fragment, parse_fragments};
 use featurecraft::{
     AnalyzeOptions, Catalog, CompileOptions, Dialect, analyze, compile, parse_recipe, render,
 };
@@ -83,10 +83,18 @@ fn bench_stages(c: &mut Criterion) {
     group.bench_function("parse_recipe", |b| {
         b.iter(|| parse_recipe(black_box(&text)))
     });
+    let texts: Vec<&str> = parsed
+        .features
+        .iter()
+        .map(|f| f.expression.as_str())
+        .collect();
     group.bench_function("parse_fragments", |b| {
+        b.iter(|| parse_fragments(black_box(&texts), |i| format!("features[{i}].expression")))
+    });
+    group.bench_function("parse_fragments_one_at_a_time", |b| {
         b.iter(|| {
-            for f in &parsed.features {
-                let _ = black_box(parse_fragment(&f.expression, "bench"));
+            for text in &texts {
+                let _ = black_box(parse_fragment(text, "bench"));
             }
         })
     });

@@ -158,13 +158,25 @@ impl<'c> Analyzer<'c> {
         let mut grain_checked: BTreeSet<String> = BTreeSet::new();
         let mut resolved = Vec::new();
         let mut resolved_exprs = Vec::new();
+        let texts: Vec<&str> = recipe
+            .features
+            .iter()
+            .map(|f| f.expression.as_str())
+            .collect();
+        let mut parsed_exprs =
+            fragment::parse_fragments(&texts, |i| format!("features[{i}].expression")).into_iter();
         for (i, feature) in recipe.features.iter().enumerate() {
             let table_path = format!("features[{i}].source_table");
             let table = self.resolve_table(&feature.source_table, &table_path);
             let expr_path = format!("features[{i}].expression");
-            let parsed = fragment::parse_fragment(&feature.expression, &expr_path)
-                .map_err(|d| self.push(d))
-                .ok();
+            let parsed = match parsed_exprs.next() {
+                Some(Ok(expr)) => Some(expr),
+                Some(Err(d)) => {
+                    self.push(d);
+                    None
+                }
+                None => None,
+            };
             let (Some(table), Some(expr)) = (table, parsed) else {
                 continue;
             };

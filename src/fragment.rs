@@ -29,22 +29,92 @@ pub const MAX_FRAGMENT_CHARS: usize = 100_000;
 /// overflow a thread's stack and abort the process.
 pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
-/// Stack reserved for a compile stage that walks expressions recursively: room for trees of
-/// [`MAX_EXPRESSION_DEPTH`] levels even in unoptimized code (about 10 KiB a level in a debug
-/// build), whatever thread the caller is on (a service's workers have 2 MiB).
-const EXPRESSION_STACK: usize = 16 << 20;
+/// Stack a compile stage (analyze, render) needs to copy and rewrite the deepest accepted
+/// expression, with room to spare. Unoptimized frames are several times larger (about
+/// 10 KiB a level in the deepest walk), so a debug build reserves more. A test compiles that
+/// expression on a thread with no more than this.
+pub const EXPRESSION_STACK_NEEDED: usize = if cfg!(debug_assertions) {
+    6 << 20
+} else {
+    1 << 20
+};
 
-/// Runs `stage` on a stack with room for the deepest accepted expression: analyze and
-/// render copy and rewrite trees recursively. Only address space is reserved; the pages a
-/// shallow recipe does not touch cost nothing.
+/// Runs `stage` where at least [`EXPRESSION_STACK_NEEDED`] of stack is left, moving to a
+/// fresh stack only when the caller's thread has less: most threads have room, and a new
+/// stack costs a mapping and its first page faults on every call.
 pub fn with_expression_stack<R>(stage: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(EXPRESSION_STACK, EXPRESSION_STACK, stage)
+    stacker::maybe_grow(EXPRESSION_STACK_NEEDED, 4 * EXPRESSION_STACK_NEEDED, stage)
 }
 
 /// Parses `text` as exactly one SQL expression. Errors carry `path` and a span.
 pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
+    parse_expression(text).map_err(|d| d.at(path))
+}
+
+/// Fragments from which one thread of [`parse_fragments`] is worth starting: starting a
+/// thread costs about as much as parsing a few fragments.
+const FRAGMENTS_PER_THREAD: usize = 128;
+
+/// Parses many fragments as [`parse_fragment`] does, in order, each error at the path
+/// `path(i)` gives. On a wide recipe parsing is the largest part of compiling, so it is
+/// spread over the machine's cores when there are enough fragments to pay for the threads.
+pub fn parse_fragments(
+    texts: &[&str],
+    path: impl Fn(usize) -> String,
+) -> Vec<Result<Expr, Diagnostic>> {
+    let threads = match texts.len() / FRAGMENTS_PER_THREAD {
+        0 | 1 => 1,
+        wanted => cores().min(wanted),
+    };
+    let parse_chunk = |chunk: &[&str]| -> Vec<Result<Expr, Diagnostic>> {
+        chunk.iter().map(|text| parse_expression(text)).collect()
+    };
+    let parsed = if threads == 1 {
+        parse_chunk(texts)
+    } else {
+        std::thread::scope(|scope| {
+            let mut chunks = texts.chunks(texts.len().div_ceil(threads));
+            let here = chunks.next().unwrap_or_default();
+            // A chunk whose thread cannot start is parsed here instead.
+            let started: Vec<_> = chunks
+                .map(|chunk| {
+                    std::thread::Builder::new()
+                        .name("featurecraft-parse".into())
+                        .spawn_scoped(scope, move || parse_chunk(chunk))
+                        .map_err(|_| chunk)
+                })
+                .collect();
+            let mut parsed = parse_chunk(here);
+            for thread in started {
+                match thread {
+                    Ok(handle) => match handle.join() {
+                        Ok(results) => parsed.extend(results),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    },
+                    Err(chunk) => parsed.extend(parse_chunk(chunk)),
+                }
+            }
+            parsed
+        })
+    };
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, result)| result.map_err(|d| d.at(path(i))))
+        .collect()
+}
+
+/// The cores this process may use, asked once: the answer reads cgroup files, which costs
+/// more than compiling a small recipe.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
+/// [`parse_fragment`] without the path, which the caller adds to an error.
+fn parse_expression(text: &str) -> Result<Expr, Diagnostic> {
     if text.trim().is_empty() {
-        return Err(Diagnostic::new(Code::E010, "the expression is empty").at(path));
+        return Err(Diagnostic::new(Code::E010, "the expression is empty"));
     }
     if text.len() > MAX_FRAGMENT_CHARS {
         let chars = text.chars().count();
@@ -55,7 +125,6 @@ pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
                     "the expression is {chars} characters long; the limit is {MAX_FRAGMENT_CHARS}"
                 ),
             )
-            .at(path)
             .hint("split it into several features"));
         }
     }
@@ -63,10 +132,8 @@ pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
         .try_with_sql(text)
-        .map_err(|e| parse_error(e, text, path))?;
-    let expr = parser
-        .parse_expr()
-        .map_err(|e| parse_error(e, text, path))?;
+        .map_err(|e| parse_error(e, text))?;
+    let expr = parser.parse_expr().map_err(|e| parse_error(e, text))?;
     let next = parser.peek_token();
     if next.token != Token::EOF {
         let what = if next.token == Token::SemiColon {
@@ -76,7 +143,6 @@ pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
         };
         return Err(
             Diagnostic::new(Code::E011, format!("not a single expression: found {what}"))
-                .at(path)
                 .with_span(Span::from_sql(next.span).or_else(|| Some(Span::at(1, 1))))
                 .hint("write one SQL expression such as `SUM(amount)`; remove what follows it"),
         );
@@ -90,7 +156,6 @@ pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
                 "the expression nests {depth} levels deep; the limit is {MAX_EXPRESSION_DEPTH}"
             ),
         )
-        .at(path)
         .hint("each operator of a chain such as `a + b + c` nests one level: split the chain into several features, or use `IN (…)` for a long list of `OR`s"));
     }
     Ok(expr)
@@ -132,15 +197,14 @@ fn drop_deep(expr: Expr, depth: usize) {
     });
 }
 
-fn parse_error(error: ParserError, text: &str, path: &str) -> Diagnostic {
+fn parse_error(error: ParserError, text: &str) -> Diagnostic {
     let message_text = match &error {
         ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
         ParserError::RecursionLimitExceeded => {
             return Diagnostic::new(
                 Code::E010,
                 format!("the expression nests deeper than {RECURSION_LIMIT} levels"),
-            )
-            .at(path);
+            );
         }
     };
     let (message, span) = split_location(&message_text);
@@ -152,9 +216,7 @@ fn parse_error(error: ParserError, text: &str, path: &str) -> Diagnostic {
             Span::at(line, column)
         })
     });
-    Diagnostic::new(Code::E010, format!("does not parse: {message}"))
-        .at(path)
-        .with_span(span)
+    Diagnostic::new(Code::E010, format!("does not parse: {message}")).with_span(span)
 }
 
 /// Splits sqlparser's "… at Line: L, Column: C" suffix into a span.
@@ -452,10 +514,52 @@ pub fn rewrite_columns(
 /// other aggregates NULL; `grain` maps a grain column read outside an aggregate to the
 /// expression that stands for it (the spine's column). `None` when the value is simply NULL.
 pub fn empty_set_value(expr: &Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Option<Expr> {
-    let folded = replace_aggregates(expr.clone(), grain);
+    let folded = fold_nulls(over_no_rows(expr, grain));
     (!is_null(&folded)).then_some(folded)
 }
 
+/// `expr` with each aggregate replaced by its value over no rows and each grain column by
+/// its stand-in. Operators are rebuilt around their rewritten operands, so the arguments of
+/// an aggregate (most of a feature's tree) are never copied; any other node is copied whole
+/// and rewritten in place.
+fn over_no_rows(expr: &Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Expr {
+    let operand = |e: &Expr| Box::new(over_no_rows(e, grain));
+    match expr {
+        Expr::Function(function) if is_aggregate(function) => {
+            if is_counting(function) {
+                number("0")
+            } else {
+                null()
+            }
+        }
+        Expr::Nested(inner) => Expr::Nested(operand(inner)),
+        Expr::BinaryOp { left, op, right } => Expr::BinaryOp {
+            left: operand(left),
+            op: op.clone(),
+            right: operand(right),
+        },
+        Expr::UnaryOp { op, expr: inner } => Expr::UnaryOp {
+            op: *op,
+            expr: operand(inner),
+        },
+        Expr::Cast {
+            kind,
+            expr: inner,
+            data_type,
+            array,
+            format,
+        } => Expr::Cast {
+            kind: kind.clone(),
+            expr: operand(inner),
+            data_type: data_type.clone(),
+            array: *array,
+            format: format.clone(),
+        },
+        other => replace_aggregates(other.clone(), grain),
+    }
+}
+
+/// [`over_no_rows`] on a tree of its own, by a walk that rewrites every node.
 fn replace_aggregates(expr: Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Expr {
     let mut expr = expr;
     let _ = visit_expressions_mut(&mut expr, |e| {
@@ -476,7 +580,7 @@ fn replace_aggregates(expr: Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Expr 
         }
         ControlFlow::<()>::Continue(())
     });
-    fold_nulls(expr)
+    expr
 }
 
 /// Folds operations that are NULL whenever an operand is NULL (arithmetic, comparison,
@@ -772,5 +876,46 @@ mod tests {
             value("COALESCE(SUM(x), COUNT(*), 5)").as_deref(),
             Some("COALESCE(0, 5)")
         );
+    }
+
+    #[test]
+    fn many_fragments_parse_in_order_as_one_at_a_time() {
+        let texts: Vec<String> = (0..1000)
+            .map(|i| match i % 7 {
+                0 => format!("SUM(amount * {i}"),
+                3 => format!("{i}; DROP TABLE t"),
+                _ => format!("COUNT(CASE WHEN amount > {i} THEN 1 END)"),
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let path = |i: usize| format!("features[{i}].expression");
+        let together = parse_fragments(&refs, path);
+        assert_eq!(together.len(), texts.len());
+        for (i, (text, result)) in texts.iter().zip(together).enumerate() {
+            assert_eq!(result, parse_fragment(text, &path(i)), "{i}");
+        }
+    }
+
+    #[test]
+    fn rebuilding_around_aggregates_equals_rewriting_a_whole_copy() {
+        let grain = |name: &str| {
+            (name == "customer_id").then(|| {
+                Expr::CompoundIdentifier(vec![Ident::new("spine"), Ident::new("customer_id")])
+            })
+        };
+        for text in [
+            "COUNT(*)",
+            "customer_id",
+            "-SUM(x) * (COUNT(DISTINCT y) + customer_id)",
+            "CAST(COUNT(*) AS DOUBLE) / NULLIF(COUNT(x), 0)",
+            "CASE WHEN COUNT(*) > 0 THEN customer_id END",
+            "COALESCE(MAX(x), customer_id, 0) || 'a'",
+            "(SUM(x) - MIN(x)) / 7 + CAST(customer_id AS TEXT)",
+        ] {
+            let expr = parse_fragment(text, "p").unwrap();
+            let whole = replace_aggregates(expr.clone(), &grain);
+            assert_eq!(over_no_rows(&expr, &grain), whole, "{text}");
+            assert!(!whole.to_string().contains("(x)"), "{whole}");
+        }
     }
 }

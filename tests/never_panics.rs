@@ -237,3 +237,28 @@ fn an_overlong_fragment_is_refused_before_it_is_parsed() {
         )
     );
 }
+
+/// Analyze and render move to a stack of their own only when the caller's thread has less
+/// than `EXPRESSION_STACK_NEEDED` left; here the thread has just that much and the stages
+/// stay on it, so the deepest accepted expression must fit.
+#[test]
+fn the_deepest_expression_compiles_within_the_stack_a_stage_reserves() {
+    let depth = featurecraft::fragment::MAX_EXPRESSION_DEPTH;
+    // `SUM(a) + … + SUM(a)` of n terms nests n + 1 levels; the label nests as deep.
+    let feature = vec!["SUM(amount)"; depth - 1].join(" + ");
+    let label = format!(
+        "CASE WHEN churned_at IS NULL THEN {} END",
+        vec!["0"; depth - 1].join(" + ")
+    );
+    let text = recipe_with(&feature, &label, "orders");
+    let compiled = std::thread::Builder::new()
+        .stack_size(featurecraft::fragment::EXPRESSION_STACK_NEEDED + (128 << 10))
+        .spawn(move || {
+            let catalog = common::retail_json();
+            compile(&text, &catalog, &CompileOptions::default())
+        })
+        .expect("the thread starts")
+        .join()
+        .expect("compiles without a panic");
+    assert!(compiled.sql.is_some(), "{:#?}", compiled.diagnostics);
+}
