@@ -8,7 +8,7 @@
 use crate::catalog::Catalog;
 use crate::diagnostic::Diagnostic;
 use crate::dialect::Dialect;
-use crate::job::{Job, JobStatus, ValidationSummary};
+use crate::job::{Job, JobStatus, TransitionError, ValidationSummary};
 use crate::recipe::FeatureRecipe;
 use crate::validate::{ValidateOptions, validate};
 use crate::{CompileOptions, compile_recipe};
@@ -173,6 +173,38 @@ pub async fn propose_for_job(
     }
 }
 
+/// Records on a `running` job what a run of the crew produced ([`propose_for_job`]), as a
+/// new job and a retry both do. A proposal that validated gives `pending_approval` with
+/// `sql` and `validation`; anything else gives `failed` with `error` set, keeping whatever
+/// was produced (the `sql` if the recipe compiled, so a reviewer can see what failed).
+pub fn record_proposal(
+    job: &mut Job,
+    proposal: Result<(FeatureRecipe, RecipeRun), String>,
+) -> Result<(), TransitionError> {
+    let (recipe, run) = match proposal {
+        Ok(proposal) => proposal,
+        Err(reason) => {
+            job.sql = None;
+            job.validation = None;
+            job.error = Some(reason);
+            return job.transition(JobStatus::Failed);
+        }
+    };
+    job.recipe = Some(recipe);
+    job.sql = run.sql.clone();
+    job.validation = run.validation.clone();
+    match run.error_paragraph() {
+        None if run.validation.is_some() => {
+            job.error = None;
+            job.transition(JobStatus::PendingApproval)
+        }
+        reason => {
+            job.error = Some(reason.unwrap_or_else(|| "validation produced no summary".into()));
+            job.transition(JobStatus::Failed)
+        }
+    }
+}
+
 /// Retries a failed job: compile and validation run again on its recipe against the catalog
 /// as it is now. Success gives `pending_approval` with `sql` and `validation`; failure gives
 /// `failed` with `error` set and whatever was produced (the `sql` if it compiled).
@@ -183,31 +215,7 @@ pub async fn retry(job: &Job, catalog: &Catalog, options: &RunOptions) -> Result
     let mut next = job.clone();
     next.transition(JobStatus::Running)
         .map_err(|e| RetryError::NotFailed(e.from))?;
-    let (recipe, run) = match propose_for_job(job, catalog, options).await {
-        Ok(proposal) => proposal,
-        Err(reason) => {
-            next.sql = None;
-            next.validation = None;
-            next.error = Some(reason);
-            next.transition(JobStatus::Failed)
-                .map_err(|e| RetryError::NotFailed(e.from))?;
-            return Ok(next);
-        }
-    };
-    next.recipe = Some(recipe);
-    next.sql = run.sql.clone();
-    next.validation = run.validation.clone();
-    match run.error_paragraph() {
-        None if run.validation.is_some() => {
-            next.error = None;
-            next.transition(JobStatus::PendingApproval)
-                .map_err(|e| RetryError::NotFailed(e.from))?;
-        }
-        reason => {
-            next.error = Some(reason.unwrap_or_else(|| "validation produced no summary".into()));
-            next.transition(JobStatus::Failed)
-                .map_err(|e| RetryError::NotFailed(e.from))?;
-        }
-    }
+    record_proposal(&mut next, propose_for_job(job, catalog, options).await)
+        .map_err(|e| RetryError::NotFailed(e.from))?;
     Ok(next)
 }

@@ -236,6 +236,46 @@ async fn a_job_failing_on_a_missing_table_succeeds_on_retry_once_it_is_added() {
     server.stop().await;
 }
 
+/// A recipe that compiles but fails while validating: the failed job keeps its SQL, when
+/// created and when retried alike, so a reviewer sees the query that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_in_validation_keeps_its_sql_when_created_and_retried() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let mut failing = recipe();
+    failing["features"].as_array_mut().unwrap().push(json!({
+        "name": "status_number",
+        "expression": "MAX(CAST(status AS INT))",
+        "source_table": "orders"
+    }));
+    let (status, job) = server.create_and_wait_with(&ana, &new_job(failing)).await;
+    assert_eq!(status, 201);
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.starts_with("validation failed"), "{error}");
+    assert!(error.contains("E050"), "{error}");
+    let sql = job["sql"].as_str().expect("the compiled SQL is kept");
+    assert!(sql.contains("\"status_number\""), "{sql}");
+    assert_eq!(job["validation"], Value::Null);
+
+    let id = job["job_id"].as_str().unwrap();
+    let (status, _, again) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/retry?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["status"], "failed", "{again}");
+    assert_eq!(again["sql"], job["sql"]);
+    assert_eq!(again["error"], job["error"]);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_the_contract_status_codes_and_json_bodies() {
     let w = world();

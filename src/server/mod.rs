@@ -305,28 +305,23 @@ async fn create_job(
 }
 
 /// Runs a new job's compile + validation (designing its recipe first when it came with a
-/// design request instead) and stores the outcome.
+/// design request instead) and stores the outcome, as a retry would record it.
 async fn run_new_job(state: Shared, job: Job) {
     let mut done = job.clone();
-    let outcome = proposal(&state, &job).await;
-    if let Ok((recipe, _, _)) = &outcome {
-        done.recipe = Some(recipe.clone());
-    }
-    apply_proposal(&mut done, outcome.map(|(_, sql, summary)| (sql, summary)));
+    let _ = crate::retry::record_proposal(&mut done, proposal(&state, &job).await);
     store_outcome(&state, &done, JobStatus::Running);
 }
 
-type Proposal = Result<(String, crate::ValidationSummary), String>;
-
-/// The job's recipe (or a designed one), compiled and validated against the catalog as it is now.
+/// The job's recipe (or a designed one), compiled and validated against the catalog as it
+/// is now; `Err` when there was nothing to run (no catalog, no recipe, a time-out).
 async fn proposal(
     state: &AppState,
     job: &Job,
-) -> Result<(crate::FeatureRecipe, String, crate::ValidationSummary), String> {
+) -> Result<(crate::FeatureRecipe, crate::retry::RecipeRun), String> {
     let catalog = Catalog::load(&state.config.catalog)
         .await
         .map_err(|e| e.to_string())?;
-    let (recipe, run) = tokio::time::timeout(
+    tokio::time::timeout(
         state.config.job_timeout,
         crate::retry::propose_for_job(job, &catalog, &state.config.run),
     )
@@ -336,29 +331,7 @@ async fn proposal(
             "validation took longer than {} s and was stopped",
             state.config.job_timeout.as_secs()
         )
-    })??;
-    if let Some(reason) = run.error_paragraph() {
-        return Err(reason);
-    }
-    match (run.sql, run.validation) {
-        (Some(sql), Some(summary)) => Ok((recipe, sql, summary)),
-        _ => Err("validation produced no summary".into()),
-    }
-}
-
-fn apply_proposal(job: &mut Job, outcome: Proposal) {
-    match outcome {
-        Ok((sql, summary)) => {
-            job.sql = Some(sql);
-            job.validation = Some(summary);
-            job.error = None;
-            let _ = job.transition(JobStatus::PendingApproval);
-        }
-        Err(reason) => {
-            job.error = Some(reason);
-            let _ = job.transition(JobStatus::Failed);
-        }
-    }
+    })?
 }
 
 fn store_outcome(state: &AppState, job: &Job, expected: JobStatus) {
