@@ -80,6 +80,13 @@ impl Server {
         (status, job)
     }
 
+    /// Retries job `id` and waits for the outcome; returns (status, job).
+    async fn retry_and_wait(&self, token: &str, id: &str) -> (u16, Value) {
+        let path = format!("{API}/jobs/{id}/retry?wait=true");
+        let (status, _, job) = self.call("POST", &path, Some(token), None, &[]).await;
+        (status, job)
+    }
+
     /// One HTTP/1.1 request; returns (status, headers, JSON body).
     async fn call(
         &self,
@@ -220,15 +227,7 @@ async fn a_job_failing_on_a_missing_table_succeeds_on_retry_once_it_is_added() {
     let id = job["job_id"].as_str().unwrap().to_string();
 
     std::fs::rename(&aside, w.catalog.join("support_tickets.parquet")).unwrap();
-    let (status, _, again) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs/{id}/retry?wait=true"),
-            Some(&ana),
-            None,
-            &[],
-        )
-        .await;
+    let (status, again) = server.retry_and_wait(&ana, &id).await;
     assert_eq!(status, 200);
     assert_eq!(again["status"], "pending_approval", "{again}");
     assert_eq!(again["error"], Value::Null);
@@ -260,15 +259,7 @@ async fn a_job_failing_in_validation_keeps_its_sql_when_created_and_retried() {
     assert_eq!(job["validation"], Value::Null);
 
     let id = job["job_id"].as_str().unwrap();
-    let (status, _, again) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs/{id}/retry?wait=true"),
-            Some(&ana),
-            None,
-            &[],
-        )
-        .await;
+    let (status, again) = server.retry_and_wait(&ana, id).await;
     assert_eq!(status, 200);
     assert_eq!(again["status"], "failed", "{again}");
     assert_eq!(again["sql"], job["sql"]);
@@ -581,15 +572,7 @@ async fn jobs_left_running_by_a_dead_process_are_failed_on_start_and_can_be_retr
         "{job}"
     );
     let id = job["job_id"].as_str().unwrap();
-    let (status, _, again) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs/{id}/retry?wait=true"),
-            Some(&ana),
-            None,
-            &[],
-        )
-        .await;
+    let (status, again) = server.retry_and_wait(&ana, id).await;
     assert_eq!(
         (status, again["status"].as_str()),
         (200, Some("pending_approval")),
@@ -704,15 +687,7 @@ async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() 
     let id = job["job_id"].as_str().unwrap().to_string();
 
     std::fs::rename(&kept, &spine).unwrap();
-    let (status, _, job) = server
-        .call(
-            "POST",
-            &format!("{API}/jobs/{id}/retry?wait=true"),
-            Some(&ana),
-            None,
-            &[],
-        )
-        .await;
+    let (status, job) = server.retry_and_wait(&ana, &id).await;
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["status"], "pending_approval", "{job}");
     assert_eq!(job["recipe"]["features"].as_array().unwrap().len(), 12);
