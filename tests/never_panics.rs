@@ -165,21 +165,13 @@ fn deeply_nested_fragments_are_refused_not_overflowed() {
 /// a stack overflow while the analyzer copied the tree.
 #[test]
 fn a_long_chain_of_operators_is_refused_not_overflowed() {
-    let catalog = common::retail_json();
     let terms = 40_000;
     let chain = format!("SUM(amount){}", "+1".repeat(terms));
     assert!(chain.chars().count() <= featurecraft::fragment::MAX_FRAGMENT_CHARS);
-    let compiled = compile(
+    let refused = diagnostic_at(
         &recipe_with(&chain, "churned_at", "orders"),
-        &catalog,
-        &CompileOptions::default(),
+        "features[0].expression",
     );
-    assert!(compiled.sql.is_none());
-    let refused = compiled
-        .diagnostics
-        .iter()
-        .find(|d| d.path.as_deref() == Some("features[0].expression"))
-        .expect("the chain is refused");
     assert_eq!(refused.code, featurecraft::Code::E010);
     assert!(
         refused.message.contains(&format!(
@@ -196,37 +188,25 @@ fn a_long_chain_of_operators_is_refused_not_overflowed() {
         "CASE WHEN churned_at IS NULL THEN 0{} ELSE 1 END",
         "+0".repeat(terms)
     );
-    let compiled = compile(
+    let refused = diagnostic_at(
         &recipe_with("COUNT(*)", &label, "orders"),
-        &catalog,
-        &CompileOptions::default(),
+        "label.derivation",
     );
+    assert_eq!(refused.code, featurecraft::Code::E010);
     assert!(
-        compiled
-            .diagnostics
-            .iter()
-            .any(|d| d.code == featurecraft::Code::E010
-                && d.path.as_deref() == Some("label.derivation")
-                && d.message.contains("levels deep")),
-        "{:#?}",
-        compiled.diagnostics
+        refused.message.contains("levels deep"),
+        "{}",
+        refused.message
     );
 }
 
 #[test]
 fn an_overlong_fragment_is_refused_before_it_is_parsed() {
-    let catalog = common::retail_json();
     let long = format!("SUM(amount){}", " + 1".repeat(30_000));
-    let compiled = compile(
+    let refused = diagnostic_at(
         &recipe_with(&long, "churned_at", "orders"),
-        &catalog,
-        &CompileOptions::default(),
+        "features[0].expression",
     );
-    let refused = compiled
-        .diagnostics
-        .iter()
-        .find(|d| d.path.as_deref() == Some("features[0].expression"))
-        .expect("the fragment is refused");
     assert_eq!(refused.code, featurecraft::Code::E010);
     assert_eq!(
         refused.message,
@@ -236,6 +216,18 @@ fn an_overlong_fragment_is_refused_before_it_is_parsed() {
             featurecraft::fragment::MAX_FRAGMENT_CHARS
         )
     );
+}
+
+/// The diagnostic compiling `recipe` against the retail catalog gives at `path`; the
+/// recipe must not compile.
+fn diagnostic_at(recipe: &str, path: &str) -> featurecraft::Diagnostic {
+    let compiled = compile(recipe, &common::retail_json(), &CompileOptions::default());
+    assert!(compiled.sql.is_none());
+    compiled
+        .diagnostics
+        .into_iter()
+        .find(|d| d.path.as_deref() == Some(path))
+        .unwrap_or_else(|| panic!("no diagnostic at {path}"))
 }
 
 /// Analyze and render move to a stack of their own only when the caller's thread has less
