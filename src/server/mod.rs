@@ -326,12 +326,15 @@ async fn proposal(
         crate::retry::propose_for_job(job, &catalog, &state.config.run),
     )
     .await
-    .map_err(|_| {
-        format!(
-            "validation took longer than {} s and was stopped",
-            state.config.job_timeout.as_secs()
-        )
-    })?
+    .map_err(|_| timed_out(state))?
+}
+
+/// The `error` of a job stopped at the service's time limit.
+fn timed_out(state: &AppState) -> String {
+    format!(
+        "validation took longer than {} s and was stopped",
+        state.config.job_timeout.as_secs()
+    )
 }
 
 fn store_outcome(state: &AppState, job: &Job, expected: JobStatus) {
@@ -438,10 +441,7 @@ async fn retry_job(
                 match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
                     Ok(Ok(job)) => job,
                     Ok(Err(e)) => failed_copy(&failed, e.to_string()),
-                    Err(_) => failed_copy(
-                        &failed,
-                        "validation took longer than the service's time limit".into(),
-                    ),
+                    Err(_) => failed_copy(&failed, timed_out(&task_state)),
                 }
             }
             Err(e) => failed_copy(&failed, e.to_string()),
