@@ -482,6 +482,16 @@ fn check_view_sql(sql: &str) -> Result<(), String> {
     let statements =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, sql)
             .map_err(|e| format!("view does not parse: {e}"))?;
+    // The same bound as a recipe fragment's: DataFusion walks the view's expressions
+    // recursively when it plans it.
+    let depth = crate::fragment::depth(&statements);
+    if depth > crate::fragment::MAX_EXPRESSION_DEPTH {
+        crate::fragment::drop_deep(statements, depth);
+        return Err(format!(
+            "view nests expressions {depth} levels deep; the limit is {}",
+            crate::fragment::MAX_EXPRESSION_DEPTH
+        ));
+    }
     match statements.as_slice() {
         [Statement::Query(_)] => Ok(()),
         [] => Err("view file is empty: it must hold one SELECT".into()),
@@ -637,6 +647,23 @@ fn first_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_nested_too_deep_is_refused_before_it_is_planned() {
+        assert_eq!(
+            check_view_sql("SELECT customer_id, amount + amount AS doubled FROM orders"),
+            Ok(())
+        );
+        let deep = format!(
+            "SELECT customer_id, amount{} AS x FROM orders",
+            "+1".repeat(40_000)
+        );
+        let refused = check_view_sql(&deep).unwrap_err();
+        assert!(
+            refused.starts_with("view nests expressions 40001 levels deep; the limit is 256"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn json_catalog_keeps_column_order_and_types() {

@@ -161,9 +161,10 @@ fn parse_expression(text: &str) -> Result<Expr, Diagnostic> {
     Ok(expr)
 }
 
-/// How many expressions deep `expr` nests. The walk is sqlparser's visitor, which grows its
-/// stack as it goes, so any tree the parser built can be measured.
-fn depth(expr: &Expr) -> usize {
+/// How many expressions deep `node` (an expression, a statement) nests. The walk is
+/// sqlparser's visitor, which grows its stack as it goes, so any tree the parser built can
+/// be measured before anything else walks it.
+pub fn depth(node: &impl Visit) -> usize {
     struct Depth {
         current: usize,
         deepest: usize,
@@ -184,16 +185,16 @@ fn depth(expr: &Expr) -> usize {
         current: 0,
         deepest: 0,
     };
-    let _ = expr.visit(&mut walk);
+    let _ = node.visit(&mut walk);
     walk.deepest
 }
 
 /// Drops a tree too deep for the thread's stack on a stack of its own, sized for `depth`
 /// levels: dropping recurses once per level.
-fn drop_deep(expr: Expr, depth: usize) {
+pub fn drop_deep<T>(tree: T, depth: usize) {
     const PER_LEVEL: usize = 1024;
     stacker::grow((1 << 20) + depth.saturating_mul(PER_LEVEL), move || {
-        drop(expr)
+        drop(tree)
     });
 }
 
