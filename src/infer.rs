@@ -105,17 +105,33 @@ pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
 /// Turns `a - b` of two dates into [`DAYS_BETWEEN`]`(a, b)`: an integer number of days in
 /// DataFusion, DuckDB, PostgreSQL and Snowflake, but an interval in Spark and BigQuery.
 fn days_between(e: &mut Expr, table: &Table) {
-    if let Expr::BinaryOp {
-        left,
-        op: B::Minus,
-        right,
-    } = e
-        && family_of(left, table) == Some(TypeFamily::Date)
-        && family_of(right, table) == Some(TypeFamily::Date)
-    {
-        let a = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-        let b = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+    if let Some((left, right)) = operands(e, B::Minus, TypeFamily::Date, table) {
+        let a = std::mem::replace(left, Expr::value(Value::Null));
+        let b = std::mem::replace(right, Expr::value(Value::Null));
         *e = crate::fragment::call(DAYS_BETWEEN, vec![a, b]);
+    }
+}
+
+/// The operands of `e` when it is `left op right` with both sides of `family`: the shape
+/// the per-operator rewrites look for.
+fn operands<'e>(
+    e: &'e mut Expr,
+    op: B,
+    family: TypeFamily,
+    table: &Table,
+) -> Option<(&'e mut Expr, &'e mut Expr)> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: found,
+            right,
+        } if *found == op
+            && family_of(left, table) == Some(family)
+            && family_of(right, table) == Some(family) =>
+        {
+            Some((left.as_mut(), right.as_mut()))
+        }
+        _ => None,
     }
 }
 
@@ -153,16 +169,9 @@ fn decimal_round(e: &mut Expr, table: &Table) {
 /// whose operand types cannot be inferred are left as written.
 fn exact_division(e: &mut Expr, table: &Table) {
     use sqlparser::ast::{DataType, ExactNumberInfo};
-    if let Expr::BinaryOp {
-        left,
-        op: B::Divide,
-        right,
-    } = e
-        && family_of(left, table) == Some(TypeFamily::Integer)
-        && family_of(right, table) == Some(TypeFamily::Integer)
-    {
-        let operand = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
-        **left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
+    if let Some((left, _)) = operands(e, B::Divide, TypeFamily::Integer, table) {
+        let operand = std::mem::replace(left, Expr::value(Value::Null));
+        *left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
     }
 }
 
