@@ -11,7 +11,13 @@ For each recipe: `featurecraft materialize` gives the DataFusion table; `feature
 --dialect D` gives each dialect's CTAS, which runs unchanged in that dialect's engine over the
 same catalog (Parquet tables loaded, views created from their SQL); the table is read back
 and compared with DataFusion's, by grain, column by column (floats within 1e-9 relative,
-NULL and NaN told apart). Snowflake and BigQuery have no engine here: their CTAS is read back
+NULL and NaN told apart). Each engine also holds two sentinel tables (`featurecraft_sentinel`,
+`pwned`): a CTAS that drops or changes them, or creates any table but its target, is reported
+`tampered`. A recipe the compiler refuses must be refused in every dialect.
+
+`--literals FILE` runs `SELECT <sql>` for each `{dialect, sql, expected}` of a JSON list in
+that dialect's engine and checks the string it returns (featurecraft's escaper, tested in
+the engines themselves). Snowflake and BigQuery have no engine here: their CTAS is read back
 by sqlparser in the dialect's own grammar, and the report says so.
 
 Engines are started by this script and stopped before it exits; every temporary folder is
@@ -179,6 +185,15 @@ class DuckDb:
         columns = [d[0] for d in cursor.description]
         return columns, cursor.fetchall()
 
+    def query(self, sql):
+        return self.con.execute(sql).fetchall()
+
+    def tables(self):
+        return {
+            f"{schema}.{name}"
+            for schema, name in self.query("SELECT table_schema, table_name FROM information_schema.tables")
+        }
+
 
 class Postgres:
     name = "postgres"
@@ -305,6 +320,18 @@ class Postgres:
         columns = [d.name for d in cursor.description]
         return columns, cursor.fetchall()
 
+    def query(self, sql):
+        return self.con.execute(sql).fetchall()
+
+    def tables(self):
+        return {
+            f"{schema}.{name}"
+            for schema, name in self.query(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+        }
+
 
 def postgres_type(arrow_type, table):
     import pyarrow as pa
@@ -387,6 +414,16 @@ class Spark:
         self.spark.sql(ctas)
         frame = self.spark.table(quote(target, "`"))
         return frame.columns, [tuple(r) for r in frame.collect()]
+
+    def query(self, sql):
+        return [tuple(r) for r in self.spark.sql(sql).collect()]
+
+    def tables(self):
+        found = set()
+        for (database,) in self.query("SHOW DATABASES"):
+            for row in self.query(f"SHOW TABLES IN `{database}`"):
+                found.add(f"{database}.{row[1]}")
+        return found
 
 
 ENGINES = {"duckdb": DuckDb, "postgres": Postgres, "spark": Spark}
@@ -558,14 +595,23 @@ def check_recipe(featurecraft, recipe, engines, args, scratch):
     target = spec["target_table"]
     report = {"recipe": Path(recipe).name, "engines": []}
     path, error = featurecraft.materialize(recipe, scratch / "warehouse")
+    reference = None
     if error:
-        report["datafusion"] = {"verdict": "error", "message": error}
-        return report
-    import pyarrow.parquet as pq
-    table = pq.read_table(path)
-    reference = (table.column_names, list(zip(*(c.to_pylist() for c in table.columns))))
-    report["datafusion"] = {"rows": table.num_rows, "columns": table.num_columns}
-    report["datafusion"]["shown"] = shown_rows(*reference, grain, args.show_rows)
+        compiled = featurecraft.compile(recipe, "datafusion")
+        if compiled["sql"] is None:
+            # The compiler refused the recipe: every dialect is then checked for refusing it too.
+            report["datafusion"] = {"verdict": "refused", "message": "; ".join(
+                f'{d["code"]}: {d["message"]}' for d in compiled["diagnostics"] if d["severity"] == "error"
+            )}
+        else:
+            report["datafusion"] = {"verdict": "error", "message": error}
+            return report
+    else:
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        reference = (table.column_names, list(zip(*(c.to_pylist() for c in table.columns))))
+        report["datafusion"] = {"rows": table.num_rows, "columns": table.num_columns}
+        report["datafusion"]["shown"] = shown_rows(*reference, grain, args.show_rows)
     for engine in engines:
         dialect = ENGINE_DIALECT[engine.name]
         result = {"engine": engine.name, "dialect": dialect}
@@ -574,12 +620,23 @@ def check_recipe(featurecraft, recipe, engines, args, scratch):
         if compiled["sql"] is None:
             result["verdict"] = "refused"
             result["message"] = "; ".join(f'{d["code"]}: {d["message"]}' for d in refusals)
+        elif reference is None:
+            result["verdict"] = "error"
+            result["message"] = "compiles here but not for DataFusion: " + report["datafusion"]["message"]
         else:
+            before = engine.tables()
             try:
                 columns, rows = engine.run(compiled["sql"], target)
             except Exception as e:
                 result["verdict"] = "error"
                 result["message"] = f"{type(e).__name__}: {str(e).strip()}"
+            else:
+                tampered = tampering(engine, before, target)
+            if "verdict" in result:
+                pass
+            elif tampered:
+                result["verdict"] = "tampered"
+                result["message"] = tampered
             else:
                 total, differences = compare(reference, (columns, rows), grain, args.max_differences)
                 result["verdict"] = "same" if total == 0 else "different"
@@ -607,10 +664,70 @@ def check_recipe(featurecraft, recipe, engines, args, scratch):
     return report
 
 
+# The tables every engine holds besides the catalog: a recipe's CTAS must leave them as they
+# are and create nothing but its target (an injected statement would drop or add one).
+SENTINELS = ("featurecraft_sentinel", "pwned")
+
+
+def create_sentinels(engine):
+    for name in SENTINELS:
+        sql = f"CREATE TABLE {name} AS SELECT 42 AS answer"
+        if engine.name == "spark":
+            engine.spark.sql(sql)
+        else:
+            engine.con.execute(sql)
+
+
+def tampering(engine, before, target):
+    """What a CTAS did besides creating its target, or None."""
+    after = engine.tables()
+    wanted = target if "." in target else None
+    changes = []
+    for t in sorted(before - after):
+        changes.append(f"dropped {t}")
+    for t in sorted(after - before):
+        if wanted and t == target:
+            continue
+        if not wanted and t.split(".")[-1] == target:
+            continue
+        changes.append(f"created {t}")
+    for name in SENTINELS:
+        try:
+            rows = engine.query(f"SELECT answer FROM {name}")
+        except Exception as e:
+            changes.append(f"{name} unreadable: {type(e).__name__}")
+            continue
+        if rows != [(42,)]:
+            changes.append(f"{name} changed: {rows!r}")
+    return "; ".join(changes) or None
+
+
+def check_literals(engines, path):
+    """Runs `SELECT <literal>` for each {dialect, sql, expected} and reports mismatches."""
+    cases = json.loads(Path(path).read_text())
+    checked, mismatches = 0, []
+    for engine in engines:
+        dialect = ENGINE_DIALECT[engine.name]
+        for case in cases:
+            if case["dialect"] != dialect:
+                continue
+            checked += 1
+            try:
+                got = engine.query(f"SELECT {case['sql']}")[0][0]
+            except Exception as e:
+                mismatches.append({"engine": engine.name, "sql": case["sql"], "error": f"{type(e).__name__}: {e}"})
+                continue
+            if got != case["expected"]:
+                mismatches.append({"engine": engine.name, "sql": case["sql"], "expected": case["expected"], "got": got})
+    return {"checked": checked, "mismatches": mismatches}
+
+
 def print_text(report):
     df = report["datafusion"]
     if "rows" in df:
         print(f'{report["recipe"]}: DataFusion {df["rows"]} rows x {df["columns"]} columns')
+    elif df.get("verdict") == "refused":
+        print(f'{report["recipe"]}: refused by the compiler: {df["message"]}')
     else:
         print(f'{report["recipe"]}: DataFusion failed: {df["message"]}')
     for r in report["engines"]:
@@ -629,7 +746,7 @@ def print_text(report):
 
 def main():
     parser = argparse.ArgumentParser(prog="check-dialects", description=__doc__.split("\n\n")[0])
-    parser.add_argument("recipes", nargs="+", type=Path)
+    parser.add_argument("recipes", nargs="*", type=Path)
     parser.add_argument("--catalog", required=True, type=Path)
     parser.add_argument("--engines", default="duckdb,postgres", help="comma-separated: duckdb, postgres, spark")
     parser.add_argument("--featurecraft", type=Path, default=ROOT / "target" / "debug" / "featurecraft",
@@ -637,7 +754,12 @@ def main():
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument("--show-rows", type=int, default=0, help="include the first N rows by grain from every engine")
     parser.add_argument("--max-differences", type=int, default=5)
+    parser.add_argument("--literals", type=Path,
+                        help="a JSON list of {dialect, sql, expected}: run `SELECT <sql>` in that dialect's engine "
+                             "and check it returns the expected string")
     args = parser.parse_args()
+    if not args.recipes and not args.literals:
+        parser.error("give recipes, --literals FILE, or both")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
@@ -669,17 +791,27 @@ def main():
             print(f"check-dialects: {name}: {e}", file=sys.stderr)
             return 2
         print(f"check-dialects: {engine.version} loaded the catalog in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        create_sentinels(engine)
         engines.append(engine)
 
     reports = [check_recipe(featurecraft, r, engines, args, scratch) for r in args.recipes]
+    literals = check_literals(engines, args.literals) if args.literals else None
     if args.format == "json":
-        print(json.dumps({"engines": {e.name: e.version for e in engines}, "recipes": reports}, indent=2))
+        out = {"engines": {e.name: e.version for e in engines}, "recipes": reports}
+        if literals is not None:
+            out["literals"] = literals
+        print(json.dumps(out, indent=2))
     else:
         for report in reports:
             print_text(report)
+        if literals is not None:
+            print(f'literals: {literals["checked"]} checked, {len(literals["mismatches"])} mismatched')
+            for m in literals["mismatches"]:
+                print(f"      {json.dumps(m)}")
     bad = any(
-        r["verdict"] in ("different", "error") for rep in reports for r in rep["engines"]
-    ) or any("rows" not in rep["datafusion"] for rep in reports)
+        r["verdict"] in ("different", "error", "tampered") for rep in reports for r in rep["engines"]
+    ) or any(rep["datafusion"].get("verdict") == "error" for rep in reports)
+    bad = bad or bool(literals and literals["mismatches"])
     return 1 if bad else 0
 
 

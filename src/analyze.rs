@@ -21,11 +21,30 @@ use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
 use std::collections::{BTreeSet, HashMap};
 
+/// The most features a recipe may have unless the caller allows more: compile and
+/// validation cost grow with the features, and a service must bound what one request costs.
+/// Far above what a training table needs (the built-in crew proposes a few hundred).
+pub const MAX_FEATURES: usize = 10_000;
+
+/// The longest output, table or domain name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+
 /// Knobs of the analysis.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
     /// Strict mode: suspected label leakage (`W010`) is an error instead of a warning.
     pub strict: bool,
+    /// A recipe with more features is refused (`E005`) before any fragment is parsed.
+    pub max_features: usize,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            strict: false,
+            max_features: MAX_FEATURES,
+        }
+    }
 }
 
 /// What analysis produced: the plan (when the recipe has no error) and every finding.
@@ -151,6 +170,21 @@ impl<'c> Analyzer<'c> {
     }
 
     fn run(&mut self, recipe: &FeatureRecipe, options: &AnalyzeOptions) -> Option<Plan> {
+        if recipe.features.len() > options.max_features {
+            self.push(
+                Diagnostic::new(
+                    Code::E005,
+                    format!(
+                        "the recipe has {} features; the limit is {}",
+                        recipe.features.len(),
+                        options.max_features
+                    ),
+                )
+                .at("features")
+                .hint("split the training table into several recipes joined on the grain, or keep the features that matter"),
+            );
+            return None;
+        }
         let target_table = self.check_target(&recipe.target_table);
         self.check_names(recipe);
 
@@ -402,16 +436,24 @@ impl<'c> Analyzer<'c> {
         );
     }
 
-    /// The target table must be one to three portable identifiers joined by dots.
+    /// The target table must be one to three names joined by dots.
     fn check_target(&mut self, target: &str) -> Option<Vec<String>> {
         let parts: Vec<String> = target.split('.').map(str::to_string).collect();
-        if parts.len() > 3 || parts.iter().any(|p| !is_portable(p)) {
+        let problem = if parts.len() > 3 {
+            Some("has more than three parts".to_string())
+        } else {
+            parts.iter().find_map(|p| {
+                name_problem(p).map(|why| format!("has a part `{}` that {why}", shown_name(p)))
+            })
+        };
+        if let Some(why) = problem {
             self.push(
                 Diagnostic::new(
                     Code::E003,
-                    format!("target table `{target}` is not a portable name: use `name` or `domain.name` made of letters, digits and `_`"),
+                    format!("target table `{}` {why}", shown_name(target)),
                 )
-                .at("target_table"),
+                .at("target_table")
+                .hint("use `name` or `domain.name` made of letters, digits and `_`"),
             );
             return None;
         }
@@ -433,16 +475,13 @@ impl<'c> Analyzer<'c> {
         // Lower-cased name → the path that first used it.
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut check = |me: &mut Self, name: &str, path: String, what: &str| {
-            if !is_portable(name) || name.len() > 128 {
-                let reason = if name.is_empty() {
-                    "is empty".to_string()
-                } else if name.len() > 128 {
-                    format!("is {} characters long; the limit is 128", name.len())
-                } else {
-                    "is not a portable identifier (letters, digits and `_`, not starting with a digit)".to_string()
-                };
+            if let Some(reason) = name_problem(name) {
                 me.push(
-                    Diagnostic::new(Code::E003, format!("{what} name `{name}` {reason}")).at(path),
+                    Diagnostic::new(
+                        Code::E003,
+                        format!("{what} name `{}` {reason}", shown_name(name)),
+                    )
+                    .at(path),
                 );
                 return;
             }
@@ -577,12 +616,15 @@ impl<'c> Analyzer<'c> {
     }
 
     fn report_forbidden(&mut self, facts: &FragmentFacts, path: &str) -> bool {
-        for (what, span) in &facts.forbidden {
+        for forbidden in &facts.forbidden {
             self.push(
-                Diagnostic::new(Code::E012, format!("{what} is not allowed in a recipe fragment"))
-                    .at(path)
-                    .with_span(*span)
-                    .hint("a fragment is one expression over its source table; express joins and windows as catalog views"),
+                Diagnostic::new(
+                    Code::E012,
+                    format!("{} is not allowed in a recipe fragment", forbidden.what),
+                )
+                .at(path)
+                .with_span(forbidden.span)
+                .hint(forbidden.hint),
             );
         }
         facts.forbidden.is_empty()
@@ -963,6 +1005,36 @@ fn label_path(recipe: &FeatureRecipe) -> String {
         "label.column"
     }
     .to_string()
+}
+
+/// Why `name` cannot be an output column, table or domain name, if it cannot: it must be
+/// portable and at most [`MAX_NAME_CHARS`] long. The one rule for recipes, jobs and the
+/// warehouse folders materialization writes.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_NAME_CHARS {
+        Some(format!(
+            "is {} characters long; the limit is {MAX_NAME_CHARS}",
+            name.chars().count()
+        ))
+    } else if !is_portable(name) {
+        Some(
+            "is not a portable identifier (letters, digits and `_`, not starting with a digit)"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
+/// A name for a message: cut to 64 characters, so a 5000-character name stays readable.
+pub fn shown_name(name: &str) -> String {
+    if name.chars().count() > 64 {
+        format!("{}…", name.chars().take(64).collect::<String>())
+    } else {
+        name.to_string()
+    }
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`: a name every supported warehouse accepts.

@@ -50,8 +50,13 @@ pub struct Column {
 pub enum TableSource {
     /// Parquet files and their total row count from the footers.
     Parquet { files: Vec<PathBuf>, row_count: u64 },
-    /// A view: one query over other catalog tables.
-    View { sql: String, file: PathBuf },
+    /// A view: one query over other catalog tables, as written and as parsed (the parsed
+    /// query is what DataFusion plans).
+    View {
+        sql: String,
+        query: Box<sqlparser::ast::Query>,
+        file: PathBuf,
+    },
     /// Declared in a JSON catalog: a schema without data.
     Declared,
 }
@@ -291,16 +296,17 @@ impl Catalog {
             for (name, file) in pending {
                 let sql = std::fs::read_to_string(&file)
                     .map_err(|e| catalog_error(&file, format!("cannot read: {e}")))?;
-                check_view_sql(&sql).map_err(|m| catalog_error(&file, m))?;
-                match ctx.sql_with_options(&sql, read_only()).await {
-                    Ok(frame) => {
-                        let columns = columns_of(frame.schema().as_arrow());
+                let query = view_query(&sql).map_err(|m| catalog_error(&file, m))?;
+                match plan_query(&ctx.state(), query.clone()).await {
+                    Ok(plan) => {
+                        let columns = columns_of(plan.schema().as_arrow());
                         self.insert(
                             Table {
                                 name,
                                 columns,
                                 source: TableSource::View {
                                     sql,
+                                    query: Box::new(query),
                                     file: file.clone(),
                                 },
                             },
@@ -417,7 +423,7 @@ impl Catalog {
                         .map_err(|e| catalog_error(&here, e.to_string()))?;
                     register(&ctx, table, Arc::new(provider), &here)?;
                 }
-                TableSource::View { sql, file } => views.push((table, sql, file)),
+                TableSource::View { query, file, .. } => views.push((table, query, file)),
                 TableSource::Declared => {}
             }
         }
@@ -426,15 +432,18 @@ impl Catalog {
             let before = views.len();
             let mut waiting = Vec::new();
             let mut last_error = None;
-            for (table, sql, file) in views {
-                match ctx.sql_with_options(sql, read_only()).await {
-                    Ok(frame) => register(&ctx, table, frame.into_view(), file)?,
+            for (table, query, file) in views {
+                match plan_query(&ctx.state(), query.as_ref().clone()).await {
+                    Ok(plan) => {
+                        let frame = datafusion::dataframe::DataFrame::new(ctx.state(), plan);
+                        register(&ctx, table, frame.into_view(), file)?
+                    }
                     Err(e) => {
                         last_error = Some(catalog_error(
                             file,
                             format!("view does not plan: {}", first_line(&e.to_string())),
                         ));
-                        waiting.push((table, sql, file));
+                        waiting.push((table, query, file));
                     }
                 }
             }
@@ -453,6 +462,21 @@ pub fn read_only() -> SQLOptions {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
+}
+
+/// Plans a query featurecraft parsed or built, read-only. DataFusion is handed the AST
+/// that was analyzed, never text printed and parsed again, so what runs is exactly what
+/// was checked.
+pub async fn plan_query(
+    state: &datafusion::execution::SessionState,
+    query: sqlparser::ast::Query,
+) -> datafusion::common::Result<datafusion::logical_expr::LogicalPlan> {
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(
+        sqlparser::ast::Statement::Query(Box::new(query)),
+    ));
+    let plan = state.statement_to_plan(statement).await?;
+    read_only().verify_plan(&plan)?;
+    Ok(plan)
 }
 
 fn register(
@@ -477,9 +501,11 @@ fn register(
     Ok(())
 }
 
-fn check_view_sql(sql: &str) -> Result<(), String> {
+/// The one query a view file holds, parsed once: the same AST is checked here and
+/// planned by DataFusion.
+fn view_query(sql: &str) -> Result<sqlparser::ast::Query, String> {
     use sqlparser::ast::Statement;
-    let statements =
+    let mut statements =
         sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, sql)
             .map_err(|e| format!("view does not parse: {e}"))?;
     // The same bound as a recipe fragment's: DataFusion walks the view's expressions
@@ -492,8 +518,12 @@ fn check_view_sql(sql: &str) -> Result<(), String> {
             crate::fragment::MAX_EXPRESSION_DEPTH
         ));
     }
+    if let [Statement::Query(_)] = statements.as_slice()
+        && let Some(Statement::Query(query)) = statements.pop()
+    {
+        return Ok(*query);
+    }
     match statements.as_slice() {
-        [Statement::Query(_)] => Ok(()),
         [] => Err("view file is empty: it must hold one SELECT".into()),
         [_] => {
             Err("a view file must hold one SELECT (or WITH … SELECT), not another statement".into())
@@ -650,15 +680,12 @@ mod tests {
 
     #[test]
     fn a_view_nested_too_deep_is_refused_before_it_is_planned() {
-        assert_eq!(
-            check_view_sql("SELECT customer_id, amount + amount AS doubled FROM orders"),
-            Ok(())
-        );
+        assert!(view_query("SELECT customer_id, amount + amount AS doubled FROM orders").is_ok());
         let deep = format!(
             "SELECT customer_id, amount{} AS x FROM orders",
             "+1".repeat(40_000)
         );
-        let refused = check_view_sql(&deep).unwrap_err();
+        let refused = view_query(&deep).unwrap_err();
         assert!(
             refused.starts_with("view nests expressions 40001 levels deep; the limit is 256"),
             "{refused}"

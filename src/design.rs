@@ -281,7 +281,7 @@ pub async fn propose(
         let on_spine = table.name == spine.name;
         let short = sanitize(&table.name);
         if !on_spine {
-            proposal.features.push(feature(
+            proposal.features.extend(feature(
                 &mut names,
                 format!("count_{short}"),
                 count_star(),
@@ -322,7 +322,7 @@ pub async fn propose(
                     );
                     continue;
                 }
-                proposal.features.push(feature(
+                proposal.features.extend(feature(
                     &mut names,
                     cname.clone(),
                     c,
@@ -340,7 +340,7 @@ pub async fn propose(
                         ("MAX", "max"),
                         ("STDDEV_SAMP", "stddev"),
                     ] {
-                        proposal.features.push(feature(
+                        proposal.features.extend(feature(
                             &mut names,
                             format!("{what}_{short}_{cname}"),
                             call(agg, vec![c.clone()]),
@@ -360,7 +360,7 @@ pub async fn propose(
                         );
                         continue;
                     }
-                    proposal.features.push(feature(
+                    proposal.features.extend(feature(
                         &mut names,
                         format!("n_distinct_{short}_{cname}"),
                         count_distinct(c.clone()),
@@ -368,7 +368,7 @@ pub async fn propose(
                         format!("distinct {} per entity", column.name),
                     ));
                     for (value, _) in profile.top.iter().take(options.top_values) {
-                        proposal.features.push(feature(
+                        proposal.features.extend(feature(
                             &mut names,
                             format!("count_{short}_{cname}_{}", sanitize(value)),
                             count_when(Expr::BinaryOp {
@@ -383,7 +383,7 @@ pub async fn propose(
                         ));
                     }
                 }
-                TypeFamily::Boolean => proposal.features.push(feature(
+                TypeFamily::Boolean => proposal.features.extend(feature(
                     &mut names,
                     format!("true_share_{short}_{cname}"),
                     call("AVG", vec![share_of_true(c.clone())]),
@@ -392,7 +392,7 @@ pub async fn propose(
                 )),
                 TypeFamily::Date | TypeFamily::Timestamp => {
                     for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
-                        proposal.features.push(feature(
+                        proposal.features.extend(feature(
                             &mut names,
                             format!("{what}_{short}_{cname}"),
                             call(agg, vec![c.clone()]),
@@ -627,20 +627,23 @@ fn sanitize(text: &str) -> String {
     out.trim_matches('_').to_string()
 }
 
+/// A proposed feature, its expression printed by featurecraft's escaper (a profiled value
+/// becomes a string literal); `None` for the rare value no SQL string can hold (a NUL).
 fn feature(
     names: &mut Names,
     name: String,
     expr: Expr,
     table: &Table,
     description: String,
-) -> FeatureSpec {
-    FeatureSpec {
+) -> Option<FeatureSpec> {
+    let expression = crate::print::expression_text(&expr, crate::Dialect::Generic).ok()?;
+    Some(FeatureSpec {
         name: names.claim(name),
-        expression: expr.to_string(),
+        expression,
         source_table: table.name.clone(),
         description,
         data_type: None,
-    }
+    })
 }
 
 /// A column reference, quoted only when it must be (not a plain lower-case name, or a keyword).

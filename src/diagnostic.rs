@@ -29,11 +29,14 @@ pub enum Code {
     E003,
     /// Two output columns (or grain columns) share a name, compared case-insensitively.
     E004,
+    /// The recipe has more features than a compile accepts.
+    E005,
     /// A SQL fragment does not parse.
     E010,
     /// A SQL fragment is not a single expression (trailing input, a second statement).
     E011,
-    /// A forbidden construct: subquery, window function, nested aggregate, lambda, placeholder.
+    /// A forbidden construct: subquery, window function, nested aggregate, lambda,
+    /// placeholder, or anything outside the fragment grammar featurecraft accepts.
     E012,
     /// A table that is not in the catalog.
     E020,
@@ -49,6 +52,10 @@ pub enum Code {
     E031,
     /// A construct the chosen dialect cannot express faithfully.
     E040,
+    /// A literal or a name holds characters the dialect cannot hold or quote safely.
+    E041,
+    /// The printed SQL does not read back as the statement that was analyzed.
+    E042,
     /// A field the contract does not know (often a typo).
     W001,
     /// A feature reads the label's source column or a column the label derivation reads.
@@ -61,6 +68,8 @@ pub enum Code {
     E051,
     /// A data file is missing or unreadable.
     E052,
+    /// The output cannot be written (the warehouse folder, a full disk).
+    E053,
     /// The grain is not unique in the spine.
     W101,
     /// A row-level source is not unique on the grain: the join fans out.
@@ -87,11 +96,12 @@ pub enum Code {
 
 impl Code {
     /// Every code compilation can report, in documentation order.
-    pub const COMPILE: [Code; 17] = [
+    pub const COMPILE: [Code; 20] = [
         Code::E001,
         Code::E002,
         Code::E003,
         Code::E004,
+        Code::E005,
         Code::E010,
         Code::E011,
         Code::E012,
@@ -102,6 +112,8 @@ impl Code {
         Code::E030,
         Code::E031,
         Code::E040,
+        Code::E041,
+        Code::E042,
         Code::W001,
         Code::W010,
         Code::W011,
@@ -114,6 +126,7 @@ impl Code {
             Code::E002 => "E002",
             Code::E003 => "E003",
             Code::E004 => "E004",
+            Code::E005 => "E005",
             Code::E010 => "E010",
             Code::E011 => "E011",
             Code::E012 => "E012",
@@ -124,12 +137,15 @@ impl Code {
             Code::E030 => "E030",
             Code::E031 => "E031",
             Code::E040 => "E040",
+            Code::E041 => "E041",
+            Code::E042 => "E042",
             Code::W001 => "W001",
             Code::W010 => "W010",
             Code::W011 => "W011",
             Code::E050 => "E050",
             Code::E051 => "E051",
             Code::E052 => "E052",
+            Code::E053 => "E053",
             Code::W101 => "W101",
             Code::W102 => "W102",
             Code::W110 => "W110",
@@ -152,6 +168,7 @@ impl Code {
             Code::E002 => "empty_grain",
             Code::E003 => "invalid_name",
             Code::E004 => "duplicate_name",
+            Code::E005 => "too_many_features",
             Code::E010 => "parse_error",
             Code::E011 => "not_one_expression",
             Code::E012 => "forbidden_construct",
@@ -162,12 +179,15 @@ impl Code {
             Code::E030 => "aggregate_mixed",
             Code::E031 => "label_outside_table",
             Code::E040 => "dialect_unsupported",
+            Code::E041 => "unwritable_text",
+            Code::E042 => "printed_sql_differs",
             Code::W001 => "unknown_field",
             Code::W010 => "label_leakage",
             Code::W011 => "declared_type_mismatch",
             Code::E050 => "query_failed",
             Code::E051 => "memory_limit",
             Code::E052 => "data_file",
+            Code::E053 => "write_failed",
             Code::W101 => "grain_not_unique",
             Code::W102 => "fan_out",
             Code::W110 => "single_class_label",
@@ -346,7 +366,17 @@ impl Diagnostic {
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
                 let _ = writeln!(out, "{:width$} |", "");
-                let _ = writeln!(out, "{line_no} | {line}");
+                // Control characters are shown as their visible symbols (NUL as `␀`), one
+                // character each, so the terminal stays sane and the carets stay aligned.
+                let shown: String = line
+                    .chars()
+                    .map(|c| match c as u32 {
+                        0..=0x08 | 0x0b..=0x1f => char::from_u32(0x2400 + c as u32).unwrap_or('?'),
+                        0x7f => '\u{2421}',
+                        _ => c,
+                    })
+                    .collect();
+                let _ = writeln!(out, "{line_no} | {shown}");
                 let _ = writeln!(out, "{:width$} | {pad}{}", "", "^".repeat(carets));
             }
         }

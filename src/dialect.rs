@@ -55,6 +55,31 @@ pub enum DaysBetween {
     DateDiffDay,
 }
 
+/// How a dialect writes the characters of a string literal that need care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringEscapes {
+    /// Standard SQL: `'` is doubled, a backslash is an ordinary character (PostgreSQL with
+    /// `standard_conforming_strings = on`, its default since 9.1).
+    QuoteDoubling,
+    /// A backslash escapes: `\\` and `\'`; with `escape_controls`, line breaks and other
+    /// control characters are written as escapes too (a BigQuery `'…'` cannot span lines).
+    Backslash { escape_controls: bool },
+    /// Spark: a backslash escapes and `'a''b'` is two adjacent literals, while sqlparser's
+    /// grammar for it reads neither so. A string holding `'` or `\` is rendered as a
+    /// concatenation with `CHR(39)` / `CHR(92)`, so neither character is ever inside quotes.
+    CharCodes,
+}
+
+/// How a dialect writes a quote inside a quoted identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifierEscapes {
+    /// The quote character is doubled (`"a""b"`, `` `a``b` ``).
+    QuoteDoubling,
+    /// No escape both the engine and sqlparser agree on (BigQuery reads `\` escapes in
+    /// quoted names): a name holding the quote, a backslash or a control character is refused.
+    Refused,
+}
+
 /// One row of the capability table.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
@@ -62,6 +87,10 @@ pub struct Capabilities {
     pub name: &'static str,
     /// The character that quotes identifiers.
     pub quote: char,
+    /// How string literals are escaped ([`crate::escape`]).
+    pub string_escapes: StringEscapes,
+    /// How quoted identifiers are escaped.
+    pub identifier_escapes: IdentifierEscapes,
     /// `CREATE OR REPLACE TABLE` exists; otherwise a plain `CREATE TABLE`.
     pub create_or_replace: bool,
     /// `agg(...) FILTER (WHERE ...)`.
@@ -138,6 +167,8 @@ impl Dialect {
             Dialect::Generic => Capabilities {
                 name: self.name(),
                 quote: '"',
+                string_escapes: StringEscapes::QuoteDoubling,
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: false,
                 aggregate_filter: true,
                 ilike: true,
@@ -156,6 +187,8 @@ impl Dialect {
             Dialect::DataFusion => Capabilities {
                 name: self.name(),
                 quote: '"',
+                string_escapes: StringEscapes::QuoteDoubling,
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: false,
                 aggregate_filter: true,
                 ilike: true,
@@ -174,6 +207,8 @@ impl Dialect {
             Dialect::DuckDb => Capabilities {
                 name: self.name(),
                 quote: '"',
+                string_escapes: StringEscapes::QuoteDoubling,
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: true,
                 aggregate_filter: true,
                 ilike: true,
@@ -192,6 +227,8 @@ impl Dialect {
             Dialect::Postgres => Capabilities {
                 name: self.name(),
                 quote: '"',
+                string_escapes: StringEscapes::QuoteDoubling,
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: false,
                 aggregate_filter: true,
                 ilike: true,
@@ -215,6 +252,10 @@ impl Dialect {
             Dialect::Snowflake => Capabilities {
                 name: self.name(),
                 quote: '"',
+                string_escapes: StringEscapes::Backslash {
+                    escape_controls: false,
+                },
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: true,
                 aggregate_filter: false,
                 ilike: true,
@@ -233,6 +274,10 @@ impl Dialect {
             Dialect::BigQuery => Capabilities {
                 name: self.name(),
                 quote: '`',
+                string_escapes: StringEscapes::Backslash {
+                    escape_controls: true,
+                },
+                identifier_escapes: IdentifierEscapes::Refused,
                 create_or_replace: true,
                 aggregate_filter: false,
                 ilike: false,
@@ -259,6 +304,8 @@ impl Dialect {
             Dialect::Databricks => Capabilities {
                 name: self.name(),
                 quote: '`',
+                string_escapes: StringEscapes::CharCodes,
+                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: true,
                 aggregate_filter: true,
                 ilike: true,

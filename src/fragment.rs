@@ -247,6 +247,17 @@ pub struct ColumnRef {
     pub in_aggregate: bool,
 }
 
+/// A construct a fragment may not hold, where it is, and what to write instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forbidden {
+    pub what: String,
+    pub span: Option<Span>,
+    pub hint: &'static str,
+}
+
+/// The advice for constructs that need a view or another feature.
+const RESTRUCTURE: &str = "a fragment is one expression over its source table; express joins and windows as catalog views";
+
 /// What a walk over one fragment found.
 #[derive(Debug, Clone, Default)]
 pub struct FragmentFacts {
@@ -254,7 +265,7 @@ pub struct FragmentFacts {
     /// Whether the fragment calls an aggregate.
     pub aggregates: bool,
     /// Constructs that are not allowed in a fragment (`E012`).
-    pub forbidden: Vec<(String, Option<Span>)>,
+    pub forbidden: Vec<Forbidden>,
 }
 
 /// Walks a parsed fragment and reports its columns, aggregates and forbidden constructs.
@@ -280,12 +291,15 @@ impl Visitor for Walker {
 
     fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
         if self.subquery_depth == 0 {
-            self.facts.forbidden.push(("a subquery".into(), None));
+            self.forbid("a subquery".into(), None, RESTRUCTURE);
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Some((what, hint)) = unsupported(expr) {
+            self.forbid(what, Span::from_sql(expr.span()), hint);
+        }
         match expr {
             Expr::Identifier(ident) => self.column(None, ident),
             Expr::CompoundIdentifier(parts) => {
@@ -296,50 +310,54 @@ impl Visitor for Walker {
             }
             Expr::Function(function) => {
                 if function.over.is_some() {
-                    self.facts.forbidden.push((
+                    self.forbid(
                         format!("the window function `{}`", function.name),
                         Span::from_sql(name_span(function)),
-                    ));
+                        RESTRUCTURE,
+                    );
                 } else if is_aggregate(function) {
                     if self.aggregate_depth > 0 {
-                        self.facts.forbidden.push((
+                        self.forbid(
                             format!(
                                 "the aggregate `{}` nested inside another aggregate",
                                 function.name
                             ),
                             Span::from_sql(name_span(function)),
-                        ));
+                            RESTRUCTURE,
+                        );
                     }
                     self.facts.aggregates = true;
                     self.aggregate_depth += 1;
                 } else if matches!(function.args, FunctionArguments::Subquery(_)) {
-                    self.facts
-                        .forbidden
-                        .push(("a subquery".into(), Span::from_sql(name_span(function))));
+                    self.forbid(
+                        "a subquery".into(),
+                        Span::from_sql(name_span(function)),
+                        RESTRUCTURE,
+                    );
                 }
             }
             Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
                 if self.subquery_depth == 0 {
-                    self.facts
-                        .forbidden
-                        .push(("a subquery".into(), Span::from_sql(expr.span())));
+                    self.forbid(
+                        "a subquery".into(),
+                        Span::from_sql(expr.span()),
+                        RESTRUCTURE,
+                    );
                 }
                 self.subquery_depth += 1;
             }
-            Expr::Lambda(_) => self
-                .facts
-                .forbidden
-                .push(("a lambda function".into(), Span::from_sql(expr.span()))),
-            Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
-                self.facts.forbidden.push((
-                    "a query parameter placeholder".into(),
-                    Span::from_sql(v.span),
-                ));
-            }
+            Expr::Lambda(_) => self.forbid(
+                "a lambda function".into(),
+                Span::from_sql(expr.span()),
+                RESTRUCTURE,
+            ),
+            Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => self.forbid(
+                "a query parameter placeholder".into(),
+                Span::from_sql(v.span),
+                "write the value itself",
+            ),
             Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => {
-                self.facts
-                    .forbidden
-                    .push(("a `*` outside COUNT(*)".into(), None));
+                self.forbid("a `*` outside COUNT(*)".into(), None, RESTRUCTURE)
             }
             _ => {}
         }
@@ -364,6 +382,10 @@ impl Visitor for Walker {
 }
 
 impl Walker {
+    fn forbid(&mut self, what: String, span: Option<Span>, hint: &'static str) {
+        self.facts.forbidden.push(Forbidden { what, span, hint });
+    }
+
     fn column(&mut self, qualifier: Option<String>, ident: &Ident) {
         self.facts.columns.push(ColumnRef {
             qualifier,
@@ -382,6 +404,191 @@ fn dotted(parts: &[Ident]) -> String {
         .map(|p| p.value.as_str())
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// Why a node is not part of the fragment grammar featurecraft accepts, if it is not, and
+/// what to write instead.
+///
+/// The grammar is a whitelist: column references, literals (plain numbers, `'…'` strings,
+/// booleans, NULL, `DATE '…'`-style typed strings, intervals), operators, `CASE`, `CAST`,
+/// `IN (…)`, `BETWEEN`, `LIKE`/`ILIKE`/`SIMILAR TO`, `IS …`, `EXTRACT`, `AT TIME ZONE`,
+/// `CEIL`/`FLOOR`, `POSITION`, `SUBSTRING`, `TRIM`, and calls of functions named by bare
+/// words with positional arguments. Whatever else sqlparser reads (collations, custom
+/// operators, quoted function names, structs, arrays, JSON paths, …) could carry text the
+/// renderer cannot write safely in every dialect, so it is refused. Subqueries, window
+/// functions, lambdas, placeholders and wildcards are reported by the walk itself.
+fn unsupported(expr: &Expr) -> Option<(String, &'static str)> {
+    use crate::print::{is_keyword_text, is_plain_number};
+    use sqlparser::ast::{
+        BinaryOperator as B, CeilFloorKind, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
+        UnaryOperator as U,
+    };
+    const PORTABLE: &str = "featurecraft accepts the portable SQL expression grammar listed in the README (\"Fragments\")";
+    let shown = || {
+        let text = expr.to_string();
+        let short: String = text.chars().take(60).collect();
+        if short.len() < text.len() {
+            format!("{short}…")
+        } else {
+            short
+        }
+    };
+    let keyword = |text: String| is_keyword_text(&text);
+    match expr {
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsTrue(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::AtTimeZone { .. }
+        | Expr::Position { .. }
+        | Expr::Substring { .. }
+        | Expr::Trim { .. }
+        | Expr::Nested(_)
+        | Expr::Case { .. } => None,
+        // Reported by the walk with their own words.
+        Expr::Subquery(_)
+        | Expr::Exists { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Lambda(_)
+        | Expr::Wildcard(_)
+        | Expr::QualifiedWildcard(..) => None,
+        Expr::Value(v) => match &v.value {
+            Value::Number(text, false) if is_plain_number(text) => None,
+            Value::SingleQuotedString(_) | Value::Boolean(_) | Value::Null => None,
+            Value::Placeholder(_) => None,
+            other => Some((
+                format!("the literal `{other}`"),
+                "write numbers as digits (`1.5`, `2e3`) and strings as '…' with a quote doubled",
+            )),
+        },
+        Expr::BinaryOp { op, .. } => {
+            let portable = matches!(
+                op,
+                B::Plus
+                    | B::Minus
+                    | B::Multiply
+                    | B::Divide
+                    | B::Modulo
+                    | B::StringConcat
+                    | B::Gt
+                    | B::Lt
+                    | B::GtEq
+                    | B::LtEq
+                    | B::Eq
+                    | B::NotEq
+                    | B::And
+                    | B::Or
+                    | B::Xor
+                    | B::BitwiseOr
+                    | B::BitwiseAnd
+                    | B::BitwiseXor
+                    | B::PGRegexMatch
+                    | B::PGRegexIMatch
+                    | B::PGRegexNotMatch
+                    | B::PGRegexNotIMatch
+            );
+            (!portable).then(|| (format!("the operator `{op}`"), PORTABLE))
+        }
+        Expr::UnaryOp { op, .. } => (!matches!(op, U::Plus | U::Minus | U::Not))
+            .then(|| (format!("the operator `{op}`"), PORTABLE)),
+        Expr::TypedString(typed) => {
+            let plain = !typed.uses_odbc_syntax
+                && matches!(typed.value.value, Value::SingleQuotedString(_))
+                && keyword(typed.data_type.to_string());
+            (!plain).then(|| {
+                (
+                    format!("the typed literal `{}`", shown()),
+                    "write a typed literal as `DATE '2024-01-31'` or `TIMESTAMP '2024-01-31 12:00:00'`",
+                )
+            })
+        }
+        Expr::Cast {
+            data_type, format, ..
+        } => (format.is_some() || !keyword(data_type.to_string())).then(|| {
+            (
+                format!("the cast to `{data_type}`"),
+                "cast to a plain type name such as BIGINT, DOUBLE, VARCHAR, DATE or DECIMAL(10,2)",
+            )
+        }),
+        Expr::Extract { field, .. } => (!keyword(field.to_string())).then(|| {
+            (
+                format!("the EXTRACT field `{field}`"),
+                "extract a plain field such as YEAR, MONTH, DAY, DOW or HOUR",
+            )
+        }),
+        Expr::Interval(interval) => {
+            let plain = [&interval.leading_field, &interval.last_field]
+                .into_iter()
+                .flatten()
+                .all(|f| keyword(f.to_string()));
+            (!plain).then(|| (format!("the interval `{}`", shown()), PORTABLE))
+        }
+        Expr::Ceil { field, .. } | Expr::Floor { field, .. } => {
+            let plain = match field {
+                CeilFloorKind::DateTimeField(f) => keyword(f.to_string()),
+                CeilFloorKind::Scale(v) => {
+                    matches!(&v.value, Value::Number(t, false) if is_plain_number(t))
+                }
+            };
+            (!plain).then(|| (format!("`{}`", shown()), PORTABLE))
+        }
+        Expr::Function(function) => {
+            let bare_name = function.name.0.iter().all(|part| {
+                part.as_ident().is_some_and(|i| {
+                    i.quote_style.is_none() && crate::escape::is_bare_word(&i.value)
+                })
+            });
+            if !bare_name {
+                return Some((
+                    format!("the quoted function name `{}`", function.name),
+                    "name a function by bare words, without quotes (`lower(x)`)",
+                ));
+            }
+            if function.uses_odbc_syntax || !matches!(function.parameters, FunctionArguments::None)
+            {
+                return Some((format!("the call `{}`", shown()), PORTABLE));
+            }
+            let plain_order = |order: &sqlparser::ast::OrderByExpr| order.with_fill.is_none();
+            let arguments_ok = match &function.args {
+                FunctionArguments::None | FunctionArguments::Subquery(_) => true,
+                FunctionArguments::List(list) => {
+                    list.args.iter().all(|a| {
+                        matches!(
+                            a,
+                            FunctionArg::Unnamed(
+                                FunctionArgExpr::Expr(_) | FunctionArgExpr::Wildcard
+                            )
+                        )
+                    }) && list.clauses.iter().all(|c| match c {
+                        FunctionArgumentClause::OrderBy(order) => order.iter().all(plain_order),
+                        FunctionArgumentClause::Limit(_)
+                        | FunctionArgumentClause::IgnoreOrRespectNulls(_) => true,
+                        _ => false,
+                    })
+                }
+            };
+            (!arguments_ok || !function.within_group.iter().all(plain_order)).then(|| {
+                (
+                    format!("the arguments of `{}`", function.name),
+                    "pass positional expressions; named arguments and special clauses are not supported",
+                )
+            })
+        }
+        _ => Some((format!("the construct `{}`", shown()), PORTABLE)),
+    }
 }
 
 fn name_span(function: &Function) -> sqlparser::tokenizer::Span {
@@ -656,6 +863,26 @@ fn fold_nulls(expr: Expr) -> Expr {
                         .collect();
                     Expr::Function(function)
                 }
+            }
+        }
+        // `NULLIF(a, b)` is NULL when `a` is, or when both are the same literal: over no
+        // rows `x / NULLIF(COUNT(*), 0)` is `x / NULLIF(0, 0)`, which folds to NULL.
+        Expr::Function(mut function) if function_name(&function) == "nullif" => {
+            use sqlparser::ast::{FunctionArg, FunctionArgExpr};
+            let FunctionArguments::List(list) = &mut function.args else {
+                return Expr::Function(function);
+            };
+            for arg in &mut list.args {
+                if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                    *e = fold_nulls(std::mem::replace(e, null()));
+                }
+            }
+            match list.args.as_slice() {
+                [
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
+                ] if is_null(a) || (matches!(a, Expr::Value(_)) && a == b) => null(),
+                _ => Expr::Function(function),
             }
         }
         // Functions that are NULL whenever an argument is NULL, in every dialect we render.

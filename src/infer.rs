@@ -82,8 +82,8 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
 }
 
 /// Rewrites what engines disagree on into a form each computes alike: integer division
-/// (`exact_division`), rounding a float to digits (`decimal_round`) and the days
-/// between two dates (`days_between`).
+/// (`exact_division`), division by zero (`null_division`), rounding a float to digits
+/// (`decimal_round`) and the days between two dates (`days_between`).
 ///
 /// One pass, children before parents, so a rewrite sees its operands already rewritten: a
 /// `ROUND` of an integer division rounds the exact quotient, and `(date - date) / 7` divides
@@ -91,6 +91,7 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
 pub fn make_portable(mut expr: Expr, table: &Table) -> Expr {
     let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
         exact_division(e, table);
+        null_division(e, table);
         decimal_round(e, table);
         days_between(e, table);
         std::ops::ControlFlow::<()>::Continue(())
@@ -173,6 +174,55 @@ fn exact_division(e: &mut Expr, table: &Table) {
         let operand = std::mem::replace(left, Expr::value(Value::Null));
         *left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
     }
+}
+
+/// Makes `a / b` and `a % b` NULL when `b` is zero: `a / NULLIF(b, 0)`.
+///
+/// Engines disagree on a zero divisor: PostgreSQL fails (even while planning a constant
+/// `0 / 0` in a branch no row takes), DataFusion fails for integers and gives infinity or NaN
+/// for floats, DuckDB gives NULL, Spark NULL or a failure depending on ANSI mode.
+/// featurecraft's meaning is NULL everywhere, as most users expect of a ratio with nothing
+/// to divide by. A divisor that is a non-zero number, already a `NULLIF(…, 0)`, or known
+/// not to be a number (an interval) is left as written.
+fn null_division(e: &mut Expr, table: &Table) {
+    let Expr::BinaryOp {
+        op: B::Divide | B::Modulo,
+        right,
+        ..
+    } = e
+    else {
+        return;
+    };
+    let mut divisor = right.as_ref();
+    while let Expr::Nested(inner) = divisor {
+        divisor = inner;
+    }
+    let guarded = match divisor {
+        Expr::Value(v) => {
+            matches!(&v.value, Value::Number(text, _) if text.bytes().any(|b| (b'1'..=b'9').contains(&b)) && !text.contains(['e', 'E']))
+        }
+        Expr::Function(f) if function_name(f) == "nullif" => match &f.args {
+            FunctionArguments::List(list) => matches!(
+                list.args.get(1),
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))))
+                    if matches!(&v.value, Value::Number(text, _) if text.parse::<f64>() == Ok(0.0))
+            ),
+            _ => false,
+        },
+        _ => false,
+    };
+    let numeric = matches!(
+        family_of(divisor, table),
+        None | Some(TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal)
+    );
+    if guarded || !numeric {
+        return;
+    }
+    let operand = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+    **right = crate::fragment::call(
+        "NULLIF",
+        vec![operand, Expr::value(Value::Number("0".into(), false))],
+    );
 }
 
 /// Where `expr` casts a floating-point value to text. Engines spell floats differently

@@ -9,7 +9,7 @@
 //! | --- | --- | --- | --- |
 //! | parse | [`recipe::parse_recipe`] | recipe JSON | [`FeatureRecipe`] + diagnostics |
 //! | analyze | [`analyze::analyze`] | recipe, [`Catalog`] | [`analyze::Plan`] + diagnostics |
-//! | render | [`render::render`] | plan, [`Dialect`] | CTAS (AST and text) |
+//! | render | [`render::render`] | plan, [`Dialect`] | CTAS (AST, and text printed by [`print`] and [`escape`]) |
 //! | compile | [`compile`] | recipe JSON, catalog, options | all of the above |
 //! | validate | [`validate::validate`] | plan, catalog, options | [`ValidationSummary`] + diagnostics |
 //! | retry | [`retry::retry`] | failed [`Job`], catalog | the new job |
@@ -29,9 +29,10 @@
 //! | E002 | `entity_grain` is empty |
 //! | E003 | an output name (or the target table) is not a portable identifier `[A-Za-z_][A-Za-z0-9_]*` of at most 128 characters |
 //! | E004 | duplicate output name (grain, features and label compared ignoring case) |
+//! | E005 | more features than [`analyze::MAX_FEATURES`] (or [`CompileOptions::max_features`]) |
 //! | E010 | a fragment does not parse, or is too large ([`fragment::MAX_FRAGMENT_CHARS`], [`fragment::MAX_EXPRESSION_DEPTH`]) |
 //! | E011 | a fragment is not a single expression (trailing input, a second statement) |
-//! | E012 | a forbidden construct: subquery, window function, nested aggregate, lambda, placeholder |
+//! | E012 | a forbidden construct: subquery, window function, nested aggregate, lambda, placeholder, or anything outside the fragment grammar |
 //! | E020 | unknown table |
 //! | E021 | unknown column, or a column qualified with another table |
 //! | E022 | the label's table cannot be determined (none or several tables qualify) |
@@ -39,6 +40,8 @@
 //! | E030 | an aggregate mixed with a non-grouped column (in one expression, or in one source's CTE) |
 //! | E031 | the label derivation reads a column outside the label's table |
 //! | E040 | a construct the chosen dialect cannot express (e.g. `FILTER (WHERE …)` on BigQuery) |
+//! | E041 | a literal or name the dialect cannot hold or quote safely ([`escape`]) |
+//! | E042 | the printed SQL does not read back as the analyzed statement ([`print`]): a bug |
 //! | W001 | unknown recipe field (a typo such as `expresion`) |
 //! | W010 | possible label leakage: a feature reads a column the label is computed from (an error with `--strict`) |
 //! | W011 | declared `data_type` disagrees with the expression's type family, or is not a known type |
@@ -49,12 +52,14 @@ pub mod design;
 pub mod diagnostic;
 pub mod dialect;
 pub mod distinct;
+pub mod escape;
 pub mod fragment;
 pub mod generate;
 pub mod infer;
 pub mod job;
 pub mod keyhash;
 pub mod materialize;
+pub mod print;
 pub mod recipe;
 pub mod render;
 pub mod retry;
@@ -72,11 +77,19 @@ pub use recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType, parse_recipe}
 pub use render::render;
 
 /// Options of [`compile`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompileOptions {
     pub dialect: Dialect,
     /// Suspected leakage is an error rather than a warning.
     pub strict: bool,
+    /// More features than this are refused (`E005`); [`analyze::MAX_FEATURES`] by default.
+    pub max_features: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions::for_dialect(Dialect::default())
+    }
 }
 
 impl CompileOptions {
@@ -85,6 +98,7 @@ impl CompileOptions {
         CompileOptions {
             dialect,
             strict: false,
+            max_features: analyze::MAX_FEATURES,
         }
     }
 }
@@ -173,6 +187,7 @@ fn analyze_and_render(
         catalog,
         &AnalyzeOptions {
             strict: options.strict,
+            max_features: options.max_features,
         },
     );
     let mut diagnostics = analysis.diagnostics;

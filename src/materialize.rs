@@ -1,11 +1,15 @@
 //! Materialization: run an approved recipe's full query in DataFusion and write it as Parquet.
 //!
-//! The table lands in `WAREHOUSE/DOMAIN/TABLE/`. It is written into a temporary folder
-//! beside it and renamed into place only when complete, so a failed run leaves nothing
-//! half-written, and a replaced table is swapped, not overwritten in place.
+//! The table lands in `WAREHOUSE/DOMAIN/TABLE/`. It is written into a hidden staging folder
+//! beside it (`.TABLE.writing-UUID`) and renamed into place only when complete, so a failed
+//! run leaves nothing half-written, and a replaced table is swapped, not overwritten in
+//! place (the old one moves to `.TABLE.replaced-UUID` until the new one is there). A caller
+//! that must check something between the write and the swap (the service re-checks the
+//! approved catalog) calls [`stage`] and [`Staged::publish`] itself. Leftovers of a crashed
+//! run carry only these two names; [`clean_leftovers`] removes them.
 
-use crate::analyze::{Plan, is_portable};
-use crate::catalog::{Catalog, read_only};
+use crate::analyze::{Plan, name_problem, shown_name};
+use crate::catalog::{Catalog, plan_query};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::dialect::Dialect;
 use crate::render::build_query;
@@ -31,45 +35,86 @@ pub async fn materialize(
     table: &str,
     options: &ValidateOptions,
 ) -> Result<Materialized, Diagnostic> {
+    stage(plan, catalog, warehouse, domain, table, options)
+        .await?
+        .publish()
+}
+
+/// A table written to its staging folder, not yet in place. Dropped without
+/// [`Staged::publish`], it removes the staging folder.
+#[derive(Debug)]
+pub struct Staged {
+    staging: PathBuf,
+    target: PathBuf,
+    rows: u64,
+}
+
+/// The staging folder's name prefix for `table`: hidden, and never a table's own name.
+const WRITING: &str = ".writing-";
+/// The name prefix of a replaced table waiting to be removed.
+const REPLACED: &str = ".replaced-";
+
+/// Runs the plan's full query into a staging folder beside `warehouse/domain/table/`.
+pub async fn stage(
+    plan: &Plan,
+    catalog: &Catalog,
+    warehouse: &Path,
+    domain: &str,
+    table: &str,
+    options: &ValidateOptions,
+) -> Result<Staged, Diagnostic> {
     for (what, name) in [("domain", domain), ("target table", table)] {
-        if !is_portable(name) {
+        if let Some(why) = name_problem(name) {
             return Err(Diagnostic::new(
                 Code::E003,
                 format!(
-                    "{what} `{name}` is not a portable name (letters, digits and `_`): it cannot name a folder"
+                    "{what} `{}` {why}: it cannot name a folder",
+                    shown_name(name)
                 ),
             ));
         }
     }
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        Diagnostic::new(Code::E052, format!("cannot {what} {}: {e}", path.display()))
-    };
     let parent = warehouse.join(domain);
-    std::fs::create_dir_all(&parent).map_err(|e| io("create", &parent, e))?;
+    std::fs::create_dir_all(&parent).map_err(|e| write_error("create", &parent, e))?;
     let target = parent.join(table);
-    let staging = parent.join(format!(".{table}.writing-{}", uuid::Uuid::new_v4()));
+    let staging = parent.join(format!(".{table}{WRITING}{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir(&staging).map_err(|e| write_error("create", &staging, e))?;
+    // From here on the staging folder goes when `staged` is dropped unpublished.
+    let mut staged = Staged {
+        staging,
+        target,
+        rows: 0,
+    };
 
     let ctx = session(catalog, options).await?;
     let query = build_query(plan, &Dialect::DataFusion.capabilities(), None)
         .map_err(|mut e| e.remove(0))?;
+    let staging_url = format!("{}/", staged.staging.display());
     let written = async {
-        let frame = ctx
-            .sql_with_options(&query.to_string(), read_only())
-            .await?;
-        let staging_url = format!("{}/", staging.display());
+        let plan = plan_query(&ctx.state(), query).await?;
+        let frame = ctx.execute_logical_plan(plan).await?;
         frame
             .write_parquet(&staging_url, DataFrameWriteOptions::new(), None)
             .await
     }
     .await;
-    let counts = match written {
-        Ok(counts) => counts,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(runtime_error(e));
+    let counts = written.map_err(|e| {
+        let diagnostic = runtime_error(e);
+        // A failure naming the staging folder happened while writing, not reading.
+        if diagnostic.message.contains(WRITING) {
+            Diagnostic::new(
+                Code::E053,
+                format!(
+                    "cannot write the table into {}: {}",
+                    staged.staging.display(),
+                    diagnostic.message
+                ),
+            )
+        } else {
+            diagnostic
         }
-    };
-    let rows = counts
+    })?;
+    staged.rows = counts
         .iter()
         .filter_map(|b| {
             b.column(0)
@@ -77,25 +122,113 @@ pub async fn materialize(
                 .map(|a| a.values().iter().sum::<u64>())
         })
         .sum();
-    if !staging.exists() {
-        std::fs::create_dir_all(&staging).map_err(|e| io("create", &staging, e))?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// Rows written.
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
-    // Swap into place: the old table (if any) moves aside first and goes only once the new one is there.
-    let previous = parent.join(format!(".{table}.replaced-{}", uuid::Uuid::new_v4()));
-    let had_previous = target.exists();
-    if had_previous {
-        std::fs::rename(&target, &previous).map_err(|e| io("move aside", &target, e))?;
-    }
-    if let Err(e) = std::fs::rename(&staging, &target) {
+    /// Swaps the staged table into place: the old table (if any) moves aside first and goes
+    /// only once the new one is there.
+    pub fn publish(self) -> Result<Materialized, Diagnostic> {
+        let parent = self.target.parent().unwrap_or(Path::new("."));
+        let name = self
+            .target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let previous = parent.join(format!(".{name}{REPLACED}{}", uuid::Uuid::new_v4()));
+        let had_previous = self.target.exists();
         if had_previous {
-            let _ = std::fs::rename(&previous, &target);
+            std::fs::rename(&self.target, &previous)
+                .map_err(|e| write_error("move aside", &self.target, e))?;
         }
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(io("move into place", &target, e));
+        if let Err(e) = std::fs::rename(&self.staging, &self.target) {
+            if had_previous {
+                let _ = std::fs::rename(&previous, &self.target);
+            }
+            return Err(write_error("move into place", &self.target, e));
+        }
+        if had_previous {
+            let _ = std::fs::remove_dir_all(&previous);
+        }
+        Ok(Materialized {
+            path: self.target.clone(),
+            rows: self.rows,
+        })
     }
-    if had_previous {
-        let _ = std::fs::remove_dir_all(&previous);
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a publish the staging folder is the table and no longer exists here.
+        let _ = std::fs::remove_dir_all(&self.staging);
     }
-    Ok(Materialized { path: target, rows })
+}
+
+/// Removes what crashed runs left in `warehouse`: staging folders (`.TABLE.writing-…`)
+/// and replaced tables never removed (`.TABLE.replaced-…`), one level below each domain.
+/// Only featurecraft's own hidden names are touched; returns what was removed.
+pub fn clean_leftovers(warehouse: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(domains) = std::fs::read_dir(warehouse) else {
+        return removed;
+    };
+    for domain in domains.flatten().filter(|d| d.path().is_dir()) {
+        let Ok(entries) = std::fs::read_dir(domain.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.strip_prefix('.').is_some_and(|rest| {
+                [WRITING, REPLACED].iter().any(|mark| {
+                    rest.split_once(mark).is_some_and(|(table, id)| {
+                        name_problem(table).is_none() && uuid::Uuid::parse_str(id).is_ok()
+                    })
+                })
+            });
+            if ours && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+    }
+    removed
+}
+
+fn write_error(what: &str, path: &Path, e: std::io::Error) -> Diagnostic {
+    Diagnostic::new(Code::E053, format!("cannot {what} {}: {e}", path.display()))
+        .hint("check that the warehouse folder exists, is writable and has room")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_featurecraft_leftovers_are_cleaned() {
+        let warehouse = tempfile::tempdir().unwrap();
+        let domain = warehouse.path().join("retail");
+        let id = uuid::Uuid::new_v4();
+        let ours = [
+            domain.join(format!(".churn{WRITING}{id}")),
+            domain.join(format!(".churn{REPLACED}{id}")),
+        ];
+        let theirs = [
+            domain.join("churn"),
+            domain.join(".churn.writing-not-a-uuid"),
+            domain.join(".git"),
+        ];
+        for dir in ours.iter().chain(&theirs) {
+            std::fs::create_dir_all(dir.join("part")).unwrap();
+        }
+        let mut removed = clean_leftovers(warehouse.path());
+        removed.sort();
+        let mut expected = ours.to_vec();
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(theirs.iter().all(|d| d.exists()));
+    }
 }

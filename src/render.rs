@@ -17,8 +17,9 @@
 
 use crate::analyze::{FeatureHome, Plan, SPINE_CTE};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect};
+use crate::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect, StringEscapes};
 use crate::fragment::{call, cast, function_name};
+use crate::print::PrintError;
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
@@ -55,20 +56,40 @@ fn render_here(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic
             .map(|p| quoted(p, &caps))
             .collect::<Vec<_>>(),
     );
-    let head = if caps.create_or_replace {
-        "CREATE OR REPLACE TABLE"
-    } else {
-        "CREATE TABLE"
-    };
-    let sql = format!("{head} {name} AS\n{query:#}");
     let create = CreateTableBuilder::new(name)
         .or_replace(caps.create_or_replace)
         .query(Some(Box::new(query)))
         .build();
-    Ok(Rendered {
-        statement: Statement::CreateTable(create),
-        sql,
-    })
+    let statement = Statement::CreateTable(create);
+    // The statement's own Display puts everything on one line; this layout keeps the
+    // query pretty. Either way the text must read back as `statement`.
+    let layout = |printable: &Statement| match printable {
+        Statement::CreateTable(create) => match &create.query {
+            Some(query) => {
+                let head = if create.or_replace {
+                    "CREATE OR REPLACE TABLE"
+                } else {
+                    "CREATE TABLE"
+                };
+                format!("{head} {} AS\n{query:#}", create.name)
+            }
+            None => printable.to_string(),
+        },
+        other => other.to_string(),
+    };
+    let sql = crate::print::statement_text(&statement, dialect, layout).map_err(|e| {
+        vec![match e {
+            PrintError::Unwritable(why) => Diagnostic::new(
+                Code::E041,
+                format!("the CTAS cannot be written safely in the {dialect} dialect: {why}"),
+            )
+            .hint("rename the column or change the literal; featurecraft never prints text it cannot escape"),
+            PrintError::ReadsBack(why) => Diagnostic::new(Code::E042, why).hint(
+                "this is a featurecraft bug: the SQL was withheld rather than printed unverified; please report the recipe",
+            ),
+        }]
+    })?;
+    Ok(Rendered { statement, sql })
 }
 
 /// Parses rendered SQL back in its dialect, for the round-trip invariant.
@@ -354,10 +375,37 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
     let mut expr = expr.clone();
     let _ = visit_expressions_mut(&mut expr, |e| {
         match e {
-            Expr::Identifier(ident) => ident.quote_style = Some(caps.quote),
-            Expr::CompoundIdentifier(parts) => parts
-                .iter_mut()
-                .for_each(|p| p.quote_style = Some(caps.quote)),
+            Expr::Identifier(ident) => {
+                ident.quote_style = Some(caps.quote);
+                if let Err(why) = crate::escape::identifier(&ident.value, caps) {
+                    errors.push(unwritable(why, caps, path, ident.span));
+                }
+            }
+            Expr::CompoundIdentifier(parts) => {
+                for part in parts.iter_mut() {
+                    part.quote_style = Some(caps.quote);
+                    if let Err(why) = crate::escape::identifier(&part.value, caps) {
+                        errors.push(unwritable(why, caps, path, part.span));
+                    }
+                }
+            }
+            Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)) => {
+                let Value::SingleQuotedString(text) = &v.value else {
+                    return ControlFlow::Continue(());
+                };
+                if caps.string_escapes == StringEscapes::CharCodes && text.contains(['\'', '\\']) {
+                    *e = char_code_concatenation(text);
+                } else if let Err(why) = crate::escape::string_literal(text, caps) {
+                    errors.push(unwritable(why, caps, path, v.span));
+                }
+            }
+            Expr::TypedString(typed) => {
+                if let Value::SingleQuotedString(text) = &typed.value.value
+                    && let Err(why) = crate::escape::string_literal(text, caps)
+                {
+                    errors.push(unwritable(why, caps, path, typed.value.span));
+                }
+            }
             Expr::Cast {
                 kind, data_type, ..
             } => {
@@ -504,6 +552,65 @@ fn lower_day_of_week(e: &mut Expr, caps: &Capabilities) {
         op,
         right: Box::new(Expr::value(Value::Number(by.into(), false))),
     }));
+}
+
+/// `'a' || CHR(39) || 'b'` for `'a''b'`: a string holding a quote or a backslash, written
+/// so that neither is ever inside quotes (Spark reads both differently from sqlparser).
+fn char_code_concatenation(text: &str) -> Expr {
+    let mut pieces: Vec<Expr> = Vec::new();
+    let mut run = String::new();
+    for c in text.chars() {
+        if matches!(c, '\'' | '\\') {
+            if !run.is_empty() {
+                pieces.push(Expr::value(Value::SingleQuotedString(std::mem::take(
+                    &mut run,
+                ))));
+            }
+            pieces.push(call(
+                "CHR",
+                vec![Expr::value(Value::Number((c as u32).to_string(), false))],
+            ));
+        } else {
+            run.push(c);
+        }
+    }
+    if !run.is_empty() {
+        pieces.push(Expr::value(Value::SingleQuotedString(run)));
+    }
+    let several = pieces.len() > 1;
+    let joined = pieces
+        .into_iter()
+        .reduce(|left, right| Expr::BinaryOp {
+            left: Box::new(left),
+            op: BinaryOperator::StringConcat,
+            right: Box::new(right),
+        })
+        .unwrap_or_else(|| Expr::value(Value::SingleQuotedString(String::new())));
+    if several {
+        Expr::Nested(Box::new(joined))
+    } else {
+        joined
+    }
+}
+
+fn unwritable(
+    why: String,
+    caps: &Capabilities,
+    path: &str,
+    span: sqlparser::tokenizer::Span,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::E041,
+        format!(
+            "cannot be written safely in the {} dialect: {why}",
+            caps.name
+        ),
+    )
+    .at(path)
+    .with_span(crate::diagnostic::Span::from_sql(span))
+    .hint(
+        "change the literal or rename the column; featurecraft never prints text it cannot escape",
+    )
 }
 
 fn unsupported(

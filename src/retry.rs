@@ -33,6 +33,16 @@ impl Default for RunOptions {
     }
 }
 
+impl RunOptions {
+    /// The options of the compile this run starts with.
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            strict: self.strict,
+            ..CompileOptions::for_dialect(self.dialect)
+        }
+    }
+}
+
 /// What compiling and validating a recipe produced.
 #[derive(Debug, Clone)]
 pub struct RecipeRun {
@@ -79,14 +89,7 @@ pub async fn run_recipe(
     catalog: &Catalog,
     options: &RunOptions,
 ) -> RecipeRun {
-    let compiled = compile_recipe(
-        recipe,
-        catalog,
-        &CompileOptions {
-            dialect: options.dialect,
-            strict: options.strict,
-        },
-    );
+    let compiled = compile_recipe(recipe, catalog, &options.compile_options());
     let (Some(plan), Some(sql)) = (compiled.plan, compiled.sql) else {
         return RecipeRun {
             sql: None,
@@ -135,15 +138,7 @@ pub async fn propose_for_job(
 ) -> Result<(FeatureRecipe, RecipeRun), String> {
     let usable = job.recipe.as_ref().filter(|recipe| {
         job.design.is_none()
-            || !compile_recipe(
-                recipe,
-                catalog,
-                &CompileOptions {
-                    dialect: options.dialect,
-                    strict: options.strict,
-                },
-            )
-            .has_errors()
+            || !compile_recipe(recipe, catalog, &options.compile_options()).has_errors()
     });
     if let Some(recipe) = usable {
         return Ok((recipe.clone(), run_recipe(recipe, catalog, options).await));

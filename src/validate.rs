@@ -23,7 +23,7 @@
 //! by chance too often to mean anything.
 
 use crate::analyze::Plan;
-use crate::catalog::{Catalog, read_only};
+use crate::catalog::{Catalog, plan_query};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::dialect::Dialect;
 use crate::job::ValidationSummary;
@@ -272,13 +272,7 @@ async fn sample_in(
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
     }
-    let logical_plan = state
-        .create_logical_plan(&query.to_string())
-        .await
-        .map_err(runtime_error)?;
-    read_only()
-        .verify_plan(&logical_plan)
-        .map_err(runtime_error)?;
+    let logical_plan = plan_query(&state, query).await.map_err(runtime_error)?;
     let frame = DataFrame::new(state, logical_plan);
     let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(runtime_error)?;

@@ -134,11 +134,74 @@ fn every_bad_recipe_reports_its_code_with_a_path() {
             .collect();
         insta::assert_snapshot!(format!("bad__{stem}"), report);
     }
+    // E005 needs a recipe wider than the limit (too_many_features_are_refused_early builds
+    // one); E042 means a featurecraft bug, which no recipe should reach.
     let all: std::collections::BTreeSet<String> = Code::COMPILE
         .iter()
+        .filter(|c| !matches!(c, Code::E005 | Code::E042))
         .map(|c| c.as_str().to_string())
         .collect();
     assert_eq!(seen, all, "every diagnostic code has a bad recipe");
+}
+
+#[test]
+fn too_many_features_are_refused_early() {
+    let catalog = common::retail_json();
+    let recipe = |features: usize| {
+        serde_json::json!({
+            "target_table": "wide",
+            "entity_grain": ["customer_id"],
+            "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+            "features": (0..features)
+                .map(|i| serde_json::json!({"name": format!("f{i}"), "expression": format!("monthly_fee * {i}"), "source_table": "customers"}))
+                .collect::<Vec<_>>()
+        })
+        .to_string()
+    };
+    let options = CompileOptions {
+        max_features: 50,
+        ..CompileOptions::default()
+    };
+    assert!(compile(&recipe(50), &catalog, &options).sql.is_some());
+    let refused = compile(&recipe(51), &catalog, &options);
+    assert!(refused.sql.is_none());
+    let d = &refused.diagnostics[0];
+    assert_eq!((d.code, d.path.as_deref()), (Code::E005, Some("features")));
+    assert_eq!(d.message, "the recipe has 51 features; the limit is 50");
+    // The default limit is the documented one.
+    let wide = compile(
+        &recipe(featurecraft::analyze::MAX_FEATURES + 1),
+        &catalog,
+        &CompileOptions::default(),
+    );
+    assert_eq!(wide.diagnostics[0].code, Code::E005);
+}
+
+#[test]
+fn names_longer_than_128_characters_are_refused_at_compile() {
+    let catalog = common::retail_json();
+    for target in ["x".repeat(129), format!("retail.{}", "y".repeat(5000))] {
+        let text = serde_json::json!({
+            "target_table": target,
+            "entity_grain": ["customer_id"],
+            "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+            "features": [{"name": "plan", "expression": "plan", "source_table": "customers"}]
+        })
+        .to_string();
+        let compiled = compile(&text, &catalog, &CompileOptions::default());
+        let d = compiled
+            .diagnostics
+            .iter()
+            .find(|d| d.code == Code::E003)
+            .expect("E003");
+        assert_eq!(d.path.as_deref(), Some("target_table"));
+        assert!(d.message.contains("the limit is 128"), "{}", d.message);
+        assert!(
+            d.message.len() < 300,
+            "the message stays short: {}",
+            d.message
+        );
+    }
 }
 
 #[test]

@@ -185,6 +185,101 @@ fn trap_recipes_have_the_same_outcome_in_every_engine_or_are_refused() {
     assert_nothing_left(tmp.path());
 }
 
+/// The attack recipes run in DuckDB and PostgreSQL: each is refused in every dialect, or
+/// builds the same table as DataFusion and touches no other table (the script's sentinel
+/// tables); and arbitrary strings written by featurecraft's escaper come back unchanged
+/// from `SELECT <literal>` in both engines.
+#[test]
+fn attacks_touch_nothing_and_escaped_literals_read_back_in_the_engines() {
+    use featurecraft::Dialect;
+    use proptest::strategy::{Strategy, ValueTree};
+    use sqlparser::ast::{Expr, Value};
+    let tmp = tempfile::tempdir().unwrap();
+    // Hand-picked strings, then arbitrary ones from proptest's deterministic runner.
+    let mut strings: Vec<String> = [
+        "\\'",
+        "\\",
+        "'",
+        "''",
+        "a''b",
+        "\\'; DROP TABLE pwned; --",
+        "\n",
+        "line\nbreak\r\n",
+        "tab\there",
+        "$$",
+        "$tag$",
+        "%_",
+        "é😀",
+        "\u{1}\u{7f}",
+        "--",
+        "/*",
+        "E'x'",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = proptest::prelude::any::<String>();
+    for _ in 0..200 {
+        let value = strategy.new_tree(&mut runner).unwrap().current();
+        strings.push(value.replace('\0', ""));
+    }
+    let mut cases = Vec::new();
+    for dialect in [Dialect::DuckDb, Dialect::Postgres] {
+        for s in &strings {
+            let literal = Expr::value(Value::SingleQuotedString(s.clone()));
+            let sql = featurecraft::print::expression_text(&literal, dialect)
+                .unwrap_or_else(|e| panic!("{s:?} in {dialect}: {e}"));
+            cases.push(serde_json::json!({"dialect": dialect.name(), "sql": sql, "expected": s}));
+        }
+    }
+    let literals = tmp.path().join("literals.json");
+    std::fs::write(&literals, serde_json::to_string(&cases).unwrap()).unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let paths = recipes("attacks");
+    let mut args = vec![
+        "--engines",
+        ENGINES,
+        "--format",
+        "json",
+        "--literals",
+        literals.to_str().unwrap(),
+    ];
+    args.extend(paths.iter().map(|p| p.to_str().unwrap()));
+    let output = check_dialects(&work, &args, &[]);
+    if engines_ready(&output).is_none() {
+        return;
+    }
+    let report = json(&output);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(
+        report["literals"]["checked"].as_u64(),
+        Some(cases.len() as u64),
+        "{report:#}"
+    );
+    assert_eq!(report["literals"]["mismatches"], serde_json::json!([]));
+    let recipes = report["recipes"].as_array().unwrap();
+    assert_eq!(recipes.len(), paths.len());
+    let mut ran = 0;
+    for recipe in recipes {
+        let refused = recipe["datafusion"]["verdict"] == "refused";
+        for engine in recipe["engines"].as_array().unwrap() {
+            let verdict = engine["verdict"].as_str().unwrap();
+            if refused {
+                assert_eq!(verdict, "refused", "{recipe:#}");
+            } else if engine["engine"].is_string() {
+                assert_eq!(verdict, "same", "{recipe:#}");
+                ran += 1;
+            }
+        }
+    }
+    // The three recipes whose literals are legitimate run in both engines.
+    assert_eq!(ran, 6, "{report:#}");
+    assert_nothing_left(&work);
+}
+
 #[test]
 fn a_missing_engine_is_named_with_how_to_install_it() {
     let tmp = tempfile::tempdir().unwrap();

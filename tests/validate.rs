@@ -48,11 +48,81 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
         .unwrap();
     let query = featurecraft::render::build_query(&plan, &Dialect::DataFusion.capabilities(), None)
         .unwrap();
-    let frame = ctx.sql(&query.to_string()).await.unwrap();
-    let batches = frame.collect().await.unwrap();
+    let logical = featurecraft::catalog::plan_query(&ctx.state(), query)
+        .await
+        .unwrap();
+    let batches = ctx
+        .execute_logical_plan(logical)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     let keys = key_index(&all, plan.grain.len());
     (all, keys)
+}
+
+/// Values sqlparser's printer gets wrong: it leaves `a''b` as `'a''b'` (which reads back
+/// as `a'b`) and `\'` as `'\'`. Validation and materialization hand DataFusion the analyzed
+/// statement, so they compute with the values the recipe holds.
+#[tokio::test]
+async fn validation_and_materialization_run_the_analyzed_statement() {
+    let catalog = common::retail().await;
+    let text = json!({
+        "target_table": "lengths",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": [
+            {"name": "doubled", "expression": "LENGTH('a''''b')", "source_table": "customers"},
+            {"name": "backslash", "expression": "LENGTH('\\''')", "source_table": "customers"},
+            {"name": "n_odd", "expression": "COUNT(CASE WHEN event_type <> '\\''; DROP TABLE x; --' THEN 1 END)", "source_table": "events"}
+        ]
+    })
+    .to_string();
+    let (plan, _) = plan_of(&text, &catalog);
+    let options = ValidateOptions {
+        sample_size: 50,
+        ..ValidateOptions::default()
+    };
+    let sampled = sample(&plan, &catalog, &options).await.unwrap().rows;
+    let warehouse = tempfile::tempdir().unwrap();
+    let written = featurecraft::materialize::materialize(
+        &plan,
+        &catalog,
+        warehouse.path(),
+        "retail",
+        "lengths",
+        &options,
+    )
+    .await
+    .unwrap();
+    let ctx = SessionContext::new();
+    let full = ctx
+        .read_parquet(
+            format!("{}/", written.path.display()),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    for (what, batches) in [("sample", vec![sampled]), ("materialized", full)] {
+        let mut rows = 0;
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let value = |name: &str| {
+                    let index = batch.schema().index_of(name).unwrap();
+                    array_value_to_string(batch.column(index), row).unwrap()
+                };
+                assert_eq!(value("doubled"), "4", "{what}");
+                assert_eq!(value("backslash"), "2", "{what}");
+                rows += 1;
+            }
+        }
+        assert!(rows > 0, "{what}");
+    }
 }
 
 fn key_of(batch: &RecordBatch, grain: usize, row: usize) -> String {

@@ -254,10 +254,10 @@ async fn create_job(
     let domain = string_field(&body, "domain")?
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "domain: required"))?;
     for (field, value) in [("target_table_name", &target), ("domain", &domain)] {
-        if !crate::analyze::is_portable(value) {
+        if let Some(why) = crate::analyze::name_problem(value) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{field}: `{value}` is not a portable name (letters, digits and `_`)"),
+                format!("{field}: `{}` {why}", crate::analyze::shown_name(value)),
             ));
         }
     }
