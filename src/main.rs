@@ -710,6 +710,7 @@ fn parse_duration(text: &str) -> Result<i64, String> {
 
 async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &str) -> ExitCode {
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .json()
         .with_current_span(true)
         .with_span_list(false)
@@ -722,7 +723,10 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
         Ok(l) => l,
         Err(e) => return usage_error(&format!("cannot listen on {addr}: {e}")),
     };
-    tracing::info!(addr, "serving");
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    tracing::info!(addr = %bound, pid = std::process::id(), "serving");
     let shutdown = async {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -694,3 +694,216 @@ async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() 
     assert!(job["error"].is_null());
     server.stop().await;
 }
+
+/// Flips one byte in the middle of `file` and puts its modification time back: the same
+/// size and the same time, other contents.
+fn rewrite_in_place(file: &Path) {
+    let modified = std::fs::metadata(file).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let after = std::fs::metadata(file).unwrap();
+    assert_eq!(
+        (after.len() as usize, after.modified().unwrap()),
+        (bytes.len(), modified)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn materialization_is_refused_when_the_approved_data_changed() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let job = server.create_and_wait(&ana).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let (status, _, approved) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, approved["status"].as_str()),
+        (200, Some("approved"))
+    );
+    rewrite_in_place(&w.catalog.join("orders.parquet"));
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/materialize?wait=true"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("changed orders.parquet"), "{detail}");
+    let (_, _, still) = server
+        .call("GET", &format!("{API}/jobs/{id}"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(still["status"], "approved", "nothing ran: {still}");
+    assert!(!w.warehouse.join("retail/churn_training").exists());
+
+    // An edited view is a change too, and so is approval of a job validated before it.
+    let job = server.create_and_wait(&ana).await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let view = w.catalog.join("customer_order_items.sql");
+    let text = std::fs::read_to_string(&view).unwrap();
+    std::fs::write(&view, text.replace("SELECT", "SELECT ")).unwrap();
+    let (status, _, body) = server
+        .call(
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("changed customer_order_items.sql"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+/// A `featurecraft serve` process on loopback, with the address it reports.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+/// Starts `featurecraft serve`; `Err` holds the exit status and stderr when it stops instead.
+fn serve_process(w: &World) -> Result<ServeProcess, (Option<i32>, String)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--sample-size", "500"])
+        .arg("--catalog")
+        .arg(&w.catalog)
+        .arg("--db")
+        .arg(&w.db)
+        .arg("--warehouse")
+        .arg(&w.warehouse)
+        .env(
+            "FEATURECRAFT_JWT_SECRET",
+            std::str::from_utf8(SECRET).unwrap(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("featurecraft serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Ok(log) = serde_json::from_str::<Value>(&line)
+            && log["fields"]["message"] == "serving"
+        {
+            let addr = log["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            // Keep draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(ServeProcess { child, addr });
+        }
+    }
+    let status = child.wait().unwrap();
+    Err((status.code(), seen))
+}
+
+impl ServeProcess {
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_store_refuses_to_start_and_no_job_is_lost() {
+    let w = world();
+    let first = serve_process(&w).expect("the first server starts");
+    let ana = token("ana@example.com");
+    let (status, _, job) = http::call(
+        first.addr,
+        "POST",
+        &format!("{API}/jobs"),
+        Some(&ana),
+        Some(&new_job(recipe())),
+        &[],
+    )
+    .await;
+    assert_eq!((status, job["status"].as_str()), (201, Some("running")));
+    let id = job["job_id"].as_str().unwrap().to_string();
+
+    let (code, stderr) = match serve_process(&w) {
+        Ok(second) => {
+            second.terminate();
+            panic!("a second server started on the same store");
+        }
+        Err(refused) => refused,
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use by another featurecraft service"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("process {}", first.child.id())),
+        "{stderr}"
+    );
+
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        let (_, _, current) = http::call(
+            first.addr,
+            "GET",
+            &format!("{API}/jobs/{id}"),
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+        last = current;
+        if last["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["status"], "pending_approval", "{last}");
+    first.terminate();
+
+    // Once the first one stopped, the store is free, and the job is as it left it.
+    let again = serve_process(&w).expect("a server starts once the first stopped");
+    let (_, _, job) = http::call(
+        again.addr,
+        "GET",
+        &format!("{API}/jobs/{id}"),
+        Some(&ana),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    again.terminate();
+}

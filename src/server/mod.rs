@@ -12,11 +12,12 @@
 //! line of the request carries it too. Errors are JSON: `{"detail": "…"}`.
 
 pub mod auth;
+pub mod review;
 pub mod store;
 
 use crate::catalog::Catalog;
 use crate::job::{Job, JobStatus};
-use crate::materialize::materialize;
+use crate::materialize::stage;
 use crate::recipe::recipe_from_value;
 use crate::retry::{RunOptions, retry, run_recipe};
 use crate::{CompileOptions, Dialect, compile_recipe};
@@ -28,9 +29,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use review::{CatalogIdentity, review_hash};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,10 +93,16 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
-/// Builds the service: opens the store, fails jobs a dead process left running, and
-/// returns the router and a handle to wait for background jobs on shutdown.
+/// Builds the service: opens and locks the store, fails jobs a dead process left running,
+/// removes staging folders a crashed materialization left in the warehouse, and returns
+/// the router and a handle to wait for background jobs on shutdown.
 pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandle), String> {
+    // Opening the store takes its lock for the process's life: a second service on the
+    // same file stops here, before it could fail the first one's running jobs.
     let store = Store::open(db).map_err(|e| e.to_string())?;
+    for leftover in crate::materialize::clean_leftovers(&config.warehouse) {
+        tracing::warn!(path = %leftover.display(), "removed what a stopped materialization left behind");
+    }
     let orphans = store
         .fail_orphans("the service stopped while this job was running; retry it")
         .map_err(|e| e.to_string())?;
@@ -308,8 +315,28 @@ async fn create_job(
 /// design request instead) and stores the outcome, as a retry would record it.
 async fn run_new_job(state: Shared, job: Job) {
     let mut done = job.clone();
-    let _ = crate::retry::record_proposal(&mut done, proposal(&state, &job).await);
-    store_outcome(&state, &done, JobStatus::Running);
+    let identity = catalog_identity(&state).await;
+    let outcome = match &identity {
+        Ok(_) => proposal(&state, &job).await,
+        Err(e) => Err(e.clone()),
+    };
+    let _ = crate::retry::record_proposal(&mut done, outcome);
+    store_outcome(&state, &done, JobStatus::Running, identity.ok().as_ref());
+}
+
+/// The catalog's content identity, taken before a run reads it: what an approval of the
+/// run's outcome binds to (a change during the run then shows at approval).
+async fn catalog_identity(state: &AppState) -> Result<CatalogIdentity, String> {
+    let root = state.config.catalog.clone();
+    tokio::task::spawn_blocking(move || CatalogIdentity::of(&root))
+        .await
+        .map_err(|e| format!("cannot read the catalog: {e}"))?
+        .map_err(|e| {
+            format!(
+                "cannot read the catalog {}: {e}",
+                state.config.catalog.display()
+            )
+        })
 }
 
 /// The job's recipe (or a designed one), compiled and validated against the catalog as it
@@ -337,22 +364,26 @@ fn timed_out(state: &AppState) -> String {
     )
 }
 
-fn store_outcome(state: &AppState, job: &Job, expected: JobStatus) {
-    let result = if job.status == JobStatus::PendingApproval {
-        let files = catalog_files(&state.config.catalog);
-        let hash = job
-            .recipe
-            .as_ref()
-            .zip(job.sql.as_ref())
-            .map(|(r, s)| review_hash(r, s, &files));
-        match hash {
-            Some(hash) => state
-                .store
-                .update_with_review(job, expected, Some((&hash, &files))),
-            None => state.store.update(job, expected),
+/// Stores a run's outcome if the job is still `expected`. A proposal ready for review
+/// records what it was computed from: the recipe, the SQL and `identity`, the catalog
+/// read by the run.
+fn store_outcome(
+    state: &AppState,
+    job: &Job,
+    expected: JobStatus,
+    identity: Option<&CatalogIdentity>,
+) {
+    let review = match (job.status, &job.recipe, &job.sql, identity) {
+        (JobStatus::PendingApproval, Some(recipe), Some(sql), Some(identity)) => {
+            Some((review_hash(recipe, sql, identity), identity.to_text()))
         }
-    } else {
-        state.store.update(job, expected)
+        _ => None,
+    };
+    let result = match &review {
+        Some((hash, files)) => state
+            .store
+            .update_with_review(job, expected, Some((hash, files))),
+        None => state.store.update(job, expected),
     };
     match result {
         Ok(true) => {
@@ -435,7 +466,14 @@ async fn retry_job(
     let running = claim(&state, &failed, JobStatus::Running, "retry")?;
     let task_state = state.clone();
     let task = spawn(&state, async move {
-        let outcome = match Catalog::load(&task_state.config.catalog).await {
+        let identity = catalog_identity(&task_state).await;
+        let catalog = match &identity {
+            Ok(_) => Catalog::load(&task_state.config.catalog)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        let outcome = match catalog {
             Ok(catalog) => {
                 let attempt = retry(&failed, &catalog, &task_state.config.run);
                 match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
@@ -444,9 +482,14 @@ async fn retry_job(
                     Err(_) => failed_copy(&failed, timed_out(&task_state)),
                 }
             }
-            Err(e) => failed_copy(&failed, e.to_string()),
+            Err(e) => failed_copy(&failed, e),
         };
-        store_outcome(&task_state, &outcome, JobStatus::Running);
+        store_outcome(
+            &task_state,
+            &outcome,
+            JobStatus::Running,
+            identity.ok().as_ref(),
+        );
     })
     .await;
     respond(&state, running, task, wait.wait, StatusCode::OK).await
@@ -507,26 +550,57 @@ async fn approve_job(
 ) -> Result<Json<Job>, ApiError> {
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
-    let job = stored.job;
-    if job.status != JobStatus::PendingApproval {
-        return Err(conflict_status(&job, "approve", "pending_approval"));
+    if stored.job.status != JobStatus::PendingApproval {
+        return Err(conflict_status(&stored.job, "approve", "pending_approval"));
     }
-    let files = catalog_files(&state.config.catalog);
+    still_as_reviewed(&state, &stored, "approval").await?;
+    Ok(Json(claim(
+        &state,
+        &stored.job,
+        JobStatus::Approved,
+        "approve",
+    )?))
+}
+
+/// Checks that the job's recipe, SQL and the catalog's contents are those its review
+/// recorded; otherwise a 409 naming the catalog files added, removed or changed.
+async fn still_as_reviewed(
+    state: &AppState,
+    stored: &store::StoredJob,
+    action: &str,
+) -> Result<(), ApiError> {
+    let now = catalog_identity(state)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    match reviewed_changes(stored, &now) {
+        None => Ok(()),
+        Some(changes) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{action} refused: the catalog changed since this job was validated ({changes}), so the reviewed SQL may no longer mean the same; retry the job to validate it anew"
+            ),
+        )),
+    }
+}
+
+/// What differs from the job's review, if anything: the catalog files, or the recipe/SQL.
+fn reviewed_changes(stored: &store::StoredJob, now: &CatalogIdentity) -> Option<String> {
+    let job = &stored.job;
     let current = job
         .recipe
         .as_ref()
         .zip(job.sql.as_ref())
-        .map(|(r, s)| review_hash(r, s, &files));
-    if current.is_none() || current != stored.reviewed_hash {
-        let changed = describe_changes(stored.reviewed_files.as_deref().unwrap_or(""), &files);
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "approval refused: the catalog changed since this job was validated ({changed}), so the reviewed SQL may no longer mean the same; create the job again to validate it anew"
-            ),
-        ));
+        .map(|(recipe, sql)| review_hash(recipe, sql, now));
+    if current.is_some() && current == stored.reviewed_hash {
+        return None;
     }
-    Ok(Json(claim(&state, &job, JobStatus::Approved, "approve")?))
+    let reviewed = CatalogIdentity::from_text(stored.reviewed_files.as_deref().unwrap_or(""));
+    let changes = now.changes_since(&reviewed);
+    Some(if changes.is_empty() {
+        "the recipe or SQL differs from the reviewed one".into()
+    } else {
+        changes.join(", ")
+    })
 }
 
 async fn materialize_job(
@@ -537,6 +611,10 @@ async fn materialize_job(
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
+    if stored.job.status != JobStatus::Approved {
+        return Err(conflict_status(&stored.job, "materialize", "approved"));
+    }
+    still_as_reviewed(&state, &stored, "materialization").await?;
     let job = claim(&state, &stored.job, JobStatus::Materializing, "materialize")?;
     let task_state = state.clone();
     let running = job.clone();
@@ -544,7 +622,7 @@ async fn materialize_job(
         let mut done = running.clone();
         let result = tokio::time::timeout(
             task_state.config.job_timeout,
-            materialize_recipe(&task_state, &running),
+            materialize_recipe(&task_state, &stored),
         )
         .await;
         match result {
@@ -562,22 +640,22 @@ async fn materialize_job(
                 let _ = done.transition(JobStatus::Failed);
             }
         }
-        store_outcome(&task_state, &done, JobStatus::Materializing);
+        store_outcome(&task_state, &done, JobStatus::Materializing, None);
     })
     .await;
     respond(&state, job, task, wait.wait, StatusCode::OK).await
 }
 
-async fn materialize_recipe(state: &AppState, job: &Job) -> Result<u64, String> {
+/// Runs the approved job's CTAS into the warehouse. The recipe must still compile to the
+/// approved SQL, and the catalog must be the approved one when the table is published:
+/// a change while the query ran discards the written table.
+async fn materialize_recipe(state: &AppState, approved: &store::StoredJob) -> Result<u64, String> {
+    let job = &approved.job;
     let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
     let catalog = Catalog::load(&state.config.catalog)
         .await
         .map_err(|e| e.to_string())?;
-    let compiled = compile_recipe(
-        recipe,
-        &catalog,
-        &CompileOptions::for_dialect(Dialect::DataFusion),
-    );
+    let compiled = compile_recipe(recipe, &catalog, &state.config.run.compile_options());
     let plan = compiled.plan.ok_or_else(|| {
         let run = crate::retry::RecipeRun {
             sql: None,
@@ -587,7 +665,13 @@ async fn materialize_recipe(state: &AppState, job: &Job) -> Result<u64, String> 
         run.error_paragraph()
             .unwrap_or_else(|| "the recipe no longer compiles".into())
     })?;
-    let done = materialize(
+    if compiled.sql != job.sql {
+        return Err(
+            "the recipe no longer compiles to the approved SQL; retry the job to review it anew"
+                .into(),
+        );
+    }
+    let staged = stage(
         &plan,
         &catalog,
         &state.config.warehouse,
@@ -597,6 +681,15 @@ async fn materialize_recipe(state: &AppState, job: &Job) -> Result<u64, String> 
     )
     .await
     .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))?;
+    let now = catalog_identity(state).await?;
+    if let Some(changes) = reviewed_changes(approved, &now) {
+        return Err(format!(
+            "the catalog changed while the table was written ({changes}); nothing was published"
+        ));
+    }
+    let done = staged
+        .publish()
+        .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))?;
     Ok(done.rows)
 }
 
@@ -680,74 +773,4 @@ async fn validate_stateless(
     Ok(Json(
         json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
     ))
-}
-
-/// The catalog's files as `path size modified-nanoseconds` lines, sorted: what approval compares.
-fn catalog_files(root: &Path) -> String {
-    let mut lines = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(meta) = entry.metadata() {
-                let modified = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .display()
-                    .to_string();
-                lines.push(format!("{relative} {} {modified}", meta.len()));
-            }
-        }
-    }
-    lines.sort();
-    lines.join("\n")
-}
-
-fn review_hash(recipe: &crate::FeatureRecipe, sql: &str, files: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(recipe).unwrap_or_default());
-    hasher.update([0]);
-    hasher.update(sql.as_bytes());
-    hasher.update([0]);
-    hasher.update(files.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Which catalog files were added, removed or changed between two identity lists.
-fn describe_changes(before: &str, after: &str) -> String {
-    let name = |line: &str| line.rsplitn(3, ' ').nth(2).unwrap_or(line).to_string();
-    let before: std::collections::BTreeMap<String, &str> =
-        before.lines().map(|l| (name(l), l)).collect();
-    let after: std::collections::BTreeMap<String, &str> =
-        after.lines().map(|l| (name(l), l)).collect();
-    let mut changes = Vec::new();
-    for (file, line) in &after {
-        match before.get(file) {
-            None => changes.push(format!("added {file}")),
-            Some(old) if old != line => changes.push(format!("changed {file}")),
-            _ => {}
-        }
-    }
-    for file in before.keys().filter(|f| !after.contains_key(*f)) {
-        changes.push(format!("removed {file}"));
-    }
-    if changes.is_empty() {
-        "the recipe or SQL differs".into()
-    } else {
-        changes.join(", ")
-    }
 }

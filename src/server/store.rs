@@ -27,6 +27,8 @@ pub struct StoredJob {
 /// The job store.
 pub struct Store {
     connection: Mutex<Connection>,
+    /// `DB.lock`, locked while this store is open: one process per job store.
+    _lock: std::fs::File,
 }
 
 /// A store failure, with what was being done.
@@ -41,13 +43,60 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Takes the store's lock file, `PATH.lock`, with the holder's process id in it.
+fn lock_store(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StoreError(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {holder})")
+            };
+            return Err(StoreError(format!(
+                "{} is in use by another featurecraft service{who}; one service runs per job store: stop it, or give this one another --db",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(StoreError(format!(
+                "cannot lock {}: {e}",
+                lock_path.display()
+            )));
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    written.map_err(|e| StoreError(format!("cannot write {}: {e}", lock_path.display())))?;
+    Ok(file)
+}
+
 fn store_error(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError(format!("{what}: {e}"))
 }
 
 impl Store {
-    /// Opens (creating or migrating) the store at `path`.
+    /// Opens (creating or migrating) the store at `path`, and holds `PATH.lock` locked until
+    /// the store is dropped: a second store on the same file, in this process or another,
+    /// is refused rather than left to fail the first one's running jobs as orphans.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let lock = lock_store(path)?;
         let connection = Connection::open(path).map_err(store_error("open"))?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
@@ -84,6 +133,7 @@ impl Store {
         }
         Ok(Store {
             connection: Mutex::new(connection),
+            _lock: lock,
         })
     }
 

@@ -1,0 +1,214 @@
+//! What a reviewer approves, bound to the data: the recipe, the SQL, and a SHA-256 of the
+//! contents of every catalog file the SQL reads.
+//!
+//! The identity of a catalog is the content hash of each `.parquet` and `.sql` file under
+//! it (hidden entries skipped, as the catalog skips them), not its size and modification
+//! time: a file rewritten with other values, the same size and its old modification time
+//! restored must not pass as the file that was reviewed. Hashing costs one read of the
+//! catalog; a process keeps each file's hash with the file's inode, size, modification and
+//! change times, and reuses it only while all of them are unchanged and the change time was
+//! already a few seconds old when the file was hashed. The kernel sets the change time on
+//! every write and on every `utime` call, and no program can set it back, so an unchanged
+//! record means unchanged contents; a file changed within the clock's granularity of its
+//! hashing is hashed again.
+
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Each catalog file (path relative to the catalog) and the SHA-256 of its contents.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogIdentity {
+    files: BTreeMap<String, String>,
+}
+
+/// How long a file's change time must lie in the past for its hash to be kept.
+const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a file's hash was computed from; equal stamps mean equal contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, String)>> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<PathBuf, (Stamp, String)>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl CatalogIdentity {
+    /// Hashes every data and view file of the catalog at `root` (a directory, or a JSON file).
+    pub fn of(root: &Path) -> std::io::Result<CatalogIdentity> {
+        let mut files = BTreeMap::new();
+        if root.is_file() {
+            files.insert(
+                root.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                file_hash(root)?,
+            );
+            return Ok(CatalogIdentity { files });
+        }
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let path = entry.path();
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if path
+                    .extension()
+                    .is_some_and(|e| e == "parquet" || e == "sql")
+                {
+                    let relative = path
+                        .strip_prefix(root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    files.insert(relative, file_hash(&path)?);
+                }
+            }
+        }
+        Ok(CatalogIdentity { files })
+    }
+
+    /// The identity as text, one `HASH PATH` line per file, sorted: what the job store keeps.
+    pub fn to_text(&self) -> String {
+        self.files
+            .iter()
+            .map(|(path, hash)| format!("{hash} {path}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Reads [`CatalogIdentity::to_text`] back; lines of another form are skipped.
+    pub fn from_text(text: &str) -> CatalogIdentity {
+        CatalogIdentity {
+            files: text
+                .lines()
+                .filter_map(|line| line.split_once(' '))
+                .map(|(hash, path)| (path.to_string(), hash.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The files added, removed or changed since `before`, as `added x`, `changed y`, …
+    pub fn changes_since(&self, before: &CatalogIdentity) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (path, hash) in &self.files {
+            match before.files.get(path) {
+                None => changes.push(format!("added {path}")),
+                Some(old) if old != hash => changes.push(format!("changed {path}")),
+                _ => {}
+            }
+        }
+        for path in before.files.keys() {
+            if !self.files.contains_key(path) {
+                changes.push(format!("removed {path}"));
+            }
+        }
+        changes
+    }
+}
+
+/// The SHA-256 of the recipe, the SQL and the catalog identity: what approval records.
+pub fn review_hash(recipe: &crate::FeatureRecipe, sql: &str, catalog: &CatalogIdentity) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(recipe).unwrap_or_default());
+    hasher.update([0]);
+    hasher.update(sql.as_bytes());
+    hasher.update([0]);
+    hasher.update(catalog.to_text().as_bytes());
+    hex(&hasher.finalize())
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    Stamp {
+        device: meta.dev(),
+        inode: meta.ino(),
+        size: meta.size(),
+        modified: (meta.mtime(), meta.mtime_nsec()),
+        changed: (meta.ctime(), meta.ctime_nsec()),
+    }
+}
+
+fn file_hash(path: &Path) -> std::io::Result<String> {
+    let before = stamp(&std::fs::metadata(path)?);
+    if let Ok(cached) = cache().lock()
+        && let Some((seen, hash)) = cached.get(path)
+        && *seen == before
+    {
+        return Ok(hash.clone());
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let hash = hex(&hasher.finalize());
+    let after = stamp(&file.metadata()?);
+    let settled = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|now| now.as_secs() as i64 - before.changed.0 >= SETTLED.as_secs() as i64)
+        .unwrap_or(false);
+    if after == before
+        && settled
+        && let Ok(mut cached) = cache().lock()
+    {
+        cached.insert(path.to_path_buf(), (before, hash.clone()));
+    }
+    Ok(hash)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_and_modification_time_with_other_contents_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("orders.parquet");
+        std::fs::write(&file, b"amount=1").unwrap();
+        std::fs::write(dir.path().join("README.md"), b"ignored").unwrap();
+        std::fs::write(dir.path().join(".hidden.sql"), b"ignored").unwrap();
+        let before = CatalogIdentity::of(dir.path()).unwrap();
+        assert_eq!(before.files.len(), 1);
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::write(&file, b"amount=9").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            modified
+        );
+        let after = CatalogIdentity::of(dir.path()).unwrap();
+        assert_eq!(after.changes_since(&before), ["changed orders.parquet"]);
+        assert_eq!(CatalogIdentity::from_text(&before.to_text()), before);
+    }
+}
