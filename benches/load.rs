@@ -13,7 +13,7 @@
 mod http;
 
 use featurecraft::retry::RunOptions;
-use featurecraft::server::{ServiceConfig, auth, service};
+use featurecraft::server::{Limits, ServiceConfig, auth, listen, service};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -66,13 +66,24 @@ async fn run() {
         jwt: auth::Verifier::Hs256(SECRET.to_vec()),
         run,
         job_timeout: Duration::from_secs(60),
+        // One job per client may run at once: the bench measures throughput, not refusals.
+        limits: Limits {
+            max_jobs: clients,
+            ..Limits::default()
+        },
     };
+    let header_timeout = config.limits.header_timeout;
     let (router, handle) = service(config, &dir.path().join("jobs.db")).expect("service");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(listen::serve(
+        listener,
+        router,
+        header_timeout,
+        std::future::pending(),
+    ));
 
     let recipe: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("fixtures/recipes/good/churn_basic.json"))

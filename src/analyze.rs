@@ -69,6 +69,24 @@ pub struct Plan {
     pub label: PlannedLabel,
 }
 
+impl Plan {
+    /// The plan of some of the features (by index, in that order): the same spine, label
+    /// and sources, so the same rows; grouped sources left without features are not read.
+    pub fn with_features(&self, indices: &[usize]) -> Plan {
+        Plan {
+            target_table: self.target_table.clone(),
+            grain: self.grain.clone(),
+            spine: self.spine.clone(),
+            sources: self.sources.clone(),
+            features: indices
+                .iter()
+                .filter_map(|&i| self.features.get(i).cloned())
+                .collect(),
+            label: self.label.clone(),
+        }
+    }
+}
+
 /// The spine: the label's table, one output row per spine row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spine {

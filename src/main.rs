@@ -109,6 +109,10 @@ enum Command {
         /// Seconds a validation or materialization may run before its job fails.
         #[arg(long, default_value_t = 900)]
         job_timeout: u64,
+        /// Jobs and stateless compiles/validations running at once; more are refused with
+        /// 503 (default: the number of cores). Each run may hold up to --memory-limit.
+        #[arg(long)]
+        max_jobs: Option<usize>,
         /// Verify RS256 tokens with these public keys (a JWKS file or a PEM public key)
         /// instead of HS256 with FEATURECRAFT_JWT_SECRET.
         #[arg(long)]
@@ -303,6 +307,7 @@ fn main() -> ExitCode {
             sample_size,
             memory_limit,
             job_timeout,
+            max_jobs,
             jwks,
         } => {
             let run = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
@@ -329,12 +334,19 @@ fn main() -> ExitCode {
                     );
                 }
             };
+            let mut limits = featurecraft::server::Limits::default();
+            match max_jobs {
+                Some(0) => return usage_error("--max-jobs must be at least 1"),
+                Some(n) => limits.max_jobs = n,
+                None => {}
+            }
             let config = featurecraft::server::ServiceConfig {
                 catalog,
                 warehouse,
                 jwt,
                 run,
                 job_timeout: std::time::Duration::from_secs(job_timeout.max(1)),
+                limits,
             };
             runtime.block_on(serve(config, &db, &addr))
         }
@@ -715,6 +727,7 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
         .with_current_span(true)
         .with_span_list(false)
         .try_init();
+    let header_timeout = config.limits.header_timeout;
     let (router, handle) = match featurecraft::server::service(config, db) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
@@ -742,12 +755,7 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
         }
         tracing::info!("shutting down: finishing running jobs");
     };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        return usage_error(&format!("server error: {e}"));
-    }
+    featurecraft::server::listen::serve(listener, router, header_timeout, shutdown).await;
     handle.drain().await;
     ExitCode::SUCCESS
 }

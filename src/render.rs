@@ -191,12 +191,13 @@ fn build_query_here(
                 None => source_parts.push((key, vec![i])),
             }
         }
-        // A part with no feature is dropped, unless it is the source's only one (a
-        // row-level source still joins, and fans out, with no feature of its own).
+        // A part with no feature is dropped, unless it is a row-level source's only one
+        // (such a source still joins, and fans out, with no feature of its own). A grouped
+        // source without features (in a plan of some of a recipe's features) is left out.
         let only_one = source_parts.len() == 1;
         let mut n = 0;
         for (key, members) in source_parts {
-            if members.is_empty() && !only_one {
+            if members.is_empty() && (!only_one || source.grouped) {
                 continue;
             }
             let cte_name = if key.is_none() {

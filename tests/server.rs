@@ -6,7 +6,7 @@ mod common;
 mod http;
 
 use featurecraft::retry::RunOptions;
-use featurecraft::server::{ServiceConfig, auth, service};
+use featurecraft::server::{Limits, ServiceConfig, auth, listen, service};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,18 +31,22 @@ impl Server {
             jwt: auth::Verifier::Hs256(SECRET.to_vec()),
             run,
             job_timeout: Duration::from_secs(120),
+            limits: Limits::default(),
         };
+        Server::start_with(config, db).await
+    }
+
+    async fn start_with(config: ServiceConfig, db: &Path) -> Server {
+        let header_timeout = config.limits.header_timeout;
         let (router, handle) = service(config, db).expect("service starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let done = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+            listen::serve(listener, router, header_timeout, async {
+                let _ = stopped.await;
+            })
+            .await;
             handle.drain().await;
         });
         Server {
@@ -906,4 +910,347 @@ async fn a_second_server_on_the_same_store_refuses_to_start_and_no_job_is_lost()
     .await;
     assert_eq!(job["status"], "pending_approval", "{job}");
     again.terminate();
+}
+
+/// A recipe of `n` features over the retail catalog (`n` above the feature limit is
+/// refused by compile; below it, a few thousand take seconds to validate).
+fn wide_recipe(n: usize) -> Value {
+    let tables = [
+        ("orders", "amount"),
+        ("events", "amount"),
+        ("support_tickets", "satisfaction"),
+    ];
+    let features: Vec<Value> = (0..n)
+        .map(|i| {
+            let (table, column) = tables[i % tables.len()];
+            json!({"name": format!("f{i}"), "expression": format!("SUM({column} * {i})"), "source_table": table})
+        })
+        .collect();
+    json!({
+        "target_table": "wide",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
+        "features": features
+    })
+}
+
+/// The longest `/healthz` took while `work` ran, polled every 50 ms.
+async fn slowest_health_check_while<T>(
+    server: &Server,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Duration) {
+    let addr = server.addr;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let checker = tokio::spawn(async move {
+        let mut slowest = Duration::ZERO;
+        while !*stopped.borrow() {
+            let started = std::time::Instant::now();
+            let (status, _, _) = http::call(addr, "GET", "/healthz", None, None, &[]).await;
+            assert_eq!(status, 200);
+            slowest = slowest.max(started.elapsed());
+            let _ = tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await;
+        }
+        slowest
+    });
+    let out = work.await;
+    stop.send(true).unwrap();
+    (out, checker.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_requests_are_refused_by_the_cap_while_health_checks_answer() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let body = json!({"recipe": wide_recipe(20_000), "sample_size": 100});
+    let path = format!("{API}/validate");
+    let ((a, b), slowest) = slowest_health_check_while(&server, async {
+        tokio::join!(
+            server.call("POST", &path, Some(&ana), Some(&body), &[]),
+            server.call("POST", &path, Some(&ana), Some(&body), &[])
+        )
+    })
+    .await;
+    for (status, _, answer) in [a, b] {
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["diagnostics"][0]["code"], "E005", "{answer}");
+        assert!(answer["validation"].is_null());
+    }
+    assert!(slowest < Duration::from_secs(1), "healthz took {slowest:?}");
+    server.stop().await;
+}
+
+/// A service with one engine permit, a short header time limit and a short body time limit.
+async fn tight_server(w: &World) -> Server {
+    let mut run = RunOptions::default();
+    run.validate.sample_size = 100;
+    let config = ServiceConfig {
+        catalog: w.catalog.clone(),
+        warehouse: w.warehouse.clone(),
+        jwt: auth::Verifier::Hs256(SECRET.to_vec()),
+        run,
+        job_timeout: Duration::from_secs(120),
+        limits: Limits {
+            max_jobs: 1,
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        },
+    };
+    Server::start_with(config, &w.db).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_service_answers_503_and_a_client_that_leaves_frees_its_place() {
+    let w = world();
+    let server = tight_server(&w).await;
+    let ana = token("ana@example.com");
+    let slow = json!({"recipe": wide_recipe(6000), "sample_size": 100});
+    let small = json!({"recipe": recipe()});
+
+    // A slow validation holds the one permit: others are refused, health checks answer.
+    let addr = server.addr;
+    let (token_a, slow_a) = (ana.clone(), slow.clone());
+    let first = tokio::spawn(async move {
+        http::call(
+            addr,
+            "POST",
+            &format!("{API}/validate"),
+            Some(&token_a),
+            Some(&slow_a),
+            &[],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, head, body) = server
+        .call(
+            "POST",
+            &format!("{API}/compile"),
+            Some(&ana),
+            Some(&small),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("busy"), "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 5"),
+        "{head}"
+    );
+    let (status, _, _) = server.call("GET", "/healthz", None, None, &[]).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = first.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["validation"]["estimated_row_count"].is_number(),
+        "{body}"
+    );
+
+    // A client that leaves mid-validation: its work is aborted and the permit comes back
+    // long before the validation would have finished.
+    let text = serde_json::to_string(&slow).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    stream
+        .write_all(
+            format!(
+                "POST {API}/validate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ana}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = std::time::Instant::now();
+    drop(stream);
+    let mut freed = None;
+    for _ in 0..40 {
+        let (status, _, _) = server
+            .call(
+                "POST",
+                &format!("{API}/compile"),
+                Some(&ana),
+                Some(&small),
+                &[],
+            )
+            .await;
+        if status == 200 {
+            freed = Some(left.elapsed());
+            break;
+        }
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let freed = freed.expect("the permit came back");
+    assert!(freed < Duration::from_secs(2), "freed after {freed:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_slow_bodies_and_idle_connections_are_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world();
+    let server = tight_server(&w).await;
+    let closed_within = |mut stream: tokio::net::TcpStream| async move {
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the server keeps the connection open");
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&rest).into_owned(),
+        )
+    };
+
+    // Headers that never end.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (after, _) = closed_within(stream).await;
+    assert!(after < Duration::from_secs(5), "{after:?}");
+
+    // A keep-alive connection left idle after its answer.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let n = stream.read(&mut buffer).await.unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"));
+    let (after, _) = closed_within(stream).await;
+    assert!(after < Duration::from_secs(5), "{after:?}");
+
+    // A body that never arrives in full: 408 with a JSON detail.
+    let ana = token("ana@example.com");
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(format!("POST {API}/compile HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ana}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"recipe\"").as_bytes())
+        .await
+        .unwrap();
+    let (_, answer) = closed_within(stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"detail\""), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_body_is_json_with_a_detail() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let huge = json!({"recipe": "x".repeat(3 * 1024 * 1024)});
+    for (method, path, body, expected) in [
+        ("GET", "/nowhere".to_string(), None, 404),
+        ("DELETE", format!("{API}/jobs"), None, 405),
+        ("GET", format!("{API}/jobs?limit=abc"), None, 400),
+        ("GET", format!("{API}/jobs?limit=0"), None, 422),
+        ("GET", format!("{API}/jobs?cursor=nonsense"), None, 422),
+        (
+            "POST",
+            format!("{API}/jobs?wait=maybe"),
+            Some(new_job(recipe())),
+            400,
+        ),
+        ("POST", format!("{API}/validate"), Some(huge), 413),
+        (
+            "POST",
+            format!("{API}/validate"),
+            Some(json!({"recipe": recipe(), "sample_size": 0})),
+            422,
+        ),
+    ] {
+        let (status, head, answer) = server
+            .call(method, &path, Some(&ana), body.as_ref(), &[])
+            .await;
+        assert_eq!(status, expected, "{method} {path}: {head}\n{answer}");
+        assert!(
+            answer["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{method} {path}: {head}\n{answer}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_that_does_not_load_is_503_not_500() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    std::fs::write(w.catalog.join("orders.parquet"), b"not parquet at all").unwrap();
+    for route in ["compile", "validate"] {
+        let (status, _, body) = server
+            .call(
+                "POST",
+                &format!("{API}/{route}"),
+                Some(&ana),
+                Some(&json!({"recipe": recipe()})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 503, "{route}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("orders.parquet"),
+            "{body}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_list_comes_in_pages_that_cover_every_job_once() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let job = server.create_and_wait(&ana).await;
+        created.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut path = format!("{API}/jobs?limit=2");
+    let mut pages = 0;
+    loop {
+        let (status, head, page) = server.call("GET", &path, Some(&ana), None, &[]).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let jobs = page.as_array().unwrap();
+        assert!(jobs.len() <= 2);
+        seen.extend(
+            jobs.iter()
+                .map(|j| j["job_id"].as_str().unwrap().to_string()),
+        );
+        let next = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-next-cursor: ").map(str::to_string));
+        match next {
+            Some(cursor) => {
+                assert!(head.contains("rel=\"next\""), "{head}");
+                path = format!("{API}/jobs?limit=2&cursor={}", cursor.trim());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    created.reverse();
+    assert_eq!(seen, created, "newest first, each job once");
+    let (_, _, all) = server
+        .call("GET", &format!("{API}/jobs"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        5,
+        "the default page holds them all"
+    );
+    server.stop().await;
 }

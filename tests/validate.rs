@@ -277,6 +277,44 @@ async fn sampled_entities_have_exactly_their_full_run_values_and_the_sample_is_s
     }
 }
 
+/// A wide recipe's summary is computed a group of features at a time; the groups must give
+/// exactly the summary of one query, for every good recipe (row-level sources that fan
+/// out, grouped spines and two-column grains among them), sampled or whole.
+#[tokio::test]
+async fn the_summary_in_groups_of_features_equals_the_summary_of_one_query() {
+    let catalog = common::retail().await;
+    for (stem, text) in common::recipes("good") {
+        let (plan, warnings) = plan_of(&text, &catalog);
+        for sample_size in [100, 1_000_000] {
+            let summary = |per_query: usize| {
+                let options = ValidateOptions {
+                    sample_size,
+                    null_threshold: 0.1,
+                    features_per_query: per_query,
+                    ..Default::default()
+                };
+                let (plan, catalog, warnings) = (&plan, &catalog, &warnings);
+                async move {
+                    let validation = validate(plan, catalog, &options, warnings).await;
+                    let summary = validation.summary.expect("validates");
+                    (
+                        serde_json::to_string(&summary).unwrap(),
+                        validation.diagnostics,
+                    )
+                }
+            };
+            let one = summary(10_000).await;
+            for per_query in [1, 2, 5] {
+                assert_eq!(
+                    summary(per_query).await,
+                    one,
+                    "{stem}, {per_query} per query"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_good_recipe_summary_is_byte_identical_across_runs() {
     let catalog = common::retail().await;

@@ -9,9 +9,19 @@
 //! response comes as soon as the job is stored as `running` (or `materializing`), and
 //! `?wait=true` waits for the outcome instead, as the contract's retry example shows.
 //! Every response carries `x-correlation-id` (the caller's, or a new one), and every log
-//! line of the request carries it too. Errors are JSON: `{"detail": "…"}`.
+//! line of the request carries it too. Errors are JSON: `{"detail": "…"}`, axum's own
+//! (unknown route, wrong method, body too large, bad query string) included.
+//!
+//! Every request is bounded. Planning and running queries happen on an engine runtime
+//! of their own, so the HTTP runtime keeps answering (`/healthz` among others) whatever
+//! the engine does; at most [`Limits::max_jobs`] pieces of engine work run at once, and
+//! more are refused with `503` and `Retry-After`. Work stops at the job time limit, and a
+//! stateless request's work stops when its client goes away. Headers must arrive within
+//! [`Limits::header_timeout`] (idle keep-alive connections are closed after it), bodies
+//! within [`Limits::body_timeout`]; `GET /jobs` is paginated.
 
 pub mod auth;
+pub mod listen;
 pub mod review;
 pub mod store;
 
@@ -43,6 +53,10 @@ use uuid::Uuid;
 pub const PREFIX: &str = "/api/automl/feature-engineering";
 /// Request bodies larger than this are refused (413).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// `GET /jobs` answers this many jobs a page unless `?limit=` asks otherwise.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest `?limit=` of `GET /jobs`.
+pub const MAX_PAGE: usize = 500;
 
 /// What the service needs to run.
 #[derive(Clone)]
@@ -54,12 +68,103 @@ pub struct ServiceConfig {
     pub run: RunOptions,
     /// The longest a validation or materialization may run before the job fails.
     pub job_timeout: Duration,
+    pub limits: Limits,
+}
+
+/// The bounds on what requests may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Pieces of engine work (a job's run, a materialization, a stateless compile or
+    /// validation) at once; more are refused with `503`. Each run may hold up to its
+    /// `--memory-limit`.
+    pub max_jobs: usize,
+    /// Worker threads of the engine runtime.
+    pub engine_threads: usize,
+    /// A request's headers must arrive within this; an idle keep-alive connection is
+    /// closed after it.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this (`408` otherwise).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Limits {
+            max_jobs: cores,
+            engine_threads: cores,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 struct AppState {
     config: ServiceConfig,
     store: Store,
+    engine: Engine,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// The runtime that plans and runs queries, apart from the one that answers HTTP, and the
+/// permits that bound how much work it takes at once.
+struct Engine {
+    runtime: Option<tokio::runtime::Runtime>,
+    permits: Arc<tokio::sync::Semaphore>,
+    max_jobs: usize,
+}
+
+impl Engine {
+    fn new(limits: &Limits) -> Result<Engine, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(limits.engine_threads.max(1))
+            .thread_name("featurecraft-engine")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the engine runtime: {e}"))?;
+        Ok(Engine {
+            runtime: Some(runtime),
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.max_jobs.max(1))),
+            max_jobs: limits.max_jobs.max(1),
+        })
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle())
+    }
+
+    /// A permit for one piece of engine work, or `503` when all are taken.
+    fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the service is busy: {} jobs are running, its limit; retry in a few seconds",
+                    self.max_jobs
+                ),
+            )
+            .retry_after(5)
+        })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context (where the service is dropped)
+        // does not allow; its tasks were drained or are abandoned on purpose here.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Aborts a spawned task when dropped: the request that waited for it is gone.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 type Shared = Arc<AppState>;
@@ -69,6 +174,7 @@ type Shared = Arc<AppState>;
 pub struct ApiError {
     status: StatusCode,
     detail: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -76,13 +182,25 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"detail": self.detail}))).into_response()
+        let mut response = (self.status, Json(json!({"detail": self.detail}))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -112,9 +230,12 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
             "jobs left running by a stopped service were marked failed"
         );
     }
+    let engine = Engine::new(&config.limits)?;
+    let body_timeout = config.limits.body_timeout;
     let state = Arc::new(AppState {
         config,
         store,
+        engine,
         tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
     });
     let api = Router::new()
@@ -128,7 +249,27 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
     let router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .nest(PREFIX, api)
+        .fallback(|request: Request| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no route {} {}", request.method(), request.uri().path()),
+            )
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "{} is not allowed on {}",
+                    request.method(),
+                    request.uri().path()
+                ),
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            read_body_in_time(request, next, body_timeout)
+        }))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(correlation))
         .with_state(state.clone());
     Ok((router, ServiceHandle { state }))
@@ -145,6 +286,60 @@ impl ServiceHandle {
         let mut tasks = self.state.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Reads the whole body before the handler runs, within `limit` (`408` otherwise) and
+/// [`BODY_LIMIT`] (`413`): a client that sends its body slowly cannot hold a handler.
+async fn read_body_in_time(request: Request, next: Next, limit: Duration) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: larger than {BODY_LIMIT} bytes, the limit"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("body: not received within {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Gives every error response a JSON body, `{"detail": …}`: axum's own rejections (a bad
+/// query string, a body of the wrong content type) are plain text.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut error = ApiError::new(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != "content-type" && name != "content-length" {
+            error.headers_mut().insert(name, value.clone());
+        }
+    }
+    error
 }
 
 /// Echoes or creates `x-correlation-id` and runs the request inside a span carrying it.
@@ -305,9 +500,10 @@ async fn create_job(
     };
     let mut job = Job::new(target, domain, owner, recipe);
     job.design = design;
+    let permit = state.engine.permit()?;
     state.store.insert(&job)?;
     tracing::info!(job_id = %job.job_id, "job created");
-    let task = spawn(&state, run_new_job(state.clone(), job.clone())).await;
+    let task = spawn(&state, permit, run_new_job(state.clone(), job.clone())).await?;
     respond(&state, job, task, wait.wait, StatusCode::CREATED).await
 }
 
@@ -398,24 +594,71 @@ fn store_outcome(
     }
 }
 
-/// Spawns background work in the current span; returns a receiver that fires when done.
+/// Spawns a job's work on the engine runtime, in the current span, holding `permit` until
+/// it is done; returns a receiver that fires when done. The work ends at the job time
+/// limit by its own timeout; it goes on if the client leaves, as the job is stored.
 async fn spawn(
     state: &AppState,
+    permit: tokio::sync::OwnedSemaphorePermit,
     work: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::sync::oneshot::Receiver<()> {
+) -> Result<tokio::sync::oneshot::Receiver<()>, ApiError> {
+    let engine = state
+        .engine
+        .handle()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
     let (done, finished) = tokio::sync::oneshot::channel();
     let span = tracing::Span::current();
     let mut tasks = state.tasks.lock().await;
     // Reap finished jobs so the set holds only running ones.
     while tasks.try_join_next().is_some() {}
-    tasks.spawn(
+    tasks.spawn_on(
         async move {
+            let _permit = permit;
             work.await;
             let _ = done.send(());
         }
         .instrument(span),
+        engine,
     );
-    finished
+    Ok(finished)
+}
+
+/// Runs a stateless request's `work` on the engine runtime and waits for it. The work is
+/// aborted when it outlives the job time limit (`504`) or when the request is dropped
+/// because its client went away.
+async fn on_engine<T: Send + 'static>(
+    state: &AppState,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = state.engine.permit()?;
+    let engine = state
+        .engine
+        .handle()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
+    let span = tracing::Span::current();
+    let mut task = AbortOnDrop(
+        engine.spawn(
+            async move {
+                let _permit = permit;
+                work.await
+            }
+            .instrument(span),
+        ),
+    );
+    match tokio::time::timeout(state.config.job_timeout, &mut task.0).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the work stopped unexpectedly: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the work took longer than {} s, the service's time limit, and was stopped",
+                state.config.job_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Answers with the job as stored when the work started, or, with `wait`, as it is once
@@ -444,13 +687,51 @@ async fn get_job(
     Ok(Json(visible_job(&state, &caller, job_id(&id)?)?.job))
 }
 
+#[derive(Deserialize)]
+struct PageParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// The caller's jobs (every job for an admin), newest first, [`DEFAULT_PAGE`] at a time
+/// (`?limit=` up to [`MAX_PAGE`]). The body is the contract's array of jobs; when more
+/// follow, `x-next-cursor` holds the cursor to pass as `?cursor=` and `link` the next
+/// page's path (`rel="next"`).
 async fn list_jobs(
     State(state): State<Shared>,
     headers: HeaderMap,
-) -> Result<Json<Vec<Job>>, ApiError> {
+    Query(page): Query<PageParams>,
+) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
+    let limit = page.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("limit: must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = match &page.cursor {
+        None => None,
+        Some(token) => Some(store::PageCursor::decode(token).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cursor: not a cursor this service gave (take it from x-next-cursor)",
+            )
+        })?),
+    };
     let owner = (!caller.admin).then_some(caller.subject.as_str());
-    Ok(Json(state.store.list(owner)?))
+    let (jobs, next) = state.store.page(owner, limit, after)?;
+    let mut response = Json(jobs).into_response();
+    if let Some(next) = next {
+        let token = next.encode();
+        let link = format!("<{PREFIX}/jobs?limit={limit}&cursor={token}>; rel=\"next\"");
+        for (name, value) in [("x-next-cursor", token), ("link", link)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    Ok(response)
 }
 
 async fn retry_job(
@@ -462,10 +743,11 @@ async fn retry_job(
     let caller = caller(&state, &headers)?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     let failed = stored.job;
+    let permit = state.engine.permit()?;
     // Of two concurrent retries, only one moves the job out of `failed`.
     let running = claim(&state, &failed, JobStatus::Running, "retry")?;
     let task_state = state.clone();
-    let task = spawn(&state, async move {
+    let task = spawn(&state, permit, async move {
         let identity = catalog_identity(&task_state).await;
         let catalog = match &identity {
             Ok(_) => Catalog::load(&task_state.config.catalog)
@@ -491,7 +773,7 @@ async fn retry_job(
             identity.ok().as_ref(),
         );
     })
-    .await;
+    .await?;
     respond(&state, running, task, wait.wait, StatusCode::OK).await
 }
 
@@ -615,10 +897,11 @@ async fn materialize_job(
         return Err(conflict_status(&stored.job, "materialize", "approved"));
     }
     still_as_reviewed(&state, &stored, "materialization").await?;
+    let permit = state.engine.permit()?;
     let job = claim(&state, &stored.job, JobStatus::Materializing, "materialize")?;
     let task_state = state.clone();
     let running = job.clone();
-    let task = spawn(&state, async move {
+    let task = spawn(&state, permit, async move {
         let mut done = running.clone();
         let result = tokio::time::timeout(
             task_state.config.job_timeout,
@@ -642,7 +925,7 @@ async fn materialize_job(
         }
         store_outcome(&task_state, &done, JobStatus::Materializing, None);
     })
-    .await;
+    .await?;
     respond(&state, job, task, wait.wait, StatusCode::OK).await
 }
 
@@ -702,12 +985,12 @@ struct EngineRequest {
     sample_size: Option<usize>,
 }
 
-/// Checks the caller, reads `{"recipe", "dialect"?, "sample_size"?}` and loads the catalog as it is now.
-async fn engine_request(
+/// Checks the caller and reads `{"recipe", "dialect"?, "sample_size"?}`.
+fn engine_request(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(EngineRequest, Dialect, Catalog), ApiError> {
+) -> Result<(EngineRequest, Dialect), ApiError> {
     caller(state, headers)?;
     let request: EngineRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
@@ -717,10 +1000,25 @@ async fn engine_request(
         })?,
         None => Dialect::Generic,
     };
-    let catalog = Catalog::load(&state.config.catalog)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok((request, dialect, catalog))
+    if request.sample_size == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sample_size: must be at least 1",
+        ));
+    }
+    Ok((request, dialect))
+}
+
+/// The catalog as it is now. A catalog that does not load is the operator's to fix, not
+/// the caller's: `503` with the reason.
+async fn current_catalog(root: &Path) -> Result<Catalog, ApiError> {
+    Catalog::load(root).await.map_err(|e| {
+        tracing::error!(error = %e, "the catalog does not load");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the service's catalog cannot be read: {e}"),
+        )
+    })
 }
 
 async fn compile_stateless(
@@ -728,16 +1026,26 @@ async fn compile_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect, catalog) = engine_request(&state, &headers, &body).await?;
-    let parsed = recipe_from_value(&request.recipe);
-    let mut diagnostics = parsed.diagnostics;
-    let mut sql = None;
-    if let Some(recipe) = parsed.recipe {
-        let compiled = compile_recipe(&recipe, &catalog, &CompileOptions::for_dialect(dialect));
-        diagnostics.extend(compiled.diagnostics);
-        sql = compiled.sql;
-    }
-    Ok(Json(json!({"sql": sql, "diagnostics": diagnostics})))
+    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let root = state.config.catalog.clone();
+    let options = CompileOptions {
+        strict: state.config.run.strict,
+        ..CompileOptions::for_dialect(dialect)
+    };
+    let answer = on_engine(&state, async move {
+        let catalog = current_catalog(&root).await?;
+        let parsed = recipe_from_value(&request.recipe);
+        let mut diagnostics = parsed.diagnostics;
+        let mut sql = None;
+        if let Some(recipe) = parsed.recipe {
+            let compiled = compile_recipe(&recipe, &catalog, &options);
+            diagnostics.extend(compiled.diagnostics);
+            sql = compiled.sql;
+        }
+        Ok::<_, ApiError>(json!({"sql": sql, "diagnostics": diagnostics}))
+    })
+    .await??;
+    Ok(Json(answer))
 }
 
 async fn validate_stateless(
@@ -745,32 +1053,26 @@ async fn validate_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect, catalog) = engine_request(&state, &headers, &body).await?;
-    let parsed = recipe_from_value(&request.recipe);
-    let Some(recipe) = parsed.recipe else {
-        return Ok(Json(
-            json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics}),
-        ));
-    };
+    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let root = state.config.catalog.clone();
     let mut options = state.config.run.clone();
     options.dialect = dialect;
-    if let Some(n) = request.sample_size.filter(|n| *n > 0) {
+    if let Some(n) = request.sample_size {
         options.validate.sample_size = n;
     }
-    let run = tokio::time::timeout(
-        state.config.job_timeout,
-        run_recipe(&recipe, &catalog, &options),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "validation took longer than the service's time limit",
+    let answer = on_engine(&state, async move {
+        let catalog = current_catalog(&root).await?;
+        let parsed = recipe_from_value(&request.recipe);
+        let Some(recipe) = parsed.recipe else {
+            return Ok(json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics}));
+        };
+        let run = run_recipe(&recipe, &catalog, &options).await;
+        let mut diagnostics = parsed.diagnostics;
+        diagnostics.extend(run.diagnostics);
+        Ok::<_, ApiError>(
+            json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
         )
-    })?;
-    let mut diagnostics = parsed.diagnostics;
-    diagnostics.extend(run.diagnostics);
-    Ok(Json(
-        json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
-    ))
+    })
+    .await??;
+    Ok(Json(answer))
 }

@@ -24,6 +24,34 @@ pub struct StoredJob {
     pub reviewed_files: Option<String>,
 }
 
+/// Where a page of `GET /jobs` starts: after the job stored as this row. Rows are
+/// numbered in the order jobs were created, which creation times (to the second) cannot
+/// tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    row: i64,
+}
+
+impl PageCursor {
+    /// The cursor as an opaque token for a URL.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("jobs:{}", self.row))
+    }
+
+    /// Reads a token [`PageCursor::encode`] wrote; `None` for anything else.
+    pub fn decode(token: &str) -> Option<PageCursor> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let row = std::str::from_utf8(&bytes).ok()?.strip_prefix("jobs:")?;
+        Some(PageCursor {
+            row: row.parse().ok()?,
+        })
+    }
+}
+
 /// The job store.
 pub struct Store {
     connection: Mutex<Connection>,
@@ -190,23 +218,51 @@ impl Store {
         })
     }
 
-    /// Jobs of `owner` (every job when `None`), newest first.
-    pub fn list(&self, owner: Option<&str>) -> Result<Vec<Job>, StoreError> {
+    /// A page of the jobs of `owner` (every job when `None`), newest first: at most `limit`
+    /// jobs after `after`, and where the next page starts when there is one.
+    pub fn page(
+        &self,
+        owner: Option<&str>,
+        limit: usize,
+        after: Option<PageCursor>,
+    ) -> Result<(Vec<Job>, Option<PageCursor>), StoreError> {
         self.with(|c| {
             let mut statement = c
                 .prepare(
-                    "SELECT body FROM jobs WHERE (?1 IS NULL OR owner = ?1) ORDER BY created_at DESC, job_id",
+                    "SELECT body, rowid FROM jobs
+                     WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR rowid < ?2)
+                     ORDER BY rowid DESC
+                     LIMIT ?3",
                 )
                 .map_err(store_error("list jobs"))?;
             let rows = statement
-                .query_map(params![owner], |r| r.get::<_, String>(0))
+                .query_map(
+                    params![
+                        owner,
+                        after.map(|a| a.row),
+                        (limit as i64).saturating_add(1)
+                    ],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
                 .map_err(store_error("list jobs"))?;
             let mut jobs = Vec::new();
-            for body in rows {
-                let body = body.map_err(store_error("list jobs"))?;
-                jobs.push(serde_json::from_str(&body).map_err(|e| StoreError(format!("stored job is not valid: {e}")))?);
+            let mut last_row = None;
+            let mut more = false;
+            for row in rows {
+                let (body, row) = row.map_err(store_error("list jobs"))?;
+                if jobs.len() == limit {
+                    // One more than asked: the next page starts after the last one kept.
+                    more = true;
+                    break;
+                }
+                jobs.push(
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError(format!("stored job is not valid: {e}")))?,
+                );
+                last_row = Some(row);
             }
-            Ok(jobs)
+            let next = last_row.filter(|_| more).map(|row| PageCursor { row });
+            Ok((jobs, next))
         })
     }
 
