@@ -570,7 +570,7 @@ fn folder_table(dir: &Path) -> Result<Option<Table>, CatalogError> {
     }
     let first = footer(&parquet_files[0])?.0;
     for other in &parquet_files[1..] {
-        if footer(other)?.0.fields() != first.fields() {
+        if !same_columns(&first, &footer(other)?.0) {
             return Ok(None);
         }
     }
@@ -584,13 +584,27 @@ fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
         let (file_schema, rows) = footer(file)?;
         match &schema {
             None => schema = Some(file_schema),
-            Some(first) if first.fields() != file_schema.fields() => {
+            Some(first) if !same_columns(first, &file_schema) => {
                 return Err(catalog_error(
                     file,
                     "schema differs from the other files of its table",
                 ));
             }
-            Some(_) => {}
+            // A column is nullable when it is in any file (writers mark a column that
+            // happens to hold no NULL in one file as not nullable).
+            Some(first) => {
+                let fields: Vec<Field> = first
+                    .fields()
+                    .iter()
+                    .zip(file_schema.fields())
+                    .map(|(a, b)| {
+                        a.as_ref()
+                            .clone()
+                            .with_nullable(a.is_nullable() || b.is_nullable())
+                    })
+                    .collect();
+                schema = Some(Arc::new(Schema::new(fields)));
+            }
         }
         row_count += rows;
     }
@@ -602,6 +616,15 @@ fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
         columns,
         source: TableSource::Parquet { files, row_count },
     })
+}
+
+/// The same column names and types in the same order, whatever each file says of NULLs.
+fn same_columns(a: &Schema, b: &Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
 }
 
 fn columns_of(schema: &Schema) -> Vec<Column> {

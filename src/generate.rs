@@ -96,11 +96,27 @@ impl Default for GenerateOptions {
 /// Writes the retail catalog into `dir` (created if missing). Each file is written to a
 /// temporary name and renamed when complete, so an interrupted run leaves no partial file.
 pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), String> {
+    if options.customers == 0 {
+        return Err("--customers must be at least 1".into());
+    }
+    // The catalog reads a folder of one Parquet file as a domain, not a table.
+    if options.event_files < 2 {
+        return Err(format!(
+            "--event-files must be at least 2 (got {}): the events table is a folder of several files",
+            options.event_files
+        ));
+    }
+    if options.event_files as u64 > options.customers {
+        return Err(format!(
+            "--event-files ({}) cannot exceed --customers ({}): each file holds the events of its own customers",
+            options.event_files, options.customers
+        ));
+    }
     let io = |e: std::io::Error| format!("{}: {e}", dir.display());
     std::fs::create_dir_all(dir.join("events")).map_err(io)?;
     std::fs::create_dir_all(dir.join("marketing")).map_err(io)?;
     let n = options.customers;
-    let mut progress = Progress::new(options.progress, 7 + options.event_files.max(1));
+    let mut progress = Progress::new(options.progress, 7 + options.event_files);
 
     // customers
     let mut rng = Rng::new(1);
@@ -202,11 +218,19 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
 
     // events: split over several files of one schema
     let mut rng = Rng::new(3);
-    let parts = options.event_files.max(1);
+    let parts = options.event_files;
     let per_part = (n as usize).div_ceil(parts);
     let mut eid = 0i64;
     for part in 0..parts {
+        // The columns in order up front: a part whose customers have no events still
+        // has the table's schema.
         let mut c = Columns::default();
+        c.entry("event_id", || Data::I64(Vec::new()));
+        c.entry("customer_id", || Data::I64(Vec::new()));
+        c.entry("event_type", || Data::Str(Vec::new()));
+        c.entry("event_ts", || Data::Ts(Vec::new()));
+        c.entry("amount", || Data::F64(Vec::new()));
+        c.entry("session_seconds", || Data::I32(Vec::new()));
         let first = (part * per_part) as i64 + 1;
         let last = (((part + 1) * per_part) as i64).min(n as i64);
         for id in first..=last {

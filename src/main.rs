@@ -717,7 +717,14 @@ fn parse_duration(text: &str) -> Result<i64, String> {
             ));
         }
     };
-    Ok(n * scale)
+    // A token lives at most ten years: beyond, `exp` would overflow or mean nothing.
+    const LONGEST: i64 = 10 * 366 * 86_400;
+    match n.checked_mul(scale) {
+        Some(seconds) if (1..=LONGEST).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "`{text}` is not a usable lifetime: from 1s to 3660d (ten years)"
+        )),
+    }
 }
 
 async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &str) -> ExitCode {

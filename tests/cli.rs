@@ -284,3 +284,66 @@ fn a_bad_datafusion_setting_in_the_environment_is_named_not_run() {
         featurecraft_with_env(&validate, &[("DATAFUSION_EXECUTION_BATCH_SIZE", "1024")]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_token_lifetime_that_overflows_or_is_zero_is_a_usage_error() {
+    let secret = [(
+        "FEATURECRAFT_JWT_SECRET",
+        "a-development-secret-of-32-bytes!",
+    )];
+    for ttl in ["999999999999999999d", "3661d", "0s"] {
+        let (code, stdout, stderr) =
+            featurecraft_with_env(&["token", "--sub", "ana", "--ttl", ttl], &secret);
+        assert_eq!(code, 2, "{ttl}: {stdout}{stderr}");
+        assert!(stdout.is_empty(), "{ttl}: no token printed: {stdout}");
+        assert!(stderr.contains("lifetime"), "{ttl}: {stderr}");
+    }
+    let (code, stdout, _) =
+        featurecraft_with_env(&["token", "--sub", "ana", "--ttl", "3660d"], &secret);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim().split('.').count(), 3);
+}
+
+#[test]
+fn a_catalog_generate_cannot_load_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            vec!["--event-files", "0"],
+            "--event-files must be at least 2",
+        ),
+        (
+            vec!["--event-files", "1"],
+            "--event-files must be at least 2",
+        ),
+        (
+            vec!["--customers", "3", "--event-files", "4"],
+            "cannot exceed --customers",
+        ),
+        (vec!["--customers", "0"], "--customers must be at least 1"),
+    ] {
+        let out = dir.path().join("catalog");
+        let mut all = vec!["generate", "--out", out.to_str().unwrap()];
+        all.extend(args.iter().copied());
+        let (code, _, stderr) = featurecraft(&all);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?}: nothing written");
+    }
+    // The smallest catalog it writes loads: as many event files as customers.
+    let out = dir.path().join("small");
+    let (code, _, stderr) = featurecraft(&[
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--customers",
+        "3",
+        "--event-files",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) =
+        featurecraft(&["describe-catalog", "--catalog", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"events\""), "{stdout}");
+}
