@@ -18,7 +18,7 @@ use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const SECRET: &[u8] = b"load-check-secret";
+const SECRET: &[u8] = b"load-check-secret-of-thirty-two-bytes";
 const API: &str = "/api/automl/feature-engineering";
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -63,7 +63,7 @@ async fn run() {
     let config = ServiceConfig {
         catalog,
         warehouse: dir.path().join("warehouse"),
-        jwt: auth::Verifier::Hs256(SECRET.to_vec()),
+        jwt: auth::Verifier::hs256(SECRET).expect("secret"),
         run,
         job_timeout: Duration::from_secs(60),
         // One job per client may run at once: the bench measures throughput, not refusals.

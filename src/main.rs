@@ -115,8 +115,18 @@ enum Command {
         max_jobs: Option<usize>,
         /// Verify RS256 tokens with these public keys (a JWKS file or a PEM public key)
         /// instead of HS256 with FEATURECRAFT_JWT_SECRET.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "jwks_url")]
         jwks: Option<PathBuf>,
+        /// Verify RS256 tokens with the identity provider's JWKS at this URL (fetched at
+        /// start, and again for a key id it does not hold, at most once a minute).
+        #[arg(long)]
+        jwks_url: Option<String>,
+        /// Tokens must carry this issuer (`iss`).
+        #[arg(long)]
+        jwt_issuer: Option<String>,
+        /// Tokens must carry this audience (`aud`).
+        #[arg(long)]
+        jwt_audience: Option<String>,
     },
     /// Print a development token signed with FEATURECRAFT_JWT_SECRET.
     Token {
@@ -309,31 +319,46 @@ fn main() -> ExitCode {
             job_timeout,
             max_jobs,
             jwks,
+            jwks_url,
+            jwt_issuer,
+            jwt_audience,
         } => {
             let run = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
-            let jwt = match (jwks, jwt_secret()) {
-                (Some(path), _) => {
+            use featurecraft::server::auth::Verifier;
+            let jwt = match (jwks, jwks_url, jwt_secret()) {
+                (Some(path), _, _) => {
                     let text = match std::fs::read_to_string(&path) {
                         Ok(t) => t,
                         Err(e) => {
                             return usage_error(&format!("cannot read {}: {e}", path.display()));
                         }
                     };
-                    match featurecraft::server::auth::Verifier::rs256_from(&text) {
+                    match Verifier::rs256_from(&text) {
                         Ok(v) => v,
                         Err(e) => return usage_error(&format!("{}: {e}", path.display())),
                     }
                 }
-                (None, Some(secret)) => featurecraft::server::auth::Verifier::Hs256(secret),
-                (None, None) => {
+                (None, Some(url), _) => {
+                    match Verifier::rs256_from_url(&url, std::time::Duration::from_secs(60)) {
+                        Ok(v) => v,
+                        Err(e) => return usage_error(&e),
+                    }
+                }
+                (None, None, Some(secret)) => match Verifier::hs256(&secret) {
+                    Ok(v) => v,
+                    Err(e) => return usage_error(&format!("FEATURECRAFT_JWT_SECRET: {e}")),
+                },
+                (None, None, None) => {
                     return usage_error(
-                        "set FEATURECRAFT_JWT_SECRET (HS256) or give --jwks FILE (RS256) to verify tokens",
+                        "set FEATURECRAFT_JWT_SECRET (HS256, at least 32 bytes), or give --jwks FILE or --jwks-url URL (RS256), to verify tokens",
                     );
                 }
-            };
+            }
+            .with_issuer(jwt_issuer)
+            .with_audience(jwt_audience);
             let mut limits = featurecraft::server::Limits::default();
             match max_jobs {
                 Some(0) => return usage_error("--max-jobs must be at least 1"),

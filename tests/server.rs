@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const SECRET: &[u8] = b"test-secret";
+const SECRET: &[u8] = b"a-service-test-secret-of-32-bytes";
 const API: &str = "/api/automl/feature-engineering";
 
 struct Server {
@@ -28,7 +28,7 @@ impl Server {
         let config = ServiceConfig {
             catalog: catalog.to_path_buf(),
             warehouse: warehouse.to_path_buf(),
-            jwt: auth::Verifier::Hs256(SECRET.to_vec()),
+            jwt: auth::Verifier::hs256(SECRET).unwrap(),
             run,
             job_timeout: Duration::from_secs(120),
             limits: Limits::default(),
@@ -281,7 +281,13 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
         .await;
     assert_eq!(status, 401);
     assert!(body["detail"].as_str().unwrap().contains("Authorization"));
-    let forged = auth::sign(b"not the secret", "ana@example.com", None, 60).unwrap();
+    let forged = auth::sign(
+        b"not the secret but just as long!!!",
+        "ana@example.com",
+        None,
+        60,
+    )
+    .unwrap();
     assert_eq!(
         server
             .call("GET", &format!("{API}/jobs"), Some(&forged), None, &[])
@@ -289,7 +295,7 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
             .0,
         401
     );
-    let expired = auth::sign(SECRET, "ana@example.com", None, -10).unwrap();
+    let expired = auth::sign(SECRET, "ana@example.com", None, -60).unwrap();
     let (status, _, body) = server
         .call("GET", &format!("{API}/jobs"), Some(&expired), None, &[])
         .await;
@@ -987,7 +993,7 @@ async fn tight_server(w: &World) -> Server {
     let config = ServiceConfig {
         catalog: w.catalog.clone(),
         warehouse: w.warehouse.clone(),
-        jwt: auth::Verifier::Hs256(SECRET.to_vec()),
+        jwt: auth::Verifier::hs256(SECRET).unwrap(),
         run,
         job_timeout: Duration::from_secs(120),
         limits: Limits {

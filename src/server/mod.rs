@@ -363,7 +363,7 @@ async fn correlation(mut request: Request, next: Next) -> Response {
     response
 }
 
-fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let value = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -383,6 +383,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
         .config
         .jwt
         .verify(token.trim())
+        .await
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e))
 }
 
@@ -445,7 +446,7 @@ async fn create_job(
     Query(wait): Query<WaitParam>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     let body = parse_body(&body)?;
     let target = string_field(&body, "target_table_name")?.ok_or_else(|| {
         ApiError::new(
@@ -683,7 +684,7 @@ async fn get_job(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     Ok(Json(visible_job(&state, &caller, job_id(&id)?)?.job))
 }
 
@@ -702,7 +703,7 @@ async fn list_jobs(
     headers: HeaderMap,
     Query(page): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     let limit = page.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::new(
@@ -740,7 +741,7 @@ async fn retry_job(
     UrlPath(id): UrlPath<String>,
     Query(wait): Query<WaitParam>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     let failed = stored.job;
     let permit = state.engine.permit()?;
@@ -830,7 +831,7 @@ async fn approve_job(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Job>, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     if stored.job.status != JobStatus::PendingApproval {
         return Err(conflict_status(&stored.job, "approve", "pending_approval"));
@@ -891,7 +892,7 @@ async fn materialize_job(
     UrlPath(id): UrlPath<String>,
     Query(wait): Query<WaitParam>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     if stored.job.status != JobStatus::Approved {
         return Err(conflict_status(&stored.job, "materialize", "approved"));
@@ -986,12 +987,12 @@ struct EngineRequest {
 }
 
 /// Checks the caller and reads `{"recipe", "dialect"?, "sample_size"?}`.
-fn engine_request(
+async fn engine_request(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(EngineRequest, Dialect), ApiError> {
-    caller(state, headers)?;
+    caller(state, headers).await?;
     let request: EngineRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
     let dialect = match &request.dialect {
@@ -1026,7 +1027,7 @@ async fn compile_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let (request, dialect) = engine_request(&state, &headers, &body).await?;
     let root = state.config.catalog.clone();
     let options = CompileOptions {
         strict: state.config.run.strict,
@@ -1053,7 +1054,7 @@ async fn validate_stateless(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (request, dialect) = engine_request(&state, &headers, &body)?;
+    let (request, dialect) = engine_request(&state, &headers, &body).await?;
     let root = state.config.catalog.clone();
     let mut options = state.config.run.clone();
     options.dialect = dialect;
