@@ -283,3 +283,71 @@ async fn a_design_request_naming_what_is_not_there_is_an_error() {
     let errors = design(&request, &catalog, &options(100)).await.unwrap_err();
     assert_eq!(errors[0].code, featurecraft::Code::E023);
 }
+
+/// Profiled text values become string literals of the designed features, written by
+/// featurecraft's escaper: a quote after a backslash, or a doubled quote, stays the value.
+#[tokio::test]
+async fn profiled_values_with_quotes_and_backslashes_stay_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200;
+    let kinds = ["a\\'b", "it''s", "back\\"];
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "people",
+                vec![
+                    ("person_id", common::ints((1..=n).map(Some))),
+                    (
+                        "y",
+                        common::ints((1..=n).map(|i| Some(i64::from(i % 3 == 0)))),
+                    ),
+                ],
+            ),
+            (
+                "visits",
+                vec![
+                    ("person_id", common::ints((1..=n).map(Some))),
+                    (
+                        "kind",
+                        // The three odd values are the most frequent: they are profiled.
+                        Arc::new(StringArray::from_iter((1..=n).map(|i| {
+                            Some(if i % 10 == 0 {
+                                "plain"
+                            } else {
+                                kinds[(i % 3) as usize]
+                            })
+                        }))),
+                    ),
+                ],
+            ),
+        ],
+    );
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let designed = design(&people_request(None), &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let mut literals = Vec::new();
+    for feature in &designed.recipe.features {
+        let expr = parse_fragment(&feature.expression, "p").expect("parses");
+        let _ = sqlparser::ast::visit_expressions(&expr, |e| {
+            if let sqlparser::ast::Expr::Value(v) = e
+                && let sqlparser::ast::Value::SingleQuotedString(s) = &v.value
+            {
+                literals.push(s.clone());
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    for kind in kinds {
+        assert!(
+            literals.contains(&kind.to_string()),
+            "{kind} in {literals:?}"
+        );
+    }
+}

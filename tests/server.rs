@@ -1260,3 +1260,50 @@ async fn the_job_list_comes_in_pages_that_cover_every_job_once() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_over_128_characters_are_refused_when_the_job_is_created() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    for (field, value) in [
+        ("target_table_name", "t".repeat(300)),
+        ("domain", "d".repeat(5000)),
+    ] {
+        let mut body = new_job(recipe());
+        body[field] = json!(value);
+        let (status, _, answer) = server
+            .call("POST", &format!("{API}/jobs"), Some(&ana), Some(&body), &[])
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.starts_with(field), "{detail}");
+        assert!(detail.contains("the limit is 128"), "{detail}");
+    }
+    let (_, _, list) = server
+        .call("GET", &format!("{API}/jobs"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(list, json!([]), "nothing was stored");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_crashed_materialization_left_is_removed_on_start() {
+    let w = world();
+    let domain = w.warehouse.join("retail");
+    let id = uuid::Uuid::new_v4();
+    let staging = domain.join(format!(".churn_training.writing-{id}"));
+    let replaced = domain.join(format!(".churn_training.replaced-{id}"));
+    let table = domain.join("churn_training");
+    for dir in [&staging, &replaced, &table] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("part-0.parquet"), b"...").unwrap();
+    }
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    assert!(!staging.exists() && !replaced.exists());
+    assert!(
+        table.join("part-0.parquet").exists(),
+        "a published table stays"
+    );
+    server.stop().await;
+}

@@ -808,3 +808,41 @@ async fn run_recipe_reports_compile_errors_without_running() {
             .starts_with("the recipe does not compile: E021 at features[1].expression")
     );
 }
+
+#[tokio::test]
+async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
+    let catalog = common::retail().await;
+    let (plan, _) = plan_of(&good("churn_basic"), &catalog);
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_folder = dir.path().join("warehouse");
+    std::fs::write(&not_a_folder, b"a file where the warehouse should be").unwrap();
+    let error = featurecraft::materialize::materialize(
+        &plan,
+        &catalog,
+        &not_a_folder,
+        "retail",
+        "churn",
+        &ValidateOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, Code::E053, "{error:?}");
+    assert!(error.message.contains("cannot create"), "{}", error.message);
+    let long = "t".repeat(300);
+    let error = featurecraft::materialize::materialize(
+        &plan,
+        &catalog,
+        dir.path(),
+        "retail",
+        &long,
+        &ValidateOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, Code::E003, "{error:?}");
+    assert!(
+        error.message.contains("the limit is 128"),
+        "{}",
+        error.message
+    );
+}
