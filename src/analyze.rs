@@ -583,6 +583,7 @@ impl<'c> Analyzer<'c> {
         path: &str,
     ) -> Option<(Resolved, Expr)> {
         let facts = fragment::inspect(&expr);
+        self.report_non_deterministic(&facts, path);
         let mut ok = self.report_forbidden(&facts, path);
         let mut bare_non_grain = Vec::new();
         let mut reads = BTreeSet::new();
@@ -631,6 +632,21 @@ impl<'c> Analyzer<'c> {
             reads,
         };
         Some((resolved, expr))
+    }
+
+    /// `W012` for each call whose value changes from run to run.
+    fn report_non_deterministic(&mut self, facts: &FragmentFacts, path: &str) {
+        for (name, span) in &facts.non_deterministic {
+            self.push(
+                Diagnostic::new(
+                    Code::W012,
+                    format!("`{name}` changes from one run to the next: the table cannot be reproduced, and validation sees other values than materialization"),
+                )
+                .at(path)
+                .with_span(*span)
+                .hint("compare with a fixed date, or a cutoff column of the spine (point-in-time recipes), instead of the clock"),
+            );
+        }
     }
 
     fn report_forbidden(&mut self, facts: &FragmentFacts, path: &str) -> bool {
@@ -777,6 +793,7 @@ impl<'c> Analyzer<'c> {
             }
         };
         let facts = fragment::inspect(&expr);
+        self.report_non_deterministic(&facts, path);
         if !self.report_forbidden(&facts, path) {
             return None;
         }

@@ -62,6 +62,8 @@ pub enum Code {
     W010,
     /// A feature's declared `data_type` disagrees with the type of its expression.
     W011,
+    /// A fragment calls a function whose value changes from run to run (`NOW()`, `RANDOM()`).
+    W012,
     /// The query failed while running (a cast that fails on the data, a division by zero…).
     E050,
     /// The run exceeded the memory limit.
@@ -88,15 +90,13 @@ pub enum Code {
     W122,
     /// A feature separates the label perfectly in the sample (suspected leakage).
     W123,
-    /// The spine has fewer entities than `sample_size`: the sample is the whole spine.
-    W130,
     /// The summary was cut to stay small.
     W190,
 }
 
 impl Code {
     /// Every code compilation can report, in documentation order.
-    pub const COMPILE: [Code; 20] = [
+    pub const COMPILE: [Code; 21] = [
         Code::E001,
         Code::E002,
         Code::E003,
@@ -117,6 +117,7 @@ impl Code {
         Code::W001,
         Code::W010,
         Code::W011,
+        Code::W012,
     ];
 
     /// The code as clients see it, e.g. `"E021"`.
@@ -142,6 +143,7 @@ impl Code {
             Code::W001 => "W001",
             Code::W010 => "W010",
             Code::W011 => "W011",
+            Code::W012 => "W012",
             Code::E050 => "E050",
             Code::E051 => "E051",
             Code::E052 => "E052",
@@ -155,7 +157,6 @@ impl Code {
             Code::W121 => "W121",
             Code::W122 => "W122",
             Code::W123 => "W123",
-            Code::W130 => "W130",
             Code::W190 => "W190",
         }
     }
@@ -184,6 +185,7 @@ impl Code {
             Code::W001 => "unknown_field",
             Code::W010 => "label_leakage",
             Code::W011 => "declared_type_mismatch",
+            Code::W012 => "non_deterministic",
             Code::E050 => "query_failed",
             Code::E051 => "memory_limit",
             Code::E052 => "data_file",
@@ -197,7 +199,6 @@ impl Code {
             Code::W121 => "all_null_feature",
             Code::W122 => "computed_type_mismatch",
             Code::W123 => "suspected_leakage",
-            Code::W130 => "small_sample",
             Code::W190 => "truncated",
         }
     }

@@ -266,7 +266,30 @@ pub struct FragmentFacts {
     pub aggregates: bool,
     /// Constructs that are not allowed in a fragment (`E012`).
     pub forbidden: Vec<Forbidden>,
+    /// Calls whose value changes from run to run (`NOW()`, `RANDOM()`), with their span.
+    pub non_deterministic: Vec<(String, Option<Span>)>,
 }
+
+/// Functions whose value changes from one run to the next (the clock, random numbers):
+/// a feature computed from them makes a table that cannot be reproduced.
+const NON_DETERMINISTIC: &[&str] = &[
+    "now",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "getdate",
+    "sysdate",
+    "systimestamp",
+    "today",
+    "random",
+    "rand",
+    "uuid",
+    "gen_random_uuid",
+    "uuid_string",
+    "newid",
+];
 
 /// Walks a parsed fragment and reports its columns, aggregates and forbidden constructs.
 pub fn inspect(expr: &Expr) -> FragmentFacts {
@@ -309,6 +332,13 @@ impl Visitor for Walker {
                 }
             }
             Expr::Function(function) => {
+                let name = function_name(function);
+                if NON_DETERMINISTIC.contains(&name.as_str()) {
+                    self.facts.non_deterministic.push((
+                        name.to_ascii_uppercase(),
+                        Span::from_sql(name_span(function)),
+                    ));
+                }
                 if function.over.is_some() {
                     self.forbid(
                         format!("the window function `{}`", function.name),

@@ -91,6 +91,18 @@ pub struct Job {
     /// has no usable recipe (absent from the JSON when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub design: Option<crate::design::DesignRequest>,
+    /// featurecraft's extension: where a `complete` job's table was written and how many
+    /// rows it has (absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialized: Option<MaterializedTable>,
+}
+
+/// The table a materialization wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterializedTable {
+    /// The table's folder of Parquet files, as the service sees it.
+    pub location: String,
+    pub rows: u64,
 }
 
 /// A lifecycle move the contract does not allow.
@@ -135,6 +147,7 @@ impl Job {
             validation: None,
             error: None,
             design: None,
+            materialized: None,
         }
     }
 

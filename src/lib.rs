@@ -45,6 +45,7 @@
 //! | W001 | unknown recipe field (a typo such as `expresion`) |
 //! | W010 | possible label leakage: a feature reads a column the label is computed from (an error with `--strict`) |
 //! | W011 | declared `data_type` disagrees with the expression's type family, or is not a known type |
+//! | W012 | a fragment reads the clock or random numbers: the table differs on every run |
 
 pub mod analyze;
 pub mod catalog;

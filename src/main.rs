@@ -34,6 +34,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compile a recipe into a CTAS for a dialect.
+    #[command(
+        after_help = "Example:\n  featurecraft compile fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --dialect duckdb"
+    )]
     Compile {
         /// The recipe JSON file.
         recipe: PathBuf,
@@ -43,13 +46,18 @@ enum Command {
         /// generic, datafusion, duckdb, postgres, snowflake, bigquery or databricks.
         #[arg(long, default_value = "generic")]
         dialect: String,
+        /// text: the CTAS on stdout, diagnostics on stderr; json: `{"dialect", "sql",
+        /// "reparsed", "diagnostics"}` for programs.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Fail on warnings too (and treat suspected leakage as an error).
+        /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
         #[arg(long)]
         strict: bool,
     },
     /// Compile a recipe and run it on a sample of entities: the validation summary.
+    #[command(
+        after_help = "Example:\n  featurecraft validate fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --sample-size 500 --show 5"
+    )]
     Validate {
         /// The recipe JSON file.
         recipe: PathBuf,
@@ -68,28 +76,41 @@ enum Command {
         /// The dialect of the SQL shown with the summary.
         #[arg(long, default_value = "datafusion")]
         dialect: String,
-        #[arg(long, value_enum, default_value_t = Format::Json)]
+        /// text: a report for people; json: `{"sql", "validation", "diagnostics"}` for programs.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
         #[arg(long)]
         strict: bool,
+        /// Also print the first N sampled rows as a table (text format).
+        #[arg(long, value_name = "N")]
+        show: Option<usize>,
         /// Also write the sampled rows (grain, features, label) to this Parquet file, to
         /// compare them with a full run.
         #[arg(long)]
         sample_out: Option<PathBuf>,
     },
     /// Retry a failed job (JSON file): compile and validate its recipe again; prints the new job.
+    #[command(
+        after_help = "Prints the new Job as JSON (the contract's shape). Example:\n  featurecraft retry failed_job.json --catalog fixtures/retail"
+    )]
     Retry {
         /// The job JSON file.
         job: PathBuf,
-        /// The catalog directory.
+        /// The catalog directory (Parquet files and SQL views).
         #[arg(long)]
         catalog: PathBuf,
+        /// How many entities (grain keys) to sample.
         #[arg(long, default_value_t = 10_000)]
         sample_size: usize,
+        /// Memory the run may use, e.g. 512M or 2G.
         #[arg(long, default_value = "2G")]
         memory_limit: String,
     },
     /// Serve the job API over HTTP (see the README for the routes).
+    #[command(
+        after_help = "Example:\n  FEATURECRAFT_JWT_SECRET=$(head -c 32 /dev/urandom | base64) featurecraft serve --catalog fixtures/retail --db jobs.db"
+    )]
     Serve {
         /// The catalog directory jobs read.
         #[arg(long)]
@@ -97,13 +118,16 @@ enum Command {
         /// The SQLite job database (created if missing).
         #[arg(long)]
         db: PathBuf,
+        /// The address to listen on (`127.0.0.1:0` picks a free port, logged at start).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
         /// Where materialized tables are written (`DOMAIN/TABLE/` Parquet).
         #[arg(long, default_value = "warehouse")]
         warehouse: PathBuf,
+        /// How many entities each job's validation samples.
         #[arg(long, default_value_t = 10_000)]
         sample_size: usize,
+        /// Memory each run may use, e.g. 512M or 2G.
         #[arg(long, default_value = "2G")]
         memory_limit: String,
         /// Seconds a validation or materialization may run before its job fails.
@@ -129,6 +153,9 @@ enum Command {
         jwt_audience: Option<String>,
     },
     /// Print a development token signed with FEATURECRAFT_JWT_SECRET.
+    #[command(
+        after_help = "Example:\n  featurecraft token --sub ana@example.com --scope automl:admin --ttl 8h"
+    )]
     Token {
         /// The caller (`sub` claim).
         #[arg(long)]
@@ -141,6 +168,9 @@ enum Command {
         ttl: String,
     },
     /// Design a recipe from the catalog: features proposed, checked, validated and pruned.
+    #[command(
+        after_help = "Example:\n  featurecraft design --catalog fixtures/retail --spine customers --grain customer_id --label-column churned_at \\\n    --derivation 'CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END' --positive-class 1 --max-features 30"
+    )]
     Design {
         /// The catalog directory (Parquet files and SQL views).
         #[arg(long)]
@@ -169,10 +199,13 @@ enum Command {
         /// The designed recipe's target table.
         #[arg(long, default_value = "designed_features")]
         target_table: String,
+        /// How many entities the crew validates its proposal on.
         #[arg(long, default_value_t = 10_000)]
         sample_size: usize,
+        /// Null fraction above which a column is listed as high-null.
         #[arg(long, default_value_t = 0.5)]
         null_threshold: f64,
+        /// Memory the run may use, e.g. 512M or 2G.
         #[arg(long, default_value = "2G")]
         memory_limit: String,
         /// json: the recipe alone (contract shape); text: a report with the recipe.
@@ -183,6 +216,9 @@ enum Command {
         dropped: Option<PathBuf>,
     },
     /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
+    #[command(
+        after_help = "Prints `{\"path\", \"rows\"}` as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
+    )]
     Materialize {
         /// The recipe JSON file.
         recipe: PathBuf,
@@ -192,14 +228,18 @@ enum Command {
         /// Where the table is written.
         #[arg(long, default_value = "warehouse")]
         warehouse: PathBuf,
-        /// The folder under the warehouse (a job's domain).
-        #[arg(long, default_value = "default")]
-        domain: String,
+        /// The folder under the warehouse (a job's domain); by default the recipe's
+        /// `target_table` prefix (`retail.churn` → `retail`), or `default`.
+        #[arg(long)]
+        domain: Option<String>,
         /// Memory the run may use, e.g. 512M or 2G.
         #[arg(long, default_value = "2G")]
         memory_limit: String,
     },
     /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
+    #[command(
+        after_help = "Example:\n  featurecraft describe-catalog --catalog fixtures/retail > retail_catalog.json"
+    )]
     DescribeCatalog {
         /// The catalog directory.
         #[arg(long)]
@@ -209,6 +249,9 @@ enum Command {
         sources: bool,
     },
     /// Write the deterministic retail catalog used by the fixtures and benchmarks.
+    #[command(
+        after_help = "Example:\n  featurecraft generate --out bench-data/retail-100k --customers 100000 --event-files 4"
+    )]
     Generate {
         /// Directory to write into.
         #[arg(long)]
@@ -282,6 +325,7 @@ fn main() -> ExitCode {
             dialect,
             format,
             strict,
+            show,
             sample_out,
         } => {
             let options =
@@ -290,12 +334,16 @@ fn main() -> ExitCode {
                     Err(e) => return usage_error(&e),
                 };
             let code = runtime.block_on(run_validate(&recipe, &catalog, &options, format));
-            match sample_out {
-                Some(out) if code == ExitCode::SUCCESS => {
-                    runtime.block_on(write_sample(&recipe, &catalog, &options, &out))
-                }
-                _ => code,
+            if code != ExitCode::SUCCESS || (show.is_none() && sample_out.is_none()) {
+                return code;
             }
+            runtime.block_on(sampled_rows(
+                &recipe,
+                &catalog,
+                &options,
+                show,
+                sample_out.as_deref(),
+            ))
         }
         Command::Retry {
             job,
@@ -364,6 +412,12 @@ fn main() -> ExitCode {
                 Some(0) => return usage_error("--max-jobs must be at least 1"),
                 Some(n) => limits.max_jobs = n,
                 None => {}
+            }
+            if !catalog.is_dir() {
+                return usage_error(&format!(
+                    "--catalog {}: the service runs queries on the catalog's data: give a catalog directory (Parquet files and SQL views), not a JSON description",
+                    catalog.display()
+                ));
             }
             let config = featurecraft::server::ServiceConfig {
                 catalog,
@@ -467,7 +521,11 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_materialize(
-                &recipe, &catalog, &warehouse, &domain, &options,
+                &recipe,
+                &catalog,
+                &warehouse,
+                domain.as_deref(),
+                &options,
             ))
         }
         Command::DescribeCatalog { catalog, sources } => runtime.block_on(async {
@@ -525,6 +583,18 @@ async fn recipe_and_catalog(recipe: &Path, catalog: &Path) -> Result<(String, Ca
     Ok((text, catalog))
 }
 
+/// A catalog with data, for the commands that run queries: a JSON catalog (schemas only)
+/// is a usage error that says what they need.
+fn with_data(catalog: Catalog, path: &Path, command: &str) -> Result<Catalog, ExitCode> {
+    if catalog.root().is_some() {
+        return Ok(catalog);
+    }
+    Err(usage_error(&format!(
+        "{} is a JSON catalog: it describes schemas and holds no data, and {command} runs the query on the data; give the catalog directory (Parquet files and SQL views) instead, e.g. --catalog fixtures/retail",
+        path.display()
+    )))
+}
+
 /// The recipe compiled for DataFusion (the engine that runs it here) and the catalog, or
 /// exit code 1 when it has errors (printed when `show` is set).
 async fn datafusion_plan(
@@ -532,7 +602,8 @@ async fn datafusion_plan(
     catalog: &Path,
     show: bool,
 ) -> Result<(featurecraft::Plan, Catalog), ExitCode> {
-    let (text, catalog) = recipe_and_catalog(recipe, catalog).await?;
+    let (text, loaded) = recipe_and_catalog(recipe, catalog).await?;
+    let catalog = with_data(loaded, catalog, "this command")?;
     let compiled = compile(
         &text,
         &catalog,
@@ -544,6 +615,27 @@ async fn datafusion_plan(
     match compiled.plan {
         Some(plan) if !compiled.diagnostics.iter().any(|d| d.is_error()) => Ok((plan, catalog)),
         _ => Err(ExitCode::from(1)),
+    }
+}
+
+/// Says which warnings failed a `--strict` run (nothing when an error failed it anyway).
+fn explain_strict(strict: bool, diagnostics: &[featurecraft::Diagnostic]) {
+    if !strict || diagnostics.iter().any(|d| d.is_error()) {
+        return;
+    }
+    let warnings: Vec<String> = diagnostics
+        .iter()
+        .map(|d| match &d.path {
+            Some(path) => format!("{} at {path}", d.code.as_str()),
+            None => d.code.as_str().to_string(),
+        })
+        .collect();
+    if !warnings.is_empty() {
+        eprintln!(
+            "featurecraft: --strict: failed by {} warning(s): {}",
+            warnings.len(),
+            warnings.join(", ")
+        );
     }
 }
 
@@ -576,6 +668,9 @@ async fn run_compile(
         },
     );
     let failed = compiled.has_errors() || (strict && !compiled.diagnostics.is_empty());
+    if failed {
+        explain_strict(strict, &compiled.diagnostics);
+    }
     match format {
         Format::Json => {
             let sql = if failed {
@@ -620,7 +715,10 @@ async fn run_design(
     dropped_file: Option<&Path>,
 ) -> ExitCode {
     let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
+        Ok(c) => match with_data(c, catalog, "design") {
+            Ok(c) => c,
+            Err(code) => return code,
+        },
         Err(e) => return usage_error(&e.to_string()),
     };
     let progress = Progress::start("designing");
@@ -682,7 +780,7 @@ async fn run_materialize(
     recipe: &Path,
     catalog: &Path,
     warehouse: &Path,
-    domain: &str,
+    domain: Option<&str>,
     options: &RunOptions,
 ) -> ExitCode {
     let (plan, catalog) = match datafusion_plan(recipe, catalog, true).await {
@@ -691,6 +789,14 @@ async fn run_materialize(
     };
     let plan = &plan;
     let table = plan.target_table.last().cloned().unwrap_or_default();
+    // `retail.churn` lands in WAREHOUSE/retail/churn/, as a job with domain `retail` would.
+    let domain = domain
+        .map(str::to_string)
+        .unwrap_or_else(|| match plan.target_table.as_slice() {
+            [.., domain, _] => domain.clone(),
+            _ => "default".to_string(),
+        });
+    let domain = domain.as_str();
     let progress = Progress::start("materializing");
     let result = featurecraft::materialize::materialize(
         plan,
@@ -850,7 +956,15 @@ fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 /// Runs the sampled query again and writes its rows to `out` (Parquet).
-async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: &Path) -> ExitCode {
+/// The validation sample's rows: the first `show` printed as a table, all of them written
+/// to `out` as Parquet (to a temporary name first, so a failure leaves no partial file).
+async fn sampled_rows(
+    recipe: &Path,
+    catalog: &Path,
+    options: &RunOptions,
+    show: Option<usize>,
+    out: Option<&Path>,
+) -> ExitCode {
     let (plan, catalog) = match datafusion_plan(recipe, catalog, false).await {
         Ok(compiled) => compiled,
         Err(code) => return code,
@@ -862,17 +976,39 @@ async fn write_sample(recipe: &Path, catalog: &Path, options: &RunOptions, out: 
             return ExitCode::from(1);
         }
     };
-    let written = std::fs::File::create(out)
+    if let Some(n) = show {
+        let shown = sample.rows.slice(0, n.min(sample.rows.num_rows()));
+        match arrow::util::pretty::pretty_format_batches(&[shown]) {
+            Ok(table) => {
+                out!(
+                    "first {} of {} sampled rows:",
+                    n.min(sample.rows.num_rows()),
+                    sample.rows.num_rows()
+                );
+                out!("{table}");
+            }
+            Err(e) => return usage_error(&format!("cannot show the rows: {e}")),
+        }
+    }
+    let Some(out) = out else {
+        return ExitCode::SUCCESS;
+    };
+    let partial = out.with_extension("parquet.partial");
+    let written = std::fs::File::create(&partial)
         .map_err(|e| e.to_string())
         .and_then(|file| {
             let mut writer = parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
                 .map_err(|e| e.to_string())?;
             writer.write(&sample.rows).map_err(|e| e.to_string())?;
             writer.close().map(|_| ()).map_err(|e| e.to_string())
-        });
+        })
+        .and_then(|()| std::fs::rename(&partial, out).map_err(|e| e.to_string()));
     match written {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => usage_error(&format!("cannot write {}: {e}", out.display())),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            usage_error(&format!("cannot write {}: {e}", out.display()))
+        }
     }
 }
 
@@ -883,7 +1019,10 @@ async fn run_validate(
     format: Format,
 ) -> ExitCode {
     let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
-        Ok(inputs) => inputs,
+        Ok((text, loaded)) => match with_data(loaded, catalog, "validate") {
+            Ok(catalog) => (text, catalog),
+            Err(code) => return code,
+        },
         Err(code) => return code,
     };
     let parsed = featurecraft::parse_recipe(&text);
@@ -905,6 +1044,9 @@ async fn run_validate(
     };
     let failed =
         run.has_errors() || (options.strict && run.diagnostics.iter().any(|d| !d.is_error()));
+    if failed {
+        explain_strict(options.strict, &run.diagnostics);
+    }
     match format {
         Format::Json => {
             let out = serde_json::json!({"sql": run.sql, "validation": run.validation, "diagnostics": run.diagnostics});
@@ -959,7 +1101,10 @@ async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode
         Err(e) => return usage_error(&format!("not a job: {e}")),
     };
     let catalog = match Catalog::load(catalog).await {
-        Ok(c) => c,
+        Ok(c) => match with_data(c, catalog, "retry") {
+            Ok(c) => c,
+            Err(code) => return code,
+        },
         Err(e) => return usage_error(&e.to_string()),
     };
     let progress = Progress::start("retrying the job");

@@ -69,9 +69,17 @@ impl RecipeRun {
         let shown: Vec<String> = errors
             .iter()
             .take(3)
-            .map(|d| match &d.path {
-                Some(path) => format!("{} at {path}: {}", d.code.as_str(), d.message),
-                None => format!("{}: {}", d.code.as_str(), d.message),
+            .map(|d| {
+                // The hints the CLI shows under an error ("did you mean `amount`?") too.
+                let hints = if d.hints.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", d.hints.join("; "))
+                };
+                match &d.path {
+                    Some(path) => format!("{} at {path}: {}{hints}", d.code.as_str(), d.message),
+                    None => format!("{}: {}{hints}", d.code.as_str(), d.message),
+                }
             })
             .collect();
         let more = if errors.len() > 3 {

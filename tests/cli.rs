@@ -195,6 +195,8 @@ fn validate_prints_the_summary_as_json() {
         "fixtures/retail",
         "--sample-size",
         "200",
+        "--format",
+        "json",
     ]);
     assert_eq!(code, 0, "{stderr}");
     let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -346,4 +348,122 @@ fn a_catalog_generate_cannot_load_is_refused_before_anything_is_written() {
         featurecraft(&["describe-catalog", "--catalog", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\"events\""), "{stdout}");
+}
+
+#[test]
+fn commands_that_run_queries_refuse_a_json_catalog_and_say_why() {
+    for args in [
+        vec!["validate", "fixtures/recipes/good/churn_basic.json"],
+        vec!["materialize", "fixtures/recipes/good/churn_basic.json"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--catalog", "fixtures/retail_catalog.json"]);
+        let (code, stdout, stderr) = featurecraft(&all);
+        assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains("is a JSON catalog"), "{stderr}");
+        assert!(stderr.contains("holds no data"), "{stderr}");
+        assert!(stderr.contains("--catalog fixtures/retail"), "{stderr}");
+    }
+    // compile takes it: schemas are all it needs.
+    let (code, _, stderr) = featurecraft(&[
+        "compile",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail_catalog.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn strict_names_the_warnings_that_failed_it_and_a_small_spine_is_not_one() {
+    let (code, _, stderr) = featurecraft(&[
+        "compile",
+        "fixtures/recipes/bad/W011_declared_type.json",
+        "--catalog",
+        "fixtures/retail",
+        "--strict",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--strict: failed by 1 warning(s): W011 at features[1].data_type"),
+        "{stderr}"
+    );
+    // Every bundled recipe validates under --strict with the default sample size, larger
+    // than the bundled catalog's 1000 customers.
+    for (stem, _) in common::recipes("good") {
+        let path = format!("fixtures/recipes/good/{stem}.json");
+        let (code, _, stderr) = featurecraft(&[
+            "validate",
+            &path,
+            "--catalog",
+            "fixtures/retail",
+            "--strict",
+        ]);
+        if code != 0 {
+            assert!(
+                stderr.contains("--strict: failed by"),
+                "{stem}: a strict failure names its warnings: {stderr}"
+            );
+            assert!(!stderr.contains("W130"), "{stem}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn validate_reports_as_text_by_default_and_shows_rows_on_request() {
+    let (code, stdout, stderr) = featurecraft(&[
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail",
+        "--sample-size",
+        "300",
+        "--show",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("estimated rows: 1000\nlabel distribution:\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first 3 of 300 sampled rows:"), "{stdout}");
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("first 3"))
+        .skip(1)
+        .collect();
+    assert!(table[1].contains("| customer_id |"), "{stdout}");
+    // A header, three rows and four borders.
+    assert_eq!(
+        table.iter().filter(|l| l.starts_with('|')).count(),
+        4,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn materialize_writes_into_the_recipe_s_domain_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--warehouse",
+            warehouse,
+        ];
+        args.extend(extra);
+        let (code, stdout, stderr) = featurecraft(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let written: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        std::path::PathBuf::from(written["path"].as_str().unwrap())
+    };
+    // churn_basic's target is `retail.churn_training`.
+    assert_eq!(run(&[]), dir.path().join("retail/churn_training"));
+    assert_eq!(
+        run(&["--domain", "sandbox"]),
+        dir.path().join("sandbox/churn_training")
+    );
 }

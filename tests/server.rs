@@ -191,9 +191,15 @@ async fn the_whole_lifecycle_ends_in_a_parquet_table_of_the_estimated_size() {
         (200, Some("complete")),
         "{job}"
     );
+    // The job says where the table is and how many rows it has.
+    let table = w.warehouse.join("retail").join("churn_training");
+    assert_eq!(
+        job["materialized"],
+        json!({"location": table.display().to_string(), "rows": rows}),
+        "{job}"
+    );
 
     // The table is there, complete, with the estimated number of rows.
-    let table = w.warehouse.join("retail").join("churn_training");
     let ctx = datafusion::prelude::SessionContext::new();
     let frame = ctx
         .read_parquet(table.to_str().unwrap(), Default::default())
@@ -534,6 +540,53 @@ async fn the_stateless_engine_routes_answer_like_the_cli() {
             .as_str()
             .unwrap()
             .starts_with("CREATE OR REPLACE TABLE `retail`.`churn_training`")
+    );
+    // The same answer as `featurecraft compile --format json`.
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args([
+            "compile",
+            "--format",
+            "json",
+            "--dialect",
+            "bigquery",
+            "--catalog",
+        ])
+        .arg(&w.catalog)
+        .arg(common::fixtures().join("recipes/good/churn_basic.json"))
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(body, cli);
+    // A recipe with errors: 422 with its diagnostics, hints included.
+    let bad: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("recipes/bad/E021_unknown_column.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for route in ["compile", "validate"] {
+        let (status, _, body) = server
+            .call(
+                "POST",
+                &format!("{API}/{route}"),
+                Some(&ana),
+                Some(&json!({"recipe": bad})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 422, "{route}: {body}");
+        assert!(body["sql"].is_null());
+        assert_eq!(body["diagnostics"][0]["code"], "E021", "{body}");
+        assert_eq!(body["diagnostics"][0]["hints"][0], "did you mean `amount`?");
+    }
+    // The job made of it fails with the hint in its error.
+    let (_, job) = server.create_and_wait_with(&ana, &new_job(bad)).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("(did you mean `amount`?)"),
+        "{job}"
     );
     let (status, _, body) = server
         .call(
@@ -978,7 +1031,7 @@ async fn wide_requests_are_refused_by_the_cap_while_health_checks_answer() {
     })
     .await;
     for (status, _, answer) in [a, b] {
-        assert_eq!(status, 200, "{answer}");
+        assert_eq!(status, 422, "{answer}");
         assert_eq!(answer["diagnostics"][0]["code"], "E005", "{answer}");
         assert!(answer["validation"].is_null());
     }

@@ -528,22 +528,15 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
     let w = warnings_for(dir.path(), &people_recipe(y.clone(), honest), 10_000).await;
     assert!(!has(&w, "W123"), "{w:?}");
 
-    // W130: fewer entities than asked.
+    // A spine smaller than the sample is validated whole: no warning about it (it used
+    // to be W130, which made --strict fail on every small catalog).
     let w = warnings_for(
         dir.path(),
         &people_recipe(y.clone(), json!([count])),
         10_000,
     )
     .await;
-    assert!(
-        has(
-            &w,
-            "W130 small_sample: the spine has 400 entities, fewer than sample_size 10000"
-        ),
-        "{w:?}"
-    );
-    let w = warnings_for(dir.path(), &people_recipe(y.clone(), json!([count])), 100).await;
-    assert!(!has(&w, "W130"), "{w:?}");
+    assert!(w.iter().all(|w| !w.starts_with("W13")), "{w:?}");
 }
 
 /// The deepest expression the compiler accepts runs end to end on this (test) thread's

@@ -910,8 +910,12 @@ async fn materialize_job(
         )
         .await;
         match result {
-            Ok(Ok(rows)) => {
-                tracing::info!(job_id = %done.job_id, rows, "materialized");
+            Ok(Ok(written)) => {
+                tracing::info!(job_id = %done.job_id, rows = written.rows, "materialized");
+                done.materialized = Some(crate::job::MaterializedTable {
+                    location: written.path.display().to_string(),
+                    rows: written.rows,
+                });
                 let _ = done.transition(JobStatus::Complete);
             }
             Ok(Err(reason)) => {
@@ -933,7 +937,10 @@ async fn materialize_job(
 /// Runs the approved job's CTAS into the warehouse. The recipe must still compile to the
 /// approved SQL, and the catalog must be the approved one when the table is published:
 /// a change while the query ran discards the written table.
-async fn materialize_recipe(state: &AppState, approved: &store::StoredJob) -> Result<u64, String> {
+async fn materialize_recipe(
+    state: &AppState,
+    approved: &store::StoredJob,
+) -> Result<crate::materialize::Materialized, String> {
     let job = &approved.job;
     let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
     let catalog = Catalog::load(&state.config.catalog)
@@ -971,10 +978,9 @@ async fn materialize_recipe(state: &AppState, approved: &store::StoredJob) -> Re
             "the catalog changed while the table was written ({changes}); nothing was published"
         ));
     }
-    let done = staged
+    staged
         .publish()
-        .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))?;
-    Ok(done.rows)
+        .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))
 }
 
 #[derive(Deserialize)]
@@ -1026,7 +1032,7 @@ async fn compile_stateless(
     State(state): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (request, dialect) = engine_request(&state, &headers, &body).await?;
     let root = state.config.catalog.clone();
     let options = CompileOptions {
@@ -1043,17 +1049,34 @@ async fn compile_stateless(
             diagnostics.extend(compiled.diagnostics);
             sql = compiled.sql;
         }
-        Ok::<_, ApiError>(json!({"sql": sql, "diagnostics": diagnostics}))
+        Ok::<_, ApiError>((sql, diagnostics))
     })
     .await??;
-    Ok(Json(answer))
+    let (sql, diagnostics) = answer;
+    // The CLI's `compile --format json` shape: the printed SQL has been read back in the
+    // dialect's grammar (compile withholds it otherwise).
+    let reparsed = sql.as_ref().map(|_| json!({"ok": true}));
+    let failed = diagnostics.iter().any(crate::Diagnostic::is_error);
+    let body = json!({"dialect": dialect.name(), "sql": sql, "reparsed": reparsed, "diagnostics": diagnostics});
+    Ok(recipe_answer(failed, body))
+}
+
+/// `200` with the answer, or `422` with it when the recipe has errors: the caller's input
+/// is what is wrong, and the diagnostics say where.
+fn recipe_answer(failed: bool, body: Value) -> Response {
+    let status = if failed {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn validate_stateless(
     State(state): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (request, dialect) = engine_request(&state, &headers, &body).await?;
     let root = state.config.catalog.clone();
     let mut options = state.config.run.clone();
@@ -1061,19 +1084,24 @@ async fn validate_stateless(
     if let Some(n) = request.sample_size {
         options.validate.sample_size = n;
     }
-    let answer = on_engine(&state, async move {
+    let (failed, answer) = on_engine(&state, async move {
         let catalog = current_catalog(&root).await?;
         let parsed = recipe_from_value(&request.recipe);
         let Some(recipe) = parsed.recipe else {
-            return Ok(json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics}));
+            let body = json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics});
+            return Ok((true, body));
         };
         let run = run_recipe(&recipe, &catalog, &options).await;
+        // A recipe that does not compile is the caller's to fix (422); one that compiled
+        // but failed on the data answers 200 with the runtime error among its diagnostics.
+        let failed = run.sql.is_none() && run.has_errors();
         let mut diagnostics = parsed.diagnostics;
         diagnostics.extend(run.diagnostics);
-        Ok::<_, ApiError>(
+        Ok::<_, ApiError>((
+            failed,
             json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
-        )
+        ))
     })
     .await??;
-    Ok(Json(answer))
+    Ok(recipe_answer(failed, answer))
 }
