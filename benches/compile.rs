@@ -2,7 +2,7 @@
 //! the bundled retail catalog's JSON description.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use featurecraft::fragment::{parse_fragment, parse_fragments};
+use featurecraft::compile::fragment::{parse_fragment, parse_fragments};
 use featurecraft::{
     AnalyzeOptions, Catalog, CompileOptions, Dialect, analyze, compile, parse_recipe, render,
 };

@@ -12,7 +12,7 @@
 #[path = "../tests/common/http.rs"]
 mod http;
 
-use featurecraft::retry::RunOptions;
+use featurecraft::run::RunOptions;
 use featurecraft::server::{Limits, ServiceConfig, auth, listen, service};
 use serde_json::json;
 use std::path::Path;

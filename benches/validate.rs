@@ -6,7 +6,7 @@
 //! (`VmHWM`) belongs to that case alone. It prints the median of 5 runs after a warm-up.
 //! Scales: `FEATURECRAFT_BENCH_SCALES` (customers, comma-separated; default `20000,100000`).
 
-use featurecraft::validate::{ValidateOptions, validate};
+use featurecraft::run::validate::{ValidateOptions, validate};
 use featurecraft::{Catalog, CompileOptions, Dialect, compile};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,12 +34,12 @@ fn main() {
     for customers in scales {
         let dir = root.join("bench-data").join(format!("retail-{customers}"));
         if !dir.join("customers.parquet").exists() {
-            let options = featurecraft::generate::GenerateOptions {
+            let options = featurecraft::testkit::GenerateOptions {
                 customers,
                 event_files: 4,
                 progress: false,
             };
-            featurecraft::generate::generate_retail(&dir, &options)
+            featurecraft::testkit::generate_retail(&dir, &options)
                 .expect("generate the bench catalog");
         }
         for (mode, sample_size) in [("sampled 10 000", 10_000usize), ("full", usize::MAX)] {

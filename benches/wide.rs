@@ -8,7 +8,7 @@
 //! for the runs per case (median reported; default 3). One query of 8000 features takes
 //! minutes unoptimized: `FEATURECRAFT_WIDE_ONE_QUERY_UP_TO` (default 4000) bounds it.
 
-use featurecraft::validate::{FEATURES_PER_QUERY, ValidateOptions, validate};
+use featurecraft::run::validate::{FEATURES_PER_QUERY, ValidateOptions, validate};
 use featurecraft::{Catalog, CompileOptions, Dialect, compile};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ async fn run() {
     for n in sizes {
         let text = wide_recipe(n);
         let options = CompileOptions {
-            max_features: n.max(featurecraft::analyze::MAX_FEATURES),
+            max_features: n.max(featurecraft::compile::analyze::MAX_FEATURES),
             ..CompileOptions::for_dialect(Dialect::DataFusion)
         };
         let mut compile_times = Vec::new();

@@ -510,12 +510,12 @@ fn view_query(sql: &str) -> Result<sqlparser::ast::Query, String> {
             .map_err(|e| format!("view does not parse: {e}"))?;
     // The same bound as a recipe fragment's: DataFusion walks the view's expressions
     // recursively when it plans it.
-    let depth = crate::fragment::depth(&statements);
-    if depth > crate::fragment::MAX_EXPRESSION_DEPTH {
-        crate::fragment::drop_deep(statements, depth);
+    let depth = crate::sql::depth(&statements);
+    if depth > crate::sql::MAX_EXPRESSION_DEPTH {
+        crate::sql::drop_deep(statements, depth);
         return Err(format!(
             "view nests expressions {depth} levels deep; the limit is {}",
-            crate::fragment::MAX_EXPRESSION_DEPTH
+            crate::sql::MAX_EXPRESSION_DEPTH
         ));
     }
     if let [Statement::Query(_)] = statements.as_slice()

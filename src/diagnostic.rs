@@ -16,191 +16,100 @@ pub enum Severity {
     Warning,
 }
 
-/// Stable diagnostic codes. Their spelling is part of the public contract: clients match on it.
-///
-/// `E…` codes are errors, `W0…` are compile-time warnings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Code {
-    /// Malformed recipe JSON, a missing field or a field of the wrong type.
-    E001,
-    /// `entity_grain` is empty.
-    E002,
-    /// An output or table name is not a portable identifier.
-    E003,
-    /// Two output columns (or grain columns) share a name, compared case-insensitively.
-    E004,
-    /// The recipe has more features than a compile accepts.
-    E005,
-    /// A SQL fragment does not parse.
-    E010,
-    /// A SQL fragment is not a single expression (trailing input, a second statement).
-    E011,
-    /// A forbidden construct: subquery, window function, nested aggregate, lambda,
-    /// placeholder, or anything outside the fragment grammar featurecraft accepts.
-    E012,
-    /// A table that is not in the catalog.
-    E020,
-    /// A column that is not in its table.
-    E021,
-    /// The label's table cannot be determined: no table or several tables qualify.
-    E022,
-    /// A source table lacks a grain column.
-    E023,
-    /// An aggregate mixed with a non-grouped column (in one expression or one source).
-    E030,
-    /// The label derivation reads a column outside the label's table.
-    E031,
-    /// A construct the chosen dialect cannot express faithfully.
-    E040,
-    /// A literal or a name holds characters the dialect cannot hold or quote safely.
-    E041,
-    /// The printed SQL does not read back as the statement that was analyzed.
-    E042,
-    /// A field the contract does not know (often a typo).
-    W001,
-    /// A feature reads the label's source column or a column the label derivation reads.
-    W010,
-    /// A feature's declared `data_type` disagrees with the type of its expression.
-    W011,
-    /// A fragment calls a function whose value changes from run to run (`NOW()`, `RANDOM()`).
-    W012,
-    /// The query failed while running (a cast that fails on the data, a division by zero…).
-    E050,
-    /// The run exceeded the memory limit.
-    E051,
-    /// A data file is missing or unreadable.
-    E052,
-    /// The output cannot be written (the warehouse folder, a full disk).
-    E053,
-    /// The grain is not unique in the spine.
-    W101,
-    /// A row-level source is not unique on the grain: the join fans out.
-    W102,
-    /// The label has a single class in the sample.
-    W110,
-    /// The label is imbalanced: the minority class is under 5 % of the sample.
-    W111,
-    /// The label has NULLs in the sample.
-    W112,
-    /// A feature is constant in the sample.
-    W120,
-    /// A feature is NULL in every sampled row.
-    W121,
-    /// The computed Arrow type disagrees with the declared `data_type`.
-    W122,
-    /// A feature separates the label perfectly in the sample (suspected leakage).
-    W123,
-    /// The summary was cut to stay small.
-    W190,
+/// Writes the [`Code`] enum and its facts from one table: each code with its slug (the
+/// stable name summary warnings carry) and its meaning, as the README's tables show it.
+macro_rules! codes {
+    ($($code:ident $slug:literal $meaning:literal;)*) => {
+        /// Stable diagnostic codes. Their spelling is part of the public contract: clients
+        /// match on it. `E…` codes are errors; `W0…` are compile-time warnings, `W1…`
+        /// validation findings. `E05…` are failures of a run.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(#[doc = $meaning] $code,)*
+        }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[$(Code::$code,)*];
+
+            /// The code as clients see it, e.g. `"E021"`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$code => stringify!($code),)*
+                }
+            }
+
+            /// A short stable name, written after the code in summary warnings
+            /// (`W101 grain_not_unique: …`).
+            pub fn slug(self) -> &'static str {
+                match self {
+                    $(Code::$code => $slug,)*
+                }
+            }
+
+            /// What the code means, as the README's tables say it.
+            pub fn meaning(self) -> &'static str {
+                match self {
+                    $(Code::$code => $meaning,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    E001 "malformed_recipe" "malformed recipe JSON, a missing field or a field of the wrong type";
+    E002 "empty_grain" "`entity_grain` is empty";
+    E003 "invalid_name" "an output name (or the target table) is not a portable identifier of at most 128 characters";
+    E004 "duplicate_name" "duplicate output name (grain, features and label, ignoring case)";
+    E005 "too_many_features" "more features than the limit (10 000 by default, `CompileOptions::max_features`): refused before any fragment is parsed";
+    E010 "parse_error" "a fragment does not parse, or is too large: longer than 100 000 characters, nested beyond the parser's 64 levels, or more than 256 expressions deep (a chain `a + b + c …` nests one level per operator)";
+    E011 "not_one_expression" "a fragment is not a single expression (trailing input, a second statement)";
+    E012 "forbidden_construct" "forbidden construct: subquery, window function, nested aggregate, lambda, placeholder, or anything outside the fragment grammar (the README's Fragments section)";
+    E020 "unknown_table" "unknown table";
+    E021 "unknown_column" "unknown column, or a column qualified with a table the fragment does not read";
+    E022 "label_table_undetermined" "the label's table cannot be determined (none or several qualify)";
+    E023 "grain_column_missing" "a source lacks a grain column";
+    E030 "aggregate_mixed" "an aggregate mixed with a non-grouped column (in one expression or one source)";
+    E031 "label_outside_table" "the label derivation reads a column outside the label's table";
+    E040 "dialect_unsupported" "a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery)";
+    E041 "unwritable_text" "a literal or name the dialect cannot hold or quote safely (a NUL character anywhere; a backtick in a BigQuery name)";
+    E042 "printed_sql_differs" "the printed CTAS does not read back as the analyzed statement; the SQL is withheld (a featurecraft bug: please report the recipe)";
+    W001 "unknown_field" "unknown recipe field (a typo such as `expresion`)";
+    W010 "label_leakage" "possible label leakage (an error with `--strict`)";
+    W011 "declared_type_mismatch" "declared `data_type` disagrees with the expression's type family, or is unknown";
+    W012 "non_deterministic" "a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization";
+    E050 "query_failed" "the query failed while running (a cast that fails on the data, an invalid DataFusion setting)";
+    E051 "memory_limit" "the run exceeded its memory limit";
+    E052 "data_file" "a data file is missing or unreadable";
+    E053 "write_failed" "the output cannot be written (the warehouse folder, a full disk)";
+    W101 "grain_not_unique" "spine rows share grain keys";
+    W102 "fan_out" "a row-level source has several rows per key: the join fans out";
+    W110 "single_class_label" "one label class in the sample";
+    W111 "label_imbalance" "the minority class is under 5 % of the sample";
+    W112 "label_nulls" "NULL labels in the sample";
+    W120 "constant_feature" "one value in every sampled row";
+    W121 "all_null_feature" "NULL in every sampled row";
+    W122 "computed_type_mismatch" "the Arrow type DataFusion computed is not of the declared `data_type` family";
+    W123 "suspected_leakage" "a feature separates a binary label perfectly; only reported on at least 100 labelled rows with at least 10 of each class, since smaller samples split perfectly by chance";
+    W190 "truncated" "the summary was cut: at most 20 classes, 50 high-null columns, 30 warnings (each at most 300 characters)";
 }
 
 impl Code {
-    /// Every code compilation can report, in documentation order.
-    pub const COMPILE: [Code; 21] = [
-        Code::E001,
-        Code::E002,
-        Code::E003,
-        Code::E004,
-        Code::E005,
-        Code::E010,
-        Code::E011,
-        Code::E012,
-        Code::E020,
-        Code::E021,
-        Code::E022,
-        Code::E023,
-        Code::E030,
-        Code::E031,
-        Code::E040,
-        Code::E041,
-        Code::E042,
-        Code::W001,
-        Code::W010,
-        Code::W011,
-        Code::W012,
-    ];
-
-    /// The code as clients see it, e.g. `"E021"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::E001 => "E001",
-            Code::E002 => "E002",
-            Code::E003 => "E003",
-            Code::E004 => "E004",
-            Code::E005 => "E005",
-            Code::E010 => "E010",
-            Code::E011 => "E011",
-            Code::E012 => "E012",
-            Code::E020 => "E020",
-            Code::E021 => "E021",
-            Code::E022 => "E022",
-            Code::E023 => "E023",
-            Code::E030 => "E030",
-            Code::E031 => "E031",
-            Code::E040 => "E040",
-            Code::E041 => "E041",
-            Code::E042 => "E042",
-            Code::W001 => "W001",
-            Code::W010 => "W010",
-            Code::W011 => "W011",
-            Code::W012 => "W012",
-            Code::E050 => "E050",
-            Code::E051 => "E051",
-            Code::E052 => "E052",
-            Code::E053 => "E053",
-            Code::W101 => "W101",
-            Code::W102 => "W102",
-            Code::W110 => "W110",
-            Code::W111 => "W111",
-            Code::W112 => "W112",
-            Code::W120 => "W120",
-            Code::W121 => "W121",
-            Code::W122 => "W122",
-            Code::W123 => "W123",
-            Code::W190 => "W190",
-        }
+    /// The codes compiling a recipe can report (`E0…` before `E05…`, and `W0…`).
+    pub fn compile() -> impl Iterator<Item = Code> {
+        Code::ALL.iter().copied().filter(|c| c.is_compile())
     }
 
-    /// A short stable name, written after the code in summary warnings
-    /// (`W101 grain_not_unique: …`).
-    pub fn slug(self) -> &'static str {
-        match self {
-            Code::E001 => "malformed_recipe",
-            Code::E002 => "empty_grain",
-            Code::E003 => "invalid_name",
-            Code::E004 => "duplicate_name",
-            Code::E005 => "too_many_features",
-            Code::E010 => "parse_error",
-            Code::E011 => "not_one_expression",
-            Code::E012 => "forbidden_construct",
-            Code::E020 => "unknown_table",
-            Code::E021 => "unknown_column",
-            Code::E022 => "label_table_undetermined",
-            Code::E023 => "grain_column_missing",
-            Code::E030 => "aggregate_mixed",
-            Code::E031 => "label_outside_table",
-            Code::E040 => "dialect_unsupported",
-            Code::E041 => "unwritable_text",
-            Code::E042 => "printed_sql_differs",
-            Code::W001 => "unknown_field",
-            Code::W010 => "label_leakage",
-            Code::W011 => "declared_type_mismatch",
-            Code::W012 => "non_deterministic",
-            Code::E050 => "query_failed",
-            Code::E051 => "memory_limit",
-            Code::E052 => "data_file",
-            Code::E053 => "write_failed",
-            Code::W101 => "grain_not_unique",
-            Code::W102 => "fan_out",
-            Code::W110 => "single_class_label",
-            Code::W111 => "label_imbalance",
-            Code::W112 => "label_nulls",
-            Code::W120 => "constant_feature",
-            Code::W121 => "all_null_feature",
-            Code::W122 => "computed_type_mismatch",
-            Code::W123 => "suspected_leakage",
-            Code::W190 => "truncated",
-        }
+    /// Whether compiling (rather than running) reports this code.
+    pub fn is_compile(self) -> bool {
+        let text = self.as_str();
+        text.starts_with("W0") || (text.starts_with("E0") && text < "E050")
+    }
+
+    /// Whether a validation run reports this code as a summary warning (`W1…`).
+    pub fn is_validation_warning(self) -> bool {
+        self.as_str().starts_with("W1")
     }
 
     /// The severity a code carries unless a stage decides otherwise.

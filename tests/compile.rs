@@ -2,7 +2,7 @@
 
 mod common;
 
-use featurecraft::render::reparse;
+use featurecraft::compile::render::reparse;
 use featurecraft::{Code, CompileOptions, Dialect, compile};
 
 /// The expected code of a bad recipe is the prefix of its file name (`E021_unknown_column`).
@@ -136,8 +136,7 @@ fn every_bad_recipe_reports_its_code_with_a_path() {
     }
     // E005 needs a recipe wider than the limit (too_many_features_are_refused_early builds
     // one); E042 means a featurecraft bug, which no recipe should reach.
-    let all: std::collections::BTreeSet<String> = Code::COMPILE
-        .iter()
+    let all: std::collections::BTreeSet<String> = Code::compile()
         .filter(|c| !matches!(c, Code::E005 | Code::E042))
         .map(|c| c.as_str().to_string())
         .collect();
@@ -170,7 +169,7 @@ fn too_many_features_are_refused_early() {
     assert_eq!(d.message, "the recipe has 51 features; the limit is 50");
     // The default limit is the documented one.
     let wide = compile(
-        &recipe(featurecraft::analyze::MAX_FEATURES + 1),
+        &recipe(featurecraft::compile::analyze::MAX_FEATURES + 1),
         &catalog,
         &CompileOptions::default(),
     );

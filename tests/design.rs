@@ -3,10 +3,10 @@
 mod common;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray};
+use featurecraft::compile::fragment::{inspect, parse_fragment};
 use featurecraft::design::{DesignOptions, DesignRequest, design};
-use featurecraft::fragment::{inspect, parse_fragment};
-use featurecraft::retry::RunOptions;
-use featurecraft::validate::ValidateOptions;
+use featurecraft::run::RunOptions;
+use featurecraft::run::validate::ValidateOptions;
 use featurecraft::{CompileOptions, Dialect, LabelSpec, LabelType, compile_recipe};
 use std::sync::Arc;
 

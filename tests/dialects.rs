@@ -229,7 +229,7 @@ fn attacks_touch_nothing_and_escaped_literals_read_back_in_the_engines() {
     for dialect in [Dialect::DuckDb, Dialect::Postgres] {
         for s in &strings {
             let literal = Expr::value(Value::SingleQuotedString(s.clone()));
-            let sql = featurecraft::print::expression_text(&literal, dialect)
+            let sql = featurecraft::compile::print::expression_text(&literal, dialect)
                 .unwrap_or_else(|e| panic!("{s:?} in {dialect}: {e}"));
             cases.push(serde_json::json!({"dialect": dialect.name(), "sql": sql, "expected": s}));
         }

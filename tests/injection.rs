@@ -6,7 +6,7 @@
 
 mod common;
 
-use featurecraft::render::reparse;
+use featurecraft::compile::render::reparse;
 use featurecraft::{Catalog, Code, CompileOptions, Compiled, Dialect, compile};
 use proptest::prelude::*;
 use sqlparser::ast::{Expr, Value, Visit, Visitor};

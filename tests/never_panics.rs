@@ -138,7 +138,7 @@ proptest! {
         let compiled = compile(&recipe_with(&expression, &derivation, source), &catalog, &CompileOptions::for_dialect(dialect));
         // Whatever compiled must also read back in its dialect as exactly one statement.
         if let Some(sql) = compiled.sql {
-            prop_assert!(featurecraft::render::reparse(&sql, dialect).is_ok_and(|s| s.len() == 1), "{}", sql);
+            prop_assert!(featurecraft::compile::render::reparse(&sql, dialect).is_ok_and(|s| s.len() == 1), "{}", sql);
         }
     }
 }
@@ -167,7 +167,7 @@ fn deeply_nested_fragments_are_refused_not_overflowed() {
 fn a_long_chain_of_operators_is_refused_not_overflowed() {
     let terms = 40_000;
     let chain = format!("SUM(amount){}", "+1".repeat(terms));
-    assert!(chain.chars().count() <= featurecraft::fragment::MAX_FRAGMENT_CHARS);
+    assert!(chain.chars().count() <= featurecraft::compile::fragment::MAX_FRAGMENT_CHARS);
     let refused = diagnostic_at(
         &recipe_with(&chain, "churned_at", "orders"),
         "features[0].expression",
@@ -177,7 +177,7 @@ fn a_long_chain_of_operators_is_refused_not_overflowed() {
         refused.message.contains(&format!(
             "nests {} levels deep; the limit is {}",
             terms + 2,
-            featurecraft::fragment::MAX_EXPRESSION_DEPTH
+            featurecraft::sql::MAX_EXPRESSION_DEPTH
         )),
         "{}",
         refused.message
@@ -213,7 +213,7 @@ fn an_overlong_fragment_is_refused_before_it_is_parsed() {
         format!(
             "the expression is {} characters long; the limit is {}",
             long.chars().count(),
-            featurecraft::fragment::MAX_FRAGMENT_CHARS
+            featurecraft::compile::fragment::MAX_FRAGMENT_CHARS
         )
     );
 }
@@ -235,7 +235,7 @@ fn diagnostic_at(recipe: &str, path: &str) -> featurecraft::Diagnostic {
 /// stay on it, so the deepest accepted expression must fit.
 #[test]
 fn the_deepest_expression_compiles_within_the_stack_a_stage_reserves() {
-    let depth = featurecraft::fragment::MAX_EXPRESSION_DEPTH;
+    let depth = featurecraft::sql::MAX_EXPRESSION_DEPTH;
     // `SUM(a) + … + SUM(a)` of n terms nests n + 1 levels; the label nests as deep.
     let feature = vec!["SUM(amount)"; depth - 1].join(" + ");
     let label = format!(
@@ -244,7 +244,7 @@ fn the_deepest_expression_compiles_within_the_stack_a_stage_reserves() {
     );
     let text = recipe_with(&feature, &label, "orders");
     let compiled = std::thread::Builder::new()
-        .stack_size(featurecraft::fragment::EXPRESSION_STACK_NEEDED + (128 << 10))
+        .stack_size(featurecraft::sql::EXPRESSION_STACK_NEEDED + (128 << 10))
         .spawn(move || {
             let catalog = common::retail_json();
             compile(&text, &catalog, &CompileOptions::default())

@@ -136,3 +136,52 @@ fn the_walkthrough_leaves_nothing_git_would_pick_up() {
         );
     }
 }
+
+/// The `| first | second |` rows of the table after `marker` (`//! ` stripped in crate docs).
+fn rows_after(text: &str, marker: &str) -> Vec<(String, String)> {
+    let start = text.find(marker).unwrap_or_else(|| panic!("{marker}"));
+    text[start..]
+        .lines()
+        .map(|l| l.trim_start_matches("//!").trim())
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').splitn(2, '|').collect();
+            (cells[0].trim().to_string(), cells[1].trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_code_tables_of_the_readme_and_the_crate_docs_are_the_code_table() {
+    use featurecraft::Code;
+    let expected: Vec<(String, String)> = Code::ALL
+        .iter()
+        .filter(|c| !c.is_validation_warning())
+        .map(|c| (c.as_str().to_string(), c.meaning().to_string()))
+        .collect();
+    let text = readme();
+    assert_eq!(
+        rows_after(&text, "<!-- codes:"),
+        expected,
+        "README: Diagnostic codes"
+    );
+    let lib = std::fs::read_to_string(common::fixtures().join("../src/lib.rs")).unwrap();
+    assert_eq!(rows_after(&lib, "## Diagnostic codes"), expected, "lib.rs");
+    let validation: Vec<(String, String)> = Code::ALL
+        .iter()
+        .filter(|c| c.is_validation_warning())
+        .map(|c| {
+            (
+                format!("{} {}", c.as_str(), c.slug()),
+                c.meaning().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows_after(&text, "<!-- validation-codes:"),
+        validation,
+        "README: validation warnings"
+    );
+}

@@ -5,7 +5,7 @@ mod common;
 #[path = "common/http.rs"]
 mod http;
 
-use featurecraft::retry::RunOptions;
+use featurecraft::run::RunOptions;
 use featurecraft::server::{Limits, ServiceConfig, auth, listen, service};
 use serde_json::{Value, json};
 use std::net::SocketAddr;

@@ -6,8 +6,8 @@ mod common;
 use datafusion::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
-use featurecraft::retry::{RunOptions, run_recipe};
-use featurecraft::validate::{ValidateOptions, sample, validate};
+use featurecraft::run::validate::{ValidateOptions, sample, validate};
+use featurecraft::run::{RunOptions, run_recipe};
 use featurecraft::{Catalog, Code, CompileOptions, Dialect, Job, JobStatus, Plan, compile};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -46,8 +46,12 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
         .session_context(SessionContext::new())
         .await
         .unwrap();
-    let query = featurecraft::render::build_query(&plan, &Dialect::DataFusion.capabilities(), None)
-        .unwrap();
+    let query = featurecraft::compile::render::build_query(
+        &plan,
+        &Dialect::DataFusion.capabilities(),
+        None,
+    )
+    .unwrap();
     let logical = featurecraft::catalog::plan_query(&ctx.state(), query)
         .await
         .unwrap();
@@ -87,7 +91,7 @@ async fn validation_and_materialization_run_the_analyzed_statement() {
     };
     let sampled = sample(&plan, &catalog, &options).await.unwrap().rows;
     let warehouse = tempfile::tempdir().unwrap();
-    let written = featurecraft::materialize::materialize(
+    let written = featurecraft::run::materialize::materialize(
         &plan,
         &catalog,
         warehouse.path(),
@@ -544,7 +548,7 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
 #[tokio::test]
 async fn the_deepest_accepted_expression_validates_and_computes() {
     let catalog = common::retail().await;
-    let limit = featurecraft::fragment::MAX_EXPRESSION_DEPTH;
+    let limit = featurecraft::sql::MAX_EXPRESSION_DEPTH;
     // `a + a + … + a` of n terms nests n levels; `SUM(amount)` terms add two more.
     let row_terms = limit;
     let sum_terms = limit - 1;
@@ -701,7 +705,7 @@ async fn retry_succeeds_once_the_missing_table_is_there() {
     let job = failed_job(&good("churn_basic"));
     let options = RunOptions::default();
     let catalog = Catalog::load(dir.path()).await.unwrap();
-    let again = featurecraft::retry::retry(&job, &catalog, &options)
+    let again = featurecraft::jobs::retry::retry(&job, &catalog, &options)
         .await
         .unwrap();
     assert_eq!(again.status, JobStatus::Failed);
@@ -717,7 +721,7 @@ async fn retry_succeeds_once_the_missing_table_is_there() {
 
     std::fs::rename(&aside, &tickets).unwrap();
     let catalog = Catalog::load(dir.path()).await.unwrap();
-    let done = featurecraft::retry::retry(&again, &catalog, &options)
+    let done = featurecraft::jobs::retry::retry(&again, &catalog, &options)
         .await
         .unwrap();
     assert_eq!(done.status, JobStatus::PendingApproval);
@@ -746,7 +750,7 @@ async fn retry_keeps_the_sql_when_validation_fails_and_refuses_live_jobs() {
         "features": [{"name": "country_number", "expression": "CAST(country AS INT)", "source_table": "customers"}]})
     .to_string();
     let job = failed_job(&text);
-    let again = featurecraft::retry::retry(&job, &catalog, &RunOptions::default())
+    let again = featurecraft::jobs::retry::retry(&job, &catalog, &RunOptions::default())
         .await
         .unwrap();
     assert_eq!(again.status, JobStatus::Failed);
@@ -769,15 +773,18 @@ async fn retry_keeps_the_sql_when_validation_fails_and_refuses_live_jobs() {
     ] {
         let mut live = job.clone();
         live.status = status;
-        let err = featurecraft::retry::retry(&live, &catalog, &RunOptions::default())
+        let err = featurecraft::jobs::retry::retry(&live, &catalog, &RunOptions::default())
             .await
             .unwrap_err();
-        assert_eq!(err, featurecraft::retry::RetryError::NotFailed(status));
+        assert_eq!(
+            err,
+            featurecraft::jobs::retry::RetryError::NotFailed(status)
+        );
     }
 
     let mut empty = job.clone();
     empty.recipe = None;
-    let again = featurecraft::retry::retry(&empty, &catalog, &RunOptions::default())
+    let again = featurecraft::jobs::retry::retry(&empty, &catalog, &RunOptions::default())
         .await
         .unwrap();
     assert_eq!(again.status, JobStatus::Failed);
@@ -809,7 +816,7 @@ async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
     let dir = tempfile::tempdir().unwrap();
     let not_a_folder = dir.path().join("warehouse");
     std::fs::write(&not_a_folder, b"a file where the warehouse should be").unwrap();
-    let error = featurecraft::materialize::materialize(
+    let error = featurecraft::run::materialize::materialize(
         &plan,
         &catalog,
         &not_a_folder,
@@ -822,7 +829,7 @@ async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
     assert_eq!(error.code, Code::E053, "{error:?}");
     assert!(error.message.contains("cannot create"), "{}", error.message);
     let long = "t".repeat(300);
-    let error = featurecraft::materialize::materialize(
+    let error = featurecraft::run::materialize::materialize(
         &plan,
         &catalog,
         dir.path(),

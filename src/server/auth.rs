@@ -4,7 +4,7 @@
 //! (`FEATURECRAFT_JWT_SECRET`), or RS256 with the identity provider's public keys: a JWKS
 //! document or a PEM public key from a file, or a JWKS fetched from a URL and fetched again
 //! when a token names a key id it does not hold (at most once per
-//! [`Verifier::refetch_interval`], so made-up key ids cannot make the service hammer the
+//! the refetch interval given to [`Verifier::rs256_from_url`], so made-up key ids cannot make the service hammer the
 //! provider). The algorithm is the verifier's, never the token's: a token whose header
 //! names another is refused, as is one with a `crit` header (no extension is understood).
 //!

@@ -22,15 +22,17 @@
 
 pub mod auth;
 pub mod listen;
-pub mod review;
 pub mod store;
 
 use crate::catalog::Catalog;
-use crate::job::{Job, JobStatus};
-use crate::materialize::stage;
-use crate::recipe::recipe_from_value;
-use crate::retry::{RunOptions, retry, run_recipe};
-use crate::{CompileOptions, Dialect, compile_recipe};
+use crate::compile::dialect::Dialect;
+use crate::compile::{CompileOptions, compile_recipe};
+use crate::contract::job::{Job, JobStatus};
+use crate::contract::recipe::recipe_from_value;
+use crate::jobs::retry::retry;
+use crate::jobs::review::{CatalogIdentity, review_hash};
+use crate::run::materialize::stage;
+use crate::run::{RunOptions, run_recipe};
 use auth::Caller;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
@@ -39,7 +41,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use review::{CatalogIdentity, review_hash};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -218,7 +219,7 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
     // Opening the store takes its lock for the process's life: a second service on the
     // same file stops here, before it could fail the first one's running jobs.
     let store = Store::open(db).map_err(|e| e.to_string())?;
-    for leftover in crate::materialize::clean_leftovers(&config.warehouse) {
+    for leftover in crate::run::materialize::clean_leftovers(&config.warehouse) {
         tracing::warn!(path = %leftover.display(), "removed what a stopped materialization left behind");
     }
     let orphans = store
@@ -457,10 +458,13 @@ async fn create_job(
     let domain = string_field(&body, "domain")?
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "domain: required"))?;
     for (field, value) in [("target_table_name", &target), ("domain", &domain)] {
-        if let Some(why) = crate::analyze::name_problem(value) {
+        if let Some(why) = crate::compile::analyze::name_problem(value) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{field}: `{}` {why}", crate::analyze::shown_name(value)),
+                format!(
+                    "{field}: `{}` {why}",
+                    crate::compile::analyze::shown_name(value)
+                ),
             ));
         }
     }
@@ -494,9 +498,10 @@ async fn create_job(
     let design = match body.get("design") {
         None | Some(Value::Null) => None,
         Some(value) => Some(
-            serde_json::from_value::<crate::design::DesignRequest>(value.clone()).map_err(|e| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("design: {e}"))
-            })?,
+            serde_json::from_value::<crate::contract::design::DesignRequest>(value.clone())
+                .map_err(|e| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("design: {e}"))
+                })?,
         ),
     };
     let mut job = Job::new(target, domain, owner, recipe);
@@ -517,7 +522,7 @@ async fn run_new_job(state: Shared, job: Job) {
         Ok(_) => proposal(&state, &job).await,
         Err(e) => Err(e.clone()),
     };
-    let _ = crate::retry::record_proposal(&mut done, outcome);
+    let _ = crate::jobs::retry::record_proposal(&mut done, outcome);
     store_outcome(&state, &done, JobStatus::Running, identity.ok().as_ref());
 }
 
@@ -541,13 +546,19 @@ async fn catalog_identity(state: &AppState) -> Result<CatalogIdentity, String> {
 async fn proposal(
     state: &AppState,
     job: &Job,
-) -> Result<(crate::FeatureRecipe, crate::retry::RecipeRun), String> {
+) -> Result<
+    (
+        crate::contract::recipe::FeatureRecipe,
+        crate::run::RecipeRun,
+    ),
+    String,
+> {
     let catalog = Catalog::load(&state.config.catalog)
         .await
         .map_err(|e| e.to_string())?;
     tokio::time::timeout(
         state.config.job_timeout,
-        crate::retry::propose_for_job(job, &catalog, &state.config.run),
+        crate::jobs::retry::propose_for_job(job, &catalog, &state.config.run),
     )
     .await
     .map_err(|_| timed_out(state))?
@@ -912,7 +923,7 @@ async fn materialize_job(
         match result {
             Ok(Ok(written)) => {
                 tracing::info!(job_id = %done.job_id, rows = written.rows, "materialized");
-                done.materialized = Some(crate::job::MaterializedTable {
+                done.materialized = Some(crate::contract::job::MaterializedTable {
                     location: written.path.display().to_string(),
                     rows: written.rows,
                 });
@@ -940,7 +951,7 @@ async fn materialize_job(
 async fn materialize_recipe(
     state: &AppState,
     approved: &store::StoredJob,
-) -> Result<crate::materialize::Materialized, String> {
+) -> Result<crate::run::materialize::Materialized, String> {
     let job = &approved.job;
     let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
     let catalog = Catalog::load(&state.config.catalog)
@@ -948,7 +959,7 @@ async fn materialize_recipe(
         .map_err(|e| e.to_string())?;
     let compiled = compile_recipe(recipe, &catalog, &state.config.run.compile_options());
     let plan = compiled.plan.ok_or_else(|| {
-        let run = crate::retry::RecipeRun {
+        let run = crate::run::RecipeRun {
             sql: None,
             validation: None,
             diagnostics: compiled.diagnostics,
@@ -1056,7 +1067,9 @@ async fn compile_stateless(
     // The CLI's `compile --format json` shape: the printed SQL has been read back in the
     // dialect's grammar (compile withholds it otherwise).
     let reparsed = sql.as_ref().map(|_| json!({"ok": true}));
-    let failed = diagnostics.iter().any(crate::Diagnostic::is_error);
+    let failed = diagnostics
+        .iter()
+        .any(crate::diagnostic::Diagnostic::is_error);
     let body = json!({"dialect": dialect.name(), "sql": sql, "reparsed": reparsed, "diagnostics": diagnostics});
     Ok(recipe_answer(failed, body))
 }

@@ -5,7 +5,7 @@
 //! job cannot both start it: the second finds the job no longer `failed` and gets a 409.
 //! The schema is created and migrated by the service itself (`PRAGMA user_version`).
 
-use crate::job::{Job, JobStatus};
+use crate::contract::job::{Job, JobStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;

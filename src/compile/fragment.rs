@@ -6,6 +6,7 @@
 //! aggregates it calls, and the constructs featurecraft refuses in a fragment.
 
 use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::sql::{MAX_EXPRESSION_DEPTH, depth, drop_deep, function_name};
 use sqlparser::ast::{
     CastKind, Expr, Function, FunctionArguments, Ident, Query, Spanned, Value, Visit, Visitor,
     visit_expressions_mut,
@@ -21,30 +22,6 @@ const RECURSION_LIMIT: usize = 64;
 /// The longest fragment accepted, in characters: far beyond any real feature, and it bounds
 /// the tree one fragment can parse into.
 pub const MAX_FRAGMENT_CHARS: usize = 100_000;
-
-/// How deep a parsed expression may nest. The parser's recursion limit does not see a chain
-/// of operators (`a + b + c …`), which parses into a tree as deep as the chain is long, and
-/// everything after parsing (copying, rewriting, rendering, DataFusion's planning and
-/// evaluation) walks the tree recursively: a deeper tree is refused here, not left to
-/// overflow a thread's stack and abort the process.
-pub const MAX_EXPRESSION_DEPTH: usize = 256;
-
-/// Stack a compile stage (analyze, render) needs to copy and rewrite the deepest accepted
-/// expression, with room to spare. Unoptimized frames are several times larger (about
-/// 10 KiB a level in the deepest walk), so a debug build reserves more. A test compiles that
-/// expression on a thread with no more than this.
-pub const EXPRESSION_STACK_NEEDED: usize = if cfg!(debug_assertions) {
-    6 << 20
-} else {
-    1 << 20
-};
-
-/// Runs `stage` where at least [`EXPRESSION_STACK_NEEDED`] of stack is left, moving to a
-/// fresh stack only when the caller's thread has less: most threads have room, and a new
-/// stack costs a mapping and its first page faults on every call.
-pub fn with_expression_stack<R>(stage: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(EXPRESSION_STACK_NEEDED, 4 * EXPRESSION_STACK_NEEDED, stage)
-}
 
 /// Parses `text` as exactly one SQL expression. Errors carry `path` and a span.
 pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
@@ -161,43 +138,6 @@ fn parse_expression(text: &str) -> Result<Expr, Diagnostic> {
     Ok(expr)
 }
 
-/// How many expressions deep `node` (an expression, a statement) nests. The walk is
-/// sqlparser's visitor, which grows its stack as it goes, so any tree the parser built can
-/// be measured before anything else walks it.
-pub fn depth(node: &impl Visit) -> usize {
-    struct Depth {
-        current: usize,
-        deepest: usize,
-    }
-    impl Visitor for Depth {
-        type Break = ();
-        fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
-            self.current += 1;
-            self.deepest = self.deepest.max(self.current);
-            ControlFlow::Continue(())
-        }
-        fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
-            self.current -= 1;
-            ControlFlow::Continue(())
-        }
-    }
-    let mut walk = Depth {
-        current: 0,
-        deepest: 0,
-    };
-    let _ = node.visit(&mut walk);
-    walk.deepest
-}
-
-/// Drops a tree too deep for the thread's stack on a stack of its own, sized for `depth`
-/// levels: dropping recurses once per level.
-pub fn drop_deep<T>(tree: T, depth: usize) {
-    const PER_LEVEL: usize = 1024;
-    stacker::grow((1 << 20) + depth.saturating_mul(PER_LEVEL), move || {
-        drop(tree)
-    });
-}
-
 fn parse_error(error: ParserError, text: &str) -> Diagnostic {
     let message_text = match &error {
         ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
@@ -270,27 +210,6 @@ pub struct FragmentFacts {
     pub non_deterministic: Vec<(String, Option<Span>)>,
 }
 
-/// Functions whose value changes from one run to the next (the clock, random numbers):
-/// a feature computed from them makes a table that cannot be reproduced.
-const NON_DETERMINISTIC: &[&str] = &[
-    "now",
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "localtime",
-    "localtimestamp",
-    "getdate",
-    "sysdate",
-    "systimestamp",
-    "today",
-    "random",
-    "rand",
-    "uuid",
-    "gen_random_uuid",
-    "uuid_string",
-    "newid",
-];
-
 /// Walks a parsed fragment and reports its columns, aggregates and forbidden constructs.
 pub fn inspect(expr: &Expr) -> FragmentFacts {
     let mut walker = Walker {
@@ -333,7 +252,7 @@ impl Visitor for Walker {
             }
             Expr::Function(function) => {
                 let name = function_name(function);
-                if NON_DETERMINISTIC.contains(&name.as_str()) {
+                if super::functions::changes_between_runs(&name) {
                     self.facts.non_deterministic.push((
                         name.to_ascii_uppercase(),
                         Span::from_sql(name_span(function)),
@@ -448,7 +367,7 @@ fn dotted(parts: &[Ident]) -> String {
 /// renderer cannot write safely in every dialect, so it is refused. Subqueries, window
 /// functions, lambdas, placeholders and wildcards are reported by the walk itself.
 fn unsupported(expr: &Expr) -> Option<(String, &'static str)> {
-    use crate::print::{is_keyword_text, is_plain_number};
+    use crate::sql::{is_keyword_text, is_plain_number};
     use sqlparser::ast::{
         BinaryOperator as B, CeilFloorKind, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
         UnaryOperator as U,
@@ -577,9 +496,8 @@ fn unsupported(expr: &Expr) -> Option<(String, &'static str)> {
         }
         Expr::Function(function) => {
             let bare_name = function.name.0.iter().all(|part| {
-                part.as_ident().is_some_and(|i| {
-                    i.quote_style.is_none() && crate::escape::is_bare_word(&i.value)
-                })
+                part.as_ident()
+                    .is_some_and(|i| i.quote_style.is_none() && crate::sql::is_bare_word(&i.value))
             });
             if !bare_name {
                 return Some((
@@ -631,93 +549,17 @@ fn name_span(function: &Function) -> sqlparser::tokenizer::Span {
         .unwrap_or(sqlparser::tokenizer::Span::empty())
 }
 
-/// Aggregate functions whose value over no rows is 0 rather than NULL.
-const COUNTING_AGGREGATES: &[&str] = &[
-    "count",
-    "approx_distinct",
-    "count_if",
-    "countif",
-    "approx_count_distinct",
-];
-
-/// Aggregate functions featurecraft recognises across the supported dialects.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "approx_distinct",
-    "count_if",
-    "countif",
-    "approx_count_distinct",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "stddev",
-    "stddev_samp",
-    "stddev_pop",
-    "std",
-    "variance",
-    "var_samp",
-    "var_pop",
-    "var",
-    "median",
-    "mode",
-    "array_agg",
-    "string_agg",
-    "listagg",
-    "group_concat",
-    "bool_and",
-    "bool_or",
-    "every",
-    "any_value",
-    "first_value",
-    "last_value",
-    "approx_median",
-    "approx_percentile_cont",
-    "percentile_cont",
-    "percentile_disc",
-    "corr",
-    "covar",
-    "covar_samp",
-    "covar_pop",
-    "regr_slope",
-    "regr_intercept",
-    "regr_count",
-    "regr_r2",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "arg_min",
-    "arg_max",
-    "min_by",
-    "max_by",
-    "kurtosis",
-    "skewness",
-    "product",
-];
-
-/// The function's unqualified lower-case name.
-pub fn function_name(function: &Function) -> String {
-    function
-        .name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| i.value.to_ascii_lowercase())
-        .unwrap_or_default()
-}
-
 /// Whether a call aggregates rows (by name, or by an aggregate-only clause).
 pub fn is_aggregate(function: &Function) -> bool {
     function.over.is_none()
-        && (AGGREGATES.contains(&function_name(function).as_str())
+        && (super::functions::aggregates(&function_name(function))
             || function.filter.is_some()
             || !function.within_group.is_empty())
 }
 
 /// Whether an aggregate call is a count, whose value over no rows is 0.
 pub fn is_counting(function: &Function) -> bool {
-    COUNTING_AGGREGATES.contains(&function_name(function).as_str())
+    super::functions::counts(&function_name(function))
 }
 
 /// Rewrites every column reference with `resolve` (returning the catalog's column name, or
@@ -917,7 +759,7 @@ fn fold_nulls(expr: Expr) -> Expr {
         }
         // Functions that are NULL whenever an argument is NULL, in every dialect we render.
         Expr::Function(mut function)
-            if NULL_STRICT_FUNCTIONS.contains(&function_name(&function).as_str()) =>
+            if super::functions::null_strict(&function_name(&function)) =>
         {
             use sqlparser::ast::{FunctionArg, FunctionArgExpr};
             let FunctionArguments::List(list) = &mut function.args else {
@@ -986,72 +828,6 @@ fn fold_nulls(expr: Expr) -> Expr {
         other => other,
     }
 }
-
-/// `CAST(expr AS data_type)`, for SQL the compiler writes itself.
-pub fn cast(expr: Expr, data_type: sqlparser::ast::DataType) -> Expr {
-    Expr::Cast {
-        kind: sqlparser::ast::CastKind::Cast,
-        expr: Box::new(expr),
-        data_type,
-        array: false,
-        format: None,
-    }
-}
-
-/// A plain call `name(args…)`, for SQL the compiler writes itself.
-pub fn call(name: &str, args: Vec<Expr>) -> Expr {
-    use sqlparser::ast::{
-        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, ObjectName,
-    };
-    Expr::Function(Function {
-        name: ObjectName::from(vec![sqlparser::ast::Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList {
-            duplicate_treatment: None,
-            args: args
-                .into_iter()
-                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
-                .collect(),
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
-}
-
-/// Scalar functions whose result is NULL when any argument is NULL in every dialect we
-/// render. `CONCAT` and `GREATEST`/`LEAST` are not here: engines disagree on them.
-const NULL_STRICT_FUNCTIONS: &[&str] = &[
-    "abs",
-    "ceil",
-    "ceiling",
-    "floor",
-    "round",
-    "trunc",
-    "sqrt",
-    "exp",
-    "ln",
-    "log",
-    "log10",
-    "power",
-    "pow",
-    "sign",
-    "length",
-    "char_length",
-    "character_length",
-    "lower",
-    "upper",
-    "trim",
-    "ltrim",
-    "rtrim",
-    "substr",
-    "date_trunc",
-    "date_part",
-    crate::infer::DAYS_BETWEEN,
-];
 
 fn is_null(expr: &Expr) -> bool {
     matches!(expr, Expr::Value(v) if v.value == Value::Null)

@@ -125,7 +125,11 @@ impl CatalogIdentity {
 }
 
 /// The SHA-256 of the recipe, the SQL and the catalog identity: what approval records.
-pub fn review_hash(recipe: &crate::FeatureRecipe, sql: &str, catalog: &CatalogIdentity) -> String {
+pub fn review_hash(
+    recipe: &crate::contract::recipe::FeatureRecipe,
+    sql: &str,
+    catalog: &CatalogIdentity,
+) -> String {
     let mut hasher = Sha256::new();
     hasher.update(serde_json::to_vec(recipe).unwrap_or_default());
     hasher.update([0]);

@@ -87,7 +87,7 @@ pub struct Capabilities {
     pub name: &'static str,
     /// The character that quotes identifiers.
     pub quote: char,
-    /// How string literals are escaped ([`crate::escape`]).
+    /// How string literals are escaped (by the escaper, which reads this row).
     pub string_escapes: StringEscapes,
     /// How quoted identifiers are escaped.
     pub identifier_escapes: IdentifierEscapes,
@@ -119,7 +119,7 @@ pub struct Capabilities {
     /// set per group (for a `COUNT(DISTINCT <string>)`, 44 KiB each and outside the memory
     /// pool); alone in its GROUP BY it is planned as two cheap aggregations.
     /// `COUNT(DISTINCT x)` stays in its source's one scan, because featurecraft's sessions
-    /// count distinct values compactly ([`crate::distinct`]). Warehouse dialects keep one
+    /// count distinct values compactly (featurecraft's own `count`, see `run::distinct`). Warehouse dialects keep one
     /// CTE per source.
     pub split_distinct_aggregates: bool,
     /// Functions this dialect spells differently: (featurecraft's name, the dialect's).

@@ -4,8 +4,8 @@
 //! 2 a usage or I/O problem (missing file, unreadable catalog).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use featurecraft::retry::{RecipeRun, RunOptions, run_recipe};
-use featurecraft::validate::ValidateOptions;
+use featurecraft::run::validate::ValidateOptions;
+use featurecraft::run::{RecipeRun, RunOptions, run_recipe};
 use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -553,12 +553,12 @@ fn main() -> ExitCode {
             customers,
             event_files,
         } => {
-            let options = featurecraft::generate::GenerateOptions {
+            let options = featurecraft::testkit::GenerateOptions {
                 customers,
                 event_files,
                 progress: std::io::stderr().is_terminal(),
             };
-            match featurecraft::generate::generate_retail(&out, &options) {
+            match featurecraft::testkit::generate_retail(&out, &options) {
                 Ok(()) => {
                     eprintln!(
                         "wrote the retail catalog for {customers} customers to {}",
@@ -798,7 +798,7 @@ async fn run_materialize(
         });
     let domain = domain.as_str();
     let progress = Progress::start("materializing");
-    let result = featurecraft::materialize::materialize(
+    let result = featurecraft::run::materialize::materialize(
         plan,
         &catalog,
         warehouse,
@@ -969,7 +969,8 @@ async fn sampled_rows(
         Ok(compiled) => compiled,
         Err(code) => return code,
     };
-    let sample = match featurecraft::validate::sample(&plan, &catalog, &options.validate).await {
+    let sample = match featurecraft::run::validate::sample(&plan, &catalog, &options.validate).await
+    {
         Ok(s) => s,
         Err(d) => {
             eprint!("{}", d.render(None));
@@ -1108,7 +1109,7 @@ async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode
         Err(e) => return usage_error(&e.to_string()),
     };
     let progress = Progress::start("retrying the job");
-    let result = featurecraft::retry::retry(&job, &catalog, options).await;
+    let result = featurecraft::jobs::retry::retry(&job, &catalog, options).await;
     progress.stop();
     match result {
         Ok(next) => {

@@ -8,7 +8,7 @@
 //! dialect's row of the capability table, or refused with the reason when the dialect
 //! cannot hold it (a NUL byte anywhere; a backtick in a BigQuery name).
 
-use crate::dialect::{Capabilities, IdentifierEscapes, StringEscapes};
+use crate::compile::dialect::{Capabilities, IdentifierEscapes, StringEscapes};
 
 /// `value` as a string literal of the dialect, quotes included; `Err` says why it cannot be.
 pub fn string_literal(value: &str, caps: &Capabilities) -> Result<String, String> {
@@ -104,19 +104,10 @@ pub fn identifier(name: &str, caps: &Capabilities) -> Result<String, String> {
     Ok(out)
 }
 
-/// Whether `name` can be printed bare: ASCII letters, digits and `_`, not starting with a
-/// digit. Function names and the compiler's own keywords must be; nothing else is printed
-/// without quotes.
-pub fn is_bare_word(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::Dialect;
+    use crate::compile::dialect::Dialect;
 
     fn literal(value: &str, dialect: Dialect) -> Result<String, String> {
         string_literal(value, &dialect.capabilities())

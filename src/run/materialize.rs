@@ -8,12 +8,12 @@
 //! approved catalog) calls [`stage`] and [`Staged::publish`] itself. Leftovers of a crashed
 //! run carry only these two names; [`clean_leftovers`] removes them.
 
-use crate::analyze::{Plan, name_problem, shown_name};
 use crate::catalog::{Catalog, plan_query};
+use crate::compile::analyze::{Plan, name_problem, shown_name};
+use crate::compile::dialect::Dialect;
+use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::dialect::Dialect;
-use crate::render::build_query;
-use crate::validate::{ValidateOptions, runtime_error, session};
+use crate::run::validate::{ValidateOptions, runtime_error, session};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::dataframe::DataFrameWriteOptions;

@@ -15,11 +15,11 @@
 //! FROM "spine" LEFT JOIN "src_orders" ON spine.grain = src_orders.grain …
 //! ```
 
-use crate::analyze::{FeatureHome, Plan, SPINE_CTE};
+use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE};
+use crate::compile::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect, StringEscapes};
+use crate::compile::print::PrintError;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect, StringEscapes};
-use crate::fragment::{call, cast, function_name};
-use crate::print::PrintError;
+use crate::sql::{call, cast, function_name};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
@@ -44,7 +44,7 @@ pub type CteFilter<'a> = &'a dyn Fn(&[Expr]) -> Option<Expr>;
 
 /// Renders the plan's CTAS in `dialect`.
 pub fn render(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>> {
-    crate::fragment::with_expression_stack(|| render_here(plan, dialect))
+    crate::sql::with_expression_stack(|| render_here(plan, dialect))
 }
 
 fn render_here(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic>> {
@@ -77,7 +77,7 @@ fn render_here(plan: &Plan, dialect: Dialect) -> Result<Rendered, Vec<Diagnostic
         },
         other => other.to_string(),
     };
-    let sql = crate::print::statement_text(&statement, dialect, layout).map_err(|e| {
+    let sql = crate::compile::print::statement_text(&statement, dialect, layout).map_err(|e| {
         vec![match e {
             PrintError::Unwritable(why) => Diagnostic::new(
                 Code::E041,
@@ -104,7 +104,7 @@ pub fn build_query(
     caps: &Capabilities,
     filter: Option<CteFilter>,
 ) -> Result<Query, Vec<Diagnostic>> {
-    crate::fragment::with_expression_stack(|| build_query_here(plan, caps, filter))
+    crate::sql::with_expression_stack(|| build_query_here(plan, caps, filter))
 }
 
 fn build_query_here(
@@ -342,7 +342,7 @@ fn distinct_argument(expr: &Expr) -> Option<String> {
     let mut not_count = false;
     let _ = sqlparser::ast::visit_expressions(expr, |e| {
         if let Expr::Function(f) = e
-            && crate::fragment::is_aggregate(f)
+            && crate::compile::fragment::is_aggregate(f)
         {
             match &f.args {
                 FunctionArguments::List(list)
@@ -378,14 +378,14 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
         match e {
             Expr::Identifier(ident) => {
                 ident.quote_style = Some(caps.quote);
-                if let Err(why) = crate::escape::identifier(&ident.value, caps) {
+                if let Err(why) = crate::compile::escape::identifier(&ident.value, caps) {
                     errors.push(unwritable(why, caps, path, ident.span));
                 }
             }
             Expr::CompoundIdentifier(parts) => {
                 for part in parts.iter_mut() {
                     part.quote_style = Some(caps.quote);
-                    if let Err(why) = crate::escape::identifier(&part.value, caps) {
+                    if let Err(why) = crate::compile::escape::identifier(&part.value, caps) {
                         errors.push(unwritable(why, caps, path, part.span));
                     }
                 }
@@ -396,13 +396,13 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
                 };
                 if caps.string_escapes == StringEscapes::CharCodes && text.contains(['\'', '\\']) {
                     *e = char_code_concatenation(text);
-                } else if let Err(why) = crate::escape::string_literal(text, caps) {
+                } else if let Err(why) = crate::compile::escape::string_literal(text, caps) {
                     errors.push(unwritable(why, caps, path, v.span));
                 }
             }
             Expr::TypedString(typed) => {
                 if let Value::SingleQuotedString(text) = &typed.value.value
-                    && let Err(why) = crate::escape::string_literal(text, caps)
+                    && let Err(why) = crate::compile::escape::string_literal(text, caps)
                 {
                     errors.push(unwritable(why, caps, path, typed.value.span));
                 }
@@ -456,7 +456,7 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
 }
 
 /// The dialect's spelling of a function call: renamed, refused (E040), `ROUND` made to take
-/// a float, or the compiler's own [`crate::infer::DAYS_BETWEEN`] written out.
+/// a float, or the compiler's own [`crate::compile::infer::DAYS_BETWEEN`] written out.
 fn lower_function(e: &mut Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnostic>) {
     let Expr::Function(function) = e else {
         return;
@@ -505,7 +505,7 @@ fn lower_function(e: &mut Expr, caps: &Capabilities, path: &str, errors: &mut Ve
             *x = cast(operand, DataType::Numeric(ExactNumberInfo::None));
         }
         (
-            crate::infer::DAYS_BETWEEN,
+            crate::compile::infer::DAYS_BETWEEN,
             [
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),

@@ -6,7 +6,7 @@
 //! when it cannot tell; validation later compares the exact Arrow type the engine computed.
 
 use crate::catalog::Table;
-use crate::fragment::function_name;
+use crate::sql::function_name;
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{
     BinaryOperator as B, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
@@ -99,9 +99,7 @@ pub fn make_portable(mut expr: Expr, table: &Table) -> Expr {
     expr
 }
 
-/// The compiler's own name for "whole days from `b` to `a`"; each dialect spells it
-/// (`a - b`, `DATEDIFF(a, b)`, `DATE_DIFF(a, b, DAY)`) when the SQL is rendered.
-pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
+pub use super::functions::DAYS_BETWEEN;
 
 /// Turns `a - b` of two dates into [`DAYS_BETWEEN`]`(a, b)`: an integer number of days in
 /// DataFusion, DuckDB, PostgreSQL and Snowflake, but an interval in Spark and BigQuery.
@@ -109,7 +107,7 @@ fn days_between(e: &mut Expr, table: &Table) {
     if let Some((left, right)) = operands(e, B::Minus, TypeFamily::Date, table) {
         let a = std::mem::replace(left, Expr::value(Value::Null));
         let b = std::mem::replace(right, Expr::value(Value::Null));
-        *e = crate::fragment::call(DAYS_BETWEEN, vec![a, b]);
+        *e = crate::sql::call(DAYS_BETWEEN, vec![a, b]);
     }
 }
 
@@ -143,7 +141,7 @@ fn operands<'e>(
 /// (`ROUND(26.645, 2)` is 26.65), DuckDB rounds the exact binary value (26.64), PostgreSQL
 /// only rounds `NUMERIC`. Rounding the value's 9-decimal form first gives one answer everywhere.
 fn decimal_round(e: &mut Expr, table: &Table) {
-    use crate::fragment::cast;
+    use crate::sql::cast;
     use sqlparser::ast::{DataType, ExactNumberInfo};
     if let Expr::Function(function) = e
         && function_name(function) == "round"
@@ -172,7 +170,7 @@ fn exact_division(e: &mut Expr, table: &Table) {
     use sqlparser::ast::{DataType, ExactNumberInfo};
     if let Some((left, _)) = operands(e, B::Divide, TypeFamily::Integer, table) {
         let operand = std::mem::replace(left, Expr::value(Value::Null));
-        *left = crate::fragment::cast(operand, DataType::Double(ExactNumberInfo::None));
+        *left = crate::sql::cast(operand, DataType::Double(ExactNumberInfo::None));
     }
 }
 
@@ -219,7 +217,7 @@ fn null_division(e: &mut Expr, table: &Table) {
         return;
     }
     let operand = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
-    **right = crate::fragment::call(
+    **right = crate::sql::call(
         "NULLIF",
         vec![operand, Expr::value(Value::Number("0".into(), false))],
     );
@@ -259,6 +257,7 @@ fn numeric(left: TypeFamily, right: TypeFamily) -> Option<TypeFamily> {
 }
 
 fn function_family(function: &Function, table: &Table) -> Option<TypeFamily> {
+    use super::functions::Returns;
     use TypeFamily::*;
     let first_arg = || match &function.args {
         FunctionArguments::List(list) => list.args.iter().find_map(|a| match a {
@@ -267,35 +266,24 @@ fn function_family(function: &Function, table: &Table) -> Option<TypeFamily> {
         }),
         _ => None,
     };
-    match function_name(function).as_str() {
-        "count"
-        | "approx_distinct"
-        | "count_if"
-        | "countif"
-        | "approx_count_distinct"
-        | "length"
-        | "char_length"
-        | "character_length"
-        | DAYS_BETWEEN => Some(Integer),
-        "sum" => match first_arg()? {
+    match super::functions::facts(&function_name(function))?.returns {
+        Returns::Integer => Some(Integer),
+        Returns::Float => Some(Float),
+        Returns::Boolean => Some(Boolean),
+        Returns::String => Some(String),
+        Returns::Timestamp => Some(Timestamp),
+        Returns::FirstArgument => first_arg(),
+        Returns::Sum => match first_arg()? {
             Integer => Some(Integer),
             Float => Some(Float),
             Decimal => Some(Decimal),
             _ => None,
         },
-        "avg" | "mean" => match first_arg()? {
+        Returns::Average => match first_arg()? {
             Decimal => Some(Decimal),
             Integer | Float => Some(Float),
             _ => None,
         },
-        "stddev" | "stddev_samp" | "stddev_pop" | "variance" | "var_samp" | "var_pop" | "corr"
-        | "covar_samp" | "covar_pop" => Some(Float),
-        "min" | "max" | "any_value" | "first_value" | "last_value" | "coalesce" | "nullif"
-        | "greatest" | "least" | "abs" | "median" => first_arg(),
-        "bool_and" | "bool_or" | "every" => Some(Boolean),
-        "lower" | "upper" | "trim" | "ltrim" | "rtrim" | "concat" | "substr" | "substring"
-        | "replace" => Some(String),
-        "date_trunc" => Some(Timestamp),
-        _ => None,
+        Returns::Unknown => None,
     }
 }

@@ -14,9 +14,9 @@
 //! error was found.
 
 use crate::catalog::{Catalog, Table};
+use crate::compile::fragment::{self, ColumnRef, FragmentFacts};
+use crate::contract::recipe::{FeatureRecipe, LabelType};
 use crate::diagnostic::{Code, Diagnostic, Severity, did_you_mean, suggestions};
-use crate::fragment::{self, ColumnRef, FragmentFacts};
-use crate::recipe::{FeatureRecipe, LabelType};
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
 use std::collections::{BTreeSet, HashMap};
@@ -149,7 +149,7 @@ pub struct PlannedLabel {
 
 /// Analyzes `recipe` against `catalog`.
 pub fn analyze(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptions) -> Analysis {
-    fragment::with_expression_stack(|| analyze_here(recipe, catalog, options))
+    crate::sql::with_expression_stack(|| analyze_here(recipe, catalog, options))
 }
 
 fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOptions) -> Analysis {
@@ -358,7 +358,7 @@ impl<'c> Analyzer<'c> {
             }
 
             let table = self.catalog.table(&r.table)?;
-            let expr = crate::infer::make_portable(expr, table);
+            let expr = crate::compile::infer::make_portable(expr, table);
             if let Some(declared) = &feature.data_type {
                 self.check_declared_type(declared, &expr, table, r.index);
             }
@@ -381,7 +381,7 @@ impl<'c> Analyzer<'c> {
                 }
                 _ => None,
             };
-            let float_to_text = crate::infer::float_to_text_casts(&expr, table);
+            let float_to_text = crate::compile::infer::float_to_text_casts(&expr, table);
             features.push(PlannedFeature {
                 name: feature.name.clone(),
                 path,
@@ -851,7 +851,7 @@ impl<'c> Analyzer<'c> {
         fragment::rewrite_columns(&mut expr, |_, ident| {
             table.column(&ident.value).map(|c| c.name.clone())
         });
-        let expr = crate::infer::make_portable(expr, table);
+        let expr = crate::compile::infer::make_portable(expr, table);
         Some((table.name.clone(), expr, facts.aggregates, reads))
     }
 
@@ -981,7 +981,7 @@ impl<'c> Analyzer<'c> {
             );
             return;
         };
-        let Some(family) = crate::infer::family_of(expr, table) else {
+        let Some(family) = crate::compile::infer::family_of(expr, table) else {
             return;
         };
         let declared_family = TypeFamily::of(&declared_type);

@@ -3,7 +3,7 @@
 //! - The query runs over the catalog's Parquet files and views, read-only (DDL, DML and
 //!   statements refused), under a memory limit, with explicit `target_partitions`.
 //! - **Entity sampling, not `LIMIT`.** Every spine key gets a stable hash
-//!   ([`crate::keyhash`]); the `sample_size` keys with the smallest hashes are the sample:
+//!   ([`crate::run::keyhash`]); the `sample_size` keys with the smallest hashes are the sample:
 //!   the same keys on every run and machine, spread over the whole spine. Every CTE is
 //!   restricted to them (`featurecraft_key_hash(grain) <= threshold`) *before* it
 //!   aggregates, so each sampled entity's features are exactly those of the full CTAS and
@@ -22,14 +22,14 @@
 //! 100 labelled rows with at least 10 of each class: below that, a perfect split happens
 //! by chance too often to mean anything.
 
-use crate::analyze::Plan;
 use crate::catalog::{Catalog, plan_query};
+use crate::compile::analyze::Plan;
+use crate::compile::dialect::Dialect;
+use crate::compile::render::build_query;
+use crate::contract::job::ValidationSummary;
+use crate::contract::recipe::LabelType;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::dialect::Dialect;
-use crate::job::ValidationSummary;
-use crate::keyhash::{KEY_HASH, key_hash_udf};
-use crate::recipe::LabelType;
-use crate::render::build_query;
+use crate::run::keyhash::{KEY_HASH, key_hash_udf};
 use crate::types::{TypeFamily, parse_type_name};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
@@ -171,7 +171,7 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(key_hash_udf());
     // `count` with a compact, pool-tracked grouped COUNT(DISTINCT) (see `distinct`).
-    ctx.register_udaf(crate::distinct::count_udaf());
+    ctx.register_udaf(crate::run::distinct::count_udaf());
     catalog
         .session_context(ctx)
         .await
@@ -343,8 +343,8 @@ fn feature_groups(plan: &Plan, per_query: usize) -> Vec<Vec<usize>> {
         return vec![order];
     }
     order.sort_by_key(|&i| match plan.features[i].home {
-        crate::analyze::FeatureHome::Spine => 0,
-        crate::analyze::FeatureHome::Source(s) => s + 1,
+        crate::compile::analyze::FeatureHome::Spine => 0,
+        crate::compile::analyze::FeatureHome::Source(s) => s + 1,
     });
     order.chunks(per_query).map(<[usize]>::to_vec).collect()
 }
@@ -377,7 +377,7 @@ async fn run(
     let sampled_keys = spine_keys.min(options.sample_size as u64);
 
     // 3. Fan-out of row-level sources, and the full row count.
-    let row_level: Vec<&crate::analyze::Source> =
+    let row_level: Vec<&crate::compile::analyze::Source> =
         plan.sources.iter().filter(|s| !s.grouped).collect();
     let estimated_rows = if row_level.is_empty() || threshold.is_none() {
         None
@@ -501,7 +501,7 @@ async fn run(
 /// The warnings about one feature's sampled column: all NULL, constant, a computed type
 /// other than the declared one, a perfect split of a binary label.
 fn feature_findings(
-    feature: &crate::analyze::PlannedFeature,
+    feature: &crate::compile::analyze::PlannedFeature,
     column: &ArrayRef,
     rows: usize,
     label_classes: Option<&[Option<u8>]>,
@@ -569,7 +569,7 @@ fn feature_findings(
 
 /// `featurecraft_key_hash(grain…) <= threshold`.
 fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
-    let call = crate::fragment::call(KEY_HASH, grain.to_vec());
+    let call = crate::sql::call(KEY_HASH, grain.to_vec());
     SqlExpr::BinaryOp {
         left: Box::new(call),
         op: BinaryOperator::LtEq,
@@ -583,7 +583,7 @@ fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
 async fn fanned_out_rows(
     ctx: &SessionContext,
     plan: &Plan,
-    row_level: &[&crate::analyze::Source],
+    row_level: &[&crate::compile::analyze::Source],
 ) -> Result<u64, Diagnostic> {
     let key = |i: usize| format!("__k{i}");
     let spine = ctx

@@ -3,7 +3,7 @@
 //! The shapes match the contract field for field. The lifecycle lives here as data
 //! ([`JobStatus::can_become`]) so that the library, the CLI and the service agree on it.
 
-use crate::recipe::FeatureRecipe;
+use crate::contract::recipe::FeatureRecipe;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number};
@@ -90,7 +90,7 @@ pub struct Job {
     /// featurecraft's extension of the contract: what the built-in crew designs when the job
     /// has no usable recipe (absent from the JSON when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub design: Option<crate::design::DesignRequest>,
+    pub design: Option<crate::contract::design::DesignRequest>,
     /// featurecraft's extension: where a `complete` job's table was written and how many
     /// rows it has (absent until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]

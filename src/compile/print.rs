@@ -4,14 +4,15 @@
 //!
 //! sqlparser prints a `Value::Placeholder` and an unquoted `Ident` exactly as they are, so
 //! printing first turns each string literal into a placeholder holding the escaper's text
-//! and each quoted identifier into a bare one holding it ([`crate::escape`]). Everything
+//! and each quoted identifier into a bare one holding it ([`crate::compile::escape`]). Everything
 //! else that could carry free text (function names, cast types, date-time fields, number
 //! spellings) must already be a bare word or plain keyword text, or printing refuses it.
 //! [`statement_text`] then parses the text back in the dialect's grammar and refuses it
 //! unless that gives exactly one statement equal to the one analyzed.
 
-use crate::dialect::{Capabilities, Dialect};
-use crate::escape::{identifier, is_bare_word, string_literal};
+use crate::compile::dialect::{Capabilities, Dialect};
+use crate::compile::escape::{identifier, string_literal};
+use crate::sql::{is_bare_word, is_keyword_text, is_plain_number};
 use sqlparser::ast::{
     DataType, DateTimeField, Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
     Statement, Value, ValueWithSpan, VisitMut, VisitorMut,
@@ -203,32 +204,6 @@ impl VisitorMut for Printable<'_> {
         }
         ControlFlow::Continue(())
     }
-}
-
-/// A number as every engine reads it: digits, an optional fraction and exponent.
-pub fn is_plain_number(text: &str) -> bool {
-    let (mantissa, exponent) = match text.find(['e', 'E']) {
-        Some(at) => (&text[..at], Some(&text[at + 1..])),
-        None => (text, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some((whole, fraction)) => {
-            (digits(whole) || whole.is_empty())
-                && (digits(fraction) || fraction.is_empty())
-                && !(whole.is_empty() && fraction.is_empty())
-        }
-        None => digits(mantissa),
-    };
-    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
-    mantissa_ok && exponent_ok
-}
-
-/// Keyword text: letters, digits, `_`, spaces, parentheses and commas, nothing that could
-/// open a quote, a comment or a second statement.
-pub fn is_keyword_text(text: &str) -> bool {
-    text.chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ' ' | '(' | ')' | ','))
 }
 
 fn plain_type(data_type: &DataType) -> ControlFlow<String> {

@@ -6,112 +6,11 @@
 //! is designed anew by the built-in crew ([`crate::design`]).
 
 use crate::catalog::Catalog;
-use crate::diagnostic::Diagnostic;
-use crate::dialect::Dialect;
-use crate::job::{Job, JobStatus, TransitionError, ValidationSummary};
-use crate::recipe::FeatureRecipe;
-use crate::validate::{ValidateOptions, validate};
-use crate::{CompileOptions, compile_recipe};
+use crate::compile::compile_recipe;
+use crate::contract::job::{Job, JobStatus, TransitionError};
+use crate::contract::recipe::FeatureRecipe;
+use crate::run::{RecipeRun, RunOptions, run_recipe};
 use std::fmt;
-
-/// Options of a recipe run.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// The dialect of the SQL stored on the job (the CTAS that materialization runs).
-    pub dialect: Dialect,
-    pub strict: bool,
-    pub validate: ValidateOptions,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            dialect: Dialect::DataFusion,
-            strict: false,
-            validate: ValidateOptions::default(),
-        }
-    }
-}
-
-impl RunOptions {
-    /// The options of the compile this run starts with.
-    pub fn compile_options(&self) -> CompileOptions {
-        CompileOptions {
-            strict: self.strict,
-            ..CompileOptions::for_dialect(self.dialect)
-        }
-    }
-}
-
-/// What compiling and validating a recipe produced.
-#[derive(Debug, Clone)]
-pub struct RecipeRun {
-    pub sql: Option<String>,
-    pub validation: Option<ValidationSummary>,
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl RecipeRun {
-    /// True when an error was found at compile or run time.
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(Diagnostic::is_error)
-    }
-
-    /// A one-paragraph reason for a failure: the first errors with their paths.
-    pub fn error_paragraph(&self) -> Option<String> {
-        let errors: Vec<&Diagnostic> = self.diagnostics.iter().filter(|d| d.is_error()).collect();
-        errors.first()?;
-        let stage = if self.sql.is_none() {
-            "the recipe does not compile"
-        } else {
-            "validation failed"
-        };
-        let shown: Vec<String> = errors
-            .iter()
-            .take(3)
-            .map(|d| {
-                // The hints the CLI shows under an error ("did you mean `amount`?") too.
-                let hints = if d.hints.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", d.hints.join("; "))
-                };
-                match &d.path {
-                    Some(path) => format!("{} at {path}: {}{hints}", d.code.as_str(), d.message),
-                    None => format!("{}: {}{hints}", d.code.as_str(), d.message),
-                }
-            })
-            .collect();
-        let more = if errors.len() > 3 {
-            format!("; and {} more error(s)", errors.len() - 3)
-        } else {
-            String::new()
-        };
-        Some(format!("{stage}: {}{more}.", shown.join("; ")))
-    }
-}
-
-/// Compiles a recipe, then validates it on a sample when it compiled.
-pub async fn run_recipe(
-    recipe: &FeatureRecipe,
-    catalog: &Catalog,
-    options: &RunOptions,
-) -> RecipeRun {
-    let compiled = compile_recipe(recipe, catalog, &options.compile_options());
-    let (Some(plan), Some(sql)) = (compiled.plan, compiled.sql) else {
-        return RecipeRun {
-            sql: None,
-            validation: None,
-            diagnostics: compiled.diagnostics,
-        };
-    };
-    let validation = validate(&plan, catalog, &options.validate, &compiled.diagnostics).await;
-    RecipeRun {
-        sql: Some(sql),
-        validation: validation.summary,
-        diagnostics: validation.diagnostics,
-    }
-}
 
 /// Why a job cannot be retried.
 #[derive(Debug, Clone, PartialEq, Eq)]

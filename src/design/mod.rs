@@ -24,37 +24,25 @@
 //! `notes` say what was generated, what was left out and why.
 
 use crate::catalog::{Catalog, Table};
+use crate::compile::dialect::Dialect;
+use crate::compile::fragment::{inspect, parse_fragment};
+use crate::compile::{CompileOptions, compile_recipe};
+pub use crate::contract::design::DesignRequest;
+use crate::contract::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::fragment::{call, inspect, parse_fragment};
-use crate::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType};
-use crate::retry::{RecipeRun, RunOptions, run_recipe};
+use crate::run::{RecipeRun, RunOptions, run_recipe};
+use crate::sql::call;
 use crate::types::TypeFamily;
-use crate::{CompileOptions, Dialect, compile_recipe};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use serde::{Deserialize, Serialize};
+
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
     CaseWhen, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
     Value,
 };
 use std::collections::{BTreeMap, HashMap};
-
-/// What to design a recipe for: featurecraft's extension of the job contract, accepted by
-/// `POST /jobs` in place of a recipe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DesignRequest {
-    /// The table whose rows (or grain keys) are the training rows; it holds the label.
-    pub spine: String,
-    /// The grain columns, present in the spine and in every table aggregated.
-    pub entity_grain: Vec<String>,
-    /// The label, as in a recipe.
-    pub label: LabelSpec,
-    /// Keep at most this many features, the most informative first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_features: Option<usize>,
-}
 
 /// How the designer profiles and prunes.
 #[derive(Debug, Clone)]
@@ -264,7 +252,7 @@ pub async fn propose(
         }
     }
     let label_columns = label_columns(&request.label)?;
-    let ctx = crate::validate::session(catalog, &options.run.validate)
+    let ctx = crate::run::validate::session(catalog, &options.run.validate)
         .await
         .map_err(|d| vec![d])?;
 
@@ -431,13 +419,13 @@ async fn profile(
     options: &DesignOptions,
 ) -> Result<Vec<ColumnProfile>, Diagnostic> {
     let batches = ctx
-        .table(crate::validate::table_reference(&table.name))
+        .table(crate::run::validate::table_reference(&table.name))
         .await
         .and_then(|f| f.limit(0, Some(options.profile_rows)))
-        .map_err(crate::validate::runtime_error)?
+        .map_err(crate::run::validate::runtime_error)?
         .collect()
         .await
-        .map_err(crate::validate::runtime_error)?;
+        .map_err(crate::run::validate::runtime_error)?;
     let mut profiles = Vec::with_capacity(table.columns.len());
     for (i, column) in table.columns.iter().enumerate() {
         let family = TypeFamily::of(&column.data_type);
@@ -636,7 +624,7 @@ fn feature(
     table: &Table,
     description: String,
 ) -> Option<FeatureSpec> {
-    let expression = crate::print::expression_text(&expr, crate::Dialect::Generic).ok()?;
+    let expression = crate::compile::print::expression_text(&expr, Dialect::Generic).ok()?;
     Some(FeatureSpec {
         name: names.claim(name),
         expression,
@@ -733,7 +721,7 @@ async fn association_scores(
     else {
         return Err(compiled.diagnostics);
     };
-    let sample = crate::validate::sample(&plan, catalog, &options.run.validate)
+    let sample = crate::run::validate::sample(&plan, catalog, &options.run.validate)
         .await
         .map_err(|d| vec![d])?;
     let rows = sample.rows;
@@ -877,7 +865,7 @@ fn cramers_v(a: &[Option<String>], b: &[Option<String>]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fragment::function_name;
+    use crate::sql::function_name;
 
     #[test]
     fn names_are_valid_and_unique() {
@@ -891,7 +879,9 @@ mod tests {
             "sum_events_amount_2"
         );
         assert_eq!(names.claim(sanitize("9lives")), "f_9lives");
-        assert!(crate::analyze::is_portable(&names.claim("x".repeat(300))));
+        assert!(crate::compile::analyze::is_portable(
+            &names.claim("x".repeat(300))
+        ));
     }
 
     #[test]

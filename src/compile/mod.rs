@@ -1,0 +1,146 @@
+//! Compiling a recipe: each fragment parsed alone ([`fragment`]), typed ([`infer`]) and
+//! resolved against the catalog into a [`Plan`] ([`analyze`](mod@analyze)), then rendered
+//! as a sqlparser AST for a dialect ([`dialect`], [`render`](mod@render)) and printed by featurecraft's
+//! own escaper, checked by reading it back ([`escape`], [`print`](mod@print)).
+
+pub mod analyze;
+pub mod dialect;
+pub mod escape;
+pub mod fragment;
+pub mod functions;
+pub mod infer;
+pub mod print;
+pub mod render;
+
+use crate::catalog::Catalog;
+use crate::contract::recipe::{FeatureRecipe, parse_recipe};
+use crate::diagnostic::Diagnostic;
+use analyze::{AnalyzeOptions, Plan, analyze};
+use dialect::Dialect;
+use render::render;
+
+/// Options of [`compile`].
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub dialect: Dialect,
+    /// Suspected leakage is an error rather than a warning.
+    pub strict: bool,
+    /// More features than this are refused (`E005`); [`analyze::MAX_FEATURES`] by default.
+    pub max_features: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions::for_dialect(Dialect::default())
+    }
+}
+
+impl CompileOptions {
+    /// Compiling for `dialect`, leakage a warning: what every run of the engine uses.
+    pub fn for_dialect(dialect: Dialect) -> Self {
+        CompileOptions {
+            dialect,
+            strict: false,
+            max_features: analyze::MAX_FEATURES,
+        }
+    }
+}
+
+/// Everything compiling a recipe produced.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub recipe: Option<FeatureRecipe>,
+    pub plan: Option<Plan>,
+    /// The pretty CTAS, when the recipe has no error.
+    pub sql: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    /// True when an error was found (the CTAS is then absent).
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The recipe text a diagnostic's path points at, for caret rendering.
+    pub fn fragment_at(&self, path: &str) -> Option<&str> {
+        let recipe = self.recipe.as_ref()?;
+        match path {
+            "label.derivation" => recipe.label.derivation.as_deref(),
+            "label.column" => recipe.label.column.as_deref(),
+            _ => {
+                let rest = path.strip_prefix("features[")?;
+                let (index, field) = rest.split_once("].")?;
+                let feature = recipe.features.get(index.parse::<usize>().ok()?)?;
+                match field {
+                    "expression" => Some(feature.expression.as_str()),
+                    "source_table" => Some(feature.source_table.as_str()),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// Parses, analyzes and renders a recipe: the whole compile stage.
+pub fn compile(recipe_json: &str, catalog: &Catalog, options: &CompileOptions) -> Compiled {
+    let parsed = parse_recipe(recipe_json);
+    let mut diagnostics = parsed.diagnostics;
+    let Some(recipe) = parsed.recipe else {
+        return Compiled {
+            recipe: None,
+            plan: None,
+            sql: None,
+            diagnostics,
+        };
+    };
+    let (plan, sql, found) = analyze_and_render(&recipe, catalog, options);
+    diagnostics.extend(found);
+    Compiled {
+        recipe: Some(recipe),
+        plan,
+        sql,
+        diagnostics,
+    }
+}
+
+/// Analyzes and renders an already parsed recipe.
+pub fn compile_recipe(
+    recipe: &FeatureRecipe,
+    catalog: &Catalog,
+    options: &CompileOptions,
+) -> Compiled {
+    let (plan, sql, diagnostics) = analyze_and_render(recipe, catalog, options);
+    Compiled {
+        recipe: Some(recipe.clone()),
+        plan,
+        sql,
+        diagnostics,
+    }
+}
+
+/// The plan and CTAS of a recipe (both absent on an error) and every finding.
+fn analyze_and_render(
+    recipe: &FeatureRecipe,
+    catalog: &Catalog,
+    options: &CompileOptions,
+) -> (Option<Plan>, Option<String>, Vec<Diagnostic>) {
+    let analysis = analyze(
+        recipe,
+        catalog,
+        &AnalyzeOptions {
+            strict: options.strict,
+            max_features: options.max_features,
+        },
+    );
+    let mut diagnostics = analysis.diagnostics;
+    let mut sql = None;
+    if let Some(plan) = &analysis.plan {
+        match render(plan, options.dialect) {
+            Ok(rendered) => sql = Some(rendered.sql),
+            Err(errors) => diagnostics.extend(errors),
+        }
+    }
+    let plan = if sql.is_some() { analysis.plan } else { None };
+    (plan, sql, diagnostics)
+}
