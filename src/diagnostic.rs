@@ -76,7 +76,7 @@ codes! {
     E041 "unwritable_text" "a literal or name the dialect cannot hold or quote safely (a NUL character anywhere; a backtick in a BigQuery name)";
     E042 "printed_sql_differs" "the printed CTAS does not read back as the analyzed statement; the SQL is withheld (a featurecraft bug: please report the recipe)";
     W001 "unknown_field" "unknown recipe field (a typo such as `expresion`)";
-    W010 "label_leakage" "possible label leakage (an error with `--strict`)";
+    W010 "label_leakage" "possible label leakage (an error in strict mode)";
     W011 "declared_type_mismatch" "declared `data_type` disagrees with the expression's type family, or is unknown";
     W012 "non_deterministic" "a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization";
     E050 "query_failed" "the query failed while running (a cast that fails on the data, an invalid DataFusion setting)";

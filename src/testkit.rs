@@ -97,18 +97,18 @@ impl Default for GenerateOptions {
 /// temporary name and renamed when complete, so an interrupted run leaves no partial file.
 pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), String> {
     if options.customers == 0 {
-        return Err("--customers must be at least 1".into());
+        return Err("`customers` must be at least 1".into());
     }
     // The catalog reads a folder of one Parquet file as a domain, not a table.
     if options.event_files < 2 {
         return Err(format!(
-            "--event-files must be at least 2 (got {}): the events table is a folder of several files",
+            "`event_files` must be at least 2 (got {}): the events table is a folder of several files",
             options.event_files
         ));
     }
     if options.event_files as u64 > options.customers {
         return Err(format!(
-            "--event-files ({}) cannot exceed --customers ({}): each file holds the events of its own customers",
+            "`event_files` ({}) cannot exceed `customers` ({}): each file holds the events of its own customers",
             options.event_files, options.customers
         ));
     }

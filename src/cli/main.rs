@@ -640,8 +640,21 @@ fn explain_strict(strict: bool, diagnostics: &[featurecraft::Diagnostic]) {
 }
 
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("featurecraft: {message}");
+    eprintln!("featurecraft: {}", flags(message));
     ExitCode::from(2)
+}
+
+/// The library names its options (`memory_limit`); on the command line they are flags.
+fn flags(text: &str) -> String {
+    [
+        ("`memory_limit`", "`--memory-limit`"),
+        ("`sample_size`", "`--sample-size`"),
+        ("`null_threshold`", "`--null-threshold`"),
+        ("`event_files`", "--event-files"),
+        ("`customers`", "--customers"),
+    ]
+    .iter()
+    .fold(text.to_string(), |text, (option, flag)| text.replace(option, flag))
 }
 
 async fn run_compile(
@@ -728,7 +741,7 @@ async fn run_design(
         Ok(d) => d,
         Err(diagnostics) => {
             for d in &diagnostics {
-                eprint!("{}", d.render(None));
+                eprint!("{}", flags(&d.render(None)));
             }
             return ExitCode::from(1);
         }
@@ -817,7 +830,7 @@ async fn run_materialize(
             ExitCode::SUCCESS
         }
         Err(d) => {
-            eprint!("{}", d.render(None));
+            eprint!("{}", flags(&d.render(None)));
             ExitCode::from(1)
         }
     }
@@ -973,7 +986,7 @@ async fn sampled_rows(
     {
         Ok(s) => s,
         Err(d) => {
-            eprint!("{}", d.render(None));
+            eprint!("{}", flags(&d.render(None)));
             return ExitCode::from(1);
         }
     };
@@ -1169,7 +1182,7 @@ fn print_diagnostics(compiled: &Compiled, recipe: &Path) {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for d in &compiled.diagnostics {
         let fragment = d.path.as_deref().and_then(|p| compiled.fragment_at(p));
-        let text = d.render(fragment);
+        let text = flags(&d.render(fragment));
         if color {
             let (start, end) = if d.is_error() {
                 ("\x1b[1;31m", "\x1b[0m")

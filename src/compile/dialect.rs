@@ -83,7 +83,7 @@ pub enum IdentifierEscapes {
 /// One row of the capability table.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
-    /// The dialect's name, for messages.
+    /// The dialect's name, as the command line and messages spell it.
     pub name: &'static str,
     /// The character that quotes identifiers.
     pub quote: char,
@@ -130,6 +130,36 @@ pub struct Capabilities {
     pub types: TypeNames,
 }
 
+/// The type names of standard SQL.
+const STANDARD_TYPES: TypeNames = TypeNames {
+    integer: DataType::BigInt(None),
+    float: DataType::Double(ExactNumberInfo::None),
+    string: DataType::Varchar(None),
+    boolean: DataType::Boolean,
+};
+
+/// The generic, ANSI-leaning row; every other row is written as its differences from this.
+const GENERIC: Capabilities = Capabilities {
+    name: "generic",
+    quote: '"',
+    string_escapes: StringEscapes::QuoteDoubling,
+    identifier_escapes: IdentifierEscapes::QuoteDoubling,
+    create_or_replace: false,
+    aggregate_filter: true,
+    ilike: true,
+    try_cast: true,
+    safe_cast: false,
+    round_float_digits: true,
+    float_text_like_datafusion: false,
+    decimal_literals: false,
+    day_of_week: DayOfWeek::SundayZero,
+    days_between: DaysBetween::Minus,
+    split_distinct_aggregates: false,
+    renamed_functions: &[],
+    refused_functions: &[],
+    types: STANDARD_TYPES,
+};
+
 impl Dialect {
     /// Every dialect, in documentation order.
     pub const ALL: [Dialect; 7] = [
@@ -155,124 +185,47 @@ impl Dialect {
         }
     }
 
-    /// The dialect's row of the capability table.
+    /// The dialect's row of the capability table: the generic row, with what differs.
     pub fn capabilities(self) -> Capabilities {
-        let standard = TypeNames {
-            integer: DataType::BigInt(None),
-            float: DataType::Double(ExactNumberInfo::None),
-            string: DataType::Varchar(None),
-            boolean: DataType::Boolean,
-        };
         match self {
-            Dialect::Generic => Capabilities {
-                name: self.name(),
-                quote: '"',
-                string_escapes: StringEscapes::QuoteDoubling,
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
-                create_or_replace: false,
-                aggregate_filter: true,
-                ilike: true,
-                try_cast: true,
-                safe_cast: false,
-                round_float_digits: true,
-                float_text_like_datafusion: false,
-                decimal_literals: false,
-                day_of_week: DayOfWeek::SundayZero,
-                days_between: DaysBetween::Minus,
-                split_distinct_aggregates: false,
-                renamed_functions: &[],
-                refused_functions: &[],
-                types: standard,
-            },
+            Dialect::Generic => GENERIC,
             Dialect::DataFusion => Capabilities {
-                name: self.name(),
-                quote: '"',
-                string_escapes: StringEscapes::QuoteDoubling,
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
-                create_or_replace: false,
-                aggregate_filter: true,
-                ilike: true,
-                try_cast: true,
-                safe_cast: false,
-                round_float_digits: true,
+                name: "datafusion",
                 float_text_like_datafusion: true,
-                decimal_literals: false,
-                day_of_week: DayOfWeek::SundayZero,
-                days_between: DaysBetween::Minus,
                 split_distinct_aggregates: true,
-                renamed_functions: &[],
-                refused_functions: &[],
-                types: standard,
+                ..GENERIC
             },
             Dialect::DuckDb => Capabilities {
-                name: self.name(),
-                quote: '"',
-                string_escapes: StringEscapes::QuoteDoubling,
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
+                name: "duckdb",
                 create_or_replace: true,
-                aggregate_filter: true,
-                ilike: true,
-                try_cast: true,
-                safe_cast: false,
-                round_float_digits: true,
                 float_text_like_datafusion: true,
-                decimal_literals: false,
-                day_of_week: DayOfWeek::SundayZero,
-                days_between: DaysBetween::Minus,
-                split_distinct_aggregates: false,
-                renamed_functions: &[],
-                refused_functions: &[],
-                types: standard,
+                ..GENERIC
             },
             Dialect::Postgres => Capabilities {
-                name: self.name(),
-                quote: '"',
-                string_escapes: StringEscapes::QuoteDoubling,
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
-                create_or_replace: false,
-                aggregate_filter: true,
-                ilike: true,
+                name: "postgres",
                 try_cast: false,
-                safe_cast: false,
                 round_float_digits: false,
-                float_text_like_datafusion: false,
-                decimal_literals: false,
-                day_of_week: DayOfWeek::SundayZero,
-                days_between: DaysBetween::Minus,
-                split_distinct_aggregates: false,
-                renamed_functions: &[],
-                refused_functions: &[],
                 types: TypeNames {
-                    integer: DataType::BigInt(None),
                     float: DataType::DoublePrecision,
                     string: DataType::Text,
-                    boolean: DataType::Boolean,
+                    ..STANDARD_TYPES
                 },
+                ..GENERIC
             },
             Dialect::Snowflake => Capabilities {
-                name: self.name(),
-                quote: '"',
+                name: "snowflake",
                 string_escapes: StringEscapes::Backslash {
                     escape_controls: false,
                 },
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: true,
                 aggregate_filter: false,
-                ilike: true,
-                try_cast: true,
-                safe_cast: false,
-                round_float_digits: true,
-                float_text_like_datafusion: false,
                 decimal_literals: true,
                 day_of_week: DayOfWeek::IsoModSeven,
-                days_between: DaysBetween::Minus,
-                split_distinct_aggregates: false,
                 renamed_functions: &[("bool_or", "BOOLOR_AGG"), ("bool_and", "BOOLAND_AGG")],
-                refused_functions: &[],
-                types: standard,
+                ..GENERIC
             },
             Dialect::BigQuery => Capabilities {
-                name: self.name(),
+                name: "bigquery",
                 quote: '`',
                 string_escapes: StringEscapes::Backslash {
                     escape_controls: true,
@@ -283,12 +236,8 @@ impl Dialect {
                 ilike: false,
                 try_cast: false,
                 safe_cast: true,
-                round_float_digits: true,
-                float_text_like_datafusion: false,
-                decimal_literals: false,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::DayOfWeek),
                 days_between: DaysBetween::DateDiffDay,
-                split_distinct_aggregates: false,
                 renamed_functions: &[("bool_or", "LOGICAL_OR"), ("bool_and", "LOGICAL_AND")],
                 refused_functions: &[(
                     "date_trunc",
@@ -300,31 +249,21 @@ impl Dialect {
                     string: DataType::String(None),
                     boolean: DataType::Bool,
                 },
+                ..GENERIC
             },
             Dialect::Databricks => Capabilities {
-                name: self.name(),
+                name: "databricks",
                 quote: '`',
                 string_escapes: StringEscapes::CharCodes,
-                identifier_escapes: IdentifierEscapes::QuoteDoubling,
                 create_or_replace: true,
-                aggregate_filter: true,
-                ilike: true,
-                try_cast: true,
-                safe_cast: false,
-                round_float_digits: true,
-                float_text_like_datafusion: false,
                 decimal_literals: true,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::Dow),
                 days_between: DaysBetween::DateDiff,
-                split_distinct_aggregates: false,
-                renamed_functions: &[],
-                refused_functions: &[],
                 types: TypeNames {
-                    integer: DataType::BigInt(None),
-                    float: DataType::Double(ExactNumberInfo::None),
                     string: DataType::String(None),
-                    boolean: DataType::Boolean,
+                    ..STANDARD_TYPES
                 },
+                ..GENERIC
             },
         }
     }

@@ -43,6 +43,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Running,
+        JobStatus::PendingApproval,
+        JobStatus::Failed,
+        JobStatus::Approved,
+        JobStatus::Materializing,
+        JobStatus::Complete,
+    ];
+
     /// The spelling clients see, e.g. `"pending_approval"`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -955,7 +955,7 @@ pub fn runtime_error(error: DataFusionError) -> Diagnostic {
             Code::E051,
             format!("the run exceeded the memory limit: {first}"),
         )
-        .hint("raise --memory-limit, or lower --sample-size"),
+        .hint("raise the memory limit (`memory_limit`), or sample fewer entities (`sample_size`)"),
         DataFusionError::ObjectStore(_)
         | DataFusionError::IoError(_)
         | DataFusionError::ParquetError(_) => Diagnostic::new(

@@ -758,6 +758,7 @@ async fn retry_job(
     let permit = state.engine.permit()?;
     // Of two concurrent retries, only one moves the job out of `failed`.
     let running = claim(&state, &failed, JobStatus::Running, "retry")?;
+    let claimed = running.clone();
     let task_state = state.clone();
     let task = spawn(&state, permit, async move {
         let identity = catalog_identity(&task_state).await;
@@ -772,11 +773,11 @@ async fn retry_job(
                 let attempt = retry(&failed, &catalog, &task_state.config.run);
                 match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
                     Ok(Ok(job)) => job,
-                    Ok(Err(e)) => failed_copy(&failed, e.to_string()),
-                    Err(_) => failed_copy(&failed, timed_out(&task_state)),
+                    Ok(Err(e)) => failed_run(&claimed, e.to_string()),
+                    Err(_) => failed_run(&claimed, timed_out(&task_state)),
                 }
             }
-            Err(e) => failed_copy(&failed, e),
+            Err(e) => failed_run(&claimed, e),
         };
         store_outcome(
             &task_state,
@@ -789,28 +790,14 @@ async fn retry_job(
     respond(&state, running, task, wait.wait, StatusCode::OK).await
 }
 
-/// Moves a job from the status `action` needs to `next`, as one compare-and-set in the
-/// store: 409 when the job is not in that status, or when another request moved it first.
+/// Moves a job to `next` as one compare-and-set in the store: 409 when the lifecycle does
+/// not allow the move from the job's status, or when another request moved it first.
 fn claim(state: &AppState, job: &Job, next: JobStatus, action: &str) -> Result<Job, ApiError> {
-    let needs = match next {
-        JobStatus::Running => JobStatus::Failed,
-        JobStatus::Approved => JobStatus::PendingApproval,
-        JobStatus::Materializing => JobStatus::Approved,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("cannot {action} a job"),
-            ));
-        }
-    };
-    if job.status != needs {
-        return Err(conflict_status(job, action, needs.as_str()));
-    }
     let mut moved = job.clone();
-    moved
-        .transition(next)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    if !state.store.update(&moved, needs)? {
+    if moved.transition(next).is_err() {
+        return Err(conflict_status(job, action, next));
+    }
+    if !state.store.update(&moved, job.status)? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("cannot {action} the job: another request changed it first"),
@@ -819,20 +806,30 @@ fn claim(state: &AppState, job: &Job, next: JobStatus, action: &str) -> Result<J
     Ok(moved)
 }
 
-fn failed_copy(job: &Job, reason: String) -> Job {
-    let mut next = job.clone();
-    next.error = Some(reason);
-    next.status = JobStatus::Failed;
-    next.touch();
-    next
+/// `running` → `failed` with `reason`: a run that ended before it produced an outcome.
+fn failed_run(running: &Job, reason: String) -> Job {
+    let mut failed = running.clone();
+    failed.error = Some(reason);
+    if failed.transition(JobStatus::Failed).is_err() {
+        tracing::error!(job_id = %running.job_id, status = running.status.as_str(), "a job that is not running cannot fail its run");
+    }
+    failed
 }
 
-fn conflict_status(job: &Job, action: &str, needs: &str) -> ApiError {
+/// 409 for an `action` the job's status does not allow, naming the statuses it needs (the
+/// ones from which the lifecycle allows the move).
+fn conflict_status(job: &Job, action: &str, next: JobStatus) -> ApiError {
+    let needs: Vec<&str> = JobStatus::ALL
+        .iter()
+        .filter(|s| s.can_become(next))
+        .map(|s| s.as_str())
+        .collect();
     ApiError::new(
         StatusCode::CONFLICT,
         format!(
-            "cannot {action} a job that is {}: it must be {needs}",
-            job.status.as_str()
+            "cannot {action} a job that is {}: it must be {}",
+            job.status.as_str(),
+            needs.join(" or ")
         ),
     )
 }
@@ -844,8 +841,8 @@ async fn approve_job(
 ) -> Result<Json<Job>, ApiError> {
     let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
-    if stored.job.status != JobStatus::PendingApproval {
-        return Err(conflict_status(&stored.job, "approve", "pending_approval"));
+    if !stored.job.status.can_become(JobStatus::Approved) {
+        return Err(conflict_status(&stored.job, "approve", JobStatus::Approved));
     }
     still_as_reviewed(&state, &stored, "approval").await?;
     Ok(Json(claim(
@@ -905,8 +902,12 @@ async fn materialize_job(
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
-    if stored.job.status != JobStatus::Approved {
-        return Err(conflict_status(&stored.job, "materialize", "approved"));
+    if !stored.job.status.can_become(JobStatus::Materializing) {
+        return Err(conflict_status(
+            &stored.job,
+            "materialize",
+            JobStatus::Materializing,
+        ));
     }
     still_as_reviewed(&state, &stored, "materialization").await?;
     let permit = state.engine.permit()?;

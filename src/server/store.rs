@@ -96,7 +96,7 @@ fn lock_store(path: &Path) -> Result<std::fs::File, StoreError> {
                 format!(" (process {holder})")
             };
             return Err(StoreError(format!(
-                "{} is in use by another featurecraft service{who}; one service runs per job store: stop it, or give this one another --db",
+                "{} is in use by another featurecraft service{who}; one service runs per job store: stop it, or give this one another database file",
                 path.display()
             )));
         }
@@ -278,6 +278,15 @@ impl Store {
         expected: JobStatus,
         review: Option<(&str, &str)>,
     ) -> Result<bool, StoreError> {
+        // The same lifecycle as everything else: a move it does not allow is a bug of the
+        // caller, refused here rather than stored.
+        if job.status != expected && !expected.can_become(job.status) {
+            return Err(StoreError(format!(
+                "refusing to store a move the lifecycle does not allow: {} to {}",
+                expected.as_str(),
+                job.status.as_str()
+            )));
+        }
         let body = serde_json::to_string(job).map_err(|e| StoreError(e.to_string()))?;
         self.with(|c| {
             let changed = match review {
