@@ -654,7 +654,9 @@ fn flags(text: &str) -> String {
         ("`customers`", "--customers"),
     ]
     .iter()
-    .fold(text.to_string(), |text, (option, flag)| text.replace(option, flag))
+    .fold(text.to_string(), |text, (option, flag)| {
+        text.replace(option, flag)
+    })
 }
 
 async fn run_compile(

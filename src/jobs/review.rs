@@ -28,9 +28,9 @@ pub struct CatalogIdentity {
 /// How long a file's change time must lie in the past for its hash to be kept.
 const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What a file's hash was computed from; equal stamps mean equal contents.
+/// A file's identity on disk; equal stamps mean equal contents (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     device: u64,
     inode: u64,
     size: u64,
@@ -48,39 +48,8 @@ impl CatalogIdentity {
     /// Hashes every data and view file of the catalog at `root` (a directory, or a JSON file).
     pub fn of(root: &Path) -> std::io::Result<CatalogIdentity> {
         let mut files = BTreeMap::new();
-        if root.is_file() {
-            files.insert(
-                root.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                file_hash(root)?,
-            );
-            return Ok(CatalogIdentity { files });
-        }
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir)? {
-                let entry = entry?;
-                let path = entry.path();
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with('.') {
-                    continue;
-                }
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    stack.push(path);
-                } else if path
-                    .extension()
-                    .is_some_and(|e| e == "parquet" || e == "sql")
-                {
-                    let relative = path
-                        .strip_prefix(root)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned();
-                    files.insert(relative, file_hash(&path)?);
-                }
-            }
+        for (relative, path) in catalog_files(root)? {
+            files.insert(relative, file_hash(&path)?);
         }
         Ok(CatalogIdentity { files })
     }
@@ -121,6 +90,62 @@ impl CatalogIdentity {
             }
         }
         changes
+    }
+}
+
+/// The files a catalog reads, by path relative to its root: every `.parquet` and `.sql`
+/// file under a directory (hidden entries skipped, as the catalog skips them), or the JSON
+/// file itself.
+fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    if root.is_file() {
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(vec![(name, root.to_path_buf())]);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "parquet" || e == "sql")
+            {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((relative, path));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What the catalog's files look like on disk (inode, size, modification and change
+/// times of each), without reading them: equal stamps mean the catalog has not changed,
+/// so a service can keep the catalog it loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogStamp(Vec<(String, Stamp)>);
+
+impl CatalogStamp {
+    /// Stamps the catalog at `root`.
+    pub fn of(root: &Path) -> std::io::Result<CatalogStamp> {
+        catalog_files(root)?
+            .into_iter()
+            .map(|(relative, path)| Ok((relative, stamp(&std::fs::metadata(&path)?))))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map(CatalogStamp)
     }
 }
 

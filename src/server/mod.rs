@@ -30,7 +30,7 @@ use crate::compile::{CompileOptions, compile_recipe};
 use crate::contract::job::{Job, JobStatus};
 use crate::contract::recipe::recipe_from_value;
 use crate::jobs::retry::retry;
-use crate::jobs::review::{CatalogIdentity, review_hash};
+use crate::jobs::review::{CatalogIdentity, CatalogStamp, review_hash};
 use crate::run::materialize::stage;
 use crate::run::{RunOptions, run_recipe};
 use auth::Caller;
@@ -105,6 +105,38 @@ struct AppState {
     store: Store,
     engine: Engine,
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// The catalog as last loaded, with the stamp of its files then.
+    catalog: tokio::sync::Mutex<Option<(CatalogStamp, Arc<Catalog>)>>,
+}
+
+impl AppState {
+    /// The catalog, loaded once and again only when its files changed (a file added,
+    /// removed, or written: its inode, size, modification or change time moved).
+    async fn catalog(&self) -> Result<Arc<Catalog>, String> {
+        let root = self.config.catalog.clone();
+        let stamp = tokio::task::spawn_blocking(move || CatalogStamp::of(&root))
+            .await
+            .map_err(|e| format!("cannot read the catalog: {e}"))?
+            .map_err(|e| {
+                format!(
+                    "cannot read the catalog {}: {e}",
+                    self.config.catalog.display()
+                )
+            })?;
+        let mut cached = self.catalog.lock().await;
+        if let Some((seen, catalog)) = cached.as_ref()
+            && *seen == stamp
+        {
+            return Ok(catalog.clone());
+        }
+        let catalog = Arc::new(
+            Catalog::load(&self.config.catalog)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        *cached = Some((stamp, catalog.clone()));
+        Ok(catalog)
+    }
 }
 
 /// The runtime that plans and runs queries, apart from the one that answers HTTP, and the
@@ -238,6 +270,7 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
         store,
         engine,
         tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+        catalog: tokio::sync::Mutex::new(None),
     });
     let api = Router::new()
         .route("/jobs", post(create_job).get(list_jobs))
@@ -553,9 +586,7 @@ async fn proposal(
     ),
     String,
 > {
-    let catalog = Catalog::load(&state.config.catalog)
-        .await
-        .map_err(|e| e.to_string())?;
+    let catalog = state.catalog().await?;
     tokio::time::timeout(
         state.config.job_timeout,
         crate::jobs::retry::propose_for_job(job, &catalog, &state.config.run),
@@ -763,9 +794,7 @@ async fn retry_job(
     let task = spawn(&state, permit, async move {
         let identity = catalog_identity(&task_state).await;
         let catalog = match &identity {
-            Ok(_) => Catalog::load(&task_state.config.catalog)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(_) => task_state.catalog().await,
             Err(e) => Err(e.clone()),
         };
         let outcome = match catalog {
@@ -955,9 +984,7 @@ async fn materialize_recipe(
 ) -> Result<crate::run::materialize::Materialized, String> {
     let job = &approved.job;
     let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
-    let catalog = Catalog::load(&state.config.catalog)
-        .await
-        .map_err(|e| e.to_string())?;
+    let catalog = state.catalog().await?;
     let compiled = compile_recipe(recipe, &catalog, &state.config.run.compile_options());
     let plan = compiled.plan.ok_or_else(|| {
         let run = crate::run::RecipeRun {
@@ -1030,8 +1057,8 @@ async fn engine_request(
 
 /// The catalog as it is now. A catalog that does not load is the operator's to fix, not
 /// the caller's: `503` with the reason.
-async fn current_catalog(root: &Path) -> Result<Catalog, ApiError> {
-    Catalog::load(root).await.map_err(|e| {
+async fn current_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
+    state.catalog().await.map_err(|e| {
         tracing::error!(error = %e, "the catalog does not load");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -1046,13 +1073,13 @@ async fn compile_stateless(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (request, dialect) = engine_request(&state, &headers, &body).await?;
-    let root = state.config.catalog.clone();
+    let task_state = state.clone();
     let options = CompileOptions {
         strict: state.config.run.strict,
         ..CompileOptions::for_dialect(dialect)
     };
     let answer = on_engine(&state, async move {
-        let catalog = current_catalog(&root).await?;
+        let catalog = current_catalog(&task_state).await?;
         let parsed = recipe_from_value(&request.recipe);
         let mut diagnostics = parsed.diagnostics;
         let mut sql = None;
@@ -1092,14 +1119,14 @@ async fn validate_stateless(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (request, dialect) = engine_request(&state, &headers, &body).await?;
-    let root = state.config.catalog.clone();
+    let task_state = state.clone();
     let mut options = state.config.run.clone();
     options.dialect = dialect;
     if let Some(n) = request.sample_size {
         options.validate.sample_size = n;
     }
     let (failed, answer) = on_engine(&state, async move {
-        let catalog = current_catalog(&root).await?;
+        let catalog = current_catalog(&task_state).await?;
         let parsed = recipe_from_value(&request.recipe);
         let Some(recipe) = parsed.recipe else {
             let body = json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics});
