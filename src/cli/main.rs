@@ -3,12 +3,20 @@
 //! Exit status: 0 success (warnings allowed unless `--strict`), 1 the recipe has errors,
 //! 2 a usage or I/O problem (missing file, unreadable catalog).
 
-use clap::{Parser, Subcommand, ValueEnum};
+mod args;
+mod report;
+
+use args::{
+    Cli, Command, CompileArgs, DescribeArgs, DesignArgs, Format, GenerateArgs, ServeArgs,
+    TokenArgs, ValidateArgs,
+};
+use clap::Parser;
 use featurecraft::run::validate::ValidateOptions;
 use featurecraft::run::{RecipeRun, RunOptions, run_recipe};
 use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
+use report::{Progress, explain_strict, flags, print_diagnostics, usage_error};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// `println!` that ignores a closed stdout (`featurecraft compile … | head`), which would
@@ -18,257 +26,6 @@ macro_rules! out {
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
     }};
-}
-
-#[derive(Parser)]
-#[command(
-    name = "featurecraft",
-    version,
-    about = "Compile a feature recipe into a checked CREATE TABLE AS SELECT"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Compile a recipe into a CTAS for a dialect.
-    #[command(
-        after_help = "Example:\n  featurecraft compile fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --dialect duckdb"
-    )]
-    Compile {
-        /// The recipe JSON file.
-        recipe: PathBuf,
-        /// The catalog: a directory of Parquet/SQL files, or a JSON description.
-        #[arg(long)]
-        catalog: PathBuf,
-        /// generic, datafusion, duckdb, postgres, snowflake, bigquery or databricks.
-        #[arg(long, default_value = "generic")]
-        dialect: String,
-        /// text: the CTAS on stdout, diagnostics on stderr; json: `{"dialect", "sql",
-        /// "reparsed", "diagnostics"}` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
-        #[arg(long)]
-        strict: bool,
-    },
-    /// Compile a recipe and run it on a sample of entities: the validation summary.
-    #[command(
-        after_help = "Example:\n  featurecraft validate fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --sample-size 500 --show 5"
-    )]
-    Validate {
-        /// The recipe JSON file.
-        recipe: PathBuf,
-        /// The catalog directory (Parquet files and SQL views).
-        #[arg(long)]
-        catalog: PathBuf,
-        /// How many entities (grain keys) to sample.
-        #[arg(long, default_value_t = 10_000)]
-        sample_size: usize,
-        /// Null fraction above which a column is listed as high-null.
-        #[arg(long, default_value_t = 0.5)]
-        null_threshold: f64,
-        /// Memory the run may use, e.g. 512M or 2G.
-        #[arg(long, default_value = "2G")]
-        memory_limit: String,
-        /// The dialect of the SQL shown with the summary.
-        #[arg(long, default_value = "datafusion")]
-        dialect: String,
-        /// text: a report for people; json: `{"sql", "validation", "diagnostics"}` for programs.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
-        #[arg(long)]
-        strict: bool,
-        /// Also print the first N sampled rows as a table (text format).
-        #[arg(long, value_name = "N")]
-        show: Option<usize>,
-        /// Also write the sampled rows (grain, features, label) to this Parquet file, to
-        /// compare them with a full run.
-        #[arg(long)]
-        sample_out: Option<PathBuf>,
-    },
-    /// Retry a failed job (JSON file): compile and validate its recipe again; prints the new job.
-    #[command(
-        after_help = "Prints the new Job as JSON (the contract's shape). Example:\n  featurecraft retry failed_job.json --catalog fixtures/retail"
-    )]
-    Retry {
-        /// The job JSON file.
-        job: PathBuf,
-        /// The catalog directory (Parquet files and SQL views).
-        #[arg(long)]
-        catalog: PathBuf,
-        /// How many entities (grain keys) to sample.
-        #[arg(long, default_value_t = 10_000)]
-        sample_size: usize,
-        /// Memory the run may use, e.g. 512M or 2G.
-        #[arg(long, default_value = "2G")]
-        memory_limit: String,
-    },
-    /// Serve the job API over HTTP (see the README for the routes).
-    #[command(
-        after_help = "Example:\n  FEATURECRAFT_JWT_SECRET=$(head -c 32 /dev/urandom | base64) featurecraft serve --catalog fixtures/retail --db jobs.db"
-    )]
-    Serve {
-        /// The catalog directory jobs read.
-        #[arg(long)]
-        catalog: PathBuf,
-        /// The SQLite job database (created if missing).
-        #[arg(long)]
-        db: PathBuf,
-        /// The address to listen on (`127.0.0.1:0` picks a free port, logged at start).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: String,
-        /// Where materialized tables are written (`DOMAIN/TABLE/` Parquet).
-        #[arg(long, default_value = "warehouse")]
-        warehouse: PathBuf,
-        /// How many entities each job's validation samples.
-        #[arg(long, default_value_t = 10_000)]
-        sample_size: usize,
-        /// Memory each run may use, e.g. 512M or 2G.
-        #[arg(long, default_value = "2G")]
-        memory_limit: String,
-        /// Seconds a validation or materialization may run before its job fails.
-        #[arg(long, default_value_t = 900)]
-        job_timeout: u64,
-        /// Jobs and stateless compiles/validations running at once; more are refused with
-        /// 503 (default: the number of cores). Each run may hold up to --memory-limit.
-        #[arg(long)]
-        max_jobs: Option<usize>,
-        /// Verify RS256 tokens with these public keys (a JWKS file or a PEM public key)
-        /// instead of HS256 with FEATURECRAFT_JWT_SECRET.
-        #[arg(long, conflicts_with = "jwks_url")]
-        jwks: Option<PathBuf>,
-        /// Verify RS256 tokens with the identity provider's JWKS at this URL (fetched at
-        /// start, and again for a key id it does not hold, at most once a minute).
-        #[arg(long)]
-        jwks_url: Option<String>,
-        /// Tokens must carry this issuer (`iss`).
-        #[arg(long)]
-        jwt_issuer: Option<String>,
-        /// Tokens must carry this audience (`aud`).
-        #[arg(long)]
-        jwt_audience: Option<String>,
-    },
-    /// Print a development token signed with FEATURECRAFT_JWT_SECRET.
-    #[command(
-        after_help = "Example:\n  featurecraft token --sub ana@example.com --scope automl:admin --ttl 8h"
-    )]
-    Token {
-        /// The caller (`sub` claim).
-        #[arg(long)]
-        sub: String,
-        /// Space-separated scopes, e.g. `automl:admin`.
-        #[arg(long)]
-        scope: Option<String>,
-        /// Lifetime, e.g. 30m, 1h, 7d.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-    },
-    /// Design a recipe from the catalog: features proposed, checked, validated and pruned.
-    #[command(
-        after_help = "Example:\n  featurecraft design --catalog fixtures/retail --spine customers --grain customer_id --label-column churned_at \\\n    --derivation 'CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END' --positive-class 1 --max-features 30"
-    )]
-    Design {
-        /// The catalog directory (Parquet files and SQL views).
-        #[arg(long)]
-        catalog: PathBuf,
-        /// The table whose rows are the training rows; it holds the label.
-        #[arg(long)]
-        spine: String,
-        /// The grain columns, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        grain: Vec<String>,
-        /// The label's source column.
-        #[arg(long)]
-        label_column: String,
-        /// A SQL expression computing the label (default: the column itself).
-        #[arg(long)]
-        derivation: Option<String>,
-        /// binary, multiclass or regression.
-        #[arg(long, default_value = "binary")]
-        label_type: String,
-        /// For binary labels: the value meaning "positive".
-        #[arg(long)]
-        positive_class: Option<String>,
-        /// Keep at most this many features, the most informative first.
-        #[arg(long)]
-        max_features: Option<usize>,
-        /// The designed recipe's target table.
-        #[arg(long, default_value = "designed_features")]
-        target_table: String,
-        /// How many entities the crew validates its proposal on.
-        #[arg(long, default_value_t = 10_000)]
-        sample_size: usize,
-        /// Null fraction above which a column is listed as high-null.
-        #[arg(long, default_value_t = 0.5)]
-        null_threshold: f64,
-        /// Memory the run may use, e.g. 512M or 2G.
-        #[arg(long, default_value = "2G")]
-        memory_limit: String,
-        /// json: the recipe alone (contract shape); text: a report with the recipe.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Also write `{"considered", "dropped": [{"name", "reason"}]}` to this file.
-        #[arg(long)]
-        dropped: Option<PathBuf>,
-    },
-    /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
-    #[command(
-        after_help = "Prints `{\"path\", \"rows\"}` as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
-    )]
-    Materialize {
-        /// The recipe JSON file.
-        recipe: PathBuf,
-        /// The catalog directory (Parquet files and SQL views).
-        #[arg(long)]
-        catalog: PathBuf,
-        /// Where the table is written.
-        #[arg(long, default_value = "warehouse")]
-        warehouse: PathBuf,
-        /// The folder under the warehouse (a job's domain); by default the recipe's
-        /// `target_table` prefix (`retail.churn` → `retail`), or `default`.
-        #[arg(long)]
-        domain: Option<String>,
-        /// Memory the run may use, e.g. 512M or 2G.
-        #[arg(long, default_value = "2G")]
-        memory_limit: String,
-    },
-    /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
-    #[command(
-        after_help = "Example:\n  featurecraft describe-catalog --catalog fixtures/retail > retail_catalog.json"
-    )]
-    DescribeCatalog {
-        /// The catalog directory.
-        #[arg(long)]
-        catalog: PathBuf,
-        /// Print where each table's rows come from (Parquet files or view SQL) instead.
-        #[arg(long)]
-        sources: bool,
-    },
-    /// Write the deterministic retail catalog used by the fixtures and benchmarks.
-    #[command(
-        after_help = "Example:\n  featurecraft generate --out bench-data/retail-100k --customers 100000 --event-files 4"
-    )]
-    Generate {
-        /// Directory to write into.
-        #[arg(long)]
-        out: PathBuf,
-        /// Number of customers (about 20 events and 3 orders each).
-        #[arg(long, default_value_t = 1000)]
-        customers: u64,
-        /// Files the events table is split into.
-        #[arg(long, default_value_t = 2)]
-        event_files: usize,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 /// Runs allocate and free large buffers (Parquet column chunks, aggregation tables) over
@@ -309,266 +66,238 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&format!("cannot start the runtime: {e}")),
     };
     match cli.command {
-        Command::Compile {
-            recipe,
-            catalog,
-            dialect,
-            format,
-            strict,
-        } => runtime.block_on(run_compile(&recipe, &catalog, &dialect, format, strict)),
-        Command::Validate {
-            recipe,
-            catalog,
-            sample_size,
-            null_threshold,
-            memory_limit,
-            dialect,
-            format,
-            strict,
-            show,
-            sample_out,
-        } => {
-            let options =
-                match run_options(&dialect, sample_size, null_threshold, &memory_limit, strict) {
-                    Ok(o) => o,
-                    Err(e) => return usage_error(&e),
-                };
-            let code = runtime.block_on(run_validate(&recipe, &catalog, &options, format));
-            if code != ExitCode::SUCCESS || (show.is_none() && sample_out.is_none()) {
-                return code;
-            }
-            runtime.block_on(sampled_rows(
-                &recipe,
-                &catalog,
-                &options,
-                show,
-                sample_out.as_deref(),
-            ))
-        }
-        Command::Retry {
-            job,
-            catalog,
-            sample_size,
-            memory_limit,
-        } => {
-            let options = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
-                Ok(o) => o,
-                Err(e) => return usage_error(&e),
-            };
-            runtime.block_on(run_retry(&job, &catalog, &options))
-        }
-        Command::Serve {
-            catalog,
-            db,
-            addr,
-            warehouse,
-            sample_size,
-            memory_limit,
-            job_timeout,
-            max_jobs,
-            jwks,
-            jwks_url,
-            jwt_issuer,
-            jwt_audience,
-        } => {
-            let run = match run_options("datafusion", sample_size, 0.5, &memory_limit, false) {
-                Ok(o) => o,
-                Err(e) => return usage_error(&e),
-            };
-            use featurecraft::server::auth::Verifier;
-            let jwt = match (jwks, jwks_url, jwt_secret()) {
-                (Some(path), _, _) => {
-                    let text = match std::fs::read_to_string(&path) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            return usage_error(&format!("cannot read {}: {e}", path.display()));
-                        }
-                    };
-                    match Verifier::rs256_from(&text) {
-                        Ok(v) => v,
-                        Err(e) => return usage_error(&format!("{}: {e}", path.display())),
-                    }
-                }
-                (None, Some(url), _) => {
-                    match Verifier::rs256_from_url(&url, std::time::Duration::from_secs(60)) {
-                        Ok(v) => v,
-                        Err(e) => return usage_error(&e),
-                    }
-                }
-                (None, None, Some(secret)) => match Verifier::hs256(&secret) {
-                    Ok(v) => v,
-                    Err(e) => return usage_error(&format!("FEATURECRAFT_JWT_SECRET: {e}")),
-                },
-                (None, None, None) => {
-                    return usage_error(
-                        "set FEATURECRAFT_JWT_SECRET (HS256, at least 32 bytes), or give --jwks FILE or --jwks-url URL (RS256), to verify tokens",
-                    );
-                }
-            }
-            .with_issuer(jwt_issuer)
-            .with_audience(jwt_audience);
-            let mut limits = featurecraft::server::Limits::default();
-            match max_jobs {
-                Some(0) => return usage_error("--max-jobs must be at least 1"),
-                Some(n) => limits.max_jobs = n,
-                None => {}
-            }
-            if !catalog.is_dir() {
-                return usage_error(&format!(
-                    "--catalog {}: the service runs queries on the catalog's data: give a catalog directory (Parquet files and SQL views), not a JSON description",
-                    catalog.display()
-                ));
-            }
-            let config = featurecraft::server::ServiceConfig {
-                catalog,
-                warehouse,
-                jwt,
-                run,
-                job_timeout: std::time::Duration::from_secs(job_timeout.max(1)),
-                limits,
-            };
-            runtime.block_on(serve(config, &db, &addr))
-        }
-        Command::Token { sub, scope, ttl } => {
-            let Some(secret) = jwt_secret() else {
-                return usage_error(
-                    "set FEATURECRAFT_JWT_SECRET to the secret that signs tokens (HS256)",
-                );
-            };
-            let seconds = match parse_duration(&ttl) {
-                Ok(s) => s,
-                Err(e) => return usage_error(&e),
-            };
-            match featurecraft::server::auth::sign(&secret, &sub, scope.as_deref(), seconds) {
-                Ok(token) => {
-                    out!("{token}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => usage_error(&e),
-            }
-        }
-        Command::Design {
-            catalog,
-            spine,
-            grain,
-            label_column,
-            derivation,
-            label_type,
-            positive_class,
-            max_features,
-            target_table,
-            sample_size,
-            null_threshold,
-            memory_limit,
-            format,
-            dropped,
-        } => {
-            let run = match run_options(
-                "datafusion",
-                sample_size,
-                null_threshold,
-                &memory_limit,
+        Command::Compile(args) => runtime.block_on(run_compile(&args)),
+        Command::Validate(args) => runtime.block_on(validate_command(args)),
+        Command::Retry(args) => {
+            let options = match run_options(
+                Dialect::DataFusion,
+                args.sample.sample_size,
+                0.5,
+                &args.memory.memory_limit,
                 false,
             ) {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
-            let label_type = match serde_json::from_value(serde_json::Value::String(
-                label_type.clone(),
-            )) {
-                Ok(t) => t,
-                Err(_) => {
-                    return usage_error(&format!(
-                        "--label-type must be binary, multiclass or regression, not `{label_type}`"
-                    ));
-                }
-            };
-            let request = featurecraft::design::DesignRequest {
-                spine,
-                entity_grain: grain,
-                label: featurecraft::LabelSpec {
-                    name: "label".into(),
-                    label_type,
-                    column: Some(label_column),
-                    derivation,
-                    positive_class_value: positive_class
-                        .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
-                },
-                max_features,
-            };
-            let options = featurecraft::design::DesignOptions {
-                run,
-                target_table,
-                ..Default::default()
-            };
-            runtime.block_on(run_design(
-                &catalog,
-                &request,
-                &options,
-                format,
-                dropped.as_deref(),
-            ))
+            runtime.block_on(run_retry(&args.job, &args.catalog, &options))
         }
-        Command::Materialize {
-            recipe,
-            catalog,
-            warehouse,
-            domain,
-            memory_limit,
-        } => {
-            let options = match run_options("datafusion", 1, 0.5, &memory_limit, false) {
+        Command::Serve(args) => runtime.block_on(serve_command(args)),
+        Command::Token(args) => token_command(&args),
+        Command::Design(args) => runtime.block_on(design_command(args)),
+        Command::Materialize(args) => {
+            let options = match run_options(
+                Dialect::DataFusion,
+                1,
+                0.5,
+                &args.memory.memory_limit,
+                false,
+            ) {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_materialize(
-                &recipe,
-                &catalog,
-                &warehouse,
-                domain.as_deref(),
+                &args.recipe,
+                &args.catalog,
+                &args.warehouse,
+                args.domain.as_deref(),
                 &options,
             ))
         }
-        Command::DescribeCatalog { catalog, sources } => runtime.block_on(async {
-            let loaded = Catalog::load(&catalog).await;
-            let described = match loaded.and_then(|c| {
-                if sources {
-                    Ok(c.sources_json())
-                } else {
-                    c.to_json()
-                }
-            }) {
-                Ok(json) => json,
-                Err(e) => return usage_error(&e.to_string()),
+        Command::DescribeCatalog(args) => runtime.block_on(describe_command(&args)),
+        Command::Generate(args) => generate_command(&args),
+    }
+}
+
+async fn validate_command(args: ValidateArgs) -> ExitCode {
+    let options = match run_options(
+        args.dialect,
+        args.sample.sample_size,
+        args.nulls.null_threshold,
+        &args.memory.memory_limit,
+        args.strict,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let code = run_validate(&args.recipe, &args.catalog, &options, args.format).await;
+    if code != ExitCode::SUCCESS || (args.show.is_none() && args.sample_out.is_none()) {
+        return code;
+    }
+    sampled_rows(
+        &args.recipe,
+        &args.catalog,
+        &options,
+        args.show,
+        args.sample_out.as_deref(),
+    )
+    .await
+}
+
+async fn serve_command(args: ServeArgs) -> ExitCode {
+    use featurecraft::server::auth::Verifier;
+    let run = match run_options(
+        Dialect::DataFusion,
+        args.sample.sample_size,
+        0.5,
+        &args.memory.memory_limit,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let jwt = match (&args.jwks, &args.jwks_url, jwt_secret()) {
+        (Some(path), _, _) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => return usage_error(&format!("cannot read {}: {e}", path.display())),
             };
-            match serde_json::to_string_pretty(&described) {
-                Ok(text) => {
-                    out!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => usage_error(&e.to_string()),
-            }
-        }),
-        Command::Generate {
-            out,
-            customers,
-            event_files,
-        } => {
-            let options = featurecraft::testkit::GenerateOptions {
-                customers,
-                event_files,
-                progress: std::io::stderr().is_terminal(),
-            };
-            match featurecraft::testkit::generate_retail(&out, &options) {
-                Ok(()) => {
-                    eprintln!(
-                        "wrote the retail catalog for {customers} customers to {}",
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => usage_error(&e),
+            match Verifier::rs256_from(&text) {
+                Ok(v) => v,
+                Err(e) => return usage_error(&format!("{}: {e}", path.display())),
             }
         }
+        (None, Some(url), _) => {
+            // Fetching blocks; the runtime's threads are not for that.
+            let url = url.clone();
+            let fetched = tokio::task::spawn_blocking(move || {
+                Verifier::rs256_from_url(&url, std::time::Duration::from_secs(60))
+            })
+            .await;
+            match fetched {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return usage_error(&e),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+        (None, None, Some(secret)) => match Verifier::hs256(&secret) {
+            Ok(v) => v,
+            Err(e) => return usage_error(&format!("FEATURECRAFT_JWT_SECRET: {e}")),
+        },
+        (None, None, None) => {
+            return usage_error(
+                "set FEATURECRAFT_JWT_SECRET (HS256, at least 32 bytes), or give --jwks FILE or --jwks-url URL (RS256), to verify tokens",
+            );
+        }
+    }
+    .with_issuer(args.jwt_issuer)
+    .with_audience(args.jwt_audience);
+    let mut limits = featurecraft::server::Limits::default();
+    match args.max_jobs {
+        Some(0) => return usage_error("--max-jobs must be at least 1"),
+        Some(n) => limits.max_jobs = n,
+        None => {}
+    }
+    if !args.catalog.is_dir() {
+        return usage_error(&format!(
+            "--catalog {}: the service runs queries on the catalog's data: give a catalog directory (Parquet files and SQL views), not a JSON description",
+            args.catalog.display()
+        ));
+    }
+    let config = featurecraft::server::ServiceConfig {
+        catalog: args.catalog,
+        warehouse: args.warehouse,
+        jwt,
+        run,
+        job_timeout: std::time::Duration::from_secs(args.job_timeout.max(1)),
+        limits,
+    };
+    serve(config, &args.db, &args.addr).await
+}
+
+fn token_command(args: &TokenArgs) -> ExitCode {
+    let Some(secret) = jwt_secret() else {
+        return usage_error("set FEATURECRAFT_JWT_SECRET to the secret that signs tokens (HS256)");
+    };
+    let seconds = match parse_duration(&args.ttl) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    match featurecraft::server::auth::sign(&secret, &args.sub, args.scope.as_deref(), seconds) {
+        Ok(token) => {
+            out!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e),
+    }
+}
+
+async fn design_command(args: DesignArgs) -> ExitCode {
+    let run = match run_options(
+        Dialect::DataFusion,
+        args.sample.sample_size,
+        args.nulls.null_threshold,
+        &args.memory.memory_limit,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let request = featurecraft::design::DesignRequest {
+        spine: args.spine,
+        entity_grain: args.grain,
+        label: featurecraft::LabelSpec {
+            name: "label".into(),
+            label_type: args.label_type.into(),
+            column: Some(args.label_column),
+            derivation: args.derivation,
+            positive_class_value: args
+                .positive_class
+                .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
+        },
+        max_features: args.max_features,
+    };
+    let options = featurecraft::design::DesignOptions {
+        run,
+        target_table: args.target_table,
+        ..Default::default()
+    };
+    run_design(
+        &args.catalog,
+        &request,
+        &options,
+        args.format,
+        args.dropped.as_deref(),
+    )
+    .await
+}
+
+async fn describe_command(args: &DescribeArgs) -> ExitCode {
+    let loaded = Catalog::load(&args.catalog).await;
+    let described = match loaded.and_then(|c| {
+        if args.sources {
+            Ok(c.sources_json())
+        } else {
+            c.to_json()
+        }
+    }) {
+        Ok(json) => json,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    match serde_json::to_string_pretty(&described) {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
+}
+
+fn generate_command(args: &GenerateArgs) -> ExitCode {
+    let options = featurecraft::testkit::GenerateOptions {
+        customers: args.customers,
+        event_files: args.event_files,
+        progress: std::io::stderr().is_terminal(),
+    };
+    match featurecraft::testkit::generate_retail(&args.out, &options) {
+        Ok(()) => {
+            eprintln!(
+                "wrote the retail catalog for {} customers to {}",
+                args.customers,
+                args.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e),
     }
 }
 
@@ -618,58 +347,14 @@ async fn datafusion_plan(
     }
 }
 
-/// Says which warnings failed a `--strict` run (nothing when an error failed it anyway).
-fn explain_strict(strict: bool, diagnostics: &[featurecraft::Diagnostic]) {
-    if !strict || diagnostics.iter().any(|d| d.is_error()) {
-        return;
-    }
-    let warnings: Vec<String> = diagnostics
-        .iter()
-        .map(|d| match &d.path {
-            Some(path) => format!("{} at {path}", d.code.as_str()),
-            None => d.code.as_str().to_string(),
-        })
-        .collect();
-    if !warnings.is_empty() {
-        eprintln!(
-            "featurecraft: --strict: failed by {} warning(s): {}",
-            warnings.len(),
-            warnings.join(", ")
-        );
-    }
-}
-
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("featurecraft: {}", flags(message));
-    ExitCode::from(2)
-}
-
-/// The library names its options (`memory_limit`); on the command line they are flags.
-fn flags(text: &str) -> String {
-    [
-        ("`memory_limit`", "`--memory-limit`"),
-        ("`sample_size`", "`--sample-size`"),
-        ("`null_threshold`", "`--null-threshold`"),
-        ("`event_files`", "--event-files"),
-        ("`customers`", "--customers"),
-    ]
-    .iter()
-    .fold(text.to_string(), |text, (option, flag)| {
-        text.replace(option, flag)
-    })
-}
-
-async fn run_compile(
-    recipe: &Path,
-    catalog: &Path,
-    dialect: &str,
-    format: Format,
-    strict: bool,
-) -> ExitCode {
-    let dialect: Dialect = match dialect.parse() {
-        Ok(d) => d,
-        Err(e) => return usage_error(&e),
-    };
+async fn run_compile(args: &CompileArgs) -> ExitCode {
+    let (recipe, catalog, dialect, format, strict) = (
+        args.recipe.as_path(),
+        args.catalog.as_path(),
+        args.dialect,
+        args.format,
+        args.strict,
+    );
     let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
         Ok(inputs) => inputs,
         Err(code) => return code,
@@ -914,7 +599,7 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
 }
 
 fn run_options(
-    dialect: &str,
+    dialect: Dialect,
     sample_size: usize,
     null_threshold: f64,
     memory_limit: &str,
@@ -929,7 +614,7 @@ fn run_options(
         ));
     }
     Ok(RunOptions {
-        dialect: dialect.parse()?,
+        dialect,
         strict,
         validate: ValidateOptions {
             sample_size,
@@ -1139,75 +824,5 @@ async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode
             }
         }
         Err(e) => usage_error(&e.to_string()),
-    }
-}
-
-/// A spinner on stderr while a query runs, only when stderr is a terminal.
-struct Progress {
-    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-}
-
-impl Progress {
-    fn start(what: &'static str) -> Progress {
-        if !std::io::stderr().is_terminal() {
-            return Progress { stop: None };
-        }
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let frames = ['|', '/', '-', '\\'];
-            let started = std::time::Instant::now();
-            let mut i = 0;
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                eprint!(
-                    "\r{} {what}… {:.1}s",
-                    frames[i % frames.len()],
-                    started.elapsed().as_secs_f64()
-                );
-                i += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            eprint!("\r\x1b[2K");
-        });
-        Progress { stop: Some(stop) }
-    }
-
-    fn stop(self) {
-        if let Some(stop) = self.stop {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            std::thread::sleep(std::time::Duration::from_millis(120));
-        }
-    }
-}
-
-fn print_diagnostics(compiled: &Compiled, recipe: &Path) {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for d in &compiled.diagnostics {
-        let fragment = d.path.as_deref().and_then(|p| compiled.fragment_at(p));
-        let text = flags(&d.render(fragment));
-        if color {
-            let (start, end) = if d.is_error() {
-                ("\x1b[1;31m", "\x1b[0m")
-            } else {
-                ("\x1b[1;33m", "\x1b[0m")
-            };
-            let mut lines = text.lines();
-            if let Some(head) = lines.next() {
-                eprintln!("{start}{head}{end}");
-            }
-            for line in lines {
-                eprintln!("{line}");
-            }
-        } else {
-            eprint!("{text}");
-        }
-    }
-    let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
-    let warnings = compiled.diagnostics.len() - errors;
-    if errors + warnings > 0 {
-        eprintln!(
-            "{}: {errors} error(s), {warnings} warning(s)",
-            recipe.display()
-        );
     }
 }

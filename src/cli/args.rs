@@ -1,0 +1,329 @@
+//! The command line's arguments: one struct per subcommand, the options several share
+//! declared once and flattened in.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use featurecraft::{Dialect, LabelType};
+use std::path::PathBuf;
+
+/// featurecraft's command line.
+#[derive(Parser)]
+#[command(
+    name = "featurecraft",
+    version,
+    about = "Compile a feature recipe into a checked CREATE TABLE AS SELECT"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Compile a recipe into a CTAS for a dialect.
+    #[command(
+        after_help = "Example:\n  featurecraft compile fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --dialect duckdb"
+    )]
+    Compile(CompileArgs),
+    /// Compile a recipe and run it on a sample of entities: the validation summary.
+    #[command(
+        after_help = "Example:\n  featurecraft validate fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --sample-size 500 --show 5"
+    )]
+    Validate(ValidateArgs),
+    /// Retry a failed job (JSON file): compile and validate its recipe again; prints the new job.
+    #[command(
+        after_help = "Prints the new Job as JSON (the contract's shape). Example:\n  featurecraft retry failed_job.json --catalog fixtures/retail"
+    )]
+    Retry(RetryArgs),
+    /// Serve the job API over HTTP (see the README for the routes).
+    #[command(
+        after_help = "Example:\n  FEATURECRAFT_JWT_SECRET=$(head -c 32 /dev/urandom | base64) featurecraft serve --catalog fixtures/retail --db jobs.db"
+    )]
+    Serve(ServeArgs),
+    /// Print a development token signed with FEATURECRAFT_JWT_SECRET.
+    #[command(
+        after_help = "Example:\n  featurecraft token --sub ana@example.com --scope automl:admin --ttl 8h"
+    )]
+    Token(TokenArgs),
+    /// Design a recipe from the catalog: features proposed, checked, validated and pruned.
+    #[command(
+        after_help = "Example:\n  featurecraft design --catalog fixtures/retail --spine customers --grain customer_id --label-column churned_at \\\n    --derivation 'CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END' --positive-class 1 --max-features 30"
+    )]
+    Design(DesignArgs),
+    /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
+    #[command(
+        after_help = "Prints `{\"path\", \"rows\"}` as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
+    )]
+    Materialize(MaterializeArgs),
+    /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
+    #[command(
+        after_help = "Example:\n  featurecraft describe-catalog --catalog fixtures/retail > retail_catalog.json"
+    )]
+    DescribeCatalog(DescribeArgs),
+    /// Write the deterministic retail catalog used by the fixtures and benchmarks.
+    #[command(
+        after_help = "Example:\n  featurecraft generate --out bench-data/retail-100k --customers 100000 --event-files 4"
+    )]
+    Generate(GenerateArgs),
+}
+
+/// How a report is printed.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// The kind of label, for `design`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LabelTypeArg {
+    Binary,
+    Multiclass,
+    Regression,
+}
+
+impl From<LabelTypeArg> for LabelType {
+    fn from(arg: LabelTypeArg) -> LabelType {
+        match arg {
+            LabelTypeArg::Binary => LabelType::Binary,
+            LabelTypeArg::Multiclass => LabelType::Multiclass,
+            LabelTypeArg::Regression => LabelType::Regression,
+        }
+    }
+}
+
+/// How many entities a run samples.
+#[derive(Args)]
+pub struct SampleSize {
+    /// How many entities (grain keys) to sample.
+    #[arg(long, default_value_t = 10_000)]
+    pub sample_size: usize,
+}
+
+/// What a run may hold in memory.
+#[derive(Args)]
+pub struct MemoryLimit {
+    /// Memory a run may use, e.g. 512M or 2G.
+    #[arg(long, default_value = "2G")]
+    pub memory_limit: String,
+}
+
+/// The threshold of the high-null columns.
+#[derive(Args)]
+pub struct NullThreshold {
+    /// Null fraction above which a column is listed as high-null.
+    #[arg(long, default_value_t = 0.5)]
+    pub null_threshold: f64,
+}
+
+/// `featurecraft compile`.
+#[derive(Args)]
+pub struct CompileArgs {
+    /// The recipe JSON file.
+    pub recipe: PathBuf,
+    /// The catalog: a directory of Parquet/SQL files, or a JSON description.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// generic, datafusion, duckdb, postgres, snowflake, bigquery or databricks.
+    #[arg(long, default_value = "generic")]
+    pub dialect: Dialect,
+    /// text: the CTAS on stdout, diagnostics on stderr; json: `{"dialect", "sql",
+    /// "reparsed", "diagnostics"}` for programs.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `featurecraft validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The recipe JSON file.
+    pub recipe: PathBuf,
+    /// The catalog directory (Parquet files and SQL views).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub nulls: NullThreshold,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    /// The dialect of the SQL shown with the summary.
+    #[arg(long, default_value = "datafusion")]
+    pub dialect: Dialect,
+    /// text: a report for people; json: `{"sql", "validation", "diagnostics"}` for programs.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
+    #[arg(long)]
+    pub strict: bool,
+    /// Also print the first N sampled rows as a table (text format).
+    #[arg(long, value_name = "N")]
+    pub show: Option<usize>,
+    /// Also write the sampled rows (grain, features, label) to this Parquet file, to
+    /// compare them with a full run.
+    #[arg(long)]
+    pub sample_out: Option<PathBuf>,
+}
+
+/// `featurecraft retry`.
+#[derive(Args)]
+pub struct RetryArgs {
+    /// The job JSON file.
+    pub job: PathBuf,
+    /// The catalog directory (Parquet files and SQL views).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+}
+
+/// `featurecraft serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The catalog directory jobs read.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// The SQLite job database (created if missing).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The address to listen on (`127.0.0.1:0` picks a free port, logged at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Where materialized tables are written (`DOMAIN/TABLE/` Parquet).
+    #[arg(long, default_value = "warehouse")]
+    pub warehouse: PathBuf,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    /// Seconds a validation or materialization may run before its job fails.
+    #[arg(long, default_value_t = 900)]
+    pub job_timeout: u64,
+    /// Jobs and stateless compiles/validations running at once; more are refused with
+    /// 503 (default: the number of cores). Each run may hold up to --memory-limit.
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
+    /// Verify RS256 tokens with these public keys (a JWKS file or a PEM public key)
+    /// instead of HS256 with FEATURECRAFT_JWT_SECRET.
+    #[arg(long, conflicts_with = "jwks_url")]
+    pub jwks: Option<PathBuf>,
+    /// Verify RS256 tokens with the identity provider's JWKS at this URL (fetched at
+    /// start, and again for a key id it does not hold, at most once a minute).
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+    /// Tokens must carry this issuer (`iss`).
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// Tokens must carry this audience (`aud`).
+    #[arg(long)]
+    pub jwt_audience: Option<String>,
+}
+
+/// `featurecraft token`.
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The caller (`sub` claim).
+    #[arg(long)]
+    pub sub: String,
+    /// Space-separated scopes, e.g. `automl:admin`.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Lifetime, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}
+
+/// `featurecraft design`.
+#[derive(Args)]
+pub struct DesignArgs {
+    /// The catalog directory (Parquet files and SQL views).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// The table whose rows are the training rows; it holds the label.
+    #[arg(long)]
+    pub spine: String,
+    /// The grain columns, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub grain: Vec<String>,
+    /// The label's source column.
+    #[arg(long)]
+    pub label_column: String,
+    /// A SQL expression computing the label (default: the column itself).
+    #[arg(long)]
+    pub derivation: Option<String>,
+    /// The kind of label.
+    #[arg(long, value_enum, default_value_t = LabelTypeArg::Binary)]
+    pub label_type: LabelTypeArg,
+    /// For binary labels: the value meaning "positive".
+    #[arg(long)]
+    pub positive_class: Option<String>,
+    /// Keep at most this many features, the most informative first.
+    #[arg(long)]
+    pub max_features: Option<usize>,
+    /// The designed recipe's target table.
+    #[arg(long, default_value = "designed_features")]
+    pub target_table: String,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub nulls: NullThreshold,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    /// text: the recipe with a report of what was dropped; json: the recipe alone.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write `{"considered", "dropped": [{"name", "reason"}]}` to this file.
+    #[arg(long)]
+    pub dropped: Option<PathBuf>,
+}
+
+/// `featurecraft materialize`.
+#[derive(Args)]
+pub struct MaterializeArgs {
+    /// The recipe JSON file.
+    pub recipe: PathBuf,
+    /// The catalog directory (Parquet files and SQL views).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Where the table is written.
+    #[arg(long, default_value = "warehouse")]
+    pub warehouse: PathBuf,
+    /// The folder under the warehouse (a job's domain); by default the recipe's
+    /// `target_table` prefix (`retail.churn` → `retail`), or `default`.
+    #[arg(long)]
+    pub domain: Option<String>,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+}
+
+/// `featurecraft describe-catalog`.
+#[derive(Args)]
+pub struct DescribeArgs {
+    /// The catalog directory.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Print where each table's rows come from (Parquet files or view SQL) instead.
+    #[arg(long)]
+    pub sources: bool,
+}
+
+/// `featurecraft generate`.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Directory to write into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of customers (about 20 events and 3 orders each).
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u64,
+    /// Files the events table is split into (at least 2, at most the customers).
+    #[arg(long, default_value_t = 2)]
+    pub event_files: usize,
+}
