@@ -40,8 +40,11 @@ use std::sync::Arc;
 /// A column of a catalog table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
+    /// The name as the catalog spells it (Parquet field or view column).
     pub name: String,
+    /// The Arrow type, from the footer or the planned view.
     pub data_type: DataType,
+    /// Whether the column may hold NULLs.
     pub nullable: bool,
 }
 
@@ -49,12 +52,20 @@ pub struct Column {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TableSource {
     /// Parquet files and their total row count from the footers.
-    Parquet { files: Vec<PathBuf>, row_count: u64 },
+    Parquet {
+        /// The table's files, in name order.
+        files: Vec<PathBuf>,
+        /// Their rows, summed from the footers.
+        row_count: u64,
+    },
     /// A view: one query over other catalog tables, as written and as parsed (the parsed
     /// query is what DataFusion plans).
     View {
+        /// The view file as written.
         sql: String,
+        /// The one query it holds, parsed once.
         query: Box<sqlparser::ast::Query>,
+        /// Where the view was read from, for messages.
         file: PathBuf,
     },
     /// Declared in a JSON catalog: a schema without data.
@@ -66,7 +77,9 @@ pub enum TableSource {
 pub struct Table {
     /// The name recipes use: `NAME` or `DOMAIN.NAME`.
     pub name: String,
+    /// The columns, in order.
     pub columns: Vec<Column>,
+    /// Where the rows come from.
     pub source: TableSource,
 }
 
@@ -106,7 +119,9 @@ impl Table {
 /// Why a catalog could not be loaded: what is wrong and in which file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogError {
+    /// The file or folder the problem is in.
     pub path: PathBuf,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The recipe cannot be compiled or run.
     Error,
+    /// Worth a look; the run goes on (unless strict).
     Warning,
 }
 
@@ -131,14 +133,18 @@ impl Serialize for Code {
 /// A position inside a fragment, 1-based, as editors count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Position {
+    /// 1-based line.
     pub line: u64,
+    /// 1-based column, in characters.
     pub column: u64,
 }
 
 /// Where inside a fragment a diagnostic points; `end` is exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Span {
+    /// The first character.
     pub start: Position,
+    /// Just past the last character.
     pub end: Position,
 }
 
@@ -175,8 +181,11 @@ impl Span {
 /// One finding about a recipe, a catalog or a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
+    /// The stable code clients match on.
     pub code: Code,
+    /// Error or warning.
     pub severity: Severity,
+    /// What is wrong, in a sentence.
     pub message: String,
     /// Where in the recipe: `features[3].expression`, `label.column`, `target_table`; `null` for the whole recipe.
     pub path: Option<String>,

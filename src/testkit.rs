@@ -76,6 +76,7 @@ impl Rng {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
+    /// How many customers (about 20 events and 3 orders each).
     pub customers: u64,
     /// Parts the `events` table is split into.
     pub event_files: usize,

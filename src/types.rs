@@ -10,13 +10,21 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 /// A coarse type family, the unit in which declared and computed types are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TypeFamily {
+    /// Whole numbers of any width.
     Integer,
+    /// Binary floating point.
     Float,
+    /// Fixed-point decimals.
     Decimal,
+    /// Text.
     String,
+    /// True or false.
     Boolean,
+    /// Calendar dates.
     Date,
+    /// Timestamps.
     Timestamp,
+    /// Anything else (lists, structs, binary).
     Other,
 }
 

@@ -50,7 +50,9 @@ impl Default for AnalyzeOptions {
 /// What analysis produced: the plan (when the recipe has no error) and every finding.
 #[derive(Debug, Clone)]
 pub struct Analysis {
+    /// The plan, when the recipe has no error.
     pub plan: Option<Plan>,
+    /// Every finding, in recipe order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -61,11 +63,13 @@ pub struct Plan {
     pub target_table: Vec<String>,
     /// The grain columns as the spine table spells them; also their output names.
     pub grain: Vec<String>,
+    /// Where the training rows come from.
     pub spine: Spine,
     /// One CTE per non-spine source (and one for the spine table's aggregate features).
     pub sources: Vec<Source>,
     /// The features in recipe order.
     pub features: Vec<PlannedFeature>,
+    /// The label column.
     pub label: PlannedLabel,
 }
 
@@ -121,11 +125,13 @@ pub enum FeatureHome {
 /// A feature ready to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedFeature {
+    /// The output column.
     pub name: String,
     /// The recipe path of its expression, for diagnostics at render time.
     pub path: String,
     /// The expression with column names resolved to the catalog's spelling.
     pub expr: Expr,
+    /// The CTE that computes it.
     pub home: FeatureHome,
     /// For aggregate features of a source: the value when the entity has no rows there,
     /// already in terms of spine columns; `None` when that value is NULL.
@@ -139,9 +145,13 @@ pub struct PlannedFeature {
 /// The label ready to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedLabel {
+    /// The output column.
     pub name: String,
+    /// The recipe path of its derivation (or column), for diagnostics.
     pub path: String,
+    /// The label expression over the spine table, resolved.
     pub expr: Expr,
+    /// How the label is summarised.
     pub label_type: LabelType,
     /// `positive_class_value` as the label distribution keys it (`1`, `yes`, `true`).
     pub positive_class: Option<String>,

@@ -15,21 +15,32 @@ use std::str::FromStr;
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
     #[default]
+    /// ANSI-leaning SQL for engines not listed.
     Generic,
+    /// Apache DataFusion: what validation and materialization run.
     DataFusion,
+    /// DuckDB.
     DuckDb,
+    /// PostgreSQL.
     Postgres,
+    /// Snowflake.
     Snowflake,
+    /// Google BigQuery.
     BigQuery,
+    /// Databricks (Spark SQL).
     Databricks,
 }
 
 /// How a dialect spells the portable types a fragment may cast to.
 #[derive(Debug, Clone)]
 pub struct TypeNames {
+    /// The 64-bit integer type.
     pub integer: DataType,
+    /// The double-precision float type.
     pub float: DataType,
+    /// The text type.
     pub string: DataType,
+    /// The boolean type.
     pub boolean: DataType,
 }
 
@@ -63,7 +74,10 @@ pub enum StringEscapes {
     QuoteDoubling,
     /// A backslash escapes: `\\` and `\'`; with `escape_controls`, line breaks and other
     /// control characters are written as escapes too (a BigQuery `'…'` cannot span lines).
-    Backslash { escape_controls: bool },
+    Backslash {
+        /// Line breaks and other control characters are written as escapes too.
+        escape_controls: bool,
+    },
     /// Spark: a backslash escapes and `'a''b'` is two adjacent literals, while sqlparser's
     /// grammar for it reads neither so. A string holding `'` or `\` is rendered as a
     /// concatenation with `CHR(39)` / `CHR(92)`, so neither character is ever inside quotes.

@@ -179,9 +179,11 @@ fn split_location(text: &str) -> (String, Option<Span>) {
 pub struct ColumnRef {
     /// The qualifier (`orders` in `orders.amount`), if any, joined with dots.
     pub qualifier: Option<String>,
+    /// The column name as written (unquoted, the quotes removed).
     pub name: String,
     /// Quoted identifiers match case exactly; bare ones ignore ASCII case.
     pub quoted: bool,
+    /// Where it is in the fragment.
     pub span: Option<Span>,
     /// Whether the reference sits inside an aggregate's arguments.
     pub in_aggregate: bool,
@@ -190,8 +192,11 @@ pub struct ColumnRef {
 /// A construct a fragment may not hold, where it is, and what to write instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forbidden {
+    /// The construct, in words (`the window function `rank``).
     pub what: String,
+    /// Where it is in the fragment.
     pub span: Option<Span>,
+    /// What to write instead.
     pub hint: &'static str,
 }
 
@@ -201,6 +206,7 @@ const RESTRUCTURE: &str = "a fragment is one expression over its source table; e
 /// What a walk over one fragment found.
 #[derive(Debug, Clone, Default)]
 pub struct FragmentFacts {
+    /// Every column reference, in order.
     pub columns: Vec<ColumnRef>,
     /// Whether the fragment calls an aggregate.
     pub aggregates: bool,

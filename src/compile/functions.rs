@@ -10,10 +10,15 @@
 /// The type family of a function's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returns {
+    /// A whole number.
     Integer,
+    /// A binary floating-point number.
     Float,
+    /// True or false.
     Boolean,
+    /// Text.
     String,
+    /// A timestamp.
     Timestamp,
     /// The family of the first argument (`MIN`, `COALESCE`, `ABS`).
     FirstArgument,
@@ -29,10 +34,16 @@ pub enum Returns {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Aggregates rows; `counts` when its value over no rows is 0 (otherwise NULL).
-    Aggregate { counts: bool },
+    Aggregate {
+        /// Its value over no rows is 0 (a count); otherwise NULL.
+        counts: bool,
+    },
     /// Row by row; `null_strict` when it is NULL whenever an argument is, in every dialect
     /// rendered (`CONCAT`, `GREATEST` and `LEAST` are not: engines disagree).
-    Scalar { null_strict: bool },
+    Scalar {
+        /// NULL whenever an argument is, in every dialect rendered.
+        null_strict: bool,
+    },
 }
 
 /// One row of the table.
@@ -40,7 +51,9 @@ pub enum Kind {
 pub struct FunctionFacts {
     /// The unqualified name, lower case.
     pub name: &'static str,
+    /// How it treats rows and NULLs.
     pub kind: Kind,
+    /// The type family of its result.
     pub returns: Returns,
     /// The same arguments give the same value on every run (not the clock, not chance).
     pub deterministic: bool,

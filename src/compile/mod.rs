@@ -22,6 +22,7 @@ use render::render;
 /// Options of [`compile`].
 #[derive(Debug, Clone)]
 pub struct CompileOptions {
+    /// The dialect of the printed CTAS.
     pub dialect: Dialect,
     /// Suspected leakage is an error rather than a warning.
     pub strict: bool,
@@ -49,10 +50,13 @@ impl CompileOptions {
 /// Everything compiling a recipe produced.
 #[derive(Debug, Clone)]
 pub struct Compiled {
+    /// The recipe as parsed, when its JSON was readable.
     pub recipe: Option<FeatureRecipe>,
+    /// The checked plan, when the recipe has no error.
     pub plan: Option<Plan>,
     /// The pretty CTAS, when the recipe has no error.
     pub sql: Option<String>,
+    /// Every finding of every stage, errors and warnings.
     pub diagnostics: Vec<Diagnostic>,
 }
 

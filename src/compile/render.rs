@@ -35,7 +35,9 @@ use std::ops::ControlFlow;
 /// A rendered CTAS: the statement and its pretty text.
 #[derive(Debug, Clone)]
 pub struct Rendered {
+    /// The `CREATE TABLE … AS` statement as built, what the text reads back as.
     pub statement: Statement,
+    /// The statement printed by featurecraft's escaper, pretty.
     pub sql: String,
 }
 

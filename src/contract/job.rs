@@ -34,11 +34,17 @@ impl ValidationSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// The crew's recipe is being compiled and validated.
     Running,
+    /// A validated proposal waits for a reviewer.
     PendingApproval,
+    /// A step failed; `error` says why; it may be retried.
     Failed,
+    /// A reviewer approved the SQL on the data it was validated on.
     Approved,
+    /// The full table is being written.
     Materializing,
+    /// The table is written.
     Complete,
 }
 
@@ -86,16 +92,27 @@ impl JobStatus {
 /// A job as the contract defines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
+    /// The job's identity.
     pub job_id: Uuid,
+    /// Where it is in its lifecycle.
     pub status: JobStatus,
+    /// The table the job materializes.
     pub target_table_name: String,
+    /// The warehouse folder it lands in.
     pub domain: String,
+    /// Who created it (the token's `sub`).
     pub owner: String,
+    /// When it was created (UTC, whole seconds).
     pub created_at: DateTime<Utc>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The crew's proposal.
     pub recipe: Option<FeatureRecipe>,
+    /// The CTAS the recipe compiled to.
     pub sql: Option<String>,
+    /// What validation found on the sample.
     pub validation: Option<ValidationSummary>,
+    /// Why the job failed.
     pub error: Option<String>,
     /// featurecraft's extension of the contract: what the built-in crew designs when the job
     /// has no usable recipe (absent from the JSON when not given).
@@ -112,13 +129,16 @@ pub struct Job {
 pub struct MaterializedTable {
     /// The table's folder of Parquet files, as the service sees it.
     pub location: String,
+    /// Its rows.
     pub rows: u64,
 }
 
 /// A lifecycle move the contract does not allow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionError {
+    /// The status the job is in.
     pub from: JobStatus,
+    /// The status it was asked to take.
     pub to: JobStatus,
 }
 

@@ -29,8 +29,11 @@ pub struct FeatureRecipe {
 #[serde(rename_all = "lowercase")]
 pub enum LabelType {
     #[default]
+    /// Two classes; `positive_class_value` names the positive one.
     Binary,
+    /// Several classes.
     Multiclass,
+    /// A number.
     Regression,
 }
 
@@ -104,7 +107,9 @@ const FEATURE_FIELDS: &[&str] = &[
 /// The outcome of reading recipe JSON: the recipe when it could be read, and what was found.
 #[derive(Debug, Clone)]
 pub struct ParsedRecipe {
+    /// The recipe, unless the JSON could not be read as one.
     pub recipe: Option<FeatureRecipe>,
+    /// What was wrong or unknown in it.
     pub diagnostics: Vec<Diagnostic>,
 }
 

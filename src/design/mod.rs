@@ -74,6 +74,7 @@ impl Default for DesignOptions {
 /// A designed recipe and what its last validation said.
 #[derive(Debug, Clone)]
 pub struct Design {
+    /// The recipe the crew kept.
     pub recipe: FeatureRecipe,
     /// The final compile and validation of `recipe`.
     pub run: RecipeRun,
@@ -211,6 +212,7 @@ pub async fn design(
 /// The features proposed from the catalog, before any check, and the columns left out.
 #[derive(Debug, Clone, Default)]
 pub struct Proposal {
+    /// Every feature proposed, before the crew prunes.
     pub features: Vec<FeatureSpec>,
     /// `table.column` and why it gave no feature.
     pub left_out: Vec<(String, String)>,

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 /// Where a materialized table landed and how many rows it has.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Materialized {
+    /// The table's folder of Parquet files.
     pub path: PathBuf,
+    /// Rows written.
     pub rows: u64,
 }
 

@@ -23,7 +23,9 @@ use validate::{ValidateOptions, validate};
 pub struct RunOptions {
     /// The dialect of the SQL stored on the job (the CTAS that materialization runs).
     pub dialect: Dialect,
+    /// Warnings fail the run, and suspected leakage is an error.
     pub strict: bool,
+    /// How the sample is taken and bounded.
     pub validate: ValidateOptions,
 }
 
@@ -50,8 +52,11 @@ impl RunOptions {
 /// What compiling and validating a recipe produced.
 #[derive(Debug, Clone)]
 pub struct RecipeRun {
+    /// The CTAS, when the recipe compiled.
     pub sql: Option<String>,
+    /// The summary, when the run got that far.
     pub validation: Option<ValidationSummary>,
+    /// Every finding, compile and run.
     pub diagnostics: Vec<Diagnostic>,
 }
 

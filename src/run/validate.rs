@@ -191,6 +191,7 @@ struct Outcome {
 /// scan learned on the way.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// Grain, features and label, in output order.
     pub rows: RecordBatch,
     /// Rows of the spine (its keys, when grouped).
     pub spine_rows: u64,
@@ -198,6 +199,7 @@ pub struct Sample {
     pub spine_keys: u64,
     /// Keys held by more than one spine row, and the rows holding them.
     pub duplicate_keys: u64,
+    /// Spine rows holding a duplicated key.
     pub duplicate_rows: u64,
     /// The hash threshold of the sample; `None` when the sample is the whole spine.
     pub threshold: Option<i64>,

@@ -29,7 +29,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's `sub`.
     pub subject: String,
+    /// Holds the admin scope: sees every job.
     pub admin: bool,
 }
 

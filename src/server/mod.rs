@@ -62,13 +62,17 @@ pub const MAX_PAGE: usize = 500;
 /// What the service needs to run.
 #[derive(Clone)]
 pub struct ServiceConfig {
+    /// The catalog directory jobs read.
     pub catalog: PathBuf,
+    /// Where materialized tables are written.
     pub warehouse: PathBuf,
     /// How bearer tokens are verified.
     pub jwt: auth::Verifier,
+    /// How jobs are compiled and validated.
     pub run: RunOptions,
     /// The longest a validation or materialization may run before the job fails.
     pub job_timeout: Duration,
+    /// What one request may cost.
     pub limits: Limits,
 }
 

@@ -17,6 +17,7 @@ const SCHEMA_VERSION: i64 = 1;
 /// A job as stored, with what review recorded about it.
 #[derive(Debug, Clone)]
 pub struct StoredJob {
+    /// The job as the contract shapes it.
     pub job: Job,
     /// Hash of recipe + SQL + catalog file identities at validation time.
     pub reviewed_hash: Option<String>,
