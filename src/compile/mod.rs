@@ -1,4 +1,4 @@
-//! Compiling a recipe: each fragment parsed alone ([`fragment`]), typed ([`infer`]) and
+//! Compiling a recipe: each fragment parsed alone ([`fragment`]), typed (`infer`) and
 //! resolved against the catalog into a [`Plan`] ([`analyze`](mod@analyze)), then rendered
 //! as a sqlparser AST for a dialect ([`dialect`], [`render`](mod@render)) and printed by featurecraft's
 //! own escaper, checked by reading it back ([`escape`], [`print`](mod@print)).
@@ -7,8 +7,8 @@ pub mod analyze;
 pub mod dialect;
 pub mod escape;
 pub mod fragment;
-pub mod functions;
-pub mod infer;
+pub(crate) mod functions;
+pub(crate) mod infer;
 pub mod print;
 pub mod render;
 

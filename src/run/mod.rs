@@ -3,10 +3,10 @@
 //! designer and the command line share ([`run_recipe`]).
 //!
 //! The session's own functions live here too: the stable key hash of entity sampling
-//! ([`keyhash`]) and the compact, pool-tracked `COUNT(DISTINCT …)` ([`distinct`]).
+//! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`).
 
-pub mod distinct;
-pub mod keyhash;
+pub(crate) mod distinct;
+pub(crate) mod keyhash;
 pub mod materialize;
 pub mod validate;
 

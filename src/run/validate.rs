@@ -3,7 +3,7 @@
 //! - The query runs over the catalog's Parquet files and views, read-only (DDL, DML and
 //!   statements refused), under a memory limit, with explicit `target_partitions`.
 //! - **Entity sampling, not `LIMIT`.** Every spine key gets a stable hash
-//!   ([`crate::run::keyhash`]); the `sample_size` keys with the smallest hashes are the sample:
+//!   (`featurecraft_key_hash`); the `sample_size` keys with the smallest hashes are the sample:
 //!   the same keys on every run and machine, spread over the whole spine. Every CTE is
 //!   restricted to them (`featurecraft_key_hash(grain) <= threshold`) *before* it
 //!   aggregates, so each sampled entity's features are exactly those of the full CTAS and
