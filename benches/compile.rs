@@ -90,12 +90,19 @@ fn bench_stages(c: &mut Criterion) {
         .map(|f| f.expression.as_str())
         .collect();
     group.bench_function("parse_fragments", |b| {
-        b.iter(|| parse_fragments(black_box(&texts), |i| format!("features[{i}].expression")))
+        b.iter(|| {
+            parse_fragments(black_box(&texts), |i| {
+                featurecraft::RecipePath::feature(i, featurecraft::FeatureField::Expression)
+            })
+        })
     });
     group.bench_function("parse_fragments_one_at_a_time", |b| {
         b.iter(|| {
             for text in &texts {
-                let _ = black_box(parse_fragment(text, "bench"));
+                let _ = black_box(parse_fragment(
+                    text,
+                    featurecraft::RecipePath::Field("test".into()),
+                ));
             }
         })
     });

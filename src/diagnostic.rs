@@ -178,6 +178,120 @@ impl Span {
     }
 }
 
+/// A field of a feature, in a [`RecipePath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FeatureField {
+    /// `name`.
+    Name,
+    /// `expression`.
+    Expression,
+    /// `source_table`.
+    SourceTable,
+    /// `description`.
+    Description,
+    /// `data_type`.
+    DataType,
+    /// A field the contract does not know (`W001`).
+    Other(String),
+}
+
+/// A field of the label, in a [`RecipePath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LabelField {
+    /// `name`.
+    Name,
+    /// `type`.
+    Type,
+    /// `column`.
+    Column,
+    /// `derivation`.
+    Derivation,
+    /// `positive_class_value`.
+    PositiveClassValue,
+    /// A field the contract does not know (`W001`).
+    Other(String),
+}
+
+/// Where in a recipe a finding is. Built and matched as a value; written as the recipe's
+/// JSON path (`features[3].expression`, `label.column`, `entity_grain[0]`), which is how
+/// clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RecipePath {
+    /// A field of the recipe itself (`target_table`, `entity_grain`, `features`, `label`,
+    /// `notes`), or one the contract does not know.
+    Field(String),
+    /// `entity_grain[i]`.
+    Grain(usize),
+    /// `features[i]`, or one of its fields.
+    Feature(usize, Option<FeatureField>),
+    /// A field of the label.
+    Label(LabelField),
+    /// A field of a request other than a recipe (`design.spine` of a design request).
+    Request(String),
+}
+
+impl RecipePath {
+    /// A field of feature `index`.
+    pub fn feature(index: usize, field: FeatureField) -> RecipePath {
+        RecipePath::Feature(index, Some(field))
+    }
+
+    /// The feature this path is in, if any.
+    pub fn feature_index(&self) -> Option<usize> {
+        match self {
+            RecipePath::Feature(index, _) => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+impl FeatureField {
+    fn as_str(&self) -> &str {
+        match self {
+            FeatureField::Name => "name",
+            FeatureField::Expression => "expression",
+            FeatureField::SourceTable => "source_table",
+            FeatureField::Description => "description",
+            FeatureField::DataType => "data_type",
+            FeatureField::Other(name) => name,
+        }
+    }
+}
+
+impl LabelField {
+    fn as_str(&self) -> &str {
+        match self {
+            LabelField::Name => "name",
+            LabelField::Type => "type",
+            LabelField::Column => "column",
+            LabelField::Derivation => "derivation",
+            LabelField::PositiveClassValue => "positive_class_value",
+            LabelField::Other(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for RecipePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecipePath::Field(name) => f.write_str(name),
+            RecipePath::Grain(index) => write!(f, "entity_grain[{index}]"),
+            RecipePath::Feature(index, None) => write!(f, "features[{index}]"),
+            RecipePath::Feature(index, Some(field)) => {
+                write!(f, "features[{index}].{}", field.as_str())
+            }
+            RecipePath::Label(field) => write!(f, "label.{}", field.as_str()),
+            RecipePath::Request(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Serialize for RecipePath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One finding about a recipe, a catalog or a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnostic {
@@ -188,7 +302,8 @@ pub struct Diagnostic {
     /// What is wrong, in a sentence.
     pub message: String,
     /// Where in the recipe: `features[3].expression`, `label.column`, `target_table`; `null` for the whole recipe.
-    pub path: Option<String>,
+    /// (Boxed: diagnostics travel in `Result`s, which stay small this way.)
+    pub path: Option<Box<RecipePath>>,
     /// Where inside the fragment at `path`, when known.
     pub span: Option<Span>,
     /// Suggestions, such as "did you mean `amount`?".
@@ -209,9 +324,14 @@ impl Diagnostic {
     }
 
     /// Sets the recipe path.
-    pub fn at(mut self, path: impl Into<String>) -> Diagnostic {
-        self.path = Some(path.into());
+    pub fn at(mut self, path: RecipePath) -> Diagnostic {
+        self.path = Some(Box::new(path));
         self
+    }
+
+    /// The recipe path as clients see it (`features[3].expression`).
+    pub fn path_text(&self) -> Option<String> {
+        self.path.as_deref().map(ToString::to_string)
     }
 
     /// Sets the span inside the fragment.
@@ -375,7 +495,7 @@ mod tests {
     #[test]
     fn caret_sits_under_the_span() {
         let d = Diagnostic::new(Code::E021, "unknown column `amout`")
-            .at("features[0].expression")
+            .at(RecipePath::feature(0, FeatureField::Expression))
             .with_span(Some(Span {
                 start: Position { line: 1, column: 5 },
                 end: Position {

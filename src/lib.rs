@@ -79,4 +79,4 @@ pub use compile::render::render;
 pub use compile::{CompileOptions, Compiled, compile, compile_recipe};
 pub use contract::job::{Job, JobStatus, ValidationSummary};
 pub use contract::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType, parse_recipe};
-pub use diagnostic::{Code, Diagnostic, Severity};
+pub use diagnostic::{Code, Diagnostic, FeatureField, LabelField, RecipePath, Severity};

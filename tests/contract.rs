@@ -68,7 +68,7 @@ fn unknown_recipe_fields_warn_with_their_name() {
     let warnings: Vec<(Code, String)> = parsed
         .diagnostics
         .iter()
-        .map(|d| (d.code, d.path.clone().unwrap_or_default()))
+        .map(|d| (d.code, d.path_text().unwrap_or_default()))
         .collect();
     assert_eq!(
         warnings,

@@ -86,7 +86,11 @@ async fn no_designed_feature_reads_the_labels_columns() {
         .await
         .expect("designs");
     for f in &designed.recipe.features {
-        let expr = parse_fragment(&f.expression, "f").unwrap();
+        let expr = parse_fragment(
+            &f.expression,
+            featurecraft::RecipePath::Field("test".into()),
+        )
+        .unwrap();
         for column in inspect(&expr).columns {
             assert!(
                 !column.name.eq_ignore_ascii_case("churned_at"),
@@ -277,7 +281,7 @@ async fn a_design_request_naming_what_is_not_there_is_an_error() {
     request.spine = "customerz".into();
     let errors = design(&request, &catalog, &options(100)).await.unwrap_err();
     assert_eq!(errors[0].code, featurecraft::Code::E020);
-    assert_eq!(errors[0].path.as_deref(), Some("design.spine"));
+    assert_eq!(errors[0].path_text().as_deref(), Some("design.spine"));
     let mut request = churn_request(None);
     request.entity_grain = vec!["customer".into()];
     let errors = design(&request, &catalog, &options(100)).await.unwrap_err();
@@ -334,7 +338,11 @@ async fn profiled_values_with_quotes_and_backslashes_stay_their_values() {
     );
     let mut literals = Vec::new();
     for feature in &designed.recipe.features {
-        let expr = parse_fragment(&feature.expression, "p").expect("parses");
+        let expr = parse_fragment(
+            &feature.expression,
+            featurecraft::RecipePath::Field("test".into()),
+        )
+        .expect("parses");
         let _ = sqlparser::ast::visit_expressions(&expr, |e| {
             if let sqlparser::ast::Expr::Value(v) = e
                 && let sqlparser::ast::Value::SingleQuotedString(s) = &v.value

@@ -213,9 +213,8 @@ fn constructs_that_carry_free_text_are_refused_with_e012() {
             &CompileOptions::for_dialect(Dialect::Generic),
         );
         assert!(
-            compiled.diagnostics.iter().any(
-                |d| d.code == Code::E012 && d.path.as_deref() == Some("features[0].expression")
-            ),
+            compiled.diagnostics.iter().any(|d| d.code == Code::E012
+                && d.path_text().as_deref() == Some("features[0].expression")),
             "{what}: {:#?}",
             compiled.diagnostics
         );
@@ -236,7 +235,7 @@ fn a_nul_in_a_literal_is_refused_with_e041_at_its_place() {
             .iter()
             .find(|d| d.code == Code::E041)
             .unwrap_or_else(|| panic!("{dialect}: {:#?}", compiled.diagnostics));
-        assert_eq!(d.path.as_deref(), Some("features[0].expression"));
+        assert_eq!(d.path_text().as_deref(), Some("features[0].expression"));
         assert!(d.span.is_some());
         assert!(compiled.sql.is_none());
     }

@@ -226,7 +226,7 @@ fn diagnostic_at(recipe: &str, path: &str) -> featurecraft::Diagnostic {
     compiled
         .diagnostics
         .into_iter()
-        .find(|d| d.path.as_deref() == Some(path))
+        .find(|d| d.path_text().as_deref() == Some(path))
         .unwrap_or_else(|| panic!("no diagnostic at {path}"))
 }
 

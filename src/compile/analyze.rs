@@ -16,7 +16,9 @@
 use crate::catalog::{Catalog, Table};
 use crate::compile::fragment::{self, ColumnRef, FragmentFacts};
 use crate::contract::recipe::{FeatureRecipe, LabelType};
-use crate::diagnostic::{Code, Diagnostic, Severity, did_you_mean, suggestions};
+use crate::diagnostic::{
+    Code, Diagnostic, FeatureField, LabelField, RecipePath, Severity, did_you_mean, suggestions,
+};
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
 use std::collections::{BTreeSet, HashMap};
@@ -128,7 +130,7 @@ pub struct PlannedFeature {
     /// The output column.
     pub name: String,
     /// The recipe path of its expression, for diagnostics at render time.
-    pub path: String,
+    pub path: RecipePath,
     /// The expression with column names resolved to the catalog's spelling.
     pub expr: Expr,
     /// The CTE that computes it.
@@ -148,7 +150,7 @@ pub struct PlannedLabel {
     /// The output column.
     pub name: String,
     /// The recipe path of its derivation (or column), for diagnostics.
-    pub path: String,
+    pub path: RecipePath,
     /// The label expression over the spine table, resolved.
     pub expr: Expr,
     /// How the label is summarised.
@@ -208,7 +210,7 @@ impl<'c> Analyzer<'c> {
                         options.max_features
                     ),
                 )
-                .at("features")
+                .at(RecipePath::Field("features".into()))
                 .hint("split the training table into several recipes joined on the grain, or keep the features that matter"),
             );
             return None;
@@ -226,11 +228,12 @@ impl<'c> Analyzer<'c> {
             .map(|f| f.expression.as_str())
             .collect();
         let mut parsed_exprs =
-            fragment::parse_fragments(&texts, |i| format!("features[{i}].expression")).into_iter();
+            fragment::parse_fragments(&texts, |i| RecipePath::feature(i, FeatureField::Expression))
+                .into_iter();
         for (i, feature) in recipe.features.iter().enumerate() {
-            let table_path = format!("features[{i}].source_table");
+            let table_path = RecipePath::feature(i, FeatureField::SourceTable);
             let table = self.resolve_table(&feature.source_table, &table_path);
-            let expr_path = format!("features[{i}].expression");
+            let expr_path = RecipePath::feature(i, FeatureField::Expression);
             let parsed = match parsed_exprs.next() {
                 Some(Ok(expr)) => Some(expr),
                 Some(Err(d)) => {
@@ -281,7 +284,7 @@ impl<'c> Analyzer<'c> {
         let spine_key = spine.name.to_ascii_lowercase();
         for (r, expr) in resolved.iter().zip(resolved_exprs) {
             let feature = &recipe.features[r.index];
-            let path = format!("features[{}].expression", r.index);
+            let path = RecipePath::feature(r.index, FeatureField::Expression);
             let on_spine = r.table.to_ascii_lowercase() == spine_key;
             let aggregate = r.facts.aggregates;
 
@@ -294,7 +297,7 @@ impl<'c> Analyzer<'c> {
                             feature.name, r.bare_non_grain[0]
                         ),
                     )
-                    .at(&path)
+                    .at(path.clone())
                     .hint("aggregate the column (e.g. `MAX(...)`) or make the label row-level"),
                 );
                 continue;
@@ -357,7 +360,7 @@ impl<'c> Analyzer<'c> {
                             feature.name
                         ),
                     )
-                    .at(&path)
+                    .at(path.clone())
                     .with_span(span)
                     .hint("a feature must not know the answer; drop it or read a column known before the label");
                     if options.strict {
@@ -440,7 +443,7 @@ impl<'c> Analyzer<'c> {
         recipe: &FeatureRecipe,
         resolved: &[Resolved],
         table: &str,
-        path: &str,
+        path: &RecipePath,
     ) {
         let (aggregated, row_level): (Vec<&Resolved>, Vec<&Resolved>) = resolved
             .iter()
@@ -459,7 +462,7 @@ impl<'c> Analyzer<'c> {
                     name(row_level.first())
                 ),
             )
-            .at(path)
+            .at(path.clone())
             .hint("aggregate the row-level feature (e.g. `MAX(col)`), or read it from a view that is unique on the grain"),
         );
     }
@@ -480,7 +483,7 @@ impl<'c> Analyzer<'c> {
                     Code::E003,
                     format!("target table `{}` {why}", shown_name(target)),
                 )
-                .at("target_table")
+                .at(RecipePath::Field("target_table".into()))
                 .hint("use `name` or `domain.name` made of letters, digits and `_`"),
             );
             return None;
@@ -496,20 +499,20 @@ impl<'c> Analyzer<'c> {
                     Code::E002,
                     "`entity_grain` is empty: name the columns that identify one row",
                 )
-                .at("entity_grain")
+                .at(RecipePath::Field("entity_grain".into()))
                 .hint("e.g. `[\"customer_id\"]`"),
             );
         }
         // Lower-cased name → the path that first used it.
         let mut seen: HashMap<String, String> = HashMap::new();
-        let mut check = |me: &mut Self, name: &str, path: String, what: &str| {
+        let mut check = |me: &mut Self, name: &str, path: RecipePath, what: &str| {
             if let Some(reason) = name_problem(name) {
                 me.push(
                     Diagnostic::new(
                         Code::E003,
                         format!("{what} name `{}` {reason}", shown_name(name)),
                     )
-                    .at(path),
+                    .at(path.clone()),
                 );
                 return;
             }
@@ -528,15 +531,25 @@ impl<'c> Analyzer<'c> {
             }
         };
         for (i, g) in recipe.entity_grain.iter().enumerate() {
-            check(self, g, format!("entity_grain[{i}]"), "grain column");
+            check(self, g, RecipePath::Grain(i), "grain column");
         }
         for (i, f) in recipe.features.iter().enumerate() {
-            check(self, &f.name, format!("features[{i}].name"), "feature");
+            check(
+                self,
+                &f.name,
+                RecipePath::feature(i, FeatureField::Name),
+                "feature",
+            );
         }
-        check(self, &recipe.label.name, "label.name".to_string(), "label");
+        check(
+            self,
+            &recipe.label.name,
+            RecipePath::Label(LabelField::Name),
+            "label",
+        );
     }
 
-    fn resolve_table(&mut self, name: &str, path: &str) -> Option<&'c Table> {
+    fn resolve_table(&mut self, name: &str, path: &RecipePath) -> Option<&'c Table> {
         let catalog = self.catalog;
         match catalog.table(name.trim()) {
             Some(table) => Some(table),
@@ -556,14 +569,14 @@ impl<'c> Analyzer<'c> {
                     Code::E020,
                     format!("unknown table `{name}`: it is not in the catalog"),
                 )
-                .at(path);
+                .at(path.clone());
                 self.push(d.hints(did_you_mean(&found)));
                 None
             }
         }
     }
 
-    fn check_grain_in(&mut self, table: &Table, grain: &[String], path: &str) {
+    fn check_grain_in(&mut self, table: &Table, grain: &[String], path: &RecipePath) {
         for g in grain {
             if table.column(g).is_none() {
                 let hint = did_you_mean(&suggestions(
@@ -575,7 +588,7 @@ impl<'c> Analyzer<'c> {
                         Code::E023,
                         format!("source `{}` has no grain column `{g}`: every source must carry the whole grain", table.name),
                     )
-                    .at(path)
+                    .at(path.clone())
                     .hints(hint)
                     .hint("give the table its join path as a view in the catalog (a `.sql` file selecting the grain)"),
                 );
@@ -590,7 +603,7 @@ impl<'c> Analyzer<'c> {
         table: &Table,
         mut expr: Expr,
         grain: &[String],
-        path: &str,
+        path: &RecipePath,
     ) -> Option<(Resolved, Expr)> {
         let facts = fragment::inspect(&expr);
         self.report_non_deterministic(&facts, path);
@@ -622,7 +635,7 @@ impl<'c> Analyzer<'c> {
                     Code::E030,
                     format!("`{first}` is read outside any aggregate in an aggregate expression; the source is grouped by the grain"),
                 )
-                .at(path)
+                .at(path.clone())
                 .with_span(span)
                 .hint(format!("wrap it in an aggregate, e.g. `MAX({first})`")),
             );
@@ -645,28 +658,28 @@ impl<'c> Analyzer<'c> {
     }
 
     /// `W012` for each call whose value changes from run to run.
-    fn report_non_deterministic(&mut self, facts: &FragmentFacts, path: &str) {
+    fn report_non_deterministic(&mut self, facts: &FragmentFacts, path: &RecipePath) {
         for (name, span) in &facts.non_deterministic {
             self.push(
                 Diagnostic::new(
                     Code::W012,
                     format!("`{name}` changes from one run to the next: the table cannot be reproduced, and validation sees other values than materialization"),
                 )
-                .at(path)
+                .at(path.clone())
                 .with_span(*span)
                 .hint("compare with a fixed date, or a cutoff column of the spine (point-in-time recipes), instead of the clock"),
             );
         }
     }
 
-    fn report_forbidden(&mut self, facts: &FragmentFacts, path: &str) -> bool {
+    fn report_forbidden(&mut self, facts: &FragmentFacts, path: &RecipePath) -> bool {
         for forbidden in &facts.forbidden {
             self.push(
                 Diagnostic::new(
                     Code::E012,
                     format!("{} is not allowed in a recipe fragment", forbidden.what),
                 )
-                .at(path)
+                .at(path.clone())
                 .with_span(forbidden.span)
                 .hint(forbidden.hint),
             );
@@ -675,7 +688,12 @@ impl<'c> Analyzer<'c> {
     }
 
     /// Resolves one column reference against `table`; reports E021 when it is not there.
-    fn resolve_column(&mut self, table: &Table, column: &ColumnRef, path: &str) -> Option<String> {
+    fn resolve_column(
+        &mut self,
+        table: &Table,
+        column: &ColumnRef,
+        path: &RecipePath,
+    ) -> Option<String> {
         if let Some(qualifier) = &column.qualifier {
             let bare_table = table.name.rsplit('.').next().unwrap_or(&table.name);
             if !qualifier.eq_ignore_ascii_case(&table.name)
@@ -686,7 +704,7 @@ impl<'c> Analyzer<'c> {
                         Code::E021,
                         format!("`{qualifier}.{}` reads table `{qualifier}`, but this fragment reads only `{}`", column.name, table.name),
                     )
-                    .at(path)
+                    .at(path.clone())
                     .with_span(column.span)
                     .hint(format!("write `{}` alone, or read it through a view that joins the tables", column.name)),
                 );
@@ -716,7 +734,7 @@ impl<'c> Analyzer<'c> {
                 Code::E021,
                 format!("unknown column `{}` in table `{}`", column.name, table.name),
             )
-            .at(path)
+            .at(path.clone())
             .with_span(column.span)
             .hints(hints),
         );
@@ -737,10 +755,10 @@ impl<'c> Analyzer<'c> {
         };
         let derivation = match &label.derivation {
             Some(text) => Some((
-                fragment::parse_fragment(text, "label.derivation")
+                fragment::parse_fragment(text, RecipePath::Label(LabelField::Derivation))
                     .map_err(|d| self.push(d))
                     .ok()?,
-                "label.derivation",
+                RecipePath::Label(LabelField::Derivation),
             )),
             None => None,
         };
@@ -748,7 +766,8 @@ impl<'c> Analyzer<'c> {
         // Which table?
         let table: &Table = match &column_ref {
             Some((Some(qualifier), column)) => {
-                let table = self.resolve_table(qualifier, "label.column")?;
+                let table =
+                    self.resolve_table(qualifier, &RecipePath::Label(LabelField::Column))?;
                 if table.column(column).is_none() {
                     let hint = did_you_mean(&suggestions(
                         column,
@@ -759,7 +778,7 @@ impl<'c> Analyzer<'c> {
                             Code::E021,
                             format!("unknown column `{column}` in table `{}`", table.name),
                         )
-                        .at("label.column")
+                        .at(RecipePath::Label(LabelField::Column))
                         .hints(hint),
                     );
                     return None;
@@ -780,12 +799,12 @@ impl<'c> Analyzer<'c> {
             }
         };
         let table_path = if label.column.is_some() {
-            "label.column"
+            RecipePath::Label(LabelField::Column)
         } else {
-            "label.derivation"
+            RecipePath::Label(LabelField::Derivation)
         };
         if grain.iter().any(|g| table.column(g).is_none()) {
-            self.check_grain_in(table, grain, table_path);
+            self.check_grain_in(table, grain, &table_path);
             return None;
         }
 
@@ -799,12 +818,15 @@ impl<'c> Analyzer<'c> {
             Some(d) => d,
             None => {
                 let (_, column) = column_ref?;
-                (Expr::Identifier(Ident::new(column)), "label.column")
+                (
+                    Expr::Identifier(Ident::new(column)),
+                    RecipePath::Label(LabelField::Column),
+                )
             }
         };
         let facts = fragment::inspect(&expr);
-        self.report_non_deterministic(&facts, path);
-        if !self.report_forbidden(&facts, path) {
+        self.report_non_deterministic(&facts, &path);
+        if !self.report_forbidden(&facts, &path) {
             return None;
         }
         let mut ok = true;
@@ -819,7 +841,7 @@ impl<'c> Analyzer<'c> {
                         column.name, table.name
                     ),
                 )
-                .at(path)
+                .at(path.clone())
                 .with_span(column.span)
                 .hints(did_you_mean(&suggestions(
                     &column.name,
@@ -850,7 +872,7 @@ impl<'c> Analyzer<'c> {
                     Code::E030,
                     format!("`{first}` is read outside any aggregate in an aggregate label"),
                 )
-                .at(path)
+                .at(path.clone())
                 .hint(format!("wrap it in an aggregate, e.g. `MAX({first})`")),
             );
             ok = false;
@@ -877,7 +899,7 @@ impl<'c> Analyzer<'c> {
 
     /// Parses `label.column` as `column` or `table.column` (`domain.table.column`).
     fn parse_label_column(&mut self, text: &str) -> Option<(Option<String>, String)> {
-        let expr = fragment::parse_fragment(text, "label.column")
+        let expr = fragment::parse_fragment(text, RecipePath::Label(LabelField::Column))
             .map_err(|d| self.push(d))
             .ok()?;
         match expr {
@@ -894,7 +916,7 @@ impl<'c> Analyzer<'c> {
             _ => {
                 self.push(
                     Diagnostic::new(Code::E001, format!("`label.column` must name a column (`column` or `table.column`), found `{text}`"))
-                        .at("label.column")
+                        .at(RecipePath::Label(LabelField::Column))
                         .hint("put an expression in `label.derivation`"),
                 );
                 None
@@ -927,9 +949,9 @@ impl<'c> Analyzer<'c> {
             from_recipe
         };
         let path = if recipe.label.column.is_some() {
-            "label.column"
+            RecipePath::Label(LabelField::Column)
         } else {
-            "label.derivation"
+            RecipePath::Label(LabelField::Derivation)
         };
         let wanted = columns
             .iter()
@@ -953,7 +975,7 @@ impl<'c> Analyzer<'c> {
                             "no table has the label's column(s) {wanted} together with the grain"
                         ),
                     )
-                    .at(path)
+                    .at(path.clone())
                     .hints(hint),
                 );
                 None
@@ -968,7 +990,7 @@ impl<'c> Analyzer<'c> {
                             names.join(", ")
                         ),
                     )
-                    .at(path)
+                    .at(path.clone())
                     .hint(format!(
                         "qualify it, e.g. `{}.{}`",
                         many[0].name,
@@ -982,11 +1004,11 @@ impl<'c> Analyzer<'c> {
 
     /// W011: the declared `data_type` against the expression's type, where the catalog tells it.
     fn check_declared_type(&mut self, declared: &str, expr: &Expr, table: &Table, index: usize) {
-        let path = format!("features[{index}].data_type");
+        let path = RecipePath::feature(index, FeatureField::DataType);
         let Some(declared_type) = parse_type_name(declared) else {
             self.push(
                 Diagnostic::new(Code::W011, format!("unknown data_type `{declared}`; it cannot be checked"))
-                    .at(path)
+                    .at(path.clone())
                     .hint("use int64, float64, string, bool, date, timestamp, decimal(p,s) or a common SQL spelling"),
             );
             return;
@@ -1005,7 +1027,7 @@ impl<'c> Analyzer<'c> {
                         family.name()
                     ),
                 )
-                .at(path),
+                .at(path.clone()),
             );
         }
     }
@@ -1043,13 +1065,12 @@ fn cte_name(table: &str, taken: &[Source]) -> String {
     name
 }
 
-fn label_path(recipe: &FeatureRecipe) -> String {
+fn label_path(recipe: &FeatureRecipe) -> RecipePath {
     if recipe.label.derivation.is_some() {
-        "label.derivation"
+        RecipePath::Label(LabelField::Derivation)
     } else {
-        "label.column"
+        RecipePath::Label(LabelField::Column)
     }
-    .to_string()
 }
 
 /// Why `name` cannot be an output column, table or domain name, if it cannot: it must be

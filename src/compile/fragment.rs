@@ -5,7 +5,7 @@
 //! the expression then records the columns it reads (and whether inside an aggregate), the
 //! aggregates it calls, and the constructs featurecraft refuses in a fragment.
 
-use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, RecipePath, Span};
 use crate::sql::{MAX_EXPRESSION_DEPTH, depth, drop_deep, function_name};
 use sqlparser::ast::{
     CastKind, Expr, Function, FunctionArguments, Ident, Query, Spanned, Value, Visit, Visitor,
@@ -24,7 +24,7 @@ const RECURSION_LIMIT: usize = 64;
 pub const MAX_FRAGMENT_CHARS: usize = 100_000;
 
 /// Parses `text` as exactly one SQL expression. Errors carry `path` and a span.
-pub fn parse_fragment(text: &str, path: &str) -> Result<Expr, Diagnostic> {
+pub fn parse_fragment(text: &str, path: RecipePath) -> Result<Expr, Diagnostic> {
     parse_expression(text).map_err(|d| d.at(path))
 }
 
@@ -37,7 +37,7 @@ const FRAGMENTS_PER_THREAD: usize = 128;
 /// spread over the machine's cores when there are enough fragments to pay for the threads.
 pub fn parse_fragments(
     texts: &[&str],
-    path: impl Fn(usize) -> String,
+    path: impl Fn(usize) -> RecipePath,
 ) -> Vec<Result<Expr, Diagnostic>> {
     let threads = match texts.len() / FRAGMENTS_PER_THREAD {
         0 | 1 => 1,
@@ -850,24 +850,33 @@ fn number(text: &str) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::FeatureField;
+
+    fn test_path() -> RecipePath {
+        RecipePath::feature(0, FeatureField::Expression)
+    }
 
     #[test]
     fn a_second_statement_is_refused() {
-        let err = parse_fragment("1; DROP TABLE x", "features[0].expression").unwrap_err();
+        let err = parse_fragment(
+            "1; DROP TABLE x",
+            RecipePath::feature(0, FeatureField::Expression),
+        )
+        .unwrap_err();
         assert_eq!(err.code, Code::E011);
         assert_eq!(err.span.map(|s| s.start.column), Some(2));
     }
 
     #[test]
     fn parse_errors_point_at_the_place() {
-        let err = parse_fragment("SUM(amount", "p").unwrap_err();
+        let err = parse_fragment("SUM(amount", test_path()).unwrap_err();
         assert_eq!(err.code, Code::E010);
         assert!(err.span.is_some());
     }
 
     #[test]
     fn facts_separate_aggregated_and_bare_columns() {
-        let expr = parse_fragment("SUM(amount) + fee", "p").unwrap();
+        let expr = parse_fragment("SUM(amount) + fee", test_path()).unwrap();
         let facts = inspect(&expr);
         assert!(facts.aggregates);
         let bare: Vec<_> = facts
@@ -888,7 +897,7 @@ mod tests {
             "x IN (SELECT y FROM t)",
             "$1",
         ] {
-            let facts = inspect(&parse_fragment(text, "p").unwrap());
+            let facts = inspect(&parse_fragment(text, test_path()).unwrap());
             assert!(!facts.forbidden.is_empty(), "{text}");
         }
     }
@@ -896,7 +905,8 @@ mod tests {
     #[test]
     fn empty_set_values_follow_sql() {
         let value = |text: &str| {
-            empty_set_value(&parse_fragment(text, "p").unwrap(), &|_| None).map(|e| e.to_string())
+            empty_set_value(&parse_fragment(text, test_path()).unwrap(), &|_| None)
+                .map(|e| e.to_string())
         };
         assert_eq!(value("COUNT(*)").as_deref(), Some("0"));
         assert_eq!(value("COUNT(*) + 1").as_deref(), Some("0 + 1"));
@@ -928,11 +938,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let path = |i: usize| format!("features[{i}].expression");
+        let path = |i: usize| RecipePath::feature(i, FeatureField::Expression);
         let together = parse_fragments(&refs, path);
         assert_eq!(together.len(), texts.len());
         for (i, (text, result)) in texts.iter().zip(together).enumerate() {
-            assert_eq!(result, parse_fragment(text, &path(i)), "{i}");
+            assert_eq!(result, parse_fragment(text, path(i)), "{i}");
         }
     }
 
@@ -952,7 +962,7 @@ mod tests {
             "COALESCE(MAX(x), customer_id, 0) || 'a'",
             "(SUM(x) - MIN(x)) / 7 + CAST(customer_id AS TEXT)",
         ] {
-            let expr = parse_fragment(text, "p").unwrap();
+            let expr = parse_fragment(text, test_path()).unwrap();
             let whole = replace_aggregates(expr.clone(), &grain);
             assert_eq!(over_no_rows(&expr, &grain), whole, "{text}");
             assert!(!whole.to_string().contains("(x)"), "{whole}");

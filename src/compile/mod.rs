@@ -14,7 +14,7 @@ pub mod render;
 
 use crate::catalog::Catalog;
 use crate::contract::recipe::{FeatureRecipe, parse_recipe};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, FeatureField, LabelField, RecipePath};
 use analyze::{AnalyzeOptions, Plan, analyze};
 use dialect::Dialect;
 use render::render;
@@ -67,21 +67,20 @@ impl Compiled {
     }
 
     /// The recipe text a diagnostic's path points at, for caret rendering.
-    pub fn fragment_at(&self, path: &str) -> Option<&str> {
+    pub fn fragment_at(&self, path: &RecipePath) -> Option<&str> {
         let recipe = self.recipe.as_ref()?;
         match path {
-            "label.derivation" => recipe.label.derivation.as_deref(),
-            "label.column" => recipe.label.column.as_deref(),
-            _ => {
-                let rest = path.strip_prefix("features[")?;
-                let (index, field) = rest.split_once("].")?;
-                let feature = recipe.features.get(index.parse::<usize>().ok()?)?;
+            RecipePath::Label(LabelField::Derivation) => recipe.label.derivation.as_deref(),
+            RecipePath::Label(LabelField::Column) => recipe.label.column.as_deref(),
+            RecipePath::Feature(index, Some(field)) => {
+                let feature = recipe.features.get(*index)?;
                 match field {
-                    "expression" => Some(feature.expression.as_str()),
-                    "source_table" => Some(feature.source_table.as_str()),
+                    FeatureField::Expression => Some(feature.expression.as_str()),
+                    FeatureField::SourceTable => Some(feature.source_table.as_str()),
                     _ => None,
                 }
             }
+            _ => None,
         }
     }
 }

@@ -18,7 +18,7 @@
 use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE};
 use crate::compile::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect, StringEscapes};
 use crate::compile::print::PrintError;
-use crate::diagnostic::{Code, Diagnostic};
+use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::sql::{call, cast, function_name};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
@@ -126,14 +126,14 @@ fn build_query_here(
                             caps.name
                         ),
                     )
-                    .at(&f.path)
+                    .at(f.path.clone())
                     .with_span(crate::diagnostic::Span::from_sql(*span))
                     .hint("engines format floats differently (9.0, 9, 1.0E10): keep the number, or CAST it to an integer before casting to text"),
                 );
             }
         }
     }
-    let mut fragment = |expr: &Expr, path: &str| adapt(expr, caps, path, &mut errors);
+    let mut fragment = |expr: &Expr, path: &RecipePath| adapt(expr, caps, path, &mut errors);
 
     // The spine CTE.
     let mut spine_items: Vec<SelectItem> = plan
@@ -374,7 +374,12 @@ fn distinct_argument(expr: &Expr) -> Option<String> {
 
 /// Adapts a resolved fragment to a dialect: quoted identifiers, cast type names, and an
 /// `E040` for each construct the dialect lacks.
-fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnostic>) -> Expr {
+fn adapt(
+    expr: &Expr,
+    caps: &Capabilities,
+    path: &RecipePath,
+    errors: &mut Vec<Diagnostic>,
+) -> Expr {
     let mut expr = expr.clone();
     let _ = visit_expressions_mut(&mut expr, |e| {
         match e {
@@ -459,7 +464,12 @@ fn adapt(expr: &Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnost
 
 /// The dialect's spelling of a function call: renamed, refused (E040), `ROUND` made to take
 /// a float, or the compiler's own [`crate::compile::infer::DAYS_BETWEEN`] written out.
-fn lower_function(e: &mut Expr, caps: &Capabilities, path: &str, errors: &mut Vec<Diagnostic>) {
+fn lower_function(
+    e: &mut Expr,
+    caps: &Capabilities,
+    path: &RecipePath,
+    errors: &mut Vec<Diagnostic>,
+) {
     let Expr::Function(function) = e else {
         return;
     };
@@ -474,7 +484,7 @@ fn lower_function(e: &mut Expr, caps: &Capabilities, path: &str, errors: &mut Ve
                     caps.name
                 ),
             )
-            .at(path)
+            .at(path.clone())
             .with_span(crate::diagnostic::Span::from_sql(e.span()))
             .hint(*why),
         );
@@ -599,7 +609,7 @@ fn char_code_concatenation(text: &str) -> Expr {
 fn unwritable(
     why: String,
     caps: &Capabilities,
-    path: &str,
+    path: &RecipePath,
     span: sqlparser::tokenizer::Span,
 ) -> Diagnostic {
     Diagnostic::new(
@@ -609,7 +619,7 @@ fn unwritable(
             caps.name
         ),
     )
-    .at(path)
+    .at(path.clone())
     .with_span(crate::diagnostic::Span::from_sql(span))
     .hint(
         "change the literal or rename the column; featurecraft never prints text it cannot escape",
@@ -619,11 +629,11 @@ fn unwritable(
 fn unsupported(
     what: &str,
     caps: &Capabilities,
-    path: &str,
+    path: &RecipePath,
     span: sqlparser::tokenizer::Span,
 ) -> Diagnostic {
     Diagnostic::new(Code::E040, format!("{what} cannot be expressed in the {} dialect", caps.name))
-        .at(path)
+        .at(path.clone())
         .with_span(crate::diagnostic::Span::from_sql(span))
         .hint("rewrite the fragment with a portable construct, e.g. `COUNT(CASE WHEN … THEN 1 END)` for a filtered count")
 }

@@ -4,7 +4,9 @@
 //! and missing or mistyped fields are `E001` errors, fields the contract does not know are
 //! `W001` warnings that name the field (so a typo such as `expresion` is visible).
 
-use crate::diagnostic::{Code, Diagnostic, did_you_mean, suggestions};
+use crate::diagnostic::{
+    Code, Diagnostic, FeatureField, LabelField, RecipePath, did_you_mean, suggestions,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -144,29 +146,40 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             diagnostics,
         };
     };
-    unknown_fields(object, RECIPE_FIELDS, "", &mut diagnostics);
+    unknown_fields(
+        object,
+        RECIPE_FIELDS,
+        |key| RecipePath::Field(key.to_string()),
+        &mut diagnostics,
+    );
     for required in ["target_table", "entity_grain", "label", "features"] {
         if !object.contains_key(required) {
             diagnostics.push(
-                Diagnostic::new(Code::E001, format!("missing field `{required}`")).at(required),
+                Diagnostic::new(Code::E001, format!("missing field `{required}`"))
+                    .at(RecipePath::Field(required.to_string())),
             );
         }
     }
 
-    let target_table = field::<String>(object, "target_table", "target_table", &mut diagnostics);
-    let entity_grain =
-        field::<Vec<String>>(object, "entity_grain", "entity_grain", &mut diagnostics);
+    let target_table = field::<String>(object, "target_table", &mut diagnostics);
+    let entity_grain = field::<Vec<String>>(object, "entity_grain", &mut diagnostics);
     let notes = match object.get("notes") {
         None => Some(String::new()),
-        Some(_) => field::<String>(object, "notes", "notes", &mut diagnostics),
+        Some(_) => field::<String>(object, "notes", &mut diagnostics),
     };
 
     let label = object
         .get("label")
         .and_then(|label| match label.as_object() {
             Some(fields) => {
-                unknown_fields(fields, LABEL_FIELDS, "label.", &mut diagnostics);
-                let parsed = typed::<LabelSpec>(label, "label", &mut diagnostics);
+                unknown_fields(
+                    fields,
+                    LABEL_FIELDS,
+                    |key| RecipePath::Label(LabelField::Other(key.to_string())),
+                    &mut diagnostics,
+                );
+                let parsed =
+                    typed::<LabelSpec>(label, RecipePath::Field("label".into()), &mut diagnostics);
                 if let Some(spec) = &parsed
                     && spec.column.is_none()
                     && spec.derivation.is_none()
@@ -176,7 +189,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                             Code::E001,
                             "the label needs `column`, `derivation`, or both",
                         )
-                        .at("label"),
+                        .at(RecipePath::Field("label".into())),
                     );
                     return None;
                 }
@@ -188,7 +201,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                         Code::E001,
                         format!("`label` must be an object, found {}", json_kind(label)),
                     )
-                    .at("label"),
+                    .at(RecipePath::Field("label".into())),
                 );
                 None
             }
@@ -201,16 +214,16 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                 let mut parsed = Vec::with_capacity(items.len());
                 let mut all_ok = true;
                 for (i, item) in items.iter().enumerate() {
-                    let path = format!("features[{i}]");
+                    let path = RecipePath::Feature(i, None);
                     match item.as_object() {
                         Some(fields) => {
                             unknown_fields(
                                 fields,
                                 FEATURE_FIELDS,
-                                &format!("{path}."),
+                                |key| RecipePath::feature(i, FeatureField::Other(key.to_string())),
                                 &mut diagnostics,
                             );
-                            match typed::<FeatureSpec>(item, &path, &mut diagnostics) {
+                            match typed::<FeatureSpec>(item, path, &mut diagnostics) {
                                 Some(feature) => parsed.push(feature),
                                 None => all_ok = false,
                             }
@@ -238,7 +251,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                         Code::E001,
                         format!("`features` must be an array, found {}", json_kind(features)),
                     )
-                    .at("features"),
+                    .at(RecipePath::Field("features".into())),
                 );
                 None
             }
@@ -265,15 +278,18 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
 fn field<T: for<'de> Deserialize<'de>>(
     object: &serde_json::Map<String, Value>,
     key: &str,
-    path: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
-    typed(object.get(key)?, path, diagnostics)
+    typed(
+        object.get(key)?,
+        RecipePath::Field(key.to_string()),
+        diagnostics,
+    )
 }
 
 fn typed<T: for<'de> Deserialize<'de>>(
     value: &Value,
-    path: &str,
+    path: RecipePath,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
     match T::deserialize(value) {
@@ -288,13 +304,13 @@ fn typed<T: for<'de> Deserialize<'de>>(
 fn unknown_fields(
     object: &serde_json::Map<String, Value>,
     known: &[&str],
-    prefix: &str,
+    path: impl Fn(&str) -> RecipePath,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for key in object.keys() {
         if !known.contains(&key.as_str()) {
             let mut d = Diagnostic::new(Code::W001, format!("unknown field `{key}` is ignored"))
-                .at(format!("{prefix}{key}"));
+                .at(path(key));
             if let Some(hint) = did_you_mean(&suggestions(key, known.iter().copied())) {
                 d = d.hint(hint);
             }
@@ -339,7 +355,7 @@ mod tests {
         let codes: Vec<_> = parsed
             .diagnostics
             .iter()
-            .map(|d| (d.code, d.path.clone()))
+            .map(|d| (d.code, d.path_text()))
             .collect();
         assert!(
             codes.contains(&(Code::E001, Some("target_table".into()))),

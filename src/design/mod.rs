@@ -29,7 +29,7 @@ use crate::compile::fragment::{inspect, parse_fragment};
 use crate::compile::{CompileOptions, compile_recipe};
 pub use crate::contract::design::DesignRequest;
 use crate::contract::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType};
-use crate::diagnostic::{Code, Diagnostic};
+use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::run::{RecipeRun, RunOptions, run_recipe};
 use crate::sql::call;
 use crate::types::TypeFamily;
@@ -104,7 +104,7 @@ pub async fn design(
     );
     let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
     for d in compiled.diagnostics.iter().filter(|d| d.is_error()) {
-        match d.path.as_deref().and_then(feature_index) {
+        match d.path.as_deref().and_then(RecipePath::feature_index) {
             Some(i) => {
                 rejected
                     .entry(i)
@@ -138,7 +138,7 @@ pub async fn design(
                 Code::W123 => "separates the label on the sample: possible leakage",
                 _ => continue,
             };
-            if let Some(i) = d.path.as_deref().and_then(feature_index) {
+            if let Some(i) = d.path.as_deref().and_then(RecipePath::feature_index) {
                 pruned.entry(i).or_insert_with(|| reason.to_string());
             }
         }
@@ -230,12 +230,13 @@ pub async fn propose(
                 Code::E020,
                 format!("unknown spine table `{}`", request.spine),
             )
-            .at("design.spine"),
+            .at(RecipePath::Request("design.spine".into())),
         ]
     })?;
     if request.entity_grain.is_empty() {
         return Err(vec![
-            Diagnostic::new(Code::E002, "entity_grain is empty").at("design.entity_grain"),
+            Diagnostic::new(Code::E002, "entity_grain is empty")
+                .at(RecipePath::Request("design.entity_grain".into())),
         ]);
     }
     let mut grain = Vec::new();
@@ -248,7 +249,7 @@ pub async fn propose(
                         Code::E023,
                         format!("the spine `{}` has no grain column `{g}`", spine.name),
                     )
-                    .at("design.entity_grain"),
+                    .at(RecipePath::Request("design.entity_grain".into())),
                 ]);
             }
         }
@@ -493,7 +494,11 @@ fn label_columns(label: &LabelSpec) -> Result<Vec<String>, Vec<Diagnostic>> {
         columns.push(column.rsplit('.').next().unwrap_or(column).to_string());
     }
     if let Some(derivation) = &label.derivation {
-        let expr = parse_fragment(derivation, "design.label.derivation").map_err(|d| vec![d])?;
+        let expr = parse_fragment(
+            derivation,
+            RecipePath::Request("design.label.derivation".into()),
+        )
+        .map_err(|d| vec![d])?;
         columns.extend(inspect(&expr).columns.into_iter().map(|c| c.name));
     }
     Ok(columns)
@@ -531,14 +536,6 @@ fn keep(
             None => Some(f),
         })
         .collect()
-}
-
-fn feature_index(path: &str) -> Option<usize> {
-    path.strip_prefix("features[")?
-        .split(']')
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn notes(

@@ -28,7 +28,7 @@ use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::contract::job::ValidationSummary;
 use crate::contract::recipe::LabelType;
-use crate::diagnostic::{Code, Diagnostic};
+use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
 use crate::types::{TypeFamily, parse_type_name};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -519,7 +519,7 @@ fn feature_findings(
                     feature.name
                 ),
             )
-            .at(path),
+            .at(path.clone()),
         );
     } else if is_constant(column) {
         findings.push(
@@ -530,7 +530,7 @@ fn feature_findings(
                     feature.name
                 ),
             )
-            .at(path),
+            .at(path.clone()),
         );
     }
     if let Some(declared) = feature.declared_type.as_deref().and_then(parse_type_name) {
@@ -548,7 +548,10 @@ fn feature_findings(
                         expected.name()
                     ),
                 )
-                .at(format!("features[{}].data_type", feature_index(path))),
+                .at(match path.feature_index() {
+                    Some(index) => RecipePath::feature(index, FeatureField::DataType),
+                    None => path.clone(),
+                }),
             );
         }
     }
@@ -563,7 +566,7 @@ fn feature_findings(
                     feature.name
                 ),
             )
-            .at(path),
+            .at(path.clone()),
         );
     }
     findings
@@ -668,7 +671,7 @@ fn label_summary(
                 Code::W112,
                 format!("{nulls} of {rows} sampled labels are NULL"),
             )
-            .at(&path),
+            .at(path.clone()),
         );
     }
     if plan.label.label_type == LabelType::Regression {
@@ -740,7 +743,7 @@ fn label_summary(
                 Code::W110,
                 format!("the label has a single class (`{only}`) in the sample"),
             )
-            .at(&path),
+            .at(path.clone()),
         ),
         many => {
             let (minority, n) = many[many.len() - 1];
@@ -758,7 +761,7 @@ fn label_summary(
                         Code::W111,
                         format!("{which} is {:.1} % of the sample", share * 100.0),
                     )
-                    .at(&path),
+                    .at(path.clone()),
                 );
             }
         }
@@ -927,12 +930,6 @@ fn separates(feature: &ArrayRef, classes: &[Option<u8>]) -> bool {
 
 fn enough(seen: [usize; 2]) -> bool {
     seen[0] + seen[1] >= LEAKAGE_MIN_ROWS && seen[0].min(seen[1]) >= LEAKAGE_MIN_CLASS_ROWS
-}
-
-fn feature_index(path: &str) -> &str {
-    path.strip_prefix("features[")
-        .and_then(|r| r.split(']').next())
-        .unwrap_or("")
 }
 
 fn round(value: f64, digits: i32) -> f64 {

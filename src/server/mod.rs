@@ -523,7 +523,7 @@ async fn create_job(
                     let detail = first.map_or("recipe: malformed".to_string(), |d| {
                         format!(
                             "recipe.{}: {}",
-                            d.path.clone().unwrap_or_default(),
+                            d.path_text().unwrap_or_default(),
                             d.message
                         )
                     });
