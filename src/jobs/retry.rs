@@ -35,6 +35,44 @@ impl fmt::Display for RetryError {
 
 impl std::error::Error for RetryError {}
 
+/// Why a job's run produced no proposal to review.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobError {
+    /// The job has no recipe, and no design request to make one.
+    NoRecipe,
+    /// The built-in crew could not propose a recipe; its errors.
+    DesignFailed(Vec<crate::diagnostic::Diagnostic>),
+    /// The catalog could not be read.
+    Catalog(String),
+    /// The run took longer than the time limit and was stopped.
+    TimedOut {
+        /// The limit, in seconds.
+        seconds: u64,
+    },
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::NoRecipe => f.write_str(
+                "the job has no recipe to run: the crew did not produce one. Create the job again with a recipe or a design request.",
+            ),
+            JobError::DesignFailed(diagnostics) => write!(
+                f,
+                "the designer could not propose a recipe: {}",
+                crate::run::errors_text(diagnostics).unwrap_or_default()
+            ),
+            JobError::Catalog(reason) => f.write_str(reason),
+            JobError::TimedOut { seconds } => write!(
+                f,
+                "validation took longer than {seconds} s and was stopped"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JobError {}
+
 /// The recipe a job runs and what compiling and validating it gave: the job's own recipe,
 /// or, for a job with a design request whose recipe is missing or no longer compiles, a
 /// recipe designed anew against the catalog as it is now. `Err` says why there is none.
@@ -42,7 +80,7 @@ pub async fn propose_for_job(
     job: &Job,
     catalog: &Catalog,
     options: &RunOptions,
-) -> Result<(FeatureRecipe, RecipeRun), String> {
+) -> Result<(FeatureRecipe, RecipeRun), JobError> {
     let usable = job.recipe.as_ref().filter(|recipe| {
         job.design.is_none()
             || !compile_recipe(recipe, catalog, &options.compile_options()).has_errors()
@@ -51,7 +89,7 @@ pub async fn propose_for_job(
         return Ok((recipe.clone(), run_recipe(recipe, catalog, options).await));
     }
     let Some(request) = &job.design else {
-        return Err("the job has no recipe to run: the crew did not produce one. Create the job again with a recipe or a design request.".into());
+        return Err(JobError::NoRecipe);
     };
     let design_options = crate::design::DesignOptions {
         run: options.clone(),
@@ -60,18 +98,7 @@ pub async fn propose_for_job(
     };
     match crate::design::design(request, catalog, &design_options).await {
         Ok(design) => Ok((design.recipe, design.run)),
-        Err(diagnostics) => {
-            let run = RecipeRun {
-                sql: None,
-                validation: None,
-                diagnostics,
-            };
-            let reason = run.error_paragraph().unwrap_or_default();
-            Err(format!(
-                "the designer could not propose a recipe: {}",
-                reason.trim_start_matches("the recipe does not compile: ")
-            ))
-        }
+        Err(diagnostics) => Err(JobError::DesignFailed(diagnostics)),
     }
 }
 
@@ -81,14 +108,14 @@ pub async fn propose_for_job(
 /// was produced (the `sql` if the recipe compiled, so a reviewer can see what failed).
 pub fn record_proposal(
     job: &mut Job,
-    proposal: Result<(FeatureRecipe, RecipeRun), String>,
+    proposal: Result<(FeatureRecipe, RecipeRun), JobError>,
 ) -> Result<(), TransitionError> {
     let (recipe, run) = match proposal {
         Ok(proposal) => proposal,
         Err(reason) => {
             job.sql = None;
             job.validation = None;
-            job.error = Some(reason);
+            job.error = Some(reason.to_string());
             return job.transition(JobStatus::Failed);
         }
     };

@@ -68,36 +68,42 @@ impl RecipeRun {
 
     /// A one-paragraph reason for a failure: the first errors with their paths.
     pub fn error_paragraph(&self) -> Option<String> {
-        let errors: Vec<&Diagnostic> = self.diagnostics.iter().filter(|d| d.is_error()).collect();
-        errors.first()?;
         let stage = if self.sql.is_none() {
             "the recipe does not compile"
         } else {
             "validation failed"
         };
-        let shown: Vec<String> = errors
-            .iter()
-            .take(3)
-            .map(|d| {
-                // The hints the CLI shows under an error ("did you mean `amount`?") too.
-                let hints = if d.hints.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", d.hints.join("; "))
-                };
-                match &d.path {
-                    Some(path) => format!("{} at {path}: {}{hints}", d.code.as_str(), d.message),
-                    None => format!("{}: {}{hints}", d.code.as_str(), d.message),
-                }
-            })
-            .collect();
-        let more = if errors.len() > 3 {
-            format!("; and {} more error(s)", errors.len() - 3)
-        } else {
-            String::new()
-        };
-        Some(format!("{stage}: {}{more}.", shown.join("; ")))
+        Some(format!("{stage}: {}.", errors_text(&self.diagnostics)?))
     }
+}
+
+/// The first errors of `diagnostics` with their paths and hints, `; `-separated, and how
+/// many more there are; `None` without an error.
+pub fn errors_text(diagnostics: &[Diagnostic]) -> Option<String> {
+    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    errors.first()?;
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|d| {
+            // The hints the CLI shows under an error ("did you mean `amount`?") too.
+            let hints = if d.hints.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", d.hints.join("; "))
+            };
+            match &d.path {
+                Some(path) => format!("{} at {path}: {}{hints}", d.code.as_str(), d.message),
+                None => format!("{}: {}{hints}", d.code.as_str(), d.message),
+            }
+        })
+        .collect();
+    let more = if errors.len() > 3 {
+        format!("; and {} more error(s)", errors.len() - 3)
+    } else {
+        String::new()
+    };
+    Some(format!("{}{more}", shown.join("; ")))
 }
 
 /// Compiles a recipe, then validates it on a sample when it compiled.

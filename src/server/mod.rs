@@ -29,7 +29,7 @@ use crate::compile::dialect::Dialect;
 use crate::compile::{CompileOptions, compile_recipe};
 use crate::contract::job::{Job, JobStatus};
 use crate::contract::recipe::recipe_from_value;
-use crate::jobs::retry::retry;
+use crate::jobs::retry::{JobError, retry};
 use crate::jobs::review::{CatalogIdentity, CatalogStamp, review_hash};
 use crate::run::materialize::stage;
 use crate::run::{RunOptions, run_recipe};
@@ -557,7 +557,7 @@ async fn run_new_job(state: Shared, job: Job) {
     let identity = catalog_identity(&state).await;
     let outcome = match &identity {
         Ok(_) => proposal(&state, &job).await,
-        Err(e) => Err(e.clone()),
+        Err(e) => Err(JobError::Catalog(e.clone())),
     };
     let _ = crate::jobs::retry::record_proposal(&mut done, outcome);
     store_outcome(&state, &done, JobStatus::Running, identity.ok().as_ref());
@@ -588,9 +588,9 @@ async fn proposal(
         crate::contract::recipe::FeatureRecipe,
         crate::run::RecipeRun,
     ),
-    String,
+    JobError,
 > {
-    let catalog = state.catalog().await?;
+    let catalog = state.catalog().await.map_err(JobError::Catalog)?;
     tokio::time::timeout(
         state.config.job_timeout,
         crate::jobs::retry::propose_for_job(job, &catalog, &state.config.run),
@@ -599,12 +599,11 @@ async fn proposal(
     .map_err(|_| timed_out(state))?
 }
 
-/// The `error` of a job stopped at the service's time limit.
-fn timed_out(state: &AppState) -> String {
-    format!(
-        "validation took longer than {} s and was stopped",
-        state.config.job_timeout.as_secs()
-    )
+/// Why a job stopped at the service's time limit.
+fn timed_out(state: &AppState) -> JobError {
+    JobError::TimedOut {
+        seconds: state.config.job_timeout.as_secs(),
+    }
 }
 
 /// Stores a run's outcome if the job is still `expected`. A proposal ready for review
@@ -807,7 +806,7 @@ async fn retry_job(
                 match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
                     Ok(Ok(job)) => job,
                     Ok(Err(e)) => failed_run(&claimed, e.to_string()),
-                    Err(_) => failed_run(&claimed, timed_out(&task_state)),
+                    Err(_) => failed_run(&claimed, timed_out(&task_state).to_string()),
                 }
             }
             Err(e) => failed_run(&claimed, e),
