@@ -119,7 +119,18 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     let n = options.customers;
     let mut progress = Progress::new(options.progress, 7 + options.event_files);
 
-    // customers
+    let signup = write_customers(dir, n, &mut progress)?;
+    write_subscriptions(dir, n, &mut progress)?;
+    write_events(dir, n, options.event_files, &mut progress)?;
+    write_orders(dir, n, &signup, &mut progress)?;
+    write_support_tickets(dir, n, &mut progress)?;
+    write_campaign_touches(dir, n, &mut progress)?;
+    write_customer_snapshots(dir, n, &mut progress)?;
+    Ok(())
+}
+
+/// The customers: one row each, with the signup day every other table starts from.
+fn write_customers(dir: &Path, n: u64, progress: &mut Progress) -> Result<Vec<i32>, String> {
     let mut rng = Rng::new(1);
     let mut c = Columns::default();
     let mut signup = Vec::with_capacity(n as usize);
@@ -181,8 +192,11 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     }
     c.write(&dir.join("customers.parquet"))?;
     progress.step(&dir.join("customers.parquet"));
+    Ok(signup)
+}
 
-    // subscriptions: not unique on customer_id
+/// Subscriptions: several per customer, so not unique on the grain.
+fn write_subscriptions(dir: &Path, n: u64, progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(2);
     let mut c = Columns::default();
     let mut sid = 0i64;
@@ -216,10 +230,12 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     }
     c.write(&dir.join("subscriptions.parquet"))?;
     progress.step(&dir.join("subscriptions.parquet"));
+    Ok(())
+}
 
-    // events: split over several files of one schema
+/// Events, split over `parts` files of one schema.
+fn write_events(dir: &Path, n: u64, parts: usize, progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(3);
-    let parts = options.event_files;
     let per_part = (n as usize).div_ceil(parts);
     let mut eid = 0i64;
     for part in 0..parts {
@@ -266,8 +282,11 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
         c.write(&file)?;
         progress.step(&file);
     }
+    Ok(())
+}
 
-    // orders and their items
+/// Orders, their items, and the view that gives the items their customer.
+fn write_orders(dir: &Path, n: u64, signup: &[i32], progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(4);
     let mut orders = Columns::default();
     let mut items = Columns::default();
@@ -321,8 +340,11 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
          FROM order_items i\n\
          JOIN orders o ON i.order_id = o.order_id\n",
     )?;
+    Ok(())
+}
 
-    // support tickets: most customers have none
+/// Support tickets: most customers have none.
+fn write_support_tickets(dir: &Path, n: u64, progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(5);
     let mut c = Columns::default();
     let mut tid = 0i64;
@@ -353,8 +375,11 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     }
     c.write(&dir.join("support_tickets.parquet"))?;
     progress.step(&dir.join("support_tickets.parquet"));
+    Ok(())
+}
 
-    // marketing.campaign_touches: a table in a domain
+/// `marketing.campaign_touches`: a table in a domain.
+fn write_campaign_touches(dir: &Path, n: u64, progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(6);
     let mut c = Columns::default();
     for id in 1..=n as i64 {
@@ -376,8 +401,11 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     }
     c.write(&dir.join("marketing").join("campaign_touches.parquet"))?;
     progress.step(&dir.join("marketing").join("campaign_touches.parquet"));
+    Ok(())
+}
 
-    // customer_snapshots: a two-column grain (customer_id, snapshot_date)
+/// Monthly snapshots with a two-column grain, and the view of events by month.
+fn write_customer_snapshots(dir: &Path, n: u64, progress: &mut Progress) -> Result<(), String> {
     let mut rng = Rng::new(7);
     let mut c = Columns::default();
     let months = [20362, 20393, 20423]; // 2025-10-01, 2025-11-01, 2025-12-01

@@ -114,200 +114,18 @@ fn build_query_here(
     caps: &Capabilities,
     filter: Option<CteFilter>,
 ) -> Result<Query, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    if !caps.float_text_like_datafusion {
-        for f in &plan.features {
-            for span in &f.float_to_text {
-                errors.push(
-                    Diagnostic::new(
-                        Code::E040,
-                        format!(
-                            "casting a floating-point value to text cannot be expressed faithfully in the {} dialect",
-                            caps.name
-                        ),
-                    )
-                    .at(f.path.clone())
-                    .with_span(crate::diagnostic::Span::from_sql(*span))
-                    .hint("engines format floats differently (9.0, 9, 1.0E10): keep the number, or CAST it to an integer before casting to text"),
-                );
-            }
-        }
-    }
-    let mut fragment = |expr: &Expr, path: &RecipePath| adapt(expr, caps, path, &mut errors);
-
-    // The spine CTE.
-    let mut spine_items: Vec<SelectItem> = plan
-        .grain
-        .iter()
-        .map(|g| SelectItem::UnnamedExpr(Expr::Identifier(quoted(g, caps))))
-        .collect();
-    for f in plan
-        .features
-        .iter()
-        .filter(|f| f.home == FeatureHome::Spine)
-    {
-        spine_items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
-    }
-    spine_items.push(aliased(
-        fragment(&plan.label.expr, &plan.label.path),
-        &plan.label.name,
+    let mut builder = QueryBuilder {
+        plan,
         caps,
-    ));
-    let spine_grain: Vec<Expr> = plan
-        .grain
-        .iter()
-        .map(|g| Expr::Identifier(quoted(g, caps)))
-        .collect();
-    let spine_table = table_name(&plan.spine.table, caps);
-    let mut ctes = vec![cte(
-        SPINE_CTE,
-        select(
-            spine_items,
-            spine_table,
-            vec![],
-            filter.and_then(|f| f(&spine_grain)),
-            plan.spine.grouped.then(|| spine_grain.clone()),
-        ),
-        caps,
-    )];
-
-    // One CTE per source; in dialects that split them, one more per distinct aggregate.
-    let mut parts: Vec<Part> = Vec::new();
-    let mut part_of_feature: Vec<usize> = vec![usize::MAX; plan.features.len()];
-    for (index, source) in plan.sources.iter().enumerate() {
-        let grain: Vec<Expr> = source
-            .grain
-            .iter()
-            .map(|g| Expr::Identifier(quoted(g, caps)))
-            .collect();
-        let mut source_parts: Vec<(Option<String>, Vec<usize>)> = vec![(None, Vec::new())];
-        for (i, f) in plan.features.iter().enumerate() {
-            if f.home != FeatureHome::Source(index) {
-                continue;
-            }
-            let key = (caps.split_distinct_aggregates && source.grouped)
-                .then(|| distinct_argument(&f.expr))
-                .flatten();
-            match source_parts.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(i),
-                None => source_parts.push((key, vec![i])),
-            }
-        }
-        // A part with no feature is dropped, unless it is a row-level source's only one
-        // (such a source still joins, and fans out, with no feature of its own). A grouped
-        // source without features (in a plan of some of a recipe's features) is left out.
-        let only_one = source_parts.len() == 1;
-        let mut n = 0;
-        for (key, members) in source_parts {
-            if members.is_empty() && (!only_one || source.grouped) {
-                continue;
-            }
-            let cte_name = if key.is_none() {
-                source.cte_name.clone()
-            } else {
-                n += 1;
-                format!("{}_distinct_{n}", source.cte_name)
-            };
-            let mut items: Vec<SelectItem> =
-                grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
-            for &i in &members {
-                let f = &plan.features[i];
-                items.push(aliased(fragment(&f.expr, &f.path), &f.name, caps));
-                part_of_feature[i] = parts.len();
-            }
-            let body = select(
-                items,
-                table_name(&source.table, caps),
-                vec![],
-                filter.and_then(|f| f(&grain)),
-                source.grouped.then(|| grain.clone()),
-            );
-            ctes.push(cte(&cte_name, body, caps));
-            parts.push(Part {
-                cte_name,
-                grain: source.grain.clone(),
-            });
-        }
-    }
-
-    // The final projection, in output order, and the joins.
-    let spine_col =
-        |name: &str| Expr::CompoundIdentifier(vec![quoted(SPINE_CTE, caps), quoted(name, caps)]);
-    let mut items: Vec<SelectItem> = plan
-        .grain
-        .iter()
-        .map(|g| SelectItem::UnnamedExpr(spine_col(g)))
-        .collect();
-    for (i, f) in plan.features.iter().enumerate() {
-        let item = match f.home {
-            FeatureHome::Spine => SelectItem::UnnamedExpr(spine_col(&f.name)),
-            FeatureHome::Source(_) => {
-                let source = &parts[part_of_feature[i]];
-                let value = Expr::CompoundIdentifier(vec![
-                    quoted(&source.cte_name, caps),
-                    quoted(&f.name, caps),
-                ]);
-                match &f.empty_value {
-                    None => aliased(value, &f.name, caps),
-                    Some(empty) => {
-                        let marker = Expr::CompoundIdentifier(vec![
-                            quoted(&source.cte_name, caps),
-                            quoted(&source.grain[0], caps),
-                        ]);
-                        let empty = fragment(empty, &f.path);
-                        aliased(
-                            Expr::Case {
-                                case_token: AttachedToken::empty(),
-                                end_token: AttachedToken::empty(),
-                                operand: None,
-                                conditions: vec![CaseWhen {
-                                    condition: Expr::IsNull(Box::new(marker)),
-                                    result: empty,
-                                }],
-                                else_result: Some(Box::new(value)),
-                            },
-                            &f.name,
-                            caps,
-                        )
-                    }
-                }
-            }
-        };
-        items.push(item);
-    }
-    items.push(SelectItem::UnnamedExpr(spine_col(&plan.label.name)));
-
-    let joins = parts
-        .iter()
-        .map(|source| {
-            let condition = plan
-                .grain
-                .iter()
-                .zip(&source.grain)
-                .map(|(spine_g, source_g)| Expr::BinaryOp {
-                    left: Box::new(spine_col(spine_g)),
-                    op: BinaryOperator::Eq,
-                    right: Box::new(Expr::CompoundIdentifier(vec![
-                        quoted(&source.cte_name, caps),
-                        quoted(source_g, caps),
-                    ])),
-                })
-                .reduce(|a, b| Expr::BinaryOp {
-                    left: Box::new(a),
-                    op: BinaryOperator::And,
-                    right: Box::new(b),
-                });
-            Join {
-                relation: table_factor(ObjectName::from(vec![quoted(&source.cte_name, caps)])),
-                global: false,
-                join_operator: JoinOperator::Left(match condition {
-                    Some(c) => JoinConstraint::On(c),
-                    None => JoinConstraint::None,
-                }),
-            }
-        })
-        .collect();
-
+        filter,
+        errors: Vec::new(),
+    };
+    builder.refuse_float_text();
+    let mut ctes = vec![builder.spine_cte()];
+    let (source_ctes, parts, part_of_feature) = builder.source_ctes();
+    ctes.extend(source_ctes);
+    let items = builder.projection(&parts, &part_of_feature);
+    let joins = builder.joins(&parts);
     let mut query = select(
         items,
         ObjectName::from(vec![quoted(SPINE_CTE, caps)]),
@@ -320,10 +138,242 @@ fn build_query_here(
         recursive: false,
         cte_tables: ctes,
     });
-    if errors.is_empty() {
+    if builder.errors.is_empty() {
         Ok(query)
     } else {
-        Err(errors)
+        Err(builder.errors)
+    }
+}
+
+/// Builds the CTAS's query section by section, collecting every construct the dialect
+/// cannot express.
+struct QueryBuilder<'a> {
+    plan: &'a Plan,
+    caps: &'a Capabilities,
+    filter: Option<CteFilter<'a>>,
+    errors: Vec<Diagnostic>,
+}
+
+impl QueryBuilder<'_> {
+    /// A fragment adapted to the dialect.
+    fn fragment(&mut self, expr: &Expr, path: &RecipePath) -> Expr {
+        adapt(expr, self.caps, path, &mut self.errors)
+    }
+
+    /// `E040` for each cast of a float to text, where the engine prints floats otherwise.
+    fn refuse_float_text(&mut self) {
+        if self.caps.float_text_like_datafusion {
+            return;
+        }
+        for f in &self.plan.features {
+            for span in &f.float_to_text {
+                self.errors.push(
+                    Diagnostic::new(
+                        Code::E040,
+                        format!(
+                            "casting a floating-point value to text cannot be expressed faithfully in the {} dialect",
+                            self.caps.name
+                        ),
+                    )
+                    .at(f.path.clone())
+                    .with_span(crate::diagnostic::Span::from_sql(*span))
+                    .hint("engines format floats differently (9.0, 9, 1.0E10): keep the number, or CAST it to an integer before casting to text"),
+                );
+            }
+        }
+    }
+
+    /// The grain columns as quoted identifiers.
+    fn grain_exprs(&self, grain: &[String]) -> Vec<Expr> {
+        grain
+            .iter()
+            .map(|g| Expr::Identifier(quoted(g, self.caps)))
+            .collect()
+    }
+
+    /// The spine CTE: grain, the spine table's row-level features, and the label.
+    fn spine_cte(&mut self) -> Cte {
+        let (plan, caps) = (self.plan, self.caps);
+        let spine_grain = self.grain_exprs(&plan.grain);
+        let mut items: Vec<SelectItem> = spine_grain
+            .iter()
+            .cloned()
+            .map(SelectItem::UnnamedExpr)
+            .collect();
+        for f in plan
+            .features
+            .iter()
+            .filter(|f| f.home == FeatureHome::Spine)
+        {
+            let expr = self.fragment(&f.expr, &f.path);
+            items.push(aliased(expr, &f.name, caps));
+        }
+        let label = self.fragment(&plan.label.expr, &plan.label.path);
+        items.push(aliased(label, &plan.label.name, caps));
+        cte(
+            SPINE_CTE,
+            select(
+                items,
+                table_name(&plan.spine.table, caps),
+                vec![],
+                self.filter.and_then(|f| f(&spine_grain)),
+                plan.spine.grouped.then(|| spine_grain.clone()),
+            ),
+            caps,
+        )
+    }
+
+    /// One CTE per source; in dialects that split them, one more per distinct aggregate.
+    /// Returns the CTEs, the parts they are joined as, and each feature's part.
+    fn source_ctes(&mut self) -> (Vec<Cte>, Vec<Part>, Vec<usize>) {
+        let (plan, caps) = (self.plan, self.caps);
+        let mut ctes = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut part_of_feature: Vec<usize> = vec![usize::MAX; plan.features.len()];
+        for (index, source) in plan.sources.iter().enumerate() {
+            let grain = self.grain_exprs(&source.grain);
+            let mut source_parts: Vec<(Option<String>, Vec<usize>)> = vec![(None, Vec::new())];
+            for (i, f) in plan.features.iter().enumerate() {
+                if f.home != FeatureHome::Source(index) {
+                    continue;
+                }
+                let key = (caps.split_distinct_aggregates && source.grouped)
+                    .then(|| distinct_argument(&f.expr))
+                    .flatten();
+                match source_parts.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, members)) => members.push(i),
+                    None => source_parts.push((key, vec![i])),
+                }
+            }
+            // A part with no feature is dropped, unless it is a row-level source's only one
+            // (such a source still joins, and fans out, with no feature of its own). A grouped
+            // source without features (in a plan of some of a recipe's features) is left out.
+            let only_one = source_parts.len() == 1;
+            let mut n = 0;
+            for (key, members) in source_parts {
+                if members.is_empty() && (!only_one || source.grouped) {
+                    continue;
+                }
+                let cte_name = if key.is_none() {
+                    source.cte_name.clone()
+                } else {
+                    n += 1;
+                    format!("{}_distinct_{n}", source.cte_name)
+                };
+                let mut items: Vec<SelectItem> =
+                    grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+                for &i in &members {
+                    let f = &plan.features[i];
+                    let expr = self.fragment(&f.expr, &f.path);
+                    items.push(aliased(expr, &f.name, caps));
+                    part_of_feature[i] = parts.len();
+                }
+                let body = select(
+                    items,
+                    table_name(&source.table, caps),
+                    vec![],
+                    self.filter.and_then(|f| f(&grain)),
+                    source.grouped.then(|| grain.clone()),
+                );
+                ctes.push(cte(&cte_name, body, caps));
+                parts.push(Part {
+                    cte_name,
+                    grain: source.grain.clone(),
+                });
+            }
+        }
+        (ctes, parts, part_of_feature)
+    }
+
+    /// `"spine"."name"`.
+    fn spine_col(&self, name: &str) -> Expr {
+        Expr::CompoundIdentifier(vec![quoted(SPINE_CTE, self.caps), quoted(name, self.caps)])
+    }
+
+    /// The final projection, in output order: grain, features (a source's feature of an
+    /// entity without rows there takes its value over no rows), label.
+    fn projection(&mut self, parts: &[Part], part_of_feature: &[usize]) -> Vec<SelectItem> {
+        let (plan, caps) = (self.plan, self.caps);
+        let mut items: Vec<SelectItem> = plan
+            .grain
+            .iter()
+            .map(|g| SelectItem::UnnamedExpr(self.spine_col(g)))
+            .collect();
+        for (i, f) in plan.features.iter().enumerate() {
+            let item = match f.home {
+                FeatureHome::Spine => SelectItem::UnnamedExpr(self.spine_col(&f.name)),
+                FeatureHome::Source(_) => {
+                    let source = &parts[part_of_feature[i]];
+                    let value = Expr::CompoundIdentifier(vec![
+                        quoted(&source.cte_name, caps),
+                        quoted(&f.name, caps),
+                    ]);
+                    match &f.empty_value {
+                        None => aliased(value, &f.name, caps),
+                        Some(empty) => {
+                            let marker = Expr::CompoundIdentifier(vec![
+                                quoted(&source.cte_name, caps),
+                                quoted(&source.grain[0], caps),
+                            ]);
+                            let empty = self.fragment(empty, &f.path);
+                            aliased(
+                                Expr::Case {
+                                    case_token: AttachedToken::empty(),
+                                    end_token: AttachedToken::empty(),
+                                    operand: None,
+                                    conditions: vec![CaseWhen {
+                                        condition: Expr::IsNull(Box::new(marker)),
+                                        result: empty,
+                                    }],
+                                    else_result: Some(Box::new(value)),
+                                },
+                                &f.name,
+                                caps,
+                            )
+                        }
+                    }
+                }
+            };
+            items.push(item);
+        }
+        items.push(SelectItem::UnnamedExpr(self.spine_col(&plan.label.name)));
+        items
+    }
+
+    /// Each part `LEFT JOIN`ed to the spine on the grain.
+    fn joins(&self, parts: &[Part]) -> Vec<Join> {
+        let caps = self.caps;
+        parts
+            .iter()
+            .map(|source| {
+                let condition = self
+                    .plan
+                    .grain
+                    .iter()
+                    .zip(&source.grain)
+                    .map(|(spine_g, source_g)| Expr::BinaryOp {
+                        left: Box::new(self.spine_col(spine_g)),
+                        op: BinaryOperator::Eq,
+                        right: Box::new(Expr::CompoundIdentifier(vec![
+                            quoted(&source.cte_name, caps),
+                            quoted(source_g, caps),
+                        ])),
+                    })
+                    .reduce(|a, b| Expr::BinaryOp {
+                        left: Box::new(a),
+                        op: BinaryOperator::And,
+                        right: Box::new(b),
+                    });
+                Join {
+                    relation: table_factor(ObjectName::from(vec![quoted(&source.cte_name, caps)])),
+                    global: false,
+                    join_operator: JoinOperator::Left(match condition {
+                        Some(c) => JoinConstraint::On(c),
+                        None => JoinConstraint::None,
+                    }),
+                }
+            })
+            .collect()
     }
 }
 
