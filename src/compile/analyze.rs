@@ -177,6 +177,37 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
     }
 }
 
+/// What the label decided about the spine, as feature planning needs it.
+struct SpineFacts<'a> {
+    /// The spine table's name, lower case.
+    key: String,
+    /// The grain as the spine spells it.
+    grain: &'a [String],
+    /// The spine is grouped by the grain (the label aggregates).
+    grouped: bool,
+    /// The columns the label reads (leakage).
+    reads: &'a BTreeSet<String>,
+}
+
+/// The label as planned: its name, path, resolved expression, type and positive class.
+fn planned_label(recipe: &FeatureRecipe, expr: Expr) -> PlannedLabel {
+    PlannedLabel {
+        name: recipe.label.name.clone(),
+        path: label_path(recipe),
+        expr,
+        label_type: recipe.label.label_type,
+        positive_class: recipe
+            .label
+            .positive_class_value
+            .as_ref()
+            .and_then(|v| match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }),
+    }
+}
+
 /// What resolving a feature learned, before planning (its expression is kept apart, so
 /// planning can move it instead of cloning it).
 struct Resolved {
@@ -200,25 +231,76 @@ impl<'c> Analyzer<'c> {
     }
 
     fn run(&mut self, recipe: &FeatureRecipe, options: &AnalyzeOptions) -> Option<Plan> {
-        if recipe.features.len() > options.max_features {
-            self.push(
-                Diagnostic::new(
-                    Code::E005,
-                    format!(
-                        "the recipe has {} features; the limit is {}",
-                        recipe.features.len(),
-                        options.max_features
-                    ),
-                )
-                .at(RecipePath::Field("features".into()))
-                .hint("split the training table into several recipes joined on the grain, or keep the features that matter"),
-            );
+        if !self.within_feature_limit(recipe, options) {
             return None;
         }
         let target_table = self.check_target(&recipe.target_table);
         self.check_names(recipe);
+        let (resolved, resolved_exprs) = self.resolve_features(recipe);
 
-        // Resolve every feature's table and expression.
+        // The label decides the spine.
+        let (spine_table, label_expr, label_grouped, label_reads) =
+            self.plan_label(recipe, &resolved)?;
+        let spine = self.catalog.table(&spine_table)?;
+        let grain: Vec<String> = recipe
+            .entity_grain
+            .iter()
+            .map(|g| {
+                spine
+                    .column(g)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| g.clone())
+            })
+            .collect();
+        let spine_is = SpineFacts {
+            key: spine.name.to_ascii_lowercase(),
+            grain: &grain,
+            grouped: label_grouped,
+            reads: &label_reads,
+        };
+        let (sources, features) =
+            self.plan_features(recipe, options, &resolved, resolved_exprs, &spine_is)?;
+
+        let target_table = target_table?;
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        Some(Plan {
+            target_table,
+            grain,
+            spine: Spine {
+                table: spine.name.clone(),
+                grouped: label_grouped,
+            },
+            sources,
+            features,
+            label: planned_label(recipe, label_expr),
+        })
+    }
+
+    /// `E005` when the recipe has more features than a compile accepts.
+    fn within_feature_limit(&mut self, recipe: &FeatureRecipe, options: &AnalyzeOptions) -> bool {
+        if recipe.features.len() <= options.max_features {
+            return true;
+        }
+        self.push(
+            Diagnostic::new(
+                Code::E005,
+                format!(
+                    "the recipe has {} features; the limit is {}",
+                    recipe.features.len(),
+                    options.max_features
+                ),
+            )
+            .at(RecipePath::Field("features".into()))
+            .hint("split the training table into several recipes joined on the grain, or keep the features that matter"),
+        );
+        false
+    }
+
+    /// Every feature's table and expression, resolved: what each reads and whether it
+    /// aggregates, with its expression kept apart so planning can move it.
+    fn resolve_features(&mut self, recipe: &FeatureRecipe) -> (Vec<Resolved>, Vec<Expr>) {
         let mut grain_checked: BTreeSet<String> = BTreeSet::new();
         let mut resolved = Vec::new();
         let mut resolved_exprs = Vec::new();
@@ -256,23 +338,21 @@ impl<'c> Analyzer<'c> {
             }
         }
 
-        // The label decides the spine.
-        let label = self.plan_label(recipe, &resolved);
+        (resolved, resolved_exprs)
+    }
 
-        // Plan the sources.
-        let (spine_table, label_expr, label_grouped, label_reads) = label?;
-        let spine = self.catalog.table(&spine_table)?;
-        let grain: Vec<String> = recipe
-            .entity_grain
-            .iter()
-            .map(|g| {
-                spine
-                    .column(g)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_else(|| g.clone())
-            })
-            .collect();
-
+    /// Where each feature is computed (the spine, or a source's CTE), with its portable
+    /// expression, its value over no rows, and the leakage, type and mixing checks.
+    fn plan_features(
+        &mut self,
+        recipe: &FeatureRecipe,
+        options: &AnalyzeOptions,
+        resolved: &[Resolved],
+        resolved_exprs: Vec<Expr>,
+        spine_is: &SpineFacts,
+    ) -> Option<(Vec<Source>, Vec<PlannedFeature>)> {
+        let (grain, label_grouped, label_reads) =
+            (spine_is.grain, spine_is.grouped, spine_is.reads);
         // A source is grouped when any of its (non-spine) features aggregates.
         let grouped_tables: BTreeSet<String> = resolved
             .iter()
@@ -281,11 +361,11 @@ impl<'c> Analyzer<'c> {
             .collect();
         let mut sources: Vec<Source> = Vec::new();
         let mut features = Vec::new();
-        let spine_key = spine.name.to_ascii_lowercase();
+        let spine_key = &spine_is.key;
         for (r, expr) in resolved.iter().zip(resolved_exprs) {
             let feature = &recipe.features[r.index];
             let path = RecipePath::feature(r.index, FeatureField::Expression);
-            let on_spine = r.table.to_ascii_lowercase() == spine_key;
+            let on_spine = r.table.to_ascii_lowercase() == *spine_key;
             let aggregate = r.facts.aggregates;
 
             if label_grouped && on_spine && !aggregate && !r.bare_non_grain.is_empty() {
@@ -333,41 +413,14 @@ impl<'c> Analyzer<'c> {
                     }
                 };
                 if sources[index].grouped && !aggregate && !r.bare_non_grain.is_empty() {
-                    self.mixed_source(recipe, &resolved, &table.name, &path);
+                    self.mixed_source(recipe, resolved, &table.name, &path);
                     continue;
                 }
                 FeatureHome::Source(index)
             };
 
-            // Leakage: a feature of the label's table reading the label's columns.
             if on_spine {
-                let leaked: Vec<&String> = r
-                    .reads
-                    .iter()
-                    .filter(|c| label_reads.contains(*c))
-                    .collect();
-                if let Some(column) = leaked.first() {
-                    let span = r
-                        .facts
-                        .columns
-                        .iter()
-                        .find(|c| c.name.eq_ignore_ascii_case(column))
-                        .and_then(|c| c.span);
-                    let mut d = Diagnostic::new(
-                        Code::W010,
-                        format!(
-                            "possible label leakage: feature `{}` reads `{column}`, which the label is computed from",
-                            feature.name
-                        ),
-                    )
-                    .at(path.clone())
-                    .with_span(span)
-                    .hint("a feature must not know the answer; drop it or read a column known before the label");
-                    if options.strict {
-                        d.severity = Severity::Error;
-                    }
-                    self.push(d);
-                }
+                self.report_leakage(feature, r, label_reads, &path, options.strict);
             }
 
             let table = self.catalog.table(&r.table)?;
@@ -406,36 +459,46 @@ impl<'c> Analyzer<'c> {
             });
         }
 
-        // A row-level source that only reads grain columns would still fan out; nothing to add.
-        let target_table = target_table?;
-        if self.diagnostics.iter().any(Diagnostic::is_error) {
-            return None;
+        Some((sources, features))
+    }
+
+    /// `W010` (an error in strict mode) when a feature of the label's table reads a column
+    /// the label is computed from.
+    fn report_leakage(
+        &mut self,
+        feature: &crate::contract::recipe::FeatureSpec,
+        r: &Resolved,
+        label_reads: &BTreeSet<String>,
+        path: &RecipePath,
+        strict: bool,
+    ) {
+        let leaked: Vec<&String> = r
+            .reads
+            .iter()
+            .filter(|c| label_reads.contains(*c))
+            .collect();
+        if let Some(column) = leaked.first() {
+            let span = r
+                .facts
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(column))
+                .and_then(|c| c.span);
+            let mut d = Diagnostic::new(
+                Code::W010,
+                format!(
+                    "possible label leakage: feature `{}` reads `{column}`, which the label is computed from",
+                    feature.name
+                ),
+            )
+            .at(path.clone())
+            .with_span(span)
+            .hint("a feature must not know the answer; drop it or read a column known before the label");
+            if strict {
+                d.severity = Severity::Error;
+            }
+            self.push(d);
         }
-        Some(Plan {
-            target_table,
-            grain,
-            spine: Spine {
-                table: spine.name.clone(),
-                grouped: label_grouped,
-            },
-            sources,
-            features,
-            label: PlannedLabel {
-                name: recipe.label.name.clone(),
-                path: label_path(recipe),
-                expr: label_expr,
-                label_type: recipe.label.label_type,
-                positive_class: recipe
-                    .label
-                    .positive_class_value
-                    .as_ref()
-                    .and_then(|v| match v {
-                        serde_json::Value::Null => None,
-                        serde_json::Value::String(s) => Some(s.clone()),
-                        other => Some(other.to_string()),
-                    }),
-            },
-        })
     }
 
     fn mixed_source(
