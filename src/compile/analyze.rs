@@ -177,6 +177,22 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
     }
 }
 
+/// Whose fragment is resolved: it decides how a column outside the table is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Feature,
+    Label,
+}
+
+/// What checking a fragment's columns against its table found.
+struct FragmentColumns {
+    facts: FragmentFacts,
+    /// Every column read, in the catalog's spelling.
+    reads: BTreeSet<String>,
+    /// Columns read outside aggregates that are not grain columns.
+    bare_non_grain: Vec<String>,
+}
+
 /// What the label decided about the spine, as feature planning needs it.
 struct SpineFacts<'a> {
     /// The spine table's name, lower case.
@@ -668,13 +684,40 @@ impl<'c> Analyzer<'c> {
         grain: &[String],
         path: &RecipePath,
     ) -> Option<(Resolved, Expr)> {
-        let facts = fragment::inspect(&expr);
+        let found = self.resolve_fragment(table, &mut expr, grain, path, Role::Feature)?;
+        let resolved = Resolved {
+            index,
+            table: table.name.clone(),
+            facts: found.facts,
+            bare_non_grain: found.bare_non_grain,
+            reads: found.reads,
+        };
+        Some((resolved, expr))
+    }
+
+    /// Checks a fragment (a feature's expression or the label's derivation) against its
+    /// table: forbidden constructs, calls that change between runs, each column (unknown
+    /// ones reported as the role says), and an aggregate mixed with a bare column. On
+    /// success the columns are rewritten to the catalog's spelling.
+    fn resolve_fragment(
+        &mut self,
+        table: &Table,
+        expr: &mut Expr,
+        grain: &[String],
+        path: &RecipePath,
+        role: Role,
+    ) -> Option<FragmentColumns> {
+        let facts = fragment::inspect(expr);
         self.report_non_deterministic(&facts, path);
         let mut ok = self.report_forbidden(&facts, path);
         let mut bare_non_grain = Vec::new();
         let mut reads = BTreeSet::new();
         for column in &facts.columns {
-            match self.resolve_column(table, column, path) {
+            let found = match role {
+                Role::Feature => self.resolve_column(table, column, path),
+                Role::Label => self.resolve_label_column(table, column, path),
+            };
+            match found {
                 Some(name) => {
                     let is_grain = grain.iter().any(|g| g.eq_ignore_ascii_case(&name));
                     if !column.in_aggregate && !is_grain && !bare_non_grain.contains(&name) {
@@ -693,10 +736,14 @@ impl<'c> Analyzer<'c> {
                 .iter()
                 .find(|c| !c.in_aggregate && c.name.eq_ignore_ascii_case(first))
                 .and_then(|c| c.span);
+            let what = match role {
+                Role::Feature => "an aggregate expression; the source is grouped by the grain",
+                Role::Label => "an aggregate label",
+            };
             self.push(
                 Diagnostic::new(
                     Code::E030,
-                    format!("`{first}` is read outside any aggregate in an aggregate expression; the source is grouped by the grain"),
+                    format!("`{first}` is read outside any aggregate in {what}"),
                 )
                 .at(path.clone())
                 .with_span(span)
@@ -707,17 +754,49 @@ impl<'c> Analyzer<'c> {
         if !ok {
             return None;
         }
-        fragment::rewrite_columns(&mut expr, |_, ident| {
+        fragment::rewrite_columns(expr, |_, ident| {
             table.column(&ident.value).map(|c| c.name.clone())
         });
-        let resolved = Resolved {
-            index,
-            table: table.name.clone(),
+        Some(FragmentColumns {
             facts,
-            bare_non_grain,
             reads,
-        };
-        Some((resolved, expr))
+            bare_non_grain,
+        })
+    }
+
+    /// A column the label reads must be in the label's table (`E031`).
+    fn resolve_label_column(
+        &mut self,
+        table: &Table,
+        column: &ColumnRef,
+        path: &RecipePath,
+    ) -> Option<String> {
+        if let Some(found) = lookup(table, column) {
+            return Some(found.name.clone());
+        }
+        let elsewhere = self.tables_with_column(&column.name);
+        let mut d = Diagnostic::new(
+            Code::E031,
+            format!(
+                "the label reads `{}`, which is not a column of the label's table `{}`",
+                column.name, table.name
+            ),
+        )
+        .at(path.clone())
+        .with_span(column.span)
+        .hints(did_you_mean(&suggestions(
+            &column.name,
+            table.columns.iter().map(|c| c.name.as_str()),
+        )));
+        if !elsewhere.is_empty() {
+            d = d.hint(format!(
+                "`{}` is in {}; the label comes from one table: derive it in a view, or qualify `label.column`",
+                column.name,
+                elsewhere.join(", ")
+            ));
+        }
+        self.push(d);
+        None
     }
 
     /// `W012` for each call whose value changes from run to run.
@@ -887,67 +966,10 @@ impl<'c> Analyzer<'c> {
                 )
             }
         };
-        let facts = fragment::inspect(&expr);
-        self.report_non_deterministic(&facts, &path);
-        if !self.report_forbidden(&facts, &path) {
-            return None;
-        }
-        let mut ok = true;
-        let mut bare_non_grain = Vec::new();
-        for column in &facts.columns {
-            let Some(found) = lookup(table, column) else {
-                let elsewhere = self.tables_with_column(&column.name);
-                let mut d = Diagnostic::new(
-                    Code::E031,
-                    format!(
-                        "the label reads `{}`, which is not a column of the label's table `{}`",
-                        column.name, table.name
-                    ),
-                )
-                .at(path.clone())
-                .with_span(column.span)
-                .hints(did_you_mean(&suggestions(
-                    &column.name,
-                    table.columns.iter().map(|c| c.name.as_str()),
-                )));
-                if !elsewhere.is_empty() {
-                    d = d.hint(format!(
-                        "`{}` is in {}; the label comes from one table: derive it in a view, or qualify `label.column`",
-                        column.name,
-                        elsewhere.join(", ")
-                    ));
-                }
-                self.push(d);
-                ok = false;
-                continue;
-            };
-            let name = found.name.clone();
-            if !column.in_aggregate && !grain.iter().any(|g| g.eq_ignore_ascii_case(&name)) {
-                bare_non_grain.push(name.clone());
-            }
-            reads.insert(name);
-        }
-        if facts.aggregates
-            && let Some(first) = bare_non_grain.first()
-        {
-            self.push(
-                Diagnostic::new(
-                    Code::E030,
-                    format!("`{first}` is read outside any aggregate in an aggregate label"),
-                )
-                .at(path.clone())
-                .hint(format!("wrap it in an aggregate, e.g. `MAX({first})`")),
-            );
-            ok = false;
-        }
-        if !ok {
-            return None;
-        }
-        fragment::rewrite_columns(&mut expr, |_, ident| {
-            table.column(&ident.value).map(|c| c.name.clone())
-        });
+        let found = self.resolve_fragment(table, &mut expr, grain, &path, Role::Label)?;
+        reads.extend(found.reads);
         let expr = crate::compile::infer::make_portable(expr, table);
-        Some((table.name.clone(), expr, facts.aggregates, reads))
+        Some((table.name.clone(), expr, found.facts.aggregates, reads))
     }
 
     /// Up to three tables that have a column of this name, quoted for a hint.
