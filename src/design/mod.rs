@@ -224,36 +224,7 @@ pub async fn propose(
     catalog: &Catalog,
     options: &DesignOptions,
 ) -> Result<Proposal, Vec<Diagnostic>> {
-    let spine = catalog.table(&request.spine).ok_or_else(|| {
-        vec![
-            Diagnostic::new(
-                Code::E020,
-                format!("unknown spine table `{}`", request.spine),
-            )
-            .at(RecipePath::Request("design.spine".into())),
-        ]
-    })?;
-    if request.entity_grain.is_empty() {
-        return Err(vec![
-            Diagnostic::new(Code::E002, "entity_grain is empty")
-                .at(RecipePath::Request("design.entity_grain".into())),
-        ]);
-    }
-    let mut grain = Vec::new();
-    for g in &request.entity_grain {
-        match spine.column(g) {
-            Some(c) => grain.push(c.name.clone()),
-            None => {
-                return Err(vec![
-                    Diagnostic::new(
-                        Code::E023,
-                        format!("the spine `{}` has no grain column `{g}`", spine.name),
-                    )
-                    .at(RecipePath::Request("design.entity_grain".into())),
-                ]);
-            }
-        }
-    }
+    let (spine, grain) = spine_and_grain(request, catalog)?;
     let label_columns = label_columns(&request.label)?;
     let ctx = crate::run::validate::session(catalog, &options.run.validate)
         .await
@@ -322,84 +293,133 @@ pub async fn propose(
                 ));
                 continue;
             }
-            match family {
-                TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal => {
-                    for (agg, what) in [
-                        ("SUM", "sum"),
-                        ("AVG", "avg"),
-                        ("MIN", "min"),
-                        ("MAX", "max"),
-                        ("STDDEV_SAMP", "stddev"),
-                    ] {
+            match aggregated(table, column, profile, family, options) {
+                Ok(proposed) => {
+                    for (name, expr, description) in proposed {
                         proposal.features.extend(feature(
                             &mut names,
-                            format!("{what}_{short}_{cname}"),
-                            call(agg, vec![c.clone()]),
+                            name,
+                            expr,
                             table,
-                            format!("{agg} of {} per entity", column.name),
+                            description,
                         ));
                     }
                 }
-                TypeFamily::String => {
-                    if profile.distinct > options.max_categories {
-                        skip(
-                            &format!(
-                                "text with more than {} distinct values in the profile",
-                                options.max_categories
-                            ),
-                            &mut proposal.left_out,
-                        );
-                        continue;
-                    }
-                    proposal.features.extend(feature(
-                        &mut names,
-                        format!("n_distinct_{short}_{cname}"),
-                        count_distinct(c.clone()),
-                        table,
-                        format!("distinct {} per entity", column.name),
-                    ));
-                    for (value, _) in profile.top.iter().take(options.top_values) {
-                        proposal.features.extend(feature(
-                            &mut names,
-                            format!("count_{short}_{cname}_{}", sanitize(value)),
-                            count_when(Expr::BinaryOp {
-                                left: Box::new(c.clone()),
-                                op: sqlparser::ast::BinaryOperator::Eq,
-                                right: Box::new(Expr::value(Value::SingleQuotedString(
-                                    value.clone(),
-                                ))),
-                            }),
-                            table,
-                            format!("rows with {} = '{value}' per entity", column.name),
-                        ));
-                    }
-                }
-                TypeFamily::Boolean => proposal.features.extend(feature(
-                    &mut names,
-                    format!("true_share_{short}_{cname}"),
-                    call("AVG", vec![share_of_true(c.clone())]),
-                    table,
-                    format!("share of rows with {} true", column.name),
-                )),
-                TypeFamily::Date | TypeFamily::Timestamp => {
-                    for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
-                        proposal.features.extend(feature(
-                            &mut names,
-                            format!("{what}_{short}_{cname}"),
-                            call(agg, vec![c.clone()]),
-                            table,
-                            format!("{what} {} per entity", column.name),
-                        ));
-                    }
-                }
-                TypeFamily::Other => skip(
-                    &format!("type {} is not aggregated", column.data_type),
-                    &mut proposal.left_out,
-                ),
+                Err(why) => skip(&why, &mut proposal.left_out),
             }
         }
     }
     Ok(proposal)
+}
+
+/// The design request's spine table and its grain, as the spine spells it.
+fn spine_and_grain<'c>(
+    request: &DesignRequest,
+    catalog: &'c Catalog,
+) -> Result<(&'c Table, Vec<String>), Vec<Diagnostic>> {
+    let spine = catalog.table(&request.spine).ok_or_else(|| {
+        vec![
+            Diagnostic::new(
+                Code::E020,
+                format!("unknown spine table `{}`", request.spine),
+            )
+            .at(RecipePath::Request("design.spine".into())),
+        ]
+    })?;
+    if request.entity_grain.is_empty() {
+        return Err(vec![
+            Diagnostic::new(Code::E002, "entity_grain is empty")
+                .at(RecipePath::Request("design.entity_grain".into())),
+        ]);
+    }
+    let mut grain = Vec::new();
+    for g in &request.entity_grain {
+        match spine.column(g) {
+            Some(c) => grain.push(c.name.clone()),
+            None => {
+                return Err(vec![
+                    Diagnostic::new(
+                        Code::E023,
+                        format!("the spine `{}` has no grain column `{g}`", spine.name),
+                    )
+                    .at(RecipePath::Request("design.entity_grain".into())),
+                ]);
+            }
+        }
+    }
+    Ok((spine, grain))
+}
+
+/// What a column of a table other than the spine proposes, aggregated per entity:
+/// (name, expression, description) for each feature, or why the column gives none.
+fn aggregated(
+    table: &Table,
+    column: &crate::catalog::Column,
+    profile: &ColumnProfile,
+    family: TypeFamily,
+    options: &DesignOptions,
+) -> Result<Vec<(String, Expr, String)>, String> {
+    let c = column_expr(&column.name);
+    let short = sanitize(&table.name);
+    let cname = sanitize(&column.name);
+    let mut out = Vec::new();
+    match family {
+        TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal => {
+            for (agg, what) in [
+                ("SUM", "sum"),
+                ("AVG", "avg"),
+                ("MIN", "min"),
+                ("MAX", "max"),
+                ("STDDEV_SAMP", "stddev"),
+            ] {
+                out.push((
+                    format!("{what}_{short}_{cname}"),
+                    call(agg, vec![c.clone()]),
+                    format!("{agg} of {} per entity", column.name),
+                ));
+            }
+        }
+        TypeFamily::String => {
+            if profile.distinct > options.max_categories {
+                return Err(format!(
+                    "text with more than {} distinct values in the profile",
+                    options.max_categories
+                ));
+            }
+            out.push((
+                format!("n_distinct_{short}_{cname}"),
+                count_distinct(c.clone()),
+                format!("distinct {} per entity", column.name),
+            ));
+            for (value, _) in profile.top.iter().take(options.top_values) {
+                out.push((
+                    format!("count_{short}_{cname}_{}", sanitize(value)),
+                    count_when(Expr::BinaryOp {
+                        left: Box::new(c.clone()),
+                        op: sqlparser::ast::BinaryOperator::Eq,
+                        right: Box::new(Expr::value(Value::SingleQuotedString(value.clone()))),
+                    }),
+                    format!("rows with {} = '{value}' per entity", column.name),
+                ));
+            }
+        }
+        TypeFamily::Boolean => out.push((
+            format!("true_share_{short}_{cname}"),
+            call("AVG", vec![share_of_true(c.clone())]),
+            format!("share of rows with {} true", column.name),
+        )),
+        TypeFamily::Date | TypeFamily::Timestamp => {
+            for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
+                out.push((
+                    format!("{what}_{short}_{cname}"),
+                    call(agg, vec![c.clone()]),
+                    format!("{what} {} per entity", column.name),
+                ));
+            }
+        }
+        TypeFamily::Other => return Err(format!("type {} is not aggregated", column.data_type)),
+    }
+    Ok(out)
 }
 
 /// What the profile learned about one column from the first rows of its table.
