@@ -387,48 +387,7 @@ async fn run(
         Some(fanned_out_rows(&ctx, plan, &row_level).await?)
     };
     for source in &row_level {
-        let frame = ctx
-            .table(table_reference(&source.table))
-            .await
-            .map_err(runtime_error)?;
-        let frame = match threshold {
-            Some(t) => frame
-                .filter(
-                    key_hash_udf()
-                        .call(source.grain.iter().map(ident).collect())
-                        .lt_eq(lit(t)),
-                )
-                .map_err(runtime_error)?,
-            None => frame,
-        };
-        let stats = frame
-            .aggregate(
-                source.grain.iter().map(ident).collect(),
-                vec![count(lit(1)).alias("n")],
-            )
-            .map_err(runtime_error)?
-            .aggregate(
-                vec![],
-                vec![sum(col("n")).alias("rows"), count(lit(1)).alias("keys")],
-            )
-            .map_err(runtime_error)?
-            .collect()
-            .await
-            .map_err(runtime_error)?;
-        if let Some(batch) = stats.first().filter(|b| b.num_rows() == 1) {
-            let rows = batch.column(0).as_primitive::<Int64Type>();
-            let rows = if rows.is_null(0) { 0 } else { rows.value(0) };
-            let keys = batch.column(1).as_primitive::<Int64Type>().value(0);
-            if rows > keys {
-                findings.push(Diagnostic::new(
-                    Code::W102,
-                    format!(
-                        "row-level source `{}` has {rows} rows for {keys} keys of ({grain_list}) in the sample: the join fans out",
-                        source.table
-                    ),
-                ));
-            }
-        }
+        findings.extend(fan_out(&ctx, source, threshold, &grain_list).await?);
     }
 
     // 4. One pass over the sample, a group of features at a time (each group's query has
@@ -570,6 +529,59 @@ fn feature_findings(
         );
     }
     findings
+}
+
+/// `W102` when a row-level source has more rows than keys among the sampled entities:
+/// joining it multiplies their training rows.
+async fn fan_out(
+    ctx: &SessionContext,
+    source: &crate::compile::analyze::Source,
+    threshold: Option<i64>,
+    grain_list: &str,
+) -> Result<Option<Diagnostic>, Diagnostic> {
+    let frame = ctx
+        .table(table_reference(&source.table))
+        .await
+        .map_err(runtime_error)?;
+    let frame = match threshold {
+        Some(t) => frame
+            .filter(
+                key_hash_udf()
+                    .call(source.grain.iter().map(ident).collect())
+                    .lt_eq(lit(t)),
+            )
+            .map_err(runtime_error)?,
+        None => frame,
+    };
+    let stats = frame
+        .aggregate(
+            source.grain.iter().map(ident).collect(),
+            vec![count(lit(1)).alias("n")],
+        )
+        .map_err(runtime_error)?
+        .aggregate(
+            vec![],
+            vec![sum(col("n")).alias("rows"), count(lit(1)).alias("keys")],
+        )
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    if let Some(batch) = stats.first().filter(|b| b.num_rows() == 1) {
+        let rows = batch.column(0).as_primitive::<Int64Type>();
+        let rows = if rows.is_null(0) { 0 } else { rows.value(0) };
+        let keys = batch.column(1).as_primitive::<Int64Type>().value(0);
+        if rows > keys {
+            return Ok(Some(Diagnostic::new(
+                Code::W102,
+                format!(
+                    "row-level source `{}` has {rows} rows for {keys} keys of ({grain_list}) in the sample: the join fans out",
+                    source.table
+                ),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// `featurecraft_key_hash(grain…) <= threshold`.
