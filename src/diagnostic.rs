@@ -71,7 +71,10 @@ codes! {
     E020 "unknown_table" "unknown table";
     E021 "unknown_column" "unknown column, or a column qualified with a table the fragment does not read";
     E022 "label_table_undetermined" "the label's table cannot be determined (none or several qualify)";
-    E023 "grain_column_missing" "a source lacks a grain column";
+    E023 "grain_column_missing" "a source lacks a grain column (in a point-in-time recipe: a column of the entity key)";
+    E024 "cutoff_column_invalid" "`point_in_time.cutoff_column` is not one of `entity_grain`, is the grain's only column, or is not a date or timestamp in the spine";
+    E025 "time_column_invalid" "a time column of `point_in_time.time_columns` is missing from its table or is not a date or timestamp (an unknown table there is `E020`)";
+    E026 "window_invalid" "a feature's `window` does not parse, is not positive, counts months or years (not fixed lengths), or is set outside a point-in-time recipe or on a source with no time column";
     E030 "aggregate_mixed" "an aggregate mixed with a non-grouped column (in one expression or one source)";
     E031 "label_outside_table" "the label derivation reads a column outside the label's table";
     E040 "dialect_unsupported" "a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery)";
@@ -80,13 +83,17 @@ codes! {
     W001 "unknown_field" "unknown recipe field (a typo such as `expresion`)";
     W010 "label_leakage" "possible label leakage (an error in strict mode)";
     W011 "declared_type_mismatch" "declared `data_type` disagrees with the expression's type family, or is unknown";
-    W012 "non_deterministic" "a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization";
+    W012 "unbounded_source" "in a point-in-time recipe, a feature reads a source with no time column that is not declared static (`null` in `time_columns`): it is not bounded by the cutoff and may leak (an error in strict mode)";
+    W013 "non_deterministic" "a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization";
+    W014 "unused_time_column" "`point_in_time.time_columns` names a table no feature reads";
     E050 "query_failed" "the query failed while running (a cast that fails on the data, an invalid DataFusion setting)";
     E051 "memory_limit" "the run exceeded its memory limit";
     E052 "data_file" "a data file is missing or unreadable";
     E053 "write_failed" "the output cannot be written (the warehouse folder, a full disk)";
     W101 "grain_not_unique" "spine rows share grain keys";
     W102 "fan_out" "a row-level source has several rows per key: the join fans out";
+    W103 "as_of_ties" "an as-of value's source has several rows at the latest time before a sampled cutoff: the documented tie-break chose one";
+    W104 "cutoff_outside_source" "a timed source has no row before any sampled cutoff (within its widest window): every feature from it is empty";
     W110 "single_class_label" "one label class in the sample";
     W111 "label_imbalance" "the minority class is under 5 % of the sample";
     W112 "label_nulls" "NULL labels in the sample";
@@ -94,6 +101,7 @@ codes! {
     W121 "all_null_feature" "NULL in every sampled row";
     W122 "computed_type_mismatch" "the Arrow type DataFusion computed is not of the declared `data_type` family";
     W123 "suspected_leakage" "a feature separates a binary label perfectly; only reported on at least 100 labelled rows with at least 10 of each class, since smaller samples split perfectly by chance";
+    W124 "window_mostly_empty" "a windowed feature's window holds no source row for most sampled rows";
     W190 "truncated" "the summary was cut: at most 20 classes, 50 high-null columns, 30 warnings (each at most 300 characters)";
 }
 
@@ -191,7 +199,22 @@ pub enum FeatureField {
     Description,
     /// `data_type`.
     DataType,
+    /// `window` (point-in-time recipes).
+    Window,
     /// A field the contract does not know (`W001`).
+    Other(String),
+}
+
+/// A field of `point_in_time`, in a [`RecipePath`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PointInTimeField {
+    /// `cutoff_column`.
+    CutoffColumn,
+    /// `time_columns`, or the entry of one table in it.
+    TimeColumns(Option<String>),
+    /// `include_cutoff`.
+    IncludeCutoff,
+    /// A field featurecraft does not know (`W001`).
     Other(String),
 }
 
@@ -226,6 +249,8 @@ pub enum RecipePath {
     Feature(usize, Option<FeatureField>),
     /// A field of the label.
     Label(LabelField),
+    /// `point_in_time`, or one of its fields.
+    PointInTime(Option<PointInTimeField>),
     /// A field of a request other than a recipe (`design.spine` of a design request).
     Request(String),
 }
@@ -253,6 +278,7 @@ impl FeatureField {
             FeatureField::SourceTable => "source_table",
             FeatureField::Description => "description",
             FeatureField::DataType => "data_type",
+            FeatureField::Window => "window",
             FeatureField::Other(name) => name,
         }
     }
@@ -281,6 +307,19 @@ impl std::fmt::Display for RecipePath {
                 write!(f, "features[{index}].{}", field.as_str())
             }
             RecipePath::Label(field) => write!(f, "label.{}", field.as_str()),
+            RecipePath::PointInTime(None) => f.write_str("point_in_time"),
+            RecipePath::PointInTime(Some(field)) => match field {
+                PointInTimeField::CutoffColumn => f.write_str("point_in_time.cutoff_column"),
+                PointInTimeField::IncludeCutoff => f.write_str("point_in_time.include_cutoff"),
+                PointInTimeField::TimeColumns(None) => f.write_str("point_in_time.time_columns"),
+                PointInTimeField::TimeColumns(Some(table)) if crate::sql::is_bare_word(table) => {
+                    write!(f, "point_in_time.time_columns.{table}")
+                }
+                PointInTimeField::TimeColumns(Some(table)) => {
+                    write!(f, "point_in_time.time_columns[{table:?}]")
+                }
+                PointInTimeField::Other(name) => write!(f, "point_in_time.{name}"),
+            },
             RecipePath::Request(name) => f.write_str(name),
         }
     }

@@ -44,7 +44,10 @@
 //! | E020 | unknown table |
 //! | E021 | unknown column, or a column qualified with a table the fragment does not read |
 //! | E022 | the label's table cannot be determined (none or several qualify) |
-//! | E023 | a source lacks a grain column |
+//! | E023 | a source lacks a grain column (in a point-in-time recipe: a column of the entity key) |
+//! | E024 | `point_in_time.cutoff_column` is not one of `entity_grain`, is the grain's only column, or is not a date or timestamp in the spine |
+//! | E025 | a time column of `point_in_time.time_columns` is missing from its table or is not a date or timestamp (an unknown table there is `E020`) |
+//! | E026 | a feature's `window` does not parse, is not positive, counts months or years (not fixed lengths), or is set outside a point-in-time recipe or on a source with no time column |
 //! | E030 | an aggregate mixed with a non-grouped column (in one expression or one source) |
 //! | E031 | the label derivation reads a column outside the label's table |
 //! | E040 | a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery) |
@@ -53,7 +56,9 @@
 //! | W001 | unknown recipe field (a typo such as `expresion`) |
 //! | W010 | possible label leakage (an error in strict mode) |
 //! | W011 | declared `data_type` disagrees with the expression's type family, or is unknown |
-//! | W012 | a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization |
+//! | W012 | in a point-in-time recipe, a feature reads a source with no time column that is not declared static (`null` in `time_columns`): it is not bounded by the cutoff and may leak (an error in strict mode) |
+//! | W013 | a fragment reads the clock or random numbers (`CURRENT_DATE`, `NOW()`, `RANDOM()`, …): the table differs on every run, and validation sees other values than materialization |
+//! | W014 | `point_in_time.time_columns` names a table no feature reads |
 //! | E050 | the query failed while running (a cast that fails on the data, an invalid DataFusion setting) |
 //! | E051 | the run exceeded its memory limit |
 //! | E052 | a data file is missing or unreadable |

@@ -5,11 +5,14 @@
 //! and skew, a table that is not unique on the grain (`subscriptions`), a table without
 //! `customer_id` (`order_items`) with a view giving it its join path
 //! (`customer_order_items.sql`), a multi-file table (`events/`), a domain
-//! (`marketing/campaign_touches`), and a two-column grain (`customer_snapshots` with the
-//! view `events_monthly.sql`).
+//! (`marketing/campaign_touches`), a two-column grain (`customer_snapshots` with the
+//! view `events_monthly.sql`), and for point-in-time recipes a cutoff spine
+//! (`churn_cutoffs`: up to three cutoffs per customer, some placed exactly on a source
+//! row or a window before one) and a plan history with ties (`plan_changes`).
 //!
 //! Rows per customer (averages): 20 events, 3 orders, 2.5 order items per order,
-//! 1.3 subscriptions, 0.6 support tickets, 1.5 campaign touches, 3 monthly snapshots.
+//! 1.3 subscriptions, 0.6 support tickets, 1.5 campaign touches, 3 monthly snapshots,
+//! 2.6 plan changes, 2.9 cutoffs.
 
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
@@ -117,23 +120,30 @@ pub fn generate_retail(dir: &Path, options: &GenerateOptions) -> Result<(), Stri
     std::fs::create_dir_all(dir.join("events")).map_err(io)?;
     std::fs::create_dir_all(dir.join("marketing")).map_err(io)?;
     let n = options.customers;
-    let mut progress = Progress::new(options.progress, 7 + options.event_files);
+    let mut progress = Progress::new(options.progress, 9 + options.event_files);
 
-    let signup = write_customers(dir, n, &mut progress)?;
+    let customers = write_customers(dir, n, &mut progress)?;
     write_subscriptions(dir, n, &mut progress)?;
-    write_events(dir, n, options.event_files, &mut progress)?;
-    write_orders(dir, n, &signup, &mut progress)?;
+    let first_event = write_events(dir, n, options.event_files, &mut progress)?;
+    let first_order = write_orders(dir, n, &customers.signup, &mut progress)?;
     write_support_tickets(dir, n, &mut progress)?;
     write_campaign_touches(dir, n, &mut progress)?;
     write_customer_snapshots(dir, n, &mut progress)?;
+    write_plan_changes(dir, n, &mut progress)?;
+    let edges = Edges {
+        first_event,
+        first_order,
+    };
+    write_churn_cutoffs(dir, &customers, &edges, &mut progress)?;
     Ok(())
 }
 
 /// The customers: one row each, with the signup day every other table starts from.
-fn write_customers(dir: &Path, n: u64, progress: &mut Progress) -> Result<Vec<i32>, String> {
+fn write_customers(dir: &Path, n: u64, progress: &mut Progress) -> Result<Customers, String> {
     let mut rng = Rng::new(1);
     let mut c = Columns::default();
     let mut signup = Vec::with_capacity(n as usize);
+    let mut churn = Vec::with_capacity(n as usize);
     for id in 1..=n as i64 {
         let signup_day = EPOCH_2020 + rng.below(1800) as i32;
         signup.push(signup_day);
@@ -146,6 +156,7 @@ fn write_customers(dir: &Path, n: u64, progress: &mut Progress) -> Result<Vec<i3
         let churned = rng.chance(if plan == "basic" { 0.18 } else { 0.06 });
         let churn_ts =
             churned.then(|| (signup_day as i64 + 30 + rng.below(700) as i64) * MICROS_PER_DAY);
+        churn.push(churn_ts);
         let fee = (!rng.chance(0.08))
             .then(|| ((base_fee * (0.9 + rng.unit() * 0.2)) * 100.0).round() / 100.0);
         let months = 1.0 + rng.below(48) as f64;
@@ -192,7 +203,15 @@ fn write_customers(dir: &Path, n: u64, progress: &mut Progress) -> Result<Vec<i3
     }
     c.write(&dir.join("customers.parquet"))?;
     progress.step(&dir.join("customers.parquet"));
-    Ok(signup)
+    Ok(Customers { signup, churn })
+}
+
+/// What later tables need of each customer (index `customer_id - 1`).
+struct Customers {
+    /// The signup day (days since 1970-01-01).
+    signup: Vec<i32>,
+    /// When the customer churned (microseconds since 1970-01-01), if they did.
+    churn: Vec<Option<i64>>,
 }
 
 /// Subscriptions: several per customer, so not unique on the grain.
@@ -234,8 +253,15 @@ fn write_subscriptions(dir: &Path, n: u64, progress: &mut Progress) -> Result<()
 }
 
 /// Events, split over `parts` files of one schema.
-fn write_events(dir: &Path, n: u64, parts: usize, progress: &mut Progress) -> Result<(), String> {
+/// Returns each customer's first generated event time, for the cutoff spine's edge cases.
+fn write_events(
+    dir: &Path,
+    n: u64,
+    parts: usize,
+    progress: &mut Progress,
+) -> Result<Vec<Option<i64>>, String> {
     let mut rng = Rng::new(3);
+    let mut first_event = vec![None; n as usize];
     let per_part = (n as usize).div_ceil(parts);
     let mut eid = 0i64;
     for part in 0..parts {
@@ -263,13 +289,10 @@ fn write_events(dir: &Path, n: u64, parts: usize, progress: &mut Progress) -> Re
                 c.i64("event_id", Some(eid));
                 c.i64("customer_id", Some(id));
                 c.str("event_type", Some(kind));
-                c.ts(
-                    "event_ts",
-                    Some(
-                        (EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY
-                            + rng.below(MICROS_PER_DAY as u64) as i64,
-                    ),
-                );
+                let at = (EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY
+                    + rng.below(MICROS_PER_DAY as u64) as i64;
+                first_event[(id - 1) as usize].get_or_insert(at);
+                c.ts("event_ts", Some(at));
                 c.f64(
                     "amount",
                     (kind == "purchase")
@@ -282,12 +305,19 @@ fn write_events(dir: &Path, n: u64, parts: usize, progress: &mut Progress) -> Re
         c.write(&file)?;
         progress.step(&file);
     }
-    Ok(())
+    Ok(first_event)
 }
 
 /// Orders, their items, and the view that gives the items their customer.
-fn write_orders(dir: &Path, n: u64, signup: &[i32], progress: &mut Progress) -> Result<(), String> {
+/// Returns each customer's first generated order day, for the cutoff spine's edge cases.
+fn write_orders(
+    dir: &Path,
+    n: u64,
+    signup: &[i32],
+    progress: &mut Progress,
+) -> Result<Vec<Option<i32>>, String> {
     let mut rng = Rng::new(4);
+    let mut first_order = vec![None; n as usize];
     let mut orders = Columns::default();
     let mut items = Columns::default();
     let mut oid = 0i64;
@@ -301,10 +331,9 @@ fn write_orders(dir: &Path, n: u64, signup: &[i32], progress: &mut Progress) -> 
             oid += 1;
             orders.i64("order_id", Some(oid));
             orders.i64("customer_id", Some(id));
-            orders.date(
-                "order_date",
-                Some(signup[(id - 1) as usize].max(EPOCH_2024) + rng.below(700) as i32),
-            );
+            let day = signup[(id - 1) as usize].max(EPOCH_2024) + rng.below(700) as i32;
+            first_order[(id - 1) as usize].get_or_insert(day);
+            orders.date("order_date", Some(day));
             orders.f64(
                 "amount",
                 Some(((10.0 + rng.unit() * 290.0) * 100.0).round() / 100.0),
@@ -340,7 +369,7 @@ fn write_orders(dir: &Path, n: u64, signup: &[i32], progress: &mut Progress) -> 
          FROM order_items i\n\
          JOIN orders o ON i.order_id = o.order_id\n",
     )?;
-    Ok(())
+    Ok(first_order)
 }
 
 /// Support tickets: most customers have none.
@@ -425,6 +454,125 @@ fn write_customer_snapshots(dir: &Path, n: u64, progress: &mut Progress) -> Resu
          SELECT customer_id, CAST(date_trunc('month', event_ts) AS DATE) AS snapshot_date, event_type, amount, session_seconds\n\
          FROM events\n",
     )?;
+    Ok(())
+}
+
+/// `plan_changes`: each customer's plan history, a timed source for as-of values. About
+/// one customer in ten has two changes at the same instant (a tie the as-of rule breaks).
+fn write_plan_changes(dir: &Path, n: u64, progress: &mut Progress) -> Result<(), String> {
+    let mut rng = Rng::new(8);
+    let mut c = Columns::default();
+    let plans = [("basic", 9.99), ("pro", 29.99), ("enterprise", 99.0)];
+    for id in 1..=n as i64 {
+        let changes = 1 + rng.count(1.5);
+        let tie = rng.chance(0.1);
+        for k in 0..changes {
+            let at = (EPOCH_2024 as i64 + rng.below(730) as i64) * MICROS_PER_DAY
+                + rng.below(MICROS_PER_DAY as u64) as i64;
+            let copies = if tie && k == 0 { 2 } else { 1 };
+            for _ in 0..copies {
+                let (plan, fee) = plans[rng.below(3) as usize];
+                c.i64("customer_id", Some(id));
+                c.ts("changed_at", Some(at));
+                c.str("to_plan", Some(plan));
+                c.f64("fee", Some(fee));
+                c.i32(
+                    "seats",
+                    (!rng.chance(0.1)).then(|| 1 + rng.below(20) as i32),
+                );
+            }
+        }
+    }
+    c.write(&dir.join("plan_changes.parquet"))?;
+    progress.step(&dir.join("plan_changes.parquet"));
+    Ok(())
+}
+
+/// Source times the cutoff spine places cutoffs on, so the edges of the point-in-time
+/// rules are in the data: a row exactly at a cutoff, exactly a window before one.
+struct Edges {
+    /// Each customer's first generated event time.
+    first_event: Vec<Option<i64>>,
+    /// Each customer's first generated order day.
+    first_order: Vec<Option<i32>>,
+}
+
+/// Month starts from 2024-07-01 to 2025-12-01, in days since 1970-01-01.
+const CUTOFF_MONTHS: [i32; 18] = [
+    19905, 19936, 19967, 19997, 20028, 20058, 20089, 20120, 20148, 20179, 20209, 20240, 20270,
+    20301, 20332, 20362, 20393, 20423,
+];
+
+/// `churn_cutoffs`: the point-in-time spine. Each customer still active gets up to three
+/// monthly cutoffs (none at or after their churn); a churned customer's last month start
+/// before churning is one of them. `churned_30d` is 1 when the customer churns in the 30
+/// days after the cutoff. Customers by `customer_id % 7` get one cutoff on an edge: at their
+/// first event, 30, 7 or 90 days after it, at their first order day, or 30 days after it.
+fn write_churn_cutoffs(
+    dir: &Path,
+    customers: &Customers,
+    edges: &Edges,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let mut rng = Rng::new(9);
+    let mut c = Columns::default();
+    for (index, churn) in customers.churn.iter().enumerate() {
+        let id = index as i64 + 1;
+        let mut months = CUTOFF_MONTHS;
+        for i in 0..3 {
+            let j = i + rng.below((months.len() - i) as u64) as usize;
+            months.swap(i, j);
+        }
+        let mut cutoffs: Vec<i64> = months[..3]
+            .iter()
+            .map(|&day| day as i64 * MICROS_PER_DAY)
+            .collect();
+        if let Some(churn) = *churn {
+            let last_before = CUTOFF_MONTHS
+                .iter()
+                .map(|&day| day as i64 * MICROS_PER_DAY)
+                .rfind(|&start| start < churn);
+            if let Some(start) = last_before
+                && !cutoffs.contains(&start)
+            {
+                cutoffs[0] = start;
+            }
+        }
+        let day = |days: i64| days * MICROS_PER_DAY;
+        let edge = match id % 7 {
+            0 => edges.first_event[index],
+            1 => edges.first_event[index].map(|t| t + day(30)),
+            2 => edges.first_event[index].map(|t| t + day(7)),
+            3 => edges.first_event[index].map(|t| t + day(90)),
+            4 => edges.first_order[index].map(|d| day(d as i64)),
+            5 => edges.first_order[index].map(|d| day(d as i64 + 30)),
+            _ => None,
+        };
+        if let Some(edge) = edge {
+            let edge_day = edge.div_euclid(MICROS_PER_DAY);
+            let clashes = cutoffs[..2]
+                .iter()
+                .any(|t| t.div_euclid(MICROS_PER_DAY) == edge_day);
+            if !clashes {
+                cutoffs[2] = edge;
+            }
+        }
+        cutoffs.retain(|&t| churn.is_none_or(|churn| t < churn));
+        cutoffs.sort_unstable();
+        for cutoff in cutoffs {
+            let churned_30d =
+                churn.is_some_and(|churn| churn > cutoff && churn <= cutoff + day(30));
+            c.i64("customer_id", Some(id));
+            c.ts("cutoff_time", Some(cutoff));
+            c.date(
+                "cutoff_date",
+                Some(cutoff.div_euclid(MICROS_PER_DAY) as i32),
+            );
+            c.i32("churned_30d", Some(i32::from(churned_30d)));
+        }
+    }
+    c.write(&dir.join("churn_cutoffs.parquet"))?;
+    progress.step(&dir.join("churn_cutoffs.parquet"));
     Ok(())
 }
 

@@ -166,6 +166,8 @@ fn the_generator_rewrites_the_bundled_catalog_byte_for_byte() {
         "events/part-000.parquet",
         "events/part-001.parquet",
         "marketing/campaign_touches.parquet",
+        "plan_changes.parquet",
+        "churn_cutoffs.parquet",
         "customer_order_items.sql",
         "events_monthly.sql",
     ] {
@@ -177,7 +179,7 @@ fn the_generator_rewrites_the_bundled_catalog_byte_for_byte() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 7);
+    assert_eq!(compared, 9);
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .filter_map(|e| e.ok())

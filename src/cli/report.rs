@@ -90,7 +90,12 @@ pub fn print_diagnostics(compiled: &Compiled, recipe: &Path) {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for d in &compiled.diagnostics {
         let fragment = d.path.as_deref().and_then(|p| compiled.fragment_at(p));
-        let text = flags(&d.render(fragment));
+        // A compile finding quotes the recipe's own names, which are not options.
+        let text = if d.code.is_compile() {
+            d.render(fragment)
+        } else {
+            flags(&d.render(fragment))
+        };
         if color {
             let (start, end) = if d.is_error() {
                 ("\x1b[1;31m", "\x1b[0m")

@@ -15,9 +15,13 @@
 
 use crate::catalog::{Catalog, Table};
 use crate::compile::fragment::{self, ColumnRef, FragmentFacts};
-use crate::contract::recipe::{FeatureRecipe, LabelType};
+use crate::compile::point_in_time::{
+    PlanTime, SourceTime, TieColumn, TimeType, Window, parse_window,
+};
+use crate::contract::recipe::{FeatureRecipe, LabelType, PointInTime};
 use crate::diagnostic::{
-    Code, Diagnostic, FeatureField, LabelField, RecipePath, Severity, did_you_mean, suggestions,
+    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Severity,
+    did_you_mean, suggestions,
 };
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
@@ -73,6 +77,8 @@ pub struct Plan {
     pub features: Vec<PlannedFeature>,
     /// The label column.
     pub label: PlannedLabel,
+    /// Point-in-time facts, in a recipe with `point_in_time`.
+    pub point_in_time: Option<PlanTime>,
 }
 
 impl Plan {
@@ -89,6 +95,21 @@ impl Plan {
                 .filter_map(|&i| self.features.get(i).cloned())
                 .collect(),
             label: self.label.clone(),
+            point_in_time: self.point_in_time.clone(),
+        }
+    }
+
+    /// The grain columns sources join on, as the spine spells them: the whole grain, or
+    /// in a point-in-time plan the grain without the cutoff (the entity key).
+    pub fn entity_key(&self) -> Vec<String> {
+        match &self.point_in_time {
+            Some(time) => self
+                .grain
+                .iter()
+                .filter(|g| **g != time.cutoff)
+                .cloned()
+                .collect(),
+            None => self.grain.clone(),
         }
     }
 }
@@ -109,10 +130,14 @@ pub struct Source {
     pub cte_name: String,
     /// The catalog name of the table or view.
     pub table: String,
-    /// The grain columns as this table spells them, in grain order.
+    /// The columns it joins the spine on ([`Plan::entity_key`]) as this table spells them.
     pub grain: Vec<String>,
     /// Grouped by the grain (its features aggregate) or one row per source row.
     pub grouped: bool,
+    /// In a point-in-time plan, the source's time column: its rows count up to each spine
+    /// row's cutoff, and its row-level features are as-of values. `None` for a source
+    /// read whole (declared static, or not bounded: `W012`).
+    pub time: Option<SourceTime>,
 }
 
 /// Where a feature is computed.
@@ -142,6 +167,8 @@ pub struct PlannedFeature {
     pub declared_type: Option<String>,
     /// Where the expression casts a float to text, which not every dialect renders faithfully.
     pub float_to_text: Vec<sqlparser::tokenizer::Span>,
+    /// Only the source's rows within this span before the cutoff count (point in time).
+    pub window: Option<Window>,
 }
 
 /// The label ready to render.
@@ -252,7 +279,8 @@ impl<'c> Analyzer<'c> {
         }
         let target_table = self.check_target(&recipe.target_table);
         self.check_names(recipe);
-        let (resolved, resolved_exprs) = self.resolve_features(recipe);
+        let key = entity_key(recipe);
+        let (resolved, resolved_exprs) = self.resolve_features(recipe, &key);
 
         // The label decides the spine.
         let (spine_table, label_expr, label_grouped, label_reads) =
@@ -268,14 +296,28 @@ impl<'c> Analyzer<'c> {
                     .unwrap_or_else(|| g.clone())
             })
             .collect();
+        // A wrong cutoff or time column is reported; the features are still checked.
+        let timing = recipe
+            .point_in_time
+            .as_ref()
+            .and_then(|pit| self.check_point_in_time(recipe, pit, spine, &grain));
         let spine_is = SpineFacts {
             key: spine.name.to_ascii_lowercase(),
             grain: &grain,
             grouped: label_grouped,
             reads: &label_reads,
         };
-        let (sources, features) =
-            self.plan_features(recipe, options, &resolved, resolved_exprs, &spine_is)?;
+        let (sources, features) = self.plan_features(
+            recipe,
+            options,
+            (&resolved, resolved_exprs),
+            &spine_is,
+            timing.as_ref(),
+            &key,
+        )?;
+        if let Some(pit) = &recipe.point_in_time {
+            self.report_unused_time_columns(recipe, pit);
+        }
 
         let target_table = target_table?;
         if self.diagnostics.iter().any(Diagnostic::is_error) {
@@ -291,6 +333,7 @@ impl<'c> Analyzer<'c> {
             sources,
             features,
             label: planned_label(recipe, label_expr),
+            point_in_time: timing.map(|t| t.plan),
         })
     }
 
@@ -316,7 +359,13 @@ impl<'c> Analyzer<'c> {
 
     /// Every feature's table and expression, resolved: what each reads and whether it
     /// aggregates, with its expression kept apart so planning can move it.
-    fn resolve_features(&mut self, recipe: &FeatureRecipe) -> (Vec<Resolved>, Vec<Expr>) {
+    /// `key` is what every source must carry and may read outside an aggregate: the grain,
+    /// or in a point-in-time recipe the entity key.
+    fn resolve_features(
+        &mut self,
+        recipe: &FeatureRecipe,
+        key: &[String],
+    ) -> (Vec<Resolved>, Vec<Expr>) {
         let mut grain_checked: BTreeSet<String> = BTreeSet::new();
         let mut resolved = Vec::new();
         let mut resolved_exprs = Vec::new();
@@ -343,12 +392,11 @@ impl<'c> Analyzer<'c> {
             let (Some(table), Some(expr)) = (table, parsed) else {
                 continue;
             };
-            if grain_checked.insert(table.name.to_ascii_lowercase()) {
-                self.check_grain_in(table, &recipe.entity_grain, &table_path);
+            // Without the cutoff in the grain (`E024`) the entity key is not known.
+            if grain_checked.insert(table.name.to_ascii_lowercase()) && key_known(recipe) {
+                self.check_grain_in(table, key, &table_path);
             }
-            if let Some((r, expr)) =
-                self.resolve_expr(i, table, expr, &recipe.entity_grain, &expr_path)
-            {
+            if let Some((r, expr)) = self.resolve_expr(i, table, expr, key, &expr_path) {
                 resolved.push(r);
                 resolved_exprs.push(expr);
             }
@@ -363,9 +411,10 @@ impl<'c> Analyzer<'c> {
         &mut self,
         recipe: &FeatureRecipe,
         options: &AnalyzeOptions,
-        resolved: &[Resolved],
-        resolved_exprs: Vec<Expr>,
+        (resolved, resolved_exprs): (&[Resolved], Vec<Expr>),
         spine_is: &SpineFacts,
+        timing: Option<&Timing>,
+        key: &[String],
     ) -> Option<(Vec<Source>, Vec<PlannedFeature>)> {
         let (grain, label_grouped, label_reads) =
             (spine_is.grain, spine_is.grouped, spine_is.reads);
@@ -409,8 +458,7 @@ impl<'c> Analyzer<'c> {
                 {
                     Some(index) => index,
                     None => {
-                        let source_grain = recipe
-                            .entity_grain
+                        let source_grain = key
                             .iter()
                             .map(|g| {
                                 table
@@ -419,11 +467,18 @@ impl<'c> Analyzer<'c> {
                                     .unwrap_or_else(|| g.clone())
                             })
                             .collect();
+                        let time = match timing {
+                            Some(timing) => {
+                                self.source_time(timing, table, r.index, options.strict)
+                            }
+                            None => None,
+                        };
                         sources.push(Source {
                             cte_name: cte_name(&table.name, &sources),
                             table: table.name.clone(),
                             grain: source_grain,
                             grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
+                            time,
                         });
                         sources.len() - 1
                     }
@@ -464,6 +519,10 @@ impl<'c> Analyzer<'c> {
                 _ => None,
             };
             let float_to_text = crate::compile::infer::float_to_text_casts(&expr, table);
+            let window = match &feature.window {
+                Some(text) => self.check_window(text, r.index, home, &sources, recipe, timing),
+                None => None,
+            };
             features.push(PlannedFeature {
                 name: feature.name.clone(),
                 path,
@@ -472,10 +531,278 @@ impl<'c> Analyzer<'c> {
                 empty_value,
                 declared_type: feature.data_type.clone(),
                 float_to_text,
+                window,
             });
         }
 
         Some((sources, features))
+    }
+
+    /// The point-in-time facts of the recipe, checked against the spine and the catalog:
+    /// the cutoff is one of the grain and a date or timestamp there (`E024`), each time
+    /// column exists and is a date or timestamp (`E025`). `None` when one of them is wrong.
+    fn check_point_in_time(
+        &mut self,
+        recipe: &FeatureRecipe,
+        pit: &PointInTime,
+        spine: &Table,
+        grain: &[String],
+    ) -> Option<Timing> {
+        let cutoff_path = RecipePath::PointInTime(Some(PointInTimeField::CutoffColumn));
+        let mut ok = true;
+        let cutoff_at = recipe
+            .entity_grain
+            .iter()
+            .position(|g| g.eq_ignore_ascii_case(&pit.cutoff_column));
+        let cutoff = match cutoff_at {
+            None => {
+                self.push(
+                    Diagnostic::new(
+                        Code::E024,
+                        format!(
+                            "cutoff column `{}` is not one of `entity_grain` ({})",
+                            pit.cutoff_column,
+                            recipe.entity_grain.join(", ")
+                        ),
+                    )
+                    .at(cutoff_path.clone())
+                    .hints(did_you_mean(&suggestions(
+                        &pit.cutoff_column,
+                        recipe.entity_grain.iter().map(String::as_str),
+                    )))
+                    .hint("each training row is (entity, cutoff): add the cutoff column to `entity_grain`"),
+                );
+                return None;
+            }
+            Some(i) => grain[i].clone(),
+        };
+        if recipe.entity_grain.len() < 2 {
+            self.push(
+                Diagnostic::new(
+                    Code::E024,
+                    format!("`entity_grain` holds only the cutoff column `{cutoff}`: sources need an entity key to join on"),
+                )
+                .at(cutoff_path.clone())
+                .hint("add the entity's key, e.g. `[\"customer_id\", \"cutoff_time\"]`"),
+            );
+            ok = false;
+        }
+        let cutoff_type = spine.column(&cutoff).and_then(|c| {
+            let found = TimeType::of(&c.data_type);
+            if found.is_none() {
+                self.push(
+                    Diagnostic::new(
+                        Code::E024,
+                        format!(
+                            "cutoff column `{cutoff}` of `{}` is {}, not a date or timestamp",
+                            spine.name,
+                            crate::types::TypeFamily::of(&c.data_type).name()
+                        ),
+                    )
+                    .at(cutoff_path.clone())
+                    .hint("cast it in a view of the spine, or name the column that holds the prediction time"),
+                );
+            }
+            found
+        });
+        let key = entity_key(recipe);
+        let mut tables = Vec::new();
+        for (name, column) in &pit.time_columns.0 {
+            let path =
+                RecipePath::PointInTime(Some(PointInTimeField::TimeColumns(Some(name.clone()))));
+            let Some(table) = self.resolve_table(name, &path) else {
+                ok = false;
+                continue;
+            };
+            let time = match column {
+                None => None,
+                Some(column) => match self.time_column(table, column, &key, &path) {
+                    Some(time) => Some(time),
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            tables.push((table.name.to_ascii_lowercase(), time));
+        }
+        let cutoff_type = cutoff_type?;
+        ok.then_some(Timing {
+            plan: PlanTime {
+                cutoff,
+                cutoff_type,
+                include_cutoff: pit.includes_cutoff(),
+            },
+            tables,
+        })
+    }
+
+    /// A source's time column: present, and a date or a timestamp (`E025`).
+    fn time_column(
+        &mut self,
+        table: &Table,
+        column: &str,
+        key: &[String],
+        path: &RecipePath,
+    ) -> Option<SourceTime> {
+        let Some(found) = table.column(column) else {
+            self.push(
+                Diagnostic::new(
+                    Code::E025,
+                    format!("time column `{column}` is not a column of `{}`", table.name),
+                )
+                .at(path.clone())
+                .hints(did_you_mean(&suggestions(
+                    column,
+                    table.columns.iter().map(|c| c.name.as_str()),
+                ))),
+            );
+            return None;
+        };
+        match TimeType::of(&found.data_type) {
+            Some(time_type) => Some(SourceTime {
+                column: found.name.clone(),
+                time_type,
+                tie_break: tie_break(table, &found.name, key),
+            }),
+            None => {
+                let times: Vec<&str> = table
+                    .columns
+                    .iter()
+                    .filter(|c| TimeType::of(&c.data_type).is_some())
+                    .map(|c| c.name.as_str())
+                    .collect();
+                let mut d = Diagnostic::new(
+                    Code::E025,
+                    format!(
+                        "time column `{}` of `{}` is {}, not a date or timestamp",
+                        found.name,
+                        table.name,
+                        crate::types::TypeFamily::of(&found.data_type).name()
+                    ),
+                )
+                .at(path.clone());
+                if !times.is_empty() {
+                    d = d.hint(format!("`{}` has {}", table.name, times.join(", ")));
+                }
+                self.push(d);
+                None
+            }
+        }
+    }
+
+    /// A source's time column in a point-in-time recipe; `W012` (an error in strict mode)
+    /// for a source that is neither timed nor declared static.
+    fn source_time(
+        &mut self,
+        timing: &Timing,
+        table: &Table,
+        feature: usize,
+        strict: bool,
+    ) -> Option<SourceTime> {
+        let lower = table.name.to_ascii_lowercase();
+        match timing.tables.iter().find(|(t, _)| *t == lower) {
+            Some((_, time)) => time.clone(),
+            None => {
+                let mut d = Diagnostic::new(
+                    Code::W012,
+                    format!(
+                        "source `{}` is not bounded by the cutoff: it has no time column in `point_in_time.time_columns`, so its rows after a row's cutoff count too and may leak",
+                        table.name
+                    ),
+                )
+                .at(RecipePath::feature(feature, FeatureField::SourceTable))
+                .hint(format!(
+                    "declare its time column (`\"{}\": \"<column>\"`), or `null` if its rows do not change over time",
+                    table.name
+                ));
+                if strict {
+                    d.severity = Severity::Error;
+                }
+                self.push(d);
+                None
+            }
+        }
+    }
+
+    /// A feature's `window`: it parses, and its source is timed (`E026`).
+    fn check_window(
+        &mut self,
+        text: &str,
+        index: usize,
+        home: FeatureHome,
+        sources: &[Source],
+        recipe: &FeatureRecipe,
+        timing: Option<&Timing>,
+    ) -> Option<Window> {
+        let path = RecipePath::feature(index, FeatureField::Window);
+        let window = match parse_window(text) {
+            Ok(window) => window,
+            Err(e) => {
+                self.push(Diagnostic::new(Code::E026, e.message).at(path).hint(e.hint));
+                return None;
+            }
+        };
+        let problem = if recipe.point_in_time.is_none() {
+            Some(
+                "`window` needs `point_in_time`: without a cutoff there is no span before it"
+                    .to_string(),
+            )
+        } else {
+            match home {
+                FeatureHome::Spine => Some(
+                    "this feature reads the spine's own row, which has no rows before the cutoff to window"
+                        .to_string(),
+                ),
+                // A wrong cutoff or time column was reported: whether this source is
+                // timed is not known.
+                FeatureHome::Source(_) if timing.is_none() => return None,
+                FeatureHome::Source(s) if sources[s].time.is_none() => Some(format!(
+                    "source `{}` has no time column, so its rows cannot be windowed",
+                    sources[s].table
+                )),
+                FeatureHome::Source(_) => None,
+            }
+        };
+        match problem {
+            Some(why) => {
+                self.push(
+                    Diagnostic::new(Code::E026, why)
+                        .at(path)
+                        .hint("name the source's time column in `point_in_time.time_columns`, or drop `window`"),
+                );
+                None
+            }
+            None => Some(window),
+        }
+    }
+
+    /// `W014` for each table of `time_columns` that no feature reads.
+    fn report_unused_time_columns(&mut self, recipe: &FeatureRecipe, pit: &PointInTime) {
+        for (name, _) in &pit.time_columns.0 {
+            let Some(table) = self.catalog.table(name) else {
+                continue;
+            };
+            let read = recipe.features.iter().any(|f| {
+                self.catalog
+                    .table(f.source_table.trim())
+                    .is_some_and(|t| t.name == table.name)
+            });
+            if !read {
+                self.push(
+                    Diagnostic::new(
+                        Code::W014,
+                        format!(
+                            "`point_in_time.time_columns` names `{name}`, which no feature reads"
+                        ),
+                    )
+                    .at(RecipePath::PointInTime(Some(
+                        PointInTimeField::TimeColumns(Some(name.clone())),
+                    )))
+                    .hint("remove it, or check the feature's `source_table` for a typo"),
+                );
+            }
+        }
     }
 
     /// `W010` (an error in strict mode) when a feature of the label's table reads a column
@@ -799,12 +1126,12 @@ impl<'c> Analyzer<'c> {
         None
     }
 
-    /// `W012` for each call whose value changes from run to run.
+    /// `W013` for each call whose value changes from run to run.
     fn report_non_deterministic(&mut self, facts: &FragmentFacts, path: &RecipePath) {
         for (name, span) in &facts.non_deterministic {
             self.push(
                 Diagnostic::new(
-                    Code::W012,
+                    Code::W013,
                     format!("`{name}` changes from one run to the next: the table cannot be reproduced, and validation sees other values than materialization"),
                 )
                 .at(path.clone())
@@ -1134,6 +1461,56 @@ fn lookup<'t>(table: &'t Table, column: &ColumnRef) -> Option<&'t crate::catalog
     } else {
         table.column(&column.name)
     }
+}
+
+/// The checked point-in-time facts: the plan's, and each listed table's time column
+/// (`None` for a table declared static), by lower-case table name.
+struct Timing {
+    plan: PlanTime,
+    tables: Vec<(String, Option<SourceTime>)>,
+}
+
+/// The grain columns every source must carry and may read outside an aggregate: the whole
+/// grain, or in a point-in-time recipe the grain without its cutoff column.
+fn entity_key(recipe: &FeatureRecipe) -> Vec<String> {
+    match &recipe.point_in_time {
+        Some(pit) => recipe
+            .entity_grain
+            .iter()
+            .filter(|g| !g.eq_ignore_ascii_case(&pit.cutoff_column))
+            .cloned()
+            .collect(),
+        None => recipe.entity_grain.clone(),
+    }
+}
+
+/// The columns of `table` that break ties between rows at the same `time` (as-of values):
+/// all but the entity key and the time, in catalog order, of types every engine orders alike.
+fn tie_break(table: &Table, time: &str, key: &[String]) -> Vec<TieColumn> {
+    use crate::types::TypeFamily as F;
+    table
+        .columns
+        .iter()
+        .filter(|c| c.name != time && !key.iter().any(|k| k.eq_ignore_ascii_case(&c.name)))
+        .filter_map(|c| match F::of(&c.data_type) {
+            F::Other => None,
+            family => Some(TieColumn {
+                name: c.name.clone(),
+                is_string: family == F::String,
+            }),
+        })
+        .collect()
+}
+
+/// Whether the entity key is known: the recipe is not point-in-time, or its cutoff is one
+/// of the grain.
+fn key_known(recipe: &FeatureRecipe) -> bool {
+    recipe.point_in_time.as_ref().is_none_or(|pit| {
+        recipe
+            .entity_grain
+            .iter()
+            .any(|g| g.eq_ignore_ascii_case(&pit.cutoff_column))
+    })
 }
 
 /// The spine CTE's name; source CTEs are named `src_…`, so they never clash with it.

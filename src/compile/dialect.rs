@@ -66,6 +66,19 @@ pub enum DaysBetween {
     DateDiffDay,
 }
 
+/// Spellings of "this window before the cutoff" (`cutoff − 30 days`), for point-in-time
+/// windows. The window is a whole number of days, hours, minutes or seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowStart {
+    /// `(cutoff - INTERVAL '30' DAY)`.
+    IntervalMinus,
+    /// `DATEADD(DAY, -30, cutoff)` (Snowflake).
+    DateAdd,
+    /// `DATE_SUB(cutoff, INTERVAL 30 DAY)` for a date, `TIMESTAMP_SUB(…)` for a timestamp
+    /// (BigQuery: `-` of an interval does not keep a DATE a DATE).
+    DateSub,
+}
+
 /// How a dialect writes the characters of a string literal that need care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringEscapes {
@@ -136,6 +149,12 @@ pub struct Capabilities {
     /// count distinct values compactly (featurecraft's own `count`, see `run::distinct`). Warehouse dialects keep one
     /// CTE per source.
     pub split_distinct_aggregates: bool,
+    /// How the start of a point-in-time window (`cutoff − window`) is spelled.
+    pub window_start: WindowStart,
+    /// The collation under which strings sort by their bytes, where the default sorts
+    /// otherwise (PostgreSQL's default follows the locale): the as-of tie-break orders
+    /// strings the same way in every engine.
+    pub binary_collation: Option<&'static str>,
     /// Functions this dialect spells differently: (featurecraft's name, the dialect's).
     pub renamed_functions: &'static [(&'static str, &'static str)],
     /// Functions that exist here under the same name with another meaning: (name, why).
@@ -169,6 +188,8 @@ const GENERIC: Capabilities = Capabilities {
     day_of_week: DayOfWeek::SundayZero,
     days_between: DaysBetween::Minus,
     split_distinct_aggregates: false,
+    window_start: WindowStart::IntervalMinus,
+    binary_collation: None,
     renamed_functions: &[],
     refused_functions: &[],
     types: STANDARD_TYPES,
@@ -218,6 +239,7 @@ impl Dialect {
             Dialect::Postgres => Capabilities {
                 name: "postgres",
                 try_cast: false,
+                binary_collation: Some("C"),
                 round_float_digits: false,
                 types: TypeNames {
                     float: DataType::DoublePrecision,
@@ -235,6 +257,7 @@ impl Dialect {
                 aggregate_filter: false,
                 decimal_literals: true,
                 day_of_week: DayOfWeek::IsoModSeven,
+                window_start: WindowStart::DateAdd,
                 renamed_functions: &[("bool_or", "BOOLOR_AGG"), ("bool_and", "BOOLAND_AGG")],
                 ..GENERIC
             },
@@ -252,6 +275,7 @@ impl Dialect {
                 safe_cast: true,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::DayOfWeek),
                 days_between: DaysBetween::DateDiffDay,
+                window_start: WindowStart::DateSub,
                 renamed_functions: &[("bool_or", "LOGICAL_OR"), ("bool_and", "LOGICAL_AND")],
                 refused_functions: &[(
                     "date_trunc",

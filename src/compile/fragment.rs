@@ -266,7 +266,13 @@ impl Visitor for Walker {
                         Span::from_sql(name_span(function)),
                     ));
                 }
-                if function.over.is_some() {
+                if name.starts_with("featurecraft_") {
+                    self.forbid(
+                        format!("`{}`, a name featurecraft keeps for the SQL it writes", function.name),
+                        Span::from_sql(name_span(function)),
+                        "call the function by its SQL name; `a - b` of two dates is a number of days",
+                    );
+                } else if function.over.is_some() {
                     self.forbid(
                         format!("the window function `{}`", function.name),
                         Span::from_sql(name_span(function)),

@@ -37,6 +37,9 @@ pub enum Kind {
     Aggregate {
         /// Its value over no rows is 0 (a count); otherwise NULL.
         counts: bool,
+        /// It does not skip NULL arguments (`ARRAY_AGG` keeps them as elements), so a
+        /// window cannot be applied by turning the rows outside it into NULLs.
+        keeps_nulls: bool,
     },
     /// Row by row; `null_strict` when it is NULL whenever an argument is, in every dialect
     /// rendered (`CONCAT`, `GREATEST` and `LEAST` are not: engines disagree).
@@ -63,10 +66,31 @@ pub struct FunctionFacts {
 /// (`a - b`, `DATEDIFF(a, b)`, `DATE_DIFF(a, b, DAY)`) when the SQL is rendered.
 pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
 
+/// The compiler's own name for the start of a point-in-time window,
+/// `featurecraft_window_start(cutoff, 30, 'DAY', 'DATE')`: the cutoff minus a whole number
+/// of a unit, the cutoff being a `DATE` or a `TIMESTAMP`. Each dialect spells it (its
+/// capability row's `window_start`) when the SQL is rendered; a recipe cannot call it.
+pub const WINDOW_START: &str = "featurecraft_window_start";
+
 const fn aggregate(name: &'static str, returns: Returns) -> FunctionFacts {
     FunctionFacts {
         name,
-        kind: Kind::Aggregate { counts: false },
+        kind: Kind::Aggregate {
+            counts: false,
+            keeps_nulls: false,
+        },
+        returns,
+        deterministic: true,
+    }
+}
+
+const fn null_keeping(name: &'static str, returns: Returns) -> FunctionFacts {
+    FunctionFacts {
+        name,
+        kind: Kind::Aggregate {
+            counts: false,
+            keeps_nulls: true,
+        },
         returns,
         deterministic: true,
     }
@@ -75,7 +99,10 @@ const fn aggregate(name: &'static str, returns: Returns) -> FunctionFacts {
 const fn counting(name: &'static str) -> FunctionFacts {
     FunctionFacts {
         name,
-        kind: Kind::Aggregate { counts: true },
+        kind: Kind::Aggregate {
+            counts: true,
+            keeps_nulls: false,
+        },
         returns: Returns::Integer,
         deterministic: true,
     }
@@ -124,9 +151,11 @@ pub const FUNCTIONS: &[FunctionFacts] = &[
     aggregate("mean", Average),
     aggregate("min", FirstArgument),
     aggregate("max", FirstArgument),
-    aggregate("any_value", FirstArgument),
-    aggregate("first_value", FirstArgument),
-    aggregate("last_value", FirstArgument),
+    // Aggregates that keep NULL arguments (an element, or the value picked).
+    null_keeping("any_value", FirstArgument),
+    null_keeping("first_value", FirstArgument),
+    null_keeping("last_value", FirstArgument),
+    null_keeping("array_agg", Unknown),
     aggregate("median", FirstArgument),
     aggregate("stddev", Float),
     aggregate("stddev_samp", Float),
@@ -144,7 +173,6 @@ pub const FUNCTIONS: &[FunctionFacts] = &[
     aggregate("bool_or", Boolean),
     aggregate("every", Boolean),
     aggregate("mode", Unknown),
-    aggregate("array_agg", Unknown),
     aggregate("string_agg", Unknown),
     aggregate("listagg", Unknown),
     aggregate("group_concat", Unknown),
@@ -193,6 +221,7 @@ pub const FUNCTIONS: &[FunctionFacts] = &[
     strict("date_trunc", Timestamp),
     strict("date_part", Unknown),
     strict(DAYS_BETWEEN, Integer),
+    strict(WINDOW_START, Unknown),
     // Scalars that may skip or absorb NULLs.
     scalar("coalesce", FirstArgument),
     scalar("nullif", FirstArgument),
@@ -232,7 +261,20 @@ pub fn aggregates(name: &str) -> bool {
 
 /// Whether `name` is an aggregate whose value over no rows is 0.
 pub fn counts(name: &str) -> bool {
-    facts(name).is_some_and(|f| f.kind == Kind::Aggregate { counts: true })
+    facts(name).is_some_and(|f| matches!(f.kind, Kind::Aggregate { counts: true, .. }))
+}
+
+/// Whether `name` is an aggregate that does not skip NULL arguments.
+pub fn keeps_nulls(name: &str) -> bool {
+    facts(name).is_some_and(|f| {
+        matches!(
+            f.kind,
+            Kind::Aggregate {
+                keeps_nulls: true,
+                ..
+            }
+        )
+    })
 }
 
 /// Whether `name` is NULL whenever an argument is, in every dialect rendered.

@@ -1,16 +1,21 @@
 //! Compiling a recipe: each fragment parsed alone ([`fragment`]), typed (`infer`) and
-//! resolved against the catalog into a [`Plan`] ([`analyze`](mod@analyze)), then rendered
+//! resolved against the catalog into a [`Plan`] ([`analyze`](mod@analyze); the cutoff and
+//! windows of point-in-time recipes: [`point_in_time`]), then rendered
 //! as a sqlparser AST for a dialect ([`dialect`], [`render`](mod@render)) and printed by featurecraft's
 //! own escaper, checked by reading it back ([`escape`], [`print`](mod@print)).
 
+pub(crate) mod adapt;
 pub mod analyze;
+pub(crate) mod ast;
 pub mod dialect;
 pub mod escape;
 pub mod fragment;
 pub(crate) mod functions;
 pub(crate) mod infer;
+pub mod point_in_time;
 pub mod print;
 pub mod render;
+pub(crate) mod timed;
 
 use crate::catalog::Catalog;
 use crate::contract::recipe::{FeatureRecipe, parse_recipe};

@@ -15,19 +15,19 @@
 //! FROM "spine" LEFT JOIN "src_orders" ON spine.grain = src_orders.grain …
 //! ```
 
-use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE};
-use crate::compile::dialect::{Capabilities, DayOfWeek, DaysBetween, Dialect, StringEscapes};
+use crate::compile::adapt::adapt;
+use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE, Source};
+use crate::compile::ast::{aliased, cte, quoted, select, table_factor, table_name};
+use crate::compile::dialect::{Capabilities, Dialect};
+use crate::compile::point_in_time::Window;
 use crate::compile::print::PrintError;
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
-use crate::sql::{call, cast, function_name};
+use crate::sql::function_name;
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, CastKind, Cte, DataType, DateTimeField, ExactNumberInfo, Expr,
-    ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Join,
-    JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectFlavor, SelectItem, SetExpr,
-    Spanned, Statement, TableAlias, TableFactor, TableWithJoins, Value, With,
-    visit_expressions_mut,
+    BinaryOperator, CaseWhen, Cte, Expr, FunctionArguments, Join, JoinConstraint, JoinOperator,
+    ObjectName, Query, SelectItem, Statement, With,
 };
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -128,7 +128,7 @@ fn build_query_here(
     let joins = builder.joins(&parts);
     let mut query = select(
         items,
-        ObjectName::from(vec![quoted(SPINE_CTE, caps)]),
+        table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
         joins,
         None,
         None,
@@ -214,75 +214,158 @@ impl QueryBuilder<'_> {
             SPINE_CTE,
             select(
                 items,
-                table_name(&plan.spine.table, caps),
+                table_factor(table_name(&plan.spine.table, caps)),
                 vec![],
-                self.filter.and_then(|f| f(&spine_grain)),
+                self.filter
+                    .and_then(|f| f(&self.grain_exprs(&plan.entity_key()))),
                 plan.spine.grouped.then(|| spine_grain.clone()),
             ),
             caps,
         )
     }
 
-    /// One CTE per source; in dialects that split them, one more per distinct aggregate.
+    /// One CTE per source; in dialects that split them, one more per distinct aggregate;
+    /// in a point-in-time plan, the cutoff pairs first when a source is timed.
     /// Returns the CTEs, the parts they are joined as, and each feature's part.
     fn source_ctes(&mut self) -> (Vec<Cte>, Vec<Part>, Vec<usize>) {
-        let (plan, caps) = (self.plan, self.caps);
+        let plan = self.plan;
         let mut ctes = Vec::new();
         let mut parts: Vec<Part> = Vec::new();
         let mut part_of_feature: Vec<usize> = vec![usize::MAX; plan.features.len()];
+        let mut taken: Vec<String> = std::iter::once(SPINE_CTE.to_string())
+            .chain(plan.sources.iter().map(|s| s.cte_name.clone()))
+            .collect();
+        if let Some(time) = &plan.point_in_time
+            && plan.sources.iter().any(|s| s.time.is_some())
+        {
+            ctes.push(crate::compile::timed::cutoffs_cte(plan, time, self.caps));
+            taken.push(crate::compile::timed::CUTOFFS_CTE.to_string());
+        }
         for (index, source) in plan.sources.iter().enumerate() {
-            let grain = self.grain_exprs(&source.grain);
-            let mut source_parts: Vec<(Option<String>, Vec<usize>)> = vec![(None, Vec::new())];
-            for (i, f) in plan.features.iter().enumerate() {
-                if f.home != FeatureHome::Source(index) {
-                    continue;
-                }
-                let key = (caps.split_distinct_aggregates && source.grouped)
-                    .then(|| distinct_argument(&f.expr))
-                    .flatten();
-                match source_parts.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, members)) => members.push(i),
-                    None => source_parts.push((key, vec![i])),
-                }
-            }
-            // A part with no feature is dropped, unless it is a row-level source's only one
-            // (such a source still joins, and fans out, with no feature of its own). A grouped
-            // source without features (in a plan of some of a recipe's features) is left out.
+            let source_parts = self.source_parts(index, source);
+            // A part with no feature is dropped, unless it is an untimed row-level source's
+            // only one (such a source still joins, and fans out, with no feature of its own).
+            // A grouped source without features (in a plan of some of a recipe's features) is
+            // left out.
             let only_one = source_parts.len() == 1;
             let mut n = 0;
             for (key, members) in source_parts {
-                if members.is_empty() && (!only_one || source.grouped) {
+                if members.is_empty() && (!only_one || source.grouped || source.time.is_some()) {
                     continue;
                 }
-                let cte_name = if key.is_none() {
+                let cte_name = if key == PartKey::default() {
                     source.cte_name.clone()
                 } else {
                     n += 1;
-                    format!("{}_distinct_{n}", source.cte_name)
+                    let suffix = if key.distinct.is_some() {
+                        "distinct"
+                    } else {
+                        "window"
+                    };
+                    format!("{}_{suffix}_{n}", source.cte_name)
                 };
-                let mut items: Vec<SelectItem> =
-                    grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
                 for &i in &members {
-                    let f = &plan.features[i];
-                    let expr = self.fragment(&f.expr, &f.path);
-                    items.push(aliased(expr, &f.name, caps));
                     part_of_feature[i] = parts.len();
                 }
-                let body = select(
-                    items,
-                    table_name(&source.table, caps),
-                    vec![],
-                    self.filter.and_then(|f| f(&grain)),
-                    source.grouped.then(|| grain.clone()),
-                );
-                ctes.push(cte(&cte_name, body, caps));
-                parts.push(Part {
-                    cte_name,
-                    grain: source.grain.clone(),
-                });
+                let (part_ctes, part) = self.part(source, &members, cte_name, &taken);
+                taken.extend(part_ctes.iter().map(|c| c.alias.name.value.clone()));
+                ctes.extend(part_ctes);
+                parts.push(part);
             }
         }
         (ctes, parts, part_of_feature)
+    }
+
+    /// A source's features grouped into the parts that get a CTE each: one part, plus one
+    /// per DISTINCT argument where the dialect splits them, plus, in a timed source, one per
+    /// window for aggregates that keep NULLs (they cannot be narrowed inside a wider window).
+    fn source_parts(&self, index: usize, source: &Source) -> Vec<(PartKey, Vec<usize>)> {
+        let (plan, caps) = (self.plan, self.caps);
+        let mut source_parts: Vec<(PartKey, Vec<usize>)> = vec![(PartKey::default(), Vec::new())];
+        for (i, f) in plan.features.iter().enumerate() {
+            if f.home != FeatureHome::Source(index) {
+                continue;
+            }
+            let key = PartKey {
+                distinct: (caps.split_distinct_aggregates && source.grouped)
+                    .then(|| distinct_argument(&f.expr))
+                    .flatten(),
+                window: (source.time.is_some() && source.grouped && keeps_nulls(&f.expr))
+                    .then_some(f.window),
+            };
+            match source_parts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => source_parts.push((key, vec![i])),
+            }
+        }
+        source_parts
+    }
+
+    /// The CTEs computing some features of a source, and how the spine joins them.
+    fn part(
+        &mut self,
+        source: &Source,
+        members: &[usize],
+        cte_name: String,
+        taken: &[String],
+    ) -> (Vec<Cte>, Part) {
+        let (plan, caps) = (self.plan, self.caps);
+        let grain = self.grain_exprs(&source.grain);
+        let filter = self.filter.and_then(|f| f(&grain));
+        if let (Some(time), Some(source_time)) = (&plan.point_in_time, &source.time) {
+            let timed = crate::compile::timed::TimedPart {
+                plan,
+                time,
+                source,
+                source_time,
+                caps,
+                members,
+                cte_name: cte_name.clone(),
+                taken,
+            };
+            let rows_key: Vec<Expr> = source
+                .grain
+                .iter()
+                .map(|g| {
+                    Expr::CompoundIdentifier(vec![
+                        quoted(crate::compile::timed::ROWS, caps),
+                        quoted(g, caps),
+                    ])
+                })
+                .collect();
+            let filter = self.filter.and_then(|f| f(&rows_key));
+            let mut errors = Vec::new();
+            let rendered = timed.render(filter, &mut |expr, path| {
+                adapt(expr, caps, path, &mut errors)
+            });
+            self.errors.extend(errors);
+            let part = Part {
+                cte_name,
+                spine_key: rendered.grain.clone(),
+                grain: rendered.grain,
+            };
+            return (rendered.ctes, part);
+        }
+        let mut items: Vec<SelectItem> =
+            grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+        for &i in members {
+            let f = &plan.features[i];
+            let expr = self.fragment(&f.expr, &f.path);
+            items.push(aliased(expr, &f.name, caps));
+        }
+        let body = select(
+            items,
+            table_factor(table_name(&source.table, caps)),
+            vec![],
+            filter,
+            source.grouped.then(|| grain.clone()),
+        );
+        let part = Part {
+            cte_name: cte_name.clone(),
+            grain: source.grain.clone(),
+            spine_key: plan.entity_key(),
+        };
+        (vec![cte(&cte_name, body, caps)], part)
     }
 
     /// `"spine"."name"`.
@@ -346,9 +429,8 @@ impl QueryBuilder<'_> {
         parts
             .iter()
             .map(|source| {
-                let condition = self
-                    .plan
-                    .grain
+                let condition = source
+                    .spine_key
                     .iter()
                     .zip(&source.grain)
                     .map(|(spine_g, source_g)| Expr::BinaryOp {
@@ -380,7 +462,33 @@ impl QueryBuilder<'_> {
 /// A CTE computing some of a source's features, joined to the spine on its grain.
 struct Part {
     cte_name: String,
+    /// The CTE's columns the spine joins on.
     grain: Vec<String>,
+    /// The spine's columns they match, in the same order.
+    spine_key: Vec<String>,
+}
+
+/// What puts features of one source into CTEs of their own.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PartKey {
+    /// The arguments of the DISTINCT aggregate (where the dialect splits them).
+    distinct: Option<String>,
+    /// The window of an aggregate that keeps NULLs, in a timed source.
+    window: Option<Option<Window>>,
+}
+
+/// Whether an aggregate of `expr` keeps NULL arguments.
+fn keeps_nulls(expr: &Expr) -> bool {
+    sqlparser::ast::visit_expressions(expr, |e| match e {
+        Expr::Function(f)
+            if crate::compile::fragment::is_aggregate(f)
+                && crate::compile::functions::keeps_nulls(&function_name(f)) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
 }
 
 /// When every aggregate in `expr` is a DISTINCT aggregate over the same arguments, and one
@@ -420,381 +528,4 @@ fn distinct_argument(expr: &Expr) -> Option<String> {
         ControlFlow::<()>::Continue(())
     });
     if other || !not_count { None } else { key }
-}
-
-/// Adapts a resolved fragment to a dialect: quoted identifiers, cast type names, and an
-/// `E040` for each construct the dialect lacks.
-fn adapt(
-    expr: &Expr,
-    caps: &Capabilities,
-    path: &RecipePath,
-    errors: &mut Vec<Diagnostic>,
-) -> Expr {
-    let mut expr = expr.clone();
-    let _ = visit_expressions_mut(&mut expr, |e| {
-        match e {
-            Expr::Identifier(ident) => {
-                ident.quote_style = Some(caps.quote);
-                if let Err(why) = crate::compile::escape::identifier(&ident.value, caps) {
-                    errors.push(unwritable(why, caps, path, ident.span));
-                }
-            }
-            Expr::CompoundIdentifier(parts) => {
-                for part in parts.iter_mut() {
-                    part.quote_style = Some(caps.quote);
-                    if let Err(why) = crate::compile::escape::identifier(&part.value, caps) {
-                        errors.push(unwritable(why, caps, path, part.span));
-                    }
-                }
-            }
-            Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)) => {
-                let Value::SingleQuotedString(text) = &v.value else {
-                    return ControlFlow::Continue(());
-                };
-                if caps.string_escapes == StringEscapes::CharCodes && text.contains(['\'', '\\']) {
-                    *e = char_code_concatenation(text);
-                } else if let Err(why) = crate::compile::escape::string_literal(text, caps) {
-                    errors.push(unwritable(why, caps, path, v.span));
-                }
-            }
-            Expr::TypedString(typed) => {
-                if let Value::SingleQuotedString(text) = &typed.value.value
-                    && let Err(why) = crate::compile::escape::string_literal(text, caps)
-                {
-                    errors.push(unwritable(why, caps, path, typed.value.span));
-                }
-            }
-            Expr::Cast {
-                kind, data_type, ..
-            } => {
-                *data_type = caps.type_name(data_type);
-                let supported = match kind {
-                    CastKind::TryCast => caps.try_cast,
-                    CastKind::SafeCast => caps.safe_cast,
-                    CastKind::Cast | CastKind::DoubleColon => true,
-                };
-                if !supported {
-                    let what = if *kind == CastKind::TryCast {
-                        "TRY_CAST"
-                    } else {
-                        "SAFE_CAST"
-                    };
-                    errors.push(unsupported(what, caps, path, e.span()));
-                }
-            }
-            Expr::Function(function) if function.filter.is_some() && !caps.aggregate_filter => {
-                errors.push(unsupported(
-                    "an aggregate FILTER (WHERE …) clause",
-                    caps,
-                    path,
-                    e.span(),
-                ));
-            }
-            Expr::Function(_) => lower_function(e, caps, path, errors),
-            Expr::Extract {
-                field: DateTimeField::Dow,
-                ..
-            } => lower_day_of_week(e, caps),
-            Expr::Value(v)
-                if caps.decimal_literals
-                    && matches!(&v.value, Value::Number(text, _) if text.contains(['.', 'e', 'E'])) =>
-            {
-                let literal = std::mem::replace(e, Expr::value(Value::Null));
-                *e = cast(literal, caps.types.float.clone());
-            }
-            Expr::ILike { .. } if !caps.ilike => {
-                errors.push(unsupported("ILIKE", caps, path, e.span()))
-            }
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    expr
-}
-
-/// The dialect's spelling of a function call: renamed, refused (E040), `ROUND` made to take
-/// a float, or the compiler's own [`crate::compile::infer::DAYS_BETWEEN`] written out.
-fn lower_function(
-    e: &mut Expr,
-    caps: &Capabilities,
-    path: &RecipePath,
-    errors: &mut Vec<Diagnostic>,
-) {
-    let Expr::Function(function) = e else {
-        return;
-    };
-    let name = function_name(function);
-    if let Some((_, why)) = caps.refused_functions.iter().find(|(n, _)| *n == name) {
-        errors.push(
-            Diagnostic::new(
-                Code::E040,
-                format!(
-                    "{} cannot be expressed faithfully in the {} dialect",
-                    name.to_ascii_uppercase(),
-                    caps.name
-                ),
-            )
-            .at(path.clone())
-            .with_span(crate::diagnostic::Span::from_sql(e.span()))
-            .hint(*why),
-        );
-        return;
-    }
-    if let Some((_, spelled)) = caps.renamed_functions.iter().find(|(n, _)| *n == name) {
-        function.name = ObjectName::from(vec![Ident::new(*spelled)]);
-        return;
-    }
-    let FunctionArguments::List(list) = &mut function.args else {
-        return;
-    };
-    match (name.as_str(), list.args.as_mut_slice()) {
-        (
-            "round",
-            [
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(_)),
-            ],
-        ) if !caps.round_float_digits
-            && !matches!(
-                x,
-                Expr::Cast {
-                    data_type: DataType::Decimal(_) | DataType::Numeric(_),
-                    ..
-                }
-            ) =>
-        {
-            let operand = std::mem::replace(x, Expr::value(Value::Null));
-            *x = cast(operand, DataType::Numeric(ExactNumberInfo::None));
-        }
-        (
-            crate::compile::infer::DAYS_BETWEEN,
-            [
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(a)),
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(b)),
-            ],
-        ) => {
-            let (a, b) = (a.clone(), b.clone());
-            *e = match caps.days_between {
-                DaysBetween::Minus => Expr::Nested(Box::new(Expr::BinaryOp {
-                    left: Box::new(a),
-                    op: BinaryOperator::Minus,
-                    right: Box::new(b),
-                })),
-                DaysBetween::DateDiff => call("DATEDIFF", vec![a, b]),
-                DaysBetween::DateDiffDay => {
-                    call("DATE_DIFF", vec![a, b, Expr::Identifier(Ident::new("DAY"))])
-                }
-            };
-        }
-        _ => {}
-    }
-}
-
-/// `EXTRACT(DOW FROM x)` with Sunday = 0 in dialects whose DOW counts otherwise.
-fn lower_day_of_week(e: &mut Expr, caps: &Capabilities) {
-    let Expr::Extract { expr, .. } = e else {
-        return;
-    };
-    let extract = |field: DateTimeField, operand: Expr| Expr::Extract {
-        field,
-        syntax: ExtractSyntax::From,
-        expr: Box::new(operand),
-    };
-    let (field, op, by) = match &caps.day_of_week {
-        DayOfWeek::SundayZero => return,
-        DayOfWeek::SundayOne(field) => (field.clone(), BinaryOperator::Minus, "1"),
-        DayOfWeek::IsoModSeven => (
-            DateTimeField::Custom(Ident::new("DAYOFWEEKISO")),
-            BinaryOperator::Modulo,
-            "7",
-        ),
-    };
-    let operand = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
-    *e = Expr::Nested(Box::new(Expr::BinaryOp {
-        left: Box::new(extract(field, operand)),
-        op,
-        right: Box::new(Expr::value(Value::Number(by.into(), false))),
-    }));
-}
-
-/// `'a' || CHR(39) || 'b'` for `'a''b'`: a string holding a quote or a backslash, written
-/// so that neither is ever inside quotes (Spark reads both differently from sqlparser).
-fn char_code_concatenation(text: &str) -> Expr {
-    let mut pieces: Vec<Expr> = Vec::new();
-    let mut run = String::new();
-    for c in text.chars() {
-        if matches!(c, '\'' | '\\') {
-            if !run.is_empty() {
-                pieces.push(Expr::value(Value::SingleQuotedString(std::mem::take(
-                    &mut run,
-                ))));
-            }
-            pieces.push(call(
-                "CHR",
-                vec![Expr::value(Value::Number((c as u32).to_string(), false))],
-            ));
-        } else {
-            run.push(c);
-        }
-    }
-    if !run.is_empty() {
-        pieces.push(Expr::value(Value::SingleQuotedString(run)));
-    }
-    let several = pieces.len() > 1;
-    let joined = pieces
-        .into_iter()
-        .reduce(|left, right| Expr::BinaryOp {
-            left: Box::new(left),
-            op: BinaryOperator::StringConcat,
-            right: Box::new(right),
-        })
-        .unwrap_or_else(|| Expr::value(Value::SingleQuotedString(String::new())));
-    if several {
-        Expr::Nested(Box::new(joined))
-    } else {
-        joined
-    }
-}
-
-fn unwritable(
-    why: String,
-    caps: &Capabilities,
-    path: &RecipePath,
-    span: sqlparser::tokenizer::Span,
-) -> Diagnostic {
-    Diagnostic::new(
-        Code::E041,
-        format!(
-            "cannot be written safely in the {} dialect: {why}",
-            caps.name
-        ),
-    )
-    .at(path.clone())
-    .with_span(crate::diagnostic::Span::from_sql(span))
-    .hint(
-        "change the literal or rename the column; featurecraft never prints text it cannot escape",
-    )
-}
-
-fn unsupported(
-    what: &str,
-    caps: &Capabilities,
-    path: &RecipePath,
-    span: sqlparser::tokenizer::Span,
-) -> Diagnostic {
-    Diagnostic::new(Code::E040, format!("{what} cannot be expressed in the {} dialect", caps.name))
-        .at(path.clone())
-        .with_span(crate::diagnostic::Span::from_sql(span))
-        .hint("rewrite the fragment with a portable construct, e.g. `COUNT(CASE WHEN … THEN 1 END)` for a filtered count")
-}
-
-fn quoted(name: &str, caps: &Capabilities) -> Ident {
-    Ident::with_quote(caps.quote, name)
-}
-
-fn table_name(table: &str, caps: &Capabilities) -> ObjectName {
-    ObjectName::from(
-        table
-            .split('.')
-            .map(|p| quoted(p, caps))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// `expr AS "name"`, or just `expr` when it is a column of that very name.
-fn aliased(expr: Expr, name: &str, caps: &Capabilities) -> SelectItem {
-    let same_name = match &expr {
-        Expr::Identifier(ident) => ident.value == name,
-        Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value == name),
-        _ => false,
-    };
-    if same_name {
-        SelectItem::UnnamedExpr(expr)
-    } else {
-        SelectItem::ExprWithAlias {
-            expr,
-            alias: quoted(name, caps),
-        }
-    }
-}
-
-fn cte(name: &str, query: Query, caps: &Capabilities) -> Cte {
-    Cte {
-        alias: TableAlias {
-            explicit: false,
-            name: quoted(name, caps),
-            columns: vec![],
-            at: None,
-        },
-        query: Box::new(query),
-        from: None,
-        materialized: None,
-        closing_paren_token: AttachedToken::empty(),
-    }
-}
-
-fn table_factor(name: ObjectName) -> TableFactor {
-    TableFactor::Table {
-        name,
-        alias: None,
-        args: None,
-        with_hints: vec![],
-        version: None,
-        with_ordinality: false,
-        partitions: vec![],
-        json_path: None,
-        sample: None,
-        index_hints: vec![],
-    }
-}
-
-/// `SELECT items FROM table joins [WHERE filter] [GROUP BY group_by]` as a query.
-fn select(
-    items: Vec<SelectItem>,
-    from: ObjectName,
-    joins: Vec<Join>,
-    filter: Option<Expr>,
-    group_by: Option<Vec<Expr>>,
-) -> Query {
-    let select = Select {
-        select_token: AttachedToken::empty(),
-        optimizer_hints: vec![],
-        distinct: None,
-        select_modifiers: None,
-        top: None,
-        top_before_distinct: false,
-        projection: items,
-        exclude: None,
-        into: None,
-        from: vec![TableWithJoins {
-            relation: table_factor(from),
-            joins,
-        }],
-        lateral_views: vec![],
-        prewhere: None,
-        selection: filter,
-        connect_by: vec![],
-        group_by: GroupByExpr::Expressions(group_by.unwrap_or_default(), vec![]),
-        cluster_by: vec![],
-        distribute_by: vec![],
-        sort_by: vec![],
-        having: None,
-        named_window: vec![],
-        qualify: None,
-        window_before_qualify: false,
-        value_table_mode: None,
-        flavor: SelectFlavor::Standard,
-    };
-    Query {
-        with: None,
-        body: Box::new(SetExpr::Select(Box::new(select))),
-        order_by: None,
-        limit_clause: None,
-        fetch: None,
-        locks: vec![],
-        for_clause: None,
-        settings: None,
-        format_clause: None,
-        pipe_operators: vec![],
-    }
 }

@@ -5,7 +5,8 @@
 //! `W001` warnings that name the field (so a typo such as `expresion` is visible).
 
 use crate::diagnostic::{
-    Code, Diagnostic, FeatureField, LabelField, RecipePath, did_you_mean, suggestions,
+    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, did_you_mean,
+    suggestions,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -24,6 +25,86 @@ pub struct FeatureRecipe {
     /// Free text from the crew.
     #[serde(default)]
     pub notes: String,
+    /// featurecraft's extension: the rows are (entity, cutoff) and every source is read as
+    /// of each row's cutoff. Absent in a recipe of the contract, and then not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// Point-in-time semantics (DESIGN.md §3.8): a feature sees only the rows of its source that
+/// were known before its training row's cutoff, so the table holds what a model will have
+/// when it predicts, never what happened afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointInTime {
+    /// The grain column holding each row's prediction time (a date or a timestamp); the
+    /// other grain columns are the entity key sources join on.
+    pub cutoff_column: String,
+    /// Each source's time column, or `null` for a source declared static (its rows do not
+    /// change over time). A source read by a feature and not listed here may leak (`W012`).
+    #[serde(default)]
+    pub time_columns: TimeColumns,
+    /// A source row exactly at the cutoff counts (`time <= cutoff`); by default it does not
+    /// (`time < cutoff`). Kept absent when absent, so a recipe round-trips unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_cutoff: Option<bool>,
+}
+
+impl PointInTime {
+    /// Whether a row exactly at the cutoff counts.
+    pub fn includes_cutoff(&self) -> bool {
+        self.include_cutoff.unwrap_or(false)
+    }
+}
+
+/// `time_columns`: table → time column (`None` declares the table static), in the order
+/// the recipe wrote them, so that a recipe round-trips unchanged.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimeColumns(pub Vec<(String, Option<String>)>);
+
+impl TimeColumns {
+    /// The entry for `table` (ignoring ASCII case): `Some(None)` when it is declared static.
+    pub fn get(&self, table: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(table))
+            .map(|(_, c)| c.as_deref())
+    }
+}
+
+impl Serialize for TimeColumns {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (table, column) in &self.0 {
+            map.serialize_entry(table, column)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeColumns {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = TimeColumns;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "an object of table → time column (a string, or null for a static table)",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TimeColumns, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((table, column)) = map.next_entry::<String, Option<String>>()? {
+                    entries.push((table, column));
+                }
+                Ok(TimeColumns(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 /// The kind of prediction target; it decides how the label is summarised.
@@ -79,6 +160,10 @@ pub struct FeatureSpec {
     /// The type the author expects (`int64`, `DOUBLE`, `string`, …), checked against the expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_type: Option<String>,
+    /// featurecraft's extension, in point-in-time recipes: only the source's rows within
+    /// this span before the cutoff count (`"30 days"`, `"12 hours"`, `"2 weeks"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 fn default_label_name() -> String {
@@ -90,7 +175,15 @@ fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Er
     Value::deserialize(d).map(Some)
 }
 
-const RECIPE_FIELDS: &[&str] = &["target_table", "entity_grain", "label", "features", "notes"];
+const RECIPE_FIELDS: &[&str] = &[
+    "target_table",
+    "entity_grain",
+    "label",
+    "features",
+    "notes",
+    "point_in_time",
+];
+const POINT_IN_TIME_FIELDS: &[&str] = &["cutoff_column", "time_columns", "include_cutoff"];
 const LABEL_FIELDS: &[&str] = &[
     "name",
     "type",
@@ -104,6 +197,7 @@ const FEATURE_FIELDS: &[&str] = &[
     "source_table",
     "description",
     "data_type",
+    "window",
 ];
 
 /// The outcome of reading recipe JSON: the recipe when it could be read, and what was found.
@@ -257,22 +351,80 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             }
         });
 
-    let recipe = match (target_table, entity_grain, label, features, notes) {
-        (Some(target_table), Some(entity_grain), Some(label), Some(features), Some(notes)) => {
-            Some(FeatureRecipe {
-                target_table,
-                entity_grain,
-                label,
-                features,
-                notes,
-            })
-        }
+    let point_in_time = match object.get("point_in_time") {
+        None => Some(None),
+        Some(value) => point_in_time_from_value(value, &mut diagnostics).map(Some),
+    };
+
+    let recipe = match (
+        target_table,
+        entity_grain,
+        label,
+        features,
+        notes,
+        point_in_time,
+    ) {
+        (
+            Some(target_table),
+            Some(entity_grain),
+            Some(label),
+            Some(features),
+            Some(notes),
+            Some(point_in_time),
+        ) => Some(FeatureRecipe {
+            target_table,
+            entity_grain,
+            label,
+            features,
+            notes,
+            point_in_time,
+        }),
         _ => None,
     };
     ParsedRecipe {
         recipe,
         diagnostics,
     }
+}
+
+/// Reads `point_in_time`: unknown fields are `W001`, a missing cutoff column or a field of
+/// the wrong type `E001`.
+fn point_in_time_from_value(
+    value: &Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<PointInTime> {
+    let path = RecipePath::PointInTime(None);
+    let Some(fields) = value.as_object() else {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::E001,
+                format!(
+                    "`point_in_time` must be an object, found {}",
+                    json_kind(value)
+                ),
+            )
+            .at(path),
+        );
+        return None;
+    };
+    unknown_fields(
+        fields,
+        POINT_IN_TIME_FIELDS,
+        |key| RecipePath::PointInTime(Some(PointInTimeField::Other(key.to_string()))),
+        diagnostics,
+    );
+    if !fields.contains_key("cutoff_column") {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::E001,
+                "missing field `cutoff_column` in `point_in_time`",
+            )
+            .at(path)
+            .hint("name the grain column that holds each row's prediction time"),
+        );
+        return None;
+    }
+    typed::<PointInTime>(value, path, diagnostics)
 }
 
 fn field<T: for<'de> Deserialize<'de>>(

@@ -226,7 +226,7 @@ pub async fn propose(
 ) -> Result<Proposal, Vec<Diagnostic>> {
     let (spine, grain) = spine_and_grain(request, catalog)?;
     let label_columns = label_columns(&request.label)?;
-    let ctx = crate::run::validate::session(catalog, &options.run.validate)
+    let ctx = crate::run::sample::session(catalog, &options.run.validate)
         .await
         .map_err(|d| vec![d])?;
 
@@ -442,13 +442,13 @@ async fn profile(
     options: &DesignOptions,
 ) -> Result<Vec<ColumnProfile>, Diagnostic> {
     let batches = ctx
-        .table(crate::run::validate::table_reference(&table.name))
+        .table(crate::run::sample::table_reference(&table.name))
         .await
         .and_then(|f| f.limit(0, Some(options.profile_rows)))
-        .map_err(crate::run::validate::runtime_error)?
+        .map_err(crate::run::sample::runtime_error)?
         .collect()
         .await
-        .map_err(crate::run::validate::runtime_error)?;
+        .map_err(crate::run::sample::runtime_error)?;
     let mut profiles = Vec::with_capacity(table.columns.len());
     for (i, column) in table.columns.iter().enumerate() {
         let family = TypeFamily::of(&column.data_type);
@@ -536,6 +536,7 @@ fn recipe_with(
         label: request.label.clone(),
         features,
         notes,
+        point_in_time: None,
     }
 }
 
@@ -650,6 +651,7 @@ fn feature(
         source_table: table.name.clone(),
         description,
         data_type: None,
+        window: None,
     })
 }
 

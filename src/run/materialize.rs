@@ -13,7 +13,7 @@ use crate::compile::analyze::{Plan, name_problem, shown_name};
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::run::validate::{ValidateOptions, runtime_error, session};
+use crate::run::sample::{ValidateOptions, runtime_error, session};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::dataframe::DataFrameWriteOptions;

@@ -8,6 +8,8 @@
 pub(crate) mod distinct;
 pub(crate) mod keyhash;
 pub mod materialize;
+pub mod sample;
+pub(crate) mod timed_checks;
 pub mod validate;
 
 use crate::catalog::Catalog;

@@ -2,15 +2,10 @@
 //!
 //! - The query runs over the catalog's Parquet files and views, read-only (DDL, DML and
 //!   statements refused), under a memory limit, with explicit `target_partitions`.
-//! - **Entity sampling, not `LIMIT`.** Every spine key gets a stable hash
-//!   (`featurecraft_key_hash`); the `sample_size` keys with the smallest hashes are the sample:
-//!   the same keys on every run and machine, spread over the whole spine. Every CTE is
-//!   restricted to them (`featurecraft_key_hash(grain) <= threshold`) *before* it
-//!   aggregates, so each sampled entity's features are exactly those of the full CTAS and
-//!   the cost follows the sample. When the spine has at most `sample_size` keys the query
-//!   runs unrestricted. The restriction is pushed into the Parquet scans (late
-//!   materialization): a scan decodes the grain columns of every row but the other
-//!   columns only for sampled rows.
+//! - **Entity sampling, not `LIMIT`** ([`sample`](mod@crate::run::sample)): each sampled
+//!   entity's features are exactly those of the full CTAS, and the cost follows the sample.
+//!   The restriction is pushed into the Parquet scans (late materialization): a scan
+//!   decodes the key columns of every row but the other columns only for sampled rows.
 //! - `estimated_row_count` is the full CTAS's row count, computed cheaply: the spine's key
 //!   scan (which sampling needs anyway) gives it, and when a row-level source fans the join
 //!   out, one count over the spine and that source's keys adds the fan-out.
@@ -22,27 +17,26 @@
 //! 100 labelled rows with at least 10 of each class: below that, a perfect split happens
 //! by chance too often to mean anything.
 
-use crate::catalog::{Catalog, plan_query};
+use crate::catalog::Catalog;
 use crate::compile::analyze::Plan;
-use crate::compile::dialect::Dialect;
-use crate::compile::render::build_query;
 use crate::contract::job::ValidationSummary;
 use crate::contract::recipe::LabelType;
 use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
-use crate::run::keyhash::{KEY_HASH, key_hash_udf};
+use crate::run::keyhash::key_hash_udf;
+use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
 use crate::types::{TypeFamily, parse_type_name};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::common::DataFusionError;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{JoinType, col, ident, lit};
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, coalesce};
+use datafusion::prelude::{SessionContext, coalesce};
 use serde_json::{Number, Value};
-use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Value as SqlValue};
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use crate::run::sample::{
+    FEATURES_PER_QUERY, Sample, ValidateOptions, runtime_error, sample, session,
+};
 
 /// Caps that keep a summary small.
 const MAX_CLASSES: usize = 20;
@@ -53,35 +47,6 @@ const LEAKAGE_MIN_ROWS: usize = 100;
 const LEAKAGE_MIN_CLASS_ROWS: usize = 10;
 /// The minority share under which a label is imbalanced.
 const IMBALANCE_SHARE: f64 = 0.05;
-
-/// Knobs of a validation run.
-#[derive(Debug, Clone)]
-pub struct ValidateOptions {
-    /// How many entities (grain keys) to sample.
-    pub sample_size: usize,
-    /// Null fraction above which a column is listed in `high_null_columns`.
-    pub null_threshold: f64,
-    /// Bytes the query may hold in memory; past it the run fails with `E051`.
-    pub memory_limit: usize,
-    /// DataFusion's `target_partitions`.
-    pub target_partitions: usize,
-    /// Features per sampled query of the summary ([`FEATURES_PER_QUERY`] by default).
-    pub features_per_query: usize,
-}
-
-impl Default for ValidateOptions {
-    fn default() -> Self {
-        ValidateOptions {
-            sample_size: 10_000,
-            null_threshold: 0.5,
-            memory_limit: 2 << 30,
-            target_partitions: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-            features_per_query: FEATURES_PER_QUERY,
-        }
-    }
-}
 
 /// What a validation run produced.
 #[derive(Debug, Clone)]
@@ -132,52 +97,6 @@ pub async fn validate(
     }
 }
 
-/// A DataFusion session for running recipes: the memory limit, the partitions, the key
-/// hash function and the catalog's tables.
-pub async fn session(
-    catalog: &Catalog,
-    options: &ValidateOptions,
-) -> Result<SessionContext, Diagnostic> {
-    // A fair pool lets each spilling operator (the aggregations of every CTE) take its
-    // share and spill to the OS temporary directory past it, instead of the first one
-    // taking everything; the tracking names the largest consumers in an E051.
-    let pool = TrackConsumersPool::new(
-        FairSpillPool::new(options.memory_limit),
-        std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
-    );
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(std::sync::Arc::new(pool))
-        .build_arc()
-        .map_err(runtime_error)?;
-    // DataFusion's own settings can be tuned through `DATAFUSION_*` variables, as in
-    // datafusion-cli (`DATAFUSION_EXECUTION_BATCH_SIZE=16384`); the partitions and the
-    // memory limit are featurecraft's options and win.
-    let config = SessionConfig::from_env()
-        .map_err(|e| {
-            let set: Vec<String> = std::env::vars_os()
-                .filter_map(|(name, _)| name.into_string().ok())
-                .filter(|name| name.starts_with("DATAFUSION_"))
-                .collect();
-            Diagnostic::new(
-                Code::E050,
-                format!(
-                    "a DataFusion setting from the environment ({}) is invalid: {e}",
-                    set.join(", ")
-                ),
-            )
-            .hint("fix or unset the variable; `DATAFUSION_EXECUTION_BATCH_SIZE=8192` is the form")
-        })?
-        .with_target_partitions(options.target_partitions.max(1));
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
-    ctx.register_udf(key_hash_udf());
-    // `count` with a compact, pool-tracked grouped COUNT(DISTINCT) (see `distinct`).
-    ctx.register_udaf(crate::run::distinct::count_udaf());
-    catalog
-        .session_context(ctx)
-        .await
-        .map_err(|e| Diagnostic::new(Code::E052, e.to_string()))
-}
-
 struct Outcome {
     estimated_rows: u64,
     spine_keys: u64,
@@ -186,155 +105,6 @@ struct Outcome {
     high_null: Vec<(String, f64)>,
     findings: Vec<Diagnostic>,
 }
-
-/// The sampled query's rows (grain, features, label, in output order) and what the key
-/// scan learned on the way.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// Grain, features and label, in output order.
-    pub rows: RecordBatch,
-    /// Rows of the spine (its keys, when grouped).
-    pub spine_rows: u64,
-    /// Distinct keys of the spine.
-    pub spine_keys: u64,
-    /// Keys held by more than one spine row, and the rows holding them.
-    pub duplicate_keys: u64,
-    /// Spine rows holding a duplicated key.
-    pub duplicate_rows: u64,
-    /// The hash threshold of the sample; `None` when the sample is the whole spine.
-    pub threshold: Option<i64>,
-}
-
-/// Runs the sampled query: up to `sample_size` entities, chosen by key hash, each with its
-/// exact feature values.
-pub async fn sample(
-    plan: &Plan,
-    catalog: &Catalog,
-    options: &ValidateOptions,
-) -> Result<Sample, Diagnostic> {
-    let ctx = session(catalog, options).await?;
-    sample_in(&ctx, plan, options).await
-}
-
-async fn sample_in(
-    ctx: &SessionContext,
-    plan: &Plan,
-    options: &ValidateOptions,
-) -> Result<Sample, Diagnostic> {
-    let keys = key_scan(ctx, plan, options).await?;
-    let rows = sampled_rows(ctx, plan, keys.threshold).await?;
-    Ok(Sample {
-        rows,
-        spine_rows: keys.spine_rows,
-        spine_keys: keys.spine_keys,
-        duplicate_keys: keys.duplicate_keys,
-        duplicate_rows: keys.duplicate_rows,
-        threshold: keys.threshold,
-    })
-}
-
-/// What the spine's key scan learned: its size, its duplicate keys, and the hash
-/// threshold of the sample (`None` when the sample is the whole spine).
-struct KeyScan {
-    spine_rows: u64,
-    spine_keys: u64,
-    duplicate_keys: u64,
-    duplicate_rows: u64,
-    threshold: Option<i64>,
-}
-
-/// The spine's keys, hashed: the sample, the spine size, duplicate keys.
-async fn key_scan(
-    ctx: &SessionContext,
-    plan: &Plan,
-    options: &ValidateOptions,
-) -> Result<KeyScan, Diagnostic> {
-    let spine = ctx
-        .table(table_reference(&plan.spine.table))
-        .await
-        .map_err(runtime_error)?;
-    let hash_expr = key_hash_udf().call(plan.grain.iter().map(ident).collect());
-    let keys = if plan.spine.grouped {
-        spine
-            .aggregate(plan.grain.iter().map(ident).collect(), vec![])
-            .map_err(runtime_error)?
-    } else {
-        spine
-    };
-    let batches = keys
-        .select(vec![hash_expr.alias("h")])
-        .map_err(runtime_error)?
-        .collect()
-        .await
-        .map_err(runtime_error)?;
-    let mut hashes: Vec<i64> = Vec::new();
-    for batch in &batches {
-        hashes.extend(
-            batch
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .values()
-                .iter()
-                .copied(),
-        );
-    }
-    let spine_rows = hashes.len() as u64;
-    hashes.sort_unstable();
-    let (mut duplicate_keys, mut duplicate_rows) = (0u64, 0u64);
-    for run in hashes.chunk_by(|a, b| a == b).filter(|run| run.len() > 1) {
-        duplicate_keys += 1;
-        duplicate_rows += run.len() as u64;
-    }
-    hashes.dedup();
-    let threshold =
-        (hashes.len() > options.sample_size).then(|| hashes[options.sample_size.saturating_sub(1)]);
-    Ok(KeyScan {
-        spine_rows,
-        spine_keys: hashes.len() as u64,
-        duplicate_keys,
-        duplicate_rows,
-        threshold,
-    })
-}
-
-/// The sampled query's rows: every CTE restricted to the keys whose hash is at most
-/// `threshold` before it aggregates (the whole spine without one).
-async fn sampled_rows(
-    ctx: &SessionContext,
-    plan: &Plan,
-    threshold: Option<i64>,
-) -> Result<RecordBatch, Diagnostic> {
-    let caps = Dialect::DataFusion.capabilities();
-    let filter = |grain: &[SqlExpr]| threshold.map(|t| key_filter(grain, t));
-    let query = build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
-    let mut state = ctx.state();
-    if threshold.is_some() {
-        // Late materialization: each scan decodes the grain columns, keeps the sampled
-        // rows, and decodes the other columns for those rows only. Measured at 1M
-        // customers it cuts the sampled run by about a quarter; a full run gets slower
-        // with it, so only the sampled query's own session state turns it on.
-        let parquet = &mut state.config_mut().options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
-    }
-    let logical_plan = plan_query(&state, query).await.map_err(runtime_error)?;
-    let frame = DataFrame::new(state, logical_plan);
-    let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(runtime_error)?;
-    // The batches' own schema: `frame.schema()` is the plan's before type coercion (a
-    // `CASE WHEN … THEN 0 ELSE <double> END` reads Int64 there, Float64 once run).
-    let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
-    concat_batches(&schema, &batches).map_err(|e| runtime_error(e.into()))
-}
-
-/// Features per sampled query of a validation summary, by default. DataFusion resolves every column
-/// against a schema by a linear search, and its SQL planner compares each select item's
-/// name with every earlier one: planning one query of N features costs N² (4 000 features
-/// took 6 s to plan, 9.4 s in all). The summary needs each feature only beside the label,
-/// so it runs the features in groups of this many, sources kept together: planning cost
-/// grows with N, and each source is still read by as few queries as its features need.
-/// A recipe this wide or narrower runs as one query, as before.
-pub const FEATURES_PER_QUERY: usize = 256;
 
 /// The recipe's features in groups of at most `per_query`, each group's features sharing
 /// as few sources as possible (in recipe order within a source).
@@ -379,8 +149,12 @@ async fn run(
     let sampled_keys = spine_keys.min(options.sample_size as u64);
 
     // 3. Fan-out of row-level sources, and the full row count.
-    let row_level: Vec<&crate::compile::analyze::Source> =
-        plan.sources.iter().filter(|s| !s.grouped).collect();
+    // As-of values (row-level features of a timed source) take one row per spine row.
+    let row_level: Vec<&crate::compile::analyze::Source> = plan
+        .sources
+        .iter()
+        .filter(|s| !s.grouped && s.time.is_none())
+        .collect();
     let estimated_rows = if row_level.is_empty() || threshold.is_none() {
         None
     } else {
@@ -389,6 +163,7 @@ async fn run(
     for source in &row_level {
         findings.extend(fan_out(&ctx, source, threshold, &grain_list).await?);
     }
+    findings.extend(crate::run::timed_checks::findings(&ctx, plan, threshold).await?);
 
     // 4. One pass over the sample, a group of features at a time (each group's query has
     // the same rows, the label among them).
@@ -584,18 +359,6 @@ async fn fan_out(
     Ok(None)
 }
 
-/// `featurecraft_key_hash(grain…) <= threshold`.
-fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
-    let call = crate::sql::call(KEY_HASH, grain.to_vec());
-    SqlExpr::BinaryOp {
-        left: Box::new(call),
-        op: BinaryOperator::LtEq,
-        right: Box::new(SqlExpr::Value(
-            SqlValue::Number(threshold.to_string(), false).into(),
-        )),
-    }
-}
-
 /// Σ over spine rows of Π over row-level sources of max(1, rows of that key): the full CTAS's row count.
 async fn fanned_out_rows(
     ctx: &SessionContext,
@@ -607,25 +370,22 @@ async fn fanned_out_rows(
         .table(table_reference(&plan.spine.table))
         .await
         .map_err(runtime_error)?;
-    let spine_keys: Vec<_> = plan
-        .grain
-        .iter()
-        .enumerate()
-        .map(|(i, g)| ident(g).alias(key(i)))
-        .collect();
+    // Sources join on the entity key (the grain, unless the plan is point-in-time).
+    let entity_key = plan.entity_key();
+    let spine_keys = || -> Vec<_> {
+        entity_key
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ident(g).alias(key(i)))
+            .collect()
+    };
     let mut frame = if plan.spine.grouped {
         spine
             .aggregate(plan.grain.iter().map(ident).collect(), vec![])
             .map_err(runtime_error)?
-            .select(
-                plan.grain
-                    .iter()
-                    .enumerate()
-                    .map(|(i, g)| ident(g).alias(key(i)))
-                    .collect::<Vec<_>>(),
-            )
+            .select(spine_keys())
     } else {
-        spine.select(spine_keys)
+        spine.select(spine_keys())
     }
     .map_err(runtime_error)?;
     let mut factor = lit(1i64);
@@ -645,8 +405,8 @@ async fn fanned_out_rows(
                 vec![count(lit(1)).alias(format!("__n{s}"))],
             )
             .map_err(runtime_error)?;
-        let left: Vec<String> = (0..plan.grain.len()).map(key).collect();
-        let right: Vec<String> = (0..plan.grain.len()).map(source_key).collect();
+        let left: Vec<String> = (0..entity_key.len()).map(key).collect();
+        let right: Vec<String> = (0..entity_key.len()).map(source_key).collect();
         let left: Vec<&str> = left.iter().map(String::as_str).collect();
         let right: Vec<&str> = right.iter().map(String::as_str).collect();
         frame = frame
@@ -947,50 +707,4 @@ fn enough(seen: [usize; 2]) -> bool {
 fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
-}
-
-pub(crate) fn table_reference(name: &str) -> datafusion::common::TableReference {
-    match name.split_once('.') {
-        Some((domain, table)) => datafusion::common::TableReference::partial(domain, table),
-        None => datafusion::common::TableReference::bare(name),
-    }
-}
-
-/// Turns a DataFusion failure into a diagnostic that says what went wrong in user terms.
-pub fn runtime_error(error: DataFusionError) -> Diagnostic {
-    let root = error.find_root();
-    let text = root.to_string();
-    let first = text.lines().next().unwrap_or(&text).to_string();
-    let data_file = || {
-        Diagnostic::new(
-            Code::E052,
-            format!("a data file is missing or unreadable: {first}"),
-        )
-    };
-    match root {
-        DataFusionError::ResourcesExhausted(_) => Diagnostic::new(
-            Code::E051,
-            format!("the run exceeded the memory limit: {first}"),
-        )
-        .hint("raise the memory limit (`memory_limit`), or sample fewer entities (`sample_size`)"),
-        DataFusionError::ObjectStore(_)
-        | DataFusionError::IoError(_)
-        | DataFusionError::ParquetError(_) => data_file(),
-        _ if reads_like_a_file_error(&text) => data_file(),
-        _ => Diagnostic::new(
-            Code::E050,
-            format!("the query failed while running: {first}"),
-        ),
-    }
-}
-
-/// Whether DataFusion's text names a missing or unreadable file: some of its file errors
-/// reach us as plain text inside other variants. The wording is DataFusion 55's;
-/// `runtime_failures_are_diagnostics_not_panics` (tests/validate.rs) deletes and corrupts
-/// a Parquet file and fails if an upgrade words it otherwise.
-fn reads_like_a_file_error(text: &str) -> bool {
-    text.contains("No such file")
-        || (text.contains("not found") && text.contains("Object at location"))
-        || text.contains("Parquet")
-        || text.contains("parquet")
 }

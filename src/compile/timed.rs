@@ -1,0 +1,466 @@
+//! Rendering the timed sources of a point-in-time plan.
+//!
+//! The spine's distinct (entity key, cutoff) pairs are one CTE, [`CUTOFFS_CTE`]. A timed
+//! source's CTE joins them to the source on the entity key and keeps each pair's rows
+//! before its cutoff, within the widest window its features use; narrower windows are
+//! conditional aggregates over that one join, so the source is scanned once whatever the
+//! number of windows:
+//! ```sql
+//! "src_orders" AS (
+//!   SELECT "k"."customer_id", "k"."cutoff_time",
+//!          COUNT(*) AS "orders_90d",
+//!          SUM(CASE WHEN "s"."order_date" >= ("k"."cutoff_time" - INTERVAL '30' DAY)
+//!                   THEN "s"."amount" END) AS "spend_30d"
+//!   FROM "cutoffs" AS "k" JOIN "orders" AS "s"
+//!     ON "s"."customer_id" = "k"."customer_id" AND "s"."order_date" < "k"."cutoff_time"
+//!        AND "s"."order_date" >= ("k"."cutoff_time" - INTERVAL '90' DAY)
+//!   GROUP BY "k"."customer_id", "k"."cutoff_time")
+//! ```
+//! `COUNT(*)` becomes `COUNT(CASE WHEN … THEN 1 END)` and `COUNT(DISTINCT x)`
+//! `COUNT(DISTINCT CASE WHEN … THEN x END)`. An aggregate that keeps NULLs (`ARRAY_AGG`)
+//! cannot be narrowed so; it gets a CTE of its own with its window in the join.
+//!
+//! Row-level features of a timed source are **as-of values**: the row with the latest time
+//! before the cutoff, ties broken by the source's other columns in catalog order, each
+//! descending with NULLs last, strings by their bytes. The same rule in every dialect, as
+//! `ROW_NUMBER() … = 1` over the same join (DuckDB's `ASOF JOIN` picks an arbitrary row
+//! among ties, so it is not used).
+//!
+//! Dates and timestamps compare as timestamps (a date is its midnight) unless the cutoff
+//! and the source's time are both dates and every window is whole days.
+
+use crate::compile::analyze::{Plan, SPINE_CTE, Source};
+use crate::compile::ast::{aliased, aliased_table, cte, quoted, select, table_factor, table_name};
+use crate::compile::dialect::Capabilities;
+use crate::compile::fragment::is_aggregate;
+use crate::compile::point_in_time::{PlanTime, SourceTime, TimeType, Window, WindowUnit};
+use crate::diagnostic::RecipePath;
+use crate::sql::{call, cast};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
+use sqlparser::ast::{
+    BinaryOperator, CaseWhen, Cte, DataType, Distinct, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Join, JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions,
+    SelectItem, SetExpr, TimezoneInfo, Value, WindowSpec, WindowType, visit_expressions_mut,
+};
+use std::ops::ControlFlow;
+
+/// The CTE of the spine's distinct (entity key, cutoff) pairs.
+pub const CUTOFFS_CTE: &str = "cutoffs";
+/// The alias of the cutoff pairs in a timed source's join.
+const KEYS: &str = "k";
+/// The alias of the source's rows in a timed source's join.
+pub const ROWS: &str = "s";
+
+/// `SELECT DISTINCT entity key, cutoff FROM "spine"`.
+pub fn cutoffs_cte(plan: &Plan, time: &PlanTime, caps: &Capabilities) -> Cte {
+    let items = plan
+        .entity_key()
+        .iter()
+        .chain(std::iter::once(&time.cutoff))
+        .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
+        .collect();
+    let mut query = select(
+        items,
+        table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
+        vec![],
+        None,
+        None,
+    );
+    if let SetExpr::Select(body) = query.body.as_mut() {
+        body.distinct = Some(Distinct::Distinct);
+    }
+    cte(CUTOFFS_CTE, query, caps)
+}
+
+/// One CTE (two for as-of values) computing some features of a timed source.
+pub struct TimedPart<'a> {
+    /// The plan being rendered.
+    pub plan: &'a Plan,
+    /// Its point-in-time facts.
+    pub time: &'a PlanTime,
+    /// The source.
+    pub source: &'a Source,
+    /// The source's time column.
+    pub source_time: &'a SourceTime,
+    /// The dialect.
+    pub caps: &'a Capabilities,
+    /// The features it computes (indices into the plan's features).
+    pub members: &'a [usize],
+    /// The name of the CTE the spine joins.
+    pub cte_name: String,
+    /// Names already used by CTEs: helper CTEs take a name not among them.
+    pub taken: &'a [String],
+}
+
+/// What rendering a timed part gives: its CTEs, and the columns the spine joins it on
+/// (its own names, which are the spine's: the entity key and the cutoff).
+pub struct TimedCtes {
+    /// The CTEs, in order.
+    pub ctes: Vec<Cte>,
+    /// The columns the spine joins on.
+    pub grain: Vec<String>,
+}
+
+impl TimedPart<'_> {
+    /// Renders the part. `filter` restricts the source's rows by its entity key (sampling);
+    /// `adapt` adapts an expression (a feature's, or a time predicate) to the dialect.
+    pub fn render(
+        &self,
+        filter: Option<Expr>,
+        adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
+    ) -> TimedCtes {
+        let caps = self.caps;
+        let key = self.plan.entity_key();
+        let mut grain = key.clone();
+        grain.push(self.time.cutoff.clone());
+        let group: Vec<Expr> = grain.iter().map(|c| self.key_col(c)).collect();
+        let windows: Vec<Option<Window>> = self
+            .members
+            .iter()
+            .map(|&i| self.plan.features[i].window)
+            .collect();
+        let widest = widest(&windows);
+        let compare = self.compare(&windows);
+        let first_path = self
+            .members
+            .first()
+            .map(|&i| self.plan.features[i].path.clone())
+            .unwrap_or(RecipePath::Field("point_in_time".into()));
+        let on = self.join_condition(&key, widest, compare);
+        let on = adapt(&on, &first_path);
+        let join = Join {
+            relation: aliased_table(table_name(&self.source.table, caps), ROWS, caps),
+            global: false,
+            join_operator: JoinOperator::Join(JoinConstraint::On(on)),
+        };
+        let mut items: Vec<SelectItem> =
+            group.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+        for &i in self.members {
+            let f = &self.plan.features[i];
+            let mut expr = self.qualified(&f.expr);
+            if let Some(w) = f.window.filter(|w| Some(*w) != widest) {
+                let inside = self.within(w, compare);
+                expr = if self.source.grouped {
+                    only_within(expr, &inside)
+                } else {
+                    case_when(inside, expr)
+                };
+            }
+            items.push(aliased(adapt(&expr, &f.path), &f.name, caps));
+        }
+        let keys_table = table_factor(ObjectName::from(vec![quoted(CUTOFFS_CTE, caps)]));
+        let keys_table = match keys_table {
+            sqlparser::ast::TableFactor::Table { name, .. } => aliased_table(name, KEYS, caps),
+            other => other,
+        };
+        if self.source.grouped {
+            let body = select(items, keys_table, vec![join], filter, Some(group));
+            return TimedCtes {
+                ctes: vec![cte(&self.cte_name, body, caps)],
+                grain,
+            };
+        }
+        // As-of values: rank each pair's rows, keep the first.
+        let names: Vec<&str> = grain
+            .iter()
+            .map(String::as_str)
+            .chain(
+                self.members
+                    .iter()
+                    .map(|&i| self.plan.features[i].name.as_str()),
+            )
+            .collect();
+        let rank = fresh_name("featurecraft_rank", &names);
+        items.push(SelectItem::ExprWithAlias {
+            expr: self.rank(group),
+            alias: quoted(&rank, caps),
+        });
+        let ranked_name = fresh_name(&format!("{}_ranked", self.cte_name), self.taken);
+        let ranked = select(items, keys_table, vec![join], filter, None);
+        let picked_items = names
+            .iter()
+            .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
+            .collect();
+        let first = Expr::BinaryOp {
+            left: Box::new(Expr::Identifier(quoted(&rank, caps))),
+            op: BinaryOperator::Eq,
+            right: Box::new(Expr::value(Value::Number("1".into(), false))),
+        };
+        let picked = select(
+            picked_items,
+            table_factor(ObjectName::from(vec![quoted(&ranked_name, caps)])),
+            vec![],
+            Some(first),
+            None,
+        );
+        TimedCtes {
+            ctes: vec![
+                cte(&ranked_name, ranked, caps),
+                cte(&self.cte_name, picked, caps),
+            ],
+            grain,
+        }
+    }
+
+    /// `"k"."column"`.
+    fn key_col(&self, column: &str) -> Expr {
+        Expr::CompoundIdentifier(vec![quoted(KEYS, self.caps), quoted(column, self.caps)])
+    }
+
+    /// `"s"."column"`.
+    fn row_col(&self, column: &str) -> Expr {
+        Expr::CompoundIdentifier(vec![quoted(ROWS, self.caps), quoted(column, self.caps)])
+    }
+
+    /// Whether times compare as dates (both dates, every window whole days) or timestamps.
+    fn compare(&self, windows: &[Option<Window>]) -> TimeType {
+        let all_days = windows.iter().flatten().all(|w| w.whole_days());
+        if self.time.cutoff_type == TimeType::Date
+            && self.source_time.time_type == TimeType::Date
+            && all_days
+        {
+            TimeType::Date
+        } else {
+            TimeType::Timestamp
+        }
+    }
+
+    /// The source row's time and the cutoff, as the comparison type.
+    fn times(&self, compare: TimeType) -> (Expr, Expr) {
+        let as_compared = |expr: Expr, of: TimeType| match (of, compare) {
+            (TimeType::Date, TimeType::Timestamp) => {
+                cast(expr, DataType::Timestamp(None, TimezoneInfo::None))
+            }
+            _ => expr,
+        };
+        (
+            as_compared(
+                self.row_col(&self.source_time.column),
+                self.source_time.time_type,
+            ),
+            as_compared(self.key_col(&self.time.cutoff), self.time.cutoff_type),
+        )
+    }
+
+    /// The join: the entity key, the row before the cutoff, within the widest window.
+    fn join_condition(&self, key: &[String], widest: Option<Window>, compare: TimeType) -> Expr {
+        let mut conditions: Vec<Expr> = key
+            .iter()
+            .zip(&self.source.grain)
+            .map(|(spine, source)| Expr::BinaryOp {
+                left: Box::new(self.row_col(source)),
+                op: BinaryOperator::Eq,
+                right: Box::new(self.key_col(spine)),
+            })
+            .collect();
+        let (t, c) = self.times(compare);
+        conditions.push(Expr::BinaryOp {
+            left: Box::new(t),
+            op: if self.time.include_cutoff {
+                BinaryOperator::LtEq
+            } else {
+                BinaryOperator::Lt
+            },
+            right: Box::new(c),
+        });
+        if let Some(w) = widest {
+            conditions.push(self.within(w, compare));
+        }
+        and_all(conditions)
+    }
+
+    /// The row is within `window` before the cutoff (its lower edge; the join keeps the
+    /// upper one): `t >= cutoff − w`, or `t > cutoff − w` when the cutoff is included.
+    fn within(&self, window: Window, compare: TimeType) -> Expr {
+        let (t, c) = self.times(compare);
+        let (count, unit) = window.in_unit();
+        let unit = match unit {
+            WindowUnit::Day => "DAY",
+            WindowUnit::Hour => "HOUR",
+            WindowUnit::Minute => "MINUTE",
+            WindowUnit::Second => "SECOND",
+        };
+        let of_type = match compare {
+            TimeType::Date => "DATE",
+            TimeType::Timestamp => "TIMESTAMP",
+        };
+        let start = call(
+            crate::compile::functions::WINDOW_START,
+            vec![
+                c,
+                Expr::value(Value::Number(count.to_string(), false)),
+                Expr::value(Value::SingleQuotedString(unit.into())),
+                Expr::value(Value::SingleQuotedString(of_type.into())),
+            ],
+        );
+        Expr::BinaryOp {
+            left: Box::new(t),
+            op: if self.time.include_cutoff {
+                BinaryOperator::Gt
+            } else {
+                BinaryOperator::GtEq
+            },
+            right: Box::new(start),
+        }
+    }
+
+    /// The feature's expression with every column read from the source's rows (`"s"."x"`).
+    fn qualified(&self, expr: &Expr) -> Expr {
+        let mut expr = expr.clone();
+        let _ = visit_expressions_mut(&mut expr, |e| {
+            if let Expr::Identifier(ident) = e {
+                *e = self.row_col(&ident.value);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        expr
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY pair ORDER BY time DESC, other columns DESC NULLS LAST)`.
+    fn rank(&self, partition: Vec<Expr>) -> Expr {
+        let caps = self.caps;
+        let descending = |expr: Expr| OrderByExpr {
+            expr,
+            options: OrderByOptions {
+                asc: Some(false),
+                nulls_first: Some(false),
+            },
+            with_fill: None,
+        };
+        let mut order = vec![descending(self.row_col(&self.source_time.column))];
+        for tie in &self.source_time.tie_break {
+            let column = self.row_col(&tie.name);
+            let column = match (tie.is_string, caps.binary_collation) {
+                (true, Some(collation)) => Expr::Collate {
+                    expr: Box::new(column),
+                    collation: ObjectName::from(vec![sqlparser::ast::Ident::with_quote(
+                        '"', collation,
+                    )]),
+                },
+                _ => column,
+            };
+            order.push(descending(column));
+        }
+        let mut row_number = call("ROW_NUMBER", vec![]);
+        if let Expr::Function(f) = &mut row_number {
+            f.over = Some(WindowType::WindowSpec(WindowSpec {
+                window_name: None,
+                partition_by: partition,
+                order_by: order,
+                window_frame: None,
+            }));
+        }
+        row_number
+    }
+}
+
+/// The widest of some windows: `None` (every row before the cutoff) if any is `None`.
+fn widest(windows: &[Option<Window>]) -> Option<Window> {
+    let mut widest = None;
+    for w in windows {
+        match w {
+            None => return None,
+            Some(w) => widest = Some(widest.map_or(*w, |x: Window| x.max(*w))),
+        }
+    }
+    widest
+}
+
+/// `a AND b AND …`.
+fn and_all(conditions: Vec<Expr>) -> Expr {
+    conditions
+        .into_iter()
+        .reduce(|a, b| Expr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        })
+        .unwrap_or(Expr::value(Value::Boolean(true)))
+}
+
+/// `CASE WHEN condition THEN value END`.
+fn case_when(condition: Expr, value: Expr) -> Expr {
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![CaseWhen {
+            condition,
+            result: value,
+        }],
+        else_result: None,
+    }
+}
+
+/// Every aggregate of `expr` counting only the rows where `condition` holds: each argument
+/// that reads a column becomes `CASE WHEN condition THEN argument END` (NULL elsewhere,
+/// which aggregates skip), as do the ordering of a `WITHIN GROUP`; an aggregate reading no
+/// column (`COUNT(*)`, `COUNT(1)`) gets its first argument so (`COUNT(CASE … THEN 1 END)`).
+fn only_within(mut expr: Expr, condition: &Expr) -> Expr {
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Function(function) = e
+            && is_aggregate(function)
+        {
+            let mut wrapped = false;
+            for order in &mut function.within_group {
+                let inner = std::mem::replace(&mut order.expr, Expr::value(Value::Null));
+                order.expr = case_when(condition.clone(), inner);
+                wrapped = true;
+            }
+            if let FunctionArguments::List(list) = &mut function.args {
+                for arg in &mut list.args {
+                    let slot = match arg {
+                        FunctionArg::Unnamed(a)
+                        | FunctionArg::Named { arg: a, .. }
+                        | FunctionArg::ExprNamed { arg: a, .. } => a,
+                    };
+                    if let FunctionArgExpr::Expr(inner) = slot
+                        && reads_a_column(inner)
+                    {
+                        let taken = std::mem::replace(inner, Expr::value(Value::Null));
+                        *inner = case_when(condition.clone(), taken);
+                        wrapped = true;
+                    }
+                }
+                if !wrapped && let Some(first) = list.args.first_mut() {
+                    let slot = match first {
+                        FunctionArg::Unnamed(a)
+                        | FunctionArg::Named { arg: a, .. }
+                        | FunctionArg::ExprNamed { arg: a, .. } => a,
+                    };
+                    let value = match std::mem::replace(slot, FunctionArgExpr::Wildcard) {
+                        FunctionArgExpr::Expr(inner) => inner,
+                        _ => Expr::value(Value::Number("1".into(), false)),
+                    };
+                    *slot = FunctionArgExpr::Expr(case_when(condition.clone(), value));
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
+/// Whether an expression reads a column.
+fn reads_a_column(expr: &Expr) -> bool {
+    sqlparser::ast::visit_expressions(expr, |e| {
+        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// `base`, or `base_2`, `base_3`… : the first not among `taken` (ignoring case).
+fn fresh_name<S: AsRef<str>>(base: &str, taken: &[S]) -> String {
+    let clashes = |name: &str| taken.iter().any(|t| t.as_ref().eq_ignore_ascii_case(name));
+    let mut name = base.to_string();
+    let mut n = 2;
+    while clashes(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    name
+}

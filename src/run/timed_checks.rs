@@ -1,0 +1,373 @@
+//! Validation findings particular to point-in-time plans, on the same sample of entities:
+//!
+//! - `W104`: a timed source has no row before any sampled cutoff (within its widest
+//!   window), so every feature from it is empty: the cutoffs are outside its time range.
+//! - `W124`: a windowed feature's window holds no source row for most sampled rows.
+//! - `W103`: an as-of value's source has several rows at the latest time before a sampled
+//!   cutoff; the documented tie-break chose one.
+//!
+//! The first two count each timed source's rows per window with a plan of `COUNT(*)`
+//! features rendered as the recipe's own (same joins, same windows, same sample); the ties
+//! are counted with one aggregation per as-of source.
+
+use crate::compile::analyze::{FeatureHome, Plan, PlannedFeature, Source};
+use crate::compile::point_in_time::{PlanTime, Window};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::run::keyhash::key_hash_udf;
+use crate::run::sample::{runtime_error, sampled_rows, table_reference};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::expr_fn::{count, max};
+use datafusion::logical_expr::{Expr, JoinType, cast, col, ident, lit};
+use datafusion::prelude::SessionContext;
+use sqlparser::ast::Expr as SqlExpr;
+
+/// A window holding no row for more than this share of the sampled rows is reported.
+const MOSTLY_EMPTY: f64 = 0.5;
+
+/// The point-in-time findings of a plan on the sample (`threshold` as the key scan chose it).
+pub async fn findings(
+    ctx: &SessionContext,
+    plan: &Plan,
+    threshold: Option<i64>,
+) -> Result<Vec<Diagnostic>, Diagnostic> {
+    let Some(time) = &plan.point_in_time else {
+        return Ok(Vec::new());
+    };
+    let mut findings = window_findings(ctx, plan, threshold).await?;
+    for (s, source) in plan.sources.iter().enumerate() {
+        if !source.grouped && source.time.is_some() {
+            findings.extend(as_of_ties(ctx, plan, time, s, threshold).await?);
+        }
+    }
+    Ok(findings)
+}
+
+/// One `COUNT(*)` per (timed source, window) its features use, plus its widest.
+struct WindowCount {
+    source: usize,
+    window: Option<Window>,
+}
+
+/// `W104` and `W124`, from the rows each window holds per sampled spine row.
+async fn window_findings(
+    ctx: &SessionContext,
+    plan: &Plan,
+    threshold: Option<i64>,
+) -> Result<Vec<Diagnostic>, Diagnostic> {
+    let mut counts: Vec<WindowCount> = Vec::new();
+    for (s, source) in plan.sources.iter().enumerate() {
+        if source.time.is_none() {
+            continue;
+        }
+        let windows: Vec<Option<Window>> = features_of(plan, s).map(|f| f.window).collect();
+        if windows.is_empty() {
+            continue;
+        }
+        let widest = if windows.iter().any(Option::is_none) {
+            None
+        } else {
+            windows.iter().flatten().max().copied()
+        };
+        let mut wanted = vec![widest];
+        wanted.extend(windows.iter().filter(|w| w.is_some()).copied());
+        wanted.dedup();
+        for window in wanted {
+            if !counts.iter().any(|c| c.source == s && c.window == window) {
+                counts.push(WindowCount { source: s, window });
+            }
+        }
+    }
+    if counts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counting = counting_plan(plan, &counts);
+    let rows = sampled_rows(ctx, &counting, threshold).await?;
+    let total = rows.num_rows();
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    let grain = counting.grain.len();
+    // The share of sampled rows each window holds no row for.
+    let empty_share: Vec<f64> = (0..counts.len())
+        .map(|i| {
+            let column = rows.column(grain + i);
+            let empty = match datafusion::arrow::compute::cast(column, &DataType::Int64) {
+                Ok(values) => values
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .filter(|v| v.unwrap_or(0) == 0)
+                    .count(),
+                Err(_) => 0,
+            };
+            empty as f64 / total as f64
+        })
+        .collect();
+    let mut findings = Vec::new();
+    let mut silent_sources = Vec::new();
+    for (i, c) in counts.iter().enumerate() {
+        let source = &plan.sources[c.source];
+        let first = features_of(plan, c.source).next();
+        // The widest window comes first for each source.
+        let is_widest = counts.iter().position(|x| x.source == c.source) == Some(i);
+        if is_widest && empty_share[i] >= 1.0 {
+            silent_sources.push(c.source);
+            let within = c.window.map(|w| format!(" within {w}")).unwrap_or_default();
+            let mut d = Diagnostic::new(
+                Code::W104,
+                format!(
+                    "`{}` has no row before any of the {total} sampled cutoffs{within}: every feature from it is empty; the cutoffs may be outside its time range",
+                    source.table
+                ),
+            );
+            if let Some(f) = first {
+                d = d.at(f.path.clone());
+            }
+            findings.push(d.hint(
+                "compare the cutoffs with the source's times, or check `point_in_time.time_columns`",
+            ));
+        }
+    }
+    for (s, f) in plan
+        .features
+        .iter()
+        .filter_map(|f| match f.home {
+            FeatureHome::Source(s) => Some((s, f)),
+            FeatureHome::Spine => None,
+        })
+        .filter(|(s, f)| f.window.is_some() && !silent_sources.contains(s))
+    {
+        let Some(i) = counts
+            .iter()
+            .position(|c| c.source == s && c.window == f.window)
+        else {
+            continue;
+        };
+        if empty_share[i] > MOSTLY_EMPTY {
+            let window = f.window.map(|w| w.to_string()).unwrap_or_default();
+            findings.push(
+                Diagnostic::new(
+                    Code::W124,
+                    format!(
+                        "feature `{}`: its {window} window holds no row of `{}` for {:.1} % of the sampled rows",
+                        f.name,
+                        plan.sources[s].table,
+                        empty_share[i] * 100.0
+                    ),
+                )
+                .at(f.path.clone())
+                .hint("a wider window may carry more signal"),
+            );
+        }
+    }
+    Ok(findings)
+}
+
+/// The features computed by source `s`.
+fn features_of(plan: &Plan, s: usize) -> impl Iterator<Item = &PlannedFeature> {
+    plan.features
+        .iter()
+        .filter(move |f| f.home == FeatureHome::Source(s))
+}
+
+/// The plan's spine and sources with one `COUNT(*)` feature per window count, each
+/// timed source grouped (an as-of source's rows are counted too).
+fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
+    let count_star = match crate::compile::fragment::parse_fragment(
+        "COUNT(*)",
+        crate::diagnostic::RecipePath::Field("point_in_time".into()),
+    ) {
+        Ok(expr) => expr,
+        Err(_) => SqlExpr::value(sqlparser::ast::Value::Null),
+    };
+    let zero = SqlExpr::value(sqlparser::ast::Value::Number("0".into(), false));
+    let sources: Vec<Source> = plan
+        .sources
+        .iter()
+        .map(|s| Source {
+            grouped: s.grouped || s.time.is_some(),
+            ..s.clone()
+        })
+        .collect();
+    let features = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| PlannedFeature {
+            name: format!("window_rows_{i}"),
+            path: crate::diagnostic::RecipePath::Field("point_in_time".into()),
+            expr: count_star.clone(),
+            home: FeatureHome::Source(c.source),
+            empty_value: Some(zero.clone()),
+            declared_type: None,
+            float_to_text: Vec::new(),
+            window: c.window,
+        })
+        .collect();
+    Plan {
+        sources,
+        features,
+        ..plan.clone()
+    }
+}
+
+/// `W103`: sampled (entity, cutoff) pairs whose latest row before the cutoff in an as-of
+/// source shares its time with another row.
+async fn as_of_ties(
+    ctx: &SessionContext,
+    plan: &Plan,
+    time: &PlanTime,
+    s: usize,
+    threshold: Option<i64>,
+) -> Result<Option<Diagnostic>, Diagnostic> {
+    let source = &plan.sources[s];
+    let Some(source_time) = &source.time else {
+        return Ok(None);
+    };
+    let key = plan.entity_key();
+    let sampled = |frame: datafusion::prelude::DataFrame, columns: &[String]| match threshold {
+        Some(t) => frame.filter(
+            key_hash_udf()
+                .call(columns.iter().map(ident).collect())
+                .lt_eq(lit(t)),
+        ),
+        None => Ok(frame),
+    };
+    let as_timestamp = |e: Expr| cast(e, DataType::Timestamp(TimeUnit::Microsecond, None));
+    let spine = ctx
+        .table(table_reference(&plan.spine.table))
+        .await
+        .map_err(runtime_error)?;
+    let mut pair: Vec<Expr> = key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ident(k).alias(format!("__k{i}")))
+        .collect();
+    pair.push(as_timestamp(ident(&time.cutoff)).alias("__c"));
+    let pairs = sampled(spine, &key)
+        .map_err(runtime_error)?
+        .select(pair)
+        .map_err(runtime_error)?
+        .distinct()
+        .map_err(runtime_error)?;
+    let rows = ctx
+        .table(table_reference(&source.table))
+        .await
+        .map_err(runtime_error)?;
+    let mut row_columns: Vec<Expr> = source
+        .grain
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ident(k).alias(format!("__s{i}")))
+        .collect();
+    row_columns.push(as_timestamp(ident(&source_time.column)).alias("__t"));
+    let rows = sampled(rows, &source.grain)
+        .map_err(runtime_error)?
+        .select(row_columns)
+        .map_err(runtime_error)?;
+    let left: Vec<String> = (0..key.len()).map(|i| format!("__k{i}")).collect();
+    let right: Vec<String> = (0..key.len()).map(|i| format!("__s{i}")).collect();
+    let left: Vec<&str> = left.iter().map(String::as_str).collect();
+    let right: Vec<&str> = right.iter().map(String::as_str).collect();
+    let before = if time.include_cutoff {
+        col("__t").lt_eq(col("__c"))
+    } else {
+        col("__t").lt(col("__c"))
+    };
+    let windows: Vec<Option<Window>> = features_of(plan, s).map(|f| f.window).collect();
+    let widest = if windows.iter().any(Option::is_none) {
+        None
+    } else {
+        windows.iter().flatten().max().copied()
+    };
+    let condition = match widest {
+        None => before,
+        Some(w) => {
+            let start = col("__c")
+                - lit(ScalarValue::IntervalMonthDayNano(Some(
+                    IntervalMonthDayNano::new(
+                        0,
+                        0,
+                        i64::try_from(w.seconds)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(1_000_000_000),
+                    ),
+                )));
+            let within = if time.include_cutoff {
+                col("__t").gt(start)
+            } else {
+                col("__t").gt_eq(start)
+            };
+            before.and(within)
+        }
+    };
+    let pair_columns: Vec<Expr> = left.iter().map(|c| col(*c)).chain([col("__c")]).collect();
+    let per_time = pairs
+        .join(rows, JoinType::Inner, &left, &right, Some(condition))
+        .map_err(runtime_error)?
+        .aggregate(
+            pair_columns.iter().cloned().chain([col("__t")]).collect(),
+            vec![count(lit(1)).alias("__n")],
+        )
+        .map_err(runtime_error)?;
+    let latest = per_time
+        .clone()
+        .aggregate(
+            pair_columns.clone(),
+            vec![max(col("__t")).alias("__latest")],
+        )
+        .map_err(runtime_error)?
+        .select(
+            left.iter()
+                .enumerate()
+                .map(|(i, c)| col(*c).alias(format!("__l{i}")))
+                .chain([col("__c").alias("__lc"), col("__latest")])
+                .collect::<Vec<_>>(),
+        )
+        .map_err(runtime_error)?;
+    let mut join_left: Vec<String> = left.iter().map(|c| c.to_string()).collect();
+    join_left.extend(["__c".to_string(), "__t".to_string()]);
+    let mut join_right: Vec<String> = (0..key.len()).map(|i| format!("__l{i}")).collect();
+    join_right.extend(["__lc".to_string(), "__latest".to_string()]);
+    let join_left: Vec<&str> = join_left.iter().map(String::as_str).collect();
+    let join_right: Vec<&str> = join_right.iter().map(String::as_str).collect();
+    let batches = per_time
+        .join(latest, JoinType::Inner, &join_left, &join_right, None)
+        .map_err(runtime_error)?
+        .filter(col("__n").gt(lit(1i64)))
+        .map_err(runtime_error)?
+        .aggregate(vec![], vec![count(lit(1)).alias("pairs")])
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    let tied = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
+        .unwrap_or(0);
+    if tied == 0 {
+        return Ok(None);
+    }
+    let first = features_of(plan, s).next();
+    let tie_columns: Vec<&str> = source_time
+        .tie_break
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut d = Diagnostic::new(
+        Code::W103,
+        format!(
+            "`{}` has several rows at the latest `{}` before the cutoff for {tied} sampled (entity, cutoff) pairs: as-of values take the row first by ({}) descending",
+            source.table,
+            source_time.column,
+            tie_columns.join(", ")
+        ),
+    );
+    if let Some(f) = first {
+        d = d.at(f.path.clone());
+    }
+    Ok(Some(d.hint(
+        "if the order of those columns means nothing, the as-of value of a tied row is arbitrary: aggregate instead (e.g. `MAX(col)` with a window)",
+    )))
+}
