@@ -50,6 +50,8 @@ fn main() {
             positive_class_value: Some(serde_json::json!(true)),
         },
         max_features: None,
+        point_in_time: None,
+        windows: Vec::new(),
     };
     let options = DesignOptions::default();
     println!(

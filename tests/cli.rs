@@ -127,6 +127,33 @@ fn usage_and_io_problems_exit_two_with_a_message() {
     ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown dialect `oracle`"), "{stderr}");
+    let design = [
+        "design",
+        "--catalog",
+        "fixtures/retail",
+        "--spine",
+        "churn_cutoffs",
+        "--grain",
+        "customer_id,cutoff_time",
+        "--label-column",
+        "churned_30d",
+    ];
+    let (code, _, stderr) =
+        featurecraft(&[&design[..], &["--time-column", "events=event_ts"]].concat());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("need --cutoff-column"), "{stderr}");
+    let (code, _, stderr) = featurecraft(
+        &[
+            &design[..],
+            &["--cutoff-column", "cutoff_time", "--time-column", "events"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--time-column `events`: write TABLE=COLUMN"),
+        "{stderr}"
+    );
 }
 
 #[test]

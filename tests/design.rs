@@ -22,6 +22,8 @@ fn churn_request(max_features: Option<usize>) -> DesignRequest {
             positive_class_value: Some(serde_json::json!(1)),
         },
         max_features,
+        point_in_time: None,
+        windows: Vec::new(),
     }
 }
 
@@ -183,6 +185,8 @@ fn people_request(max_features: Option<usize>) -> DesignRequest {
             positive_class_value: Some(serde_json::json!(1)),
         },
         max_features,
+        point_in_time: None,
+        windows: Vec::new(),
     }
 }
 
@@ -358,4 +362,163 @@ async fn profiled_values_with_quotes_and_backslashes_stay_their_values() {
             "{kind} in {literals:?}"
         );
     }
+}
+
+fn point_in_time_request(windows: &[&str]) -> DesignRequest {
+    serde_json::from_value(serde_json::json!({
+        "spine": "churn_cutoffs",
+        "entity_grain": ["customer_id", "cutoff_time"],
+        "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
+        "point_in_time": {
+            "cutoff_column": "cutoff_time",
+            "time_columns": {
+                "events": "event_ts",
+                "orders": "order_date",
+                "plan_changes": "changed_at",
+                "customers": null
+            }
+        },
+        "windows": windows
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_point_in_time_design_windows_timed_tables_and_reads_as_of_values() {
+    let catalog = common::retail().await;
+    let designed = design(
+        &point_in_time_request(&["7d", "30 days", "2 weeks"]),
+        &catalog,
+        &options(400),
+    )
+    .await
+    .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let recipe = &designed.recipe;
+    let pit = recipe.point_in_time.as_ref().expect("point in time");
+    // It declares exactly the time columns of the tables its features read.
+    let read: std::collections::BTreeSet<String> = recipe
+        .features
+        .iter()
+        .map(|f| f.source_table.to_ascii_lowercase())
+        .filter(|t| t != "churn_cutoffs")
+        .collect();
+    let declared: std::collections::BTreeSet<String> = pit
+        .time_columns
+        .0
+        .iter()
+        .map(|(t, _)| t.to_ascii_lowercase())
+        .collect();
+    assert_eq!(read, declared);
+    // No table outside time_columns is read (it would not be bounded by the cutoff).
+    for f in &recipe.features {
+        assert!(
+            [
+                "churn_cutoffs",
+                "events",
+                "orders",
+                "plan_changes",
+                "customers"
+            ]
+            .contains(&f.source_table.as_str()),
+            "{} reads {}",
+            f.name,
+            f.source_table
+        );
+    }
+    // Windows only on timed tables, written as a recipe writes them.
+    let windows: std::collections::BTreeSet<&str> = recipe
+        .features
+        .iter()
+        .filter_map(|f| f.window.as_deref())
+        .collect();
+    assert!(!windows.is_empty());
+    assert!(
+        windows.is_subset(&["7 days", "30 days", "14 days"].into_iter().collect()),
+        "{windows:?}"
+    );
+    for f in recipe.features.iter().filter(|f| f.window.is_some()) {
+        assert!(
+            ["events", "orders", "plan_changes"].contains(&f.source_table.as_str()),
+            "{}",
+            f.name
+        );
+    }
+    // As-of values: row-level features of a timed table.
+    let as_of: Vec<&str> = recipe
+        .features
+        .iter()
+        .filter(|f| f.name.starts_with("last_"))
+        .map(|f| f.expression.as_str())
+        .collect();
+    assert!(!as_of.is_empty(), "{:#?}", recipe.features);
+    for expression in &as_of {
+        let expr = parse_fragment(expression, featurecraft::RecipePath::Field("x".into())).unwrap();
+        assert!(!inspect(&expr).aggregates, "{expression}");
+    }
+    // The static table's times may lie after the cutoff: none is read.
+    for f in recipe
+        .features
+        .iter()
+        .filter(|f| f.source_table == "customers")
+    {
+        assert!(
+            !f.expression.contains("churned_at") && !f.expression.contains("signup_date"),
+            "{}: {}",
+            f.name,
+            f.expression
+        );
+    }
+    // The recipe compiles with no unbounded source and no unused time column, everywhere.
+    for dialect in Dialect::ALL {
+        let compiled = compile_recipe(recipe, &catalog, &CompileOptions::for_dialect(dialect));
+        assert!(
+            !compiled.has_errors(),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+        assert!(
+            compiled
+                .diagnostics
+                .iter()
+                .all(|d| !matches!(d.code, featurecraft::Code::W012 | featurecraft::Code::W014)),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+    assert!(recipe.notes.contains("point in time"), "{}", recipe.notes);
+    assert!(
+        recipe
+            .notes
+            .contains("subscriptions (not in point_in_time.time_columns"),
+        "{}",
+        recipe.notes
+    );
+}
+
+#[tokio::test]
+async fn a_design_with_a_bad_window_or_windows_without_a_cutoff_is_an_error() {
+    let catalog = common::retail().await;
+    let errors = design(
+        &point_in_time_request(&["1 month"]),
+        &catalog,
+        &options(100),
+    )
+    .await
+    .expect_err("months are refused");
+    assert_eq!(errors[0].code, featurecraft::Code::E026);
+    assert_eq!(
+        errors[0].path.as_ref().unwrap().to_string(),
+        "design.windows[0]"
+    );
+    let mut request = churn_request(None);
+    request.windows = vec!["7d".into()];
+    let errors = design(&request, &catalog, &options(100))
+        .await
+        .expect_err("no cutoff");
+    assert_eq!(errors[0].code, featurecraft::Code::E026);
 }

@@ -278,6 +278,43 @@ async fn timestamp_cutoffs_exclude_the_cutoff_and_include_the_window_start() {
 }
 
 #[tokio::test]
+async fn a_timed_source_mixes_aggregates_and_as_of_values() {
+    let dir = edge_catalog();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let mut mixed: serde_json::Value = serde_json::from_str(&recipe("cutoff", false)).unwrap();
+    let features = mixed["features"].as_array_mut().unwrap();
+    features.push(serde_json::json!(
+        {"name": "st_n", "source_table": "st", "expression": "COUNT(*)"}
+    ));
+    features.push(serde_json::json!(
+        {"name": "st_max_7d", "source_table": "st", "expression": "MAX(v)", "window": "7 days"}
+    ));
+    let table = table_of(&catalog, &mixed.to_string()).await;
+    // `st` has rows for entity 1 at 03-01, at the first cutoff (03-10 12:00) and at 03-18:
+    // the aggregates count the rows before each cutoff, the as-of values read the latest.
+    expect(
+        &table,
+        "1|2024-03-10T12:00:00",
+        "st_n=1 st_max_7d=NULL kind_now=old kind_5d=NULL",
+    );
+    expect(
+        &table,
+        "1|2024-03-20T00:00:00",
+        "st_n=3 st_max_7d=3.0 kind_now=recent kind_5d=recent",
+    );
+    expect(
+        &table,
+        "2|2024-03-10T12:00:00",
+        "st_n=4 st_max_7d=64.0 kind_now=y",
+    );
+    expect(
+        &table,
+        "3|2024-03-10T12:00:00",
+        "st_n=0 st_max_7d=NULL kind_now=NULL",
+    );
+}
+
+#[tokio::test]
 async fn date_cutoffs_with_the_cutoff_included() {
     let dir = edge_catalog();
     let catalog = Catalog::load(dir.path()).await.unwrap();

@@ -731,6 +731,55 @@ async fn a_job_with_a_design_request_is_designed_and_proposed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_in_time_design_request_gives_a_point_in_time_recipe() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let job = json!({
+        "target_table_name": "churn_pit",
+        "domain": "retail",
+        "design": {
+            "spine": "churn_cutoffs",
+            "entity_grain": ["customer_id", "cutoff_time"],
+            "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
+            "point_in_time": {
+                "cutoff_column": "cutoff_time",
+                "time_columns": {"events": "event_ts", "orders": "order_date"}
+            },
+            "windows": ["30d"],
+            "max_features": 8
+        }
+    });
+    let (status, job) = server.create_and_wait_with(&ana, &job).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    assert_eq!(
+        job["design"]["windows"],
+        json!(["30d"]),
+        "the request is kept"
+    );
+    let recipe = &job["recipe"];
+    assert_eq!(
+        recipe["point_in_time"]["cutoff_column"], "cutoff_time",
+        "{recipe}"
+    );
+    let features = recipe["features"].as_array().unwrap();
+    assert!(!features.is_empty() && features.len() <= 8, "{recipe}");
+    for f in features {
+        let table = f["source_table"].as_str().unwrap();
+        assert!(
+            ["churn_cutoffs", "events", "orders"].contains(&table),
+            "{f}"
+        );
+    }
+    // The CTAS filters each timed source by the cutoff.
+    let sql = job["sql"].as_str().unwrap();
+    assert!(sql.contains("\"cutoffs\""), "{sql}");
+    assert_eq!(job["validation"]["estimated_row_count"], 2694);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() {
     let w = world();
     let spine = w.catalog.join("customers.parquet");

@@ -270,6 +270,21 @@ pub struct DesignArgs {
     /// The designed recipe's target table.
     #[arg(long, default_value = "designed_features")]
     pub target_table: String,
+    /// Design a point-in-time recipe: the grain column holding each row's cutoff.
+    #[arg(long)]
+    pub cutoff_column: Option<String>,
+    /// With --cutoff-column: a table's time column, `TABLE=COLUMN` (repeatable).
+    #[arg(long = "time-column", value_name = "TABLE=COLUMN")]
+    pub time_columns: Vec<String>,
+    /// With --cutoff-column: a table read whole, declared static (repeatable).
+    #[arg(long = "static-table", value_name = "TABLE")]
+    pub static_tables: Vec<String>,
+    /// With --cutoff-column: windows each aggregate of a timed table is also computed over.
+    #[arg(long, value_delimiter = ',', value_name = "7d,30d,…")]
+    pub windows: Vec<String>,
+    /// With --cutoff-column: a source row exactly at the cutoff counts.
+    #[arg(long)]
+    pub include_cutoff: bool,
     #[command(flatten)]
     pub sample: SampleSize,
     #[command(flatten)]

@@ -232,7 +232,13 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
+    let point_in_time = match design_point_in_time(&args) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e),
+    };
     let request = featurecraft::design::DesignRequest {
+        point_in_time,
+        windows: args.windows,
         spine: args.spine,
         entity_grain: args.grain,
         label: featurecraft::LabelSpec {
@@ -259,6 +265,43 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         args.dropped.as_deref(),
     )
     .await
+}
+
+/// The point-in-time part of a design request from `--cutoff-column`, `--time-column`,
+/// `--static-table` and `--include-cutoff`.
+fn design_point_in_time(
+    args: &DesignArgs,
+) -> Result<Option<featurecraft::contract::recipe::PointInTime>, String> {
+    use featurecraft::contract::recipe::{PointInTime, TimeColumns};
+    let Some(cutoff) = &args.cutoff_column else {
+        if !args.time_columns.is_empty()
+            || !args.static_tables.is_empty()
+            || !args.windows.is_empty()
+            || args.include_cutoff
+        {
+            return Err("--time-column, --static-table, --windows and --include-cutoff need --cutoff-column".into());
+        }
+        return Ok(None);
+    };
+    let mut columns: Vec<(String, Option<String>)> = Vec::new();
+    for pair in &args.time_columns {
+        match pair.split_once('=') {
+            Some((table, column)) if !table.is_empty() && !column.is_empty() => {
+                columns.push((table.to_string(), Some(column.to_string())))
+            }
+            _ => {
+                return Err(format!(
+                    "--time-column `{pair}`: write TABLE=COLUMN, e.g. --time-column events=event_ts"
+                ));
+            }
+        }
+    }
+    columns.extend(args.static_tables.iter().map(|t| (t.clone(), None)));
+    Ok(Some(PointInTime {
+        cutoff_column: cutoff.clone(),
+        time_columns: TimeColumns(columns),
+        include_cutoff: args.include_cutoff.then_some(true),
+    }))
 }
 
 async fn describe_command(args: &DescribeArgs) -> ExitCode {

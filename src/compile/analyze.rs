@@ -169,6 +169,9 @@ pub struct PlannedFeature {
     pub float_to_text: Vec<sqlparser::tokenizer::Span>,
     /// Only the source's rows within this span before the cutoff count (point in time).
     pub window: Option<Window>,
+    /// A row-level feature of a timed source: the value in the entity's latest row before
+    /// the cutoff (point in time). A timed source may mix these with aggregates.
+    pub as_of: bool,
 }
 
 /// The label ready to render.
@@ -483,7 +486,12 @@ impl<'c> Analyzer<'c> {
                         sources.len() - 1
                     }
                 };
-                if sources[index].grouped && !aggregate && !r.bare_non_grain.is_empty() {
+                // A timed source computes its as-of values apart from its aggregates.
+                if sources[index].grouped
+                    && sources[index].time.is_none()
+                    && !aggregate
+                    && !r.bare_non_grain.is_empty()
+                {
                     self.mixed_source(recipe, resolved, &table.name, &path);
                     continue;
                 }
@@ -523,6 +531,8 @@ impl<'c> Analyzer<'c> {
                 Some(text) => self.check_window(text, r.index, home, &sources, recipe, timing),
                 None => None,
             };
+            let as_of =
+                !aggregate && matches!(home, FeatureHome::Source(s) if sources[s].time.is_some());
             features.push(PlannedFeature {
                 name: feature.name.clone(),
                 path,
@@ -532,6 +542,7 @@ impl<'c> Analyzer<'c> {
                 declared_type: feature.data_type.clone(),
                 float_to_text,
                 window,
+                as_of,
             });
         }
 

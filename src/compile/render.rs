@@ -259,6 +259,8 @@ impl QueryBuilder<'_> {
                     n += 1;
                     let suffix = if key.distinct.is_some() {
                         "distinct"
+                    } else if key.as_of {
+                        "as_of"
                     } else {
                         "window"
                     };
@@ -267,7 +269,8 @@ impl QueryBuilder<'_> {
                 for &i in &members {
                     part_of_feature[i] = parts.len();
                 }
-                let (part_ctes, part) = self.part(source, &members, cte_name, &taken);
+                let as_of = key.as_of || !source.grouped;
+                let (part_ctes, part) = self.part(source, &members, as_of, cte_name, &taken);
                 taken.extend(part_ctes.iter().map(|c| c.alias.name.value.clone()));
                 ctes.extend(part_ctes);
                 parts.push(part);
@@ -292,6 +295,7 @@ impl QueryBuilder<'_> {
                     .flatten(),
                 window: (source.time.is_some() && source.grouped && keeps_nulls(&f.expr))
                     .then_some(f.window),
+                as_of: source.grouped && f.as_of,
             };
             match source_parts.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, members)) => members.push(i),
@@ -306,6 +310,7 @@ impl QueryBuilder<'_> {
         &mut self,
         source: &Source,
         members: &[usize],
+        as_of: bool,
         cte_name: String,
         taken: &[String],
     ) -> (Vec<Cte>, Part) {
@@ -320,6 +325,7 @@ impl QueryBuilder<'_> {
                 source_time,
                 caps,
                 members,
+                as_of,
                 cte_name: cte_name.clone(),
                 taken,
             };
@@ -475,6 +481,8 @@ struct PartKey {
     distinct: Option<String>,
     /// The window of an aggregate that keeps NULLs, in a timed source.
     window: Option<Option<Window>>,
+    /// As-of values of a timed source that also has aggregates.
+    as_of: bool,
 }
 
 /// Whether an aggregate of `expr` keeps NULL arguments.

@@ -86,6 +86,8 @@ pub struct TimedPart<'a> {
     pub caps: &'a Capabilities,
     /// The features it computes (indices into the plan's features).
     pub members: &'a [usize],
+    /// They are as-of values (the latest row's), not aggregates.
+    pub as_of: bool,
     /// The name of the CTE the spine joins.
     pub cte_name: String,
     /// Names already used by CTEs: helper CTEs take a name not among them.
@@ -140,7 +142,7 @@ impl TimedPart<'_> {
             let mut expr = self.qualified(&f.expr);
             if let Some(w) = f.window.filter(|w| Some(*w) != widest) {
                 let inside = self.within(w, compare);
-                expr = if self.source.grouped {
+                expr = if !self.as_of {
                     only_within(expr, &inside)
                 } else {
                     case_when(inside, expr)
@@ -153,7 +155,7 @@ impl TimedPart<'_> {
             sqlparser::ast::TableFactor::Table { name, .. } => aliased_table(name, KEYS, caps),
             other => other,
         };
-        if self.source.grouped {
+        if !self.as_of {
             let body = select(items, keys_table, vec![join], filter, Some(group));
             return TimedCtes {
                 ctes: vec![cte(&self.cte_name, body, caps)],

@@ -1,7 +1,7 @@
 //! The design request: featurecraft's extension of the job contract, what the built-in
 //! crew designs a recipe for when a job comes without one.
 
-use crate::contract::recipe::LabelSpec;
+use crate::contract::recipe::{LabelSpec, PointInTime};
 use serde::{Deserialize, Serialize};
 
 /// What to design a recipe for: featurecraft's extension of the job contract, accepted by
@@ -17,4 +17,14 @@ pub struct DesignRequest {
     /// Keep at most this many features, the most informative first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_features: Option<usize>,
+    /// Design a point-in-time recipe: the cutoff column (one of `entity_grain`) and the
+    /// time column of each table the crew may read (`null` for a static table), as in a
+    /// recipe. Tables it does not list are left out, since they would not be bounded by
+    /// the cutoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<PointInTime>,
+    /// In a point-in-time design, the windows each aggregate of a timed table is also
+    /// computed over (`"7d"`, `"30 days"`), besides all the history before the cutoff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
 }

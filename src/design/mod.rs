@@ -28,7 +28,9 @@ use crate::compile::dialect::Dialect;
 use crate::compile::fragment::{inspect, parse_fragment};
 use crate::compile::{CompileOptions, compile_recipe};
 pub use crate::contract::design::DesignRequest;
-use crate::contract::recipe::{FeatureRecipe, FeatureSpec, LabelSpec, LabelType};
+use crate::contract::recipe::{
+    FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, TimeColumns,
+};
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::run::{RecipeRun, RunOptions, run_recipe};
 use crate::sql::call;
@@ -115,47 +117,31 @@ pub async fn design(
     }
     features = keep(features, &rejected, &mut dropped);
 
-    // 2. Validate on a sample and drop what the data says is useless or leaking.
-    let recipe = recipe_with(request, options, features.clone(), String::new());
-    let run = run_recipe(&recipe, catalog, &options.run).await;
-    let validated = features.len();
-    if run.has_errors() || run.validation.is_none() {
-        // The data could not be read or the run failed: hand back the proposal and why.
-        let notes = notes(request, &proposal.left_out, considered, &dropped, "");
-        return Ok(Design {
-            recipe: recipe_with(request, options, features, notes),
-            run,
-            considered,
-            dropped,
-        });
-    }
-    if let Some(summary) = run.validation.as_ref() {
-        let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
-        for d in &run.diagnostics {
-            let reason = match d.code {
-                Code::W121 => "NULL in every sampled row",
-                Code::W120 => "one value in every sampled row",
-                Code::W123 => "separates the label on the sample: possible leakage",
-                _ => continue,
-            };
-            if let Some(i) = d.path.as_deref().and_then(RecipePath::feature_index) {
-                pruned.entry(i).or_insert_with(|| reason.to_string());
-            }
-        }
-        for (i, f) in features.iter().enumerate() {
-            if let Some(fraction) = summary.high_null_columns.get(&f.name) {
-                pruned.entry(i).or_insert_with(|| {
-                    format!(
-                        "NULL in {}% of sampled rows, above the null threshold",
-                        fraction
-                            .as_f64()
-                            .map_or(0.0, |f| (f * 1000.0).round() / 10.0)
-                    )
-                });
-            }
-        }
+    // 2. Validate on a sample and drop what the data says is useless or leaking. The
+    // summary lists only the most-NULL columns: while it is full and something was
+    // dropped, validate what is left again.
+    let (run, validated) = loop {
+        let recipe = recipe_with(request, options, features.clone(), String::new());
+        let run = run_recipe(&recipe, catalog, &options.run).await;
+        let validated = features.len();
+        let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) else {
+            // The data could not be read or the run failed: hand back the proposal and why.
+            let notes = notes(request, &proposal.left_out, considered, &dropped, "");
+            return Ok(Design {
+                recipe: recipe_with(request, options, features, notes),
+                run,
+                considered,
+                dropped,
+            });
+        };
+        let pruned = pruned_by_validation(&run, summary, &features);
+        let full = summary.high_null_columns.len() >= crate::run::validate::MAX_HIGH_NULL_COLUMNS;
+        let any = !pruned.is_empty();
         features = keep(features, &pruned, &mut dropped);
-    }
+        if !(full && any) {
+            break (run, validated);
+        }
+    };
 
     // 3. Keep the most informative ones.
     let mut ranking_note = String::new();
@@ -209,6 +195,40 @@ pub async fn design(
     })
 }
 
+/// The features a validation says to drop, by index, with the reason: NULL everywhere,
+/// constant, separating the label (possible leakage), or NULL above the threshold.
+fn pruned_by_validation(
+    run: &RecipeRun,
+    summary: &crate::contract::job::ValidationSummary,
+    features: &[FeatureSpec],
+) -> BTreeMap<usize, String> {
+    let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
+    for d in &run.diagnostics {
+        let reason = match d.code {
+            Code::W121 => "NULL in every sampled row",
+            Code::W120 => "one value in every sampled row",
+            Code::W123 => "separates the label on the sample: possible leakage",
+            _ => continue,
+        };
+        if let Some(i) = d.path.as_deref().and_then(RecipePath::feature_index) {
+            pruned.entry(i).or_insert_with(|| reason.to_string());
+        }
+    }
+    for (i, f) in features.iter().enumerate() {
+        if let Some(fraction) = summary.high_null_columns.get(&f.name) {
+            pruned.entry(i).or_insert_with(|| {
+                format!(
+                    "NULL in {}% of sampled rows, above the null threshold",
+                    fraction
+                        .as_f64()
+                        .map_or(0.0, |f| (f * 1000.0).round() / 10.0)
+                )
+            });
+        }
+    }
+    pruned
+}
+
 /// The features proposed from the catalog, before any check, and the columns left out.
 #[derive(Debug, Clone, Default)]
 pub struct Proposal {
@@ -226,6 +246,14 @@ pub async fn propose(
 ) -> Result<Proposal, Vec<Diagnostic>> {
     let (spine, grain) = spine_and_grain(request, catalog)?;
     let label_columns = label_columns(&request.label)?;
+    let windows = design_windows(request)?;
+    let pit = request.point_in_time.as_ref();
+    // Sources join on the entity key: the grain without the cutoff in a point-in-time design.
+    let key: Vec<String> = grain
+        .iter()
+        .filter(|g| pit.is_none_or(|p| !g.eq_ignore_ascii_case(&p.cutoff_column)))
+        .cloned()
+        .collect();
     let ctx = crate::run::sample::session(catalog, &options.run.validate)
         .await
         .map_err(|d| vec![d])?;
@@ -236,20 +264,42 @@ pub async fn propose(
     tables.extend(
         catalog
             .tables()
-            .filter(|t| t.name != spine.name && grain.iter().all(|g| t.column(g).is_some())),
+            .filter(|t| t.name != spine.name && key.iter().all(|g| t.column(g).is_some())),
     );
     for table in tables {
-        let profiles = profile(&ctx, table, options).await.map_err(|d| vec![d])?;
         let on_spine = table.name == spine.name;
+        let timing = match pit {
+            Some(p) if !on_spine => match p.time_columns.get(&table.name) {
+                Some(Some(column)) => Timing::Timed(column.to_string()),
+                Some(None) => Timing::Static,
+                None => {
+                    proposal.left_out.push((
+                        table.name.clone(),
+                        "not in point_in_time.time_columns, so not bounded by the cutoff".into(),
+                    ));
+                    continue;
+                }
+            },
+            _ => Timing::Static,
+        };
+        let profiles = profile(&ctx, table, options).await.map_err(|d| vec![d])?;
         let short = sanitize(&table.name);
+        let windowed = |timing: &Timing| match timing {
+            Timing::Timed(_) => windows.as_slice(),
+            Timing::Static => &[],
+        };
+        let spans = || std::iter::once(None).chain(windowed(&timing).iter().map(Some));
         if !on_spine {
-            proposal.features.extend(feature(
-                &mut names,
-                format!("count_{short}"),
-                count_star(),
-                table,
-                format!("rows in {} per entity", table.name),
-            ));
+            for window in spans() {
+                proposal.features.extend(feature(
+                    &mut names,
+                    format!("count_{short}"),
+                    count_star(),
+                    table,
+                    format!("rows in {} per entity", table.name),
+                    window,
+                ));
+            }
         }
         for (column, profile) in table.columns.iter().zip(&profiles) {
             let where_ = format!("{}.{}", table.name, column.name);
@@ -290,26 +340,122 @@ pub async fn propose(
                     c,
                     table,
                     format!("{} of the entity", column.name),
+                    None,
                 ));
+                continue;
+            }
+            if pit.is_some()
+                && matches!(timing, Timing::Static)
+                && matches!(family, TypeFamily::Date | TypeFamily::Timestamp)
+            {
+                skip(
+                    "a time in a static table may lie after the cutoff",
+                    &mut proposal.left_out,
+                );
                 continue;
             }
             match aggregated(table, column, profile, family, options) {
                 Ok(proposed) => {
-                    for (name, expr, description) in proposed {
-                        proposal.features.extend(feature(
-                            &mut names,
-                            name,
-                            expr,
-                            table,
-                            description,
-                        ));
+                    for window in spans() {
+                        for (name, expr, description) in &proposed {
+                            proposal.features.extend(feature(
+                                &mut names,
+                                name.clone(),
+                                expr.clone(),
+                                table,
+                                description.clone(),
+                                window,
+                            ));
+                        }
                     }
                 }
                 Err(why) => skip(&why, &mut proposal.left_out),
             }
+            if let Timing::Timed(time) = &timing
+                && !column.name.eq_ignore_ascii_case(time)
+                && as_of_worthy(family, profile, options)
+            {
+                proposal.features.extend(feature(
+                    &mut names,
+                    format!("last_{short}_{cname}"),
+                    c,
+                    table,
+                    format!(
+                        "{} in the entity's latest {} row before the cutoff",
+                        column.name, table.name
+                    ),
+                    None,
+                ));
+            }
         }
     }
     Ok(proposal)
+}
+
+/// How a point-in-time design reads a table other than the spine.
+enum Timing {
+    /// By its time column: aggregates over all history before the cutoff and over each
+    /// window, and as-of values.
+    Timed(String),
+    /// Whole (a static table, or a design without point in time): aggregates.
+    Static,
+}
+
+/// A window the crew computes aggregates over.
+struct DesignWindow {
+    /// As a recipe writes it (`30 days`).
+    text: String,
+    /// Appended to a feature's name (`30d`).
+    suffix: String,
+}
+
+/// The request's windows, parsed; only meaningful with `point_in_time`.
+fn design_windows(request: &DesignRequest) -> Result<Vec<DesignWindow>, Vec<Diagnostic>> {
+    use crate::compile::point_in_time::{WindowUnit, parse_window};
+    if !request.windows.is_empty() && request.point_in_time.is_none() {
+        return Err(vec![
+            Diagnostic::new(
+                Code::E026,
+                "`windows` needs `point_in_time`: there is no cutoff to count back from",
+            )
+            .at(RecipePath::Request("design.windows".into())),
+        ]);
+    }
+    let mut out: Vec<DesignWindow> = Vec::new();
+    for (i, text) in request.windows.iter().enumerate() {
+        let window = parse_window(text).map_err(|e| {
+            vec![
+                Diagnostic::new(Code::E026, e.message)
+                    .at(RecipePath::Request(format!("design.windows[{i}]")))
+                    .hint(e.hint),
+            ]
+        })?;
+        let (count, unit) = window.in_unit();
+        let unit = match unit {
+            WindowUnit::Day => "d",
+            WindowUnit::Hour => "h",
+            WindowUnit::Minute => "min",
+            WindowUnit::Second => "s",
+        };
+        let text = window.to_string();
+        if !out.iter().any(|w| w.text == text) {
+            out.push(DesignWindow {
+                text,
+                suffix: format!("{count}{unit}"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a column of a timed table is worth its value in the latest row: a measurement
+/// or a category, not free text.
+fn as_of_worthy(family: TypeFamily, profile: &ColumnProfile, options: &DesignOptions) -> bool {
+    match family {
+        TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean => true,
+        TypeFamily::String => profile.distinct <= options.max_categories,
+        _ => false,
+    }
 }
 
 /// The design request's spine table and its grain, as the spine spells it.
@@ -534,10 +680,32 @@ fn recipe_with(
         target_table: options.target_table.clone(),
         entity_grain: request.entity_grain.clone(),
         label: request.label.clone(),
+        point_in_time: point_in_time_for(request, &features),
         features,
         notes,
-        point_in_time: None,
     }
+}
+
+/// The request's point-in-time object, with the time columns of the tables the features
+/// read (so the recipe declares exactly what it used).
+fn point_in_time_for(request: &DesignRequest, features: &[FeatureSpec]) -> Option<PointInTime> {
+    let pit = request.point_in_time.as_ref()?;
+    let used = pit
+        .time_columns
+        .0
+        .iter()
+        .filter(|(table, _)| {
+            features.iter().any(|f| {
+                f.source_table.eq_ignore_ascii_case(table)
+                    && !f.source_table.eq_ignore_ascii_case(&request.spine)
+            })
+        })
+        .cloned()
+        .collect();
+    Some(PointInTime {
+        time_columns: TimeColumns(used),
+        ..pit.clone()
+    })
 }
 
 /// `features` without those in `drop`, each dropped one recorded with its reason.
@@ -578,11 +746,32 @@ fn notes(
         }
         text.join("; ")
     };
-    let mut notes = format!(
-        "Designed by featurecraft from the catalog: {considered} features considered, row-level from `{}` and aggregated per ({}) from every table holding the grain.",
-        request.spine,
-        request.entity_grain.join(", ")
-    );
+    let mut notes = match &request.point_in_time {
+        None => format!(
+            "Designed by featurecraft from the catalog: {considered} features considered, row-level from `{}` and aggregated per ({}) from every table holding the grain.",
+            request.spine,
+            request.entity_grain.join(", ")
+        ),
+        Some(pit) => {
+            let key: Vec<&str> = request
+                .entity_grain
+                .iter()
+                .filter(|g| !g.eq_ignore_ascii_case(&pit.cutoff_column))
+                .map(String::as_str)
+                .collect();
+            let windows = if request.windows.is_empty() {
+                String::new()
+            } else {
+                format!(" and within {}", request.windows.join(", "))
+            };
+            format!(
+                "Designed by featurecraft from the catalog, point in time: {considered} features considered, row-level from `{}`, and per ({}) from every table holding it: aggregates of the rows before each `{}`{windows}, and the latest row's values (as-of) for timed tables.",
+                request.spine,
+                key.join(", "),
+                pit.cutoff_column
+            )
+        }
+    };
     if !left_out.is_empty() {
         notes.push_str(&format!(" Left out: {}.", list(left_out)));
     }
@@ -637,21 +826,30 @@ fn sanitize(text: &str) -> String {
 
 /// A proposed feature, its expression printed by featurecraft's escaper (a profiled value
 /// becomes a string literal); `None` for the rare value no SQL string can hold (a NUL).
+/// A proposed feature with a unique name; with a window, the name and description say it.
 fn feature(
     names: &mut Names,
     name: String,
     expr: Expr,
     table: &Table,
     description: String,
+    window: Option<&DesignWindow>,
 ) -> Option<FeatureSpec> {
     let expression = crate::compile::print::expression_text(&expr, Dialect::Generic).ok()?;
+    let (name, description) = match window {
+        Some(w) => (
+            format!("{name}_{}", w.suffix),
+            format!("{description}, in the {} before the cutoff", w.text),
+        ),
+        None => (name, description),
+    };
     Some(FeatureSpec {
         name: names.claim(name),
         expression,
         source_table: table.name.clone(),
         description,
         data_type: None,
-        window: None,
+        window: window.map(|w| w.text.clone()),
     })
 }
 

@@ -36,8 +36,8 @@ pub async fn findings(
         return Ok(Vec::new());
     };
     let mut findings = window_findings(ctx, plan, threshold).await?;
-    for (s, source) in plan.sources.iter().enumerate() {
-        if !source.grouped && source.time.is_some() {
+    for s in 0..plan.sources.len() {
+        if features_of(plan, s).any(|f| f.as_of) {
             findings.extend(as_of_ties(ctx, plan, time, s, threshold).await?);
         }
     }
@@ -202,6 +202,7 @@ fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
             declared_type: None,
             float_to_text: Vec::new(),
             window: c.window,
+            as_of: false,
         })
         .collect();
     Plan {
@@ -274,7 +275,10 @@ async fn as_of_ties(
     } else {
         col("__t").lt(col("__c"))
     };
-    let windows: Vec<Option<Window>> = features_of(plan, s).map(|f| f.window).collect();
+    let windows: Vec<Option<Window>> = features_of(plan, s)
+        .filter(|f| f.as_of)
+        .map(|f| f.window)
+        .collect();
     let widest = if windows.iter().any(Option::is_none) {
         None
     } else {
@@ -349,7 +353,7 @@ async fn as_of_ties(
     if tied == 0 {
         return Ok(None);
     }
-    let first = features_of(plan, s).next();
+    let first = features_of(plan, s).find(|f| f.as_of);
     let tie_columns: Vec<&str> = source_time
         .tie_break
         .iter()

@@ -40,7 +40,8 @@ pub use crate::run::sample::{
 
 /// Caps that keep a summary small.
 const MAX_CLASSES: usize = 20;
-const MAX_HIGH_NULL_COLUMNS: usize = 50;
+/// The summary lists at most this many high-null columns, the most NULL first.
+pub const MAX_HIGH_NULL_COLUMNS: usize = 50;
 const MAX_WARNINGS: usize = 30;
 /// The smallest sample on which a perfect split is reported as suspected leakage.
 const LEAKAGE_MIN_ROWS: usize = 100;
