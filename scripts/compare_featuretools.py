@@ -18,6 +18,13 @@ Usage (through the wrapper, which owns the virtual environment):
    is `sum_events_amount`), and the two columns are compared customer by customer (floats
    within 1e-9 relative; NaN and NULL both mean missing). A difference is classified as an
    empty group (the customer has no rows in that table) or a value difference.
+
+With `--point-in-time`, it compares point-in-time tables instead: Featuretools'
+`calculate_feature_matrix` with the `churn_cutoffs` table as cutoff times (several per
+customer), a `training_window` and `include_cutoff_time` true and false, against
+featurecraft's point-in-time recipe with the same aggregates (built from DFS's own feature
+definitions, each with the window) over the timed tables events, orders, plan_changes and
+support_tickets, materialized and compared per (customer, cutoff).
 """
 
 import argparse
@@ -91,10 +98,14 @@ def main():
     parser.add_argument("--catalog", type=Path, default=ROOT / "fixtures" / "retail")
     parser.add_argument("--featurecraft", type=Path, default=ROOT / "target" / "debug" / "featurecraft")
     parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--point-in-time", action="store_true",
+                        help="compare point-in-time tables (cutoff times, training windows)")
     args = parser.parse_args()
     if not args.featurecraft.exists():
         print(f"compare-featuretools: {args.featurecraft} does not exist: run `cargo build` first", file=sys.stderr)
         return 2
+    if args.point_in_time:
+        return compare_point_in_time(args)
 
     import warnings
     warnings.filterwarnings("ignore")  # pandas' FutureWarnings from inside Featuretools
@@ -218,6 +229,128 @@ def main():
         elif r["empty_group"] or r["all_null_group"] or r["other"]:
             print(f"  {r['dfs']:45} -> {r['featurecraft']}: {r['equal']} equal, {r['empty_group']} no rows, "
                   f"{r['all_null_group']} only NULLs, {r['other']} other; {'; '.join(r['examples'][:2])}")
+    return 0
+
+
+# The timed tables of the retail fixtures and their time columns.
+TIMED = {"events": "event_ts", "orders": "order_date", "plan_changes": "changed_at",
+         "support_tickets": "opened_at"}
+# DFS primitive -> the SQL aggregate featurecraft computes for it.
+SQL = {"COUNT": "COUNT(*)", "SUM": "SUM({})", "MEAN": "AVG({})", "MAX": "MAX({})",
+       "MIN": "MIN({})", "STD": "STDDEV_SAMP({})", "NUM_UNIQUE": "COUNT(DISTINCT {})"}
+# (include_cutoff_time, training_window in days or None)
+PIT_RUNS = [(False, None), (False, 30), (True, 30)]
+
+
+def compare_point_in_time(args):
+    import warnings
+    warnings.filterwarnings("ignore")
+    import featuretools as ft
+    import pandas as pd
+
+    sources = json.loads(run(args.featurecraft, "describe-catalog", "--catalog", args.catalog, "--sources"))
+    frames = {name: pd.concat(pd.read_parquet(f) for f in sources[name]["parquet"])
+              for name in ["customers", "churn_cutoffs", *TIMED]}
+    es = ft.EntitySet("retail")
+    es.add_dataframe(dataframe_name="customers", dataframe=frames["customers"], index="customer_id")
+    for name, time in TIMED.items():
+        frame = frames[name].copy()
+        frame[time] = pd.to_datetime(frame[time])
+        first = frame.columns[0]
+        if first != "customer_id" and frame[first].is_unique:
+            es.add_dataframe(dataframe_name=name, dataframe=frame, index=first, time_index=time)
+        else:
+            es.add_dataframe(dataframe_name=name, dataframe=frame, index=f"{name}_row",
+                             make_index=True, time_index=time)
+        es.add_relationship("customers", "customer_id", name, "customer_id")
+    cutoffs = frames["churn_cutoffs"][["customer_id", "cutoff_time"]].rename(columns={"cutoff_time": "time"})
+    cutoffs["time"] = pd.to_datetime(cutoffs["time"])
+    definitions = ft.dfs(entityset=es, target_dataframe_name="customers",
+                         agg_primitives=[p.lower() for p in PRIMITIVES], trans_primitives=[],
+                         max_depth=1, features_only=True)
+    aggregates = []
+    for definition in definitions:
+        m = re.fullmatch(r"(\w+)\((\w+)(?:\.(\w+))?\)", definition.get_name())
+        if m:
+            aggregates.append((definition, *m.groups()))
+
+    work = Path(tempfile.mkdtemp(prefix="featurecraft-featuretools-pit-"))
+    results = []
+    try:
+        for include, days in PIT_RUNS:
+            features = []
+            for i, (_, primitive, table, column) in enumerate(aggregates):
+                feature = {"name": f"f{i}", "source_table": table,
+                           "expression": SQL[primitive].format(column)}
+                if days:
+                    feature["window"] = f"{days} days"
+                features.append(feature)
+            recipe = {
+                "target_table": "pit",
+                "entity_grain": ["customer_id", "cutoff_time"],
+                "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": TIMED,
+                                  "include_cutoff": include},
+                "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d",
+                          "positive_class_value": 1},
+                "features": features,
+            }
+            path = work / f"pit-{include}-{days}.json"
+            path.write_text(json.dumps(recipe))
+            out = json.loads(run(
+                args.featurecraft, "materialize", path, "--catalog", args.catalog,
+                "--warehouse", work / "warehouse", "--domain", f"pit_{int(include)}_{days or 0}",
+            ).strip().splitlines()[-1])
+            ours = pd.read_parquet(out["path"])
+            ours["cutoff_time"] = pd.to_datetime(ours["cutoff_time"])
+            ours = ours.set_index(["customer_id", "cutoff_time"]).sort_index()
+            matrix = ft.calculate_feature_matrix(
+                [a[0] for a in aggregates], entityset=es, cutoff_time=cutoffs,
+                training_window=f"{days} days" if days else None,
+                include_cutoff_time=include, cutoff_time_in_index=True,
+            ).sort_index()
+            rows = []
+            for i, (definition, primitive, table, column) in enumerate(aggregates):
+                theirs = matrix[definition.get_name()]
+                mine = ours[f"f{i}"]
+                equal = empty = other = 0
+                examples = []
+                for key, value in theirs.items():
+                    mine_value = mine.get(key)
+                    if same(value, mine_value):
+                        equal += 1
+                    elif primitive in ("SUM", "NUM_UNIQUE") and (
+                        (primitive == "SUM" and value == 0 and missing(mine_value))
+                        or (primitive == "NUM_UNIQUE" and missing(value) and mine_value == 0)
+                    ):
+                        empty += 1  # SQL's value over no rows (or only NULLs) differs by design
+                    else:
+                        other += 1
+                        if len(examples) < 3:
+                            examples.append(f"{key}: Featuretools {value}, featurecraft {mine_value}")
+                rows.append({"feature": definition.get_name(), "equal": equal,
+                             "empty_or_all_null": empty, "other": other, "examples": examples})
+            results.append({
+                "include_cutoff_time": include,
+                "training_window": f"{days} days" if days else None,
+                "rows": len(matrix), "featurecraft_rows": len(ours), "features": len(rows),
+                "identical": sum(1 for r in rows if r["empty_or_all_null"] == 0 and r["other"] == 0),
+                "differing_only_by_design": sum(1 for r in rows if r["empty_or_all_null"] and not r["other"]),
+                "differing_elsewhere": sum(1 for r in rows if r["other"]),
+                "detail": rows,
+            })
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.format == "json":
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    for r in results:
+        print(f"include_cutoff_time={r['include_cutoff_time']}, training_window={r['training_window']}: "
+              f"{r['rows']} (customer, cutoff) rows (featurecraft {r['featurecraft_rows']}), {r['features']} aggregates; "
+              f"identical {r['identical']}, differing only by design (SUM 0 vs NULL, NUM_UNIQUE NaN vs 0) "
+              f"{r['differing_only_by_design']}, differing elsewhere {r['differing_elsewhere']}")
+        for d in r["detail"]:
+            if d["other"]:
+                print(f"  {d['feature']}: {d['equal']} equal, {d['other']} differ: {'; '.join(d['examples'])}")
     return 0
 
 
