@@ -23,6 +23,13 @@ the peers, against featurecraft's whole process. The script also checks that
 featurecraft's and DuckDB's tables have the same rows and, on 1000 sampled keys, the same
 values, and that the rows validation sampled equal those entities' rows in the full table
 exactly (floats bit for bit).
+
+With `--case pit` it measures the point-in-time recipe benches/recipes/pit_bench.json
+(the `churn_cutoffs` spine, up to three cutoffs per customer, 15 features with 7/30/90-day
+windows and an as-of value) instead: featurecraft validate and materialize, DuckDB on the
+compiled DuckDB SQL (full and `LIMIT 1000`), and DuckDB on the same table written by hand
+in DuckDB's best form (benches/recipes/pit_bench.duckdb.sql: `FILTER` aggregates straight
+against the spine and an `ASOF JOIN`).
 """
 
 import argparse
@@ -38,7 +45,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "benches" / "recipes" / "churn_bench.json"
+RECIPES = {
+    "churn": ROOT / "benches" / "recipes" / "churn_bench.json",
+    "pit": ROOT / "benches" / "recipes" / "pit_bench.json",
+}
+RECIPE = RECIPES["churn"]
+HAND_WRITTEN_PIT = ROOT / "benches" / "recipes" / "pit_bench.duckdb.sql"
 
 
 # A run may not take more address space than this: DataFusion on the plain SQL can grow
@@ -105,17 +117,18 @@ def engine_time(started):
     print(f"engine_s {time.monotonic() - started}")
 
 
-def child_duckdb(sources, sql_file, out, limit):
+def child_duckdb(sources, sql_file, out, limit, is_query=False):
     import duckdb
     started = time.monotonic()
     con = duckdb.connect(":memory:")
     con.execute("SET threads = 2")
     load_duckdb(con, json.loads(Path(sources).read_text()))
-    ctas = Path(sql_file).read_text()
+    text = Path(sql_file).read_text()
     if limit:
-        con.execute(ctas + f"\nLIMIT {limit}")
+        con.execute(text + f"\nLIMIT {limit}")
     else:
-        con.execute(f"COPY ({query_of(ctas)}) TO '{out}' (FORMAT parquet)")
+        query = text if is_query else query_of(text)
+        con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
     engine_time(started)
 
 
@@ -188,10 +201,11 @@ def compile_sql(featurecraft, catalog, dialect, work):
     return path
 
 
-def rows_by_key(table, key="customer_id"):
+def rows_by_key(table, key):
     columns = table.column_names
     data = table.to_pydict()
-    return {k: {c: data[c][i] for c in columns} for i, k in enumerate(data[key])}
+    keys = zip(*(data[k] for k in key))
+    return {k: {c: data[c][i] for c in columns} for i, k in enumerate(keys)}
 
 
 def same(a, b):
@@ -203,16 +217,19 @@ def same(a, b):
     return a == b
 
 
-def check_tables(ours_path, theirs_path, sample_keys, same_rows=True, exact=False):
+def check_tables(ours_path, theirs_path, sample_keys, key, same_rows=True, exact=False,
+                 skip=()):
     import pyarrow.parquet as pq
     ours, theirs = pq.read_table(ours_path), pq.read_table(theirs_path)
     problems = []
     if same_rows and ours.num_rows != theirs.num_rows:
         problems.append(f"rows: featurecraft {ours.num_rows}, other {theirs.num_rows}")
-    a, b = rows_by_key(ours), rows_by_key(theirs)
+    a, b = rows_by_key(ours, key), rows_by_key(theirs, key)
     keys = [k for k in sample_keys if k in a]
     for k in keys:
         for column, value in a[k].items():
+            if column in skip:
+                continue
             other = b.get(k, {}).get(column)
             if hasattr(value, "isoformat") and hasattr(other, "isoformat"):
                 value, other = value.isoformat(), other.isoformat()
@@ -227,6 +244,8 @@ def main():
         kind = sys.argv[2]
         if kind == "duckdb":
             child_duckdb(*sys.argv[3:6], int(sys.argv[6]))
+        elif kind == "duckdb-query":
+            child_duckdb(*sys.argv[3:6], 0, is_query=True)
         elif kind == "scan":
             child_scan(*sys.argv[3:6])
         else:
@@ -236,8 +255,16 @@ def main():
     parser.add_argument("--scales", default="100000,1000000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--featurecraft", default=str(ROOT / "target" / "rel" / "release" / "featurecraft"))
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-data" / "compare-duckdb.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--case", choices=sorted(RECIPES), default="churn")
     args = parser.parse_args()
+    global RECIPE
+    RECIPE = RECIPES[args.case]
+    pit = args.case == "pit"
+    grain = json.loads(RECIPE.read_text())["entity_grain"]
+    target = json.loads(RECIPE.read_text())["target_table"]
+    if args.out is None:
+        args.out = ROOT / "bench-data" / f"compare-duckdb-{args.case}.json"
     fc = args.featurecraft
     import duckdb
     import datafusion
@@ -249,11 +276,12 @@ def main():
         "duckdb": duckdb.__version__,
         "datafusion_python": datafusion.__version__,
         "runs": args.runs,
+        "case": args.case,
         "scales": [],
     }
     for customers in [int(s) for s in args.scales.split(",")]:
         catalog = ROOT / "bench-data" / f"retail-{customers}"
-        if not (catalog / "customers.parquet").exists():
+        if not (catalog / "churn_cutoffs.parquet").exists():
             subprocess.run([fc, "generate", "--out", catalog, "--customers", str(customers),
                             "--event-files", "8"], check=True)
         work = Path(tempfile.mkdtemp(prefix="featurecraft-bench-", dir=ROOT / "bench-data"))
@@ -275,6 +303,12 @@ def main():
             "scan floor: decode the columns read (PyArrow)": me + ["scan", sources, RECIPE, "columns"],
             "scan floor: decode the key columns (PyArrow)": me + ["scan", sources, RECIPE, "keys"],
         }
+        if pit:
+            # DataFusion's Python package on the plain SQL is measured in the churn case;
+            # here DuckDB's hand-written best form is the second peer.
+            del cases["DataFusion plain SQL (Parquet)"]
+            cases["DuckDB hand-written (FILTER, ASOF JOIN; Parquet)"] = me + [
+                "duckdb-query", sources, HAND_WRITTEN_PIT, work / "duckdb-hand.parquet"]
         scale = {"customers": customers, "cases": {}}
         for name, command in cases.items():
             print(f"[{customers}] {name} …", file=sys.stderr)
@@ -288,7 +322,7 @@ def main():
 
         validate = c["featurecraft validate (sample 10 000)"]["median_s"]
         materialize = c["featurecraft materialize (full, Parquet)"]["median_s"]
-        plain = peer("DataFusion plain SQL (Parquet)")
+        plain = None if pit else peer("DataFusion plain SQL (Parquet)")
         duck_full = peer("DuckDB full query (Parquet)")
         scale["ratios"] = {
             "validate / DuckDB LIMIT 1000": validate / peer("DuckDB CTAS with LIMIT 1000"),
@@ -297,17 +331,24 @@ def main():
             "validate / key-column scan floor": validate / peer("scan floor: decode the key columns (PyArrow)"),
             "materialize / column scan floor": materialize / peer("scan floor: decode the columns read (PyArrow)"),
         }
+        if pit:
+            scale["ratios"]["materialize / DuckDB hand-written"] = materialize / peer(
+                "DuckDB hand-written (FILTER, ASOF JOIN; Parquet)")
         # Correctness: the same table as DuckDB's, and sampled rows equal to the full run's.
         import pyarrow.parquet as pq
-        ours = work / "warehouse" / "fc" / "churn_bench"
+        ours = work / "warehouse" / "fc" / target
         subprocess.run([fc, "validate", RECIPE, "--catalog", catalog, "--sample-size", "10000",
                         "--sample-out", work / "sample.parquet"], check=True, stdout=subprocess.DEVNULL)
         sample = pq.read_table(work / "sample.parquet")
-        keys = sample.column("customer_id").to_pylist()
-        scale["materialize_vs_duckdb"] = check_tables(ours, work / "duckdb.parquet", keys[:1000])
+        keys = list(zip(*(sample.column(g).to_pylist() for g in grain)))
+        scale["materialize_vs_duckdb"] = check_tables(ours, work / "duckdb.parquet", keys[:1000], grain)
+        if pit:
+            # The hand-written form breaks as-of ties arbitrarily: current_plan is not compared.
+            scale["materialize_vs_duckdb_hand_written"] = check_tables(
+                ours, work / "duckdb-hand.parquet", keys[:1000], grain, skip=("current_plan",))
         # Sampled values must be the full run's own, bit for bit.
-        scale["sample_vs_full"] = check_tables(work / "sample.parquet", ours, keys, same_rows=False,
-                                               exact=True)
+        scale["sample_vs_full"] = check_tables(work / "sample.parquet", ours, keys, grain,
+                                               same_rows=False, exact=True)
         scale["sample_vs_full"].pop("rows")
         scale["sample_rows"] = sample.num_rows
         results["scales"].append(scale)
