@@ -522,3 +522,82 @@ async fn a_design_with_a_bad_window_or_windows_without_a_cutoff_is_an_error() {
         .expect_err("no cutoff");
     assert_eq!(errors[0].code, featurecraft::Code::E026);
 }
+
+#[tokio::test]
+async fn a_key_with_few_values_is_a_category_and_one_with_many_an_identifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 400;
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "people",
+                vec![
+                    ("person_id", common::ints((1..=n).map(Some))),
+                    (
+                        "y",
+                        common::ints((1..=n).map(|i| Some(i64::from(i % 4 == 0)))),
+                    ),
+                ],
+            ),
+            (
+                "purchases",
+                vec![
+                    ("purchase_id", common::ints((1..=3 * n).map(Some))),
+                    (
+                        "person_id",
+                        common::ints((1..=3 * n).map(|i| Some(i % n + 1))),
+                    ),
+                    // 8 products, the way a product code is a category.
+                    (
+                        "product_id",
+                        common::ints((1..=3 * n).map(|i| Some(i % 8 + 100))),
+                    ),
+                    (
+                        "store_key",
+                        Arc::new(StringArray::from_iter(
+                            (1..=3 * n).map(|i| Some(["a1", "b2", "c3"][(i % 3) as usize])),
+                        )),
+                    ),
+                ],
+            ),
+        ],
+    );
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let proposal = featurecraft::design::propose(&people_request(None), &catalog, &options(10_000))
+        .await
+        .expect("proposes");
+    let expressions: Vec<&str> = proposal
+        .features
+        .iter()
+        .map(|f| f.expression.as_str())
+        .collect();
+    // Categories: distinct counts and counts of the top values (integers stay numbers).
+    for wanted in [
+        "COUNT(DISTINCT product_id)",
+        "COUNT(DISTINCT store_key)",
+        "COUNT(CASE WHEN store_key = 'a1' THEN 1 END)",
+    ] {
+        assert!(
+            expressions.contains(&wanted),
+            "{wanted} in {expressions:#?}"
+        );
+    }
+    assert!(
+        expressions
+            .iter()
+            .any(|e| e.starts_with("COUNT(CASE WHEN product_id = 10") && !e.contains('\'')),
+        "{expressions:#?}"
+    );
+    // Never summed as a number, and the high-cardinality key is left out.
+    assert!(!expressions.iter().any(|e| e.contains("SUM(product_id)")));
+    assert!(!expressions.iter().any(|e| e.contains("purchase_id")));
+    assert!(
+        proposal
+            .left_out
+            .iter()
+            .any(|(what, why)| what == "purchases.purchase_id" && why.contains("identifier-like")),
+        "{:?}",
+        proposal.left_out
+    );
+}

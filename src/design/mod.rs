@@ -320,7 +320,7 @@ pub async fn propose(
                 continue;
             }
             let family = TypeFamily::of(&column.data_type);
-            if let Some(why) = identifier_like(&column.name, family, profile) {
+            if let Some(why) = identifier_like(&column.name, family, profile, options) {
                 skip(&why, &mut proposal.left_out);
                 continue;
             }
@@ -354,7 +354,12 @@ pub async fn propose(
                 );
                 continue;
             }
-            match aggregated(table, column, profile, family, options) {
+            let kind = if key_category(&column.name, family, profile, options) {
+                Category::Key
+            } else {
+                Category::Of(family)
+            };
+            match aggregated(table, column, profile, kind, options) {
                 Ok(proposed) => {
                     for window in spans() {
                         for (name, expr, description) in &proposed {
@@ -496,19 +501,30 @@ fn spine_and_grain<'c>(
     Ok((spine, grain))
 }
 
+/// How a column is aggregated: by its type, or as a category (a key with few values).
+#[derive(Clone, Copy)]
+enum Category {
+    Key,
+    Of(TypeFamily),
+}
+
 /// What a column of a table other than the spine proposes, aggregated per entity:
 /// (name, expression, description) for each feature, or why the column gives none.
 fn aggregated(
     table: &Table,
     column: &crate::catalog::Column,
     profile: &ColumnProfile,
-    family: TypeFamily,
+    kind: Category,
     options: &DesignOptions,
 ) -> Result<Vec<(String, Expr, String)>, String> {
     let c = column_expr(&column.name);
     let short = sanitize(&table.name);
     let cname = sanitize(&column.name);
     let mut out = Vec::new();
+    let family = match kind {
+        Category::Key => TypeFamily::String,
+        Category::Of(family) => family,
+    };
     match family {
         TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal => {
             for (agg, what) in [
@@ -537,15 +553,24 @@ fn aggregated(
                 count_distinct(c.clone()),
                 format!("distinct {} per entity", column.name),
             ));
+            let number = TypeFamily::of(&column.data_type) == TypeFamily::Integer;
             for (value, _) in profile.top.iter().take(options.top_values) {
+                let (literal, shown) = if number {
+                    (Value::Number(value.clone(), false), value.clone())
+                } else {
+                    (
+                        Value::SingleQuotedString(value.clone()),
+                        format!("'{value}'"),
+                    )
+                };
                 out.push((
                     format!("count_{short}_{cname}_{}", sanitize(value)),
                     count_when(Expr::BinaryOp {
                         left: Box::new(c.clone()),
                         op: sqlparser::ast::BinaryOperator::Eq,
-                        right: Box::new(Expr::value(Value::SingleQuotedString(value.clone()))),
+                        right: Box::new(Expr::value(literal)),
                     }),
-                    format!("rows with {} = '{value}' per entity", column.name),
+                    format!("rows with {} = {shown} per entity", column.name),
                 ));
             }
         }
@@ -623,7 +648,7 @@ async fn profile(
             }
         }
         p.distinct = counts.len();
-        if family == TypeFamily::String {
+        if matches!(family, TypeFamily::String | TypeFamily::Integer) {
             let mut top: Vec<(String, usize)> = counts.into_iter().collect();
             top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             top.truncate(options.top_values);
@@ -634,11 +659,53 @@ async fn profile(
     Ok(profiles)
 }
 
-/// Why a column is an identifier rather than a measurement, if it is one.
-fn identifier_like(name: &str, family: TypeFamily, profile: &ColumnProfile) -> Option<String> {
+/// Whether a column's name says it is a key (`id`, `…_id`, `…_key`, `…_uuid`).
+fn key_named(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    if lower == "id" || ["_id", "_key", "_uuid"].iter().any(|s| lower.ends_with(s)) {
-        return Some("identifier-like (its name)".into());
+    lower == "id" || ["_id", "_key", "_uuid"].iter().any(|s| lower.ends_with(s))
+}
+
+/// Each value of a key column that is a category appears on this many profiled rows at
+/// least, on average.
+const CATEGORY_MIN_ROWS_PER_VALUE: usize = 5;
+
+/// A key-named integer or text column with few distinct values (a product or category
+/// code, a foreign key to a small table) is a category, not an identifier: at most
+/// `max_categories` distinct profiled values, each on [`CATEGORY_MIN_ROWS_PER_VALUE`]
+/// rows or more on average.
+fn key_category(
+    name: &str,
+    family: TypeFamily,
+    profile: &ColumnProfile,
+    options: &DesignOptions,
+) -> bool {
+    key_named(name)
+        && matches!(family, TypeFamily::String | TypeFamily::Integer)
+        && profile.distinct > 0
+        && profile.distinct <= options.max_categories
+        && profile.non_null >= CATEGORY_MIN_ROWS_PER_VALUE * profile.distinct
+}
+
+/// Why a column is an identifier rather than a measurement, if it is one.
+fn identifier_like(
+    name: &str,
+    family: TypeFamily,
+    profile: &ColumnProfile,
+    options: &DesignOptions,
+) -> Option<String> {
+    if key_named(name) {
+        if key_category(name, family, profile, options) {
+            return None;
+        }
+        let distinct = if profile.distinct >= DISTINCT_CAP {
+            format!("{DISTINCT_CAP}+")
+        } else {
+            profile.distinct.to_string()
+        };
+        return Some(format!(
+            "identifier-like (its name, and {distinct} distinct of {} profiled values)",
+            profile.non_null
+        ));
     }
     let countable = matches!(family, TypeFamily::String | TypeFamily::Integer);
     if countable
