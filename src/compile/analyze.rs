@@ -18,6 +18,7 @@ use crate::compile::fragment::{self, ColumnRef, FragmentFacts};
 use crate::compile::point_in_time::{
     PlanTime, SourceTime, TieColumn, TimeType, Window, parse_window,
 };
+use crate::compile::relationships::{self, Hop, Link};
 use crate::contract::recipe::{FeatureRecipe, LabelType, PointInTime};
 use crate::diagnostic::{
     Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Severity,
@@ -25,7 +26,7 @@ use crate::diagnostic::{
 };
 use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The most features a recipe may have unless the caller allows more: compile and
 /// validation cost grow with the features, and a service must bound what one request costs.
@@ -130,8 +131,12 @@ pub struct Source {
     pub cte_name: String,
     /// The catalog name of the table or view.
     pub table: String,
-    /// The columns it joins the spine on ([`Plan::entity_key`]) as this table spells them.
+    /// The columns it joins the spine on ([`Plan::entity_key`]) as this table spells them
+    /// (the last table of `path` when it has one).
     pub grain: Vec<String>,
+    /// For a table without the entity key: the tables it is joined through to reach it,
+    /// from the recipe's relationships. Empty for a table holding the key.
+    pub path: Vec<Hop>,
     /// Grouped by the grain (its features aggregate) or one row per source row.
     pub grouped: bool,
     /// In a point-in-time plan, the source's time column: its rows count up to each spine
@@ -198,6 +203,7 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
     let mut a = Analyzer {
         catalog,
         diagnostics: Vec::new(),
+        paths: BTreeMap::new(),
     };
     let plan = a.run(recipe, options);
     let has_error = a.diagnostics.iter().any(Diagnostic::is_error);
@@ -269,6 +275,9 @@ struct Resolved {
 struct Analyzer<'c> {
     catalog: &'c Catalog,
     diagnostics: Vec<Diagnostic>,
+    /// The join path of each source table (lower case) that reaches the entity key
+    /// through the recipe's relationships.
+    paths: BTreeMap<String, Vec<Hop>>,
 }
 
 impl<'c> Analyzer<'c> {
@@ -283,7 +292,8 @@ impl<'c> Analyzer<'c> {
         let target_table = self.check_target(&recipe.target_table);
         self.check_names(recipe);
         let key = entity_key(recipe);
-        let (resolved, resolved_exprs) = self.resolve_features(recipe, &key);
+        let links = relationships::check(recipe, self.catalog, &mut self.diagnostics);
+        let (resolved, resolved_exprs) = self.resolve_features(recipe, &key, &links);
 
         // The label decides the spine.
         let (spine_table, label_expr, label_grouped, label_reads) =
@@ -368,6 +378,7 @@ impl<'c> Analyzer<'c> {
         &mut self,
         recipe: &FeatureRecipe,
         key: &[String],
+        links: &[Link],
     ) -> (Vec<Resolved>, Vec<Expr>) {
         let mut grain_checked: BTreeSet<String> = BTreeSet::new();
         let mut resolved = Vec::new();
@@ -397,7 +408,7 @@ impl<'c> Analyzer<'c> {
             };
             // Without the cutoff in the grain (`E024`) the entity key is not known.
             if grain_checked.insert(table.name.to_ascii_lowercase()) && key_known(recipe) {
-                self.check_grain_in(table, key, &table_path);
+                self.reach_key(table, key, links, &table_path);
             }
             if let Some((r, expr)) = self.resolve_expr(i, table, expr, key, &expr_path) {
                 resolved.push(r);
@@ -461,15 +472,39 @@ impl<'c> Analyzer<'c> {
                 {
                     Some(index) => index,
                     None => {
+                        let path = self
+                            .paths
+                            .get(&table.name.to_ascii_lowercase())
+                            .cloned()
+                            .unwrap_or_default();
+                        let holder = match path.last() {
+                            Some(hop) => self.catalog.table(&hop.table)?,
+                            None => table,
+                        };
                         let source_grain = key
                             .iter()
                             .map(|g| {
-                                table
+                                holder
                                     .column(g)
                                     .map(|c| c.name.clone())
                                     .unwrap_or_else(|| g.clone())
                             })
                             .collect();
+                        if !path.is_empty() && timing.is_some() {
+                            self.push(
+                                Diagnostic::new(
+                                    Code::E027,
+                                    format!(
+                                        "source `{}` reaches the entity key through a relationship ({}), which point-in-time recipes do not support yet",
+                                        table.name,
+                                        relationships::describe(&table.name, &path)
+                                    ),
+                                )
+                                .at(RecipePath::feature(r.index, FeatureField::SourceTable))
+                                .hint("give the table its join path as a view in the catalog, with its time column"),
+                            );
+                            continue;
+                        }
                         let time = match timing {
                             Some(timing) => {
                                 self.source_time(timing, table, r.index, options.strict)
@@ -482,10 +517,25 @@ impl<'c> Analyzer<'c> {
                             grain: source_grain,
                             grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
                             time,
+                            path,
                         });
                         sources.len() - 1
                     }
                 };
+                if !sources[index].path.is_empty() && !aggregate {
+                    self.push(
+                        Diagnostic::new(
+                            Code::E027,
+                            format!(
+                                "feature `{}` is row-level, but `{}` reaches the entity key through a relationship: each entity has many of its rows",
+                                feature.name, table.name
+                            ),
+                        )
+                        .at(path.clone())
+                        .hint("aggregate it (e.g. `SUM(col)`, `COUNT(*)`)"),
+                    );
+                    continue;
+                }
                 // A timed source computes its as-of values apart from its aggregates.
                 if sources[index].grouped
                     && sources[index].time.is_none()
@@ -993,6 +1043,34 @@ impl<'c> Analyzer<'c> {
         }
     }
 
+    /// A source holds the entity key, or reaches it through one shortest path of the
+    /// recipe's relationships (recorded in `paths`); otherwise `E023` (or `E027` when
+    /// several paths tie).
+    fn reach_key(&mut self, table: &Table, key: &[String], links: &[Link], at: &RecipePath) {
+        if links.is_empty() || relationships::holds(table, key) {
+            self.check_grain_in(table, key, at);
+            return;
+        }
+        match relationships::path(links, self.catalog, &table.name, key) {
+            Ok(Some(hops)) => {
+                self.paths.insert(table.name.to_ascii_lowercase(), hops);
+            }
+            Ok(None) => self.check_grain_in(table, key, at),
+            Err(candidates) => self.push(
+                Diagnostic::new(
+                    Code::E027,
+                    format!(
+                        "source `{}` reaches ({}) by more than one path of the same length: {candidates}",
+                        table.name,
+                        key.join(", ")
+                    ),
+                )
+                .at(at.clone())
+                .hint("keep only the relationships of the path you mean"),
+            ),
+        }
+    }
+
     fn check_grain_in(&mut self, table: &Table, grain: &[String], path: &RecipePath) {
         for g in grain {
             if table.column(g).is_none() {
@@ -1007,7 +1085,7 @@ impl<'c> Analyzer<'c> {
                     )
                     .at(path.clone())
                     .hints(hint)
-                    .hint("give the table its join path as a view in the catalog (a `.sql` file selecting the grain)"),
+                    .hint("declare how it reaches the grain in `relationships` (`{\"child\": \"t.fk\", \"parent\": \"p.key\"}`), or give it a view in the catalog (a `.sql` file selecting the grain)"),
                 );
             }
         }

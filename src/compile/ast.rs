@@ -7,6 +7,23 @@ use sqlparser::ast::{
     SetExpr, TableAlias, TableFactor, TableWithJoins,
 };
 
+/// `"alias"."column"`.
+pub(crate) fn column_of(alias: &str, column: &str, caps: &Capabilities) -> Expr {
+    Expr::CompoundIdentifier(vec![quoted(alias, caps), quoted(column, caps)])
+}
+
+/// `expr` with every bare column read from `alias` (`"s"."x"`), for a query that joins.
+pub(crate) fn qualified(expr: &Expr, alias: &str, caps: &Capabilities) -> Expr {
+    let mut expr = expr.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Identifier(ident) = e {
+            *e = column_of(alias, &ident.value, caps);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    expr
+}
+
 /// A name as a quoted identifier of the dialect (the escaper writes it when printing).
 pub(crate) fn quoted(name: &str, caps: &Capabilities) -> Ident {
     Ident::with_quote(caps.quote, name)

@@ -1,6 +1,7 @@
 //! Compiling a recipe: each fragment parsed alone ([`fragment`]), typed (`infer`) and
 //! resolved against the catalog into a [`Plan`] ([`analyze`](mod@analyze); the cutoff and
-//! windows of point-in-time recipes: [`point_in_time`]), then rendered
+//! windows of point-in-time recipes: [`point_in_time`]; join paths through declared
+//! [`relationships`]), then rendered
 //! as a sqlparser AST for a dialect ([`dialect`], [`render`](mod@render)) and printed by featurecraft's
 //! own escaper, checked by reading it back ([`escape`], [`print`](mod@print)).
 
@@ -14,6 +15,7 @@ pub(crate) mod functions;
 pub(crate) mod infer;
 pub mod point_in_time;
 pub mod print;
+pub mod relationships;
 pub mod render;
 pub(crate) mod timed;
 

@@ -17,7 +17,9 @@
 
 use crate::compile::adapt::adapt;
 use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE, Source};
-use crate::compile::ast::{aliased, cte, quoted, select, table_factor, table_name};
+use crate::compile::ast::{
+    aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
+};
 use crate::compile::dialect::{Capabilities, Dialect};
 use crate::compile::point_in_time::Window;
 use crate::compile::print::PrintError;
@@ -352,6 +354,9 @@ impl QueryBuilder<'_> {
             };
             return (rendered.ctes, part);
         }
+        if !source.path.is_empty() {
+            return self.joined_part(source, members, cte_name);
+        }
         let mut items: Vec<SelectItem> =
             grain.iter().cloned().map(SelectItem::UnnamedExpr).collect();
         for &i in members {
@@ -365,6 +370,64 @@ impl QueryBuilder<'_> {
             vec![],
             filter,
             source.grouped.then(|| grain.clone()),
+        );
+        let part = Part {
+            cte_name: cte_name.clone(),
+            grain: source.grain.clone(),
+            spine_key: plan.entity_key(),
+        };
+        (vec![cte(&cte_name, body, caps)], part)
+    }
+
+    /// The CTE of a source reached through relationships: its rows (`"s"`) joined along
+    /// the path (`"h1"`, `"h2"`, …) to the table holding the entity key, grouped by it.
+    fn joined_part(
+        &mut self,
+        source: &Source,
+        members: &[usize],
+        cte_name: String,
+    ) -> (Vec<Cte>, Part) {
+        let (plan, caps) = (self.plan, self.caps);
+        let last = format!("h{}", source.path.len());
+        let grain: Vec<Expr> = source
+            .grain
+            .iter()
+            .map(|g| column_of(&last, g, caps))
+            .collect();
+        let filter = self.filter.and_then(|f| f(&grain));
+        let mut joins = Vec::new();
+        let mut previous = JOINED_ROWS.to_string();
+        for (n, hop) in source.path.iter().enumerate() {
+            let alias = format!("h{}", n + 1);
+            let on = Expr::BinaryOp {
+                left: Box::new(column_of(&previous, &hop.from, caps)),
+                op: BinaryOperator::Eq,
+                right: Box::new(column_of(&alias, &hop.to, caps)),
+            };
+            joins.push(Join {
+                relation: aliased_table(table_name(&hop.table, caps), &alias, caps),
+                global: false,
+                join_operator: JoinOperator::Join(JoinConstraint::On(on)),
+            });
+            previous = alias;
+        }
+        let mut items: Vec<SelectItem> = grain
+            .iter()
+            .zip(&source.grain)
+            .map(|(expr, name)| aliased(expr.clone(), name, caps))
+            .collect();
+        for &i in members {
+            let f = &plan.features[i];
+            let expr = qualified(&f.expr, JOINED_ROWS, caps);
+            let expr = self.fragment(&expr, &f.path);
+            items.push(aliased(expr, &f.name, caps));
+        }
+        let body = select(
+            items,
+            aliased_table(table_name(&source.table, caps), JOINED_ROWS, caps),
+            joins,
+            filter,
+            Some(grain.clone()),
         );
         let part = Part {
             cte_name: cte_name.clone(),
@@ -464,6 +527,9 @@ impl QueryBuilder<'_> {
             .collect()
     }
 }
+
+/// The alias of a joined source's own rows.
+const JOINED_ROWS: &str = "s";
 
 /// A CTE computing some of a source's features, joined to the spine on its grain.
 struct Part {

@@ -30,7 +30,9 @@
 //! and the source's time are both dates and every window is whole days.
 
 use crate::compile::analyze::{Plan, SPINE_CTE, Source};
-use crate::compile::ast::{aliased, aliased_table, cte, quoted, select, table_factor, table_name};
+use crate::compile::ast::{
+    aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
+};
 use crate::compile::dialect::Capabilities;
 use crate::compile::fragment::is_aggregate;
 use crate::compile::point_in_time::{PlanTime, SourceTime, TimeType, Window, WindowUnit};
@@ -211,7 +213,7 @@ impl TimedPart<'_> {
 
     /// `"s"."column"`.
     fn row_col(&self, column: &str) -> Expr {
-        Expr::CompoundIdentifier(vec![quoted(ROWS, self.caps), quoted(column, self.caps)])
+        column_of(ROWS, column, self.caps)
     }
 
     /// Whether times compare as dates (both dates, every window whole days) or timestamps.
@@ -308,14 +310,7 @@ impl TimedPart<'_> {
 
     /// The feature's expression with every column read from the source's rows (`"s"."x"`).
     fn qualified(&self, expr: &Expr) -> Expr {
-        let mut expr = expr.clone();
-        let _ = visit_expressions_mut(&mut expr, |e| {
-            if let Expr::Identifier(ident) = e {
-                *e = self.row_col(&ident.value);
-            }
-            ControlFlow::<()>::Continue(())
-        });
-        expr
+        qualified(expr, ROWS, self.caps)
     }
 
     /// `ROW_NUMBER() OVER (PARTITION BY pair ORDER BY time DESC, other columns DESC NULLS LAST)`.

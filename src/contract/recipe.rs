@@ -29,6 +29,30 @@ pub struct FeatureRecipe {
     /// of each row's cutoff. Absent in a recipe of the contract, and then not written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub point_in_time: Option<PointInTime>,
+    /// featurecraft's extension: how a table without the entity key reaches it, each a
+    /// child column pointing at its parent's unique key. A feature's source that lacks the
+    /// key is joined to it through these. Absent in a recipe of the contract.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relationships: Vec<Relationship>,
+}
+
+/// A many-to-one link: every row of the child table belongs to at most one row of the
+/// parent table, the one whose `parent` column equals the child's `child` column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relationship {
+    /// `table.column` in the child (`order_items.order_id`).
+    pub child: String,
+    /// `table.column` in the parent, a unique key there (`orders.order_id`).
+    pub parent: String,
+}
+
+impl Relationship {
+    /// (table, column) of `table.column`; the table may itself be qualified
+    /// (`marketing.touches.customer_id`). `None` without a dot.
+    pub fn split(side: &str) -> Option<(&str, &str)> {
+        side.rsplit_once('.')
+            .filter(|(table, column)| !table.is_empty() && !column.is_empty())
+    }
 }
 
 /// Point-in-time semantics (DESIGN.md §3.8): a feature sees only the rows of its source that
@@ -182,6 +206,7 @@ const RECIPE_FIELDS: &[&str] = &[
     "features",
     "notes",
     "point_in_time",
+    "relationships",
 ];
 const POINT_IN_TIME_FIELDS: &[&str] = &["cutoff_column", "time_columns", "include_cutoff"];
 const LABEL_FIELDS: &[&str] = &[
@@ -356,13 +381,22 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
         Some(value) => point_in_time_from_value(value, &mut diagnostics).map(Some),
     };
 
+    let relationships = match object.get("relationships") {
+        None => Some(Vec::new()),
+        Some(value) => typed::<Vec<Relationship>>(
+            value,
+            RecipePath::Field("relationships".into()),
+            &mut diagnostics,
+        ),
+    };
+
     let recipe = match (
         target_table,
         entity_grain,
         label,
         features,
         notes,
-        point_in_time,
+        (point_in_time, relationships),
     ) {
         (
             Some(target_table),
@@ -370,7 +404,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             Some(label),
             Some(features),
             Some(notes),
-            Some(point_in_time),
+            (Some(point_in_time), Some(relationships)),
         ) => Some(FeatureRecipe {
             target_table,
             entity_grain,
@@ -378,6 +412,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             features,
             notes,
             point_in_time,
+            relationships,
         }),
         _ => None,
     };

@@ -748,6 +748,7 @@ fn recipe_with(
         entity_grain: request.entity_grain.clone(),
         label: request.label.clone(),
         point_in_time: point_in_time_for(request, &features),
+        relationships: Vec::new(),
         features,
         notes,
     }
