@@ -52,6 +52,7 @@ fn main() {
         max_features: None,
         point_in_time: None,
         windows: Vec::new(),
+        relationships: Vec::new(),
     };
     let options = DesignOptions::default();
     println!(

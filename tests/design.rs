@@ -24,6 +24,7 @@ fn churn_request(max_features: Option<usize>) -> DesignRequest {
         max_features,
         point_in_time: None,
         windows: Vec::new(),
+        relationships: Vec::new(),
     }
 }
 
@@ -187,6 +188,7 @@ fn people_request(max_features: Option<usize>) -> DesignRequest {
         max_features,
         point_in_time: None,
         windows: Vec::new(),
+        relationships: Vec::new(),
     }
 }
 
@@ -600,4 +602,179 @@ async fn a_key_with_few_values_is_a_category_and_one_with_many_an_identifier() {
         "{:?}",
         proposal.left_out
     );
+}
+
+/// Customers with sessions, transactions (by session), lines (by transaction), refunds
+/// (by `txn_ref`, a name discovery cannot match), and pings whose `device_id` is unique
+/// in two tables.
+fn related_catalog() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let n: i64 = 300;
+    let (sessions, transactions, lines) = (2 * n, 4 * n, 8 * n);
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "customers",
+                vec![
+                    ("customer_id", common::ints((1..=n).map(Some))),
+                    (
+                        "y",
+                        common::ints((1..=n).map(|i| Some(i64::from(i % 4 == 0)))),
+                    ),
+                ],
+            ),
+            (
+                "sessions",
+                vec![
+                    ("session_id", common::ints((1..=sessions).map(Some))),
+                    (
+                        "customer_id",
+                        common::ints((1..=sessions).map(|i| Some(i % n + 1))),
+                    ),
+                ],
+            ),
+            (
+                "transactions",
+                vec![
+                    ("transaction_id", common::ints((1..=transactions).map(Some))),
+                    (
+                        "session_id",
+                        common::ints((1..=transactions).map(|i| Some(i % sessions + 1))),
+                    ),
+                    (
+                        "amount",
+                        floats((1..=transactions).map(|i| Some((i % 97) as f64))),
+                    ),
+                ],
+            ),
+            (
+                "lines",
+                vec![
+                    ("line_id", common::ints((1..=lines).map(Some))),
+                    (
+                        "transaction_id",
+                        common::ints((1..=lines).map(|i| Some(i % transactions + 1))),
+                    ),
+                    ("qty", common::ints((1..=lines).map(|i| Some(i % 7 + 1)))),
+                ],
+            ),
+            (
+                "refunds",
+                vec![
+                    ("refund_id", common::ints((1..=100).map(Some))),
+                    ("txn_ref", common::ints((1..=100).map(|i| Some(i * 3)))),
+                    ("refunded", floats((1..=100).map(|i| Some(i as f64)))),
+                ],
+            ),
+            (
+                "devices",
+                vec![
+                    ("device_id", common::ints((1..=60).map(Some))),
+                    (
+                        "customer_id",
+                        common::ints((1..=60).map(|i| Some(i % n + 1))),
+                    ),
+                ],
+            ),
+            (
+                "device_registry",
+                vec![
+                    ("device_id", common::ints((1..=60).map(Some))),
+                    ("vendor_code", common::ints((1..=60).map(|i| Some(i % 3)))),
+                ],
+            ),
+            (
+                "pings",
+                vec![
+                    ("ping_id", common::ints((1..=240).map(Some))),
+                    (
+                        "device_id",
+                        common::ints((1..=240).map(|i| Some(i % 60 + 1))),
+                    ),
+                    ("strength", floats((1..=240).map(|i| Some((i % 11) as f64)))),
+                ],
+            ),
+        ],
+    );
+    dir
+}
+
+#[tokio::test]
+async fn the_crew_follows_discovered_and_declared_relationships_and_reports_ambiguity() {
+    let dir = related_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let mut request = people_request(None);
+    request.spine = "customers".into();
+    request.entity_grain = vec!["customer_id".into()];
+    request.relationships = vec![featurecraft::contract::recipe::Relationship {
+        child: "refunds.txn_ref".into(),
+        parent: "transactions.transaction_id".into(),
+    }];
+    let proposal = featurecraft::design::propose(&request, &catalog, &options(10_000))
+        .await
+        .expect("proposes");
+    let tables: std::collections::BTreeSet<&str> = proposal
+        .features
+        .iter()
+        .map(|f| f.source_table.as_str())
+        .collect();
+    // Two hops (lines → transactions → sessions), one (transactions → sessions), the
+    // declared one (refunds → transactions → sessions); pings' `device_id` is unique in
+    // two tables, so its parent is ambiguous and pings is not read.
+    for table in ["sessions", "transactions", "lines", "refunds", "devices"] {
+        assert!(tables.contains(table), "{table} in {tables:?}");
+    }
+    // device_registry's key is also devices' key, one to one: it is reached through it.
+    assert!(tables.contains("device_registry"), "{tables:?}");
+    assert!(!tables.contains("pings"), "{tables:?}");
+    assert!(
+        proposal
+            .relationships
+            .iter()
+            .any(|r| r.starts_with("pings.device_id could point at") && r.contains("ambiguous")),
+        "{:?}",
+        proposal.relationships
+    );
+    let designed = design(&request, &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let links: Vec<(String, String)> = designed
+        .recipe
+        .relationships
+        .iter()
+        .map(|r| (r.child.clone(), r.parent.clone()))
+        .collect();
+    for (child, parent) in [
+        ("transactions.session_id", "sessions.session_id"),
+        ("lines.transaction_id", "transactions.transaction_id"),
+        ("refunds.txn_ref", "transactions.transaction_id"),
+    ] {
+        assert!(
+            links.contains(&(child.to_string(), parent.to_string())),
+            "{child} → {parent} in {links:?}"
+        );
+    }
+    assert!(
+        designed.recipe.notes.contains("Relationships: "),
+        "{}",
+        designed.recipe.notes
+    );
+    for dialect in Dialect::ALL {
+        let compiled = compile_recipe(
+            &designed.recipe,
+            &catalog,
+            &CompileOptions::for_dialect(dialect),
+        );
+        assert!(
+            !compiled.has_errors(),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
 }

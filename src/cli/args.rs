@@ -285,6 +285,10 @@ pub struct DesignArgs {
     /// With --cutoff-column: a source row exactly at the cutoff counts.
     #[arg(long)]
     pub include_cutoff: bool,
+    /// A relationship to follow, `CHILD_TABLE.COLUMN=PARENT_TABLE.KEY` (repeatable); it
+    /// replaces what the crew discovers for that child column.
+    #[arg(long = "relationship", value_name = "CHILD.COL=PARENT.KEY")]
+    pub relationships: Vec<String>,
     #[command(flatten)]
     pub sample: SampleSize,
     #[command(flatten)]

@@ -236,8 +236,28 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
     };
+    let mut relationships = Vec::new();
+    for pair in &args.relationships {
+        match pair.split_once('=') {
+            Some((child, parent))
+                if featurecraft::contract::recipe::Relationship::split(child).is_some()
+                    && featurecraft::contract::recipe::Relationship::split(parent).is_some() =>
+            {
+                relationships.push(featurecraft::contract::recipe::Relationship {
+                    child: child.to_string(),
+                    parent: parent.to_string(),
+                })
+            }
+            _ => {
+                return usage_error(&format!(
+                    "--relationship `{pair}`: write CHILD_TABLE.COLUMN=PARENT_TABLE.KEY, e.g. --relationship order_items.order_id=orders.order_id"
+                ));
+            }
+        }
+    }
     let request = featurecraft::design::DesignRequest {
         point_in_time,
+        relationships,
         windows: args.windows,
         spine: args.spine,
         entity_grain: args.grain,

@@ -292,7 +292,8 @@ impl<'c> Analyzer<'c> {
         let target_table = self.check_target(&recipe.target_table);
         self.check_names(recipe);
         let key = entity_key(recipe);
-        let links = relationships::check(recipe, self.catalog, &mut self.diagnostics);
+        let links =
+            relationships::check(&recipe.relationships, self.catalog, &mut self.diagnostics);
         let (resolved, resolved_exprs) = self.resolve_features(recipe, &key, &links);
 
         // The label decides the spine.

@@ -9,7 +9,7 @@
 //! checks it on the data): a duplicated parent key would count a child row twice.
 
 use crate::catalog::{Catalog, Table};
-use crate::contract::recipe::{FeatureRecipe, Relationship};
+use crate::contract::recipe::Relationship;
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::types::TypeFamily;
 
@@ -42,12 +42,12 @@ pub struct Hop {
 /// known table and column (`E020`, `E021`), both sides of one type family and of two
 /// tables (`E027`). The wrong ones are reported and left out.
 pub fn check(
-    recipe: &FeatureRecipe,
+    relationships: &[Relationship],
     catalog: &Catalog,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Link> {
     let mut links = Vec::new();
-    for (i, relationship) in recipe.relationships.iter().enumerate() {
+    for (i, relationship) in relationships.iter().enumerate() {
         if let Some(link) = check_one(i, relationship, catalog, diagnostics) {
             links.push(link);
         }

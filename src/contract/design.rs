@@ -1,7 +1,7 @@
 //! The design request: featurecraft's extension of the job contract, what the built-in
 //! crew designs a recipe for when a job comes without one.
 
-use crate::contract::recipe::{LabelSpec, PointInTime};
+use crate::contract::recipe::{LabelSpec, PointInTime, Relationship};
 use serde::{Deserialize, Serialize};
 
 /// What to design a recipe for: featurecraft's extension of the job contract, accepted by
@@ -27,4 +27,8 @@ pub struct DesignRequest {
     /// computed over (`"7d"`, `"30 days"`), besides all the history before the cutoff.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<String>,
+    /// Relationships the crew follows besides (or instead of) those it discovers: a
+    /// declared one replaces what discovery found for its child column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relationships: Vec<Relationship>,
 }

@@ -26,10 +26,11 @@
 use crate::catalog::{Catalog, Table};
 use crate::compile::dialect::Dialect;
 use crate::compile::fragment::{inspect, parse_fragment};
+use crate::compile::relationships::Hop;
 use crate::compile::{CompileOptions, compile_recipe};
 pub use crate::contract::design::DesignRequest;
 use crate::contract::recipe::{
-    FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, TimeColumns,
+    FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, Relationship, TimeColumns,
 };
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::run::{RecipeRun, RunOptions, run_recipe};
@@ -45,6 +46,8 @@ use sqlparser::ast::{
     Value,
 };
 use std::collections::{BTreeMap, HashMap};
+
+mod relationships;
 
 /// How the designer profiles and prunes.
 #[derive(Debug, Clone)]
@@ -98,7 +101,13 @@ pub async fn design(
     let mut features = proposal.features;
 
     // 1. Compile: a feature the compiler rejects is dropped with its first error.
-    let recipe = recipe_with(request, options, features.clone(), String::new());
+    let recipe = recipe_with(
+        request,
+        options,
+        &proposal.paths,
+        features.clone(),
+        String::new(),
+    );
     let compiled = compile_recipe(
         &recipe,
         catalog,
@@ -121,14 +130,27 @@ pub async fn design(
     // summary lists only the most-NULL columns: while it is full and something was
     // dropped, validate what is left again.
     let (run, validated) = loop {
-        let recipe = recipe_with(request, options, features.clone(), String::new());
+        let recipe = recipe_with(
+            request,
+            options,
+            &proposal.paths,
+            features.clone(),
+            String::new(),
+        );
         let run = run_recipe(&recipe, catalog, &options.run).await;
         let validated = features.len();
         let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) else {
             // The data could not be read or the run failed: hand back the proposal and why.
-            let notes = notes(request, &proposal.left_out, considered, &dropped, "");
+            let notes = notes(
+                request,
+                &proposal.relationships,
+                &proposal.left_out,
+                considered,
+                &dropped,
+                "",
+            );
             return Ok(Design {
-                recipe: recipe_with(request, options, features, notes),
+                recipe: recipe_with(request, options, &proposal.paths, features, notes),
                 run,
                 considered,
                 dropped,
@@ -148,7 +170,13 @@ pub async fn design(
     if let Some(limit) = request.max_features
         && features.len() > limit
     {
-        let recipe = recipe_with(request, options, features.clone(), String::new());
+        let recipe = recipe_with(
+            request,
+            options,
+            &proposal.paths,
+            features.clone(),
+            String::new(),
+        );
         let (scores, rows) = association_scores(&recipe, catalog, options).await?;
         let mut order: Vec<usize> = (0..features.len()).collect();
         order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
@@ -173,13 +201,14 @@ pub async fn design(
 
     let notes = notes(
         request,
+        &proposal.relationships,
         &proposal.left_out,
         considered,
         &dropped,
         &ranking_note,
     );
     let unchanged = features.len() == validated;
-    let recipe = recipe_with(request, options, features, notes);
+    let recipe = recipe_with(request, options, &proposal.paths, features, notes);
     // Validate what is left, unless nothing was dropped since the last validation (the
     // notes do not change what runs).
     let run = if unchanged {
@@ -236,6 +265,27 @@ pub struct Proposal {
     pub features: Vec<FeatureSpec>,
     /// `table.column` and why it gave no feature.
     pub left_out: Vec<(String, String)>,
+    /// For each table without the grain that the crew reads: the relationships of its
+    /// join path, as the recipe declares them.
+    pub paths: BTreeMap<String, Vec<Relationship>>,
+    /// What the crew found about relationships: the paths it joined through, and child
+    /// columns it could not attach to one parent.
+    pub relationships: Vec<String>,
+}
+
+/// The relationships along a join path, in the recipe's form.
+fn path_relationships(from: &str, hops: &[Hop]) -> Vec<Relationship> {
+    let mut previous = from.to_string();
+    hops.iter()
+        .map(|hop| {
+            let r = Relationship {
+                child: format!("{previous}.{}", hop.from),
+                parent: format!("{}.{}", hop.table, hop.to),
+            };
+            previous = hop.table.clone();
+            r
+        })
+        .collect()
 }
 
 /// Profiles the tables and proposes features (no validation): deterministic for a catalog.
@@ -260,14 +310,59 @@ pub async fn propose(
 
     let mut proposal = Proposal::default();
     let mut names = Names::default();
-    let mut tables: Vec<&Table> = vec![spine];
-    tables.extend(
-        catalog
-            .tables()
-            .filter(|t| t.name != spine.name && key.iter().all(|g| t.column(g).is_some())),
-    );
-    for table in tables {
+    let holds_key = |t: &Table| key.iter().all(|g| t.column(g).is_some());
+    let mut profiles: BTreeMap<String, Vec<ColumnProfile>> = BTreeMap::new();
+    for table in catalog.tables() {
+        match profile(&ctx, table, options).await {
+            Ok(p) => {
+                profiles.insert(table.name.clone(), p);
+            }
+            // A table the crew would read must profile; any other only feeds discovery.
+            Err(d) if table.name == spine.name || holds_key(table) => return Err(vec![d]),
+            Err(_) => {}
+        }
+    }
+    let found = relationships::discover(catalog, &profiles, &request.relationships);
+    let mut ignored = Vec::new();
+    let links = crate::compile::relationships::check(&found.links, catalog, &mut ignored);
+    for (child, parents) in &found.ambiguous {
+        proposal.relationships.push(format!(
+            "{child} could point at {}: ambiguous, not used",
+            parents.join(" or ")
+        ));
+    }
+    let mut tables: Vec<(&Table, Vec<Hop>)> = vec![(spine, Vec::new())];
+    for table in catalog.tables().filter(|t| t.name != spine.name) {
+        if holds_key(table) {
+            tables.push((table, Vec::new()));
+            continue;
+        }
+        match crate::compile::relationships::path(&links, catalog, &table.name, &key) {
+            Ok(Some(_)) if pit.is_some() => proposal.left_out.push((
+                table.name.clone(),
+                "reached through a relationship, which point-in-time recipes do not follow yet"
+                    .into(),
+            )),
+            Ok(Some(hops)) => tables.push((table, hops)),
+            Ok(None) => {}
+            Err(candidates) => proposal.left_out.push((
+                table.name.clone(),
+                format!("reaches the grain by several paths ({candidates})"),
+            )),
+        }
+    }
+    for (table, hops) in tables {
         let on_spine = table.name == spine.name;
+        if !hops.is_empty() {
+            proposal.relationships.push(format!(
+                "{} joined through {}",
+                table.name,
+                crate::compile::relationships::describe(&table.name, &hops)
+            ));
+            proposal
+                .paths
+                .insert(table.name.clone(), path_relationships(&table.name, &hops));
+        }
         let timing = match pit {
             Some(p) if !on_spine => match p.time_columns.get(&table.name) {
                 Some(Some(column)) => Timing::Timed(column.to_string()),
@@ -282,7 +377,9 @@ pub async fn propose(
             },
             _ => Timing::Static,
         };
-        let profiles = profile(&ctx, table, options).await.map_err(|d| vec![d])?;
+        let Some(profiles) = profiles.get(&table.name) else {
+            continue;
+        };
         let short = sanitize(&table.name);
         let windowed = |timing: &Timing| match timing {
             Timing::Timed(_) => windows.as_slice(),
@@ -301,7 +398,7 @@ pub async fn propose(
                 ));
             }
         }
-        for (column, profile) in table.columns.iter().zip(&profiles) {
+        for (column, profile) in table.columns.iter().zip(profiles) {
             let where_ = format!("{}.{}", table.name, column.name);
             let skip = |reason: &str, out: &mut Vec<(String, String)>| {
                 out.push((where_.clone(), reason.to_string()))
@@ -597,13 +694,12 @@ fn aggregated(
 #[derive(Debug, Clone, Default)]
 struct ColumnProfile {
     non_null: usize,
-    /// Distinct non-null values, counted up to [`DISTINCT_CAP`].
+    /// Distinct non-null values, every one of the profiled rows (at most `profile_rows`).
     distinct: usize,
     /// Most frequent values (text columns), most frequent first, ties by value.
     top: Vec<(String, usize)>,
 }
 
-const DISTINCT_CAP: usize = 10_000;
 /// Below this many sampled values, near-uniqueness says nothing.
 const NEAR_UNIQUE_MIN_VALUES: usize = 50;
 
@@ -642,7 +738,7 @@ async fn profile(
                 let value = text.value(row);
                 if let Some(n) = counts.get_mut(value) {
                     *n += 1;
-                } else if counts.len() < DISTINCT_CAP {
+                } else {
                     counts.insert(value.to_string(), 1);
                 }
             }
@@ -697,14 +793,9 @@ fn identifier_like(
         if key_category(name, family, profile, options) {
             return None;
         }
-        let distinct = if profile.distinct >= DISTINCT_CAP {
-            format!("{DISTINCT_CAP}+")
-        } else {
-            profile.distinct.to_string()
-        };
         return Some(format!(
-            "identifier-like (its name, and {distinct} distinct of {} profiled values)",
-            profile.non_null
+            "identifier-like (its name, and {} distinct of {} profiled values)",
+            profile.distinct, profile.non_null
         ));
     }
     let countable = matches!(family, TypeFamily::String | TypeFamily::Integer);
@@ -740,15 +831,24 @@ fn label_columns(label: &LabelSpec) -> Result<Vec<String>, Vec<Diagnostic>> {
 fn recipe_with(
     request: &DesignRequest,
     options: &DesignOptions,
+    paths: &BTreeMap<String, Vec<Relationship>>,
     features: Vec<FeatureSpec>,
     notes: String,
 ) -> FeatureRecipe {
+    let mut relationships: Vec<Relationship> = Vec::new();
+    for f in &features {
+        for r in paths.get(&f.source_table).into_iter().flatten() {
+            if !relationships.contains(r) {
+                relationships.push(r.clone());
+            }
+        }
+    }
     FeatureRecipe {
         target_table: options.target_table.clone(),
         entity_grain: request.entity_grain.clone(),
         label: request.label.clone(),
         point_in_time: point_in_time_for(request, &features),
-        relationships: Vec::new(),
+        relationships,
         features,
         notes,
     }
@@ -797,6 +897,7 @@ fn keep(
 
 fn notes(
     request: &DesignRequest,
+    relationships: &[String],
     left_out: &[(String, String)],
     considered: usize,
     dropped: &[(String, String)],
@@ -840,6 +941,9 @@ fn notes(
             )
         }
     };
+    if !relationships.is_empty() {
+        notes.push_str(&format!(" Relationships: {}.", relationships.join("; ")));
+    }
     if !left_out.is_empty() {
         notes.push_str(&format!(" Left out: {}.", list(left_out)));
     }
