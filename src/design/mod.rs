@@ -47,7 +47,10 @@ use sqlparser::ast::{
 };
 use std::collections::{BTreeMap, HashMap};
 
+mod profile;
 mod relationships;
+
+use profile::{ColumnProfile, profile};
 
 /// How the designer profiles and prunes.
 #[derive(Debug, Clone)]
@@ -313,7 +316,7 @@ pub async fn propose(
     let holds_key = |t: &Table| key.iter().all(|g| t.column(g).is_some());
     let mut profiles: BTreeMap<String, Vec<ColumnProfile>> = BTreeMap::new();
     for table in catalog.tables() {
-        match profile(&ctx, table, options).await {
+        match profile(&ctx, table, options.profile_rows, options.top_values).await {
             Ok(p) => {
                 profiles.insert(table.name.clone(), p);
             }
@@ -690,70 +693,8 @@ fn aggregated(
     Ok(out)
 }
 
-/// What the profile learned about one column from the first rows of its table.
-#[derive(Debug, Clone, Default)]
-struct ColumnProfile {
-    non_null: usize,
-    /// Distinct non-null values, every one of the profiled rows (at most `profile_rows`).
-    distinct: usize,
-    /// Most frequent values (text columns), most frequent first, ties by value.
-    top: Vec<(String, usize)>,
-}
-
 /// Below this many sampled values, near-uniqueness says nothing.
 const NEAR_UNIQUE_MIN_VALUES: usize = 50;
-
-async fn profile(
-    ctx: &datafusion::prelude::SessionContext,
-    table: &Table,
-    options: &DesignOptions,
-) -> Result<Vec<ColumnProfile>, Diagnostic> {
-    let batches = ctx
-        .table(crate::run::sample::table_reference(&table.name))
-        .await
-        .and_then(|f| f.limit(0, Some(options.profile_rows)))
-        .map_err(crate::run::sample::runtime_error)?
-        .collect()
-        .await
-        .map_err(crate::run::sample::runtime_error)?;
-    let mut profiles = Vec::with_capacity(table.columns.len());
-    for (i, column) in table.columns.iter().enumerate() {
-        let family = TypeFamily::of(&column.data_type);
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        let mut p = ColumnProfile::default();
-        for batch in &batches {
-            let array = batch.column(i);
-            p.non_null += array.len() - array.null_count();
-            if !matches!(family, TypeFamily::String | TypeFamily::Integer) {
-                continue;
-            }
-            let Ok(text) = cast(array, &DataType::Utf8) else {
-                continue;
-            };
-            let text = text.as_string::<i32>();
-            for row in 0..text.len() {
-                if text.is_null(row) {
-                    continue;
-                }
-                let value = text.value(row);
-                if let Some(n) = counts.get_mut(value) {
-                    *n += 1;
-                } else {
-                    counts.insert(value.to_string(), 1);
-                }
-            }
-        }
-        p.distinct = counts.len();
-        if matches!(family, TypeFamily::String | TypeFamily::Integer) {
-            let mut top: Vec<(String, usize)> = counts.into_iter().collect();
-            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            top.truncate(options.top_values);
-            p.top = top;
-        }
-        profiles.push(p);
-    }
-    Ok(profiles)
-}
 
 /// Whether a column's name says it is a key (`id`, `…_id`, `…_key`, `…_uuid`).
 fn key_named(name: &str) -> bool {

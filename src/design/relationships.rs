@@ -6,9 +6,9 @@
 //! than one parent is ambiguous: reported, never guessed. Declared relationships replace
 //! what was discovered for their child column.
 
-use super::ColumnProfile;
 use crate::catalog::Catalog;
 use crate::contract::recipe::Relationship;
+use crate::design::profile::ColumnProfile;
 use crate::types::TypeFamily;
 use std::collections::BTreeMap;
 
