@@ -778,3 +778,24 @@ async fn the_crew_follows_discovered_and_declared_relationships_and_reports_ambi
         );
     }
 }
+
+#[tokio::test]
+async fn a_declared_relationship_that_does_not_hold_is_an_error_at_its_path() {
+    let dir = related_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let mut request = people_request(None);
+    request.spine = "customers".into();
+    request.entity_grain = vec!["customer_id".into()];
+    request.relationships = vec![featurecraft::contract::recipe::Relationship {
+        child: "refunds.txn_reff".into(),
+        parent: "transactions.transaction_id".into(),
+    }];
+    let errors = design(&request, &catalog, &options(1_000))
+        .await
+        .expect_err("an unknown column is refused");
+    assert_eq!(errors[0].code, featurecraft::Code::E021);
+    assert_eq!(
+        errors[0].path.as_ref().unwrap().to_string(),
+        "design.relationships[0].child"
+    );
+}

@@ -325,9 +325,23 @@ pub async fn propose(
             Err(_) => {}
         }
     }
+    // A declared relationship that does not hold is the request's error, at its path.
+    let mut problems = Vec::new();
+    crate::compile::relationships::check(&request.relationships, catalog, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|d| {
+                let at = d.path.as_deref().map(|p| format!("design.{p}"));
+                match at {
+                    Some(at) => d.at(RecipePath::Request(at)),
+                    None => d,
+                }
+            })
+            .collect());
+    }
     let found = relationships::discover(catalog, &profiles, &request.relationships);
-    let mut ignored = Vec::new();
-    let links = crate::compile::relationships::check(&found.links, catalog, &mut ignored);
+    let links = crate::compile::relationships::check(&found.links, catalog, &mut problems);
     for (child, parents) in &found.ambiguous {
         proposal.relationships.push(format!(
             "{child} could point at {}: ambiguous, not used",
