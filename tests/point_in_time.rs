@@ -12,9 +12,8 @@ use datafusion::arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use featurecraft::run::validate::{ValidateOptions, sample};
-use featurecraft::{Catalog, CompileOptions, Dialect, Plan, compile};
+use featurecraft::{Catalog, CompileOptions, Dialect, compile};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -186,48 +185,9 @@ fn recipe(cutoff: &str, include_cutoff: bool) -> String {
     .to_string()
 }
 
-/// Every row of a plan's table, as text keyed by `id|cutoff`: the whole spine is sampled.
+/// Every row of a recipe's table, as text keyed by `id|cutoff`: the whole spine is sampled.
 async fn table_of(catalog: &Catalog, text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let compiled = compile(
-        text,
-        catalog,
-        &CompileOptions::for_dialect(Dialect::DataFusion),
-    );
-    let plan: Plan = compiled
-        .plan
-        .unwrap_or_else(|| panic!("compiles: {:#?}", compiled.diagnostics));
-    let options = ValidateOptions {
-        sample_size: 1_000_000,
-        ..ValidateOptions::default()
-    };
-    let rows = sample(&plan, catalog, &options).await.unwrap().rows;
-    rows_by_key(&rows)
-}
-
-fn rows_by_key(rows: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let formatters: Vec<ArrayFormatter> = rows
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-        .collect();
-    let names: Vec<String> = rows
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let mut out = BTreeMap::new();
-    for row in 0..rows.num_rows() {
-        let values: BTreeMap<String, String> = names
-            .iter()
-            .zip(&formatters)
-            .map(|(n, f)| (n.clone(), f.value(row).to_string()))
-            .collect();
-        let key = format!("{}|{}", formatters[0].value(row), formatters[1].value(row));
-        assert!(out.insert(key.clone(), values).is_none(), "{key} twice");
-    }
-    out
+    common::table_by_key(catalog, text, 2).await
 }
 
 /// Checks `expected` (`feature=value` pairs) against the row of `key`.
@@ -548,7 +508,7 @@ async fn sampled_entities_keep_every_cutoff_with_the_full_tables_values() {
         sample_size: 100,
         ..ValidateOptions::default()
     };
-    let sampled = rows_by_key(&sample(&plan, &catalog, &options).await.unwrap().rows);
+    let sampled = common::rows_by_key(&sample(&plan, &catalog, &options).await.unwrap().rows, 2);
     let entities: std::collections::BTreeSet<&str> = sampled
         .keys()
         .map(|k| k.split('|').next().unwrap())

@@ -4,54 +4,14 @@
 
 mod common;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use featurecraft::run::validate::{ValidateOptions, sample};
-use featurecraft::{Catalog, CompileOptions, Dialect, Plan, compile};
+use datafusion::arrow::array::{ArrayRef, Float64Array};
+use featurecraft::{Catalog, CompileOptions, Dialect, compile};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Every row of a recipe's table (the whole spine sampled), as text keyed by the first column.
 async fn table_of(catalog: &Catalog, text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let compiled = compile(
-        text,
-        catalog,
-        &CompileOptions::for_dialect(Dialect::DataFusion),
-    );
-    let plan: Plan = compiled
-        .plan
-        .unwrap_or_else(|| panic!("compiles: {:#?}", compiled.diagnostics));
-    let options = ValidateOptions {
-        sample_size: 1_000_000,
-        ..ValidateOptions::default()
-    };
-    let rows = sample(&plan, catalog, &options).await.unwrap().rows;
-    by_key(&rows)
-}
-
-fn by_key(rows: &RecordBatch) -> BTreeMap<String, BTreeMap<String, String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let formatters: Vec<ArrayFormatter> = rows
-        .columns()
-        .iter()
-        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-        .collect();
-    let names: Vec<String> = rows
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    (0..rows.num_rows())
-        .map(|row| {
-            let values = names
-                .iter()
-                .zip(&formatters)
-                .map(|(n, f)| (n.clone(), f.value(row).to_string()))
-                .collect();
-            (formatters[0].value(row).to_string(), values)
-        })
-        .collect()
+    common::table_by_key(catalog, text, 1).await
 }
 
 #[tokio::test]

@@ -100,6 +100,18 @@ pub enum WindowUnit {
     Second,
 }
 
+impl WindowUnit {
+    /// Its names: in a recipe (`day`), in SQL intervals (`DAY`), in a feature's name (`d`).
+    pub fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            WindowUnit::Day => ("day", "DAY", "d"),
+            WindowUnit::Hour => ("hour", "HOUR", "h"),
+            WindowUnit::Minute => ("minute", "MINUTE", "min"),
+            WindowUnit::Second => ("second", "SECOND", "s"),
+        }
+    }
+}
+
 impl Window {
     /// The window as a count of its largest exact unit (`(30, Day)` for 30 days, and for
     /// 4 weeks `(28, Day)`: not every engine has a WEEK interval for timestamps).
@@ -125,12 +137,7 @@ impl Window {
 impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (n, unit) = self.in_unit();
-        let unit = match unit {
-            WindowUnit::Day => "day",
-            WindowUnit::Hour => "hour",
-            WindowUnit::Minute => "minute",
-            WindowUnit::Second => "second",
-        };
+        let (unit, _, _) = unit.names();
         write!(f, "{n} {unit}{}", if n == 1 { "" } else { "s" })
     }
 }

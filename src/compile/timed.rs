@@ -35,7 +35,7 @@ use crate::compile::ast::{
 };
 use crate::compile::dialect::Capabilities;
 use crate::compile::fragment::is_aggregate;
-use crate::compile::point_in_time::{PlanTime, SourceTime, TimeType, Window, WindowUnit};
+use crate::compile::point_in_time::{PlanTime, SourceTime, TimeType, Window};
 use crate::diagnostic::RecipePath;
 use crate::sql::{call, cast};
 use sqlparser::ast::helpers::attached_token::AttachedToken;
@@ -278,12 +278,7 @@ impl TimedPart<'_> {
     fn within(&self, window: Window, compare: TimeType) -> Expr {
         let (t, c) = self.times(compare);
         let (count, unit) = window.in_unit();
-        let unit = match unit {
-            WindowUnit::Day => "DAY",
-            WindowUnit::Hour => "HOUR",
-            WindowUnit::Minute => "MINUTE",
-            WindowUnit::Second => "SECOND",
-        };
+        let (_, unit, _) = unit.names();
         let of_type = match compare {
             TimeType::Date => "DATE",
             TimeType::Timestamp => "TIMESTAMP",

@@ -530,7 +530,7 @@ struct DesignWindow {
 
 /// The request's windows, parsed; only meaningful with `point_in_time`.
 fn design_windows(request: &DesignRequest) -> Result<Vec<DesignWindow>, Vec<Diagnostic>> {
-    use crate::compile::point_in_time::{WindowUnit, parse_window};
+    use crate::compile::point_in_time::parse_window;
     if !request.windows.is_empty() && request.point_in_time.is_none() {
         return Err(vec![
             Diagnostic::new(
@@ -550,12 +550,7 @@ fn design_windows(request: &DesignRequest) -> Result<Vec<DesignWindow>, Vec<Diag
             ]
         })?;
         let (count, unit) = window.in_unit();
-        let unit = match unit {
-            WindowUnit::Day => "d",
-            WindowUnit::Hour => "h",
-            WindowUnit::Minute => "min",
-            WindowUnit::Second => "s",
-        };
+        let (_, _, unit) = unit.names();
         let text = window.to_string();
         if !out.iter().any(|w| w.text == text) {
             out.push(DesignWindow {

@@ -69,3 +69,65 @@ pub fn tiny_catalog(
 pub fn ints(values: impl IntoIterator<Item = Option<i64>>) -> datafusion::arrow::array::ArrayRef {
     std::sync::Arc::new(datafusion::arrow::array::Int64Array::from_iter(values))
 }
+
+/// Every row of a recipe's table in DataFusion (the whole spine sampled), as text keyed by
+/// its first `key_columns` columns joined with `|`; NULL prints as `NULL`.
+pub async fn table_by_key(
+    catalog: &Catalog,
+    text: &str,
+    key_columns: usize,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let compiled = featurecraft::compile(
+        text,
+        catalog,
+        &featurecraft::CompileOptions::for_dialect(featurecraft::Dialect::DataFusion),
+    );
+    let plan = compiled
+        .plan
+        .unwrap_or_else(|| panic!("compiles: {:#?}", compiled.diagnostics));
+    let options = featurecraft::run::validate::ValidateOptions {
+        sample_size: 1_000_000,
+        ..Default::default()
+    };
+    let rows = featurecraft::run::validate::sample(&plan, catalog, &options)
+        .await
+        .unwrap()
+        .rows;
+    rows_by_key(&rows, key_columns)
+}
+
+/// Rows as text keyed by their first `key_columns` columns joined with `|`; NULL prints as
+/// `NULL`. A key seen twice fails the test.
+pub fn rows_by_key(
+    rows: &datafusion::arrow::array::RecordBatch,
+    key_columns: usize,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let format = FormatOptions::default().with_null("NULL");
+    let formatters: Vec<ArrayFormatter> = rows
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &format).unwrap())
+        .collect();
+    let names: Vec<String> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for row in 0..rows.num_rows() {
+        let values = names
+            .iter()
+            .zip(&formatters)
+            .map(|(n, f)| (n.clone(), f.value(row).to_string()))
+            .collect();
+        let key = formatters[..key_columns]
+            .iter()
+            .map(|f| f.value(row).to_string())
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(out.insert(key.clone(), values).is_none(), "{key} twice");
+    }
+    out
+}
