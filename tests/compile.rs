@@ -337,3 +337,70 @@ fn only_distinct_aggregates_other_than_count_get_a_cte_of_their_own_in_datafusio
     );
     assert!(!duckdb.sql.expect("compiles").contains("_distinct_"));
 }
+
+#[tokio::test]
+async fn a_split_part_never_takes_the_name_of_another_sources_cte() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = || common::ints([1, 1, 2].map(Some));
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "people",
+                vec![
+                    ("id", common::ints([1, 2].map(Some))),
+                    ("y", common::ints([0, 1].map(Some))),
+                ],
+            ),
+            (
+                "x",
+                vec![("id", ids()), ("v", common::ints([5, 6, 6].map(Some)))],
+            ),
+            (
+                "x_distinct_1",
+                vec![("id", ids()), ("w", common::ints([7, 8, 9].map(Some)))],
+            ),
+        ],
+    );
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let recipe = serde_json::json!({
+        "target_table": "t",
+        "entity_grain": ["id"],
+        "label": {"column": "y"},
+        "features": [
+            {"name": "n_x", "source_table": "x", "expression": "COUNT(*)"},
+            {"name": "distinct_v", "source_table": "x", "expression": "SUM(DISTINCT v)"},
+            {"name": "sum_w", "source_table": "x_distinct_1", "expression": "SUM(w)"}
+        ]
+    })
+    .to_string();
+    // DataFusion's dialect gives a DISTINCT aggregate other than COUNT a CTE of its own,
+    // `src_x_distinct_1` by default: the name of the other table's CTE.
+    let compiled = compile(
+        &recipe,
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DataFusion),
+    );
+    let sql = compiled
+        .sql
+        .as_deref()
+        .unwrap_or_else(|| panic!("{:#?}", compiled.diagnostics));
+    assert_eq!(
+        sql.matches(r#""src_x_distinct_1" AS ("#).count(),
+        1,
+        "{sql}"
+    );
+    let plan = compiled.plan.expect("plan");
+    let rows = featurecraft::run::validate::sample(
+        &plan,
+        &catalog,
+        &featurecraft::run::validate::ValidateOptions::default(),
+    )
+    .await
+    .expect("runs")
+    .rows;
+    let table = common::rows_by_key(&rows, 1);
+    assert_eq!(table["1"]["distinct_v"], "11");
+    assert_eq!(table["1"]["sum_w"], "15");
+    assert_eq!(table["2"]["n_x"], "1");
+}

@@ -266,7 +266,13 @@ impl QueryBuilder<'_> {
                     } else {
                         "window"
                     };
-                    format!("{}_{suffix}_{n}", source.cte_name)
+                    let mut name = format!("{}_{suffix}_{n}", source.cte_name);
+                    // Another source's CTE may already have this name (a table `x_distinct_1`).
+                    while taken.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+                        n += 1;
+                        name = format!("{}_{suffix}_{n}", source.cte_name);
+                    }
+                    name
                 };
                 for &i in &members {
                     part_of_feature[i] = parts.len();
