@@ -69,13 +69,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => runtime.block_on(run_compile(&args)),
         Command::Validate(args) => runtime.block_on(validate_command(args)),
         Command::Retry(args) => {
-            let options = match run_options(
-                Dialect::DataFusion,
-                args.sample.sample_size,
-                0.5,
-                &args.memory.memory_limit,
-                false,
-            ) {
+            let options = match job_run_options(args.sample.sample_size, &args.memory.memory_limit)
+            {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
@@ -135,13 +130,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
 
 async fn serve_command(args: ServeArgs) -> ExitCode {
     use featurecraft::server::auth::Verifier;
-    let run = match run_options(
-        Dialect::DataFusion,
-        args.sample.sample_size,
-        0.5,
-        &args.memory.memory_limit,
-        false,
-    ) {
+    let run = match job_run_options(args.sample.sample_size, &args.memory.memory_limit) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
@@ -659,6 +648,11 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
     featurecraft::server::listen::serve(listener, router, header_timeout, shutdown).await;
     handle.drain().await;
     ExitCode::SUCCESS
+}
+
+/// How a job runs (`retry`, `serve`): DataFusion, the default null threshold, not strict.
+fn job_run_options(sample_size: usize, memory_limit: &str) -> Result<RunOptions, String> {
+    run_options(Dialect::DataFusion, sample_size, 0.5, memory_limit, false)
 }
 
 fn run_options(

@@ -102,15 +102,24 @@ pub async fn design(
     let considered = proposal.features.len();
     let mut dropped: Vec<(String, String)> = Vec::new();
     let mut features = proposal.features;
+    // Every recipe the crew builds has the request's grain, label and point in time, and
+    // the relationships of the paths its features use.
+    let recipe_of = |features: Vec<FeatureSpec>, notes: String| {
+        recipe_with(request, options, &proposal.paths, features, notes)
+    };
+    let notes_with = |dropped: &[(String, String)], ranking: &str| {
+        notes(
+            request,
+            &proposal.relationships,
+            &proposal.left_out,
+            considered,
+            dropped,
+            ranking,
+        )
+    };
 
     // 1. Compile: a feature the compiler rejects is dropped with its first error.
-    let recipe = recipe_with(
-        request,
-        options,
-        &proposal.paths,
-        features.clone(),
-        String::new(),
-    );
+    let recipe = recipe_of(features.clone(), String::new());
     let compiled = compile_recipe(
         &recipe,
         catalog,
@@ -133,27 +142,14 @@ pub async fn design(
     // summary lists only the most-NULL columns: while it is full and something was
     // dropped, validate what is left again.
     let (run, validated) = loop {
-        let recipe = recipe_with(
-            request,
-            options,
-            &proposal.paths,
-            features.clone(),
-            String::new(),
-        );
+        let recipe = recipe_of(features.clone(), String::new());
         let run = run_recipe(&recipe, catalog, &options.run).await;
         let validated = features.len();
         let Some(summary) = run.validation.as_ref().filter(|_| !run.has_errors()) else {
             // The data could not be read or the run failed: hand back the proposal and why.
-            let notes = notes(
-                request,
-                &proposal.relationships,
-                &proposal.left_out,
-                considered,
-                &dropped,
-                "",
-            );
+            let notes = notes_with(&dropped, "");
             return Ok(Design {
-                recipe: recipe_with(request, options, &proposal.paths, features, notes),
+                recipe: recipe_of(features, notes),
                 run,
                 considered,
                 dropped,
@@ -173,13 +169,7 @@ pub async fn design(
     if let Some(limit) = request.max_features
         && features.len() > limit
     {
-        let recipe = recipe_with(
-            request,
-            options,
-            &proposal.paths,
-            features.clone(),
-            String::new(),
-        );
+        let recipe = recipe_of(features.clone(), String::new());
         let (scores, rows) = association_scores(&recipe, catalog, options).await?;
         let mut order: Vec<usize> = (0..features.len()).collect();
         order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
@@ -202,16 +192,9 @@ pub async fn design(
         );
     }
 
-    let notes = notes(
-        request,
-        &proposal.relationships,
-        &proposal.left_out,
-        considered,
-        &dropped,
-        &ranking_note,
-    );
+    let notes = notes_with(&dropped, &ranking_note);
     let unchanged = features.len() == validated;
-    let recipe = recipe_with(request, options, &proposal.paths, features, notes);
+    let recipe = recipe_of(features, notes);
     // Validate what is left, unless nothing was dropped since the last validation (the
     // notes do not change what runs).
     let run = if unchanged {
