@@ -154,6 +154,33 @@ fn usage_and_io_problems_exit_two_with_a_message() {
         stderr.contains("--time-column `events`: write TABLE=COLUMN"),
         "{stderr}"
     );
+    // A relationship that is not CHILD.COL=PARENT.KEY (a quote after a backslash in it) is a
+    // usage error; one naming an unknown table is the design's error.
+    let (code, _, stderr) = featurecraft(
+        &[
+            &design[..],
+            &["--relationship", "order_items\\'order_id=orders"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("write CHILD_TABLE.COLUMN=PARENT_TABLE.KEY"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = featurecraft(
+        &[
+            &design[..],
+            &["--relationship", "order_items.order_id=nowhere.order_id"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("unknown table `nowhere`")
+            && stderr.contains("design.relationships[0].parent"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -126,3 +126,66 @@ async fn two_hops_are_followed_and_entities_without_rows_get_empty_set_values() 
     assert_eq!(table["3"]["spend"], "NULL");
     assert_eq!(table["3"]["n_transactions"], "0");
 }
+
+#[tokio::test]
+async fn hostile_relationships_are_refused_with_their_path_and_nothing_else_happens() {
+    let catalog = common::retail().await;
+    let base: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::fixtures().join("recipes/good/order_items_through_orders.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let long = "x".repeat(100_000);
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        // A quote after a backslash, and a statement, as a table name.
+        (
+            serde_json::json!({"child": "order_items.order_id", "parent": "orders\\'; DROP TABLE pwned; --.order_id"}),
+            "E020",
+        ),
+        (
+            serde_json::json!({"child": "order_items", "parent": "orders.order_id"}),
+            "E027",
+        ),
+        (
+            serde_json::json!({"child": "order_items.order_id", "parent": format!("{long}.{long}")}),
+            "E020",
+        ),
+        (
+            serde_json::json!({"child": "order_items.order_id", "parent": "orders.\"order_id\""}),
+            "E021",
+        ),
+        (
+            serde_json::json!({"child": "order_items.order_id", "parent": "order_items.order_id"}),
+            "E027",
+        ),
+        (serde_json::json!({"child": 7, "parent": null}), "E001"),
+    ];
+    for (relationship, code) in cases {
+        let mut recipe = base.clone();
+        recipe["relationships"] = serde_json::json!([relationship.clone()]);
+        let compiled = compile(
+            &recipe.to_string(),
+            &catalog,
+            &CompileOptions::for_dialect(Dialect::Postgres),
+        );
+        assert!(compiled.sql.is_none(), "{relationship}: no SQL");
+        let first = compiled
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .unwrap_or_else(|| panic!("{relationship}: an error"));
+        assert_eq!(
+            format!("{:?}", first.code),
+            code,
+            "{relationship}: {first:?}"
+        );
+        let at = first
+            .path
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        assert!(at.starts_with("relationships"), "{relationship}: at {at}");
+    }
+}
