@@ -159,6 +159,18 @@ impl Catalog {
         catalog
     }
 
+    /// This catalog with some tables replaced by others of the same name (a recipe's view
+    /// of a table with derived columns); the files stay where they are.
+    pub fn with_tables_replaced(&self, tables: &[Table]) -> Catalog {
+        let mut catalog = self.clone();
+        for table in tables {
+            catalog
+                .tables
+                .insert(table.name.to_ascii_lowercase(), table.clone());
+        }
+        catalog
+    }
+
     /// Loads a catalog from a directory, or from a `.json` description.
     pub async fn load(path: &Path) -> Result<Catalog, CatalogError> {
         if path.is_dir() {

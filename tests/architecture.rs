@@ -156,7 +156,8 @@ fn no_module_imports_a_later_stage_or_a_later_module_of_its_own() {
         if module == "lib" || module.starts_with("cli") {
             continue;
         }
-        let (_, here) = layout
+        // A file in a module's folder (`compile/analyze/derived.rs`) is part of that module.
+        let (home, here) = layout
             .place_of(&module)
             .unwrap_or_else(|| panic!("{module} is in no row of ARCHITECTURE.md"));
         let text = std::fs::read_to_string(file).unwrap();
@@ -175,7 +176,7 @@ fn no_module_imports_a_later_stage_or_a_later_module_of_its_own() {
                 continue;
             };
             checked += 1;
-            if target == module {
+            if target == module || target == home {
                 continue;
             }
             if there >= here {

@@ -28,6 +28,9 @@ use crate::types::{TypeFamily, parse_type_name};
 use sqlparser::ast::{Expr, Ident};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+mod derived;
+pub use derived::{DerivedChild, DerivedTable, DerivedValue};
+
 /// The most features a recipe may have unless the caller allows more: compile and
 /// validation cost grow with the features, and a service must bound what one request costs.
 /// Far above what a training table needs (the built-in crew proposes a few hundred).
@@ -80,6 +83,8 @@ pub struct Plan {
     pub label: PlannedLabel,
     /// Point-in-time facts, in a recipe with `point_in_time`.
     pub point_in_time: Option<PlanTime>,
+    /// Tables read through a CTE that adds the recipe's derived columns.
+    pub derived: Vec<DerivedTable>,
 }
 
 impl Plan {
@@ -97,6 +102,7 @@ impl Plan {
                 .collect(),
             label: self.label.clone(),
             point_in_time: self.point_in_time.clone(),
+            derived: self.derived.clone(),
         }
     }
 
@@ -205,11 +211,46 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
         diagnostics: Vec::new(),
         paths: BTreeMap::new(),
     };
-    let plan = a.run(recipe, options);
-    let has_error = a.diagnostics.iter().any(Diagnostic::is_error);
-    Analysis {
-        plan: if has_error { None } else { plan },
+    if recipe.derived_columns.is_empty() {
+        let plan = a.run(recipe, options);
+        return a.finish(plan);
+    }
+    if recipe.derived_columns.len() > options.max_features {
+        a.push(
+            Diagnostic::new(
+                Code::E005,
+                format!(
+                    "the recipe has {} derived columns; the limit is {}",
+                    recipe.derived_columns.len(),
+                    options.max_features
+                ),
+            )
+            .at(RecipePath::Field("derived_columns".into())),
+        );
+        return a.finish(None);
+    }
+    // Features see the tables with their derived columns; the relationships are reported
+    // once, by the run below.
+    let links = relationships::check(&recipe.relationships, catalog, &mut Vec::new());
+    let (tables, derived) = a.derive(recipe, &links);
+    let grown = catalog.with_tables_replaced(&tables);
+    let mut b = Analyzer {
+        catalog: &grown,
         diagnostics: a.diagnostics,
+        paths: a.paths,
+    };
+    let plan = b.run(recipe, options).map(|plan| Plan { derived, ..plan });
+    b.finish(plan)
+}
+
+impl Analyzer<'_> {
+    /// The analysis: the plan only when nothing was an error.
+    fn finish(self, plan: Option<Plan>) -> Analysis {
+        let has_error = self.diagnostics.iter().any(Diagnostic::is_error);
+        Analysis {
+            plan: if has_error { None } else { plan },
+            diagnostics: self.diagnostics,
+        }
     }
 }
 
@@ -348,6 +389,7 @@ impl<'c> Analyzer<'c> {
             features,
             label: planned_label(recipe, label_expr),
             point_in_time: timing.map(|t| t.plan),
+            derived: Vec::new(),
         })
     }
 

@@ -123,7 +123,8 @@ fn build_query_here(
         errors: Vec::new(),
     };
     builder.refuse_float_text();
-    let mut ctes = vec![builder.spine_cte()];
+    let mut ctes = builder.derived_ctes();
+    ctes.push(builder.spine_cte());
     let (source_ctes, parts, part_of_feature) = builder.source_ctes();
     ctes.extend(source_ctes);
     let items = builder.projection(&parts, &part_of_feature);
@@ -185,6 +186,99 @@ impl QueryBuilder<'_> {
         }
     }
 
+    /// `table` as a query reads it: the CTE with its derived columns when it has some.
+    fn table_ref(&self, table: &str) -> ObjectName {
+        match self.plan.derived.iter().find(|d| d.table == table) {
+            Some(derived) => ObjectName::from(vec![quoted(&derived.cte_name, self.caps)]),
+            None => table_name(table, self.caps),
+        }
+    }
+
+    /// For each table with derived columns that the query reads: one CTE per child table,
+    /// grouped by its link column, and the table's CTE, its rows `LEFT JOIN`ed to them (a
+    /// row without children takes each aggregate's value over no rows).
+    fn derived_ctes(&mut self) -> Vec<Cte> {
+        let (plan, caps) = (self.plan, self.caps);
+        let mut ctes = Vec::new();
+        for table in &plan.derived {
+            let read = plan.spine.table == table.table
+                || plan.sources.iter().any(|s| s.table == table.table);
+            if !read {
+                continue;
+            }
+            let mut items: Vec<SelectItem> = table
+                .columns
+                .iter()
+                .map(|c| SelectItem::UnnamedExpr(column_of(DERIVED_ROWS, c, caps)))
+                .collect();
+            let mut joins = Vec::new();
+            for (n, child) in table.children.iter().enumerate() {
+                let link = Expr::Identifier(quoted(&child.column, caps));
+                let mut child_items = vec![SelectItem::UnnamedExpr(link.clone())];
+                for value in &child.values {
+                    let expr = self.fragment(&value.expr, &value.path);
+                    child_items.push(aliased(expr, &value.name, caps));
+                }
+                ctes.push(cte(
+                    &child.cte_name,
+                    select(
+                        child_items,
+                        table_factor(table_name(&child.table, caps)),
+                        vec![],
+                        None,
+                        Some(vec![link]),
+                    ),
+                    caps,
+                ));
+                let alias = format!("c{}", n + 1);
+                let marker = column_of(&alias, &child.column, caps);
+                for value in &child.values {
+                    let found = column_of(&alias, &value.name, caps);
+                    let expr = match &value.empty_value {
+                        None => found,
+                        Some(empty) => Expr::Case {
+                            case_token: AttachedToken::empty(),
+                            end_token: AttachedToken::empty(),
+                            operand: None,
+                            conditions: vec![CaseWhen {
+                                condition: Expr::IsNull(Box::new(marker.clone())),
+                                result: self.fragment(empty, &value.path),
+                            }],
+                            else_result: Some(Box::new(found)),
+                        },
+                    };
+                    items.push(aliased(expr, &value.name, caps));
+                }
+                let on = Expr::BinaryOp {
+                    left: Box::new(column_of(DERIVED_ROWS, &child.key, caps)),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(marker),
+                };
+                joins.push(Join {
+                    relation: aliased_table(
+                        ObjectName::from(vec![quoted(&child.cte_name, caps)]),
+                        &alias,
+                        caps,
+                    ),
+                    global: false,
+                    join_operator: JoinOperator::Left(JoinConstraint::On(on)),
+                });
+            }
+            ctes.push(cte(
+                &table.cte_name,
+                select(
+                    items,
+                    aliased_table(table_name(&table.table, caps), DERIVED_ROWS, caps),
+                    joins,
+                    None,
+                    None,
+                ),
+                caps,
+            ));
+        }
+        ctes
+    }
+
     /// The grain columns as quoted identifiers.
     fn grain_exprs(&self, grain: &[String]) -> Vec<Expr> {
         grain
@@ -216,7 +310,7 @@ impl QueryBuilder<'_> {
             SPINE_CTE,
             select(
                 items,
-                table_factor(table_name(&plan.spine.table, caps)),
+                table_factor(self.table_ref(&plan.spine.table)),
                 vec![],
                 self.filter
                     .and_then(|f| f(&self.grain_exprs(&plan.entity_key()))),
@@ -372,7 +466,7 @@ impl QueryBuilder<'_> {
         }
         let body = select(
             items,
-            table_factor(table_name(&source.table, caps)),
+            table_factor(self.table_ref(&source.table)),
             vec![],
             filter,
             source.grouped.then(|| grain.clone()),
@@ -430,7 +524,7 @@ impl QueryBuilder<'_> {
         }
         let body = select(
             items,
-            aliased_table(table_name(&source.table, caps), JOINED_ROWS, caps),
+            aliased_table(self.table_ref(&source.table), JOINED_ROWS, caps),
             joins,
             filter,
             Some(grain.clone()),
@@ -536,6 +630,9 @@ impl QueryBuilder<'_> {
 
 /// The alias of a joined source's own rows.
 const JOINED_ROWS: &str = "s";
+
+/// The alias of a table's own rows in the CTE that adds its derived columns.
+const DERIVED_ROWS: &str = "t";
 
 /// A CTE computing some of a source's features, joined to the spine on its grain.
 struct Part {

@@ -34,6 +34,29 @@ pub struct FeatureRecipe {
     /// key is joined to it through these. Absent in a recipe of the contract.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relationships: Vec<Relationship>,
+    /// featurecraft's extension: columns added to a table, each an aggregate of a child
+    /// table's rows per row of that table, so that features can aggregate them again
+    /// (stacked aggregates). Absent in a recipe of the contract.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub derived_columns: Vec<DerivedColumn>,
+}
+
+/// A column a recipe adds to `table`: `expression`, an aggregate over the rows of
+/// `source_table` that belong to each row of `table` (by a relationship of the recipe),
+/// so a feature can aggregate it per entity. This is Deep Feature Synthesis at depth 2:
+/// `sessions.SUM(transactions.amount)` is the derived column, `AVG(...)` over sessions the
+/// feature. A row of `table` without child rows takes the aggregate over no rows (a count
+/// is 0, anything else NULL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedColumn {
+    /// The table that gets the column (`sessions`).
+    pub table: String,
+    /// The new column's name, unique in that table.
+    pub name: String,
+    /// The child table aggregated (`transactions`), linked to `table` by a relationship.
+    pub source_table: String,
+    /// An aggregate SQL expression over `source_table` (`SUM(amount)`).
+    pub expression: String,
 }
 
 /// A many-to-one link: every row of the child table belongs to at most one row of the
@@ -207,7 +230,9 @@ const RECIPE_FIELDS: &[&str] = &[
     "notes",
     "point_in_time",
     "relationships",
+    "derived_columns",
 ];
+const DERIVED_COLUMN_FIELDS: &[&str] = &["table", "name", "source_table", "expression"];
 const POINT_IN_TIME_FIELDS: &[&str] = &["cutoff_column", "time_columns", "include_cutoff"];
 const LABEL_FIELDS: &[&str] = &[
     "name",
@@ -390,13 +415,36 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
         ),
     };
 
+    let derived_columns = match object.get("derived_columns") {
+        None => Some(Vec::new()),
+        Some(value) => {
+            if let Some(items) = value.as_array() {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(fields) = item.as_object() {
+                        unknown_fields(
+                            fields,
+                            DERIVED_COLUMN_FIELDS,
+                            |key| RecipePath::Field(format!("derived_columns[{i}].{key}")),
+                            &mut diagnostics,
+                        );
+                    }
+                }
+            }
+            typed::<Vec<DerivedColumn>>(
+                value,
+                RecipePath::Field("derived_columns".into()),
+                &mut diagnostics,
+            )
+        }
+    };
+
     let recipe = match (
         target_table,
         entity_grain,
         label,
         features,
         notes,
-        (point_in_time, relationships),
+        (point_in_time, relationships, derived_columns),
     ) {
         (
             Some(target_table),
@@ -404,7 +452,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             Some(label),
             Some(features),
             Some(notes),
-            (Some(point_in_time), Some(relationships)),
+            (Some(point_in_time), Some(relationships), Some(derived_columns)),
         ) => Some(FeatureRecipe {
             target_table,
             entity_grain,
@@ -413,6 +461,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
             notes,
             point_in_time,
             relationships,
+            derived_columns,
         }),
         _ => None,
     };

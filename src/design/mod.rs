@@ -782,6 +782,7 @@ fn recipe_with(
         label: request.label.clone(),
         point_in_time: point_in_time_for(request, &features),
         relationships,
+        derived_columns: Vec::new(),
         features,
         notes,
     }
