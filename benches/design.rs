@@ -53,6 +53,8 @@ fn main() {
         point_in_time: None,
         windows: Vec::new(),
         relationships: Vec::new(),
+        max_depth: None,
+        primitives: Vec::new(),
     };
     let options = DesignOptions::default();
     println!(

@@ -25,6 +25,8 @@ fn churn_request(max_features: Option<usize>) -> DesignRequest {
         point_in_time: None,
         windows: Vec::new(),
         relationships: Vec::new(),
+        max_depth: None,
+        primitives: Vec::new(),
     }
 }
 
@@ -189,6 +191,8 @@ fn people_request(max_features: Option<usize>) -> DesignRequest {
         point_in_time: None,
         windows: Vec::new(),
         relationships: Vec::new(),
+        max_depth: None,
+        primitives: Vec::new(),
     }
 }
 
@@ -797,5 +801,160 @@ async fn a_declared_relationship_that_does_not_hold_is_an_error_at_its_path() {
     assert_eq!(
         errors[0].path.as_ref().unwrap().to_string(),
         "design.relationships[0].child"
+    );
+}
+
+#[tokio::test]
+async fn at_depth_two_the_crew_stacks_aggregates_of_each_child_and_names_them_as_featuretools() {
+    let dir = related_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let mut request = people_request(None);
+    request.spine = "customers".into();
+    request.entity_grain = vec!["customer_id".into()];
+    let proposal = featurecraft::design::propose(&request, &catalog, &options(10_000))
+        .await
+        .expect("proposes");
+    let described = |text: &str| {
+        proposal
+            .features
+            .iter()
+            .find(|f| f.description == text)
+            .unwrap_or_else(|| panic!("a feature described {text}"))
+    };
+    // sessions aggregate their transactions, transactions their lines.
+    let mean_count = described("MEAN(sessions.COUNT(transactions))");
+    assert_eq!(mean_count.source_table, "sessions");
+    described("STD(sessions.SUM(transactions.amount))");
+    described("SUM(sessions.MAX(transactions.amount))");
+    described("MEAN(transactions.SUM(lines.qty))");
+    // A stack equal to a depth-1 feature is not proposed.
+    for redundant in [
+        "SUM(sessions.COUNT(transactions))",
+        "SUM(sessions.SUM(transactions.amount))",
+        "MAX(sessions.MAX(transactions.amount))",
+        "MIN(sessions.MIN(transactions.amount))",
+    ] {
+        assert!(
+            proposal.features.iter().all(|f| f.description != redundant),
+            "{redundant}"
+        );
+    }
+
+    let designed = design(&request, &catalog, &options(10_000))
+        .await
+        .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let kept = designed
+        .recipe
+        .features
+        .iter()
+        .find(|f| f.description == "MEAN(sessions.SUM(transactions.amount))")
+        .unwrap_or_else(|| panic!("kept: {:?}", designed.dropped));
+    assert!(
+        designed
+            .recipe
+            .derived_columns
+            .iter()
+            .any(|d| d.table == "sessions" && d.source_table == "transactions"),
+        "{:?}",
+        designed.recipe.derived_columns
+    );
+    // Its values, against the catalog's own construction: customer c has the sessions
+    // s with s % 300 + 1 = c, session s the transactions t with t % 600 + 1 = s, each of
+    // amount t % 97. (Every session has two transactions, so the mean count is constant
+    // and dropped.)
+    let text = serde_json::to_string(&designed.recipe).unwrap();
+    let table = common::table_by_key(&catalog, &text, 1).await;
+    let (n, sessions, transactions) = (300_i64, 600_i64, 1200_i64);
+    for c in [1_i64, 2, 150, 300] {
+        let mine: Vec<i64> = (1..=sessions).filter(|s| s % n + 1 == c).collect();
+        let sums: Vec<f64> = mine
+            .iter()
+            .map(|s| {
+                (1..=transactions)
+                    .filter(|t| t % sessions + 1 == *s)
+                    .map(|t| (t % 97) as f64)
+                    .sum::<f64>()
+            })
+            .collect();
+        let mean = sums.iter().sum::<f64>() / sums.len() as f64;
+        let got: f64 = table[&c.to_string()][&kept.name].parse().unwrap();
+        assert!((got - mean).abs() < 1e-9, "customer {c}: {got} vs {mean}");
+    }
+    for dialect in Dialect::ALL {
+        let compiled = compile_recipe(
+            &designed.recipe,
+            &catalog,
+            &CompileOptions::for_dialect(dialect),
+        );
+        assert!(
+            !compiled.has_errors(),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_depth_and_primitives_choose_what_is_proposed() {
+    let dir = related_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let mut request = people_request(None);
+    request.spine = "customers".into();
+    request.entity_grain = vec!["customer_id".into()];
+    request.max_depth = Some(1);
+    let proposal = featurecraft::design::propose(&request, &catalog, &options(10_000))
+        .await
+        .expect("proposes");
+    assert!(proposal.derived.is_empty());
+    assert!(
+        proposal
+            .features
+            .iter()
+            .all(|f| !f.description.contains("(sessions."))
+    );
+
+    request.max_depth = None;
+    request.primitives = vec!["count".into(), "MEAN".into()];
+    let proposal = featurecraft::design::propose(&request, &catalog, &options(10_000))
+        .await
+        .expect("proposes");
+    let expressions: Vec<&str> = proposal
+        .features
+        .iter()
+        .map(|f| f.expression.as_str())
+        .collect();
+    assert!(
+        expressions.contains(&"AVG(count_transactions)"),
+        "{expressions:?}"
+    );
+    assert!(
+        expressions
+            .iter()
+            .all(|e| !e.starts_with("SUM(") && !e.starts_with("MAX(") && !e.starts_with("STDDEV")),
+        "{expressions:?}"
+    );
+
+    request.primitives = vec!["count".into(), "avrage".into()];
+    let errors = featurecraft::design::propose(&request, &catalog, &options(1_000))
+        .await
+        .expect_err("an unknown primitive is refused");
+    assert_eq!(errors[0].code, featurecraft::Code::E001);
+    assert_eq!(
+        errors[0].path.as_ref().unwrap().to_string(),
+        "design.primitives[1]"
+    );
+    request.primitives = Vec::new();
+    request.max_depth = Some(3);
+    let errors = featurecraft::design::propose(&request, &catalog, &options(1_000))
+        .await
+        .expect_err("depth 3 is refused");
+    assert_eq!(
+        errors[0].path.as_ref().unwrap().to_string(),
+        "design.max_depth"
     );
 }

@@ -320,3 +320,41 @@ async fn a_recipe_with_derived_columns_round_trips_unchanged() {
         parsed.diagnostics
     );
 }
+
+#[tokio::test]
+async fn a_derived_column_cannot_read_its_childs_derived_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = sessions_catalog(dir.path()).await;
+    let mut recipe = stacked_recipe();
+    // customers gain a column from sessions that reads sessions' own derived `spend`:
+    // three aggregates deep, refused where it is written.
+    recipe["relationships"].as_array_mut().unwrap().push(
+        serde_json::json!({"child": "sessions.customer_id", "parent": "customers.customer_id"}),
+    );
+    recipe["derived_columns"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"table": "customers", "name": "best", "source_table": "sessions", "expression": "MAX(spend)"}));
+    let compiled = compile(
+        &recipe.to_string(),
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DuckDb),
+    );
+    assert!(compiled.sql.is_none());
+    let first = compiled.diagnostics.iter().find(|d| d.is_error()).unwrap();
+    assert_eq!(format!("{:?}", first.code), "E021", "{first:?}");
+    assert_eq!(
+        first.path.as_ref().unwrap().to_string(),
+        "derived_columns[3].expression"
+    );
+    // Reading the child's own columns is fine, even where the child has derived columns.
+    recipe["derived_columns"][3]["expression"] = "COUNT(*)".into();
+    recipe["features"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "sessions_too", "source_table": "customers", "expression": "best"}));
+    let table = common::table_by_key(&catalog, &recipe.to_string(), 1).await;
+    assert_eq!(table["1"]["sessions_too"], "2");
+    assert_eq!(table["3"]["sessions_too"], "0");
+    assert_eq!(table["1"]["mean_n_tx"], "1.5");
+}

@@ -289,6 +289,17 @@ pub struct DesignArgs {
     /// replaces what the crew discovers for that child column.
     #[arg(long = "relationship", value_name = "CHILD.COL=PARENT.KEY")]
     pub relationships: Vec<String>,
+    /// How deep aggregates stack: 1, or 2 to also aggregate a table's rows' aggregates of
+    /// their children (the average spend per session).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub max_depth: u8,
+    /// The aggregate primitives proposed (Featuretools' names), comma-separated; all by default.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "count,sum,mean,max,min,std,num_unique"
+    )]
+    pub primitives: Vec<String>,
     #[command(flatten)]
     pub sample: SampleSize,
     #[command(flatten)]

@@ -260,6 +260,8 @@ async fn design_command(args: DesignArgs) -> ExitCode {
                 .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
         },
         max_features: args.max_features,
+        max_depth: Some(args.max_depth),
+        primitives: args.primitives,
     };
     let options = featurecraft::design::DesignOptions {
         run,

@@ -31,4 +31,13 @@ pub struct DesignRequest {
     /// declared one replaces what discovery found for its child column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relationships: Vec<Relationship>,
+    /// How deep the crew stacks aggregates: 1 (each table's aggregates per entity) or 2
+    /// (also aggregates over a table's rows of their child rows' aggregates, such as the
+    /// average spend per session). 2 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u8>,
+    /// The aggregate primitives proposed, by Featuretools' names: `count`, `sum`, `mean`,
+    /// `max`, `min`, `std`, `num_unique`. Every one when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primitives: Vec<String>,
 }

@@ -30,7 +30,8 @@ use crate::compile::relationships::Hop;
 use crate::compile::{CompileOptions, compile_recipe};
 pub use crate::contract::design::DesignRequest;
 use crate::contract::recipe::{
-    FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, Relationship, TimeColumns,
+    DerivedColumn, FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, Relationship,
+    TimeColumns,
 };
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::run::{RecipeRun, RunOptions, run_recipe};
@@ -41,16 +42,18 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 
 use sqlparser::ast::helpers::attached_token::AttachedToken;
-use sqlparser::ast::{
-    CaseWhen, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    Value,
-};
+use sqlparser::ast::{CaseWhen, Expr, Value};
 use std::collections::{BTreeMap, HashMap};
 
+mod names;
 mod profile;
 mod relationships;
+mod stacked;
 
+use names::{Names, column_expr, sanitize};
 use profile::{ColumnProfile, profile};
+use stacked::{ChildColumn, count_distinct, count_star};
+pub use stacked::{Primitive, Primitives};
 
 /// How the designer profiles and prunes.
 #[derive(Debug, Clone)]
@@ -101,11 +104,11 @@ pub async fn design(
     let proposal = propose(request, catalog, options).await?;
     let considered = proposal.features.len();
     let mut dropped: Vec<(String, String)> = Vec::new();
-    let mut features = proposal.features;
+    let mut features = proposal.features.clone();
     // Every recipe the crew builds has the request's grain, label and point in time, and
     // the relationships of the paths its features use.
     let recipe_of = |features: Vec<FeatureSpec>, notes: String| {
-        recipe_with(request, options, &proposal.paths, features, notes)
+        recipe_with(request, options, &proposal, features, notes)
     };
     let notes_with = |dropped: &[(String, String)], ranking: &str| {
         notes(
@@ -127,13 +130,28 @@ pub async fn design(
     );
     let mut rejected: BTreeMap<usize, String> = BTreeMap::new();
     for d in compiled.diagnostics.iter().filter(|d| d.is_error()) {
-        match d.path.as_deref().and_then(RecipePath::feature_index) {
-            Some(i) => {
-                rejected
-                    .entry(i)
-                    .or_insert_with(|| format!("does not compile: {}", d.summary_line()));
+        let why = || format!("does not compile: {}", d.summary_line());
+        if let Some(i) = d.path.as_deref().and_then(RecipePath::feature_index) {
+            rejected.entry(i).or_insert_with(why);
+            continue;
+        }
+        // A derived column that does not compile takes the features reading it along.
+        let Some(column) = d
+            .path
+            .as_deref()
+            .and_then(derived_index)
+            .and_then(|i| recipe.derived_columns.get(i))
+        else {
+            return Err(vec![d.clone()]);
+        };
+        for (i, f) in features.iter().enumerate() {
+            if proposal
+                .uses
+                .get(&f.name)
+                .is_some_and(|&u| proposal.derived[u].0 == *column)
+            {
+                rejected.entry(i).or_insert_with(why);
             }
-            None => return Err(vec![d.clone()]),
         }
     }
     features = keep(features, &rejected, &mut dropped);
@@ -210,6 +228,13 @@ pub async fn design(
     })
 }
 
+/// `i` of a path `derived_columns[i]…`.
+fn derived_index(path: &RecipePath) -> Option<usize> {
+    let text = path.to_string();
+    let rest = text.strip_prefix("derived_columns[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
 /// The features a validation says to drop, by index, with the reason: NULL everywhere,
 /// constant, separating the label (possible leakage), or NULL above the threshold.
 fn pruned_by_validation(
@@ -257,6 +282,10 @@ pub struct Proposal {
     /// What the crew found about relationships: the paths it joined through, and child
     /// columns it could not attach to one parent.
     pub relationships: Vec<String>,
+    /// Derived columns of depth-2 features, each with the relationship it aggregates by.
+    pub derived: Vec<(DerivedColumn, Relationship)>,
+    /// Each depth-2 feature's derived column: feature name → index in `derived`.
+    pub uses: BTreeMap<String, usize>,
 }
 
 /// The relationships along a join path, in the recipe's form.
@@ -283,6 +312,8 @@ pub async fn propose(
     let (spine, grain) = spine_and_grain(request, catalog)?;
     let label_columns = label_columns(&request.label)?;
     let windows = design_windows(request)?;
+    let primitives = Primitives::parse(&request.primitives)?;
+    let depth = max_depth(request)?;
     let pit = request.point_in_time.as_ref();
     // Sources join on the entity key: the grain without the cutoff in a point-in-time design.
     let key: Vec<String> = grain
@@ -332,6 +363,7 @@ pub async fn propose(
         ));
     }
     let mut tables: Vec<(&Table, Vec<Hop>)> = vec![(spine, Vec::new())];
+    let mut children: Vec<(&Table, &Table, &crate::compile::relationships::Link)> = Vec::new();
     for table in catalog.tables().filter(|t| t.name != spine.name) {
         if holds_key(table) {
             tables.push((table, Vec::new()));
@@ -349,6 +381,28 @@ pub async fn propose(
                 table.name.clone(),
                 format!("reaches the grain by several paths ({candidates})"),
             )),
+        }
+    }
+    if depth >= 2 {
+        // A table the entity aggregates that is itself the parent of another table:
+        // its rows aggregate their children first (depth 2).
+        for (parent, _) in tables.iter().filter(|(t, _)| t.name != spine.name) {
+            for link in links.iter().filter(|l| {
+                l.parent_table == parent.name
+                    && l.child_table != spine.name
+                    && l.child_table != parent.name
+            }) {
+                if let Some(child) = catalog.table(&link.child_table) {
+                    children.push((parent, child, link));
+                }
+            }
+        }
+        if pit.is_some() && !children.is_empty() {
+            children.clear();
+            proposal.left_out.push((
+                "depth 2".into(),
+                "stacked aggregates are not computed point in time yet".into(),
+            ));
         }
     }
     for (table, hops) in tables {
@@ -386,7 +440,7 @@ pub async fn propose(
             Timing::Static => &[],
         };
         let spans = || std::iter::once(None).chain(windowed(&timing).iter().map(Some));
-        if !on_spine {
+        if !on_spine && primitives.has(Primitive::Count) {
             for window in spans() {
                 proposal.features.extend(feature(
                     &mut names,
@@ -456,7 +510,7 @@ pub async fn propose(
             } else {
                 Category::Of(family)
             };
-            match aggregated(table, column, profile, kind, options) {
+            match aggregated(table, column, profile, kind, &primitives, options) {
                 Ok(proposed) => {
                     for window in spans() {
                         for (name, expr, description) in &proposed {
@@ -491,7 +545,101 @@ pub async fn propose(
             }
         }
     }
+    for (parent, child, link) in children {
+        let Some(child_profiles) = profiles.get(&child.name) else {
+            continue;
+        };
+        let mut columns = Vec::new();
+        for (column, profile) in child.columns.iter().zip(child_profiles) {
+            let family = TypeFamily::of(&column.data_type);
+            let skipped = column.name == link.child_column
+                || key.iter().any(|g| g.eq_ignore_ascii_case(&column.name))
+                || label_columns
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(&column.name))
+                || identifier_like(&column.name, family, profile, options).is_some();
+            if skipped {
+                continue;
+            }
+            let kind = if key_category(&column.name, family, profile, options)
+                || (family == TypeFamily::String && profile.distinct <= options.max_categories)
+            {
+                ChildColumn::Category
+            } else if matches!(
+                family,
+                TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal
+            ) {
+                ChildColumn::Measure
+            } else {
+                continue;
+            };
+            columns.push((column.name.clone(), kind, column_expr(&column.name)));
+        }
+        let relationship = Relationship {
+            child: format!("{}.{}", child.name, link.child_column),
+            parent: format!("{}.{}", parent.name, link.parent_column),
+        };
+        let mut taken = Names::default();
+        for c in &parent.columns {
+            taken.reserve(&c.name);
+        }
+        let mut stacked_here = 0;
+        for value in stacked::child_values(&child.name, &columns, &primitives) {
+            let Ok(expression) =
+                crate::compile::print::expression_text(&value.expr, Dialect::Generic)
+            else {
+                continue;
+            };
+            let name = taken.claim(value.name.clone());
+            let index = proposal.derived.len();
+            proposal.derived.push((
+                DerivedColumn {
+                    table: parent.name.clone(),
+                    name: name.clone(),
+                    source_table: child.name.clone(),
+                    expression,
+                },
+                relationship.clone(),
+            ));
+            for (feature_name, expr, description) in
+                stacked::stacked_features(&parent.name, &value, &name, &primitives)
+            {
+                if let Some(f) = feature(&mut names, feature_name, expr, parent, description, None)
+                {
+                    proposal.uses.insert(f.name.clone(), index);
+                    proposal.features.push(f);
+                    stacked_here += 1;
+                }
+            }
+        }
+        if stacked_here > 0 {
+            proposal.relationships.push(format!(
+                "{} aggregated per {} row ({}.{} → {}.{}) for {stacked_here} depth-2 features",
+                child.name,
+                parent.name,
+                child.name,
+                link.child_column,
+                parent.name,
+                link.parent_column
+            ));
+        }
+    }
     Ok(proposal)
+}
+
+/// The request's `max_depth`: 1 or 2 (the default).
+fn max_depth(request: &DesignRequest) -> Result<u8, Vec<Diagnostic>> {
+    match request.max_depth {
+        None => Ok(2),
+        Some(d @ (1 | 2)) => Ok(d),
+        Some(other) => Err(vec![
+            Diagnostic::new(
+                Code::E001,
+                format!("max_depth {other} is not supported: the crew stacks 1 or 2 aggregates"),
+            )
+            .at(RecipePath::Request("design.max_depth".into())),
+        ]),
+    }
 }
 
 /// How a point-in-time design reads a table other than the spine.
@@ -607,6 +755,7 @@ fn aggregated(
     column: &crate::catalog::Column,
     profile: &ColumnProfile,
     kind: Category,
+    primitives: &Primitives,
     options: &DesignOptions,
 ) -> Result<Vec<(String, Expr, String)>, String> {
     let c = column_expr(&column.name);
@@ -619,17 +768,11 @@ fn aggregated(
     };
     match family {
         TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal => {
-            for (agg, what) in [
-                ("SUM", "sum"),
-                ("AVG", "avg"),
-                ("MIN", "min"),
-                ("MAX", "max"),
-                ("STDDEV_SAMP", "stddev"),
-            ] {
+            for p in Primitive::MEASURE.iter().filter(|p| primitives.has(**p)) {
                 out.push((
-                    format!("{what}_{short}_{cname}"),
-                    call(agg, vec![c.clone()]),
-                    format!("{agg} of {} per entity", column.name),
+                    format!("{}_{short}_{cname}", p.prefix()),
+                    p.of(Some(c.clone())),
+                    format!("{} of {} per entity", p.sql(), column.name),
                 ));
             }
         }
@@ -640,11 +783,13 @@ fn aggregated(
                     options.max_categories
                 ));
             }
-            out.push((
-                format!("n_distinct_{short}_{cname}"),
-                count_distinct(c.clone()),
-                format!("distinct {} per entity", column.name),
-            ));
+            if primitives.has(Primitive::NumUnique) {
+                out.push((
+                    format!("n_distinct_{short}_{cname}"),
+                    count_distinct(c.clone()),
+                    format!("distinct {} per entity", column.name),
+                ));
+            }
             let number = TypeFamily::of(&column.data_type) == TypeFamily::Integer;
             for (value, _) in profile.top.iter().take(options.top_values) {
                 let (literal, shown) = if number {
@@ -761,28 +906,43 @@ fn label_columns(label: &LabelSpec) -> Result<Vec<String>, Vec<Diagnostic>> {
     Ok(columns)
 }
 
+/// A recipe of the request's grain, label and point in time with `features`, declaring
+/// the relationships of the paths they use and the derived columns they read.
 fn recipe_with(
     request: &DesignRequest,
     options: &DesignOptions,
-    paths: &BTreeMap<String, Vec<Relationship>>,
+    proposal: &Proposal,
     features: Vec<FeatureSpec>,
     notes: String,
 ) -> FeatureRecipe {
     let mut relationships: Vec<Relationship> = Vec::new();
+    let mut used: Vec<usize> = Vec::new();
     for f in &features {
-        for r in paths.get(&f.source_table).into_iter().flatten() {
+        let derived = proposal.uses.get(&f.name).map(|&d| &proposal.derived[d]);
+        let reached = proposal.paths.get(&f.source_table).into_iter().flatten();
+        for r in reached.chain(derived.map(|(_, r)| r)) {
             if !relationships.contains(r) {
                 relationships.push(r.clone());
             }
         }
+        if let Some(&d) = proposal.uses.get(&f.name)
+            && !used.contains(&d)
+        {
+            used.push(d);
+        }
     }
+    used.sort_unstable();
+    let derived_columns = used
+        .into_iter()
+        .map(|d| proposal.derived[d].0.clone())
+        .collect();
     FeatureRecipe {
         target_table: options.target_table.clone(),
         entity_grain: request.entity_grain.clone(),
         label: request.label.clone(),
         point_in_time: point_in_time_for(request, &features),
         relationships,
-        derived_columns: Vec::new(),
+        derived_columns,
         features,
         notes,
     }
@@ -894,42 +1054,6 @@ fn notes(
     notes
 }
 
-/// Unique, valid output names (`[a-z_][a-z0-9_]*`, at most 128 characters).
-#[derive(Default)]
-struct Names {
-    used: std::collections::HashSet<String>,
-}
-
-impl Names {
-    fn claim(&mut self, wanted: String) -> String {
-        let mut base = wanted;
-        if base.is_empty() || base.starts_with(|c: char| c.is_ascii_digit()) {
-            base = format!("f_{base}");
-        }
-        base.truncate(120);
-        let mut name = base.clone();
-        let mut n = 2;
-        while !self.used.insert(name.to_ascii_lowercase()) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        name
-    }
-}
-
-/// Lower case, anything but letters and digits as one `_`.
-fn sanitize(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_matches('_').to_string()
-}
-
 /// A proposed feature, its expression printed by featurecraft's escaper (a profiled value
 /// becomes a string literal); `None` for the rare value no SQL string can hold (a NUL).
 /// A proposed feature with a unique name; with a window, the name and description say it.
@@ -957,45 +1081,6 @@ fn feature(
         data_type: None,
         window: window.map(|w| w.text.clone()),
     })
-}
-
-/// A column reference, quoted only when it must be (not a plain lower-case name, or a keyword).
-fn column_expr(name: &str) -> Expr {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    let keyword = sqlparser::keywords::ALL_KEYWORDS
-        .binary_search(&name.to_ascii_uppercase().as_str())
-        .is_ok();
-    if plain && !keyword {
-        Expr::Identifier(Ident::new(name))
-    } else {
-        Expr::Identifier(Ident::with_quote('"', name))
-    }
-}
-
-fn count_star() -> Expr {
-    let mut expr = call("COUNT", vec![]);
-    if let Expr::Function(f) = &mut expr
-        && let FunctionArguments::List(list) = &mut f.args
-    {
-        list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
-    }
-    expr
-}
-
-fn count_distinct(column: Expr) -> Expr {
-    let mut expr = call("COUNT", vec![column]);
-    if let Expr::Function(f) = &mut expr
-        && let FunctionArguments::List(list) = &mut f.args
-    {
-        list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
-    }
-    expr
 }
 
 /// `COUNT(CASE WHEN condition THEN 1 END)`.

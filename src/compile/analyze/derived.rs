@@ -78,11 +78,6 @@ impl<'c> Analyzer<'c> {
         let mut tables: Vec<Table> = Vec::new();
         let mut derived: Vec<DerivedTable> = Vec::new();
         let mut cte_names: Vec<String> = Vec::new();
-        let sourced: Vec<String> = recipe
-            .derived_columns
-            .iter()
-            .map(|d| d.table.trim().to_ascii_lowercase())
-            .collect();
         for (i, d) in recipe.derived_columns.iter().enumerate() {
             let table = self.resolve_table(&d.table, &at(i, "table"));
             let child = self.resolve_table(&d.source_table, &at(i, "source_table"));
@@ -112,19 +107,6 @@ impl<'c> Analyzer<'c> {
                     Diagnostic::new(
                         Code::E028,
                         format!("derived column `{}` aggregates its own table", d.name),
-                    )
-                    .at(at(i, "source_table")),
-                );
-                continue;
-            }
-            if sourced.contains(&child.name.to_ascii_lowercase()) {
-                self.push(
-                    Diagnostic::new(
-                        Code::E028,
-                        format!(
-                            "`{}` has derived columns of its own: stacking deeper than two aggregates is not supported",
-                            child.name
-                        ),
                     )
                     .at(at(i, "source_table")),
                 );
@@ -212,6 +194,8 @@ impl<'c> Analyzer<'c> {
                     continue;
                 }
             };
+            // Against the child's own columns: a derived column of the child is not there
+            // (no stacking deeper than two aggregates).
             let Some(found) = self.resolve_fragment(child, &mut expr, &[], &path, Role::Feature)
             else {
                 continue;
