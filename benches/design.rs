@@ -1,12 +1,20 @@
 //! How long the built-in crew takes on a wide catalog: 10 tables, 200 columns in all.
 //!
-//! `cargo bench --bench design` writes the catalog into `bench-data/design-wide/` (ignored
-//! by git) on first use: a spine `accounts` of 50 000 rows and nine child tables of 200 000
-//! rows each, 20 columns per table (keys, integers, floats, low- and high-cardinality text,
-//! booleans, dates, timestamps). It times, median of 5 after a warm-up:
-//! - `propose`: profiling every table (its first 20 000 rows) and proposing features;
+//! `cargo bench --bench design` writes the catalog into `bench-data/design-related/`
+//! (ignored by git) on first use: a spine `accounts` of 50 000 rows and nine tables of
+//! 200 000 rows each, 20 columns per table (keys, integers, floats, low- and
+//! high-cardinality text, booleans, dates, timestamps). `events_0` … `events_4` hold
+//! `account_id`; `events_5` … `events_8` point at `events_0` … `events_3` by their key
+//! (`t0_id` …), so they reach the account through one relationship, and at depth 2 the crew
+//! stacks their aggregates per row of their parent. It times, median of 5 after a warm-up,
+//! at `max_depth` 1 and 2:
+//! - `propose`: profiling every table (its first 20 000 rows), discovering relationships
+//!   and proposing features;
 //! - `design`: the whole crew loop (propose, compile, validate on 10 000 sampled entities,
-//!   prune, validate again).
+//!   prune, validate again);
+//! - the SQL: validating, over all 50 000 accounts, the depth-2 design's stacked features
+//!   against as many depth-1 aggregates of the same tables (the cost of a stacked feature
+//!   against a plain one).
 
 use datafusion::arrow::array::{
     ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -23,10 +31,12 @@ const RUNS: usize = 5;
 const ACCOUNTS: i64 = 50_000;
 const CHILD_ROWS: i64 = 200_000;
 const CHILD_TABLES: usize = 9;
+/// `events_0` … `events_4` hold `account_id`; the tables after them point at one of these.
+const PARENTS: usize = 5;
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("bench-data").join("design-wide");
+    let dir = root.join("bench-data").join("design-related");
     if !dir.join("accounts.parquet").exists() {
         write_catalog(&dir);
     }
@@ -79,24 +89,87 @@ fn main() {
             times[0]
         );
     };
-    time("propose (profile + proposal)", &|| {
-        runtime
-            .block_on(propose(&request, &catalog, &options))
-            .expect("proposes")
-            .features
-            .len()
-    });
-    time("design (crew loop, 10 000 sampled entities)", &|| {
-        let designed = runtime
-            .block_on(design(&request, &catalog, &options))
-            .expect("designs");
-        assert!(
-            !designed.run.has_errors(),
-            "{:?}",
-            designed.run.error_paragraph()
+    for depth in [1u8, 2] {
+        let request = DesignRequest {
+            max_depth: Some(depth),
+            ..request.clone()
+        };
+        time(
+            &format!("propose, depth {depth} (profile + proposal)"),
+            &|| {
+                runtime
+                    .block_on(propose(&request, &catalog, &options))
+                    .expect("proposes")
+                    .features
+                    .len()
+            },
         );
-        designed.recipe.features.len()
-    });
+        time(
+            &format!("design, depth {depth} (crew loop, 10 000 sampled entities)"),
+            &|| {
+                let designed = runtime
+                    .block_on(design(&request, &catalog, &options))
+                    .expect("designs");
+                assert!(
+                    !designed.run.has_errors(),
+                    "{:?}",
+                    designed.run.error_paragraph()
+                );
+                designed.recipe.features.len()
+            },
+        );
+    }
+
+    // The SQL: as many stacked features as depth-1 aggregates, over all accounts.
+    let designed = |depth: u8| {
+        let request = DesignRequest {
+            max_depth: Some(depth),
+            ..request.clone()
+        };
+        runtime
+            .block_on(design(&request, &catalog, &options))
+            .expect("designs")
+            .recipe
+    };
+    let stacked_recipe = designed(2);
+    let plain_recipe = designed(1);
+    let is_stacked = |f: &featurecraft::FeatureSpec| {
+        f.description.matches('(').count() == 2 && f.description.contains(".")
+    };
+    let stacked: Vec<_> = stacked_recipe
+        .features
+        .iter()
+        .filter(|f| is_stacked(f))
+        .cloned()
+        .collect();
+    let plain: Vec<_> = plain_recipe
+        .features
+        .iter()
+        .filter(|f| f.source_table != "accounts")
+        .cloned()
+        .collect();
+    let k = stacked.len().min(plain.len());
+    let with = |recipe: &featurecraft::FeatureRecipe, features: &[featurecraft::FeatureSpec]| {
+        featurecraft::FeatureRecipe {
+            features: features[..k].to_vec(),
+            ..recipe.clone()
+        }
+    };
+    let stacked_recipe = with(&stacked_recipe, &stacked);
+    let plain_recipe = with(&plain_recipe, &plain);
+    let mut all = featurecraft::run::RunOptions::default();
+    all.validate.sample_size = ACCOUNTS as usize;
+    let runs: [(&str, &featurecraft::FeatureRecipe); 2] = [
+        ("validate all accounts, depth-1 aggregates", &plain_recipe),
+        ("validate all accounts, depth-2 stacked", &stacked_recipe),
+    ];
+    for (label, recipe) in runs {
+        time(label, &|| {
+            let run = runtime.block_on(featurecraft::run::run_recipe(recipe, &catalog, &all));
+            assert!(!run.has_errors(), "{:?}", run.error_paragraph());
+            recipe.features.len()
+        });
+    }
 }
 
 /// A deterministic pseudo-random stream (SplitMix64), so the catalog is the same every time.
@@ -151,6 +224,15 @@ fn write_catalog(dir: &Path) {
                 )),
             ),
         ];
+        if t >= PARENTS {
+            // A grandchild: it points at a row of events_{t - 5} instead of an account.
+            cols[1] = (
+                format!("t{}_id", t - PARENTS),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|_| 1 + s.below(CHILD_ROWS as u64) as i64),
+                )),
+            );
+        }
         cols.extend(measure_columns(&mut s, n, 18));
         write(dir, &format!("events_{t}"), leak(cols));
     }

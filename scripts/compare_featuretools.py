@@ -19,6 +19,14 @@ Usage (through the wrapper, which owns the virtual environment):
    within 1e-9 relative; NaN and NULL both mean missing). A difference is classified as an
    empty group (the customer has no rows in that table) or a value difference.
 
+With `--depth-2`, it compares stacked aggregates on Featuretools' own demo data instead:
+`featuretools.demo.load_mock_customer` (300 customers, 3000 sessions, 30 000
+transactions, 8 products, seed 0) is written as a Parquet catalog with no view; featurecraft
+designs a recipe for `customers` at depth 2 (relationships discovered on the profile), and
+DFS runs at depth 2 on the demo's EntitySet with the same primitives. Depth-1 features are
+matched by name, depth-2 ones by the `description` featurecraft gives them (their
+Featuretools name, `MEAN(sessions.SUM(transactions.amount))`), and compared per customer.
+
 With `--point-in-time`, it compares point-in-time tables instead: Featuretools'
 `calculate_feature_matrix` with the `churn_cutoffs` table as cutoff times (several per
 customer), a `training_window` and `include_cutoff_time` true and false, against
@@ -100,12 +108,16 @@ def main():
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.add_argument("--point-in-time", action="store_true",
                         help="compare point-in-time tables (cutoff times, training windows)")
+    parser.add_argument("--depth-2", dest="depth_two", action="store_true",
+                        help="compare depth-2 (stacked) aggregates on Featuretools' mock customer data")
     args = parser.parse_args()
     if not args.featurecraft.exists():
         print(f"compare-featuretools: {args.featurecraft} does not exist: run `cargo build` first", file=sys.stderr)
         return 2
     if args.point_in_time:
         return compare_point_in_time(args)
+    if args.depth_two:
+        return compare_depth_two(args)
 
     import warnings
     warnings.filterwarnings("ignore")  # pandas' FutureWarnings from inside Featuretools
@@ -351,6 +363,132 @@ def compare_point_in_time(args):
         for d in r["detail"]:
             if d["other"]:
                 print(f"  {d['feature']}: {d['equal']} equal, {d['other']} differ: {'; '.join(d['examples'])}")
+    return 0
+
+
+def by_design(name, theirs, mine):
+    """SQL's value over no rows (or only NULLs) against pandas': SUM NULL vs 0, NUM_UNIQUE
+    0 vs NaN, at either level of a stack."""
+    if "SUM(" in name and missing(mine) and not missing(theirs) and float(theirs) == 0:
+        return True
+    return "NUM_UNIQUE(" in name and missing(theirs) and not missing(mine) and float(mine) == 0
+
+
+def compare_depth_two(args):
+    import warnings
+    warnings.filterwarnings("ignore")
+    import featuretools as ft
+    import pandas as pd
+
+    sizes = dict(n_customers=300, n_sessions=3000, n_transactions=30000, n_products=8, random_seed=0)
+    es = ft.demo.load_mock_customer(return_entityset=True, **sizes)
+    frames = ft.demo.load_mock_customer(return_entityset=False, **sizes)
+    work = Path(tempfile.mkdtemp(prefix="featurecraft-featuretools-depth2-"))
+    try:
+        catalog = work / "catalog"
+        catalog.mkdir()
+        for name, frame in frames.items():
+            frame = frame.copy()
+            for column in frame.columns:
+                if isinstance(frame[column].dtype, pd.CategoricalDtype):
+                    frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
+                if pd.api.types.is_datetime64_any_dtype(frame[column]):
+                    frame[column] = frame[column].astype("datetime64[us]")
+                if frame[column].dtype == object:
+                    frame[column] = frame[column].astype(str)
+            frame.to_parquet(catalog / f"{name}.parquet", index=False)
+        median = frames["customers"]["join_date"].median().strftime("%Y-%m-%d %H:%M:%S")
+        label = f"CASE WHEN join_date < TIMESTAMP '{median}' THEN 1 ELSE 0 END"
+        recipe_path = work / "recipe.json"
+        dropped_path = work / "dropped.json"
+        recipe_text = run(
+            args.featurecraft, "design", "--catalog", catalog, "--spine", "customers",
+            "--grain", "customer_id", "--label-column", "join_date", "--derivation", label,
+            "--null-threshold", "1.0", "--max-depth", "2", "--target-table", "designed",
+            "--format", "json", "--dropped", dropped_path,
+        )
+        recipe_path.write_text(recipe_text)
+        recipe = json.loads(recipe_text)
+        dropped = {d["name"]: d["reason"] for d in json.loads(dropped_path.read_text())["dropped"]}
+        out = json.loads(run(
+            args.featurecraft, "materialize", recipe_path, "--catalog", catalog,
+            "--warehouse", work / "warehouse", "--domain", "depth2",
+        ).strip().splitlines()[-1])
+        ours = pd.read_parquet(out["path"]).set_index("customer_id").sort_index()
+        matrix, definitions = ft.dfs(
+            entityset=es, target_dataframe_name="customers", max_depth=2,
+            agg_primitives=[p.lower() for p in PRIMITIVES], trans_primitives=[],
+        )
+        by_description = {f["description"]: f["name"] for f in recipe["features"]}
+        rows = []
+        for definition in definitions:
+            name = definition.get_name()
+            depth = name.count("(")
+            if depth == 0:
+                mine_name = sanitize(name)
+            elif depth == 1:
+                m = re.fullmatch(r"(\w+)\((\w+)(?:\.(\w+))?\)", name)
+                if not m:
+                    # NUM_UNIQUE(transactions.sessions.device): DFS depth 2, an aggregate
+                    # of the parent's column seen from each child row.
+                    rows.append({"dfs": name, "depth": 2, "status": "not proposed: an aggregate of a parent's column through the child"})
+                    continue
+                primitive, table, column = m.groups()
+                mine_name = f"{PRIMITIVES[primitive]}_{table}" + (f"_{column}" if column else "")
+            else:
+                mine_name = by_description.get(name)
+            row = {"dfs": name, "depth": min(depth, 2), "featurecraft": mine_name}
+            if mine_name is None or mine_name not in ours.columns:
+                row["status"] = "dropped by the crew: " + dropped[mine_name] if mine_name in dropped else "not proposed"
+                rows.append(row)
+                continue
+            equal = design_diff = other = 0
+            examples = []
+            for customer, value in matrix[name].sort_index().items():
+                mine_value = ours[mine_name].get(customer)
+                if same(value, mine_value):
+                    equal += 1
+                elif by_design(name, value, mine_value):
+                    design_diff += 1
+                else:
+                    other += 1
+                    if len(examples) < 3:
+                        examples.append(f"customer {customer}: DFS {value}, featurecraft {mine_value}")
+            row.update(status="compared", equal=equal, by_design=design_diff, other=other, examples=examples)
+            rows.append(row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    summary = {}
+    for depth in (0, 1, 2):
+        these = [r for r in rows if r["depth"] == depth]
+        compared = [r for r in these if r["status"] == "compared"]
+        summary[depth] = {
+            "dfs_features": len(these),
+            "compared": len(compared),
+            "identical": sum(1 for r in compared if not r["by_design"] and not r["other"]),
+            "differing_only_by_design": sum(1 for r in compared if r["by_design"] and not r["other"]),
+            "differing_elsewhere": sum(1 for r in compared if r["other"]),
+        }
+    report = {"customers": len(ours), "derived_columns": len(recipe.get("derived_columns", [])),
+              "relationships": recipe.get("relationships", []), "by_depth": summary, "features": rows}
+    if args.format == "json":
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"Featuretools mock customer data ({sizes['n_customers']} customers, {sizes['n_sessions']} sessions, "
+          f"{sizes['n_transactions']} transactions), DFS depth 2 with {', '.join(p.lower() for p in PRIMITIVES)}; "
+          f"featurecraft: {len(recipe['features'])} features, {report['derived_columns']} derived columns")
+    for depth, s in summary.items():
+        what = {0: "the customers' own columns", 1: "depth 1", 2: "depth 2"}[depth]
+        print(f"{what}: {s['dfs_features']} DFS features, {s['compared']} with a featurecraft column; identical for every "
+              f"customer {s['identical']}, differing only by design {s['differing_only_by_design']}, "
+              f"differing elsewhere {s['differing_elsewhere']}")
+    for r in rows:
+        if r["status"] != "compared":
+            print(f"  {r['dfs']:50} {r['status']}")
+        elif r["other"] or r["by_design"]:
+            print(f"  {r['dfs']:50} -> {r['featurecraft']}: {r['equal']} equal, {r['by_design']} by design, "
+                  f"{r['other']} other; {'; '.join(r['examples'])}")
     return 0
 
 

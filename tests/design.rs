@@ -406,12 +406,13 @@ async fn a_point_in_time_design_windows_timed_tables_and_reads_as_of_values() {
     );
     let recipe = &designed.recipe;
     let pit = recipe.point_in_time.as_ref().expect("point in time");
-    // It declares exactly the time columns of the tables its features read.
+    // It declares exactly the time columns of the tables its features read, except those
+    // reached through a timed table (order items through their order), which bounds them.
     let read: std::collections::BTreeSet<String> = recipe
         .features
         .iter()
         .map(|f| f.source_table.to_ascii_lowercase())
-        .filter(|t| t != "churn_cutoffs")
+        .filter(|t| t != "churn_cutoffs" && t != "order_items")
         .collect();
     let declared: std::collections::BTreeSet<String> = pit
         .time_columns
@@ -420,13 +421,23 @@ async fn a_point_in_time_design_windows_timed_tables_and_reads_as_of_values() {
         .map(|(t, _)| t.to_ascii_lowercase())
         .collect();
     assert_eq!(read, declared);
-    // No table outside time_columns is read (it would not be bounded by the cutoff).
+    assert!(
+        recipe
+            .relationships
+            .iter()
+            .any(|r| r.child == "order_items.order_id" && r.parent == "orders.order_id"),
+        "{:?}",
+        recipe.relationships
+    );
+    // No table outside time_columns is read (it would not be bounded by the cutoff),
+    // but order_items, bounded by its order's date.
     for f in &recipe.features {
         assert!(
             [
                 "churn_cutoffs",
                 "events",
                 "orders",
+                "order_items",
                 "plan_changes",
                 "customers"
             ]
@@ -435,6 +446,18 @@ async fn a_point_in_time_design_windows_timed_tables_and_reads_as_of_values() {
             f.name,
             f.source_table
         );
+    }
+    // Through the path: aggregates only, windowed too.
+    let items: Vec<&featurecraft::FeatureSpec> = recipe
+        .features
+        .iter()
+        .filter(|f| f.source_table == "order_items")
+        .collect();
+    assert!(items.iter().any(|f| f.window.is_some()), "{items:#?}");
+    for f in &items {
+        let expr =
+            parse_fragment(&f.expression, featurecraft::RecipePath::Field("x".into())).unwrap();
+        assert!(inspect(&expr).aggregates, "{}", f.expression);
     }
     // Windows only on timed tables, written as a recipe writes them.
     let windows: std::collections::BTreeSet<&str> = recipe
@@ -449,7 +472,7 @@ async fn a_point_in_time_design_windows_timed_tables_and_reads_as_of_values() {
     );
     for f in recipe.features.iter().filter(|f| f.window.is_some()) {
         assert!(
-            ["events", "orders", "plan_changes"].contains(&f.source_table.as_str()),
+            ["events", "orders", "order_items", "plan_changes"].contains(&f.source_table.as_str()),
             "{}",
             f.name
         );

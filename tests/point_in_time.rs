@@ -534,3 +534,154 @@ async fn sampled_entities_keep_every_cutoff_with_the_full_tables_values() {
         sampled.len()
     );
 }
+
+/// The retail catalog with a view giving order items their order's customer and date.
+fn catalog_with_dated_items(dir: &std::path::Path) {
+    common::copy_dir(&common::fixtures().join("retail"), dir);
+    std::fs::write(
+        dir.join("order_items_dated.sql"),
+        "SELECT o.customer_id, o.order_date, i.order_id, i.product_id, i.quantity, i.unit_price\n\
+         FROM order_items i JOIN orders o ON i.order_id = o.order_id\n",
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_source_through_a_relationship_is_bounded_by_the_timed_table_of_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    catalog_with_dated_items(dir.path());
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let text = std::fs::read_to_string(
+        common::fixtures().join("recipes/good/pit_order_items_through_orders.json"),
+    )
+    .unwrap();
+    let through = common::table_by_key(&catalog, &text, 2).await;
+    // The same features over the hand-written view, timed by the order's date.
+    let mut recipe: serde_json::Value = serde_json::from_str(&text).unwrap();
+    recipe.as_object_mut().unwrap().remove("relationships");
+    recipe["point_in_time"]["time_columns"]["order_items_dated"] = "order_date".into();
+    for f in recipe["features"].as_array_mut().unwrap() {
+        if f["source_table"] == "order_items" {
+            f["source_table"] = "order_items_dated".into();
+        }
+    }
+    let by_view = common::table_by_key(&catalog, &recipe.to_string(), 2).await;
+    assert!(through.len() > 1000, "{}", through.len());
+    assert_eq!(through, by_view);
+    // Not vacuous: items are counted for some rows and not others, and the window matters.
+    let counted = through.values().filter(|r| r["n_items"] != "0").count();
+    assert!(counted > 0 && counted < through.len(), "{counted}");
+    assert!(
+        through
+            .values()
+            .any(|r| r["n_items"] != "0" && r["basket_value_30d"] == "NULL")
+    );
+    // Without the order's time, the items would be unbounded: W012, as any such source.
+    recipe = serde_json::from_str(&text).unwrap();
+    recipe["point_in_time"]["time_columns"] = serde_json::json!({"orders": "order_date"});
+    recipe["features"] = serde_json::json!([
+        {"name": "n_items", "source_table": "order_items", "expression": "COUNT(*)"}
+    ]);
+    let mut unbounded = recipe.clone();
+    unbounded["point_in_time"]["time_columns"] = serde_json::json!({"orders": null});
+    let compiled = featurecraft::compile(
+        &unbounded.to_string(),
+        &catalog,
+        &featurecraft::CompileOptions::for_dialect(featurecraft::Dialect::DuckDb),
+    );
+    assert!(compiled.sql.is_some(), "{:?}", compiled.diagnostics);
+    // orders is declared static, order_items unlisted: nothing bounds the items.
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code == featurecraft::Code::W012),
+        "{:?}",
+        compiled.diagnostics
+    );
+    // With the order's time, no W012 and no W014 for `orders` (its path reads it).
+    let compiled = featurecraft::compile(
+        &recipe.to_string(),
+        &catalog,
+        &featurecraft::CompileOptions::for_dialect(featurecraft::Dialect::DuckDb),
+    );
+    assert!(
+        compiled.diagnostics.is_empty(),
+        "{:?}",
+        compiled.diagnostics
+    );
+}
+
+#[tokio::test]
+async fn every_timed_table_of_a_path_is_before_the_cutoff() {
+    use datafusion::arrow::array::{ArrayRef, Date32Array};
+    let dir = tempfile::tempdir().unwrap();
+    let days =
+        |values: &[i32]| -> ArrayRef { std::sync::Arc::new(Date32Array::from(values.to_vec())) };
+    // One customer, cutoff day 100. Session 10 starts on day 90, session 11 on day 120 (after
+    // the cutoff). Transactions: day 95 in session 10 (counts), day 99 in session 11 (its own
+    // time is before the cutoff but its session's is not), day 130 in session 10 (after).
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "cutoffs",
+                vec![
+                    ("customer_id", common::ints([Some(1)])),
+                    ("cutoff_day", days(&[100])),
+                    ("y", common::ints([Some(0)])),
+                ],
+            ),
+            (
+                "sessions",
+                vec![
+                    ("session_id", common::ints([Some(10), Some(11)])),
+                    ("customer_id", common::ints([Some(1), Some(1)])),
+                    ("started", days(&[90, 120])),
+                ],
+            ),
+            (
+                "transactions",
+                vec![
+                    ("transaction_id", common::ints([Some(1), Some(2), Some(3)])),
+                    ("session_id", common::ints([Some(10), Some(11), Some(10)])),
+                    ("paid", days(&[95, 99, 130])),
+                ],
+            ),
+        ],
+    );
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let recipe = serde_json::json!({
+        "target_table": "t",
+        "entity_grain": ["customer_id", "cutoff_day"],
+        "relationships": [{"child": "transactions.session_id", "parent": "sessions.session_id"}],
+        "point_in_time": {
+            "cutoff_column": "cutoff_day",
+            "time_columns": {"sessions": "started", "transactions": "paid"}
+        },
+        "label": {"name": "label", "column": "y"},
+        "features": [
+            {"name": "n_tx", "source_table": "transactions", "expression": "COUNT(*)"},
+            {"name": "n_tx_7d", "source_table": "transactions", "expression": "COUNT(*)", "window": "7 days"},
+            {"name": "n_sessions", "source_table": "sessions", "expression": "COUNT(*)"}
+        ]
+    });
+    let table = common::table_by_key(&catalog, &recipe.to_string(), 2).await;
+    let row = table.values().next().unwrap();
+    assert_eq!(row["n_tx"], "1", "{table:?}");
+    // The window counts back on the transaction's own time: day 95 is within 7 days of 100.
+    assert_eq!(row["n_tx_7d"], "1", "{table:?}");
+    assert_eq!(row["n_sessions"], "1", "{table:?}");
+    for dialect in featurecraft::Dialect::ALL {
+        let compiled = featurecraft::compile(
+            &recipe.to_string(),
+            &catalog,
+            &featurecraft::CompileOptions::for_dialect(dialect),
+        );
+        assert!(
+            compiled.sql.is_some(),
+            "{dialect}: {:?}",
+            compiled.diagnostics
+        );
+    }
+}

@@ -765,10 +765,11 @@ async fn a_point_in_time_design_request_gives_a_point_in_time_recipe() {
     );
     let features = recipe["features"].as_array().unwrap();
     assert!(!features.is_empty() && features.len() <= 8, "{recipe}");
+    // Only the timed tables, and order items through their order (bounded by its date).
     for f in features {
         let table = f["source_table"].as_str().unwrap();
         assert!(
-            ["churn_cutoffs", "events", "orders"].contains(&table),
+            ["churn_cutoffs", "events", "orders", "order_items"].contains(&table),
             "{f}"
         );
     }

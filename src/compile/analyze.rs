@@ -145,6 +145,10 @@ pub struct Source {
     pub path: Vec<Hop>,
     /// Grouped by the grain (its features aggregate) or one row per source row.
     pub grouped: bool,
+    /// In a point-in-time plan, for a source with a `path`: every table of the path with a
+    /// time column (0 the source itself, n the n-th hop), each bounded by the cutoff; `time`
+    /// is the first. Empty for a source without a path.
+    pub path_times: Vec<(usize, SourceTime)>,
     /// In a point-in-time plan, the source's time column: its rows count up to each spine
     /// row's cutoff, and its row-level features are as-of values. `None` for a source
     /// read whole (declared static, or not bounded: `W012`).
@@ -533,26 +537,15 @@ impl<'c> Analyzer<'c> {
                                     .unwrap_or_else(|| g.clone())
                             })
                             .collect();
-                        if !path.is_empty() && timing.is_some() {
-                            self.push(
-                                Diagnostic::new(
-                                    Code::E027,
-                                    format!(
-                                        "source `{}` reaches the entity key through a relationship ({}), which point-in-time recipes do not support yet",
-                                        table.name,
-                                        relationships::describe(&table.name, &path)
-                                    ),
-                                )
-                                .at(RecipePath::feature(r.index, FeatureField::SourceTable))
-                                .hint("give the table its join path as a view in the catalog, with its time column"),
-                            );
-                            continue;
-                        }
-                        let time = match timing {
-                            Some(timing) => {
-                                self.source_time(timing, table, r.index, options.strict)
+                        let (time, path_times) = match timing {
+                            Some(timing) if !path.is_empty() => {
+                                self.path_times(timing, table, &path, r.index, options.strict)
                             }
-                            None => None,
+                            Some(timing) => (
+                                self.source_time(timing, table, r.index, options.strict),
+                                Vec::new(),
+                            ),
+                            None => (None, Vec::new()),
                         };
                         sources.push(Source {
                             cte_name: cte_name(&table.name, &sources),
@@ -561,6 +554,7 @@ impl<'c> Analyzer<'c> {
                             grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
                             time,
                             path,
+                            path_times,
                         });
                         sources.len() - 1
                     }
@@ -829,6 +823,43 @@ impl<'c> Analyzer<'c> {
         }
     }
 
+    /// The times bounding a source reached through relationships: the time column of the
+    /// source and of each table on its path that has one (0 the source, n the n-th hop),
+    /// and the first of them, which its windows count back from. `W012` when the source is
+    /// not listed in `time_columns` and no table of its path is timed.
+    fn path_times(
+        &mut self,
+        timing: &Timing,
+        table: &Table,
+        path: &[Hop],
+        feature: usize,
+        strict: bool,
+    ) -> (Option<SourceTime>, Vec<(usize, SourceTime)>) {
+        let entry = |name: &str| {
+            let lower = name.to_ascii_lowercase();
+            timing
+                .tables
+                .iter()
+                .find(|(t, _)| *t == lower)
+                .map(|(_, time)| time.clone())
+        };
+        let mut times: Vec<(usize, SourceTime)> = Vec::new();
+        let own = entry(&table.name);
+        if let Some(Some(time)) = &own {
+            times.push((0, time.clone()));
+        }
+        for (n, hop) in path.iter().enumerate() {
+            if let Some(Some(time)) = entry(&hop.table) {
+                times.push((n + 1, time));
+            }
+        }
+        if times.is_empty() && own.is_none() {
+            // Neither timed nor declared static, and nothing on its path bounds it.
+            return (self.source_time(timing, table, feature, strict), Vec::new());
+        }
+        (times.first().map(|(_, t)| t.clone()), times)
+    }
+
     /// A feature's `window`: it parses, and its source is timed (`E026`).
     fn check_window(
         &mut self,
@@ -891,7 +922,11 @@ impl<'c> Analyzer<'c> {
                 self.catalog
                     .table(f.source_table.trim())
                     .is_some_and(|t| t.name == table.name)
-            });
+            }) || self
+                .paths
+                .values()
+                .flatten()
+                .any(|hop| hop.table == table.name);
             if !read {
                 self.push(
                     Diagnostic::new(

@@ -431,15 +431,15 @@ impl QueryBuilder<'_> {
                 cte_name: cte_name.clone(),
                 taken,
             };
+            // The entity key is on the source's rows, or on the last table of its path.
+            let holder = match source.path.len() {
+                0 => crate::compile::timed::ROWS.to_string(),
+                n => format!("h{n}"),
+            };
             let rows_key: Vec<Expr> = source
                 .grain
                 .iter()
-                .map(|g| {
-                    Expr::CompoundIdentifier(vec![
-                        quoted(crate::compile::timed::ROWS, caps),
-                        quoted(g, caps),
-                    ])
-                })
+                .map(|g| column_of(&holder, g, caps))
                 .collect();
             let filter = self.filter.and_then(|f| f(&rows_key));
             let mut errors = Vec::new();

@@ -26,6 +26,11 @@
 //! `ROW_NUMBER() … = 1` over the same join (DuckDB's `ASOF JOIN` picks an arbitrary row
 //! among ties, so it is not used).
 //!
+//! A source reached through relationships joins its path from the pair's entity key back to
+//! its own rows, and every table of the path with a time column must be before the cutoff
+//! (an order item counts when its order was placed before the cutoff); its windows count
+//! back on the first of those times.
+//!
 //! Dates and timestamps compare as timestamps (a date is its midnight) unless the cutoff
 //! and the source's time are both dates and every window is whole days.
 
@@ -132,11 +137,12 @@ impl TimedPart<'_> {
             .unwrap_or(RecipePath::Field("point_in_time".into()));
         let on = self.join_condition(&key, widest, compare);
         let on = adapt(&on, &first_path);
-        let join = Join {
+        let mut joins = self.path_joins(&key);
+        joins.push(Join {
             relation: aliased_table(table_name(&self.source.table, caps), ROWS, caps),
             global: false,
             join_operator: JoinOperator::Join(JoinConstraint::On(on)),
-        };
+        });
         let mut items: Vec<SelectItem> =
             group.iter().cloned().map(SelectItem::UnnamedExpr).collect();
         for &i in self.members {
@@ -158,7 +164,7 @@ impl TimedPart<'_> {
             other => other,
         };
         if !self.as_of {
-            let body = select(items, keys_table, vec![join], filter, Some(group));
+            let body = select(items, keys_table, joins, filter, Some(group));
             return TimedCtes {
                 ctes: vec![cte(&self.cte_name, body, caps)],
                 grain,
@@ -180,7 +186,7 @@ impl TimedPart<'_> {
             alias: quoted(&rank, caps),
         });
         let ranked_name = fresh_name(&format!("{}_ranked", self.cte_name), self.taken);
-        let ranked = select(items, keys_table, vec![join], filter, None);
+        let ranked = select(items, keys_table, joins, filter, None);
         let picked_items = names
             .iter()
             .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
@@ -229,8 +235,15 @@ impl TimedPart<'_> {
         }
     }
 
-    /// The source row's time and the cutoff, as the comparison type.
+    /// The source row's time (in the table of the path that has it) and the cutoff, as the
+    /// comparison type.
     fn times(&self, compare: TimeType) -> (Expr, Expr) {
+        let at = self.source.path_times.first().map_or(0, |(n, _)| *n);
+        self.times_of(&Self::alias(at), self.source_time, compare)
+    }
+
+    /// `alias`'s `time` and the cutoff, as the comparison type (a date is its midnight).
+    fn times_of(&self, alias: &str, time: &SourceTime, compare: TimeType) -> (Expr, Expr) {
         let as_compared = |expr: Expr, of: TimeType| match (of, compare) {
             (TimeType::Date, TimeType::Timestamp) => {
                 cast(expr, DataType::Timestamp(None, TimezoneInfo::None))
@@ -238,27 +251,101 @@ impl TimedPart<'_> {
             _ => expr,
         };
         (
-            as_compared(
-                self.row_col(&self.source_time.column),
-                self.source_time.time_type,
-            ),
+            as_compared(column_of(alias, &time.column, self.caps), time.time_type),
             as_compared(self.key_col(&self.time.cutoff), self.time.cutoff_type),
         )
     }
 
-    /// The join: the entity key, the row before the cutoff, within the widest window.
+    /// The alias of the `n`-th table of the source's path: `"s"` the source, `"h1"`… its hops.
+    fn alias(n: usize) -> String {
+        if n == 0 {
+            ROWS.to_string()
+        } else {
+            format!("h{n}")
+        }
+    }
+
+    /// For a source reached through relationships, the pairs joined to the path from its
+    /// end (the table with the entity key) back to the hop next to the source:
+    /// `JOIN "h2" ON "h2"."customer_id" = "k"."customer_id" JOIN "h1" ON "h1"."x" = "h2"."x"`.
+    fn path_joins(&self, key: &[String]) -> Vec<Join> {
+        let caps = self.caps;
+        let hops = &self.source.path;
+        let mut joins = Vec::new();
+        for n in (1..=hops.len()).rev() {
+            let alias = Self::alias(n);
+            let on = if n == hops.len() {
+                and_all(
+                    key.iter()
+                        .zip(&self.source.grain)
+                        .map(|(spine, source)| Expr::BinaryOp {
+                            left: Box::new(column_of(&alias, source, caps)),
+                            op: BinaryOperator::Eq,
+                            right: Box::new(self.key_col(spine)),
+                        })
+                        .collect(),
+                )
+            } else {
+                // Hop n+1 is joined on hop n's `from` column equal to its own `to` column.
+                let next = &hops[n];
+                Expr::BinaryOp {
+                    left: Box::new(column_of(&alias, &next.from, caps)),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(column_of(&Self::alias(n + 1), &next.to, caps)),
+                }
+            };
+            joins.push(Join {
+                relation: aliased_table(table_name(&hops[n - 1].table, caps), &alias, caps),
+                global: false,
+                join_operator: JoinOperator::Join(JoinConstraint::On(on)),
+            });
+        }
+        joins
+    }
+
+    /// The source rows' join: on the entity key (or, through relationships, on the first
+    /// hop), each table of the path with a time column before the cutoff, and the row's
+    /// time within the widest window.
     fn join_condition(&self, key: &[String], widest: Option<Window>, compare: TimeType) -> Expr {
-        let mut conditions: Vec<Expr> = key
-            .iter()
-            .zip(&self.source.grain)
-            .map(|(spine, source)| Expr::BinaryOp {
-                left: Box::new(self.row_col(source)),
+        let caps = self.caps;
+        let mut conditions: Vec<Expr> = match self.source.path.first() {
+            None => key
+                .iter()
+                .zip(&self.source.grain)
+                .map(|(spine, source)| Expr::BinaryOp {
+                    left: Box::new(self.row_col(source)),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(self.key_col(spine)),
+                })
+                .collect(),
+            Some(first) => vec![Expr::BinaryOp {
+                left: Box::new(self.row_col(&first.from)),
                 op: BinaryOperator::Eq,
-                right: Box::new(self.key_col(spine)),
-            })
-            .collect();
+                right: Box::new(column_of(&Self::alias(1), &first.to, caps)),
+            }],
+        };
         let (t, c) = self.times(compare);
-        conditions.push(Expr::BinaryOp {
+        conditions.push(self.before(t, c));
+        // The other timed tables of the path: each before the cutoff too.
+        for (n, time) in self.source.path_times.iter().skip(1) {
+            let compare =
+                if self.time.cutoff_type == TimeType::Date && time.time_type == TimeType::Date {
+                    TimeType::Date
+                } else {
+                    TimeType::Timestamp
+                };
+            let (t, c) = self.times_of(&Self::alias(*n), time, compare);
+            conditions.push(self.before(t, c));
+        }
+        if let Some(w) = widest {
+            conditions.push(self.within(w, compare));
+        }
+        and_all(conditions)
+    }
+
+    /// `t < cutoff`, or `t <= cutoff` when the cutoff is included.
+    fn before(&self, t: Expr, c: Expr) -> Expr {
+        Expr::BinaryOp {
             left: Box::new(t),
             op: if self.time.include_cutoff {
                 BinaryOperator::LtEq
@@ -266,11 +353,7 @@ impl TimedPart<'_> {
                 BinaryOperator::Lt
             },
             right: Box::new(c),
-        });
-        if let Some(w) = widest {
-            conditions.push(self.within(w, compare));
         }
-        and_all(conditions)
     }
 
     /// The row is within `window` before the cutoff (its lower edge; the join keeps the

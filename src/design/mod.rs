@@ -370,11 +370,6 @@ pub async fn propose(
             continue;
         }
         match crate::compile::relationships::path(&links, catalog, &table.name, &key) {
-            Ok(Some(_)) if pit.is_some() => proposal.left_out.push((
-                table.name.clone(),
-                "reached through a relationship, which point-in-time recipes do not follow yet"
-                    .into(),
-            )),
             Ok(Some(hops)) => tables.push((table, hops)),
             Ok(None) => {}
             Err(candidates) => proposal.left_out.push((
@@ -417,9 +412,16 @@ pub async fn propose(
                 .paths
                 .insert(table.name.clone(), path_relationships(&table.name, &hops));
         }
+        // A table reached through a timed table (an order item through its order) is
+        // bounded by it.
+        let hop_timed = |p: &PointInTime| {
+            hops.iter()
+                .any(|h| matches!(p.time_columns.get(&h.table), Some(Some(_))))
+        };
         let timing = match pit {
             Some(p) if !on_spine => match p.time_columns.get(&table.name) {
                 Some(Some(column)) => Timing::Timed(column.to_string()),
+                Some(None) | None if hop_timed(p) => Timing::Bounded,
                 Some(None) => Timing::Static,
                 None => {
                     proposal.left_out.push((
@@ -436,7 +438,7 @@ pub async fn propose(
         };
         let short = sanitize(&table.name);
         let windowed = |timing: &Timing| match timing {
-            Timing::Timed(_) => windows.as_slice(),
+            Timing::Timed(_) | Timing::Bounded => windows.as_slice(),
             Timing::Static => &[],
         };
         let spans = || std::iter::once(None).chain(windowed(&timing).iter().map(Some));
@@ -496,7 +498,7 @@ pub async fn propose(
                 continue;
             }
             if pit.is_some()
-                && matches!(timing, Timing::Static)
+                && matches!(timing, Timing::Static | Timing::Bounded)
                 && matches!(family, TypeFamily::Date | TypeFamily::Timestamp)
             {
                 skip(
@@ -527,7 +529,10 @@ pub async fn propose(
                 }
                 Err(why) => skip(&why, &mut proposal.left_out),
             }
+            // As-of values read one row per entity: not through a path, where an entity
+            // has many rows.
             if let Timing::Timed(time) = &timing
+                && hops.is_empty()
                 && !column.name.eq_ignore_ascii_case(time)
                 && as_of_worthy(family, profile, options)
             {
@@ -649,6 +654,9 @@ enum Timing {
     Timed(String),
     /// Whole (a static table, or a design without point in time): aggregates.
     Static,
+    /// Through a timed table of its path (an order item through its order): aggregates over
+    /// the rows whose path is before the cutoff and over each window, no as-of values.
+    Bounded,
 }
 
 /// A window the crew computes aggregates over.
@@ -940,7 +948,7 @@ fn recipe_with(
         target_table: options.target_table.clone(),
         entity_grain: request.entity_grain.clone(),
         label: request.label.clone(),
-        point_in_time: point_in_time_for(request, &features),
+        point_in_time: point_in_time_for(request, &features, &relationships),
         relationships,
         derived_columns,
         features,
@@ -949,18 +957,28 @@ fn recipe_with(
 }
 
 /// The request's point-in-time object, with the time columns of the tables the features
-/// read (so the recipe declares exactly what it used).
-fn point_in_time_for(request: &DesignRequest, features: &[FeatureSpec]) -> Option<PointInTime> {
+/// read and of the tables on their paths (so the recipe declares exactly what it used).
+fn point_in_time_for(
+    request: &DesignRequest,
+    features: &[FeatureSpec],
+    relationships: &[Relationship],
+) -> Option<PointInTime> {
     let pit = request.point_in_time.as_ref()?;
+    let on_a_path = |table: &str| {
+        relationships.iter().any(|r| {
+            Relationship::split(&r.parent).is_some_and(|(t, _)| t.eq_ignore_ascii_case(table))
+        })
+    };
     let used = pit
         .time_columns
         .0
         .iter()
         .filter(|(table, _)| {
-            features.iter().any(|f| {
-                f.source_table.eq_ignore_ascii_case(table)
-                    && !f.source_table.eq_ignore_ascii_case(&request.spine)
-            })
+            on_a_path(table)
+                || features.iter().any(|f| {
+                    f.source_table.eq_ignore_ascii_case(table)
+                        && !f.source_table.eq_ignore_ascii_case(&request.spine)
+                })
         })
         .cloned()
         .collect();
