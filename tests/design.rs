@@ -981,3 +981,68 @@ async fn max_depth_and_primitives_choose_what_is_proposed() {
         "design.max_depth"
     );
 }
+
+#[tokio::test]
+async fn a_point_in_time_design_stacks_the_children_of_timed_tables_as_of_each_cutoff() {
+    let catalog = common::retail().await;
+    let mut request = point_in_time_request(&["30d"]);
+    let pit = request.point_in_time.as_mut().unwrap();
+    pit.time_columns.0.push(("order_items".into(), None));
+    let designed = design(&request, &catalog, &options(400))
+        .await
+        .expect("designs");
+    assert!(
+        !designed.run.has_errors(),
+        "{:?}",
+        designed.run.error_paragraph()
+    );
+    let recipe = &designed.recipe;
+    // orders (timed by order_date) aggregate their items per (customer, cutoff).
+    assert!(
+        recipe
+            .features
+            .iter()
+            .any(|f| f.description == "MEAN(orders.SUM(order_items.quantity))"),
+        "{:#?}",
+        recipe
+            .features
+            .iter()
+            .map(|f| &f.description)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        recipe
+            .derived_columns
+            .iter()
+            .all(|d| d.table == "orders" && d.source_table == "order_items")
+            && !recipe.derived_columns.is_empty()
+    );
+    // The recipe declares the child's entry, and compiles without warnings in every dialect.
+    let pit = recipe.point_in_time.as_ref().unwrap();
+    assert_eq!(pit.time_columns.get("order_items"), Some(None));
+    for dialect in Dialect::ALL {
+        let compiled = compile_recipe(recipe, &catalog, &CompileOptions::for_dialect(dialect));
+        assert!(
+            !compiled.has_errors()
+                && compiled
+                    .diagnostics
+                    .iter()
+                    .all(|d| d.code != featurecraft::Code::W012),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+    // Without an entry for order_items, nothing is stacked on it, and notes say why.
+    let designed = design(&point_in_time_request(&["30d"]), &catalog, &options(400))
+        .await
+        .expect("designs");
+    assert!(designed.recipe.derived_columns.is_empty());
+    assert!(
+        designed
+            .recipe
+            .notes
+            .contains("order_items per orders row (not stacked: order_items is not in point_in_time.time_columns)"),
+        "{}",
+        designed.recipe.notes
+    );
+}

@@ -262,35 +262,162 @@ async fn wrong_derived_columns_are_refused_at_their_path() {
     }
 }
 
-#[tokio::test]
-async fn a_derived_column_in_a_point_in_time_recipe_is_refused() {
-    let catalog = common::retail().await;
-    let mut recipe: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("recipes/good/pit_churn.json")).unwrap(),
-    )
-    .unwrap();
-    recipe["relationships"] =
-        serde_json::json!([{"child": "order_items.order_id", "parent": "orders.order_id"}]);
-    recipe["derived_columns"] = serde_json::json!([
-        {"table": "orders", "name": "n_items", "source_table": "order_items", "expression": "COUNT(*)"}
-    ]);
-    let compiled = compile(
-        &recipe.to_string(),
-        &catalog,
-        &CompileOptions::for_dialect(Dialect::DuckDb),
+/// One customer with cutoffs on days 100 and 125. Sessions 10 (day 90), 11 (day 110) and
+/// 12 (day 115). Transactions: session 10 on days 95 (1) and 105 (2), session 11 on days
+/// 112 (4) and 130 (8), session 12 on day 200 (16).
+async fn timed_sessions_catalog(dir: &std::path::Path) -> Catalog {
+    use datafusion::arrow::array::Date32Array;
+    let days = |values: &[i32]| -> ArrayRef { Arc::new(Date32Array::from(values.to_vec())) };
+    common::tiny_catalog(
+        dir,
+        &[
+            (
+                "cutoffs",
+                vec![
+                    ("customer_id", common::ints([Some(1), Some(1)])),
+                    ("cutoff_day", days(&[100, 125])),
+                    ("y", common::ints([Some(0), Some(1)])),
+                ],
+            ),
+            (
+                "sessions",
+                vec![
+                    ("session_id", common::ints([10, 11, 12].map(Some))),
+                    ("customer_id", common::ints([1, 1, 1].map(Some))),
+                    ("started", days(&[90, 110, 115])),
+                ],
+            ),
+            (
+                "transactions",
+                vec![
+                    ("transaction_id", common::ints([1, 2, 3, 4, 5].map(Some))),
+                    ("session_id", common::ints([10, 10, 11, 11, 12].map(Some))),
+                    ("paid", days(&[95, 105, 112, 130, 200])),
+                    ("amount", floats(&[1.0, 2.0, 4.0, 8.0, 16.0])),
+                ],
+            ),
+        ],
     );
-    assert!(compiled.sql.is_none());
-    assert!(
-        compiled
+    Catalog::load(dir).await.unwrap()
+}
+
+fn timed_stacked_recipe() -> serde_json::Value {
+    serde_json::json!({
+        "target_table": "t",
+        "entity_grain": ["customer_id", "cutoff_day"],
+        "relationships": [
+            {"child": "transactions.session_id", "parent": "sessions.session_id"}
+        ],
+        "point_in_time": {
+            "cutoff_column": "cutoff_day",
+            "time_columns": {"sessions": "started", "transactions": "paid"}
+        },
+        "derived_columns": [
+            {"table": "sessions", "name": "n_tx", "source_table": "transactions", "expression": "COUNT(*)"},
+            {"table": "sessions", "name": "spend", "source_table": "transactions", "expression": "SUM(amount)"}
+        ],
+        "label": {"name": "label", "column": "y"},
+        "features": [
+            {"name": "n_sessions", "source_table": "sessions", "expression": "COUNT(*)"},
+            {"name": "mean_n_tx", "source_table": "sessions", "expression": "AVG(n_tx)"},
+            {"name": "min_n_tx", "source_table": "sessions", "expression": "MIN(n_tx)"},
+            {"name": "max_spend", "source_table": "sessions", "expression": "MAX(spend)"},
+            {"name": "last_session_spend", "source_table": "sessions", "expression": "spend"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn stacked_aggregates_in_a_point_in_time_recipe_count_only_rows_before_each_cutoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = timed_sessions_catalog(dir.path()).await;
+    let table = common::table_by_key(&catalog, &timed_stacked_recipe().to_string(), 2).await;
+    let at = |day: &str| {
+        table
+            .iter()
+            .find(|(k, _)| k.ends_with(day))
+            .map(|(_, row)| row.clone())
+            .unwrap_or_else(|| panic!("a row at {day}: {table:?}"))
+    };
+    // Day 100: session 10 only, with its transaction of day 95 (not the one of day 105).
+    let early = at("1970-04-11");
+    assert_eq!(early["n_sessions"], "1", "{early:?}");
+    assert_eq!(early["mean_n_tx"], "1.0", "{early:?}");
+    assert_eq!(early["max_spend"], "1.0", "{early:?}");
+    assert_eq!(early["last_session_spend"], "1.0", "{early:?}");
+    // Day 125: sessions 10 (1 + 2), 11 (4; day 130 is after) and 12, whose only
+    // transaction is after the cutoff: it counts 0 transactions and its spend is NULL.
+    let late = at("1970-05-06");
+    assert_eq!(late["n_sessions"], "3", "{late:?}");
+    assert_eq!(late["mean_n_tx"], "1.0", "{late:?}");
+    assert_eq!(late["min_n_tx"], "0", "{late:?}");
+    assert_eq!(late["max_spend"], "4.0", "{late:?}");
+    // The as-of value reads the latest session before the cutoff: session 12.
+    assert_eq!(late["last_session_spend"], "NULL", "{late:?}");
+    for dialect in Dialect::ALL {
+        let compiled = compile(
+            &timed_stacked_recipe().to_string(),
+            &catalog,
+            &CompileOptions::for_dialect(dialect),
+        );
+        assert!(
+            compiled.sql.is_some(),
+            "{dialect}: {:?}",
+            compiled.diagnostics
+        );
+        assert!(
+            compiled.diagnostics.is_empty(),
+            "{dialect}: {:?}",
+            compiled.diagnostics
+        );
+    }
+}
+
+#[tokio::test]
+async fn derived_columns_in_a_point_in_time_recipe_need_a_timed_table_and_a_bounded_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = timed_sessions_catalog(dir.path()).await;
+    let codes = |recipe: &serde_json::Value| {
+        let compiled = compile(
+            &recipe.to_string(),
+            &catalog,
+            &CompileOptions::for_dialect(Dialect::DuckDb),
+        );
+        let found: Vec<(String, String)> = compiled
             .diagnostics
             .iter()
-            .any(|d| format!("{:?}", d.code) == "E028"
-                && d.path
-                    .as_ref()
-                    .is_some_and(|p| p.to_string() == "derived_columns[0].table")),
-        "{:?}",
-        compiled.diagnostics
+            .map(|d| {
+                (
+                    format!("{:?}", d.code),
+                    d.path.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                )
+            })
+            .collect();
+        (compiled.sql.is_some(), found)
+    };
+    // The table declared static: its rows' aggregates could not follow the cutoff.
+    let mut recipe = timed_stacked_recipe();
+    recipe["point_in_time"]["time_columns"]["sessions"] = serde_json::Value::Null;
+    recipe["features"].as_array_mut().unwrap().truncate(4);
+    let (sql, found) = codes(&recipe);
+    assert!(!sql);
+    assert!(
+        found.contains(&("E028".into(), "derived_columns[0].table".into())),
+        "{found:?}"
     );
+    // The child not listed: W012, as any source the cutoff does not bound.
+    let mut recipe = timed_stacked_recipe();
+    recipe["point_in_time"]["time_columns"] = serde_json::json!({"sessions": "started"});
+    let (sql, found) = codes(&recipe);
+    assert!(sql);
+    assert!(
+        found.contains(&("W012".into(), "derived_columns[0].source_table".into())),
+        "{found:?}"
+    );
+    // Declared static, the child is read whole with no warning.
+    recipe["point_in_time"]["time_columns"]["transactions"] = serde_json::Value::Null;
+    let (sql, found) = codes(&recipe);
+    assert!(sql && found.is_empty(), "{found:?}");
 }
 
 #[tokio::test]

@@ -243,7 +243,11 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
         diagnostics: a.diagnostics,
         paths: a.paths,
     };
-    let plan = b.run(recipe, options).map(|plan| Plan { derived, ..plan });
+    let plan = b.run(recipe, options).map(|plan| {
+        let mut plan = Plan { derived, ..plan };
+        b.check_derived_in_time(recipe, &mut plan, options.strict);
+        plan
+    });
     b.finish(plan)
 }
 
@@ -926,7 +930,12 @@ impl<'c> Analyzer<'c> {
                 .paths
                 .values()
                 .flatten()
-                .any(|hop| hop.table == table.name);
+                .any(|hop| hop.table == table.name)
+                || recipe.derived_columns.iter().any(|d| {
+                    self.catalog
+                        .table(d.source_table.trim())
+                        .is_some_and(|t| t.name == table.name)
+                });
             if !read {
                 self.push(
                     Diagnostic::new(

@@ -188,7 +188,12 @@ impl QueryBuilder<'_> {
 
     /// `table` as a query reads it: the CTE with its derived columns when it has some.
     fn table_ref(&self, table: &str) -> ObjectName {
-        match self.plan.derived.iter().find(|d| d.table == table) {
+        // In a point-in-time plan a timed source joins its child aggregates per cutoff.
+        let derived = match self.plan.point_in_time {
+            None => self.plan.derived.iter().find(|d| d.table == table),
+            Some(_) => None,
+        };
+        match derived {
             Some(derived) => ObjectName::from(vec![quoted(&derived.cte_name, self.caps)]),
             None => table_name(table, self.caps),
         }
@@ -200,6 +205,10 @@ impl QueryBuilder<'_> {
     fn derived_ctes(&mut self) -> Vec<Cte> {
         let (plan, caps) = (self.plan, self.caps);
         let mut ctes = Vec::new();
+        if plan.point_in_time.is_some() {
+            // Computed per (entity, cutoff) pair instead, after the cutoffs.
+            return ctes;
+        }
         for table in &plan.derived {
             let read = plan.spine.table == table.table
                 || plan.sources.iter().any(|s| s.table == table.table);
@@ -336,6 +345,25 @@ impl QueryBuilder<'_> {
         {
             ctes.push(crate::compile::timed::cutoffs_cte(plan, time, self.caps));
             taken.push(crate::compile::timed::CUTOFFS_CTE.to_string());
+            // The child aggregates of each timed source's rows, per pair.
+            let caps = self.caps;
+            let mut errors = Vec::new();
+            for table in &plan.derived {
+                let Some(source) = plan.sources.iter().find(|s| s.table == table.table) else {
+                    continue;
+                };
+                for child in &table.children {
+                    ctes.push(crate::compile::timed::derived_child_cte(
+                        plan,
+                        time,
+                        caps,
+                        source,
+                        child,
+                        &mut |expr, path| adapt(expr, caps, path, &mut errors),
+                    ));
+                }
+            }
+            self.errors.extend(errors);
         }
         for (index, source) in plan.sources.iter().enumerate() {
             let source_parts = self.source_parts(index, source);

@@ -34,7 +34,7 @@
 //! Dates and timestamps compare as timestamps (a date is its midnight) unless the cutoff
 //! and the source's time are both dates and every window is whole days.
 
-use crate::compile::analyze::{Plan, SPINE_CTE, Source};
+use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
 };
@@ -143,6 +143,7 @@ impl TimedPart<'_> {
             global: false,
             join_operator: JoinOperator::Join(JoinConstraint::On(on)),
         });
+        joins.extend(self.derived_joins(&key));
         let mut items: Vec<SelectItem> =
             group.iter().cloned().map(SelectItem::UnnamedExpr).collect();
         for &i in self.members {
@@ -328,14 +329,7 @@ impl TimedPart<'_> {
         conditions.push(self.before(t, c));
         // The other timed tables of the path: each before the cutoff too.
         for (n, time) in self.source.path_times.iter().skip(1) {
-            let compare =
-                if self.time.cutoff_type == TimeType::Date && time.time_type == TimeType::Date {
-                    TimeType::Date
-                } else {
-                    TimeType::Timestamp
-                };
-            let (t, c) = self.times_of(&Self::alias(*n), time, compare);
-            conditions.push(self.before(t, c));
+            conditions.push(before_cutoff(self.time, self.caps, &Self::alias(*n), time));
         }
         if let Some(w) = widest {
             conditions.push(self.within(w, compare));
@@ -386,9 +380,100 @@ impl TimedPart<'_> {
         }
     }
 
-    /// The feature's expression with every column read from the source's rows (`"s"."x"`).
+    /// The feature's expression with every column read from the source's rows (`"s"."x"`),
+    /// and each derived column from its pair's child aggregates (over no rows when the
+    /// row has no child before the cutoff).
     fn qualified(&self, expr: &Expr) -> Expr {
-        qualified(expr, ROWS, self.caps)
+        let Some(derived) = self.derived() else {
+            return qualified(expr, ROWS, self.caps);
+        };
+        let caps = self.caps;
+        let mut expr = expr.clone();
+        let _ = visit_expressions_mut(&mut expr, |e| {
+            if let Expr::Identifier(ident) = e {
+                let found = derived.children.iter().enumerate().find_map(|(n, child)| {
+                    child
+                        .values
+                        .iter()
+                        .find(|v| v.name.eq_ignore_ascii_case(&ident.value))
+                        .map(|v| (n, child, v))
+                });
+                *e = match found {
+                    None => column_of(ROWS, &ident.value, caps),
+                    Some((n, child, value)) => {
+                        let alias = derived_alias(n);
+                        let found = column_of(&alias, &value.name, caps);
+                        match &value.empty_value {
+                            None => found,
+                            Some(empty) => Expr::Case {
+                                case_token: AttachedToken::empty(),
+                                end_token: AttachedToken::empty(),
+                                operand: None,
+                                conditions: vec![CaseWhen {
+                                    condition: Expr::IsNull(Box::new(column_of(
+                                        &alias,
+                                        &child_link_name(child),
+                                        caps,
+                                    ))),
+                                    result: empty.clone(),
+                                }],
+                                else_result: Some(Box::new(found)),
+                            },
+                        }
+                    }
+                };
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        expr
+    }
+
+    /// The derived columns of the source's table.
+    fn derived(&self) -> Option<&DerivedTable> {
+        self.plan
+            .derived
+            .iter()
+            .find(|d| d.table == self.source.table)
+    }
+
+    /// A `LEFT JOIN` of each of the source table's child aggregates per pair (`"d1"`, …),
+    /// on the pair and the child's link to the row.
+    fn derived_joins(&self, key: &[String]) -> Vec<Join> {
+        let caps = self.caps;
+        let Some(derived) = self.derived() else {
+            return Vec::new();
+        };
+        derived
+            .children
+            .iter()
+            .enumerate()
+            .map(|(n, child)| {
+                let alias = derived_alias(n);
+                let mut conditions: Vec<Expr> = key
+                    .iter()
+                    .chain(std::iter::once(&self.time.cutoff))
+                    .map(|c| Expr::BinaryOp {
+                        left: Box::new(column_of(&alias, c, caps)),
+                        op: BinaryOperator::Eq,
+                        right: Box::new(self.key_col(c)),
+                    })
+                    .collect();
+                conditions.push(Expr::BinaryOp {
+                    left: Box::new(column_of(&alias, &child_link_name(child), caps)),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(self.row_col(&child.key)),
+                });
+                Join {
+                    relation: aliased_table(
+                        ObjectName::from(vec![quoted(&child.cte_name, caps)]),
+                        &alias,
+                        caps,
+                    ),
+                    global: false,
+                    join_operator: JoinOperator::Left(JoinConstraint::On(and_all(conditions))),
+                }
+            })
+            .collect()
     }
 
     /// `ROW_NUMBER() OVER (PARTITION BY pair ORDER BY time DESC, other columns DESC NULLS LAST)`.
@@ -403,7 +488,20 @@ impl TimedPart<'_> {
             with_fill: None,
         };
         let mut order = vec![descending(self.row_col(&self.source_time.column))];
-        for tie in &self.source_time.tie_break {
+        // Derived columns are not the table's own: its own columns break ties.
+        let derived = |name: &str| {
+            self.derived().is_some_and(|d| {
+                d.children
+                    .iter()
+                    .any(|c| c.values.iter().any(|v| v.name == name))
+            })
+        };
+        for tie in self
+            .source_time
+            .tie_break
+            .iter()
+            .filter(|t| !derived(&t.name))
+        {
             let column = self.row_col(&tie.name);
             let column = match (tie.is_string, caps.binary_collation) {
                 (true, Some(collation)) => Expr::Collate {
@@ -427,6 +525,130 @@ impl TimedPart<'_> {
         }
         row_number
     }
+}
+
+/// The alias of a source table's `n`-th child aggregates in a timed part.
+fn derived_alias(n: usize) -> String {
+    format!("d{}", n + 1)
+}
+
+/// The name of the link column in a child's per-pair aggregates: the child's own column
+/// name (`session_id`), or `…_link` when one of its values is named so.
+fn child_link_name(child: &DerivedChild) -> String {
+    let taken: Vec<&str> = child.values.iter().map(|v| v.name.as_str()).collect();
+    if taken.iter().any(|t| t.eq_ignore_ascii_case(&child.column)) {
+        fresh_name(&format!("{}_link", child.column), &taken)
+    } else {
+        child.column.clone()
+    }
+}
+
+/// `alias.time < cutoff` (`<=` with the cutoff included), both compared as dates when
+/// both are dates, else as timestamps (a date is its midnight).
+fn before_cutoff(time: &PlanTime, caps: &Capabilities, alias: &str, at: &SourceTime) -> Expr {
+    let both_dates = time.cutoff_type == TimeType::Date && at.time_type == TimeType::Date;
+    let as_compared = |expr: Expr, of: TimeType| match (of, both_dates) {
+        (TimeType::Date, false) => cast(expr, DataType::Timestamp(None, TimezoneInfo::None)),
+        _ => expr,
+    };
+    Expr::BinaryOp {
+        left: Box::new(as_compared(
+            column_of(alias, &at.column, caps),
+            at.time_type,
+        )),
+        op: if time.include_cutoff {
+            BinaryOperator::LtEq
+        } else {
+            BinaryOperator::Lt
+        },
+        right: Box::new(as_compared(
+            Expr::CompoundIdentifier(vec![quoted(KEYS, caps), quoted(&time.cutoff, caps)]),
+            time.cutoff_type,
+        )),
+    }
+}
+
+/// In a point-in-time plan, the CTE of a child's aggregates per (entity, cutoff) pair and
+/// parent row: the child's rows before the cutoff, joined to the parent rows of the pair's
+/// entity (the parent holds the entity key):
+/// ```sql
+/// "derived_sessions_transactions" AS (
+///   SELECT "k"."customer_id", "k"."cutoff_time", "c"."session_id", SUM("c"."amount") AS "spend"
+///   FROM "cutoffs" AS "k" JOIN "sessions" AS "p" ON "p"."customer_id" = "k"."customer_id"
+///     JOIN "transactions" AS "c" ON "c"."session_id" = "p"."session_id"
+///       AND "c"."paid_at" < "k"."cutoff_time"
+///   GROUP BY "k"."customer_id", "k"."cutoff_time", "c"."session_id")
+/// ```
+/// `source` is the parent's source (its key columns as the parent spells them); `adapt`
+/// adapts each aggregate to the dialect.
+pub fn derived_child_cte(
+    plan: &Plan,
+    time: &PlanTime,
+    caps: &Capabilities,
+    source: &Source,
+    child: &DerivedChild,
+    adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
+) -> Cte {
+    const PARENT: &str = "p";
+    const CHILD: &str = "c";
+    let key = plan.entity_key();
+    let pair: Vec<Expr> = key
+        .iter()
+        .chain(std::iter::once(&time.cutoff))
+        .map(|c| Expr::CompoundIdentifier(vec![quoted(KEYS, caps), quoted(c, caps)]))
+        .collect();
+    let link = column_of(CHILD, &child.column, caps);
+    let mut items: Vec<SelectItem> = pair.iter().cloned().map(SelectItem::UnnamedExpr).collect();
+    items.push(aliased(link.clone(), &child_link_name(child), caps));
+    for value in &child.values {
+        let expr = qualified(&value.expr, CHILD, caps);
+        items.push(aliased(adapt(&expr, &value.path), &value.name, caps));
+    }
+    let to_parent = and_all(
+        key.iter()
+            .zip(&source.grain)
+            .map(|(spine, own)| Expr::BinaryOp {
+                left: Box::new(column_of(PARENT, own, caps)),
+                op: BinaryOperator::Eq,
+                right: Box::new(Expr::CompoundIdentifier(vec![
+                    quoted(KEYS, caps),
+                    quoted(spine, caps),
+                ])),
+            })
+            .collect(),
+    );
+    let mut to_child = vec![Expr::BinaryOp {
+        left: Box::new(link.clone()),
+        op: BinaryOperator::Eq,
+        right: Box::new(column_of(PARENT, &child.key, caps)),
+    }];
+    if let Some(at) = &child.time {
+        to_child.push(before_cutoff(time, caps, CHILD, at));
+    }
+    let joins = vec![
+        Join {
+            relation: aliased_table(table_name(&source.table, caps), PARENT, caps),
+            global: false,
+            join_operator: JoinOperator::Join(JoinConstraint::On(to_parent)),
+        },
+        Join {
+            relation: aliased_table(table_name(&child.table, caps), CHILD, caps),
+            global: false,
+            join_operator: JoinOperator::Join(JoinConstraint::On(and_all(to_child))),
+        },
+    ];
+    let mut group = pair;
+    group.push(link);
+    let keys_table = aliased_table(
+        ObjectName::from(vec![quoted(CUTOFFS_CTE, caps)]),
+        KEYS,
+        caps,
+    );
+    cte(
+        &child.cte_name,
+        select(items, keys_table, joins, None, Some(group)),
+        caps,
+    )
 }
 
 /// The widest of some windows: `None` (every row before the cutoff) if any is `None`.

@@ -381,23 +381,39 @@ pub async fn propose(
     if depth >= 2 {
         // A table the entity aggregates that is itself the parent of another table:
         // its rows aggregate their children first (depth 2).
-        for (parent, _) in tables.iter().filter(|(t, _)| t.name != spine.name) {
+        for (parent, hops) in tables.iter().filter(|(t, _)| t.name != spine.name) {
             for link in links.iter().filter(|l| {
                 l.parent_table == parent.name
                     && l.child_table != spine.name
                     && l.child_table != parent.name
             }) {
-                if let Some(child) = catalog.table(&link.child_table) {
-                    children.push((parent, child, link));
+                let Some(child) = catalog.table(&link.child_table) else {
+                    continue;
+                };
+                // Point in time: the parent's rows each aggregate their children as of the
+                // cutoff, so the parent needs its own time and the child a declared one.
+                let why_not = pit.and_then(|p| {
+                    if !hops.is_empty()
+                        || !matches!(p.time_columns.get(&parent.name), Some(Some(_)))
+                    {
+                        Some(format!("{} has no time column of its own", parent.name))
+                    } else if p.time_columns.get(&child.name).is_none() {
+                        Some(format!(
+                            "{} is not in point_in_time.time_columns",
+                            child.name
+                        ))
+                    } else {
+                        None
+                    }
+                });
+                match why_not {
+                    None => children.push((parent, child, link)),
+                    Some(why) => proposal.left_out.push((
+                        format!("{} per {} row", child.name, parent.name),
+                        format!("not stacked: {why}"),
+                    )),
                 }
             }
-        }
-        if pit.is_some() && !children.is_empty() {
-            children.clear();
-            proposal.left_out.push((
-                "depth 2".into(),
-                "stacked aggregates are not computed point in time yet".into(),
-            ));
         }
     }
     for (table, hops) in tables {
@@ -966,7 +982,9 @@ fn point_in_time_for(
     let pit = request.point_in_time.as_ref()?;
     let on_a_path = |table: &str| {
         relationships.iter().any(|r| {
-            Relationship::split(&r.parent).is_some_and(|(t, _)| t.eq_ignore_ascii_case(table))
+            [&r.parent, &r.child].iter().any(|side| {
+                Relationship::split(side).is_some_and(|(t, _)| t.eq_ignore_ascii_case(table))
+            })
         })
     };
     let used = pit

@@ -9,10 +9,13 @@
 //! it as two GROUP BYs: the child grouped by its link column, `LEFT JOIN`ed to every row of
 //! the table, where a row without children takes the aggregate over no rows (a count is 0,
 //! anything else NULL). The table is then read through that CTE wherever the recipe reads it.
+//! In a point-in-time recipe the child aggregates are computed per (entity, cutoff) pair
+//! instead, over the child's rows before the cutoff, and joined to the table's timed rows.
 
 use super::{Analyzer, Role};
 use crate::catalog::{Column, Table};
 use crate::compile::fragment;
+use crate::compile::point_in_time::SourceTime;
 use crate::compile::relationships::Link;
 use crate::contract::recipe::FeatureRecipe;
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
@@ -46,6 +49,9 @@ pub struct DerivedChild {
     pub cte_name: String,
     /// The aggregates computed per parent row.
     pub values: Vec<DerivedValue>,
+    /// In a point-in-time plan, the child's time column: only its rows before each
+    /// cutoff count. `None` for a child declared static (or in a plan without cutoffs).
+    pub time: Option<SourceTime>,
 }
 
 /// One derived column.
@@ -81,17 +87,6 @@ impl<'c> Analyzer<'c> {
         for (i, d) in recipe.derived_columns.iter().enumerate() {
             let table = self.resolve_table(&d.table, &at(i, "table"));
             let child = self.resolve_table(&d.source_table, &at(i, "source_table"));
-            if recipe.point_in_time.is_some() {
-                self.push(
-                    Diagnostic::new(
-                        Code::E028,
-                        "point-in-time recipes do not support derived columns yet",
-                    )
-                    .at(at(i, "table"))
-                    .hint("aggregate the child table per entity through its relationships instead"),
-                );
-                continue;
-            }
             if let Some(problem) = super::name_problem(&d.name) {
                 self.push(
                     Diagnostic::new(Code::E028, format!("derived column name {problem}"))
@@ -242,6 +237,7 @@ impl<'c> Analyzer<'c> {
                         key: link.parent_column.clone(),
                         cte_name: fresh_cte_name(&[&table.name, &child.name], &mut cte_names),
                         values: Vec::new(),
+                        time: None,
                     });
                     children.last_mut().expect("just pushed")
                 }
@@ -254,6 +250,97 @@ impl<'c> Analyzer<'c> {
             });
         }
         (tables, derived)
+    }
+}
+
+impl Analyzer<'_> {
+    /// In a point-in-time plan, each table with derived columns must be read as a source
+    /// with its own time column and no path (`E028`): its rows' child aggregates are then
+    /// computed per (entity, cutoff) pair, over the child's rows before the cutoff. A child
+    /// neither timed nor declared static is `W012` (an error in strict mode), as any
+    /// source the cutoff does not bound. Sets each child's time column.
+    pub(super) fn check_derived_in_time(
+        &mut self,
+        recipe: &FeatureRecipe,
+        plan: &mut super::Plan,
+        strict: bool,
+    ) {
+        let Some(pit) = &recipe.point_in_time else {
+            return;
+        };
+        for table in &mut plan.derived {
+            let index = recipe
+                .derived_columns
+                .iter()
+                .position(|d| d.table.trim().eq_ignore_ascii_case(&table.table))
+                .unwrap_or(0);
+            let on_spine = plan.spine.table == table.table;
+            let read_untimed = plan
+                .sources
+                .iter()
+                .any(|s| s.table == table.table && (s.time.is_none() || !s.path.is_empty()));
+            if on_spine || read_untimed {
+                self.push(
+                    Diagnostic::new(
+                        Code::E028,
+                        format!(
+                            "in a point-in-time recipe, derived columns need their table `{}` read with its own time column{}",
+                            table.table,
+                            if on_spine { ", not as the spine" } else { " and not through a relationship" }
+                        ),
+                    )
+                    .at(at(index, "table"))
+                    .hint(format!(
+                        "give `{}` a time column in `point_in_time.time_columns`",
+                        table.table
+                    )),
+                );
+                continue;
+            }
+            for child in &mut table.children {
+                let first = recipe
+                    .derived_columns
+                    .iter()
+                    .position(|d| d.source_table.trim().eq_ignore_ascii_case(&child.table))
+                    .unwrap_or(index);
+                match pit.time_columns.get(&child.table) {
+                    Some(Some(column)) => {
+                        child.time = self
+                            .catalog
+                            .table(&child.table)
+                            .and_then(|t| t.column(column))
+                            .and_then(|c| {
+                                crate::compile::point_in_time::TimeType::of(&c.data_type).map(
+                                    |time_type| SourceTime {
+                                        column: c.name.clone(),
+                                        time_type,
+                                        tie_break: Vec::new(),
+                                    },
+                                )
+                            });
+                    }
+                    Some(None) => {}
+                    None => {
+                        let mut d = Diagnostic::new(
+                            Code::W012,
+                            format!(
+                                "derived columns aggregate `{}`, which is not bounded by the cutoff: it has no time column in `point_in_time.time_columns`, so its rows after a row's cutoff count too and may leak",
+                                child.table
+                            ),
+                        )
+                        .at(at(first, "source_table"))
+                        .hint(format!(
+                            "declare its time column (`\"{}\": \"<column>\"`), or `null` if its rows do not change over time",
+                            child.table
+                        ));
+                        if strict {
+                            d.severity = crate::diagnostic::Severity::Error;
+                        }
+                        self.push(d);
+                    }
+                }
+            }
+        }
     }
 }
 
