@@ -485,3 +485,52 @@ async fn a_derived_column_cannot_read_its_childs_derived_columns() {
     assert_eq!(table["3"]["sessions_too"], "0");
     assert_eq!(table["1"]["mean_n_tx"], "1.5");
 }
+
+#[tokio::test]
+async fn a_derived_column_named_like_the_childs_link_column_keeps_both_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "customers",
+                vec![
+                    ("customer_id", common::ints([1, 2].map(Some))),
+                    ("y", common::ints([0, 1].map(Some))),
+                ],
+            ),
+            (
+                "baskets",
+                vec![
+                    ("basket_id", common::ints([10, 11, 12].map(Some))),
+                    ("customer_id", common::ints([1, 1, 2].map(Some))),
+                ],
+            ),
+            (
+                "lines",
+                vec![
+                    ("line_id", common::ints([1, 2, 3].map(Some))),
+                    ("basket_ref", common::ints([10, 10, 12].map(Some))),
+                ],
+            ),
+        ],
+    );
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let recipe = serde_json::json!({
+        "target_table": "t",
+        "entity_grain": ["customer_id"],
+        "relationships": [{"child": "lines.basket_ref", "parent": "baskets.basket_id"}],
+        "derived_columns": [
+            {"table": "baskets", "name": "basket_ref", "source_table": "lines", "expression": "COUNT(*)"}
+        ],
+        "label": {"name": "label", "column": "y"},
+        "features": [
+            {"name": "max_lines", "source_table": "baskets", "expression": "MAX(basket_ref)"},
+            {"name": "min_lines", "source_table": "baskets", "expression": "MIN(basket_ref)"}
+        ]
+    });
+    let table = common::table_by_key(&catalog, &recipe.to_string(), 1).await;
+    assert_eq!(table["1"]["max_lines"], "2", "{table:?}");
+    assert_eq!(table["1"]["min_lines"], "0", "{table:?}");
+    assert_eq!(table["2"]["max_lines"], "1", "{table:?}");
+}

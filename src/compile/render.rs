@@ -223,7 +223,7 @@ impl QueryBuilder<'_> {
             let mut joins = Vec::new();
             for (n, child) in table.children.iter().enumerate() {
                 let link = Expr::Identifier(quoted(&child.column, caps));
-                let mut child_items = vec![SelectItem::UnnamedExpr(link.clone())];
+                let mut child_items = vec![aliased(link.clone(), &child.link_name(), caps)];
                 for value in &child.values {
                     let expr = self.fragment(&value.expr, &value.path);
                     child_items.push(aliased(expr, &value.name, caps));
@@ -240,7 +240,7 @@ impl QueryBuilder<'_> {
                     caps,
                 ));
                 let alias = format!("c{}", n + 1);
-                let marker = column_of(&alias, &child.column, caps);
+                let marker = column_of(&alias, &child.link_name(), caps);
                 for value in &child.values {
                     let found = column_of(&alias, &value.name, caps);
                     let expr = match &value.empty_value {

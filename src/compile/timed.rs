@@ -412,7 +412,7 @@ impl TimedPart<'_> {
                                 conditions: vec![CaseWhen {
                                     condition: Expr::IsNull(Box::new(column_of(
                                         &alias,
-                                        &child_link_name(child),
+                                        &child.link_name(),
                                         caps,
                                     ))),
                                     result: empty.clone(),
@@ -459,7 +459,7 @@ impl TimedPart<'_> {
                     })
                     .collect();
                 conditions.push(Expr::BinaryOp {
-                    left: Box::new(column_of(&alias, &child_link_name(child), caps)),
+                    left: Box::new(column_of(&alias, &child.link_name(), caps)),
                     op: BinaryOperator::Eq,
                     right: Box::new(self.row_col(&child.key)),
                 });
@@ -532,17 +532,6 @@ fn derived_alias(n: usize) -> String {
     format!("d{}", n + 1)
 }
 
-/// The name of the link column in a child's per-pair aggregates: the child's own column
-/// name (`session_id`), or `…_link` when one of its values is named so.
-fn child_link_name(child: &DerivedChild) -> String {
-    let taken: Vec<&str> = child.values.iter().map(|v| v.name.as_str()).collect();
-    if taken.iter().any(|t| t.eq_ignore_ascii_case(&child.column)) {
-        fresh_name(&format!("{}_link", child.column), &taken)
-    } else {
-        child.column.clone()
-    }
-}
-
 /// `alias.time < cutoff` (`<=` with the cutoff included), both compared as dates when
 /// both are dates, else as timestamps (a date is its midnight).
 fn before_cutoff(time: &PlanTime, caps: &Capabilities, alias: &str, at: &SourceTime) -> Expr {
@@ -599,7 +588,7 @@ pub fn derived_child_cte(
         .collect();
     let link = column_of(CHILD, &child.column, caps);
     let mut items: Vec<SelectItem> = pair.iter().cloned().map(SelectItem::UnnamedExpr).collect();
-    items.push(aliased(link.clone(), &child_link_name(child), caps));
+    items.push(aliased(link.clone(), &child.link_name(), caps));
     for value in &child.values {
         let expr = qualified(&value.expr, CHILD, caps);
         items.push(aliased(adapt(&expr, &value.path), &value.name, caps));

@@ -54,6 +54,29 @@ pub struct DerivedChild {
     pub time: Option<SourceTime>,
 }
 
+impl DerivedChild {
+    /// The name of the link column in the child's grouped CTE: the child's own column name
+    /// (`session_id`), or `…_link` (`_link_2`, …) when one of its values is named so.
+    pub fn link_name(&self) -> String {
+        let taken = |name: &str| {
+            self.values
+                .iter()
+                .any(|v| v.name.eq_ignore_ascii_case(name))
+        };
+        if !taken(&self.column) {
+            return self.column.clone();
+        }
+        let base = format!("{}_link", self.column);
+        let mut name = base.clone();
+        let mut n = 2;
+        while taken(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        name
+    }
+}
+
 /// One derived column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DerivedValue {
