@@ -56,6 +56,21 @@ pub(crate) fn aliased(expr: Expr, name: &str, caps: &Capabilities) -> SelectItem
     }
 }
 
+/// `CASE WHEN marker IS NULL THEN empty ELSE value END`: a value read through a `LEFT JOIN`,
+/// or its value over no rows where the join found no row (`marker` is NULL).
+pub(crate) fn unless_unmatched(marker: Expr, empty: Expr, value: Expr) -> Expr {
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen {
+            condition: Expr::IsNull(Box::new(marker)),
+            result: empty,
+        }],
+        else_result: Some(Box::new(value)),
+    }
+}
+
 /// `"name" AS (query)`.
 pub(crate) fn cte(name: &str, query: Query, caps: &Capabilities) -> Cte {
     Cte {

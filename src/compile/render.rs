@@ -19,6 +19,7 @@ use crate::compile::adapt::adapt;
 use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
+    unless_unmatched,
 };
 use crate::compile::dialect::{Capabilities, Dialect};
 use crate::compile::point_in_time::Window;
@@ -28,8 +29,8 @@ use crate::sql::function_name;
 use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::helpers::stmt_create_table::CreateTableBuilder;
 use sqlparser::ast::{
-    BinaryOperator, CaseWhen, Cte, Expr, FunctionArguments, Join, JoinConstraint, JoinOperator,
-    ObjectName, Query, SelectItem, Statement, With,
+    BinaryOperator, Cte, Expr, FunctionArguments, Join, JoinConstraint, JoinOperator, ObjectName,
+    Query, SelectItem, Statement, With,
 };
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -245,16 +246,11 @@ impl QueryBuilder<'_> {
                     let found = column_of(&alias, &value.name, caps);
                     let expr = match &value.empty_value {
                         None => found,
-                        Some(empty) => Expr::Case {
-                            case_token: AttachedToken::empty(),
-                            end_token: AttachedToken::empty(),
-                            operand: None,
-                            conditions: vec![CaseWhen {
-                                condition: Expr::IsNull(Box::new(marker.clone())),
-                                result: self.fragment(empty, &value.path),
-                            }],
-                            else_result: Some(Box::new(found)),
-                        },
+                        Some(empty) => unless_unmatched(
+                            marker.clone(),
+                            self.fragment(empty, &value.path),
+                            found,
+                        ),
                     };
                     items.push(aliased(expr, &value.name, caps));
                 }
@@ -596,20 +592,7 @@ impl QueryBuilder<'_> {
                                 quoted(&source.grain[0], caps),
                             ]);
                             let empty = self.fragment(empty, &f.path);
-                            aliased(
-                                Expr::Case {
-                                    case_token: AttachedToken::empty(),
-                                    end_token: AttachedToken::empty(),
-                                    operand: None,
-                                    conditions: vec![CaseWhen {
-                                        condition: Expr::IsNull(Box::new(marker)),
-                                        result: empty,
-                                    }],
-                                    else_result: Some(Box::new(value)),
-                                },
-                                &f.name,
-                                caps,
-                            )
+                            aliased(unless_unmatched(marker, empty, value), &f.name, caps)
                         }
                     }
                 }

@@ -37,6 +37,7 @@
 use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
+    unless_unmatched,
 };
 use crate::compile::dialect::Capabilities;
 use crate::compile::fragment::is_aggregate;
@@ -405,20 +406,11 @@ impl TimedPart<'_> {
                         let found = column_of(&alias, &value.name, caps);
                         match &value.empty_value {
                             None => found,
-                            Some(empty) => Expr::Case {
-                                case_token: AttachedToken::empty(),
-                                end_token: AttachedToken::empty(),
-                                operand: None,
-                                conditions: vec![CaseWhen {
-                                    condition: Expr::IsNull(Box::new(column_of(
-                                        &alias,
-                                        &child.link_name(),
-                                        caps,
-                                    ))),
-                                    result: empty.clone(),
-                                }],
-                                else_result: Some(Box::new(found)),
-                            },
+                            Some(empty) => unless_unmatched(
+                                column_of(&alias, &child.link_name(), caps),
+                                empty.clone(),
+                                found,
+                            ),
                         }
                     }
                 };
