@@ -1,5 +1,5 @@
 #![allow(missing_docs)] // criterion_group! writes an undocumented public function.
-//! Compile time (parse + analyze + render) for recipes of 10, 100 and 1000 features over
+//! Compile time (parse + analyze + render) for recipes of 10, 50, 100 and 1000 features over
 //! the bundled retail catalog's JSON description.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -57,7 +57,7 @@ fn catalog() -> Catalog {
 fn bench_compile(c: &mut Criterion) {
     let catalog = catalog();
     let mut group = c.benchmark_group("compile");
-    for n in [10, 100, 1000] {
+    for n in [10, 50, 100, 1000] {
         let text = recipe(n);
         let check = compile(&text, &catalog, &CompileOptions::default());
         assert!(

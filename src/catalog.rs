@@ -24,6 +24,7 @@
 
 use crate::types::parse_type_name;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -70,6 +71,11 @@ pub enum TableSource {
     },
     /// Declared in a JSON catalog: a schema without data.
     Declared,
+    /// Rows held in memory: a recipe unit test's given rows ([`Catalog::with_rows`]).
+    Memory {
+        /// The rows, in the table's schema (every column nullable).
+        rows: RecordBatch,
+    },
 }
 
 /// A table or view of the catalog.
@@ -167,6 +173,32 @@ impl Catalog {
             catalog
                 .tables
                 .insert(table.name.to_ascii_lowercase(), table.clone());
+        }
+        catalog
+    }
+
+    /// This catalog with its data replaced by rows held in memory, as a recipe's unit test
+    /// gives them: each table takes its rows from `rows` (keyed by table name, ignoring
+    /// case), and a table without given rows is empty. A view keeps its query (over the
+    /// given rows of its tables) unless rows are given for the view itself. Every column
+    /// becomes nullable: a column a test leaves out is NULL.
+    pub fn with_rows(&self, rows: &BTreeMap<String, RecordBatch>) -> Catalog {
+        let given: BTreeMap<String, &RecordBatch> = rows
+            .iter()
+            .map(|(name, batch)| (name.to_ascii_lowercase(), batch))
+            .collect();
+        let mut catalog = self.clone();
+        for (key, table) in catalog.tables.iter_mut() {
+            let is_view = matches!(table.source, TableSource::View { .. });
+            let batch = match given.get(key) {
+                Some(batch) => (*batch).clone(),
+                None if is_view => continue,
+                None => RecordBatch::new_empty(nullable(&table.arrow_schema())),
+            };
+            for column in &mut table.columns {
+                column.nullable = true;
+            }
+            table.source = TableSource::Memory { rows: batch };
         }
         catalog
     }
@@ -390,6 +422,7 @@ impl Catalog {
                 TableSource::Parquet { files, .. } => serde_json::json!({ "parquet": files }),
                 TableSource::View { sql, .. } => serde_json::json!({ "view": sql }),
                 TableSource::Declared => serde_json::json!({ "declared": true }),
+                TableSource::Memory { rows } => serde_json::json!({ "memory": rows.num_rows() }),
             };
             tables.insert(table.name.clone(), source);
         }
@@ -451,6 +484,14 @@ impl Catalog {
                     register(&ctx, table, Arc::new(provider), &here)?;
                 }
                 TableSource::View { query, file, .. } => views.push((table, query, file)),
+                TableSource::Memory { rows } => {
+                    let provider = datafusion::datasource::MemTable::try_new(
+                        rows.schema(),
+                        vec![vec![rows.clone()]],
+                    )
+                    .map_err(|e| catalog_error(&here, e.to_string()))?;
+                    register(&ctx, table, Arc::new(provider), &here)?;
+                }
                 TableSource::Declared => {}
             }
         }
@@ -481,6 +522,17 @@ impl Catalog {
         }
         Ok(ctx)
     }
+}
+
+/// `schema` with every field nullable.
+pub fn nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// SQL options that refuse DDL, DML and statements: catalog views and validation only read.

@@ -5,11 +5,13 @@
 //! hints. Stages collect them instead of logging, so the CLI, the HTTP service and tests
 //! all see the same findings.
 
+use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 use std::fmt::Write as _;
 
 /// How bad a finding is: errors stop compilation, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[schemars(transform = crate::types::string_enum_schema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The recipe cannot be compiled or run.
@@ -141,7 +143,7 @@ impl Serialize for Code {
 }
 
 /// A position inside a fragment, 1-based, as editors count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 pub struct Position {
     /// 1-based line.
     pub line: u64,
@@ -150,7 +152,7 @@ pub struct Position {
 }
 
 /// Where inside a fragment a diagnostic points; `end` is exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 pub struct Span {
     /// The first character.
     pub start: Position,
@@ -334,9 +336,10 @@ impl Serialize for RecipePath {
 }
 
 /// One finding about a recipe, a catalog or a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Diagnostic {
     /// The stable code clients match on.
+    #[schemars(with = "String", regex(pattern = r"^[EW][0-9]{3}$"))]
     pub code: Code,
     /// Error or warning.
     pub severity: Severity,
@@ -344,6 +347,7 @@ pub struct Diagnostic {
     pub message: String,
     /// Where in the recipe: `features[3].expression`, `label.column`, `target_table`; `null` for the whole recipe.
     /// (Boxed: diagnostics travel in `Result`s, which stay small this way.)
+    #[schemars(with = "Option<String>")]
     pub path: Option<Box<RecipePath>>,
     /// Where inside the fragment at `path`, when known.
     pub span: Option<Span>,

@@ -15,13 +15,18 @@
 //! | materialize | [`run::materialize::materialize`] | plan, catalog, warehouse | a Parquet table |
 //! | design | [`design::design`] | design request, catalog | a validated recipe |
 //! | retry | [`jobs::retry::retry`] | failed [`Job`], catalog | the new job |
+//! | test | [`author::test_recipe`] | recipe file, catalog | snapshot and unit-test results |
+//! | fix | [`author::fix::fix`] | recipe JSON, catalog | the recipe with its clear fixes applied |
+//! | diff | [`author::diff::diff`] | two recipes, catalog | feature, SQL and value changes |
 //!
 //! The modules follow the stages, each importing only the ones before it (ARCHITECTURE.md):
 //! [`diagnostic`], [`sql`] and [`types`] under everything, then [`contract`], [`catalog`],
-//! [`compile`](mod@compile), [`run`], [`design`], [`jobs`] and, with the `server` feature, `server`.
+//! [`compile`](mod@compile), [`run`], [`design`], [`jobs`], [`author`] and, with the `server`
+//! feature, `server` (whose OpenAPI document is `server::openapi`).
 //!
-//! The `featurecraft` binary (feature `cli`) and the HTTP service in `server` (feature
-//! `server`, with its SQLite job store) are thin layers over these functions.
+//! The `featurecraft` binary (feature `cli`), the HTTP service in `server` (feature
+//! `server`, with its SQLite job store) and the Python package's native module (feature
+//! `python`, built by maturin from `python/`) are thin layers over these functions.
 //!
 //! Every stage returns its findings as [`Diagnostic`] values (code, severity, message,
 //! recipe path, span, hints); none of them logs or panics on user input.
@@ -66,12 +71,15 @@
 //! | E052 | a data file is missing or unreadable |
 //! | E053 | the output cannot be written (the warehouse folder, a full disk) |
 
+pub mod author;
 pub mod catalog;
 pub mod compile;
 pub mod contract;
 pub mod design;
 pub mod diagnostic;
 pub mod jobs;
+#[cfg(feature = "python")]
+mod python;
 pub mod run;
 #[cfg(feature = "server")]
 pub mod server;

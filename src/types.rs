@@ -138,6 +138,30 @@ pub fn type_name(data_type: &DataType) -> Option<String> {
     Some(name.to_string())
 }
 
+/// A JSON Schema transform for an enum of strings: schemars writes one `{"const": …}` per
+/// documented variant under `oneOf`; editors and client generators read a plain
+/// `{"type": "string", "enum": […]}` better, and it means the same.
+pub fn string_enum_schema(schema: &mut schemars::Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let values: Option<Vec<serde_json::Value>> = object
+        .get("oneOf")
+        .and_then(|v| v.as_array())
+        .map(|variants| {
+            variants
+                .iter()
+                .filter_map(|v| v.get("const").cloned())
+                .collect()
+        });
+    let Some(values) = values else {
+        return;
+    };
+    object.remove("oneOf");
+    object.insert("type".into(), "string".into());
+    object.insert("enum".into(), values.into());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

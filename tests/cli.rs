@@ -523,3 +523,31 @@ fn materialize_writes_into_the_recipe_s_domain_unless_told_otherwise() {
         dir.path().join("sandbox/churn_training")
     );
 }
+
+#[test]
+fn schema_prints_the_json_schema_of_each_shape() {
+    let (code, stdout, stderr) = featurecraft(&["schema"]);
+    assert_eq!(code, 0, "{stderr}");
+    let recipe: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(recipe, featurecraft::contract::schema::recipe_schema());
+    assert_eq!(recipe["title"], "FeatureRecipe");
+    let required: Vec<&str> = recipe["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        required,
+        ["target_table", "entity_grain", "label", "features"]
+    );
+    for (kind, title) in [("job", "Job"), ("design-request", "DesignRequest")] {
+        let (code, stdout, stderr) = featurecraft(&["schema", "--kind", kind]);
+        assert_eq!(code, 0, "{stderr}");
+        let schema: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(schema["title"], title);
+    }
+    let (code, _, stderr) = featurecraft(&["schema", "--kind", "table"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("possible values"), "{stderr}");
+}

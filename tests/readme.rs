@@ -31,6 +31,10 @@ fn the_readme_recipe_compiles_and_validates_its_claims() {
 }
 
 const SUBCOMMANDS: &[&str] = &[
+    "test",
+    "diff",
+    "fix",
+    "schema",
     "compile",
     "validate",
     "retry",

@@ -1410,3 +1410,102 @@ async fn what_a_crashed_materialization_left_is_removed_on_start() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_with_fix_repairs_a_misspelled_column_and_records_it() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let mut misspelled = recipe();
+    misspelled["features"][4]["expression"] = "SUM(amout)".into();
+    let (_, job) = server
+        .create_and_wait_with(&ana, &new_job(misspelled))
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    // A plain retry changes nothing; `?fix=true` applies the one clear fix.
+    let (status, again) = server.retry_and_wait(&ana, &id).await;
+    assert_eq!((status, again["status"].as_str()), (200, Some("failed")));
+    let path = format!("{API}/jobs/{id}/retry?wait=true&fix=true");
+    let (status, _, fixed) = server.call("POST", &path, Some(&ana), None, &[]).await;
+    assert_eq!(status, 200, "{fixed}");
+    assert_eq!(fixed["status"], "pending_approval", "{fixed}");
+    assert_eq!(fixed["recipe"]["features"][4]["expression"], "SUM(amount)");
+    assert!(
+        fixed["recipe"]["notes"]
+            .as_str()
+            .unwrap()
+            .contains("- features[4].expression: `amout` → `amount` (E021)"),
+        "{fixed}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_is_served_and_the_document_is_served_too() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    // The document is public, as FastAPI's is, and is the one the library builds.
+    let (status, _, document) = server.call("GET", "/openapi.json", None, None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(document, featurecraft::server::openapi::document());
+    let documented = featurecraft::server::openapi::documented_routes();
+    assert_eq!(documented.len(), 9);
+    for (method, path) in documented {
+        let path = path.replace("{job_id}", "3c90c3cc-0d44-4b50-8888-8dd25736052a");
+        let (status, _, body) = server
+            .call(&method, &path, Some(&ana), Some(&json!({})), &[])
+            .await;
+        // Answered by its handler: never the router's fallbacks.
+        let detail = body["detail"].as_str().unwrap_or("");
+        assert!(
+            status != 405 && !detail.starts_with("no route"),
+            "{method} {path}: {status} {body}"
+        );
+        // Each status is one the document lists for the route.
+        let key = path.replace("3c90c3cc-0d44-4b50-8888-8dd25736052a", "{job_id}");
+        let operation = &document["paths"][&key][method.to_lowercase()];
+        assert!(
+            operation["responses"][status.to_string()].is_object(),
+            "{method} {key} answered {status}, which the document does not list"
+        );
+    }
+    // A route the document does not have is the fallback's.
+    let (status, _, _) = server
+        .call(
+            "POST",
+            "/api/automl/feature-engineering/jobs/x/cancel",
+            Some(&ana),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_a_fix_that_is_not_a_boolean_is_refused_and_changes_nothing() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let mut misspelled = recipe();
+    misspelled["features"][4]["expression"] = "SUM(amout)".into();
+    let (_, job) = server
+        .create_and_wait_with(&ana, &new_job(misspelled))
+        .await;
+    let id = job["job_id"].as_str().unwrap().to_string();
+    for query in ["fix=maybe", "fix=%22%5C%22", "fix=1%3B%20DROP"] {
+        let path = format!("{API}/jobs/{id}/retry?wait=true&{query}");
+        let (status, _, body) = server.call("POST", &path, Some(&ana), None, &[]).await;
+        assert!((400..500).contains(&status), "{query}: {status} {body}");
+        assert!(body["detail"].is_string(), "{query}: {body}");
+    }
+    let (_, _, after) = server
+        .call("GET", &format!("{API}/jobs/{id}"), Some(&ana), None, &[])
+        .await;
+    assert_eq!(after["status"], "failed");
+    assert_eq!(after["recipe"], job["recipe"]);
+    server.stop().await;
+}

@@ -55,6 +55,26 @@ pub enum Command {
         after_help = "Prints `{\"path\", \"rows\"}` as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
     )]
     Materialize(MaterializeArgs),
+    /// Test recipes: SQL and validation snapshots, and unit tests with given and expected rows.
+    #[command(
+        after_help = "For each recipe NAME.json: its SQL per dialect against __snapshots__/NAME.DIALECT.sql, its\nvalidation summary against __snapshots__/NAME.validation.json, and the unit tests of NAME.test.json.\nA new snapshot is written as FILE.new for review; --update writes the snapshots instead.\nExit 0: every check passed; 1: a check failed (or a snapshot is new); 2: usage.\nExample:\n  featurecraft test fixtures/recipes/good --catalog fixtures/retail --dialect duckdb,postgres"
+    )]
+    Test(TestArgs),
+    /// Show what a new version of a recipe changes: features, SQL, and values on a sample.
+    #[command(
+        after_help = "Exit 0 either way (a diff is a report); 1 when a recipe does not compile; 2 for usage.\nExample:\n  featurecraft diff old.json new.json --catalog fixtures/retail --sample-size 500"
+    )]
+    Diff(DiffArgs),
+    /// Fix a recipe's mistakes that have one clear correction (a misspelled column, table or field).
+    #[command(
+        after_help = "Prints each fix with its path on stderr and the fixed recipe on stdout; --write writes it back\ninstead. Exit 0 when the fixed recipe compiles, 1 when errors are left (each with why it was not\nfixed), 2 for usage. Example:\n  featurecraft fix fixes/E021_unknown_column.json --catalog fixtures/retail --write"
+    )]
+    Fix(FixArgs),
+    /// Print the JSON Schema of a recipe (or of a job, or a design request) for editors.
+    #[command(
+        after_help = "Generated from the types the recipe reader uses. Example:\n  featurecraft schema > featurecraft-recipe.schema.json\n  # then, in a recipe file: \"$schema\": \"./featurecraft-recipe.schema.json\" (or map it in the editor's settings)"
+    )]
+    Schema(SchemaArgs),
     /// Print a catalog's schemas as JSON, the form `--catalog FILE.json` reads.
     #[command(
         after_help = "Example:\n  featurecraft describe-catalog --catalog fixtures/retail > retail_catalog.json"
@@ -74,6 +94,88 @@ pub enum Format {
     Text,
     /// For programs.
     Json,
+}
+
+/// Arguments of `test`.
+#[derive(Args)]
+pub struct TestArgs {
+    /// Recipe files, or folders whose `.json` recipes are tested (recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Catalog directory (Parquet files and SQL views), or a JSON catalog (no validation snapshot then).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Dialects whose SQL is snapshotted (default: all seven).
+    #[arg(long, value_delimiter = ',')]
+    pub dialect: Vec<Dialect>,
+    /// Write the snapshots instead of comparing them (accepts every change: review the diff first).
+    #[arg(long)]
+    pub update: bool,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    /// text: each check and a summary line; json: `{"passed", "failed", "results": [...]}`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Arguments of `diff`.
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The recipe as it was.
+    pub old: PathBuf,
+    /// The recipe as it is now.
+    pub new: PathBuf,
+    /// Catalog directory (a JSON catalog compares features and SQL only).
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// The dialect of the SQL diff.
+    #[arg(long, default_value = "generic")]
+    pub dialect: Dialect,
+    /// How many entities the value comparison samples.
+    #[arg(long, default_value_t = 1_000)]
+    pub sample_size: usize,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    /// text for people; json: `{"features", "fields", "sql_diff", "values"}`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Arguments of `fix`.
+#[derive(Args)]
+pub struct FixArgs {
+    /// The recipe JSON file.
+    pub recipe: PathBuf,
+    /// Catalog directory or JSON catalog file.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// The dialect the recipe is compiled for while fixing.
+    #[arg(long, default_value = "generic")]
+    pub dialect: Dialect,
+    /// Write the fixed recipe back to its file (when anything was fixed).
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// Arguments of `schema`.
+#[derive(Args)]
+pub struct SchemaArgs {
+    /// Which shape: a recipe file, a Job as the service returns it, or a design request.
+    #[arg(long, value_enum, default_value_t = SchemaKind::Recipe)]
+    pub kind: SchemaKind,
+}
+
+/// The shapes `schema` describes.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SchemaKind {
+    /// A FeatureRecipe (with featurecraft's extensions).
+    Recipe,
+    /// A Job.
+    Job,
+    /// The `design` object of a job, or `featurecraft design`'s request.
+    DesignRequest,
 }
 
 /// The kind of label, for `design`.
@@ -182,6 +284,9 @@ pub struct RetryArgs {
     pub sample: SampleSize,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    /// Apply the recipe's machine-applicable fixes first (as `featurecraft fix`), recorded in its notes.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// `featurecraft serve`.

@@ -7,8 +7,8 @@ mod args;
 mod report;
 
 use args::{
-    Cli, Command, CompileArgs, DescribeArgs, DesignArgs, Format, GenerateArgs, ServeArgs,
-    TokenArgs, ValidateArgs,
+    Cli, Command, CompileArgs, DescribeArgs, DesignArgs, DiffArgs, FixArgs, Format, GenerateArgs,
+    SchemaArgs, SchemaKind, ServeArgs, TestArgs, TokenArgs, ValidateArgs,
 };
 use clap::Parser;
 use featurecraft::run::validate::ValidateOptions;
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),
             };
-            runtime.block_on(run_retry(&args.job, &args.catalog, &options))
+            runtime.block_on(run_retry(&args.job, &args.catalog, &options, args.fix))
         }
         Command::Serve(args) => runtime.block_on(serve_command(args)),
         Command::Token(args) => token_command(&args),
@@ -98,6 +98,10 @@ fn main() -> ExitCode {
                 &options,
             ))
         }
+        Command::Schema(args) => schema_command(&args),
+        Command::Fix(args) => runtime.block_on(fix_command(&args)),
+        Command::Diff(args) => runtime.block_on(diff_command(&args)),
+        Command::Test(args) => runtime.block_on(test_command(&args)),
         Command::DescribeCatalog(args) => runtime.block_on(describe_command(&args)),
         Command::Generate(args) => generate_command(&args),
     }
@@ -313,6 +317,282 @@ fn design_point_in_time(
         time_columns: TimeColumns(columns),
         include_cutoff: args.include_cutoff.then_some(true),
     }))
+}
+
+async fn test_command(args: &TestArgs) -> ExitCode {
+    use featurecraft::author::{TestOptions, recipes_under, test_recipe};
+    let run = match run_options(
+        Dialect::DataFusion,
+        args.sample.sample_size,
+        0.5,
+        &args.memory.memory_limit,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let recipes = match recipes_under(&args.paths) {
+        Ok(r) if r.is_empty() => return usage_error("no recipe (.json) under the given paths"),
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
+    let catalog = match Catalog::load(&args.catalog).await {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let options = TestOptions {
+        dialects: if args.dialect.is_empty() {
+            Dialect::ALL.to_vec()
+        } else {
+            args.dialect.clone()
+        },
+        update: args.update,
+        validate: run.validate,
+    };
+    let mut results = Vec::new();
+    for recipe in &recipes {
+        let found = test_recipe(recipe, &catalog, &options).await;
+        if matches!(args.format, Format::Text) {
+            out!("{}", recipe.display());
+            for r in &found {
+                out!("  {:<8} {}", r.status.as_str(), r.check);
+                for line in r.detail.lines() {
+                    out!("           {line}");
+                }
+            }
+        }
+        results.extend(found);
+    }
+    let failed = results.iter().filter(|r| r.status.fails()).count();
+    let new = results
+        .iter()
+        .filter(|r| r.status == featurecraft::author::Status::New)
+        .count();
+    let passed = results.len() - failed;
+    match args.format {
+        Format::Text => {
+            let pending = if new > 0 {
+                format!(" ({new} new snapshot(s) to review)")
+            } else {
+                String::new()
+            };
+            out!("{passed} passed, {failed} failed{pending}");
+        }
+        Format::Json => {
+            let results: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "recipe": r.recipe,
+                        "check": r.check,
+                        "status": r.status.as_str(),
+                        "detail": r.detail,
+                    })
+                })
+                .collect();
+            let report =
+                serde_json::json!({"passed": passed, "failed": failed, "results": results});
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => out!("{text}"),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn diff_command(args: &DiffArgs) -> ExitCode {
+    use featurecraft::author::diff::{FeatureChange, diff};
+    let run = match run_options(
+        Dialect::DataFusion,
+        args.sample_size,
+        0.5,
+        &args.memory.memory_limit,
+        false,
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let (old, catalog) = match recipe_and_catalog(&args.old, &args.catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
+    };
+    let new = match std::fs::read_to_string(&args.new) {
+        Ok(text) => text,
+        Err(e) => return usage_error(&format!("cannot read recipe {}: {e}", args.new.display())),
+    };
+    let found = match diff(&old, &new, &catalog, args.dialect, &run.validate).await {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let share = |equal: usize, compared: usize| {
+        if compared == 0 {
+            0.0
+        } else {
+            equal as f64 / compared as f64
+        }
+    };
+    match args.format {
+        Format::Json => {
+            let features: Vec<serde_json::Value> = found
+                .features
+                .iter()
+                .map(|c| match c {
+                    FeatureChange::Added(n) => serde_json::json!({"change": "added", "name": n}),
+                    FeatureChange::Removed(n) => {
+                        serde_json::json!({"change": "removed", "name": n})
+                    }
+                    FeatureChange::Changed(n, fields) => {
+                        serde_json::json!({"change": "changed", "name": n, "fields": fields})
+                    }
+                    FeatureChange::Renamed(from, to) => {
+                        serde_json::json!({"change": "renamed", "name": to, "from": from})
+                    }
+                })
+                .collect();
+            let values = match &found.values {
+                Ok(columns) => {
+                    serde_json::json!({"columns": columns.iter().map(|c| serde_json::json!({
+                    "column": c.column,
+                    "old_column": c.old_column,
+                    "compared": c.compared,
+                    "equal": c.equal,
+                    "equal_share": share(c.equal, c.compared),
+                    "examples": c.examples.iter().map(|(key, old, new)| serde_json::json!({"key": key, "old": old, "new": new})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>()})
+                }
+                Err(why) => serde_json::json!({"skipped": why}),
+            };
+            let report = serde_json::json!({
+                "features": features,
+                "fields": found.fields,
+                "sql_diff": found.sql,
+                "values": values,
+            });
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => out!("{text}"),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        }
+        Format::Text => {
+            out!("features:");
+            if found.features.is_empty() {
+                out!("  (no change)");
+            }
+            for change in &found.features {
+                match change {
+                    FeatureChange::Added(n) => out!("  + added    {n}"),
+                    FeatureChange::Removed(n) => out!("  - removed  {n}"),
+                    FeatureChange::Changed(n, fields) => {
+                        out!("  ~ changed  {n} ({})", fields.join(", "))
+                    }
+                    FeatureChange::Renamed(from, to) => out!("  > renamed  {from} → {to}"),
+                }
+            }
+            if !found.fields.is_empty() {
+                out!("recipe fields changed: {}", found.fields.join(", "));
+            }
+            if found.sql.is_empty() {
+                out!("SQL ({}): unchanged", args.dialect.name());
+            } else {
+                out!("SQL ({}):", args.dialect.name());
+                out!("{}", found.sql.trim_end());
+            }
+            match &found.values {
+                Err(why) => out!("values: {why}"),
+                Ok(columns) => {
+                    let rows = columns.first().map_or(0, |c| c.compared);
+                    out!("values on {rows} sampled rows:");
+                    for c in columns {
+                        let name = if c.column == c.old_column {
+                            c.column.clone()
+                        } else {
+                            format!("{} (was {})", c.column, c.old_column)
+                        };
+                        out!(
+                            "  {name:<28} {:>6.1}% equal",
+                            100.0 * share(c.equal, c.compared)
+                        );
+                        for (key, old, new) in &c.examples {
+                            out!("      {key}: {old} → {new}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn fix_command(args: &FixArgs) -> ExitCode {
+    let (text, catalog) = match recipe_and_catalog(&args.recipe, &args.catalog).await {
+        Ok(inputs) => inputs,
+        Err(code) => return code,
+    };
+    let fixed = match featurecraft::author::fix::fix(
+        &text,
+        &catalog,
+        &CompileOptions::for_dialect(args.dialect),
+    ) {
+        Ok(f) => f,
+        Err(e) => return usage_error(&format!("{}: {e}", args.recipe.display())),
+    };
+    for f in &fixed.fixes {
+        eprintln!("fixed {f}");
+    }
+    for (d, why) in &fixed.left {
+        eprintln!("left  {} ({why})", d.summary_line());
+    }
+    let json = match serde_json::to_string_pretty(&fixed.recipe) {
+        Ok(json) => json + "\n",
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if args.write {
+        if !fixed.fixes.is_empty() {
+            let partial = args.recipe.with_extension("json.partial");
+            let written = std::fs::write(&partial, &json)
+                .and_then(|()| std::fs::rename(&partial, &args.recipe));
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&partial);
+                return usage_error(&format!("cannot write {}: {e}", args.recipe.display()));
+            }
+        }
+        eprintln!(
+            "{}: {} fix(es) written",
+            args.recipe.display(),
+            fixed.fixes.len()
+        );
+    } else {
+        print!("{json}");
+    }
+    if fixed.compiles() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn schema_command(args: &SchemaArgs) -> ExitCode {
+    use featurecraft::contract::schema;
+    let schema = match args.kind {
+        SchemaKind::Recipe => schema::recipe_schema(),
+        SchemaKind::Job => schema::job_schema(),
+        SchemaKind::DesignRequest => schema::design_request_schema(),
+    };
+    match serde_json::to_string_pretty(&schema) {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e.to_string()),
+    }
 }
 
 async fn describe_command(args: &DescribeArgs) -> ExitCode {
@@ -678,40 +958,10 @@ fn run_options(
         validate: ValidateOptions {
             sample_size,
             null_threshold,
-            memory_limit: parse_size(memory_limit)?,
+            memory_limit: featurecraft::run::sample::parse_size(memory_limit)?,
             ..ValidateOptions::default()
         },
     })
-}
-
-/// Parses a size such as `512M`, `2G`, `1GiB` or a plain number of bytes.
-fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let digits_end = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits_end);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (try 512M or 2G)"))?;
-    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1.0,
-        "K" | "KB" | "KIB" => 1024.0,
-        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
-        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{text}` (use K, M or G)"
-            ));
-        }
-    };
-    let bytes = number * scale;
-    if bytes < 1024.0 * 1024.0 {
-        return Err(format!(
-            "memory limit `{text}` is too small: give at least 1M"
-        ));
-    }
-    Ok(bytes as usize)
 }
 
 /// Runs the sampled query again and writes its rows to `out` (Parquet).
@@ -851,7 +1101,7 @@ async fn run_validate(
     }
 }
 
-async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode {
+async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions, fix: bool) -> ExitCode {
     let text = match std::fs::read_to_string(job) {
         Ok(text) => text,
         Err(e) => return usage_error(&format!("cannot read job {}: {e}", job.display())),
@@ -866,6 +1116,16 @@ async fn run_retry(job: &Path, catalog: &Path, options: &RunOptions) -> ExitCode
             Err(code) => return code,
         },
         Err(e) => return usage_error(&e.to_string()),
+    };
+    let job = if fix {
+        let (fixed, fixes) =
+            featurecraft::author::fix::fix_job(&job, &catalog, &options.compile_options());
+        for f in &fixes {
+            eprintln!("fixed {f}");
+        }
+        fixed
+    } else {
+        job
     };
     let progress = Progress::start("retrying the job");
     let result = featurecraft::jobs::retry::retry(&job, &catalog, options).await;

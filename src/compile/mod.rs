@@ -92,6 +92,26 @@ impl Compiled {
     }
 }
 
+impl Compiled {
+    /// The findings as the command line prints them without colour: each with its caret
+    /// under the fragment, then `NAME: N error(s), M warning(s)` (empty without findings).
+    pub fn report(&self, name: &str) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            let fragment = d.path.as_deref().and_then(|p| self.fragment_at(p));
+            out.push_str(&d.render(fragment));
+        }
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = self.diagnostics.len() - errors;
+        if errors + warnings > 0 {
+            out.push_str(&format!(
+                "{name}: {errors} error(s), {warnings} warning(s)\n"
+            ));
+        }
+        out
+    }
+}
+
 /// Parses, analyzes and renders a recipe: the whole compile stage.
 pub fn compile(recipe_json: &str, catalog: &Catalog, options: &CompileOptions) -> Compiled {
     let parsed = parse_recipe(recipe_json);

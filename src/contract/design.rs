@@ -2,11 +2,12 @@
 //! crew designs a recipe for when a job comes without one.
 
 use crate::contract::recipe::{LabelSpec, PointInTime, Relationship};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What to design a recipe for: featurecraft's extension of the job contract, accepted by
 /// `POST /jobs` in place of a recipe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DesignRequest {
     /// The table whose rows (or grain keys) are the training rows; it holds the label.
     pub spine: String,

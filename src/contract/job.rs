@@ -5,12 +5,13 @@
 
 use crate::contract::recipe::FeatureRecipe;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number};
 use uuid::Uuid;
 
 /// The result of running a compiled recipe on a sample; deliberately small.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ValidationSummary {
     /// How many rows the full CTAS would produce.
     pub estimated_row_count: u64,
@@ -31,7 +32,8 @@ impl ValidationSummary {
 }
 
 /// Where a job is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::types::string_enum_schema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// The crew's recipe is being compiled and validated.
@@ -90,9 +92,11 @@ impl JobStatus {
 }
 
 /// A job as the contract defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = always_written)]
 pub struct Job {
     /// The job's identity.
+    #[schemars(with = "String", extend("format" = "uuid"))]
     pub job_id: Uuid,
     /// Where it is in its lifecycle.
     pub status: JobStatus,
@@ -103,8 +107,10 @@ pub struct Job {
     /// Who created it (the token's `sub`).
     pub owner: String,
     /// When it was created (UTC, whole seconds).
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub updated_at: DateTime<Utc>,
     /// The crew's proposal.
     pub recipe: Option<FeatureRecipe>,
@@ -124,8 +130,25 @@ pub struct Job {
     pub materialized: Option<MaterializedTable>,
 }
 
+/// The contract's nullable fields are always written (as `null` when empty): required in
+/// the schema, though the reader also takes a job without them.
+fn always_written(schema: &mut schemars::Schema) {
+    if let Some(required) = schema
+        .ensure_object()
+        .entry("required")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        .as_array_mut()
+    {
+        for field in ["recipe", "sql", "validation", "error"] {
+            if !required.iter().any(|r| r == field) {
+                required.push(field.into());
+            }
+        }
+    }
+}
+
 /// The table a materialization wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MaterializedTable {
     /// The table's folder of Parquet files, as the service sees it.
     pub location: String,

@@ -6,3 +6,4 @@
 pub mod design;
 pub mod job;
 pub mod recipe;
+pub mod schema;

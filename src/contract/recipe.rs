@@ -8,11 +8,12 @@ use crate::diagnostic::{
     Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, did_you_mean,
     suggestions,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// A proposal for a training table: its rows (the grain), its label and its features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FeatureRecipe {
     /// Name of the table the CTAS creates; may be qualified (`domain.table`).
     pub target_table: String,
@@ -47,7 +48,7 @@ pub struct FeatureRecipe {
 /// `sessions.SUM(transactions.amount)` is the derived column, `AVG(...)` over sessions the
 /// feature. A row of `table` without child rows takes the aggregate over no rows (a count
 /// is 0, anything else NULL).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DerivedColumn {
     /// The table that gets the column (`sessions`).
     pub table: String,
@@ -61,7 +62,7 @@ pub struct DerivedColumn {
 
 /// A many-to-one link: every row of the child table belongs to at most one row of the
 /// parent table, the one whose `parent` column equals the child's `child` column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Relationship {
     /// `table.column` in the child (`order_items.order_id`).
     pub child: String,
@@ -81,7 +82,7 @@ impl Relationship {
 /// Point-in-time semantics (DESIGN.md §3.8): a feature sees only the rows of its source that
 /// were known before its training row's cutoff, so the table holds what a model will have
 /// when it predicts, never what happened afterwards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PointInTime {
     /// The grain column holding each row's prediction time (a date or a timestamp); the
     /// other grain columns are the entity key sources join on.
@@ -115,6 +116,20 @@ impl TimeColumns {
             .iter()
             .find(|(t, _)| t.eq_ignore_ascii_case(table))
             .map(|(_, c)| c.as_deref())
+    }
+}
+
+impl JsonSchema for TimeColumns {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimeColumns".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Table → its time column, or null for a table declared static.",
+            "type": "object",
+            "additionalProperties": {"type": ["string", "null"]}
+        })
     }
 }
 
@@ -155,7 +170,8 @@ impl<'de> Deserialize<'de> for TimeColumns {
 }
 
 /// The kind of prediction target; it decides how the label is summarised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::types::string_enum_schema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelType {
     #[default]
@@ -168,7 +184,7 @@ pub enum LabelType {
 }
 
 /// The prediction target: where it comes from and how it is computed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LabelSpec {
     /// Output column name of the label.
     #[serde(default = "default_label_name")]
@@ -193,7 +209,7 @@ pub struct LabelSpec {
 }
 
 /// One feature column: a SQL expression over one source table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FeatureSpec {
     /// Output column name.
     pub name: String,

@@ -54,6 +54,37 @@ impl Default for ValidateOptions {
     }
 }
 
+/// Parses a memory limit such as `512M`, `2G`, `1GiB` or a plain number of bytes (at
+/// least 1 MiB): the one spelling the command line and the Python package accept.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits_end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 512M or 2G)"))?;
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KB" | "KIB" => 1024.0,
+        "M" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "G" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use K, M or G)"
+            ));
+        }
+    };
+    let bytes = number * scale;
+    if bytes < 1024.0 * 1024.0 {
+        return Err(format!(
+            "memory limit `{text}` is too small: give at least 1M"
+        ));
+    }
+    Ok(bytes as usize)
+}
+
 /// A DataFusion session for running recipes: the memory limit, the partitions, the key
 /// hash function and the catalog's tables.
 pub async fn session(

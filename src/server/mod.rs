@@ -20,8 +20,10 @@
 //! [`Limits::header_timeout`] (idle keep-alive connections are closed after it), bodies
 //! within [`Limits::body_timeout`]; `GET /jobs` is paginated.
 
+pub mod api;
 pub mod auth;
 pub mod listen;
+pub mod openapi;
 pub mod store;
 
 use crate::catalog::Catalog;
@@ -42,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +52,9 @@ use store::Store;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The routes' common prefix.
-pub const PREFIX: &str = "/api/automl/feature-engineering";
+/// Where the job API lives (one definition, shared with the OpenAPI document).
+pub use openapi::PREFIX;
+
 /// Request bodies larger than this are refused (413).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
 /// `GET /jobs` answers this many jobs a page unless `?limit=` asks otherwise.
@@ -231,7 +234,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({"detail": self.detail}))).into_response();
+        let body = api::ErrorBody {
+            detail: self.detail,
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -285,7 +291,15 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
         .route("/compile", post(compile_stateless))
         .route("/validate", post(validate_stateless));
     let router = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async {
+                Json(api::Health {
+                    status: "ok".into(),
+                })
+            }),
+        )
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .nest(PREFIX, api)
         .fallback(|request: Request| async move {
             ApiError::new(
@@ -446,6 +460,16 @@ fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> Result<store::Sto
 struct WaitParam {
     #[serde(default)]
     wait: bool,
+}
+
+/// `?wait=true` as elsewhere; `?fix=true` applies the recipe's machine-applicable fixes
+/// (recorded in its notes) before the retry.
+#[derive(Deserialize)]
+struct RetryParams {
+    #[serde(default)]
+    wait: bool,
+    #[serde(default)]
+    fix: bool,
 }
 
 fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
@@ -784,7 +808,7 @@ async fn retry_job(
     State(state): State<Shared>,
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
-    Query(wait): Query<WaitParam>,
+    Query(params): Query<RetryParams>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
@@ -802,6 +826,12 @@ async fn retry_job(
         };
         let outcome = match catalog {
             Ok(catalog) => {
+                let failed = if params.fix {
+                    let options = task_state.config.run.compile_options();
+                    crate::author::fix::fix_job(&failed, &catalog, &options).0
+                } else {
+                    failed
+                };
                 let attempt = retry(&failed, &catalog, &task_state.config.run);
                 match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
                     Ok(Ok(job)) => job,
@@ -819,7 +849,7 @@ async fn retry_job(
         );
     })
     .await?;
-    respond(&state, running, task, wait.wait, StatusCode::OK).await
+    respond(&state, running, task, params.wait, StatusCode::OK).await
 }
 
 /// Moves a job to `next` as one compare-and-set in the store: 409 when the lifecycle does
@@ -1025,23 +1055,14 @@ async fn materialize_recipe(
         .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))
 }
 
-#[derive(Deserialize)]
-struct EngineRequest {
-    recipe: Value,
-    #[serde(default)]
-    dialect: Option<String>,
-    #[serde(default)]
-    sample_size: Option<usize>,
-}
-
 /// Checks the caller and reads `{"recipe", "dialect"?, "sample_size"?}`.
 async fn engine_request(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(EngineRequest, Dialect), ApiError> {
+) -> Result<(api::EngineRequest, Dialect), ApiError> {
     caller(state, headers).await?;
-    let request: EngineRequest = serde_json::from_slice(body)
+    let request: api::EngineRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
     let dialect = match &request.dialect {
         Some(d) => d.parse().map_err(|e: String| {
@@ -1097,17 +1118,22 @@ async fn compile_stateless(
     let (sql, diagnostics) = answer;
     // The CLI's `compile --format json` shape: the printed SQL has been read back in the
     // dialect's grammar (compile withholds it otherwise).
-    let reparsed = sql.as_ref().map(|_| json!({"ok": true}));
+    let reparsed = sql.as_ref().map(|_| api::Reparsed { ok: true });
     let failed = diagnostics
         .iter()
         .any(crate::diagnostic::Diagnostic::is_error);
-    let body = json!({"dialect": dialect.name(), "sql": sql, "reparsed": reparsed, "diagnostics": diagnostics});
+    let body = api::CompileAnswer {
+        dialect: dialect.name().into(),
+        sql,
+        reparsed,
+        diagnostics,
+    };
     Ok(recipe_answer(failed, body))
 }
 
 /// `200` with the answer, or `422` with it when the recipe has errors: the caller's input
 /// is what is wrong, and the diagnostics say where.
-fn recipe_answer(failed: bool, body: Value) -> Response {
+fn recipe_answer(failed: bool, body: impl serde::Serialize) -> Response {
     let status = if failed {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -1132,7 +1158,11 @@ async fn validate_stateless(
         let catalog = current_catalog(&task_state).await?;
         let parsed = recipe_from_value(&request.recipe);
         let Some(recipe) = parsed.recipe else {
-            let body = json!({"sql": null, "validation": null, "diagnostics": parsed.diagnostics});
+            let body = api::ValidateAnswer {
+                sql: None,
+                validation: None,
+                diagnostics: parsed.diagnostics,
+            };
             return Ok((true, body));
         };
         let run = run_recipe(&recipe, &catalog, &options).await;
@@ -1143,7 +1173,11 @@ async fn validate_stateless(
         diagnostics.extend(run.diagnostics);
         Ok::<_, ApiError>((
             failed,
-            json!({"sql": run.sql, "validation": run.validation, "diagnostics": diagnostics}),
+            api::ValidateAnswer {
+                sql: run.sql,
+                validation: run.validation,
+                diagnostics,
+            },
         ))
     })
     .await??;

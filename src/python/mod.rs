@@ -1,0 +1,482 @@
+//! The Python package's native module (feature `python`, built by maturin from
+//! `python/pyproject.toml`): compile, validate, design, retry and materialize in-process
+//! for a Python backend, over the same library calls as the command line. Every call that
+//! reads data releases the GIL while it runs, and a Rust panic comes out as
+//! `featurecraft.InternalError`, never as a crash.
+
+mod errors;
+mod findings;
+mod runtime;
+mod values;
+
+use crate::catalog::Catalog;
+use crate::compile::dialect::Dialect;
+use crate::compile::{CompileOptions, Compiled, compile as compile_text};
+use crate::contract::design::DesignRequest;
+use crate::contract::job::Job;
+use crate::contract::recipe::parse_recipe;
+use crate::run::sample::{ValidateOptions, parse_size};
+use crate::run::{RunOptions, run_recipe};
+use errors::{CatalogError, InternalError};
+use findings::{Findings, PyDiagnostic, findings_error, json_text, to_python};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use runtime::run_detached;
+use std::path::PathBuf;
+use std::sync::Arc;
+use values::{PyCatalog, PyCompiled, PyValidation, catalog_of, recipe_of};
+
+/// The run options of the keyword arguments, or `ValueError` naming the bad one.
+fn run_options(
+    dialect: Dialect,
+    sample_size: usize,
+    null_threshold: f64,
+    memory_limit: &str,
+    strict: bool,
+) -> PyResult<RunOptions> {
+    if sample_size == 0 {
+        return Err(PyValueError::new_err("sample_size must be at least 1"));
+    }
+    if !(0.0..=1.0).contains(&null_threshold) {
+        return Err(PyValueError::new_err(format!(
+            "null_threshold must be between 0 and 1, got {null_threshold}"
+        )));
+    }
+    let memory_limit = parse_size(memory_limit)
+        .map_err(|e| PyValueError::new_err(format!("memory_limit: {e}")))?;
+    Ok(RunOptions {
+        dialect,
+        strict,
+        validate: ValidateOptions {
+            sample_size,
+            null_threshold,
+            memory_limit,
+            ..ValidateOptions::default()
+        },
+    })
+}
+
+fn dialect_of(name: &str) -> PyResult<Dialect> {
+    name.parse::<Dialect>().map_err(PyValueError::new_err)
+}
+
+/// The catalog, refused with `CatalogError` when it has no data for a query to run on.
+fn with_data(catalog: Arc<Catalog>, call: &str) -> PyResult<Arc<Catalog>> {
+    if catalog.root().is_some() {
+        return Ok(catalog);
+    }
+    Err(CatalogError::new_err(format!(
+        "this catalog describes schemas and holds no data, and {call} runs the query on the data: give the catalog directory (Parquet files and SQL views) instead"
+    )))
+}
+
+/// Compiles a recipe into the CTAS of a dialect.
+#[pyfunction]
+#[pyo3(signature = (recipe, catalog, dialect = "generic", strict = false))]
+fn compile(
+    py: Python<'_>,
+    recipe: &Bound<'_, PyAny>,
+    catalog: &Bound<'_, PyAny>,
+    dialect: &str,
+    strict: bool,
+) -> PyResult<PyCompiled> {
+    let (text, name) = recipe_of(recipe)?;
+    let catalog = catalog_of(py, catalog)?;
+    let dialect = dialect_of(dialect)?;
+    let options = CompileOptions {
+        strict,
+        ..CompileOptions::for_dialect(dialect)
+    };
+    let compiled = run_detached(py, async { compile_text(&text, &catalog, &options) })?;
+    let findings = Findings::of(&compiled, &name);
+    let ok = compiled.sql.is_some() && !findings.fails(strict);
+    let sql = if ok { compiled.sql } else { None };
+    Ok(PyCompiled::new(sql, dialect.name().into(), ok, findings))
+}
+
+/// Compiles a recipe and validates it on a sample of entities with DataFusion.
+#[pyfunction]
+#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false))]
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    py: Python<'_>,
+    recipe: &Bound<'_, PyAny>,
+    catalog: &Bound<'_, PyAny>,
+    sample_size: usize,
+    null_threshold: f64,
+    memory_limit: &str,
+    return_sample: bool,
+    dialect: &str,
+    strict: bool,
+) -> PyResult<PyValidation> {
+    let (text, name) = recipe_of(recipe)?;
+    let catalog = with_data(catalog_of(py, catalog)?, "validate")?;
+    let options = run_options(
+        dialect_of(dialect)?,
+        sample_size,
+        null_threshold,
+        memory_limit,
+        strict,
+    )?;
+    let outcome = run_detached(py, async {
+        let parsed = parse_recipe(&text);
+        let Some(recipe) = parsed.recipe else {
+            return (parsed.diagnostics, None, None, None, None);
+        };
+        let mut run = run_recipe(&recipe, &catalog, &options).await;
+        let mut diagnostics = parsed.diagnostics;
+        diagnostics.append(&mut run.diagnostics);
+        let failed = diagnostics.iter().any(|d| options.strict || d.is_error());
+        // The sampled rows come from the same query the command line's `--sample-out`
+        // writes: the recipe compiled for DataFusion, sampled with the same options.
+        let sample = if return_sample && !failed {
+            Some(sampled_rows(&recipe, &catalog, &options.validate).await)
+        } else {
+            None
+        };
+        (diagnostics, Some(recipe), run.sql, run.validation, sample)
+    })?;
+    let (diagnostics, recipe, sql, summary, sample) = outcome;
+    let compiled = Compiled {
+        recipe,
+        plan: None,
+        sql: None,
+        diagnostics,
+    };
+    let findings = Findings::of(&compiled, &name);
+    let summary = match summary {
+        Some(summary) if !findings.fails(strict) => summary,
+        _ => return Err(findings_error(py, &findings)),
+    };
+    let sample = match sample {
+        None => None,
+        Some(Ok(bytes)) => Some(arrow_table(py, &bytes)?),
+        Some(Err(d)) => {
+            return Err(findings_error(
+                py,
+                &Findings {
+                    report: d.render(None),
+                    diagnostics: vec![d],
+                },
+            ));
+        }
+    };
+    let summary =
+        serde_json::to_value(&summary).map_err(|e| InternalError::new_err(e.to_string()))?;
+    Ok(PyValidation::new(summary, sql, sample, findings))
+}
+
+/// The validation sample's rows as an Arrow IPC stream (the form pyarrow reads back).
+async fn sampled_rows(
+    recipe: &crate::contract::recipe::FeatureRecipe,
+    catalog: &Catalog,
+    options: &ValidateOptions,
+) -> Result<Vec<u8>, crate::diagnostic::Diagnostic> {
+    let compiled = crate::compile::compile_recipe(
+        recipe,
+        catalog,
+        &CompileOptions::for_dialect(Dialect::DataFusion),
+    );
+    let Some(plan) = compiled.plan else {
+        return Err(crate::diagnostic::Diagnostic::new(
+            crate::diagnostic::Code::E042,
+            "the recipe compiled for validation but not for its sample",
+        ));
+    };
+    let sample = crate::run::sample::sample(&plan, catalog, options).await?;
+    let mut bytes = Vec::new();
+    let written = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &sample.rows.schema())
+        .and_then(|mut writer| {
+            writer.write(&sample.rows)?;
+            writer.finish()
+        });
+    match written {
+        Ok(()) => Ok(bytes),
+        Err(e) => Err(crate::diagnostic::Diagnostic::new(
+            crate::diagnostic::Code::E050,
+            format!("cannot hand over the sampled rows: {e}"),
+        )),
+    }
+}
+
+/// An Arrow IPC stream as a `pyarrow.Table`.
+fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
+    let pyarrow = py.import("pyarrow").map_err(|e| {
+        pyo3::exceptions::PyImportError::new_err(format!(
+            "return_sample=True hands the rows over as a pyarrow.Table: install pyarrow ({e})"
+        ))
+    })?;
+    let buffer = pyarrow.call_method1("py_buffer", (PyBytes::new(py, bytes),))?;
+    let reader = pyarrow
+        .getattr("ipc")?
+        .call_method1("open_stream", (buffer,))?;
+    Ok(reader.call_method0("read_all")?.unbind())
+}
+
+/// Compiles a recipe for DataFusion and writes the full table to
+/// `warehouse/domain/table/` atomically; returns the table's folder.
+#[pyfunction]
+#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G"))]
+fn materialize(
+    py: Python<'_>,
+    recipe: &Bound<'_, PyAny>,
+    catalog: &Bound<'_, PyAny>,
+    warehouse: PathBuf,
+    domain: Option<String>,
+    memory_limit: &str,
+) -> PyResult<String> {
+    let (text, name) = recipe_of(recipe)?;
+    let catalog = with_data(catalog_of(py, catalog)?, "materialize")?;
+    let options = run_options(Dialect::DataFusion, 1, 0.5, memory_limit, false)?;
+    let compiled = run_detached(py, async {
+        compile_text(
+            &text,
+            &catalog,
+            &CompileOptions::for_dialect(Dialect::DataFusion),
+        )
+    })?;
+    let findings = Findings::of(&compiled, &name);
+    let plan = match compiled.plan {
+        Some(plan) if !findings.fails(false) => plan,
+        _ => return Err(findings_error(py, &findings)),
+    };
+    let table = plan.target_table.last().cloned().unwrap_or_default();
+    // `retail.churn` lands in WAREHOUSE/retail/churn/, as on the command line.
+    let domain = domain.unwrap_or_else(|| match plan.target_table.as_slice() {
+        [.., domain, _] => domain.clone(),
+        _ => "default".to_string(),
+    });
+    let done = run_detached(py, async {
+        crate::run::materialize::materialize(
+            &plan,
+            &catalog,
+            &warehouse,
+            &domain,
+            &table,
+            &options.validate,
+        )
+        .await
+    })?;
+    match done {
+        Ok(done) => Ok(done.path.display().to_string()),
+        Err(d) => Err(findings_error(
+            py,
+            &Findings {
+                report: d.render(None),
+                diagnostics: vec![d],
+            },
+        )),
+    }
+}
+
+/// Lets the built-in crew design, check and prune a recipe; returns the FeatureRecipe.
+#[pyfunction]
+#[pyo3(signature = (
+    catalog, spine, grain, label_column, *, label_type = "binary", label_name = "label",
+    derivation = None, positive_class = None, max_features = None, target_table = "designed_features",
+    cutoff_column = None, time_columns = None, windows = None, include_cutoff = false,
+    relationships = None, max_depth = 2, primitives = None,
+    sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G"
+))]
+#[allow(clippy::too_many_arguments)]
+fn design<'py>(
+    py: Python<'py>,
+    catalog: &Bound<'py, PyAny>,
+    spine: String,
+    grain: Vec<String>,
+    label_column: String,
+    label_type: &str,
+    label_name: &str,
+    derivation: Option<String>,
+    positive_class: Option<Bound<'py, PyAny>>,
+    max_features: Option<usize>,
+    target_table: &str,
+    cutoff_column: Option<String>,
+    time_columns: Option<Bound<'py, PyAny>>,
+    windows: Option<Vec<String>>,
+    include_cutoff: bool,
+    relationships: Option<Bound<'py, PyAny>>,
+    max_depth: u8,
+    primitives: Option<Vec<String>>,
+    sample_size: usize,
+    null_threshold: f64,
+    memory_limit: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let catalog = with_data(catalog_of(py, catalog)?, "design")?;
+    let run = run_options(
+        Dialect::DataFusion,
+        sample_size,
+        null_threshold,
+        memory_limit,
+        false,
+    )?;
+    // The request is the service's design object: built as JSON, it is read by the same
+    // parser, so every rule (and message) of the service holds here.
+    let mut request = serde_json::json!({
+        "spine": spine,
+        "entity_grain": grain,
+        "label": {"name": label_name, "type": label_type, "column": label_column},
+        "max_depth": max_depth,
+    });
+    if let Some(derivation) = derivation {
+        request["label"]["derivation"] = derivation.into();
+    }
+    if let Some(value) = positive_class {
+        request["label"]["positive_class_value"] = json_value(&value)?;
+    }
+    if let Some(n) = max_features {
+        request["max_features"] = n.into();
+    }
+    if let Some(windows) = windows {
+        request["windows"] = windows.into();
+    }
+    if let Some(primitives) = primitives {
+        request["primitives"] = primitives.into();
+    }
+    if let Some(relationships) = relationships {
+        request["relationships"] = relationships_json(&relationships)?;
+    }
+    match cutoff_column {
+        Some(cutoff) => {
+            let mut point_in_time = serde_json::json!({"cutoff_column": cutoff});
+            if let Some(columns) = time_columns {
+                point_in_time["time_columns"] = json_value(&columns)?;
+            }
+            if include_cutoff {
+                point_in_time["include_cutoff"] = true.into();
+            }
+            request["point_in_time"] = point_in_time;
+        }
+        None if time_columns.is_some() || include_cutoff => {
+            return Err(PyValueError::new_err(
+                "time_columns and include_cutoff need cutoff_column",
+            ));
+        }
+        None => {}
+    }
+    let request: DesignRequest = serde_json::from_value(request)
+        .map_err(|e| PyValueError::new_err(format!("design request: {e}")))?;
+    let options = crate::design::DesignOptions {
+        run,
+        target_table: target_table.to_string(),
+        ..Default::default()
+    };
+    let designed = run_detached(py, async {
+        crate::design::design(&request, &catalog, &options).await
+    })?;
+    let designed = match designed {
+        Ok(d) => d,
+        Err(diagnostics) => {
+            let report = diagnostics.iter().map(|d| d.render(None)).collect();
+            return Err(findings_error(
+                py,
+                &Findings {
+                    diagnostics,
+                    report,
+                },
+            ));
+        }
+    };
+    if designed.run.has_errors() {
+        let compiled = Compiled {
+            recipe: Some(designed.recipe.clone()),
+            plan: None,
+            sql: None,
+            diagnostics: designed.run.diagnostics.clone(),
+        };
+        return Err(findings_error(
+            py,
+            &Findings::of(&compiled, "<designed recipe>"),
+        ));
+    }
+    let recipe = serde_json::to_value(&designed.recipe)
+        .map_err(|e| InternalError::new_err(e.to_string()))?;
+    to_python(py, &recipe)
+}
+
+/// `{"child.col": "parent.key"}` or `[{"child": …, "parent": …}]` as the request's list.
+fn relationships_json(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let value = json_value(object)?;
+    match value {
+        serde_json::Value::Object(pairs) => Ok(pairs
+            .into_iter()
+            .map(|(child, parent)| serde_json::json!({"child": child, "parent": parent}))
+            .collect()),
+        list => Ok(list),
+    }
+}
+
+fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    serde_json::from_str(&json_text(object)?).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Retries a failed job (the contract's Job as a dict): returns the new Job. With `fix`,
+/// the recipe's machine-applicable fixes are applied first and recorded in its notes.
+#[pyfunction]
+#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false))]
+fn retry<'py>(
+    py: Python<'py>,
+    job: &Bound<'py, PyAny>,
+    catalog: &Bound<'py, PyAny>,
+    sample_size: usize,
+    memory_limit: &str,
+    fix: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let job: Job = serde_json::from_str(&json_text(job)?)
+        .map_err(|e| PyValueError::new_err(format!("not a job: {e}")))?;
+    let catalog = with_data(catalog_of(py, catalog)?, "retry")?;
+    let options = run_options(Dialect::DataFusion, sample_size, 0.5, memory_limit, false)?;
+    let next = run_detached(py, async {
+        let job = if fix {
+            crate::author::fix::fix_job(&job, &catalog, &options.compile_options()).0
+        } else {
+            job
+        };
+        crate::jobs::retry::retry(&job, &catalog, &options).await
+    })?
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let next = serde_json::to_value(&next).map_err(|e| InternalError::new_err(e.to_string()))?;
+    to_python(py, &next)
+}
+
+/// The JSON Schema of a recipe (`"recipe"`), a job (`"job"`) or a design request
+/// (`"design_request"`), generated from the types the parser uses.
+#[pyfunction]
+#[pyo3(signature = (kind = "recipe"))]
+fn json_schema<'py>(py: Python<'py>, kind: &str) -> PyResult<Bound<'py, PyAny>> {
+    use crate::contract::schema;
+    let schema = match kind {
+        "recipe" => schema::recipe_schema(),
+        "job" => schema::job_schema(),
+        "design_request" => schema::design_request_schema(),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown schema `{other}`; choose recipe, job or design_request"
+            )));
+        }
+    };
+    to_python(py, &schema)
+}
+
+/// The native module; `featurecraft/__init__.py` re-exports it.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(compile, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(materialize, m)?)?;
+    m.add_function(wrap_pyfunction!(design, m)?)?;
+    m.add_function(wrap_pyfunction!(retry, m)?)?;
+    m.add_function(wrap_pyfunction!(json_schema, m)?)?;
+    m.add_class::<PyCatalog>()?;
+    m.add_class::<PyCompiled>()?;
+    m.add_class::<PyValidation>()?;
+    m.add_class::<PyDiagnostic>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "DIALECTS",
+        Dialect::ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),
+    )?;
+    errors::register(m)
+}
