@@ -21,8 +21,9 @@
 //!
 //! The modules follow the stages, each importing only the ones before it (ARCHITECTURE.md):
 //! [`diagnostic`], [`sql`] and [`types`] under everything, then [`contract`], [`catalog`],
-//! [`compile`](mod@compile), [`run`], [`design`], [`jobs`], [`author`] and, with the `server`
-//! feature, `server` (whose OpenAPI document is `server::openapi`).
+//! [`compile`](mod@compile), [`run`], [`design`], [`jobs`], [`author`], with the `cluster`
+//! feature `cluster` (a Ballista cluster's processes with featurecraft's functions) and,
+//! with the `server` feature, `server` (whose OpenAPI document is `server::openapi`).
 //!
 //! The `featurecraft` binary (feature `cli`), the HTTP service in `server` (feature
 //! `server`, with its SQLite job store) and the Python package's native module (feature
@@ -73,6 +74,8 @@
 
 pub mod author;
 pub mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod compile;
 pub mod contract;
 pub mod design;

@@ -44,11 +44,13 @@ const SUBCOMMANDS: &[&str] = &[
     "materialize",
     "describe-catalog",
     "generate",
+    "cluster scheduler",
+    "cluster executor",
 ];
 
 fn help(subcommand: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-        .args([subcommand, "--help"])
+        .args(subcommand.split(' ').chain(["--help"]))
         .output()
         .expect("the binary runs");
     assert!(out.status.success(), "{subcommand} --help");

@@ -2,6 +2,7 @@
 //! declared once and flattened in.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use featurecraft::run::engine::Engine;
 use featurecraft::{Dialect, LabelType};
 use std::path::PathBuf;
 
@@ -85,6 +86,62 @@ pub enum Command {
         after_help = "Example:\n  featurecraft generate --out bench-data/retail-100k --customers 100000 --event-files 4"
     )]
     Generate(GenerateArgs),
+    /// Run a process of an Apache Ballista cluster that knows featurecraft's functions.
+    #[cfg(feature = "cluster")]
+    #[command(
+        subcommand,
+        after_help = "Example (a scheduler and two executors on this machine, then a recipe on them):\n  featurecraft cluster scheduler --bind 127.0.0.1:50050 &\n  featurecraft cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 &\n  featurecraft cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50061 &\n  featurecraft validate fixtures/recipes/good/churn_basic.json --catalog \"$PWD/fixtures/retail\" --engine ballista://127.0.0.1:50050"
+    )]
+    Cluster(ClusterCommand),
+}
+
+/// The processes of a cluster.
+#[cfg(feature = "cluster")]
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// Ballista's scheduler: clients send it plans, it splits them into tasks for executors.
+    #[command(
+        after_help = "Logs JSON lines on stderr; stops on SIGTERM or Ctrl-C. Example:\n  featurecraft cluster scheduler --bind 127.0.0.1:50050"
+    )]
+    Scheduler(SchedulerArgs),
+    /// A Ballista executor with featurecraft's functions: it runs the scheduler's tasks.
+    #[command(
+        after_help = "Logs JSON lines on stderr; on SIGTERM or Ctrl-C it leaves the cluster after its running tasks.\nThe catalog and warehouse paths of the jobs it runs must be readable and writable here.\nExample:\n  featurecraft cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 --work-dir /tmp/fc-executor-1"
+    )]
+    Executor(ExecutorArgs),
+}
+
+/// Arguments of `cluster scheduler`.
+#[cfg(feature = "cluster")]
+#[derive(Args)]
+pub struct SchedulerArgs {
+    /// Where to listen for clients and executors.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: std::net::SocketAddr,
+}
+
+/// Arguments of `cluster executor`.
+#[cfg(feature = "cluster")]
+#[derive(Args)]
+pub struct ExecutorArgs {
+    /// The scheduler's HOST:PORT.
+    #[arg(long)]
+    pub scheduler: String,
+    /// Where to serve results (Arrow Flight); the gRPC port is the next one.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub bind: std::net::SocketAddr,
+    /// The gRPC port the scheduler sends tasks to (default: the --bind port + 1).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
+    /// Where to keep shuffle files (default: a temporary folder).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Tasks to run at once (default: the machine's cores).
+    #[arg(long)]
+    pub concurrent_tasks: Option<usize>,
+    /// Memory the executor's tasks may hold together, e.g. 2G (spilling past it).
+    #[arg(long)]
+    pub memory_limit: Option<String>,
 }
 
 /// How a report is printed.
@@ -212,6 +269,15 @@ pub struct MemoryLimit {
     pub memory_limit: String,
 }
 
+/// Where the queries run.
+#[derive(Args)]
+pub struct EngineChoice {
+    /// local (DataFusion in this process), or ballista://HOST:PORT (a cluster started with
+    /// `featurecraft cluster`, whose executors read the same catalog paths).
+    #[arg(long, default_value = "local")]
+    pub engine: Engine,
+}
+
 /// The threshold of the high-null columns.
 #[derive(Args)]
 pub struct NullThreshold {
@@ -254,6 +320,8 @@ pub struct ValidateArgs {
     pub nulls: NullThreshold,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
     /// The dialect of the SQL shown with the summary.
     #[arg(long, default_value = "datafusion")]
     pub dialect: Dialect,
@@ -284,6 +352,8 @@ pub struct RetryArgs {
     pub sample: SampleSize,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
     /// Apply the recipe's machine-applicable fixes first (as `featurecraft fix`), recorded in its notes.
     #[arg(long)]
     pub fix: bool,
@@ -308,6 +378,8 @@ pub struct ServeArgs {
     pub sample: SampleSize,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
     /// Seconds a validation or materialization may run before its job fails.
     #[arg(long, default_value_t = 900)]
     pub job_timeout: u64,
@@ -411,6 +483,8 @@ pub struct DesignArgs {
     pub nulls: NullThreshold,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
     /// text: the recipe with a report of what was dropped; json: the recipe alone.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -436,6 +510,8 @@ pub struct MaterializeArgs {
     pub domain: Option<String>,
     #[command(flatten)]
     pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
 }
 
 /// `featurecraft describe-catalog`.

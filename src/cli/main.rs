@@ -6,9 +6,11 @@
 mod args;
 mod report;
 
+#[cfg(feature = "cluster")]
+use args::ClusterCommand;
 use args::{
-    Cli, Command, CompileArgs, DescribeArgs, DesignArgs, DiffArgs, FixArgs, Format, GenerateArgs,
-    SchemaArgs, SchemaKind, ServeArgs, TestArgs, TokenArgs, ValidateArgs,
+    Cli, Command, CompileArgs, DescribeArgs, DesignArgs, DiffArgs, EngineChoice, FixArgs, Format,
+    GenerateArgs, SchemaArgs, SchemaKind, ServeArgs, TestArgs, TokenArgs, ValidateArgs,
 };
 use clap::Parser;
 use featurecraft::run::validate::ValidateOptions;
@@ -71,7 +73,7 @@ fn main() -> ExitCode {
         Command::Retry(args) => {
             let options = match job_run_options(args.sample.sample_size, &args.memory.memory_limit)
             {
-                Ok(o) => o,
+                Ok(o) => on_engine(o, &args.engine),
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_retry(&args.job, &args.catalog, &options, args.fix))
@@ -87,7 +89,7 @@ fn main() -> ExitCode {
                 &args.memory.memory_limit,
                 false,
             ) {
-                Ok(o) => o,
+                Ok(o) => on_engine(o, &args.engine),
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_materialize(
@@ -104,6 +106,8 @@ fn main() -> ExitCode {
         Command::Test(args) => runtime.block_on(test_command(&args)),
         Command::DescribeCatalog(args) => runtime.block_on(describe_command(&args)),
         Command::Generate(args) => generate_command(&args),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(command) => runtime.block_on(cluster_command(command)),
     }
 }
 
@@ -115,7 +119,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
         &args.memory.memory_limit,
         args.strict,
     ) {
-        Ok(o) => o,
+        Ok(o) => on_engine(o, &args.engine),
         Err(e) => return usage_error(&e),
     };
     let code = run_validate(&args.recipe, &args.catalog, &options, args.format).await;
@@ -135,7 +139,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
 async fn serve_command(args: ServeArgs) -> ExitCode {
     use featurecraft::server::auth::Verifier;
     let run = match job_run_options(args.sample.sample_size, &args.memory.memory_limit) {
-        Ok(o) => o,
+        Ok(o) => on_engine(o, &args.engine),
         Err(e) => return usage_error(&e),
     };
     let jwt = match (&args.jwks, &args.jwks_url, jwt_secret()) {
@@ -222,7 +226,7 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         &args.memory.memory_limit,
         false,
     ) {
-        Ok(o) => o,
+        Ok(o) => on_engine(o, &args.engine),
         Err(e) => return usage_error(&e),
     };
     let point_in_time = match design_point_in_time(&args) {
@@ -893,12 +897,7 @@ fn parse_duration(text: &str) -> Result<i64, String> {
 }
 
 async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &str) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .try_init();
+    init_json_logs();
     let header_timeout = config.limits.header_timeout;
     let (router, handle) = match featurecraft::server::service(config, db) {
         Ok(s) => s,
@@ -913,23 +912,92 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
         .map_or_else(|_| addr.to_string(), |a| a.to_string());
     tracing::info!(addr = %bound, pid = std::process::id(), "serving");
     let shutdown = async {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
-        }
+        stop_signal().await;
         tracing::info!("shutting down: finishing running jobs");
     };
     featurecraft::server::listen::serve(listener, router, header_timeout, shutdown).await;
     handle.drain().await;
     ExitCode::SUCCESS
+}
+
+/// The options with their queries running where `--engine` says.
+fn on_engine(mut options: RunOptions, choice: &EngineChoice) -> RunOptions {
+    options.validate.engine = choice.engine.clone();
+    options
+}
+
+/// Runs a process of a Ballista cluster until it is told to stop, logging as `serve` does.
+#[cfg(feature = "cluster")]
+async fn cluster_command(command: ClusterCommand) -> ExitCode {
+    use featurecraft::cluster::{ExecutorOptions, SchedulerOptions, run_executor, run_scheduler};
+    init_json_logs();
+    let outcome = match command {
+        ClusterCommand::Scheduler(args) => {
+            tracing::info!(bind = %args.bind, pid = std::process::id(), "starting the scheduler");
+            run_scheduler(&SchedulerOptions { bind: args.bind }, stop_signal()).await
+        }
+        ClusterCommand::Executor(args) => {
+            let memory_limit = match args
+                .memory_limit
+                .as_deref()
+                .map(featurecraft::run::sample::parse_size)
+                .transpose()
+            {
+                Ok(m) => m,
+                Err(e) => return usage_error(&format!("--memory-limit: {e}")),
+            };
+            if args.concurrent_tasks == Some(0) {
+                return usage_error("--concurrent-tasks must be at least 1");
+            }
+            tracing::info!(bind = %args.bind, scheduler = %args.scheduler, pid = std::process::id(), "starting an executor");
+            run_executor(&ExecutorOptions {
+                scheduler: args.scheduler,
+                bind: args.bind,
+                grpc_port: args.grpc_port,
+                work_dir: args.work_dir,
+                concurrent_tasks: args.concurrent_tasks,
+                memory_limit,
+            })
+            .await
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "failed");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// JSON log lines on stderr, for `serve` and the cluster's processes.
+fn init_json_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .try_init();
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 /// How a job runs (`retry`, `serve`): DataFusion, the default null threshold, not strict.

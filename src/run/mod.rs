@@ -3,9 +3,11 @@
 //! designer and the command line share ([`run_recipe`]).
 //!
 //! The session's own functions live here too: the stable key hash of entity sampling
-//! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`).
+//! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`), and so does
+//! the choice of where the queries run ([`engine`]: this process or a Ballista cluster).
 
 pub(crate) mod distinct;
+pub mod engine;
 pub(crate) mod keyhash;
 pub mod materialize;
 pub mod sample;

@@ -14,6 +14,7 @@ use crate::compile::analyze::Plan;
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
@@ -38,6 +39,8 @@ pub struct ValidateOptions {
     pub target_partitions: usize,
     /// Features per sampled query of the summary ([`FEATURES_PER_QUERY`] by default).
     pub features_per_query: usize,
+    /// Where the queries run: this process, or a Ballista cluster.
+    pub engine: Engine,
 }
 
 impl Default for ValidateOptions {
@@ -50,6 +53,7 @@ impl Default for ValidateOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             features_per_query: FEATURES_PER_QUERY,
+            engine: Engine::Local,
         }
     }
 }
@@ -86,7 +90,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 /// A DataFusion session for running recipes: the memory limit, the partitions, the key
-/// hash function and the catalog's tables.
+/// hash function and the catalog's tables, running its queries where `options.engine` says.
 pub async fn session(
     catalog: &Catalog,
     options: &ValidateOptions,
@@ -122,6 +126,11 @@ pub async fn session(
         })?
         .with_target_partitions(options.target_partitions.max(1));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // On a cluster, Ballista sets the session's functions: ours are registered after.
+    let ctx = match &options.engine {
+        Engine::Local => ctx,
+        Engine::Ballista { scheduler } => on_cluster(ctx, scheduler, catalog).await?,
+    };
     ctx.register_udf(key_hash_udf());
     // `count` with a compact, pool-tracked grouped COUNT(DISTINCT) (see `distinct`).
     ctx.register_udaf(crate::run::distinct::count_udaf());
@@ -129,6 +138,39 @@ pub async fn session(
         .session_context(ctx)
         .await
         .map_err(|e| Diagnostic::new(Code::E052, e.to_string()))
+}
+
+/// The session `local` turned into one whose queries run on the cluster at `scheduler`,
+/// when every table of `catalog` can travel to the executors.
+async fn on_cluster(
+    local: SessionContext,
+    scheduler: &str,
+    catalog: &Catalog,
+) -> Result<SessionContext, Diagnostic> {
+    if let Some(table) = catalog
+        .tables()
+        .find(|t| matches!(t.source, crate::catalog::TableSource::Memory { .. }))
+    {
+        return Err(Diagnostic::new(
+            Code::E050,
+            format!(
+                "table `{}` is held in memory, and a Ballista cluster reads only files: run it with the local engine",
+                table.name
+            ),
+        ));
+    }
+    #[cfg(feature = "cluster")]
+    {
+        crate::run::engine::on_cluster(local, scheduler).await
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        drop(local);
+        Err(Diagnostic::new(
+            Code::E050,
+            format!("cannot run on ballista://{scheduler}: this build has no cluster support"),
+        ))
+    }
 }
 
 /// The sampled query's rows (grain, features, label, in output order) and what the key

@@ -88,11 +88,12 @@ async fn window_findings(
     if total == 0 {
         return Ok(Vec::new());
     }
-    let grain = counting.grain.len();
-    // The share of sampled rows each window holds no row for.
+    // The share of sampled rows each window holds no row for (columns read by name).
     let empty_share: Vec<f64> = (0..counts.len())
         .map(|i| {
-            let column = rows.column(grain + i);
+            let Some(column) = rows.column_by_name(&window_column(i)) else {
+                return 0.0;
+            };
             let empty = match datafusion::arrow::compute::cast(column, &DataType::Int64) {
                 Ok(values) => values
                     .as_primitive::<Int64Type>()
@@ -164,6 +165,11 @@ async fn window_findings(
     Ok(findings)
 }
 
+/// The name of the `i`-th window count's column.
+fn window_column(i: usize) -> String {
+    format!("window_rows_{i}")
+}
+
 /// The features computed by source `s`.
 fn features_of(plan: &Plan, s: usize) -> impl Iterator<Item = &PlannedFeature> {
     plan.features
@@ -194,7 +200,7 @@ fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
         .iter()
         .enumerate()
         .map(|(i, c)| PlannedFeature {
-            name: format!("window_rows_{i}"),
+            name: window_column(i),
             path: crate::diagnostic::RecipePath::Field("point_in_time".into()),
             expr: count_star.clone(),
             home: FeatureHome::Source(c.source),

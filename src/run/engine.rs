@@ -1,0 +1,175 @@
+//! Where a recipe's queries run: DataFusion in this process (`local`, the default), or an
+//! Apache Ballista cluster (`ballista://HOST:PORT`) whose executors know featurecraft's
+//! functions (started with `featurecraft cluster executor`).
+//!
+//! On a cluster the session plans exactly as locally (the same analyzed query, the same
+//! logical plan); Ballista's planner then sends that plan to the scheduler, which splits
+//! it into stages for the executors. The executors read the catalog's files and write the
+//! materialized table themselves, so those paths must be the same on every machine (a
+//! shared directory). Tables held in memory (a unit test's given rows) cannot travel and
+//! are refused.
+
+use crate::diagnostic::{Code, Diagnostic};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a client waits to reach a cluster's scheduler before it gives up: a cluster
+/// that is down is an error within this time, never a hang.
+pub const SCHEDULER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The URL scheme of a Ballista scheduler in `--engine`.
+pub const BALLISTA_SCHEME: &str = "ballista://";
+
+/// Where queries run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    #[default]
+    Local,
+    /// An Apache Ballista cluster, by its scheduler's `host:port`.
+    Ballista {
+        /// The scheduler's `host:port`.
+        scheduler: String,
+    },
+}
+
+impl FromStr for Engine {
+    type Err = String;
+
+    /// `local`, or `ballista://HOST:PORT`.
+    fn from_str(text: &str) -> Result<Engine, String> {
+        if text == "local" {
+            return Ok(Engine::Local);
+        }
+        let Some(address) = text.strip_prefix(BALLISTA_SCHEME) else {
+            return Err(format!(
+                "unknown engine `{text}`: use `local` or `ballista://HOST:PORT`"
+            ));
+        };
+        let address = address.trim_end_matches('/');
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| {
+            format!("engine `{text}` names no port: use `ballista://HOST:PORT` (the scheduler listens on 50050 by default)")
+        })?;
+        let host_ok = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !host_ok {
+            return Err(format!("engine `{text}`: `{host}` is not a host name"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("engine `{text}`: `{port}` is not a port")),
+        }
+        if !cfg!(feature = "cluster") {
+            return Err(format!(
+                "engine `{text}`: this build of featurecraft has no cluster support (build it with the `cluster` feature)"
+            ));
+        }
+        Ok(Engine::Ballista {
+            scheduler: address.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Engine::Local => f.write_str("local"),
+            Engine::Ballista { scheduler } => write!(f, "{BALLISTA_SCHEME}{scheduler}"),
+        }
+    }
+}
+
+/// Checks that the scheduler at `address` accepts connections within
+/// [`SCHEDULER_CONNECT_TIMEOUT`].
+pub async fn reach_scheduler(address: &str) -> Result<(), Diagnostic> {
+    let unreachable = |why: String| {
+        Diagnostic::new(
+            Code::E050,
+            format!("cannot reach the Ballista scheduler at {address}: {why}"),
+        )
+        .hint("start one with `featurecraft cluster scheduler`, or run with `--engine local`")
+    };
+    match tokio::time::timeout(
+        SCHEDULER_CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            SCHEDULER_CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// A session whose queries run on the Ballista cluster at `scheduler`: `local`'s settings,
+/// functions and memory pool, with Ballista's planner.
+#[cfg(feature = "cluster")]
+pub async fn on_cluster(
+    local: datafusion::prelude::SessionContext,
+    scheduler: &str,
+) -> Result<datafusion::prelude::SessionContext, Diagnostic> {
+    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    use datafusion::execution::SessionStateBuilder;
+    reach_scheduler(scheduler).await?;
+    let state = local.state();
+    // Ballista 55's adaptive planner drops the final projections of a plan whose last
+    // join adds no column (the rows came back in the join's column order): its static
+    // planner runs the plan as planned.
+    let config = state
+        .config()
+        .clone()
+        .upgrade_for_ballista()
+        .with_ballista_adaptive_query_planner(false);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build()
+        .upgrade_for_ballista(format!("http://{scheduler}"))
+        .map_err(|e| {
+            Diagnostic::new(
+                Code::E050,
+                format!("cannot set up a session on the Ballista cluster at {scheduler}: {e}"),
+            )
+        })?;
+    Ok(datafusion::prelude::SessionContext::new_with_state(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_parse_and_print_back() {
+        assert_eq!("local".parse::<Engine>(), Ok(Engine::Local));
+        if cfg!(feature = "cluster") {
+            let e: Engine = "ballista://127.0.0.1:50050".parse().unwrap();
+            assert_eq!(
+                e,
+                Engine::Ballista {
+                    scheduler: "127.0.0.1:50050".into()
+                }
+            );
+            assert_eq!(e.to_string(), "ballista://127.0.0.1:50050");
+        }
+        for bad in [
+            "",
+            "Local",
+            "ballista://",
+            "ballista://host",
+            "ballista://:50050",
+            "ballista://host:0",
+            "ballista://host:99999",
+            "ballista://a b:1",
+            "ballista://h@x:1",
+            "df://host:50050",
+        ] {
+            let err = bad.parse::<Engine>().unwrap_err();
+            assert!(err.contains("engine"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! featurecraft on a real Apache Ballista cluster: one scheduler and two executors started
+//! from our binary as separate processes on loopback (free ports, temporary work dirs),
+//! every good fixture recipe validated and materialized through `--engine ballista://…`
+//! and compared with the local run, then the cluster stopped with SIGTERM, leaving no
+//! process and no file behind.
+#![cfg(feature = "cluster")]
+
+mod common;
+#[path = "common/http.rs"]
+mod http;
+
+use common::fixtures;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_featurecraft");
+
+/// A port nobody listens on now (the OS's choice; released before use).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Two consecutive free ports (an executor's Flight port and the gRPC port after it).
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on {port} within 60 s");
+}
+
+/// A scheduler and executors running as processes of our binary.
+struct Cluster {
+    scheduler_port: u16,
+    processes: Vec<(String, Child)>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(executors: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let scheduler_port = free_port();
+        let spawn = |args: &[String], log: &Path| {
+            Command::new(BIN)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap()
+        };
+        let mut processes = Vec::new();
+        let mut scheduler = spawn(
+            &[
+                "cluster".into(),
+                "scheduler".into(),
+                "--bind".into(),
+                format!("127.0.0.1:{scheduler_port}"),
+            ],
+            &dir.path().join("scheduler.log"),
+        );
+        wait_for_port(scheduler_port, &mut scheduler, "the scheduler");
+        processes.push(("scheduler".to_string(), scheduler));
+        for i in 0..executors {
+            let port = free_port_pair();
+            let work = dir.path().join(format!("executor-{i}"));
+            let mut executor = spawn(
+                &[
+                    "cluster".into(),
+                    "executor".into(),
+                    "--scheduler".into(),
+                    format!("127.0.0.1:{scheduler_port}"),
+                    "--bind".into(),
+                    format!("127.0.0.1:{port}"),
+                    "--work-dir".into(),
+                    work.display().to_string(),
+                    "--concurrent-tasks".into(),
+                    "2".into(),
+                ],
+                &dir.path().join(format!("executor-{i}.log")),
+            );
+            wait_for_port(port, &mut executor, "an executor");
+            processes.push((format!("executor-{i}"), executor));
+        }
+        Cluster {
+            scheduler_port,
+            processes,
+            dir,
+        }
+    }
+
+    /// Kills executor `i` with SIGKILL (no goodbye to the scheduler) and reaps it.
+    fn kill_executor(&mut self, i: usize) {
+        let name = format!("executor-{i}");
+        let at = self
+            .processes
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("that executor runs");
+        let (_, mut child) = self.processes.remove(at);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits until the scheduler's log has `n` lines saying a job was submitted.
+    fn wait_for_submitted_jobs(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("scheduler.log")).unwrap_or_default();
+            if log.matches("Job submitted").count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no job submitted within 120 s\n{}", self.logs());
+    }
+
+    fn engine(&self) -> String {
+        format!("ballista://127.0.0.1:{}", self.scheduler_port)
+    }
+
+    /// Stops every process with SIGTERM (executors first), waiting for each; returns how
+    /// each exited and removes the work dirs.
+    fn stop(mut self) -> Vec<(String, ExitStatus)> {
+        let mut statuses = Vec::new();
+        let processes: Vec<(String, Child)> = self.processes.drain(..).rev().collect();
+        for (name, mut child) in processes {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{name} did not stop within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            statuses.push((name, status));
+        }
+        statuses
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out += &format!("--- {}\n", path.display());
+                for line in tail.into_iter().rev() {
+                    out += line;
+                    out += "\n";
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn featurecraft(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The rows of a materialized table folder as sorted lines of text.
+async fn table_rows(folder: &Path) -> Vec<Vec<String>> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let frame = ctx
+        .read_parquet(
+            format!("{}/", folder.display()),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let batches = frame.collect().await.unwrap();
+    let format = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &format).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Equal values, or two floats within 1e-9 (relative): a sum's last bits may depend on the
+/// order its partial sums meet.
+fn same_value(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+fn good_recipes() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures().join("recipes/good"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_good_recipe_gives_the_same_answers_on_a_cluster_as_locally() {
+    let cluster = Cluster::start(2);
+    let engine = cluster.engine();
+    let catalog = fixtures().join("retail");
+    let catalog = catalog.to_str().unwrap();
+    let warehouses = tempfile::tempdir().unwrap();
+    for recipe in good_recipes() {
+        let name = recipe.file_stem().unwrap().to_string_lossy().into_owned();
+        let recipe = recipe.to_str().unwrap();
+        let validate = |engine: &str| {
+            let (code, stdout, stderr) = featurecraft(&[
+                "validate",
+                recipe,
+                "--catalog",
+                catalog,
+                "--sample-size",
+                "300",
+                "--format",
+                "json",
+                "--engine",
+                engine,
+            ]);
+            assert_eq!(code, 0, "{name} on {engine}: {stderr}\n{}", cluster.logs());
+            serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+        };
+        let local = validate("local");
+        let remote = validate(&engine);
+        assert_eq!(
+            remote["validation"], local["validation"],
+            "{name}: the cluster's summary differs from the local one"
+        );
+        assert_eq!(remote["diagnostics"], local["diagnostics"], "{name}");
+
+        let materialize = |engine: &str, warehouse: &str| {
+            let (code, stdout, stderr) = featurecraft(&[
+                "materialize",
+                recipe,
+                "--catalog",
+                catalog,
+                "--warehouse",
+                warehouse,
+                "--engine",
+                engine,
+            ]);
+            assert_eq!(code, 0, "{name} on {engine}: {stderr}\n{}", cluster.logs());
+            let written: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            (
+                PathBuf::from(written["path"].as_str().unwrap()),
+                written["rows"].as_u64().unwrap(),
+            )
+        };
+        let local_dir = warehouses.path().join("local");
+        let remote_dir = warehouses.path().join("cluster");
+        let (local_table, local_count) = materialize("local", local_dir.to_str().unwrap());
+        let (remote_table, remote_count) = materialize(&engine, remote_dir.to_str().unwrap());
+        assert_eq!(remote_count, local_count, "{name}: rows written");
+        let (want, got) = (
+            table_rows(&local_table).await,
+            table_rows(&remote_table).await,
+        );
+        assert_eq!(got.len(), want.len(), "{name}: rows in the table");
+        for (w, g) in want.iter().zip(&got) {
+            assert!(
+                w.len() == g.len() && w.iter().zip(g).all(|(a, b)| same_value(a, b)),
+                "{name}: local row {w:?}, cluster row {g:?}"
+            );
+        }
+        // Nothing but the published table in the cluster's warehouse domain.
+        let siblings: Vec<String> = std::fs::read_dir(remote_table.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            siblings.iter().all(|s| !s.starts_with('.')),
+            "{name}: staging left behind: {siblings:?}"
+        );
+    }
+    let work = cluster.dir.path().to_path_buf();
+    let statuses = cluster.stop();
+    for (name, status) in statuses {
+        assert!(status.success(), "{name} exited with {status} on SIGTERM");
+    }
+    assert!(!work.exists(), "the cluster's work dirs are left behind");
+}
+
+#[test]
+fn an_unreachable_scheduler_is_a_clear_error_not_a_hang() {
+    let port = free_port();
+    let started = Instant::now();
+    let (code, _, stderr) = featurecraft(&[
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail",
+        "--engine",
+        &format!("ballista://127.0.0.1:{port}"),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the Ballista scheduler at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("featurecraft cluster scheduler"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_malformed_engine_is_a_usage_error() {
+    for bad in ["ballista://host", "spark://host:1", "ballista://:1"] {
+        let (code, _, stderr) = featurecraft(&[
+            "validate",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--engine",
+            bad,
+        ]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.contains("--engine"), "{bad}: {stderr}");
+    }
+}
+
+const SECRET: &str = "a-cluster-test-secret-of-32-bytes";
+const API: &str = "/api/automl/feature-engineering";
+
+/// `featurecraft serve --engine ENGINE` on a free port; its address once it says `serving`.
+fn serve(engine: &str, catalog: &Path, db: &Path, warehouse: &Path) -> (Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--sample-size", "500"])
+        .args(["--engine", engine])
+        .arg("--catalog")
+        .arg(catalog)
+        .arg("--db")
+        .arg(db)
+        .arg("--warehouse")
+        .arg(warehouse)
+        .env("FEATURECRAFT_JWT_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
+            && log["fields"]["message"] == "serving"
+        {
+            let addr = log["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            std::thread::spawn(move || for _ in lines {});
+            return (child, addr);
+        }
+    }
+    panic!("serve stopped: {:?}", child.wait());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_job_runs_on_the_cluster_from_creation_to_the_table() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = fixtures().join("retail");
+    let warehouse = dir.path().join("warehouse");
+    let (mut server, addr) = serve(
+        &cluster.engine(),
+        &catalog,
+        &dir.path().join("jobs.db"),
+        &warehouse,
+    );
+    let token =
+        featurecraft::server::auth::sign(SECRET.as_bytes(), "ana@example.com", None, 3600).unwrap();
+    let recipe: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("recipes/good/churn_basic.json")).unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"target_table_name": "churn_training", "domain": "retail", "recipe": recipe});
+    let call = |method: &'static str, path: String, body: Option<serde_json::Value>| {
+        let token = token.clone();
+        async move {
+            let (status, _, job) =
+                http::call(addr, method, &path, Some(&token), body.as_ref(), &[]).await;
+            (status, job)
+        }
+    };
+    let (status, job) = call("POST", format!("{API}/jobs?wait=true"), Some(body)).await;
+    assert_eq!(status, 201, "{job}\n{}", cluster.logs());
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let rows = job["validation"]["estimated_row_count"].as_u64().unwrap();
+
+    // The same summary as a local validation of the same recipe and sample.
+    let (code, stdout, stderr) = featurecraft(&[
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--sample-size",
+        "500",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let local: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(job["validation"], local["validation"]);
+
+    let (status, job) = call("POST", format!("{API}/jobs/{id}/approve"), None).await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("approved")),
+        "{job}"
+    );
+    let (status, job) = call(
+        "POST",
+        format!("{API}/jobs/{id}/materialize?wait=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("complete")),
+        "{job}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(job["materialized"]["rows"], rows, "{job}");
+    let table = warehouse.join("retail/churn_training");
+    assert_eq!(table_rows(&table).await.len() as u64, rows);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+    for (name, status) in cluster.stop() {
+        assert!(status.success(), "{name} exited with {status} on SIGTERM");
+    }
+}
+
+/// What a table folder holds, compared without the last bits of floats: the rows of its
+/// grain and integer columns, and the sums of its float columns.
+async fn table_digest(folder: &Path) -> (Vec<Vec<String>>, Vec<f64>) {
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet(
+        "t",
+        format!("{}/", folder.display()),
+        datafusion::prelude::ParquetReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let exact = "SELECT customer_id, cutoff_time, n_events, n_events_7d, purchases_30d, \
+                 event_types_90d, orders_90d, current_plan, is_business, churned_30d FROM t";
+    let sums = "SELECT SUM(spend_30d), SUM(avg_order_90d), SUM(current_fee) FROM t";
+    let batches = ctx.sql(exact).await.unwrap().collect().await.unwrap();
+    let format = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &format).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    let sums = ctx.sql(sums).await.unwrap().collect().await.unwrap();
+    let sums = (0..3)
+        .map(|i| {
+            sums[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .map_or(f64::NAN, |a| a.value(0))
+        })
+        .collect();
+    (rows, sums)
+}
+
+/// The same rows, and float sums within 1e-9 (relative).
+fn same_digest(got: &(Vec<Vec<String>>, Vec<f64>), want: &(Vec<Vec<String>>, Vec<f64>)) {
+    assert_eq!(got.0.len(), want.0.len(), "rows");
+    if let Some((g, w)) = got.0.iter().zip(&want.0).find(|(g, w)| g != w) {
+        panic!("first differing row: {g:?}, locally {w:?}");
+    }
+    for (g, w) in got.1.iter().zip(&want.1) {
+        assert!(
+            same_value(&g.to_string(), &w.to_string()),
+            "sums {got:?} / {want:?}",
+            got = got.1,
+            want = want.1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executor_killed_during_a_materialization_is_survived_or_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    let (code, _, stderr) = featurecraft(&[
+        "generate",
+        "--out",
+        catalog.to_str().unwrap(),
+        "--customers",
+        "200000",
+        "--event-files",
+        "4",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let recipe = fixtures().join("recipes/good/pit_churn.json");
+    let materialize = |engine: &str, warehouse: &Path| {
+        Command::new(BIN)
+            .args(["materialize", recipe.to_str().unwrap(), "--catalog"])
+            .arg(&catalog)
+            .arg("--warehouse")
+            .arg(warehouse)
+            .args(["--engine", engine])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let local = materialize("local", &dir.path().join("local"))
+        .wait_with_output()
+        .unwrap();
+    assert!(local.status.success());
+    let want = table_digest(&dir.path().join("local/default/churn_pit")).await;
+
+    let mut cluster = Cluster::start(2);
+    let engine = cluster.engine();
+    let warehouse = dir.path().join("cluster");
+    let running = materialize(&engine, &warehouse);
+    cluster.wait_for_submitted_jobs(1);
+    std::thread::sleep(Duration::from_millis(500));
+    let was_running = Command::new("kill")
+        .args(["-0", &running.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    cluster.kill_executor(1);
+    let started = Instant::now();
+    let out = running.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let domain = warehouse.join("default");
+    let listing = || -> Vec<String> {
+        std::fs::read_dir(&domain)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "the materialization was {}running when the executor died; it {} {:.1} s later",
+        if was_running { "" } else { "no longer " },
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    if out.status.success() {
+        // Ballista ran the lost tasks again: the table is whole.
+        assert_eq!(listing(), ["churn_pit"]);
+        same_digest(&table_digest(&domain.join("churn_pit")).await, &want);
+    } else {
+        // A clear error, and nothing published or left behind.
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("error[E05"), "{stderr}");
+        assert!(listing().is_empty(), "{:?}", listing());
+    }
+    // A retry on what is left of the cluster completes.
+    let again = materialize(&engine, &dir.path().join("retried"))
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&again.stderr),
+        cluster.logs()
+    );
+    same_digest(
+        &table_digest(&dir.path().join("retried/default/churn_pit")).await,
+        &want,
+    );
+    for (name, status) in cluster.stop() {
+        assert!(status.success(), "{name} exited with {status} on SIGTERM");
+    }
+}
