@@ -217,10 +217,14 @@ async fn table_rows(folder: &Path) -> Vec<Vec<String>> {
         )
         .await
         .unwrap();
-    let batches = frame.collect().await.unwrap();
+    sorted_rows(&frame.collect().await.unwrap())
+}
+
+/// Rows as text (NULL as `NULL`), sorted.
+fn sorted_rows(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<Vec<String>> {
     let format = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
-    for batch in &batches {
+    for batch in batches {
         let formatters: Vec<ArrayFormatter> = batch
             .columns()
             .iter()
@@ -515,25 +519,7 @@ async fn table_digest(folder: &Path) -> (Vec<Vec<String>>, Vec<f64>) {
     let exact = "SELECT customer_id, cutoff_time, n_events, n_events_7d, purchases_30d, \
                  event_types_90d, orders_90d, current_plan, is_business, churned_30d FROM t";
     let sums = "SELECT SUM(spend_30d), SUM(avg_order_90d), SUM(current_fee) FROM t";
-    let batches = ctx.sql(exact).await.unwrap().collect().await.unwrap();
-    let format = FormatOptions::default().with_null("NULL");
-    let mut rows = Vec::new();
-    for batch in &batches {
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &format).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            rows.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    rows.sort();
+    let rows = sorted_rows(&ctx.sql(exact).await.unwrap().collect().await.unwrap());
     let sums = ctx.sql(sums).await.unwrap().collect().await.unwrap();
     let sums = (0..3)
         .map(|i| {
