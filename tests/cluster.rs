@@ -370,10 +370,7 @@ fn an_unreachable_scheduler_is_a_clear_error_not_a_hang() {
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("featurecraft cluster scheduler"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`cluster scheduler`"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 

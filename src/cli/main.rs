@@ -967,6 +967,7 @@ async fn cluster_command(command: ClusterCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let e = flags(&e);
             tracing::error!(error = %e, "failed");
             eprintln!("error: {e}");
             ExitCode::from(1)

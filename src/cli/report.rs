@@ -40,6 +40,10 @@ pub fn flags(text: &str) -> String {
         ("`null_threshold`", "`--null-threshold`"),
         ("`event_files`", "--event-files"),
         ("`customers`", "--customers"),
+        ("`scheduler`", "`--scheduler`"),
+        ("`bind`", "`--bind`"),
+        ("`grpc_port`", "`--grpc-port`"),
+        ("`work_dir`", "`--work-dir`"),
     ]
     .iter()
     .fold(text.to_string(), |text, (option, flag)| {

@@ -1,7 +1,8 @@
 //! The processes of an Apache Ballista cluster that runs featurecraft's queries:
 //! Ballista's own scheduler and executor, with featurecraft's functions (the key hash of
 //! entity sampling, the compact `COUNT(DISTINCT)`) in their registries, so that a plan
-//! planned by `--engine ballista://…` means the same on every executor as it does locally.
+//! planned for a cluster ([`Engine::Ballista`](crate::run::engine::Engine)) means the same
+//! on every executor as it does locally.
 //!
 //! Both stop gracefully on SIGTERM or Ctrl-C: the scheduler stops accepting jobs, an
 //! executor tells the scheduler it is leaving and lets its running tasks finish.
@@ -121,7 +122,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
         .ok_or_else(|| {
             format!(
-                "--scheduler `{}` is not HOST:PORT (e.g. 127.0.0.1:50050)",
+                "`scheduler` `{}` is not HOST:PORT (e.g. 127.0.0.1:50050)",
                 options.scheduler
             )
         })?;
@@ -129,7 +130,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         Some(p) => p,
         None => options.bind.port().checked_add(1).ok_or_else(|| {
             format!(
-                "--bind {}: no port after it for gRPC; give --grpc-port",
+                "`bind` {}: no port after it for gRPC; give `grpc_port`",
                 options.bind
             )
         })?,
@@ -137,10 +138,10 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
     let work_dir = match &options.work_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create --work-dir {}: {e}", dir.display()))?;
+                .map_err(|e| format!("cannot create `work_dir` {}: {e}", dir.display()))?;
             Some(
                 dir.to_str()
-                    .ok_or_else(|| format!("--work-dir {} is not UTF-8", dir.display()))?
+                    .ok_or_else(|| format!("`work_dir` {} is not UTF-8", dir.display()))?
                     .to_string(),
             )
         }

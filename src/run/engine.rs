@@ -1,6 +1,6 @@
 //! Where a recipe's queries run: DataFusion in this process (`local`, the default), or an
 //! Apache Ballista cluster (`ballista://HOST:PORT`) whose executors know featurecraft's
-//! functions (started with `featurecraft cluster executor`).
+//! functions (executors started from featurecraft's own binary).
 //!
 //! On a cluster the session plans exactly as locally (the same analyzed query, the same
 //! logical plan); Ballista's planner then sends that plan to the scheduler, which splits
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// that is down is an error within this time, never a hang.
 pub const SCHEDULER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The URL scheme of a Ballista scheduler in `--engine`.
+/// The URL scheme of a Ballista scheduler in an engine choice.
 pub const BALLISTA_SCHEME: &str = "ballista://";
 
 /// Where queries run.
@@ -90,7 +90,7 @@ pub async fn reach_scheduler(address: &str) -> Result<(), Diagnostic> {
             Code::E050,
             format!("cannot reach the Ballista scheduler at {address}: {why}"),
         )
-        .hint("start one with `featurecraft cluster scheduler`, or run with `--engine local`")
+        .hint("start a scheduler there (the `cluster scheduler` command), or run on the `local` engine")
     };
     match tokio::time::timeout(
         SCHEDULER_CONNECT_TIMEOUT,
