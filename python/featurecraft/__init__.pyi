@@ -113,6 +113,7 @@ def validate(
     return_sample: bool = False,
     dialect: str = "datafusion",
     strict: bool = False,
+    engine: str = "local",
 ) -> Validation: ...
 def materialize(
     recipe: RecipeInput,
@@ -120,6 +121,7 @@ def materialize(
     warehouse: PathLike,
     domain: Optional[str] = None,
     memory_limit: str = "2G",
+    engine: str = "local",
 ) -> str: ...
 def design(
     catalog: CatalogInput,
@@ -143,6 +145,7 @@ def design(
     sample_size: int = 10_000,
     null_threshold: float = 0.5,
     memory_limit: str = "2G",
+    engine: str = "local",
 ) -> JSON: ...
 def retry(
     job: Mapping[str, Any],
@@ -150,6 +153,7 @@ def retry(
     sample_size: int = 10_000,
     memory_limit: str = "2G",
     fix: bool = False,
+    engine: str = "local",
 ) -> JSON: ...
 def json_schema(kind: str = "recipe") -> JSON: ...
 

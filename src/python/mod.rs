@@ -15,6 +15,7 @@ use crate::compile::{CompileOptions, Compiled, compile as compile_text};
 use crate::contract::design::DesignRequest;
 use crate::contract::job::Job;
 use crate::contract::recipe::parse_recipe;
+use crate::run::engine::Engine;
 use crate::run::sample::{ValidateOptions, parse_size};
 use crate::run::{RunOptions, run_recipe};
 use errors::{CatalogError, InternalError};
@@ -34,6 +35,7 @@ fn run_options(
     null_threshold: f64,
     memory_limit: &str,
     strict: bool,
+    engine: &str,
 ) -> PyResult<RunOptions> {
     if sample_size == 0 {
         return Err(PyValueError::new_err("sample_size must be at least 1"));
@@ -52,6 +54,9 @@ fn run_options(
             sample_size,
             null_threshold,
             memory_limit,
+            engine: engine
+                .parse::<Engine>()
+                .map_err(|e| PyValueError::new_err(format!("engine: {e}")))?,
             ..ValidateOptions::default()
         },
     })
@@ -97,7 +102,7 @@ fn compile(
 
 /// Compiles a recipe and validates it on a sample of entities with DataFusion.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false))]
+#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local"))]
 #[allow(clippy::too_many_arguments)]
 fn validate(
     py: Python<'_>,
@@ -109,6 +114,7 @@ fn validate(
     return_sample: bool,
     dialect: &str,
     strict: bool,
+    engine: &str,
 ) -> PyResult<PyValidation> {
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "validate")?;
@@ -118,6 +124,7 @@ fn validate(
         null_threshold,
         memory_limit,
         strict,
+        engine,
     )?;
     let outcome = run_detached(py, async {
         let parsed = parse_recipe(&text);
@@ -217,7 +224,7 @@ fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
 /// Compiles a recipe for DataFusion and writes the full table to
 /// `warehouse/domain/table/` atomically; returns the table's folder.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G"))]
+#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local"))]
 fn materialize(
     py: Python<'_>,
     recipe: &Bound<'_, PyAny>,
@@ -225,10 +232,11 @@ fn materialize(
     warehouse: PathBuf,
     domain: Option<String>,
     memory_limit: &str,
+    engine: &str,
 ) -> PyResult<String> {
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "materialize")?;
-    let options = run_options(Dialect::DataFusion, 1, 0.5, memory_limit, false)?;
+    let options = run_options(Dialect::DataFusion, 1, 0.5, memory_limit, false, engine)?;
     let compiled = run_detached(py, async {
         compile_text(
             &text,
@@ -277,7 +285,7 @@ fn materialize(
     derivation = None, positive_class = None, max_features = None, target_table = "designed_features",
     cutoff_column = None, time_columns = None, windows = None, include_cutoff = false,
     relationships = None, max_depth = 2, primitives = None,
-    sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G"
+    sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn design<'py>(
@@ -302,6 +310,7 @@ fn design<'py>(
     sample_size: usize,
     null_threshold: f64,
     memory_limit: &str,
+    engine: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let catalog = with_data(catalog_of(py, catalog)?, "design")?;
     let run = run_options(
@@ -310,6 +319,7 @@ fn design<'py>(
         null_threshold,
         memory_limit,
         false,
+        engine,
     )?;
     // The request is the service's design object: built as JSON, it is read by the same
     // parser, so every rule (and message) of the service holds here.
@@ -414,7 +424,7 @@ fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 /// Retries a failed job (the contract's Job as a dict): returns the new Job. With `fix`,
 /// the recipe's machine-applicable fixes are applied first and recorded in its notes.
 #[pyfunction]
-#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false))]
+#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local"))]
 fn retry<'py>(
     py: Python<'py>,
     job: &Bound<'py, PyAny>,
@@ -422,11 +432,19 @@ fn retry<'py>(
     sample_size: usize,
     memory_limit: &str,
     fix: bool,
+    engine: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
     let job: Job = serde_json::from_str(&json_text(job)?)
         .map_err(|e| PyValueError::new_err(format!("not a job: {e}")))?;
     let catalog = with_data(catalog_of(py, catalog)?, "retry")?;
-    let options = run_options(Dialect::DataFusion, sample_size, 0.5, memory_limit, false)?;
+    let options = run_options(
+        Dialect::DataFusion,
+        sample_size,
+        0.5,
+        memory_limit,
+        false,
+        engine,
+    )?;
     let next = run_detached(py, async {
         let job = if fix {
             crate::author::fix::fix_job(&job, &catalog, &options.compile_options()).0
