@@ -94,6 +94,7 @@ codes! {
     E051 "memory_limit" "the run exceeded its memory limit";
     E052 "data_file" "a data file is missing or unreadable";
     E053 "write_failed" "the output cannot be written (the warehouse folder, a full disk)";
+    E054 "time_limit" "the run did not finish within its time limit and was stopped; its cluster jobs were cancelled (run it again with a higher limit, or once the cluster has its executors back)";
     W101 "grain_not_unique" "spine rows share grain keys";
     W102 "fan_out" "a row-level source has several rows per key: the join fans out";
     W103 "as_of_ties" "an as-of value's source has several rows at the latest time before a sampled cutoff: the documented tie-break chose one";

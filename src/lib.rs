@@ -71,6 +71,7 @@
 //! | E051 | the run exceeded its memory limit |
 //! | E052 | a data file is missing or unreadable |
 //! | E053 | the output cannot be written (the warehouse folder, a full disk) |
+//! | E054 | the run did not finish within its time limit and was stopped; its cluster jobs were cancelled (run it again with a higher limit, or once the cluster has its executors back) |
 
 pub mod author;
 pub mod catalog;

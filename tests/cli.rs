@@ -275,6 +275,24 @@ fn validate_prints_the_summary_as_json() {
     ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("`lots` is not a size"), "{stderr}");
+    for (timeout, says) in [
+        ("0", "--timeout"),
+        ("-5", "-5"),
+        ("1.5", "--timeout"),
+        ("2592001", "2592001"),
+        ("99999999999999999999999", "--timeout"),
+    ] {
+        let (code, _, stderr) = featurecraft(&[
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--timeout",
+            timeout,
+        ]);
+        assert_eq!(code, 2, "{timeout}: {stderr}");
+        assert!(stderr.contains(says), "{timeout}: {stderr}");
+    }
 }
 
 #[test]

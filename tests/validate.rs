@@ -810,6 +810,53 @@ async fn run_recipe_reports_compile_errors_without_running() {
 }
 
 #[tokio::test]
+async fn a_run_past_its_time_limit_is_e054_and_publishes_nothing() {
+    let catalog = common::retail().await;
+    let (plan, _) = plan_of(&good("pit_churn"), &catalog);
+    let limited = ValidateOptions {
+        time_limit: Some(std::time::Duration::from_millis(1)),
+        ..ValidateOptions::default()
+    };
+    let validation = featurecraft::run::validate::validate(&plan, &catalog, &limited, &[]).await;
+    assert!(validation.summary.is_none());
+    let error = validation.diagnostics.last().unwrap();
+    assert_eq!(error.code, Code::E054, "{error:?}");
+    assert!(
+        error.message.contains("time limit of 1 ms"),
+        "{}",
+        error.message
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let error = featurecraft::run::materialize::materialize(
+        &plan,
+        &catalog,
+        dir.path(),
+        "d",
+        "t",
+        &limited,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.code, Code::E054, "{error:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the staging folder is gone: {left:?}");
+    // A limit the run stays within changes nothing.
+    let generous = ValidateOptions {
+        time_limit: Some(std::time::Duration::from_secs(600)),
+        ..ValidateOptions::default()
+    };
+    let within = featurecraft::run::validate::validate(&plan, &catalog, &generous, &[]).await;
+    let unlimited =
+        featurecraft::run::validate::validate(&plan, &catalog, &ValidateOptions::default(), &[])
+            .await;
+    assert_eq!(within.summary, unlimited.summary);
+    assert!(within.summary.is_some());
+}
+
+#[tokio::test]
 async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
     let catalog = common::retail().await;
     let (plan, _) = plan_of(&good("churn_basic"), &catalog);

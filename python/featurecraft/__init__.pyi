@@ -42,6 +42,9 @@ class DataError(RuntimeError):
 class OutputError(RuntimeError):
     """E053: the output cannot be written."""
 
+class TimeLimitError(RuntimeError):
+    """E054: the run did not finish within `timeout`; its cluster jobs were cancelled."""
+
 class InternalError(FeaturecraftError):
     """A featurecraft bug; please report the call."""
 
@@ -114,6 +117,7 @@ def validate(
     dialect: str = "datafusion",
     strict: bool = False,
     engine: str = "local",
+    timeout: Optional[float] = None,
 ) -> Validation: ...
 def materialize(
     recipe: RecipeInput,
@@ -122,6 +126,7 @@ def materialize(
     domain: Optional[str] = None,
     memory_limit: str = "2G",
     engine: str = "local",
+    timeout: Optional[float] = None,
 ) -> str: ...
 def design(
     catalog: CatalogInput,
@@ -146,6 +151,7 @@ def design(
     null_threshold: float = 0.5,
     memory_limit: str = "2G",
     engine: str = "local",
+    timeout: Optional[float] = None,
 ) -> JSON: ...
 def retry(
     job: Mapping[str, Any],
@@ -154,6 +160,7 @@ def retry(
     memory_limit: str = "2G",
     fix: bool = False,
     engine: str = "local",
+    timeout: Optional[float] = None,
 ) -> JSON: ...
 def json_schema(kind: str = "recipe") -> JSON: ...
 

@@ -216,6 +216,9 @@ def test_usage_errors_are_value_and_type_errors(catalog):
         fc.validate(recipe, catalog, sample_size=0)
     with pytest.raises(ValueError, match="null_threshold"):
         fc.validate(recipe, catalog, null_threshold=1.5)
+    for timeout in (0, -1.0, float("nan"), float("inf"), 1e12):
+        with pytest.raises(ValueError, match="timeout"):
+            fc.validate(recipe, catalog, timeout=timeout)
     with pytest.raises(TypeError, match="recipe must be"):
         fc.compile(42, catalog)
     with pytest.raises(TypeError, match="catalog must be"):
@@ -253,6 +256,21 @@ def test_runtime_failures_are_runtime_error_subclasses(tmp_path):
     assert issubclass(fc.MemoryLimitError, fc.RuntimeError)
     assert issubclass(fc.QueryError, fc.RuntimeError)
     assert issubclass(fc.RecipeError, fc.FeaturecraftError)
+
+
+def test_a_run_past_its_timeout_raises_time_limit_error(catalog, tmp_path):
+    recipe = FIXTURES / "recipes" / "good" / "pit_churn.json"
+    with pytest.raises(fc.TimeLimitError) as raised:
+        fc.validate(recipe, catalog, timeout=0.001)
+    assert isinstance(raised.value, fc.RuntimeError)
+    assert [d.code for d in raised.value.diagnostics] == ["E054"]
+    with pytest.raises(fc.TimeLimitError):
+        fc.materialize(recipe, catalog, tmp_path / "warehouse", timeout=0.001)
+    # Nothing is published, and no staging folder is left.
+    assert list((tmp_path / "warehouse").glob("*/*")) == []
+    assert list((tmp_path / "warehouse").glob("*/.*")) == []
+    # A generous limit changes nothing.
+    assert fc.validate(recipe, catalog, timeout=600).summary == fc.validate(recipe, catalog).summary
 
 
 def test_validation_releases_the_gil(catalog):

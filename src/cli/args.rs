@@ -278,6 +278,18 @@ pub struct EngineChoice {
     pub engine: Engine,
 }
 
+/// How long a run may take.
+#[derive(Args)]
+pub struct TimeLimit {
+    /// Seconds the run may take before it is stopped with E054 (its cluster jobs
+    /// cancelled); no limit by default.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS))]
+    pub timeout: Option<u64>,
+}
+
+/// The longest `--timeout`: the library's longest time limit, 30 days.
+const MAX_TIMEOUT_SECONDS: u64 = featurecraft::run::deadline::MAX_TIME_LIMIT.as_secs();
+
 /// The threshold of the high-null columns.
 #[derive(Args)]
 pub struct NullThreshold {
@@ -322,6 +334,8 @@ pub struct ValidateArgs {
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
+    #[command(flatten)]
+    pub time_limit: TimeLimit,
     /// The dialect of the SQL shown with the summary.
     #[arg(long, default_value = "datafusion")]
     pub dialect: Dialect,
@@ -354,6 +368,8 @@ pub struct RetryArgs {
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
+    #[command(flatten)]
+    pub time_limit: TimeLimit,
     /// Apply the recipe's machine-applicable fixes first (as `featurecraft fix`), recorded in its notes.
     #[arg(long)]
     pub fix: bool,
@@ -485,6 +501,8 @@ pub struct DesignArgs {
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
+    #[command(flatten)]
+    pub time_limit: TimeLimit,
     /// text: the recipe with a report of what was dropped; json: the recipe alone.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -512,6 +530,8 @@ pub struct MaterializeArgs {
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
+    #[command(flatten)]
+    pub time_limit: TimeLimit,
 }
 
 /// `featurecraft describe-catalog`.

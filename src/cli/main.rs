@@ -10,7 +10,7 @@ mod report;
 use args::ClusterCommand;
 use args::{
     Cli, Command, CompileArgs, DescribeArgs, DesignArgs, DiffArgs, EngineChoice, FixArgs, Format,
-    GenerateArgs, SchemaArgs, SchemaKind, ServeArgs, TestArgs, TokenArgs, ValidateArgs,
+    GenerateArgs, SchemaArgs, SchemaKind, ServeArgs, TestArgs, TimeLimit, TokenArgs, ValidateArgs,
 };
 use clap::Parser;
 use featurecraft::run::validate::ValidateOptions;
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         Command::Retry(args) => {
             let options = match job_run_options(args.sample.sample_size, &args.memory.memory_limit)
             {
-                Ok(o) => on_engine(o, &args.engine),
+                Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_retry(&args.job, &args.catalog, &options, args.fix))
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
                 &args.memory.memory_limit,
                 false,
             ) {
-                Ok(o) => on_engine(o, &args.engine),
+                Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
                 Err(e) => return usage_error(&e),
             };
             runtime.block_on(run_materialize(
@@ -119,7 +119,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
         &args.memory.memory_limit,
         args.strict,
     ) {
-        Ok(o) => on_engine(o, &args.engine),
+        Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
         Err(e) => return usage_error(&e),
     };
     let code = run_validate(&args.recipe, &args.catalog, &options, args.format).await;
@@ -139,7 +139,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
 async fn serve_command(args: ServeArgs) -> ExitCode {
     use featurecraft::server::auth::Verifier;
     let run = match job_run_options(args.sample.sample_size, &args.memory.memory_limit) {
-        Ok(o) => on_engine(o, &args.engine),
+        Ok(o) => on_engine(o, &args.engine, None),
         Err(e) => return usage_error(&e),
     };
     let jwt = match (&args.jwks, &args.jwks_url, jwt_secret()) {
@@ -226,7 +226,7 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         &args.memory.memory_limit,
         false,
     ) {
-        Ok(o) => on_engine(o, &args.engine),
+        Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
         Err(e) => return usage_error(&e),
     };
     let point_in_time = match design_point_in_time(&args) {
@@ -920,9 +920,16 @@ async fn serve(config: featurecraft::server::ServiceConfig, db: &Path, addr: &st
     ExitCode::SUCCESS
 }
 
-/// The options with their queries running where `--engine` says.
-fn on_engine(mut options: RunOptions, choice: &EngineChoice) -> RunOptions {
+/// The options with their queries running where `--engine` says, within `--timeout`.
+fn on_engine(
+    mut options: RunOptions,
+    choice: &EngineChoice,
+    limit: Option<&TimeLimit>,
+) -> RunOptions {
     options.validate.engine = choice.engine.clone();
+    options.validate.time_limit = limit
+        .and_then(|l| l.timeout)
+        .map(std::time::Duration::from_secs);
     options
 }
 

@@ -44,6 +44,7 @@ pub fn flags(text: &str) -> String {
         ("`bind`", "`--bind`"),
         ("`grpc_port`", "`--grpc-port`"),
         ("`work_dir`", "`--work-dir`"),
+        ("`time_limit`", "`--timeout`"),
     ]
     .iter()
     .fold(text.to_string(), |text, (option, flag)| {

@@ -95,8 +95,23 @@ pub struct Design {
     pub dropped: Vec<(String, String)>,
 }
 
-/// Designs, checks and prunes a recipe for `request` over `catalog`.
+/// Designs, checks and prunes a recipe for `request` over `catalog`, all of it within the
+/// run's time limit (`E054` past it).
 pub async fn design(
+    request: &DesignRequest,
+    catalog: &Catalog,
+    options: &DesignOptions,
+) -> Result<Design, Vec<Diagnostic>> {
+    // One limit for the whole design, not one per validation it runs.
+    let limit = options.run.validate.time_limit;
+    let mut unbounded = options.clone();
+    unbounded.run.validate.time_limit = None;
+    crate::run::deadline::within_time_limit(limit, design_unbounded(request, catalog, &unbounded))
+        .await
+        .map_err(|stopped| vec![stopped])?
+}
+
+async fn design_unbounded(
     request: &DesignRequest,
     catalog: &Catalog,
     options: &DesignOptions,

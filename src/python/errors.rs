@@ -28,7 +28,7 @@ create_exception!(
     featurecraft,
     RuntimeError,
     FeaturecraftError,
-    "The query failed on the data (E050-E053); `.diagnostics` holds the finding."
+    "The run failed on the data or its time limit (E050-E054); `.diagnostics` holds the finding."
 );
 create_exception!(
     featurecraft,
@@ -56,6 +56,12 @@ create_exception!(
 );
 create_exception!(
     featurecraft,
+    TimeLimitError,
+    RuntimeError,
+    "E054: the run did not finish within its time limit (`timeout`); its cluster jobs were cancelled."
+);
+create_exception!(
+    featurecraft,
     InternalError,
     FeaturecraftError,
     "A featurecraft bug: the engine failed where it should not; please report the call."
@@ -72,6 +78,7 @@ pub fn runtime_class<'py>(
         Code::E051 => MemoryLimitError::type_object(py),
         Code::E052 => DataError::type_object(py),
         Code::E053 => OutputError::type_object(py),
+        Code::E054 => TimeLimitError::type_object(py),
         _ => return None,
     })
 }
@@ -87,6 +94,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MemoryLimitError", py.get_type::<MemoryLimitError>())?;
     m.add("DataError", py.get_type::<DataError>())?;
     m.add("OutputError", py.get_type::<OutputError>())?;
+    m.add("TimeLimitError", py.get_type::<TimeLimitError>())?;
     m.add("InternalError", py.get_type::<InternalError>())?;
     Ok(())
 }

@@ -36,6 +36,7 @@ fn run_options(
     memory_limit: &str,
     strict: bool,
     engine: &str,
+    timeout: Option<f64>,
 ) -> PyResult<RunOptions> {
     if sample_size == 0 {
         return Err(PyValueError::new_err("sample_size must be at least 1"));
@@ -47,6 +48,17 @@ fn run_options(
     }
     let memory_limit = parse_size(memory_limit)
         .map_err(|e| PyValueError::new_err(format!("memory_limit: {e}")))?;
+    let time_limit = match timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECONDS => {
+            Some(std::time::Duration::from_secs_f64(t))
+        }
+        Some(t) => {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS} (30 days), got {t}"
+            )));
+        }
+    };
     Ok(RunOptions {
         dialect,
         strict,
@@ -57,10 +69,14 @@ fn run_options(
             engine: engine
                 .parse::<Engine>()
                 .map_err(|e| PyValueError::new_err(format!("engine: {e}")))?,
+            time_limit,
             ..ValidateOptions::default()
         },
     })
 }
+
+/// The longest `timeout`, in seconds: the library's longest time limit (30 days).
+const MAX_TIMEOUT_SECONDS: f64 = crate::run::deadline::MAX_TIME_LIMIT.as_secs() as f64;
 
 fn dialect_of(name: &str) -> PyResult<Dialect> {
     name.parse::<Dialect>().map_err(PyValueError::new_err)
@@ -102,7 +118,7 @@ fn compile(
 
 /// Compiles a recipe and validates it on a sample of entities with DataFusion.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local"))]
+#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local", timeout = None))]
 #[allow(clippy::too_many_arguments)]
 fn validate(
     py: Python<'_>,
@@ -115,6 +131,7 @@ fn validate(
     dialect: &str,
     strict: bool,
     engine: &str,
+    timeout: Option<f64>,
 ) -> PyResult<PyValidation> {
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "validate")?;
@@ -125,6 +142,7 @@ fn validate(
         memory_limit,
         strict,
         engine,
+        timeout,
     )?;
     let outcome = run_detached(py, async {
         let parsed = parse_recipe(&text);
@@ -224,7 +242,8 @@ fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
 /// Compiles a recipe for DataFusion and writes the full table to
 /// `warehouse/domain/table/` atomically; returns the table's folder.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local"))]
+#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local", timeout = None))]
+#[allow(clippy::too_many_arguments)]
 fn materialize(
     py: Python<'_>,
     recipe: &Bound<'_, PyAny>,
@@ -233,10 +252,19 @@ fn materialize(
     domain: Option<String>,
     memory_limit: &str,
     engine: &str,
+    timeout: Option<f64>,
 ) -> PyResult<String> {
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "materialize")?;
-    let options = run_options(Dialect::DataFusion, 1, 0.5, memory_limit, false, engine)?;
+    let options = run_options(
+        Dialect::DataFusion,
+        1,
+        0.5,
+        memory_limit,
+        false,
+        engine,
+        timeout,
+    )?;
     let compiled = run_detached(py, async {
         compile_text(
             &text,
@@ -285,7 +313,8 @@ fn materialize(
     derivation = None, positive_class = None, max_features = None, target_table = "designed_features",
     cutoff_column = None, time_columns = None, windows = None, include_cutoff = false,
     relationships = None, max_depth = 2, primitives = None,
-    sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local"
+    sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local",
+    timeout = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn design<'py>(
@@ -311,6 +340,7 @@ fn design<'py>(
     null_threshold: f64,
     memory_limit: &str,
     engine: &str,
+    timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let catalog = with_data(catalog_of(py, catalog)?, "design")?;
     let run = run_options(
@@ -320,6 +350,7 @@ fn design<'py>(
         memory_limit,
         false,
         engine,
+        timeout,
     )?;
     // The request is the service's design object: built as JSON, it is read by the same
     // parser, so every rule (and message) of the service holds here.
@@ -424,7 +455,8 @@ fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 /// Retries a failed job (the contract's Job as a dict): returns the new Job. With `fix`,
 /// the recipe's machine-applicable fixes are applied first and recorded in its notes.
 #[pyfunction]
-#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local"))]
+#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None))]
+#[allow(clippy::too_many_arguments)]
 fn retry<'py>(
     py: Python<'py>,
     job: &Bound<'py, PyAny>,
@@ -433,6 +465,7 @@ fn retry<'py>(
     memory_limit: &str,
     fix: bool,
     engine: &str,
+    timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let job: Job = serde_json::from_str(&json_text(job)?)
         .map_err(|e| PyValueError::new_err(format!("not a job: {e}")))?;
@@ -444,6 +477,7 @@ fn retry<'py>(
         memory_limit,
         false,
         engine,
+        timeout,
     )?;
     let next = run_detached(py, async {
         let job = if fix {

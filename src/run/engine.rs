@@ -126,16 +126,22 @@ pub async fn on_cluster(
         .clone()
         .upgrade_for_ballista()
         .with_ballista_adaptive_query_planner(false);
+    let url = format!("http://{scheduler}");
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build()
-        .upgrade_for_ballista(format!("http://{scheduler}"))
+        .upgrade_for_ballista(url.clone())
         .map_err(|e| {
             Diagnostic::new(
                 Code::E050,
                 format!("cannot set up a session on the Ballista cluster at {scheduler}: {e}"),
             )
         })?;
+    // Every cluster job is watched: one its run abandons (a time limit) is cancelled.
+    let planner = crate::run::deadline::WatchedPlanner::new(state.query_planner().clone(), url);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(std::sync::Arc::new(planner))
+        .build();
     Ok(datafusion::prelude::SessionContext::new_with_state(state))
 }
 

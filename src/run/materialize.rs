@@ -13,6 +13,7 @@ use crate::compile::analyze::{Plan, name_problem, shown_name};
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::run::deadline::within_time_limit;
 use crate::run::sample::{ValidateOptions, runtime_error, session};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
@@ -88,34 +89,38 @@ pub async fn stage(
         rows: 0,
     };
 
-    let ctx = session(catalog, options).await?;
     let query = build_query(plan, &Dialect::DataFusion.capabilities(), None)
         .map_err(|mut e| e.remove(0))?;
     let staging_url = format!("{}/", staged.staging.display());
-    let written = async {
-        let plan = plan_query(&ctx.state(), query).await?;
-        let frame = ctx.execute_logical_plan(plan).await?;
-        frame
-            .write_parquet(&staging_url, DataFrameWriteOptions::new(), None)
-            .await
-    }
-    .await;
-    let counts = written.map_err(|e| {
-        let diagnostic = runtime_error(e);
-        // A failure naming the staging folder happened while writing, not reading.
-        if diagnostic.message.contains(WRITING) {
-            Diagnostic::new(
-                Code::E053,
-                format!(
-                    "cannot write the table into {}: {}",
-                    staged.staging.display(),
-                    diagnostic.message
-                ),
-            )
-        } else {
-            diagnostic
+    // On a time limit the cluster's job is cancelled before the staging folder goes.
+    let counts = within_time_limit(options.time_limit, async {
+        let ctx = session(catalog, options).await?;
+        let written = async {
+            let plan = plan_query(&ctx.state(), query).await?;
+            let frame = ctx.execute_logical_plan(plan).await?;
+            frame
+                .write_parquet(&staging_url, DataFrameWriteOptions::new(), None)
+                .await
         }
-    })?;
+        .await;
+        written.map_err(|e| {
+            let diagnostic = runtime_error(e);
+            // A failure naming the staging folder happened while writing, not reading.
+            if diagnostic.message.contains(WRITING) {
+                Diagnostic::new(
+                    Code::E053,
+                    format!(
+                        "cannot write the table into {}: {}",
+                        staged.staging.display(),
+                        diagnostic.message
+                    ),
+                )
+            } else {
+                diagnostic
+            }
+        })
+    })
+    .await??;
     staged.rows = counts
         .iter()
         .filter_map(|b| {

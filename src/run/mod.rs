@@ -4,8 +4,10 @@
 //!
 //! The session's own functions live here too: the stable key hash of entity sampling
 //! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`), and so does
-//! the choice of where the queries run ([`engine`]: this process or a Ballista cluster).
+//! the choice of where the queries run ([`engine`]: this process or a Ballista cluster), and
+//! a run's time limit with the cancellation of the cluster jobs it stops ([`deadline`]).
 
+pub mod deadline;
 pub(crate) mod distinct;
 pub mod engine;
 pub(crate) mod keyhash;

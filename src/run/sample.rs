@@ -14,6 +14,7 @@ use crate::compile::analyze::Plan;
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::run::deadline::within_time_limit;
 use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -41,6 +42,9 @@ pub struct ValidateOptions {
     pub features_per_query: usize,
     /// Where the queries run: this process, or a Ballista cluster.
     pub engine: Engine,
+    /// How long a run may take before it is stopped with `E054` (its cluster jobs
+    /// cancelled); `None` for no limit. The service bounds its jobs with its own limit.
+    pub time_limit: Option<std::time::Duration>,
 }
 
 impl Default for ValidateOptions {
@@ -54,6 +58,7 @@ impl Default for ValidateOptions {
                 .unwrap_or(2),
             features_per_query: FEATURES_PER_QUERY,
             engine: Engine::Local,
+            time_limit: None,
         }
     }
 }
@@ -198,8 +203,11 @@ pub async fn sample(
     catalog: &Catalog,
     options: &ValidateOptions,
 ) -> Result<Sample, Diagnostic> {
-    let ctx = session(catalog, options).await?;
-    sample_in(&ctx, plan, options).await
+    within_time_limit(options.time_limit, async {
+        let ctx = session(catalog, options).await?;
+        sample_in(&ctx, plan, options).await
+    })
+    .await?
 }
 
 async fn sample_in(

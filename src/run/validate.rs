@@ -22,6 +22,7 @@ use crate::compile::analyze::Plan;
 use crate::contract::job::ValidationSummary;
 use crate::contract::recipe::LabelType;
 use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
+use crate::run::deadline::within_time_limit;
 use crate::run::keyhash::key_hash_udf;
 use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
 use crate::types::{TypeFamily, parse_type_name};
@@ -70,7 +71,8 @@ pub async fn validate(
     compile_warnings: &[Diagnostic],
 ) -> Validation {
     let mut diagnostics: Vec<Diagnostic> = compile_warnings.to_vec();
-    match run(plan, catalog, options).await {
+    let outcome = within_time_limit(options.time_limit, run(plan, catalog, options)).await;
+    match outcome.and_then(|run| run) {
         Ok(outcome) => {
             diagnostics.extend(outcome.findings);
             let summary = summarise(
