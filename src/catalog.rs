@@ -122,6 +122,26 @@ impl Table {
     }
 }
 
+/// Why `path` cannot be used when it is an object store's URL (`s3://…`, `gs://…`):
+/// featurecraft `verb` local or shared directories only, on a cluster too. Without this a
+/// URL would be taken for a relative folder named `s3:`.
+pub fn object_store_refusal(path: &Path, verb: &str) -> Option<String> {
+    let text = path.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    let is_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme.then(|| {
+        format!(
+            "object storage (`{scheme}://`) is not supported: featurecraft {verb} a local or shared directory (mount the bucket, for example with s3fs or gcsfuse, and give the mount's path)"
+        )
+    })
+}
+
 /// Why a catalog could not be loaded: what is wrong and in which file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogError {
@@ -205,6 +225,9 @@ impl Catalog {
 
     /// Loads a catalog from a directory, or from a `.json` description.
     pub async fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        if let Some(refusal) = object_store_refusal(path, "reads a catalog from") {
+            return Err(catalog_error(path, refusal));
+        }
         if path.is_dir() {
             Catalog::load_dir(path).await
         } else {

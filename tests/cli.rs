@@ -569,3 +569,66 @@ fn schema_prints_the_json_schema_of_each_shape() {
     assert_eq!(code, 2);
     assert!(stderr.contains("possible values"), "{stderr}");
 }
+
+#[test]
+fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env(
+                "FEATURECRAFT_JWT_SECRET",
+                "a-secret-of-at-least-32-bytes-long!",
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let recipe = format!("{root}/fixtures/recipes/good/churn_basic.json");
+    let retail = format!("{root}/fixtures/retail");
+    let (code, stderr) = run(&["validate", &recipe, "--catalog", "s3://bucket/retail"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("object storage (`s3://`) is not supported"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[
+        "materialize",
+        &recipe,
+        "--catalog",
+        &retail,
+        "--warehouse",
+        "gs://bucket/warehouse",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[E053]"), "{stderr}");
+    assert!(
+        stderr.contains("object storage (`gs://`) is not supported"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&[
+        "serve",
+        "--catalog",
+        &retail,
+        "--db",
+        "jobs.db",
+        "--warehouse",
+        "s3://bucket/warehouse",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--warehouse s3://bucket/warehouse: object storage"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing local was created: {left:?}");
+}

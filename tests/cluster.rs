@@ -404,6 +404,96 @@ fn an_unreachable_scheduler_is_a_clear_error_not_a_hang() {
 }
 
 #[test]
+fn hostile_cluster_options_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A port another process holds.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, stderr) = run(&[
+        "cluster",
+        "scheduler",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    // A scheduler nobody runs: the executor gives up after its wait, naming the address.
+    let nobody = free_port();
+    let started = Instant::now();
+    let (code, stderr) = run(&[
+        "cluster",
+        "executor",
+        "--scheduler",
+        &format!("127.0.0.1:{nobody}"),
+        "--bind",
+        &format!("127.0.0.1:{}", free_port_pair()),
+        "--scheduler-wait",
+        "1",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gave up waiting for the scheduler after 1 s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--scheduler-wait"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    // A work dir that cannot be created, a memory limit that is not a size.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let under_file = file.join("work");
+    let (code, stderr) = run(&[
+        "cluster",
+        "executor",
+        "--scheduler",
+        "127.0.0.1:1",
+        "--work-dir",
+        under_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot create `--work-dir`"), "{stderr}");
+    let (code, stderr) = run(&[
+        "cluster",
+        "executor",
+        "--scheduler",
+        "127.0.0.1:1",
+        "--memory-limit",
+        "lots",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`lots` is not a size"), "{stderr}");
+    // An engine as long as a request body: refused by its length (clap quotes the
+    // argument back, as it does any invalid value).
+    let long = format!("ballista://{}:1", "h".repeat(100_000));
+    let (code, stderr) = run(&[
+        "validate",
+        "fixtures/recipes/good/churn_basic.json",
+        "--catalog",
+        "fixtures/retail",
+        "--engine",
+        &long,
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("the engine is 100013 characters long"));
+    drop(taken);
+}
+
+#[test]
 fn a_malformed_engine_is_a_usage_error() {
     for bad in ["ballista://host", "spark://host:1", "ballista://:1"] {
         let (code, _, stderr) = featurecraft(&[

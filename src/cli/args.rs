@@ -142,6 +142,9 @@ pub struct ExecutorArgs {
     /// Memory the executor's tasks may hold together, e.g. 2G (spilling past it).
     #[arg(long)]
     pub memory_limit: Option<String>,
+    /// Seconds to wait for the scheduler to accept connections before giving up.
+    #[arg(long, value_name = "SECONDS", default_value_t = featurecraft::cluster::SCHEDULER_WAIT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub scheduler_wait: u64,
 }
 
 /// How a report is printed.

@@ -184,6 +184,14 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
         Some(n) => limits.max_jobs = n,
         None => {}
     }
+    for (flag, path, verb) in [
+        ("--catalog", &args.catalog, "reads a catalog from"),
+        ("--warehouse", &args.warehouse, "writes tables into"),
+    ] {
+        if let Some(refusal) = featurecraft::catalog::object_store_refusal(path, verb) {
+            return usage_error(&format!("{flag} {}: {refusal}", path.display()));
+        }
+    }
     if !args.catalog.is_dir() {
         return usage_error(&format!(
             "--catalog {}: the service runs queries on the catalog's data: give a catalog directory (Parquet files and SQL views), not a JSON description",
@@ -964,6 +972,7 @@ async fn cluster_command(command: ClusterCommand) -> ExitCode {
                 work_dir: args.work_dir,
                 concurrent_tasks: args.concurrent_tasks,
                 memory_limit,
+                scheduler_wait: std::time::Duration::from_secs(args.scheduler_wait),
             })
             .await
         }

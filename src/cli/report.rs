@@ -45,6 +45,7 @@ pub fn flags(text: &str) -> String {
         ("`grpc_port`", "`--grpc-port`"),
         ("`work_dir`", "`--work-dir`"),
         ("`time_limit`", "`--timeout`"),
+        ("`scheduler_wait`", "`--scheduler-wait`"),
     ]
     .iter()
     .fold(text.to_string(), |text, (option, flag)| {

@@ -54,7 +54,13 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: Option<usize>,
     /// Memory its tasks may hold together, in bytes (spilling past it).
     pub memory_limit: Option<usize>,
+    /// How long it waits for its scheduler to accept connections before it gives up (an
+    /// executor may start before its scheduler).
+    pub scheduler_wait: std::time::Duration,
 }
+
+/// How long an executor waits for its scheduler by default.
+pub const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// featurecraft's own functions, which every process of the cluster must know by name.
 fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
@@ -147,6 +153,10 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         }
         None => None,
     };
+    // Ballista 55's own wait for the scheduler never ends (it measures the time elapsed
+    // since each new instant): featurecraft waits within `scheduler_wait`, then lets
+    // Ballista connect once.
+    wait_for_scheduler(&options.scheduler, options.scheduler_wait).await?;
     let defaults = ExecutorProcessConfig::default();
     let config = ExecutorProcessConfig {
         bind_host: options.bind.ip().to_string(),
@@ -155,10 +165,7 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         grpc_port,
         scheduler_host,
         scheduler_port,
-        scheduler_connect_timeout_seconds: crate::run::engine::SCHEDULER_CONNECT_TIMEOUT
-            .as_secs()
-            .try_into()
-            .unwrap_or(u16::MAX),
+        scheduler_connect_timeout_seconds: 0,
         vcores: options.concurrent_tasks.unwrap_or(defaults.vcores).max(1),
         work_dir,
         print_thread_info: false,
@@ -170,4 +177,24 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
     start_executor_process(Arc::new(config))
         .await
         .map_err(|e| format!("the executor on {} stopped: {e}", options.bind))
+}
+
+/// Waits until the scheduler at `address` accepts connections, for at most `wait`.
+async fn wait_for_scheduler(address: &str, wait: std::time::Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let probe = crate::run::engine::reach_scheduler(address).await;
+        match probe {
+            Ok(()) => return Ok(()),
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "gave up waiting for the scheduler after {} s ({}): {}",
+                    wait.as_secs(),
+                    "`scheduler_wait`",
+                    why.message
+                ));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
 }

@@ -18,6 +18,9 @@ use std::time::Duration;
 /// that is down is an error within this time, never a hang.
 pub const SCHEDULER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest host name (DNS's limit).
+const MAX_HOST_LENGTH: usize = 253;
+
 /// The URL scheme of a Ballista scheduler in an engine choice.
 pub const BALLISTA_SCHEME: &str = "ballista://";
 
@@ -42,6 +45,13 @@ impl FromStr for Engine {
         if text == "local" {
             return Ok(Engine::Local);
         }
+        // Quoted back in every message below: a text no engine can be is not.
+        if text.len() > BALLISTA_SCHEME.len() + MAX_HOST_LENGTH + 6 {
+            return Err(format!(
+                "the engine is {} characters long: use `local` or `ballista://HOST:PORT`",
+                text.len()
+            ));
+        }
         let Some(address) = text.strip_prefix(BALLISTA_SCHEME) else {
             return Err(format!(
                 "unknown engine `{text}`: use `local` or `ballista://HOST:PORT`"
@@ -51,6 +61,12 @@ impl FromStr for Engine {
         let (host, port) = address.rsplit_once(':').ok_or_else(|| {
             format!("engine `{text}` names no port: use `ballista://HOST:PORT` (the scheduler listens on 50050 by default)")
         })?;
+        if host.len() > MAX_HOST_LENGTH {
+            return Err(format!(
+                "engine `ballista://…:{port}`: the host name is {} characters long; a host name has at most {MAX_HOST_LENGTH}",
+                host.len()
+            ));
+        }
         let host_ok = !host.is_empty()
             && host
                 .chars()
@@ -173,9 +189,12 @@ mod tests {
             "ballista://a b:1",
             "ballista://h@x:1",
             "df://host:50050",
+            format!("ballista://{}:1", "h".repeat(254)).as_str(),
+            "x".repeat(100_000).as_str(),
         ] {
             let err = bad.parse::<Engine>().unwrap_err();
             assert!(err.contains("engine"), "{bad}: {err}");
+            assert!(err.len() < 400, "{err}");
         }
     }
 }

@@ -8,7 +8,7 @@
 //! approved catalog) calls [`stage`] and [`Staged::publish`] itself. Leftovers of a crashed
 //! run carry only these two names; [`clean_leftovers`] removes them.
 
-use crate::catalog::{Catalog, plan_query};
+use crate::catalog::{Catalog, object_store_refusal, plan_query};
 use crate::compile::analyze::{Plan, name_problem, shown_name};
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
@@ -76,6 +76,12 @@ pub async fn stage(
                 ),
             ));
         }
+    }
+    if let Some(refusal) = object_store_refusal(warehouse, "writes tables into") {
+        return Err(Diagnostic::new(
+            Code::E053,
+            format!("cannot write into {}: {refusal}", warehouse.display()),
+        ));
     }
     let parent = warehouse.join(domain);
     std::fs::create_dir_all(&parent).map_err(|e| write_error("create", &parent, e))?;
