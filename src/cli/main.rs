@@ -13,7 +13,6 @@ use args::{
     GenerateArgs, SchemaArgs, SchemaKind, ServeArgs, TestArgs, TimeLimit, TokenArgs, ValidateArgs,
 };
 use clap::Parser;
-use featurecraft::run::validate::ValidateOptions;
 use featurecraft::run::{RecipeRun, RunOptions, run_recipe};
 use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
 use report::{Progress, explain_strict, flags, print_diagnostics, usage_error};
@@ -1022,6 +1021,8 @@ fn job_run_options(sample_size: usize, memory_limit: &str) -> Result<RunOptions,
     run_options(Dialect::DataFusion, sample_size, 0.5, memory_limit, false)
 }
 
+/// The run options of the flags (checked by the library; `on_engine` adds the engine and
+/// the time limit, which clap has already checked).
 fn run_options(
     dialect: Dialect,
     sample_size: usize,
@@ -1029,24 +1030,16 @@ fn run_options(
     memory_limit: &str,
     strict: bool,
 ) -> Result<RunOptions, String> {
-    if sample_size == 0 {
-        return Err("--sample-size must be at least 1".into());
-    }
-    if !(0.0..=1.0).contains(&null_threshold) {
-        return Err(format!(
-            "--null-threshold must be between 0 and 1, got {null_threshold}"
-        ));
-    }
-    Ok(RunOptions {
+    featurecraft::run::RunSettings {
         dialect,
+        sample_size,
+        null_threshold,
+        memory_limit,
         strict,
-        validate: ValidateOptions {
-            sample_size,
-            null_threshold,
-            memory_limit: featurecraft::run::sample::parse_size(memory_limit)?,
-            ..ValidateOptions::default()
-        },
-    })
+        engine: featurecraft::run::engine::Engine::Local,
+        time_limit: None,
+    }
+    .check()
 }
 
 /// Runs the sampled query again and writes its rows to `out` (Parquet).

@@ -16,7 +16,7 @@ use crate::contract::design::DesignRequest;
 use crate::contract::job::Job;
 use crate::contract::recipe::parse_recipe;
 use crate::run::engine::Engine;
-use crate::run::sample::{ValidateOptions, parse_size};
+use crate::run::sample::ValidateOptions;
 use crate::run::{RunOptions, run_recipe};
 use errors::{CatalogError, InternalError};
 use findings::{Findings, PyDiagnostic, findings_error, json_text, to_python};
@@ -38,45 +38,22 @@ fn run_options(
     engine: &str,
     timeout: Option<f64>,
 ) -> PyResult<RunOptions> {
-    if sample_size == 0 {
-        return Err(PyValueError::new_err("sample_size must be at least 1"));
-    }
-    if !(0.0..=1.0).contains(&null_threshold) {
-        return Err(PyValueError::new_err(format!(
-            "null_threshold must be between 0 and 1, got {null_threshold}"
-        )));
-    }
-    let memory_limit = parse_size(memory_limit)
-        .map_err(|e| PyValueError::new_err(format!("memory_limit: {e}")))?;
-    let time_limit = match timeout {
-        None => None,
-        Some(t) if t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_SECONDS => {
-            Some(std::time::Duration::from_secs_f64(t))
-        }
-        Some(t) => {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECONDS} (30 days), got {t}"
-            )));
-        }
-    };
-    Ok(RunOptions {
+    let engine = engine
+        .parse::<Engine>()
+        .map_err(|e| PyValueError::new_err(format!("engine: {e}")))?;
+    crate::run::RunSettings {
         dialect,
+        sample_size,
+        null_threshold,
+        memory_limit,
         strict,
-        validate: ValidateOptions {
-            sample_size,
-            null_threshold,
-            memory_limit,
-            engine: engine
-                .parse::<Engine>()
-                .map_err(|e| PyValueError::new_err(format!("engine: {e}")))?,
-            time_limit,
-            ..ValidateOptions::default()
-        },
-    })
+        engine,
+        time_limit: timeout,
+    }
+    .check()
+    // The library's `time_limit` is the keyword argument `timeout` here.
+    .map_err(|e| PyValueError::new_err(e.replace("`time_limit`", "`timeout`")))
 }
-
-/// The longest `timeout`, in seconds: the library's longest time limit (30 days).
-const MAX_TIMEOUT_SECONDS: f64 = crate::run::deadline::MAX_TIME_LIMIT.as_secs() as f64;
 
 fn dialect_of(name: &str) -> PyResult<Dialect> {
     name.parse::<Dialect>().map_err(PyValueError::new_err)

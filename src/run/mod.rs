@@ -55,6 +55,68 @@ impl RunOptions {
     }
 }
 
+/// A run's settings as a caller gives them, numbers and text, checked in one place for
+/// the command line and the Python package. Each problem names its option
+/// (`sample_size`); the front ends say it in their own spelling.
+#[derive(Debug, Clone)]
+pub struct RunSettings<'a> {
+    /// See [`RunOptions::dialect`].
+    pub dialect: Dialect,
+    /// Entities to sample: at least 1.
+    pub sample_size: usize,
+    /// Between 0 and 1.
+    pub null_threshold: f64,
+    /// A size such as `2G` ([`sample::parse_size`]).
+    pub memory_limit: &'a str,
+    /// See [`RunOptions::strict`].
+    pub strict: bool,
+    /// Where the queries run.
+    pub engine: engine::Engine,
+    /// Seconds the run may take: above 0, at most [`deadline::MAX_TIME_LIMIT`].
+    pub time_limit: Option<f64>,
+}
+
+impl RunSettings<'_> {
+    /// The run options, or what is wrong with the settings.
+    pub fn check(&self) -> Result<RunOptions, String> {
+        if self.sample_size == 0 {
+            return Err("`sample_size` must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.null_threshold) {
+            return Err(format!(
+                "`null_threshold` must be between 0 and 1, got {}",
+                self.null_threshold
+            ));
+        }
+        let memory_limit =
+            sample::parse_size(self.memory_limit).map_err(|e| format!("`memory_limit`: {e}"))?;
+        let most = deadline::MAX_TIME_LIMIT.as_secs_f64();
+        let time_limit = match self.time_limit {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 && t <= most => {
+                Some(std::time::Duration::from_secs_f64(t))
+            }
+            Some(t) => {
+                return Err(format!(
+                    "`time_limit` must be a number of seconds above 0 and at most {most} (30 days), got {t}"
+                ));
+            }
+        };
+        Ok(RunOptions {
+            dialect: self.dialect,
+            strict: self.strict,
+            validate: ValidateOptions {
+                sample_size: self.sample_size,
+                null_threshold: self.null_threshold,
+                memory_limit,
+                engine: self.engine.clone(),
+                time_limit,
+                ..ValidateOptions::default()
+            },
+        })
+    }
+}
+
 /// What compiling and validating a recipe produced.
 #[derive(Debug, Clone)]
 pub struct RecipeRun {
@@ -131,5 +193,49 @@ pub async fn run_recipe(
         sql: Some(sql),
         validation: validation.summary,
         diagnostics: validation.diagnostics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> RunSettings<'static> {
+        RunSettings {
+            dialect: Dialect::DataFusion,
+            sample_size: 100,
+            null_threshold: 0.5,
+            memory_limit: "512M",
+            strict: true,
+            engine: engine::Engine::Local,
+            time_limit: Some(1.5),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_naming_the_option() {
+        let options = settings().check().unwrap();
+        assert_eq!(options.validate.sample_size, 100);
+        assert_eq!(options.validate.memory_limit, 512 << 20);
+        assert_eq!(
+            options.validate.time_limit,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert!(options.strict);
+        let wrong = |change: fn(&mut RunSettings<'static>), says: &str| {
+            let mut s = settings();
+            change(&mut s);
+            let error = s.check().unwrap_err();
+            assert!(error.contains(says), "{error}");
+        };
+        wrong(|s| s.sample_size = 0, "`sample_size` must be at least 1");
+        wrong(|s| s.null_threshold = 1.5, "`null_threshold`");
+        wrong(|s| s.null_threshold = f64::NAN, "`null_threshold`");
+        wrong(|s| s.memory_limit = "lots", "`memory_limit`");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
+            let mut s = settings();
+            s.time_limit = Some(bad);
+            assert!(s.check().unwrap_err().contains("`time_limit`"), "{bad}");
+        }
     }
 }
