@@ -22,11 +22,22 @@ pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long a cancellation may take to reach the scheduler before the run reports anyway.
 pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A cancellation sent for a cluster job: its job id and the request under way.
+/// A cancellation sent for a cluster job: the run that stopped it (when known), its job
+/// id and the request under way.
 struct Cancellation {
+    run: Option<u64>,
     job_id: String,
     request: tokio::task::JoinHandle<Result<(), String>>,
 }
+
+tokio::task_local! {
+    /// The run a query belongs to, set by [`within_time_limit`] around its work (and
+    /// still set while the work is dropped, when its streams send their cancellations).
+    static RUN: u64;
+}
+
+/// The next run's number.
+static NEXT_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Cancellations sent and not yet awaited, in this process. Finished ones that nobody
 /// awaits (a service job stopped by the service's own time limit) are pruned as new ones
@@ -40,10 +51,15 @@ fn send_cancellation(scheduler_url: String, job_id: String) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let run = RUN.try_with(|run| *run).ok();
     let request = runtime.spawn(cancel(scheduler_url, job_id.clone()));
     if let Ok(mut sent) = SENT.lock() {
         sent.retain(|c| !c.request.is_finished());
-        sent.push(Cancellation { job_id, request });
+        sent.push(Cancellation {
+            run,
+            job_id,
+            request,
+        });
     }
 }
 
@@ -78,14 +94,24 @@ async fn cancel(_scheduler_url: String, _job_id: String) -> Result<(), String> {
     Err("this build has no cluster support".into())
 }
 
-/// Waits for every cancellation sent so far; one line per job says how it went.
-async fn settle() -> Vec<String> {
-    let sent: Vec<Cancellation> = match SENT.lock() {
-        Ok(mut sent) => std::mem::take(&mut *sent),
+/// Waits for the cancellations `run` sent (and those of no known run); one line per job
+/// says how it went. Other runs' cancellations are left to them.
+async fn settle(run: u64) -> Vec<String> {
+    let mine: Vec<Cancellation> = match SENT.lock() {
+        Ok(mut sent) => {
+            let (mine, others) = std::mem::take(&mut *sent)
+                .into_iter()
+                .partition(|c| c.run.is_none_or(|r| r == run));
+            *sent = others;
+            mine
+        }
         Err(_) => Vec::new(),
     };
     let mut lines = Vec::new();
-    for Cancellation { job_id, request } in sent {
+    for Cancellation {
+        job_id, request, ..
+    } in mine
+    {
         let outcome = tokio::time::timeout(CANCEL_TIMEOUT, request).await;
         lines.push(match outcome {
             Ok(Ok(Ok(()))) => format!("cluster job {job_id} was cancelled"),
@@ -109,10 +135,11 @@ pub async fn within_time_limit<T>(
     let Some(limit) = limit else {
         return Ok(work.await);
     };
-    match tokio::time::timeout(limit, work).await {
+    let run = NEXT_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match tokio::time::timeout(limit, RUN.scope(run, work)).await {
         Ok(outcome) => Ok(outcome),
         Err(_) => {
-            let cancelled = settle().await;
+            let cancelled = settle(run).await;
             let mut message = format!(
                 "the run did not finish within its time limit of {}, and was stopped",
                 shown_duration(limit)
