@@ -453,6 +453,19 @@ fn hostile_cluster_options_are_clear_errors() {
         "{:?}",
         started.elapsed()
     );
+    // A wait of nothing or of more than an hour.
+    for wait in ["0", "3601"] {
+        let (code, stderr) = run(&[
+            "cluster",
+            "executor",
+            "--scheduler",
+            "127.0.0.1:1",
+            "--scheduler-wait",
+            wait,
+        ]);
+        assert_eq!(code, Some(2), "{wait}: {stderr}");
+        assert!(stderr.contains("--scheduler-wait"), "{wait}: {stderr}");
+    }
     // A work dir that cannot be created, a memory limit that is not a size.
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a folder").unwrap();
@@ -587,11 +600,7 @@ async fn a_service_job_runs_on_the_cluster_from_creation_to_the_table() {
     );
     let token =
         featurecraft::server::auth::sign(SECRET.as_bytes(), "ana@example.com", None, 3600).unwrap();
-    let recipe: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("recipes/good/churn_basic.json")).unwrap(),
-    )
-    .unwrap();
-    let body = serde_json::json!({"target_table_name": "churn_training", "domain": "retail", "recipe": recipe});
+    let body = job_request("churn_basic", "churn_training");
     let call = |method: &'static str, path: String, body: Option<serde_json::Value>| {
         let token = token.clone();
         async move {
@@ -739,6 +748,22 @@ fn listing(folder: &Path) -> Vec<String> {
     names
 }
 
+/// The tables in a warehouse `folder`: its names without the hidden staging folders.
+fn published(folder: &Path) -> Vec<String> {
+    listing(folder)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+/// The body of `POST /jobs` for the good fixture recipe `recipe`, as table `table`.
+fn job_request(recipe: &str, table: &str) -> serde_json::Value {
+    let path = fixtures().join(format!("recipes/good/{recipe}.json"));
+    let recipe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::json!({"target_table_name": table, "domain": "retail", "recipe": recipe})
+}
+
 /// `featurecraft materialize` of `recipe` as a running process.
 fn start_materialize(
     recipe: &Path,
@@ -803,10 +828,7 @@ async fn a_run_past_its_time_limit_is_stopped_and_its_cluster_job_cancelled() {
     );
     // Nothing published: no table, only (at most) a hidden staging folder a late task
     // recreated, which `serve` removes on its next start.
-    let visible: Vec<String> = listing(&warehouse.join("default"))
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible = published(&warehouse.join("default"));
     assert!(visible.is_empty(), "{visible:?}");
     for (name, status) in cluster.stop() {
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
@@ -829,12 +851,7 @@ async fn the_service_job_time_limit_cancels_the_cluster_job() {
     );
     let token =
         featurecraft::server::auth::sign(SECRET.as_bytes(), "ana@example.com", None, 3600).unwrap();
-    let recipe: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("recipes/good/pit_churn.json")).unwrap(),
-    )
-    .unwrap();
-    let body =
-        serde_json::json!({"target_table_name": "churn_pit", "domain": "retail", "recipe": recipe});
+    let body = job_request("pit_churn", "churn_pit");
     let (status, _, job) = http::call(
         addr,
         "POST",
@@ -911,10 +928,7 @@ async fn an_executor_killed_during_a_materialization_is_survived_or_fails_cleanl
         // A clear error, and nothing published.
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("error[E05"), "{stderr}");
-        let visible: Vec<String> = listing(&domain)
-            .into_iter()
-            .filter(|n| !n.starts_with('.'))
-            .collect();
+        let visible = published(&domain);
         assert!(visible.is_empty(), "{visible:?}");
         // As an operator would, bring the lost executor's place back before retrying.
         cluster.add_executor();

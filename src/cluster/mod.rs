@@ -188,9 +188,8 @@ async fn wait_for_scheduler(address: &str, wait: std::time::Duration) -> Result<
             Ok(()) => return Ok(()),
             Err(why) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!(
-                    "gave up waiting for the scheduler after {} s ({}): {}",
+                    "gave up waiting for the scheduler after {} s (`scheduler_wait`): {}",
                     wait.as_secs(),
-                    "`scheduler_wait`",
                     why.message
                 ));
             }
