@@ -336,10 +336,16 @@ impl QueryBuilder<'_> {
         let mut taken: Vec<String> = std::iter::once(SPINE_CTE.to_string())
             .chain(plan.sources.iter().map(|s| s.cte_name.clone()))
             .collect();
+        let mut cutoffs_at = None;
+        let starts = plan
+            .point_in_time
+            .as_ref()
+            .map(|time| crate::compile::timed::WindowStarts::new(plan, time));
         if let Some(time) = &plan.point_in_time
             && plan.sources.iter().any(|s| s.time.is_some())
         {
-            ctes.push(crate::compile::timed::cutoffs_cte(plan, time, self.caps));
+            // The cutoffs CTE goes here, once the parts have said which window starts it carries.
+            cutoffs_at = Some((ctes.len(), time));
             taken.push(crate::compile::timed::CUTOFFS_CTE.to_string());
             // The child aggregates of each timed source's rows, per pair.
             let caps = self.caps;
@@ -396,11 +402,22 @@ impl QueryBuilder<'_> {
                     part_of_feature[i] = parts.len();
                 }
                 let as_of = key.as_of || !source.grouped;
-                let (part_ctes, part) = self.part(source, &members, as_of, cte_name, &taken);
+                let (part_ctes, part) =
+                    self.part(source, &members, as_of, cte_name, &taken, starts.as_ref());
                 taken.extend(part_ctes.iter().map(|c| c.alias.name.value.clone()));
                 ctes.extend(part_ctes);
                 parts.push(part);
             }
+        }
+        if let (Some((at, time)), Some(starts)) = (cutoffs_at, &starts) {
+            let caps = self.caps;
+            let mut errors = Vec::new();
+            let cutoffs =
+                crate::compile::timed::cutoffs_cte(plan, time, caps, starts, &mut |e, p| {
+                    adapt(e, caps, p, &mut errors)
+                });
+            self.errors.extend(errors);
+            ctes.insert(at, cutoffs);
         }
         (ctes, parts, part_of_feature)
     }
@@ -439,11 +456,14 @@ impl QueryBuilder<'_> {
         as_of: bool,
         cte_name: String,
         taken: &[String],
+        starts: Option<&crate::compile::timed::WindowStarts>,
     ) -> (Vec<Cte>, Part) {
         let (plan, caps) = (self.plan, self.caps);
         let grain = self.grain_exprs(&source.grain);
         let filter = self.filter.and_then(|f| f(&grain));
-        if let (Some(time), Some(source_time)) = (&plan.point_in_time, &source.time) {
+        if let (Some(time), Some(source_time), Some(starts)) =
+            (&plan.point_in_time, &source.time, starts)
+        {
             let timed = crate::compile::timed::TimedPart {
                 plan,
                 time,
@@ -454,6 +474,7 @@ impl QueryBuilder<'_> {
                 as_of,
                 cte_name: cte_name.clone(),
                 taken,
+                starts,
             };
             // The entity key is on the source's rows, or on the last table of its path.
             let holder = match source.path.len() {

@@ -33,6 +33,11 @@
 //!
 //! Dates and timestamps compare as timestamps (a date is its midnight) unless the cutoff
 //! and the source's time are both dates and every window is whole days.
+//!
+//! Each window's start (`cutoff − w`, as compared) is a column of the cutoff pairs
+//! ([`WindowStarts`]), computed once per pair: the join compares each candidate row with a
+//! column (`"s"."event_ts" >= "k"."featurecraft_start_90d"`) instead of doing interval
+//! arithmetic for every (pair, row), which dominated the join in DataFusion.
 
 use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{
@@ -50,6 +55,7 @@ use sqlparser::ast::{
     FunctionArguments, Join, JoinConstraint, JoinOperator, ObjectName, OrderByExpr, OrderByOptions,
     SelectItem, SetExpr, TimezoneInfo, Value, WindowSpec, WindowType, visit_expressions_mut,
 };
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 
 /// The CTE of the spine's distinct (entity key, cutoff) pairs.
@@ -59,14 +65,82 @@ const KEYS: &str = "k";
 /// The alias of the source's rows in a timed source's join.
 pub const ROWS: &str = "s";
 
-/// `SELECT DISTINCT entity key, cutoff FROM "spine"`.
-pub fn cutoffs_cte(plan: &Plan, time: &PlanTime, caps: &Capabilities) -> Cte {
-    let items = plan
+/// The window starts the cutoff pairs carry: one column of [`CUTOFFS_CTE`] per (window,
+/// comparison type) some timed part compares with. Parts register the starts they use while
+/// they render; the cutoffs CTE is rendered after them.
+pub struct WindowStarts {
+    /// The starts used so far, in the order they were first asked for.
+    used: RefCell<Vec<(Window, TimeType)>>,
+    /// The pair's own columns (entity key and cutoff), which no start's name may take.
+    taken: Vec<String>,
+}
+
+impl WindowStarts {
+    /// No start used yet, for a plan's cutoff pairs.
+    pub fn new(plan: &Plan, time: &PlanTime) -> Self {
+        let mut taken = plan.entity_key();
+        taken.push(time.cutoff.clone());
+        WindowStarts {
+            used: RefCell::new(Vec::new()),
+            taken,
+        }
+    }
+
+    /// The column holding `window`'s start compared as `compare`, registering it.
+    fn column(&self, window: Window, compare: TimeType) -> String {
+        let mut used = self.used.borrow_mut();
+        if !used.contains(&(window, compare)) {
+            used.push((window, compare));
+        }
+        self.name(window, compare)
+    }
+
+    /// `featurecraft_start_90d` (`…_date` when compared as dates), unless a pair column
+    /// already has the name.
+    fn name(&self, window: Window, compare: TimeType) -> String {
+        let (count, unit) = window.in_unit();
+        let (_, _, short) = unit.names();
+        let date = if compare == TimeType::Date {
+            "_date"
+        } else {
+            ""
+        };
+        fresh_name(
+            &format!("featurecraft_start_{count}{short}{date}"),
+            &self.taken,
+        )
+    }
+}
+
+/// `SELECT DISTINCT entity key, cutoff, window starts… FROM "spine"`; `adapt` adapts each
+/// start to the dialect.
+pub fn cutoffs_cte(
+    plan: &Plan,
+    time: &PlanTime,
+    caps: &Capabilities,
+    starts: &WindowStarts,
+    adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
+) -> Cte {
+    let mut items: Vec<SelectItem> = plan
         .entity_key()
         .iter()
         .chain(std::iter::once(&time.cutoff))
         .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
         .collect();
+    for &(window, compare) in starts.used.borrow().iter() {
+        let cutoff = Expr::Identifier(quoted(&time.cutoff, caps));
+        let cutoff = match (time.cutoff_type, compare) {
+            (TimeType::Date, TimeType::Timestamp) => {
+                cast(cutoff, DataType::Timestamp(None, TimezoneInfo::None))
+            }
+            _ => cutoff,
+        };
+        let start = adapt(
+            &window_start(cutoff, window, compare),
+            &RecipePath::Field("point_in_time".into()),
+        );
+        items.push(aliased(start, &starts.name(window, compare), caps));
+    }
     let mut query = select(
         items,
         table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
@@ -78,6 +152,26 @@ pub fn cutoffs_cte(plan: &Plan, time: &PlanTime, caps: &Capabilities) -> Cte {
         body.distinct = Some(Distinct::Distinct);
     }
     cte(CUTOFFS_CTE, query, caps)
+}
+
+/// `featurecraft_window_start(cutoff, count, 'UNIT', 'TYPE')`, which adapting spells in the
+/// dialect: `cutoff − window` as a date or a timestamp.
+fn window_start(cutoff: Expr, window: Window, compare: TimeType) -> Expr {
+    let (count, unit) = window.in_unit();
+    let (_, unit, _) = unit.names();
+    let of_type = match compare {
+        TimeType::Date => "DATE",
+        TimeType::Timestamp => "TIMESTAMP",
+    };
+    call(
+        crate::compile::functions::WINDOW_START,
+        vec![
+            cutoff,
+            Expr::value(Value::Number(count.to_string(), false)),
+            Expr::value(Value::SingleQuotedString(unit.into())),
+            Expr::value(Value::SingleQuotedString(of_type.into())),
+        ],
+    )
 }
 
 /// One CTE (two for as-of values) computing some features of a timed source.
@@ -100,6 +194,8 @@ pub struct TimedPart<'a> {
     pub cte_name: String,
     /// Names already used by CTEs: helper CTEs take a name not among them.
     pub taken: &'a [String],
+    /// The window starts of the cutoff pairs, where the part registers those it compares with.
+    pub starts: &'a WindowStarts,
 }
 
 /// What rendering a timed part gives: its CTEs, and the columns the spine joins it on
@@ -352,24 +448,11 @@ impl TimedPart<'_> {
     }
 
     /// The row is within `window` before the cutoff (its lower edge; the join keeps the
-    /// upper one): `t >= cutoff − w`, or `t > cutoff − w` when the cutoff is included.
+    /// upper one): `t >= start`, or `t > start` when the cutoff is included, where the start
+    /// (`cutoff − w`) is a column of the pair.
     fn within(&self, window: Window, compare: TimeType) -> Expr {
-        let (t, c) = self.times(compare);
-        let (count, unit) = window.in_unit();
-        let (_, unit, _) = unit.names();
-        let of_type = match compare {
-            TimeType::Date => "DATE",
-            TimeType::Timestamp => "TIMESTAMP",
-        };
-        let start = call(
-            crate::compile::functions::WINDOW_START,
-            vec![
-                c,
-                Expr::value(Value::Number(count.to_string(), false)),
-                Expr::value(Value::SingleQuotedString(unit.into())),
-                Expr::value(Value::SingleQuotedString(of_type.into())),
-            ],
-        );
+        let (t, _) = self.times(compare);
+        let start = self.key_col(&self.starts.column(window, compare));
         Expr::BinaryOp {
             left: Box::new(t),
             op: if self.time.include_cutoff {
