@@ -60,7 +60,7 @@ async fn every_good_recipe_runs_and_yields_one_row_per_spine_row() {
             panic!("{stem} compiles: {:#?}", compiled.diagnostics)
         };
         let ctx = catalog
-            .session_context(SessionContext::new())
+            .session_context(with_functions(SessionContext::new()))
             .await
             .unwrap();
         let rows: usize = run(&ctx, &plan, &sql)
@@ -119,7 +119,7 @@ async fn entities_without_rows_get_zero_counts_and_null_sums() {
     );
     let plan = compiled.plan.unwrap();
     let ctx = catalog
-        .session_context(SessionContext::new())
+        .session_context(with_functions(SessionContext::new()))
         .await
         .unwrap();
     let batches = run(&ctx, &plan, &compiled.sql.unwrap()).await;
@@ -213,4 +213,11 @@ async fn per_customer(ctx: &SessionContext, sql: &str) -> BTreeMap<i64, i64> {
         }
     }
     out
+}
+
+/// A plain DataFusion session with featurecraft's functions, which the DataFusion dialect's
+/// SQL needs (as-of values are `featurecraft_latest`).
+fn with_functions(ctx: SessionContext) -> SessionContext {
+    featurecraft::run::sample::register_functions(&ctx);
+    ctx
 }

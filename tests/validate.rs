@@ -43,7 +43,7 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
     );
     let plan = compiled.plan.unwrap();
     let ctx = catalog
-        .session_context(SessionContext::new())
+        .session_context(with_functions(SessionContext::new()))
         .await
         .unwrap();
     let query = featurecraft::compile::render::build_query(
@@ -892,4 +892,11 @@ async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
         "{}",
         error.message
     );
+}
+
+/// A plain DataFusion session with featurecraft's functions, which the DataFusion dialect's
+/// SQL needs (as-of values are `featurecraft_latest`).
+fn with_functions(ctx: SessionContext) -> SessionContext {
+    featurecraft::run::sample::register_functions(&ctx);
+    ctx
 }

@@ -9,6 +9,7 @@
 
 use crate::run::distinct::count_udaf;
 use crate::run::keyhash::key_hash_udf;
+use crate::run::latest::latest_udaf;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
@@ -64,7 +65,10 @@ pub const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(6
 
 /// featurecraft's own functions, which every process of the cluster must know by name.
 fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
-    (vec![Arc::new(key_hash_udf())], vec![Arc::new(count_udaf())])
+    (
+        vec![Arc::new(key_hash_udf())],
+        vec![Arc::new(count_udaf()), Arc::new(latest_udaf())],
+    )
 }
 
 /// Ballista's default session with featurecraft's functions: how the scheduler reads the

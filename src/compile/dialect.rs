@@ -151,6 +151,12 @@ pub struct Capabilities {
     pub split_distinct_aggregates: bool,
     /// How the start of a point-in-time window (`cutoff − window`) is spelled.
     pub window_start: WindowStart,
+    /// As-of values are featurecraft's grouped `featurecraft_latest(value, time, ties…)`
+    /// (see `run::latest`) instead of the first row of a `ROW_NUMBER()` ranking. DataFusion
+    /// 55 sorts every joined row for the ranking, which dominated an as-of source's time;
+    /// featurecraft's sessions (local and on a cluster) know the aggregate, a plain
+    /// DataFusion session does not.
+    pub latest_aggregate: bool,
     /// The collation under which strings sort by their bytes, where the default sorts
     /// otherwise (PostgreSQL's default follows the locale): the as-of tie-break orders
     /// strings the same way in every engine.
@@ -189,6 +195,7 @@ const GENERIC: Capabilities = Capabilities {
     days_between: DaysBetween::Minus,
     split_distinct_aggregates: false,
     window_start: WindowStart::IntervalMinus,
+    latest_aggregate: false,
     binary_collation: None,
     renamed_functions: &[],
     refused_functions: &[],
@@ -228,6 +235,7 @@ impl Dialect {
                 name: "datafusion",
                 float_text_like_datafusion: true,
                 split_distinct_aggregates: true,
+                latest_aggregate: true,
                 ..GENERIC
             },
             Dialect::DuckDb => Capabilities {

@@ -72,6 +72,12 @@ pub const DAYS_BETWEEN: &str = "featurecraft_days_between";
 /// capability row's `window_start`) when the SQL is rendered; a recipe cannot call it.
 pub const WINDOW_START: &str = "featurecraft_window_start";
 
+/// featurecraft's aggregate `featurecraft_latest(value, time, tie, …)`: the value of the
+/// row with the greatest `(time, tie, …)` (NULL smallest), the as-of values of the
+/// DataFusion dialect (its capability row's `latest_aggregate`). The run stage registers it
+/// in every session; a recipe cannot call it.
+pub const LATEST: &str = "featurecraft_latest";
+
 const fn aggregate(name: &'static str, returns: Returns) -> FunctionFacts {
     FunctionFacts {
         name,

@@ -24,7 +24,9 @@
 //! before the cutoff, ties broken by the source's other columns in catalog order, each
 //! descending with NULLs last, strings by their bytes. The same rule in every dialect, as
 //! `ROW_NUMBER() … = 1` over the same join (DuckDB's `ASOF JOIN` picks an arbitrary row
-//! among ties, so it is not used).
+//! among ties, so it is not used); in DataFusion, whose ranking sorts every joined row, as
+//! featurecraft's grouped `featurecraft_latest(value, time, ties…)` over the join (one CTE,
+//! like the aggregates').
 //!
 //! A source reached through relationships joins its path from the pair's entity key back to
 //! its own rows, and every table of the path with a time column must be before the cutoff
@@ -254,14 +256,20 @@ impl TimedPart<'_> {
                     case_when(inside, expr)
                 };
             }
-            items.push(aliased(adapt(&expr, &f.path), &f.name, caps));
+            let mut expr = adapt(&expr, &f.path);
+            if self.as_of && caps.latest_aggregate {
+                let mut args = vec![expr];
+                args.extend(self.ordering());
+                expr = call(crate::compile::functions::LATEST, args);
+            }
+            items.push(aliased(expr, &f.name, caps));
         }
         let keys_table = table_factor(ObjectName::from(vec![quoted(CUTOFFS_CTE, caps)]));
         let keys_table = match keys_table {
             sqlparser::ast::TableFactor::Table { name, .. } => aliased_table(name, KEYS, caps),
             other => other,
         };
-        if !self.as_of {
+        if !self.as_of || caps.latest_aggregate {
             let body = select(items, keys_table, joins, filter, Some(group));
             return TimedCtes {
                 ctes: vec![cte(&self.cte_name, body, caps)],
@@ -551,18 +559,11 @@ impl TimedPart<'_> {
             .collect()
     }
 
-    /// `ROW_NUMBER() OVER (PARTITION BY pair ORDER BY time DESC, other columns DESC NULLS LAST)`.
-    fn rank(&self, partition: Vec<Expr>) -> Expr {
+    /// The as-of ordering, greatest first: the row's time, then the table's own columns in
+    /// catalog order (strings under the dialect's binary collation, if it needs one).
+    fn ordering(&self) -> Vec<Expr> {
         let caps = self.caps;
-        let descending = |expr: Expr| OrderByExpr {
-            expr,
-            options: OrderByOptions {
-                asc: Some(false),
-                nulls_first: Some(false),
-            },
-            with_fill: None,
-        };
-        let mut order = vec![descending(self.row_col(&self.source_time.column))];
+        let mut order = vec![self.row_col(&self.source_time.column)];
         // Derived columns are not the table's own: its own columns break ties.
         let derived = |name: &str| {
             self.derived().is_some_and(|d| {
@@ -587,8 +588,22 @@ impl TimedPart<'_> {
                 },
                 _ => column,
             };
-            order.push(descending(column));
+            order.push(column);
         }
+        order
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY pair ORDER BY time DESC, other columns DESC NULLS LAST)`.
+    fn rank(&self, partition: Vec<Expr>) -> Expr {
+        let descending = |expr: Expr| OrderByExpr {
+            expr,
+            options: OrderByOptions {
+                asc: Some(false),
+                nulls_first: Some(false),
+            },
+            with_fill: None,
+        };
+        let order = self.ordering().into_iter().map(descending).collect();
         let mut row_number = call("ROW_NUMBER", vec![]);
         if let Expr::Function(f) = &mut row_number {
             f.over = Some(WindowType::WindowSpec(WindowSpec {

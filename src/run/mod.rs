@@ -11,6 +11,7 @@ pub mod deadline;
 pub(crate) mod distinct;
 pub mod engine;
 pub(crate) mod keyhash;
+pub(crate) mod latest;
 pub mod materialize;
 pub mod sample;
 pub(crate) mod timed_checks;

@@ -94,6 +94,17 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(bytes as usize)
 }
 
+/// Registers featurecraft's functions in a DataFusion session: the SQL of the DataFusion
+/// dialect needs them (as-of values are `featurecraft_latest`), so a session of your own
+/// that runs it needs them too. The key hash (sampling), `count` with a compact, pool-tracked
+/// grouped `COUNT(DISTINCT)` (see `distinct`), and the as-of `featurecraft_latest` (see
+/// `latest`).
+pub fn register_functions(ctx: &SessionContext) {
+    ctx.register_udf(key_hash_udf());
+    ctx.register_udaf(crate::run::distinct::count_udaf());
+    ctx.register_udaf(crate::run::latest::latest_udaf());
+}
+
 /// A DataFusion session for running recipes: the memory limit, the partitions, the key
 /// hash function and the catalog's tables, running its queries where `options.engine` says.
 pub async fn session(
@@ -136,9 +147,7 @@ pub async fn session(
         Engine::Local => ctx,
         Engine::Ballista { scheduler } => on_cluster(ctx, scheduler, catalog).await?,
     };
-    ctx.register_udf(key_hash_udf());
-    // `count` with a compact, pool-tracked grouped COUNT(DISTINCT) (see `distinct`).
-    ctx.register_udaf(crate::run::distinct::count_udaf());
+    register_functions(&ctx);
     catalog
         .session_context(ctx)
         .await
