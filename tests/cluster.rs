@@ -817,7 +817,7 @@ async fn a_run_past_its_time_limit_is_stopped_and_its_cluster_job_cancelled() {
     // Stopped at the limit, plus the cancellation's round trip, not at the job's end.
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let jobs = cancelled_jobs(&stderr);
-    assert_eq!(jobs.len(), 1, "{stderr}");
+    assert_eq!(jobs.len(), 1, "{stderr}\n{}", cluster.logs());
     assert!(
         cluster.scheduler_logged(
             &format!("Received cancellation request for job {}", jobs[0]),
