@@ -412,12 +412,21 @@ impl QueryBuilder<'_> {
         if let (Some((at, time)), Some(starts)) = (cutoffs_at, &starts) {
             let caps = self.caps;
             let mut errors = Vec::new();
-            let cutoffs =
-                crate::compile::timed::cutoffs_cte(plan, time, caps, starts, &mut |e, p| {
-                    adapt(e, caps, p, &mut errors)
-                });
+            let names: Vec<String> = taken
+                .iter()
+                .cloned()
+                .chain(ctes.iter().map(|c| c.alias.name.value.clone()))
+                .collect();
+            let cutoffs = crate::compile::timed::cutoffs_ctes(
+                plan,
+                time,
+                caps,
+                starts,
+                &names,
+                &mut |e, p| adapt(e, caps, p, &mut errors),
+            );
             self.errors.extend(errors);
-            ctes.insert(at, cutoffs);
+            ctes.splice(at..at, cutoffs);
         }
         (ctes, parts, part_of_feature)
     }

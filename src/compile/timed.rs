@@ -39,7 +39,11 @@
 //! Each window's start (`cutoff − w`, as compared) is a column of the cutoff pairs
 //! ([`WindowStarts`]), computed once per pair: the join compares each candidate row with a
 //! column (`"s"."event_ts" >= "k"."featurecraft_start_90d"`) instead of doing interval
-//! arithmetic for every (pair, row), which dominated the join in DataFusion.
+//! arithmetic for every (pair, row), which dominated the join in DataFusion. The starts are
+//! added after the `DISTINCT` (the pairs are then a CTE of their own,
+//! `featurecraft_cutoff_pairs`), so the distinct aggregation, which DataFusion repeats in
+//! every timed source's CTE, holds only the pairs: at the default memory limit a wider one
+//! made the aggregations spill.
 
 use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{
@@ -114,22 +118,44 @@ impl WindowStarts {
     }
 }
 
-/// `SELECT DISTINCT entity key, cutoff, window starts… FROM "spine"`; `adapt` adapts each
-/// start to the dialect.
-pub fn cutoffs_cte(
+/// `SELECT DISTINCT entity key, cutoff FROM "spine"`, as [`CUTOFFS_CTE`]; with window
+/// starts, that is a CTE of its own (named apart from `taken`) and [`CUTOFFS_CTE`] adds the
+/// starts to its pairs, so the DISTINCT keeps only the pairs (a smaller aggregation, in
+/// every timed source that reads them). `adapt` adapts each start to the dialect.
+pub fn cutoffs_ctes(
     plan: &Plan,
     time: &PlanTime,
     caps: &Capabilities,
     starts: &WindowStarts,
+    taken: &[String],
     adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
-) -> Cte {
-    let mut items: Vec<SelectItem> = plan
+) -> Vec<Cte> {
+    let pair: Vec<SelectItem> = plan
         .entity_key()
         .iter()
         .chain(std::iter::once(&time.cutoff))
         .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
         .collect();
-    for &(window, compare) in starts.used.borrow().iter() {
+    let distinct_pairs = |name: &str| {
+        let mut query = select(
+            pair.clone(),
+            table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
+            vec![],
+            None,
+            None,
+        );
+        if let SetExpr::Select(body) = query.body.as_mut() {
+            body.distinct = Some(Distinct::Distinct);
+        }
+        cte(name, query, caps)
+    };
+    let used = starts.used.borrow();
+    if used.is_empty() {
+        return vec![distinct_pairs(CUTOFFS_CTE)];
+    }
+    let pairs_name = fresh_name("featurecraft_cutoff_pairs", taken);
+    let mut items = pair.clone();
+    for &(window, compare) in used.iter() {
         let cutoff = Expr::Identifier(quoted(&time.cutoff, caps));
         let cutoff = match (time.cutoff_type, compare) {
             (TimeType::Date, TimeType::Timestamp) => {
@@ -143,17 +169,17 @@ pub fn cutoffs_cte(
         );
         items.push(aliased(start, &starts.name(window, compare), caps));
     }
-    let mut query = select(
+    let with_starts = select(
         items,
-        table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
+        table_factor(ObjectName::from(vec![quoted(&pairs_name, caps)])),
         vec![],
         None,
         None,
     );
-    if let SetExpr::Select(body) = query.body.as_mut() {
-        body.distinct = Some(Distinct::Distinct);
-    }
-    cte(CUTOFFS_CTE, query, caps)
+    vec![
+        distinct_pairs(&pairs_name),
+        cte(CUTOFFS_CTE, with_starts, caps),
+    ]
 }
 
 /// `featurecraft_window_start(cutoff, count, 'UNIT', 'TYPE')`, which adapting spells in the
