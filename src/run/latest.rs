@@ -188,6 +188,16 @@ impl LatestGroups {
         }
     }
 
+    /// The arguments' ordering and value as row bytes.
+    fn rows(&self, values: &[ArrayRef]) -> Result<(Rows, Rows)> {
+        let Some((value, order)) = values.split_first() else {
+            return exec_err!("{LATEST} takes a value and at least one ordering column");
+        };
+        let order = self.order.convert_columns(order)?;
+        let value = self.value.convert_columns(std::slice::from_ref(value))?;
+        Ok((order, value))
+    }
+
     /// The groups `emit_to` takes, removed.
     fn take(&mut self, emit_to: EmitTo) -> (Vec<Vec<u8>>, Vec<usize>) {
         let best = emit_to.take_needed(&mut self.best);
@@ -238,12 +248,8 @@ impl GroupsAccumulator for LatestGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let Some((value, order)) = values.split_first() else {
-            return exec_err!("{LATEST} takes a value and at least one ordering column");
-        };
         self.resize(total_num_groups);
-        let order = self.order.convert_columns(order)?;
-        let value = self.value.convert_columns(std::slice::from_ref(value))?;
+        let (order, value) = self.rows(values)?;
         self.absorb(&order, &value, group_indices, opt_filter);
         Ok(())
     }
@@ -295,11 +301,7 @@ impl GroupsAccumulator for LatestGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let Some((value, order)) = values.split_first() else {
-            return exec_err!("{LATEST} takes a value and at least one ordering column");
-        };
-        let order = self.order.convert_columns(order)?;
-        let value = self.value.convert_columns(std::slice::from_ref(value))?;
+        let (order, value) = self.rows(values)?;
         let kept = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
         let orders: BinaryArray = (0..order.num_rows())
             .map(|i| kept(i).then(|| order.row(i).data()))
