@@ -223,12 +223,43 @@ fn window_start(
             fractional_seconds_precision: None,
         })
     };
-    match caps.window_start {
-        WindowStart::IntervalMinus => Expr::Nested(Box::new(Expr::BinaryOp {
+    let minus = |cutoff: Expr, right: Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
             left: Box::new(cutoff),
             op: BinaryOperator::Minus,
-            right: Box::new(interval(Expr::value(Value::SingleQuotedString(count)))),
-        })),
+            right: Box::new(right),
+        }))
+    };
+    let seconds = || {
+        let per_unit: i64 = match field {
+            DateTimeField::Day => 86_400,
+            DateTimeField::Hour => 3_600,
+            DateTimeField::Minute => 60,
+            _ => 1,
+        };
+        count.parse::<i64>().ok()?.checked_mul(per_unit)
+    };
+    match caps.window_start {
+        WindowStart::DurationMinus if !is_date => match seconds() {
+            Some(seconds) => minus(
+                cutoff,
+                call(
+                    "arrow_cast",
+                    vec![
+                        Expr::value(Value::Number(seconds.to_string(), false)),
+                        Expr::value(Value::SingleQuotedString("Duration(Second)".into())),
+                    ],
+                ),
+            ),
+            None => minus(
+                cutoff,
+                interval(Expr::value(Value::SingleQuotedString(count))),
+            ),
+        },
+        WindowStart::IntervalMinus | WindowStart::DurationMinus => minus(
+            cutoff,
+            interval(Expr::value(Value::SingleQuotedString(count))),
+        ),
         WindowStart::DateAdd => call(
             "DATEADD",
             vec![
