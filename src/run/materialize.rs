@@ -13,6 +13,7 @@ use crate::compile::analyze::{Plan, name_problem, shown_name};
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::run::cutoffs_once::run_cutoffs_once;
 use crate::run::deadline::within_time_limit;
 use crate::run::sample::{ValidateOptions, runtime_error, session};
 use datafusion::arrow::array::AsArray;
@@ -95,18 +96,22 @@ pub async fn stage(
         rows: 0,
     };
 
-    let query = build_query(plan, &Dialect::DataFusion.capabilities(), None)
+    let mut query = build_query(plan, &Dialect::DataFusion.capabilities(), None)
         .map_err(|mut e| e.remove(0))?;
     let staging_url = format!("{}/", staged.staging.display());
     // On a time limit the cluster's job is cancelled before the staging folder goes.
     let counts = within_time_limit(options.time_limit, async {
         let ctx = session(catalog, options).await?;
         let written = async {
-            let plan = plan_query(&ctx.state(), query).await?;
+            let state = ctx.state();
+            let held = run_cutoffs_once(&ctx, &state, &mut query).await?;
+            let plan = plan_query(&state, query).await?;
             let frame = ctx.execute_logical_plan(plan).await?;
-            frame
+            let written = frame
                 .write_parquet(&staging_url, DataFrameWriteOptions::new(), None)
-                .await
+                .await;
+            drop(held);
+            written
         }
         .await;
         written.map_err(|e| {

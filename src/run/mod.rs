@@ -6,7 +6,10 @@
 //! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`), and so does
 //! the choice of where the queries run ([`engine`]: this process or a Ballista cluster), and
 //! a run's time limit with the cancellation of the cluster jobs it stops ([`deadline`]).
+//! A local point-in-time run computes its `cutoffs` CTE once for every timed source
+//! (`cutoffs_once`), where DataFusion would inline it into each.
 
+pub(crate) mod cutoffs_once;
 pub mod deadline;
 pub(crate) mod distinct;
 pub mod engine;

@@ -14,6 +14,7 @@ use crate::compile::analyze::Plan;
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
 use crate::diagnostic::{Code, Diagnostic};
+use crate::run::cutoffs_once::{OnCluster, run_cutoffs_once};
 use crate::run::deadline::within_time_limit;
 use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
@@ -145,7 +146,14 @@ pub async fn session(
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
         Engine::Local => ctx,
-        Engine::Ballista { scheduler } => on_cluster(ctx, scheduler, catalog).await?,
+        Engine::Ballista { scheduler } => {
+            let ctx = on_cluster(ctx, scheduler, catalog).await?;
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .set_extension(std::sync::Arc::new(OnCluster));
+            ctx
+        }
     };
     register_functions(&ctx);
     catalog
@@ -323,7 +331,8 @@ pub(crate) async fn sampled_rows(
 ) -> Result<RecordBatch, Diagnostic> {
     let caps = Dialect::DataFusion.capabilities();
     let filter = |grain: &[SqlExpr]| threshold.map(|t| key_filter(grain, t));
-    let query = build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
+    let mut query =
+        build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
     let mut state = ctx.state();
     if threshold.is_some() {
         // Late materialization: each scan decodes the grain columns, keeps the sampled
@@ -334,10 +343,14 @@ pub(crate) async fn sampled_rows(
         parquet.pushdown_filters = true;
         parquet.reorder_filters = true;
     }
+    let held = run_cutoffs_once(ctx, &state, &mut query)
+        .await
+        .map_err(runtime_error)?;
     let logical_plan = plan_query(&state, query).await.map_err(runtime_error)?;
     let frame = DataFrame::new(state, logical_plan);
     let logical = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await.map_err(runtime_error)?;
+    drop(held);
     // The batches' own schema: `frame.schema()` is the plan's before type coercion (a
     // `CASE WHEN … THEN 0 ELSE <double> END` reads Int64 there, Float64 once run).
     let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
