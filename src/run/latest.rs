@@ -98,15 +98,66 @@ struct LatestGroups {
     value: RowConverter,
     /// The value NULL, as row bytes: what a group with no row gives.
     null_value: Vec<u8>,
-    /// Per group, its best ordering's bytes followed by its value's; empty while it has no
-    /// row (row bytes are never empty).
-    best: Vec<Vec<u8>>,
-    /// Per group, how many of `best`'s bytes are the ordering's.
-    order_len: Vec<usize>,
-    /// Per group, the row of the batch being read that beats `best` (`usize::MAX`: none).
+    /// The groups' best rows, each its ordering's bytes followed by its value's, where its
+    /// slot says. One buffer instead of a vector per group: no allocation per new best,
+    /// and half the memory at millions of groups (less to spill).
+    arena: Vec<u8>,
+    /// Per group, where its best row is in `arena`.
+    slots: Vec<Slot>,
+    /// Bytes of `arena` that no slot points at any more (replaced bests).
+    garbage: usize,
+    /// Per group, the row of the batch being read that beats its best (`usize::MAX`: none).
     pending: Vec<usize>,
-    /// Bytes held in `best`.
-    held: usize,
+}
+
+/// Where a group's best row is in the arena; an empty ordering is no row yet (row bytes
+/// are never empty).
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    start: usize,
+    order_len: usize,
+    value_len: usize,
+}
+
+impl Slot {
+    fn order<'a>(&self, arena: &'a [u8]) -> Option<&'a [u8]> {
+        (self.order_len > 0).then(|| &arena[self.start..self.start + self.order_len])
+    }
+
+    fn value<'a>(&self, arena: &'a [u8]) -> Option<&'a [u8]> {
+        let at = self.start + self.order_len;
+        (self.order_len > 0).then(|| &arena[at..at + self.value_len])
+    }
+
+    fn len(&self) -> usize {
+        self.order_len + self.value_len
+    }
+}
+
+/// Some groups' best rows, taken out of the accumulator: an arena and a slot per group.
+struct Taken {
+    arena: Vec<u8>,
+    slots: Vec<Slot>,
+}
+
+impl Taken {
+    /// The slots' rows copied into an arena of their own.
+    fn copied(arena: &[u8], slots: &[Slot]) -> Taken {
+        let mut taken = Taken {
+            arena: Vec::with_capacity(slots.iter().map(Slot::len).sum()),
+            slots: Vec::with_capacity(slots.len()),
+        };
+        for slot in slots {
+            let start = taken.arena.len();
+            if slot.order_len > 0 {
+                taken
+                    .arena
+                    .extend_from_slice(&arena[slot.start..slot.start + slot.len()]);
+            }
+            taken.slots.push(Slot { start, ..*slot });
+        }
+        taken
+    }
 }
 
 impl LatestGroups {
@@ -131,42 +182,41 @@ impl LatestGroups {
             order,
             value,
             null_value,
-            best: Vec::new(),
-            order_len: Vec::new(),
+            arena: Vec::new(),
+            slots: Vec::new(),
+            garbage: 0,
             pending: Vec::new(),
-            held: 0,
         })
     }
 
     fn resize(&mut self, total_num_groups: usize) {
-        if self.best.len() < total_num_groups {
-            self.best.resize_with(total_num_groups, Vec::new);
-            self.order_len.resize(total_num_groups, 0);
+        if self.slots.len() < total_num_groups {
+            self.slots.resize(total_num_groups, Slot::default());
             self.pending.resize(total_num_groups, usize::MAX);
         }
     }
 
-    /// Keeps, for each group, the greatest of its best and the given rows (`order[i]` with
-    /// value `value[i]`, for the rows `filter` keeps).
-    fn absorb(
+    /// For each group, the row among those `keep` keeps whose ordering (`order(row)`) beats
+    /// the group's best and every other such row of the batch: `(group, row)` pairs.
+    fn winners<'o>(
         &mut self,
-        order: &Rows,
-        value: &Rows,
         group_indices: &[usize],
-        filter: Option<&BooleanArray>,
-    ) {
+        keep: impl Fn(usize) -> bool,
+        order: impl Fn(usize) -> &'o [u8],
+    ) -> Vec<(usize, usize)> {
         let mut touched = Vec::new();
         for (row, &group) in group_indices.iter().enumerate() {
-            if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+            if !keep(row) {
                 continue;
             }
-            let candidate = order.row(row);
+            let candidate = order(row);
             let pending = self.pending[group];
             let better = if pending != usize::MAX {
-                candidate > order.row(pending)
+                candidate > order(pending)
             } else {
-                let best = &self.best[group];
-                best.is_empty() || candidate.as_ref() > &best[..self.order_len[group]]
+                self.slots[group]
+                    .order(&self.arena)
+                    .is_none_or(|best| candidate > best)
             };
             if better {
                 if pending == usize::MAX {
@@ -175,16 +225,35 @@ impl LatestGroups {
                 self.pending[group] = row;
             }
         }
-        for group in touched {
-            let row = std::mem::replace(&mut self.pending[group], usize::MAX);
-            let (o, v) = (order.row(row), value.row(row));
-            let best = &mut self.best[group];
-            self.held -= best.capacity();
-            best.clear();
-            best.extend_from_slice(o.as_ref());
-            best.extend_from_slice(v.as_ref());
-            self.held += best.capacity();
-            self.order_len[group] = o.as_ref().len();
+        touched
+            .into_iter()
+            .map(|group| {
+                (
+                    group,
+                    std::mem::replace(&mut self.pending[group], usize::MAX),
+                )
+            })
+            .collect()
+    }
+
+    /// Makes `(order, value)` the group's best row.
+    fn set(&mut self, group: usize, order: &[u8], value: &[u8]) {
+        let old = self.slots[group];
+        self.garbage += old.len();
+        self.slots[group] = Slot {
+            start: self.arena.len(),
+            order_len: order.len(),
+            value_len: value.len(),
+        };
+        self.arena.extend_from_slice(order);
+        self.arena.extend_from_slice(value);
+    }
+
+    /// Drops the replaced rows once they are most of the arena.
+    fn compact(&mut self) {
+        if self.garbage > (1 << 20) && self.garbage * 2 > self.arena.len() {
+            let Taken { arena, slots } = Taken::copied(&self.arena, &self.slots);
+            (self.arena, self.slots, self.garbage) = (arena, slots, 0);
         }
     }
 
@@ -199,24 +268,33 @@ impl LatestGroups {
     }
 
     /// The groups `emit_to` takes, removed.
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<Vec<u8>>, Vec<usize>) {
-        let best = emit_to.take_needed(&mut self.best);
-        let order_len = emit_to.take_needed(&mut self.order_len);
+    fn take(&mut self, emit_to: EmitTo) -> Taken {
         let _ = emit_to.take_needed(&mut self.pending);
-        self.held -= best.iter().map(Vec::capacity).sum::<usize>();
-        (best, order_len)
+        match emit_to {
+            EmitTo::All => {
+                self.garbage = 0;
+                Taken {
+                    arena: std::mem::take(&mut self.arena),
+                    slots: std::mem::take(&mut self.slots),
+                }
+            }
+            EmitTo::First(n) => {
+                let n = n.min(self.slots.len());
+                let taken = Taken::copied(&self.arena, &self.slots[..n]);
+                let kept = Taken::copied(&self.arena, &self.slots[n..]);
+                (self.arena, self.slots, self.garbage) = (kept.arena, kept.slots, 0);
+                taken
+            }
+        }
     }
 
     /// The values of some groups (NULL for a group with no row).
-    fn values(&self, best: &[Vec<u8>], order_len: &[usize]) -> Result<ArrayRef> {
+    fn values(&self, taken: &Taken) -> Result<ArrayRef> {
         let parser = self.value.parser();
-        let rows = best.iter().zip(order_len).map(|(b, &n)| {
-            if b.is_empty() {
-                parser.parse(&self.null_value)
-            } else {
-                parser.parse(&b[n..])
-            }
-        });
+        let rows = taken
+            .slots
+            .iter()
+            .map(|slot| parser.parse(slot.value(&taken.arena).unwrap_or(&self.null_value)));
         let mut columns = self.value.convert_rows(rows)?;
         match columns.pop() {
             Some(column) => Ok(column),
@@ -225,19 +303,24 @@ impl LatestGroups {
     }
 
     /// The state of some groups: their ordering's and value's bytes, NULL for none.
-    fn state_of(best: &[Vec<u8>], order_len: &[usize]) -> Vec<ArrayRef> {
-        let order: BinaryArray = best
+    fn state_of(taken: &Taken) -> Vec<ArrayRef> {
+        let order: BinaryArray = taken
+            .slots
             .iter()
-            .zip(order_len)
-            .map(|(b, &n)| (!b.is_empty()).then(|| &b[..n]))
+            .map(|slot| slot.order(&taken.arena))
             .collect();
-        let value: BinaryArray = best
+        let value: BinaryArray = taken
+            .slots
             .iter()
-            .zip(order_len)
-            .map(|(b, &n)| (!b.is_empty()).then(|| &b[n..]))
+            .map(|slot| slot.value(&taken.arena))
             .collect();
         vec![Arc::new(order), Arc::new(value)]
     }
+}
+
+/// Whether the optional filter keeps `row`.
+fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 impl GroupsAccumulator for LatestGroups {
@@ -250,18 +333,25 @@ impl GroupsAccumulator for LatestGroups {
     ) -> Result<()> {
         self.resize(total_num_groups);
         let (order, value) = self.rows(values)?;
-        self.absorb(&order, &value, group_indices, opt_filter);
+        let winners = self.winners(
+            group_indices,
+            |row| kept(opt_filter, row),
+            |row| order.row(row).data(),
+        );
+        for (group, row) in winners {
+            self.set(group, order.row(row).data(), value.row(row).data());
+        }
+        self.compact();
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (best, order_len) = self.take(emit_to);
-        self.values(&best, &order_len)
+        let taken = self.take(emit_to);
+        self.values(&taken)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (best, order_len) = self.take(emit_to);
-        Ok(Self::state_of(&best, &order_len))
+        Ok(Self::state_of(&self.take(emit_to)))
     }
 
     fn merge_batch(
@@ -275,24 +365,17 @@ impl GroupsAccumulator for LatestGroups {
         };
         self.resize(total_num_groups);
         let (order, value) = (order.as_binary::<i32>(), value.as_binary::<i32>());
-        // A state row without an ordering is a group that had no row: it changes nothing.
-        let present: BooleanArray = (0..order.len())
-            .map(|i| Some(order.is_valid(i) && value.is_valid(i)))
-            .collect();
-        let (order_parser, value_parser) = (self.order.parser(), self.value.parser());
-        let mut order_rows = self.order.empty_rows(order.len(), 0);
-        let mut value_rows = self.value.empty_rows(value.len(), 0);
-        for i in 0..order.len() {
-            if present.value(i) {
-                order_rows.push(order_parser.parse(order.value(i)));
-                value_rows.push(value_parser.parse(value.value(i)));
-            } else {
-                // A placeholder the filter skips.
-                order_rows.push(order_parser.parse(&[]));
-                value_rows.push(value_parser.parse(&self.null_value));
-            }
+        // The states' bytes are compared and kept as they are, without a conversion. A
+        // state row without an ordering is a group that had no row: it changes nothing.
+        let winners = self.winners(
+            group_indices,
+            |row| order.is_valid(row) && value.is_valid(row),
+            |row| order.value(row),
+        );
+        for (group, row) in winners {
+            self.set(group, order.value(row), value.value(row));
         }
-        self.absorb(&order_rows, &value_rows, group_indices, Some(&present));
+        self.compact();
         Ok(())
     }
 
@@ -302,20 +385,19 @@ impl GroupsAccumulator for LatestGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let (order, value) = self.rows(values)?;
-        let kept = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
         let orders: BinaryArray = (0..order.num_rows())
-            .map(|i| kept(i).then(|| order.row(i).data()))
+            .map(|i| kept(opt_filter, i).then(|| order.row(i).data()))
             .collect();
         let values: BinaryArray = (0..value.num_rows())
-            .map(|i| kept(i).then(|| value.row(i).data()))
+            .map(|i| kept(opt_filter, i).then(|| value.row(i).data()))
             .collect();
         Ok(vec![Arc::new(orders), Arc::new(values)])
     }
 
     fn size(&self) -> usize {
-        self.held
-            + self.best.capacity() * std::mem::size_of::<Vec<u8>>()
-            + (self.order_len.capacity() + self.pending.capacity()) * std::mem::size_of::<usize>()
+        self.arena.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.pending.capacity() * std::mem::size_of::<usize>()
             + self.order.size()
             + self.value.size()
     }
@@ -328,11 +410,14 @@ struct LatestOne {
 }
 
 impl LatestOne {
-    fn one(&self) -> (&[Vec<u8>], &[usize]) {
-        if self.groups.best.is_empty() {
-            (&[], &[])
-        } else {
-            (&self.groups.best[..1], &self.groups.order_len[..1])
+    /// The one group's best row (no row when nothing was read), copied.
+    fn one(&self) -> Taken {
+        match self.groups.slots.first() {
+            Some(slot) => Taken::copied(&self.groups.arena, std::slice::from_ref(slot)),
+            None => Taken {
+                arena: Vec::new(),
+                slots: vec![Slot::default()],
+            },
         }
     }
 }
@@ -344,13 +429,7 @@ impl Accumulator for LatestOne {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let (best, order_len) = self.one();
-        let (best, order_len) = if best.is_empty() {
-            (vec![Vec::new()], vec![0])
-        } else {
-            (best.to_vec(), order_len.to_vec())
-        };
-        let values = self.groups.values(&best, &order_len)?;
+        let values = self.groups.values(&self.one())?;
         ScalarValue::try_from_array(&values, 0)
     }
 
@@ -359,13 +438,7 @@ impl Accumulator for LatestOne {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let (best, order_len) = self.one();
-        let (best, order_len) = if best.is_empty() {
-            (vec![Vec::new()], vec![0])
-        } else {
-            (best.to_vec(), order_len.to_vec())
-        };
-        LatestGroups::state_of(&best, &order_len)
+        LatestGroups::state_of(&self.one())
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
@@ -521,5 +594,55 @@ mod tests {
             message.contains("featurecraft_latest takes a value"),
             "{message}"
         );
+    }
+
+    /// A group whose best is replaced again and again leaves replaced rows in the arena
+    /// until they are compacted away; emitting the first groups keeps the others' rows.
+    #[test]
+    fn replaced_rows_are_compacted_and_emitting_first_groups_keeps_the_rest() {
+        use super::LatestGroups;
+        use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+        use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+        let fields = [
+            Arc::new(Field::new("v", DataType::Utf8, true)),
+            Arc::new(Field::new("t", DataType::Int64, true)),
+        ];
+        let mut groups = LatestGroups::new(&fields).unwrap();
+        let (count, per_batch, batches) = (1_000usize, 1_000usize, 300usize);
+        let mut expected = vec![None; count];
+        let mut largest_arena = 0;
+        for b in 0..batches {
+            let rows: Vec<usize> = (b * per_batch..(b + 1) * per_batch).collect();
+            let group_of: Vec<usize> = rows.iter().map(|r| (r * 7) % count).collect();
+            // Every third row is filtered out; the others' times grow, so each kept row wins.
+            let keep: BooleanArray = rows.iter().map(|r| Some(r % 3 != 0)).collect();
+            let values: ArrayRef = Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("value of row {r}")),
+            ));
+            let times: ArrayRef =
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| r as i64)));
+            groups
+                .update_batch(&[values, times], &group_of, Some(&keep), count)
+                .unwrap();
+            for (&r, &g) in rows.iter().zip(&group_of) {
+                if r % 3 != 0 {
+                    expected[g] = Some(format!("value of row {r}"));
+                }
+            }
+            largest_arena = largest_arena.max(groups.arena.len());
+        }
+        // 200 000 rows of ~40 bytes won, one per group and batch: without compaction the arena
+        // would hold them all (7 MB); it holds about the live groups' rows.
+        assert!(largest_arena < 3 << 20, "{largest_arena} bytes");
+        let first = groups.evaluate(EmitTo::First(10)).unwrap();
+        let rest = groups.evaluate(EmitTo::All).unwrap();
+        assert_eq!((first.len(), rest.len()), (10, count - 10));
+        let got: Vec<Option<String>> = first
+            .as_string::<i32>()
+            .iter()
+            .chain(rest.as_string::<i32>().iter())
+            .map(|v| v.map(str::to_string))
+            .collect();
+        assert_eq!(got, expected);
     }
 }
