@@ -12,6 +12,9 @@
 //!
 //! A run on a cluster keeps the inlined form (its executors cannot read this process's
 //! memory); so does a query whose `cutoffs` only one source reads (nothing to share).
+//! What is held is the `SELECT DISTINCT` of the pairs (`featurecraft_cutoff_pairs`, or
+//! `cutoffs` itself without windows): `cutoffs` still adds the window starts to them in
+//! the query, one subtraction per pair, rather than hold three more columns.
 
 use crate::catalog::plan_query;
 use crate::compile::ast::{quoted, select, table_factor};
@@ -24,7 +27,10 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::prelude::{DataFrame, SessionContext};
-use sqlparser::ast::{ObjectName, Query, SelectItem, WildcardAdditionalOptions, visit_relations};
+use sqlparser::ast::{
+    Cte, ObjectName, Query, SelectItem, SetExpr, TableFactor, TableWithJoins,
+    WildcardAdditionalOptions, visit_relations,
+};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -48,8 +54,9 @@ impl Drop for HeldCutoffs {
     }
 }
 
-/// Runs `query`'s `cutoffs` CTE now and points the CTE at its rows, when the session runs
-/// locally and more than one source reads it; `None` leaves `query` as it was.
+/// Runs the distinct pairs of `query`'s `cutoffs` now and points their CTE at the rows,
+/// when the session runs locally and more than one source reads `cutoffs`; `None` leaves
+/// `query` as it was.
 pub(crate) async fn run_cutoffs_once(
     ctx: &SessionContext,
     state: &SessionState,
@@ -68,12 +75,26 @@ pub(crate) async fn run_cutoffs_once(
     else {
         return Ok(None);
     };
+    // The pairs are held, not the window starts `cutoffs` adds to them: those are one
+    // subtraction per pair, and would triple what is held (two columns and three starts).
+    let at = match pairs_read_by(&with.cte_tables[at]) {
+        Some(pairs) => match with
+            .cte_tables
+            .iter()
+            .position(|c| c.alias.name.value == pairs)
+        {
+            Some(pairs_at) => pairs_at,
+            None => return Ok(None),
+        },
+        None => at,
+    };
+    let held_cte = with.cte_tables[at].alias.name.value.clone();
     let caps = Dialect::DataFusion.capabilities();
     let every_column = || vec![SelectItem::Wildcard(WildcardAdditionalOptions::default())];
     let from = |name: &str| table_factor(ObjectName::from(vec![quoted(name, &caps)]));
 
-    // The CTE and the ones before it (the spine, the distinct pairs), read whole.
-    let mut alone = select(every_column(), from(CUTOFFS_CTE), vec![], None, None);
+    // The pairs' CTE and the ones before it (the spine), read whole.
+    let mut alone = select(every_column(), from(&held_cte), vec![], None, None);
     let mut before = with.clone();
     before.cte_tables.truncate(at + 1);
     alone.with = Some(before);
@@ -117,6 +138,29 @@ pub(crate) async fn run_cutoffs_once(
         table,
         _reservation: reservation,
     }))
+}
+
+/// The CTE of distinct pairs that `cutoffs` adds window starts to; `None` when `cutoffs`
+/// is the `SELECT DISTINCT` itself.
+fn pairs_read_by(cutoffs: &Cte) -> Option<String> {
+    let SetExpr::Select(select) = cutoffs.query.body.as_ref() else {
+        return None;
+    };
+    if select.distinct.is_some() {
+        return None;
+    }
+    match select.from.as_slice() {
+        [
+            TableWithJoins {
+                relation: TableFactor::Table { name, .. },
+                joins,
+            },
+        ] if joins.is_empty() => match name.0.as_slice() {
+            [part] => part.as_ident().map(|ident| ident.value.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// How many times the query reads `cutoffs` (once per timed source's join).
@@ -180,11 +224,29 @@ mod tests {
         build_query(&plan, &Dialect::DataFusion.capabilities(), None).unwrap()
     }
 
-    /// The query's rows, sorted as text, so two runs compare whatever their order.
+    /// The query's rows, sorted as text, so two runs compare whatever their order; floats
+    /// are rounded to 9 decimals, since a sum's last bits follow the order it added in.
     async fn sorted_text(state: &SessionState, query: Query) -> String {
+        use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+        use datafusion::arrow::datatypes::{DataType, Float64Type};
         let plan = plan_query(state, query).await.unwrap();
         let batches: Vec<RecordBatch> =
             DataFrame::new(state.clone(), plan).collect().await.unwrap();
+        let round = |column: &ArrayRef| -> ArrayRef {
+            match column.data_type() {
+                DataType::Float64 => Arc::new(
+                    column
+                        .as_primitive::<Float64Type>()
+                        .unary::<_, Float64Type>(|v| (v * 1e9).round() / 1e9),
+                ),
+                _ => column.clone(),
+            }
+        };
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| RecordBatch::try_new(b.schema(), b.columns().iter().map(round).collect()))
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
         let text = pretty_format_batches(&batches).unwrap().to_string();
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort_unstable();
@@ -200,8 +262,26 @@ mod tests {
         // Small batches: the aggregation's output is then many slices of its buffers.
         let mut state = ctx.state();
         state.config_mut().options_mut().execution.batch_size = "64".parse().unwrap();
-        for recipe in ["pit_churn.json", "pit_dates_include_cutoff.json"] {
-            let inlined = query_of(&catalog, recipe).await;
+        // Without windows `cutoffs` is the DISTINCT itself; with them it reads the pairs'.
+        let no_window = r#"{
+            "target_table": "t",
+            "entity_grain": ["customer_id", "cutoff_time"],
+            "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": {"events": "event_ts", "orders": "order_date"}},
+            "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
+            "features": [
+                {"name": "n_events", "source_table": "events", "expression": "COUNT(*)"},
+                {"name": "spend", "source_table": "orders", "expression": "SUM(amount)"}
+            ]
+        }"#;
+        let recipes = [
+            ("pit_churn.json", query_of(&catalog, "pit_churn.json").await),
+            (
+                "pit_dates_include_cutoff.json",
+                query_of(&catalog, "pit_dates_include_cutoff.json").await,
+            ),
+            ("no window", query_of_text(&catalog, no_window)),
+        ];
+        for (recipe, inlined) in recipes {
             let mut held_query = inlined.clone();
             let held = run_cutoffs_once(&ctx, &state, &mut held_query)
                 .await
