@@ -106,8 +106,8 @@ struct LatestGroups {
     slots: Vec<Slot>,
     /// Bytes of `arena` that no slot points at any more (replaced bests).
     garbage: usize,
-    /// Per group, the row of the batch being read that beats its best (`usize::MAX`: none).
-    pending: Vec<usize>,
+    /// Per group, the row of the batch being read that beats its best (`u32::MAX`: none).
+    pending: Vec<u32>,
 }
 
 /// Where a group's best row is in the arena; an empty ordering is no row yet (row bytes
@@ -115,22 +115,22 @@ struct LatestGroups {
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     start: usize,
-    order_len: usize,
-    value_len: usize,
+    order_len: u32,
+    value_len: u32,
 }
 
 impl Slot {
     fn order<'a>(&self, arena: &'a [u8]) -> Option<&'a [u8]> {
-        (self.order_len > 0).then(|| &arena[self.start..self.start + self.order_len])
+        (self.order_len > 0).then(|| &arena[self.start..self.start + self.order_len as usize])
     }
 
     fn value<'a>(&self, arena: &'a [u8]) -> Option<&'a [u8]> {
-        let at = self.start + self.order_len;
-        (self.order_len > 0).then(|| &arena[at..at + self.value_len])
+        let at = self.start + self.order_len as usize;
+        (self.order_len > 0).then(|| &arena[at..at + self.value_len as usize])
     }
 
     fn len(&self) -> usize {
-        self.order_len + self.value_len
+        self.order_len as usize + self.value_len as usize
     }
 }
 
@@ -192,7 +192,7 @@ impl LatestGroups {
     fn resize(&mut self, total_num_groups: usize) {
         if self.slots.len() < total_num_groups {
             self.slots.resize(total_num_groups, Slot::default());
-            self.pending.resize(total_num_groups, usize::MAX);
+            self.pending.resize(total_num_groups, u32::MAX);
         }
     }
 
@@ -203,7 +203,10 @@ impl LatestGroups {
         group_indices: &[usize],
         keep: impl Fn(usize) -> bool,
         order: impl Fn(usize) -> &'o [u8],
-    ) -> Vec<(usize, usize)> {
+    ) -> Result<Vec<(usize, usize)>> {
+        if u32::try_from(group_indices.len()).is_err() {
+            return exec_err!("{LATEST}: a batch of more than 4G rows");
+        }
         let mut touched = Vec::new();
         for (row, &group) in group_indices.iter().enumerate() {
             if !keep(row) {
@@ -211,42 +214,46 @@ impl LatestGroups {
             }
             let candidate = order(row);
             let pending = self.pending[group];
-            let better = if pending != usize::MAX {
-                candidate > order(pending)
+            let better = if pending != u32::MAX {
+                candidate > order(pending as usize)
             } else {
                 self.slots[group]
                     .order(&self.arena)
                     .is_none_or(|best| candidate > best)
             };
             if better {
-                if pending == usize::MAX {
+                if pending == u32::MAX {
                     touched.push(group);
                 }
-                self.pending[group] = row;
+                self.pending[group] = row as u32;
             }
         }
-        touched
+        Ok(touched
             .into_iter()
             .map(|group| {
-                (
-                    group,
-                    std::mem::replace(&mut self.pending[group], usize::MAX),
-                )
+                let row = std::mem::replace(&mut self.pending[group], u32::MAX);
+                (group, row as usize)
             })
-            .collect()
+            .collect())
     }
 
     /// Makes `(order, value)` the group's best row.
-    fn set(&mut self, group: usize, order: &[u8], value: &[u8]) {
+    fn set(&mut self, group: usize, order: &[u8], value: &[u8]) -> Result<()> {
+        let (Ok(order_len), Ok(value_len)) =
+            (u32::try_from(order.len()), u32::try_from(value.len()))
+        else {
+            return exec_err!("{LATEST}: a value or ordering of more than 4 GiB");
+        };
         let old = self.slots[group];
         self.garbage += old.len();
         self.slots[group] = Slot {
             start: self.arena.len(),
-            order_len: order.len(),
-            value_len: value.len(),
+            order_len,
+            value_len,
         };
         self.arena.extend_from_slice(order);
         self.arena.extend_from_slice(value);
+        Ok(())
     }
 
     /// Drops the replaced rows once they are most of the arena.
@@ -337,9 +344,9 @@ impl GroupsAccumulator for LatestGroups {
             group_indices,
             |row| kept(opt_filter, row),
             |row| order.row(row).data(),
-        );
+        )?;
         for (group, row) in winners {
-            self.set(group, order.row(row).data(), value.row(row).data());
+            self.set(group, order.row(row).data(), value.row(row).data())?;
         }
         self.compact();
         Ok(())
@@ -371,9 +378,9 @@ impl GroupsAccumulator for LatestGroups {
             group_indices,
             |row| order.is_valid(row) && value.is_valid(row),
             |row| order.value(row),
-        );
+        )?;
         for (group, row) in winners {
-            self.set(group, order.value(row), value.value(row));
+            self.set(group, order.value(row), value.value(row))?;
         }
         self.compact();
         Ok(())
@@ -397,7 +404,7 @@ impl GroupsAccumulator for LatestGroups {
     fn size(&self) -> usize {
         self.arena.capacity()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.pending.capacity() * std::mem::size_of::<usize>()
+            + self.pending.capacity() * std::mem::size_of::<u32>()
             + self.order.size()
             + self.value.size()
     }
