@@ -15,7 +15,7 @@ use crate::compile::point_in_time::{PlanTime, Window};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::run::keyhash::key_hash_udf;
 use crate::run::sample::{runtime_error, sampled_rows, table_reference};
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::{count, max};
@@ -27,15 +27,29 @@ use sqlparser::ast::Expr as SqlExpr;
 const MOSTLY_EMPTY: f64 = 0.5;
 
 /// The point-in-time findings of a plan on the sample (`threshold` as the key scan chose it).
+/// `counted` is the sampled rows of [`with_counts`]`(plan, counts)` when the caller ran
+/// that query anyway (validation does, for a recipe that fits one query): the windows'
+/// rows are then read from it instead of counted by a query of their own.
 pub async fn findings(
     ctx: &SessionContext,
     plan: &Plan,
     threshold: Option<i64>,
+    counted: Option<(&WindowCounts, &RecordBatch)>,
 ) -> Result<Vec<Diagnostic>, Diagnostic> {
     let Some(time) = &plan.point_in_time else {
         return Ok(Vec::new());
     };
-    let mut findings = window_findings(ctx, plan, threshold).await?;
+    let mut findings = match counted {
+        Some((counts, rows)) => window_findings(plan, counts, rows),
+        None => match window_counts(plan) {
+            Some(counts) => {
+                let counting = counting_plan(plan, &counts, false);
+                let rows = sampled_rows(ctx, &counting, threshold).await?;
+                window_findings(plan, &counts, &rows)
+            }
+            None => Vec::new(),
+        },
+    };
     for s in 0..plan.sources.len() {
         if features_of(plan, s).any(|f| f.as_of) {
             findings.extend(as_of_ties(ctx, plan, time, s, threshold).await?);
@@ -50,12 +64,16 @@ struct WindowCount {
     window: Option<Window>,
 }
 
-/// `W104` and `W124`, from the rows each window holds per sampled spine row.
-async fn window_findings(
-    ctx: &SessionContext,
-    plan: &Plan,
-    threshold: Option<i64>,
-) -> Result<Vec<Diagnostic>, Diagnostic> {
+/// The `COUNT(*)` per (timed source, window) that `W104` and `W124` read, and the names of
+/// their columns (apart from the plan's own).
+pub struct WindowCounts {
+    counts: Vec<WindowCount>,
+    names: Vec<String>,
+}
+
+/// The window counts a plan's findings need; `None` without a windowed or timed feature.
+pub fn window_counts(plan: &Plan) -> Option<WindowCounts> {
+    plan.point_in_time.as_ref()?;
     let mut counts: Vec<WindowCount> = Vec::new();
     for (s, source) in plan.sources.iter().enumerate() {
         if source.time.is_none() {
@@ -80,18 +98,45 @@ async fn window_findings(
         }
     }
     if counts.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
-    let counting = counting_plan(plan, &counts);
-    let rows = sampled_rows(ctx, &counting, threshold).await?;
+    let taken: Vec<String> = plan
+        .grain
+        .iter()
+        .chain(plan.features.iter().map(|f| &f.name))
+        .chain(std::iter::once(&plan.label.name))
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    let names = (0..counts.len())
+        .map(|i| {
+            let mut name = format!("featurecraft_window_rows_{i}");
+            while taken.contains(&name) {
+                name.push('_');
+            }
+            name
+        })
+        .collect();
+    Some(WindowCounts { counts, names })
+}
+
+/// The plan with its window counts as more features, after its own: one sampled query
+/// gives both.
+pub fn with_counts(plan: &Plan, counts: &WindowCounts) -> Plan {
+    counting_plan(plan, counts, true)
+}
+
+/// `W104` and `W124`, from the rows each window holds per sampled spine row (`rows`, a
+/// sampled query's, with the counts' columns).
+fn window_findings(plan: &Plan, counts: &WindowCounts, rows: &RecordBatch) -> Vec<Diagnostic> {
+    let WindowCounts { counts, names } = counts;
     let total = rows.num_rows();
     if total == 0 {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     // The share of sampled rows each window holds no row for (columns read by name).
     let empty_share: Vec<f64> = (0..counts.len())
         .map(|i| {
-            let Some(column) = rows.column_by_name(&window_column(i)) else {
+            let Some(column) = rows.column_by_name(&names[i]) else {
                 return 0.0;
             };
             let empty = match datafusion::arrow::compute::cast(column, &DataType::Int64) {
@@ -162,12 +207,7 @@ async fn window_findings(
             );
         }
     }
-    Ok(findings)
-}
-
-/// The name of the `i`-th window count's column.
-fn window_column(i: usize) -> String {
-    format!("window_rows_{i}")
+    findings
 }
 
 /// The features computed by source `s`.
@@ -177,9 +217,12 @@ fn features_of(plan: &Plan, s: usize) -> impl Iterator<Item = &PlannedFeature> {
         .filter(move |f| f.home == FeatureHome::Source(s))
 }
 
-/// The plan's spine and sources with one `COUNT(*)` feature per window count, each
-/// timed source grouped (an as-of source's rows are counted too).
-fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
+/// The plan's spine and sources with one `COUNT(*)` feature per window count (after its
+/// own features with `keep_features`, instead of them without), each counted timed source
+/// grouped (an as-of source's rows are counted too, its as-of values then a part of their
+/// own, as in a recipe that mixes both).
+fn counting_plan(plan: &Plan, counts: &WindowCounts, keep_features: bool) -> Plan {
+    let WindowCounts { counts, names } = counts;
     let count_star = match crate::compile::fragment::parse_fragment(
         "COUNT(*)",
         crate::diagnostic::RecipePath::Field("point_in_time".into()),
@@ -191,16 +234,21 @@ fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
     let sources: Vec<Source> = plan
         .sources
         .iter()
-        .map(|s| Source {
-            grouped: s.grouped || s.time.is_some(),
+        .enumerate()
+        .map(|(i, s)| Source {
+            grouped: s.grouped || counts.iter().any(|c| c.source == i),
             ..s.clone()
         })
         .collect();
-    let features = counts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| PlannedFeature {
-            name: window_column(i),
+    let own = if keep_features {
+        plan.features.clone()
+    } else {
+        Vec::new()
+    };
+    let features = own
+        .into_iter()
+        .chain(counts.iter().enumerate().map(|(i, c)| PlannedFeature {
+            name: names[i].clone(),
             path: crate::diagnostic::RecipePath::Field("point_in_time".into()),
             expr: count_star.clone(),
             home: FeatureHome::Source(c.source),
@@ -209,7 +257,7 @@ fn counting_plan(plan: &Plan, counts: &[WindowCount]) -> Plan {
             float_to_text: Vec::new(),
             window: c.window,
             as_of: false,
-        })
+        }))
         .collect();
     Plan {
         sources,

@@ -25,6 +25,7 @@ use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
 use crate::run::deadline::within_time_limit;
 use crate::run::keyhash::key_hash_udf;
 use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
+use crate::run::timed_checks;
 use crate::types::{TypeFamily, parse_type_name};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
@@ -166,7 +167,6 @@ async fn run(
     for source in &row_level {
         findings.extend(fan_out(&ctx, source, threshold, &grain_list).await?);
     }
-    findings.extend(crate::run::timed_checks::findings(&ctx, plan, threshold).await?);
 
     // 4. One pass over the sample, a group of features at a time (each group's query has
     // the same rows, the label among them).
@@ -174,11 +174,22 @@ async fn run(
     let mut null_by_feature: Vec<Option<f64>> = vec![None; plan.features.len()];
     let mut label_outcome = None;
     let groups = feature_groups(plan, options.features_per_query);
+    // A recipe that fits one query counts the rows of its point-in-time windows (for their
+    // findings) in that query too, rather than read every timed source again.
+    let counts = (groups.len() == 1)
+        .then(|| timed_checks::window_counts(plan))
+        .flatten();
+    let mut counted = None;
     for group in &groups {
-        let rows_of_group = if groups.len() == 1 {
-            sampled_rows(&ctx, plan, threshold).await?
-        } else {
-            sampled_rows(&ctx, &plan.with_features(group), threshold).await?
+        let rows_of_group = match &counts {
+            Some(counts) => {
+                let rows =
+                    sampled_rows(&ctx, &timed_checks::with_counts(plan, counts), threshold).await?;
+                counted = Some(rows.clone());
+                rows
+            }
+            None if groups.len() == 1 => sampled_rows(&ctx, plan, threshold).await?,
+            None => sampled_rows(&ctx, &plan.with_features(group), threshold).await?,
         };
         let sample = &rows_of_group;
         let label = sample.column(sample.num_columns() - 1).clone();
@@ -196,6 +207,10 @@ async fn run(
             label_outcome = Some((label, rows));
         }
     }
+    findings.extend(
+        timed_checks::findings(&ctx, plan, threshold, counts.as_ref().zip(counted.as_ref()))
+            .await?,
+    );
     let Some((label, sampled_rows)) = label_outcome else {
         return Err(Diagnostic::new(
             Code::E050,
