@@ -16,6 +16,7 @@ pub mod engine;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod materialize;
+pub(crate) mod pool;
 pub mod sample;
 pub(crate) mod timed_checks;
 pub mod validate;

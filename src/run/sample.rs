@@ -18,11 +18,12 @@ use crate::run::cutoffs_once::{OnCluster, run_cutoffs_once};
 use crate::run::deadline::within_time_limit;
 use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
+use crate::run::pool::SharedPool;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::DataFusionError;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::ident;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -112,11 +113,11 @@ pub async fn session(
     catalog: &Catalog,
     options: &ValidateOptions,
 ) -> Result<SessionContext, Diagnostic> {
-    // A fair pool lets each spilling operator (the aggregations of every CTE) take its
-    // share and spill to the OS temporary directory past it, instead of the first one
-    // taking everything; the tracking names the largest consumers in an E051.
+    // Spilling operators (aggregations, repartitions) share most of the limit and spill to
+    // the OS temporary directory past it; the rest is kept for those that cannot spill
+    // (see `pool`). The tracking names the largest consumers in an E051.
     let pool = TrackConsumersPool::new(
-        FairSpillPool::new(options.memory_limit),
+        SharedPool::new(options.memory_limit),
         std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
     );
     let runtime = RuntimeEnvBuilder::new()
