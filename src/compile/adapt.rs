@@ -230,17 +230,21 @@ fn window_start(
             right: Box::new(right),
         }))
     };
-    let seconds = || {
-        let per_unit: i64 = match field {
-            DateTimeField::Day => 86_400,
-            DateTimeField::Hour => 3_600,
-            DateTimeField::Minute => 60,
-            _ => 1,
-        };
-        count.parse::<i64>().ok()?.checked_mul(per_unit)
-    };
+    // A duration where the dialect wants one and the window fits one (always, within the
+    // 100 years a window may be); an interval otherwise.
+    let duration_seconds = (caps.window_start == WindowStart::DurationMinus && !is_date)
+        .then(|| {
+            let per_unit: i64 = match field {
+                DateTimeField::Day => 86_400,
+                DateTimeField::Hour => 3_600,
+                DateTimeField::Minute => 60,
+                _ => 1,
+            };
+            count.parse::<i64>().ok()?.checked_mul(per_unit)
+        })
+        .flatten();
     match caps.window_start {
-        WindowStart::DurationMinus if !is_date => match seconds() {
+        WindowStart::IntervalMinus | WindowStart::DurationMinus => match duration_seconds {
             Some(seconds) => minus(
                 cutoff,
                 call(
@@ -256,10 +260,6 @@ fn window_start(
                 interval(Expr::value(Value::SingleQuotedString(count))),
             ),
         },
-        WindowStart::IntervalMinus | WindowStart::DurationMinus => minus(
-            cutoff,
-            interval(Expr::value(Value::SingleQuotedString(count))),
-        ),
         WindowStart::DateAdd => call(
             "DATEADD",
             vec![

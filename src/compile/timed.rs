@@ -41,9 +41,9 @@
 //! column (`"s"."event_ts" >= "k"."featurecraft_start_90d"`) instead of doing interval
 //! arithmetic for every (pair, row), which dominated the join in DataFusion. The starts are
 //! added after the `DISTINCT` (the pairs are then a CTE of their own,
-//! `featurecraft_cutoff_pairs`), so the distinct aggregation, which DataFusion repeats in
-//! every timed source's CTE, holds only the pairs: at the default memory limit a wider one
-//! made the aggregations spill.
+//! `featurecraft_cutoff_pairs`), so the distinct aggregation holds only the pairs. DataFusion
+//! inlines CTEs and would repeat it in every timed source's CTE; featurecraft's own local
+//! runs compute that CTE once and hand its rows to the query.
 
 use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
 use crate::compile::ast::{

@@ -214,6 +214,19 @@ mod tests {
         query_of_text(catalog, &std::fs::read_to_string(path).unwrap())
     }
 
+    /// A recipe on the bundled `churn_cutoffs` spine with these time columns and features.
+    fn pit_recipe(time_columns: &str, features: &str) -> String {
+        format!(
+            r#"{{
+                "target_table": "t",
+                "entity_grain": ["customer_id", "cutoff_time"],
+                "point_in_time": {{"cutoff_column": "cutoff_time", "time_columns": {{{time_columns}}}}},
+                "label": {{"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1}},
+                "features": [{features}]
+            }}"#
+        )
+    }
+
     fn query_of_text(catalog: &Catalog, text: &str) -> Query {
         let compiled = compile(
             text,
@@ -263,23 +276,18 @@ mod tests {
         let mut state = ctx.state();
         state.config_mut().options_mut().execution.batch_size = "64".parse().unwrap();
         // Without windows `cutoffs` is the DISTINCT itself; with them it reads the pairs'.
-        let no_window = r#"{
-            "target_table": "t",
-            "entity_grain": ["customer_id", "cutoff_time"],
-            "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": {"events": "event_ts", "orders": "order_date"}},
-            "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
-            "features": [
-                {"name": "n_events", "source_table": "events", "expression": "COUNT(*)"},
-                {"name": "spend", "source_table": "orders", "expression": "SUM(amount)"}
-            ]
-        }"#;
+        let no_window = pit_recipe(
+            r#""events": "event_ts", "orders": "order_date""#,
+            r#"{"name": "n_events", "source_table": "events", "expression": "COUNT(*)"},
+               {"name": "spend", "source_table": "orders", "expression": "SUM(amount)"}"#,
+        );
         let recipes = [
             ("pit_churn.json", query_of(&catalog, "pit_churn.json").await),
             (
                 "pit_dates_include_cutoff.json",
                 query_of(&catalog, "pit_dates_include_cutoff.json").await,
             ),
-            ("no window", query_of_text(&catalog, no_window)),
+            ("no window", query_of_text(&catalog, &no_window)),
         ];
         for (recipe, inlined) in recipes {
             let mut held_query = inlined.clone();
@@ -314,17 +322,12 @@ mod tests {
         let ctx = session(&catalog, &ValidateOptions::default())
             .await
             .unwrap();
-        let one_source = r#"{
-            "target_table": "t",
-            "entity_grain": ["customer_id", "cutoff_time"],
-            "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": {"events": "event_ts"}},
-            "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
-            "features": [
-                {"name": "n_7d", "source_table": "events", "expression": "COUNT(*)", "window": "7 days"},
-                {"name": "n", "source_table": "events", "expression": "COUNT(*)"}
-            ]
-        }"#;
-        let mut query = query_of_text(&catalog, one_source);
+        let one_source = pit_recipe(
+            r#""events": "event_ts""#,
+            r#"{"name": "n_7d", "source_table": "events", "expression": "COUNT(*)", "window": "7 days"},
+               {"name": "n", "source_table": "events", "expression": "COUNT(*)"}"#,
+        );
+        let mut query = query_of_text(&catalog, &one_source);
         assert_eq!(readers(&query), 1, "{query}");
         let before = query.clone();
         let held = run_cutoffs_once(&ctx, &ctx.state(), &mut query)
