@@ -685,3 +685,31 @@ async fn every_timed_table_of_a_path_is_before_the_cutoff() {
         );
     }
 }
+
+/// The longest window a recipe may ask for (100 years, as a DataFusion duration of
+/// 3 153 600 000 s) keeps every row before the cutoff, on TIMESTAMP and DATE sources alike.
+#[tokio::test]
+async fn the_longest_window_keeps_every_row_before_the_cutoff() {
+    let catalog = common::retail().await;
+    let text = r#"{
+        "target_table": "t",
+        "entity_grain": ["customer_id", "cutoff_time"],
+        "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": {"events": "event_ts", "orders": "order_date"}},
+        "label": {"name": "churned_30d", "type": "binary", "column": "churned_30d", "positive_class_value": 1},
+        "features": [
+            {"name": "events_all", "source_table": "events", "expression": "COUNT(*)"},
+            {"name": "events_100y", "source_table": "events", "expression": "COUNT(*)", "window": "36500 days"},
+            {"name": "orders_all", "source_table": "orders", "expression": "COUNT(*)"},
+            {"name": "orders_100y", "source_table": "orders", "expression": "COUNT(*)", "window": "5214 weeks"}
+        ]
+    }"#;
+    let table = table_of(&catalog, text).await;
+    assert!(table.len() > 1000, "{} rows", table.len());
+    let mut counted = 0;
+    for (key, row) in &table {
+        assert_eq!(row["events_all"], row["events_100y"], "{key}: {row:?}");
+        assert_eq!(row["orders_all"], row["orders_100y"], "{key}: {row:?}");
+        counted += row["events_all"].parse::<u64>().unwrap();
+    }
+    assert!(counted > 0, "the sources have rows before the cutoffs");
+}
