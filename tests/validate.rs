@@ -543,6 +543,87 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
     assert!(w.iter().all(|w| !w.starts_with("W13")), "{w:?}");
 }
 
+/// W101 on a point-in-time spine: rows repeating an (entity, timestamp cutoff) pair are
+/// duplicates; an entity's other cutoffs and another entity's same cutoff are not. The
+/// sample still counts entities.
+#[tokio::test]
+async fn a_repeated_entity_and_cutoff_is_a_duplicate_and_other_cutoffs_are_not() {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    let dir = tempfile::tempdir().unwrap();
+    let day = 86_400_000_000i64;
+    // 300 entities with cutoffs on days 10, 20 and 30; entities 1..=50 repeat day 20.
+    let mut rows: Vec<(i64, i64)> = (1..=300)
+        .flat_map(|id| [(id, 10 * day), (id, 20 * day), (id, 30 * day)])
+        .collect();
+    rows.extend((1..=50).map(|id| (id, 20 * day)));
+    let events: Vec<(i64, i64)> = (1..=300).map(|id| (id, 5 * day + id)).collect();
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "spine",
+                vec![
+                    ("id", common::ints(rows.iter().map(|r| Some(r.0)))),
+                    (
+                        "at",
+                        Arc::new(TimestampMicrosecondArray::from_iter_values(
+                            rows.iter().map(|r| r.1),
+                        )),
+                    ),
+                    ("y", common::ints(rows.iter().map(|r| Some(r.0 % 2)))),
+                ],
+            ),
+            (
+                "seen",
+                vec![
+                    ("id", common::ints(events.iter().map(|r| Some(r.0)))),
+                    (
+                        "ts",
+                        Arc::new(TimestampMicrosecondArray::from_iter_values(
+                            events.iter().map(|r| r.1),
+                        )),
+                    ),
+                ],
+            ),
+        ],
+    );
+    let recipe = json!({
+        "target_table": "t",
+        "entity_grain": ["id", "at"],
+        "point_in_time": {"cutoff_column": "at", "time_columns": {"seen": "ts"}},
+        "label": {"column": "spine.y", "type": "binary", "positive_class_value": 1},
+        "features": [{"name": "n", "expression": "COUNT(*)", "source_table": "seen"}]
+    })
+    .to_string();
+    let w = warnings_for(dir.path(), &recipe, 10_000).await;
+    assert!(
+        has(
+            &w,
+            "W101 grain_not_unique: 100 spine rows share 50 keys of (id, at)"
+        ),
+        "{w:?}"
+    );
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let (plan, _) = plan_of(&recipe, &catalog);
+    let options = ValidateOptions {
+        sample_size: 120,
+        ..Default::default()
+    };
+    let summary = validate(&plan, &catalog, &options, &[])
+        .await
+        .summary
+        .unwrap();
+    // 950 spine rows in all; 120 of the 300 entities sampled, each with its 3 (or 4) rows.
+    assert_eq!(summary.estimated_row_count, 950, "{summary:?}");
+    assert!(has(&summary.warnings, "W101"), "{summary:?}");
+    let sampled: u64 = summary
+        .label_distribution
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!((360..=410).contains(&sampled), "{summary:?}");
+}
+
 /// The deepest expression the compiler accepts runs end to end on this (test) thread's
 /// stack: copied, rewritten, rendered, planned and evaluated by DataFusion.
 #[tokio::test]
