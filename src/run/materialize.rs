@@ -131,7 +131,9 @@ pub async fn stage(
             }
         })
     })
-    .await??;
+    .await
+    .map_err(whole_table)?
+    .map_err(whole_table)?;
     staged.rows = counts
         .iter()
         .filter_map(|b| {
@@ -141,6 +143,22 @@ pub async fn stage(
         })
         .sum();
     Ok(staged)
+}
+
+/// `diagnostic` with hints for a run of the whole table: validation's advice to sample
+/// fewer entities means nothing to a materialization, which reads them all.
+fn whole_table(mut diagnostic: Diagnostic) -> Diagnostic {
+    let hint = match diagnostic.code {
+        Code::E051 => {
+            "raise the memory limit (`memory_limit`): a materialization holds the rows of every entity, not only the validated ones"
+        }
+        Code::E054 => {
+            "raise the time limit (`time_limit`), or run it again if a cluster lost an executor"
+        }
+        _ => return diagnostic,
+    };
+    diagnostic.hints = vec![hint.to_string()];
+    diagnostic
 }
 
 impl Staged {
@@ -248,5 +266,34 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert!(theirs.iter().all(|d| d.exists()));
+    }
+
+    #[tokio::test]
+    async fn a_materialization_past_its_memory_limit_is_not_told_to_sample() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let catalog = Catalog::load(&root.join("retail")).await.unwrap();
+        let text = std::fs::read_to_string(root.join("recipes/good/pit_churn.json")).unwrap();
+        let options = crate::compile::CompileOptions::for_dialect(Dialect::DataFusion);
+        let plan = crate::compile::compile(&text, &catalog, &options)
+            .plan
+            .expect("the recipe compiles");
+        let warehouse = tempfile::tempdir().unwrap();
+        let options = ValidateOptions {
+            memory_limit: 64 * 1024,
+            ..ValidateOptions::default()
+        };
+        let failed = materialize(&plan, &catalog, warehouse.path(), "d", "t", &options).await;
+        let Err(diagnostic) = failed else {
+            panic!("64 KiB held the whole table");
+        };
+        assert_eq!(diagnostic.code, Code::E051, "{diagnostic:?}");
+        assert_eq!(diagnostic.hints.len(), 1, "{diagnostic:?}");
+        assert!(
+            diagnostic.hints[0].contains("`memory_limit`"),
+            "{diagnostic:?}"
+        );
+        assert!(!diagnostic.hints[0].contains("sample"), "{diagnostic:?}");
+        // Nothing was published.
+        assert!(!warehouse.path().join("d/t").exists());
     }
 }

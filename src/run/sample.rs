@@ -427,9 +427,14 @@ pub fn runtime_error(error: DataFusionError) -> Diagnostic {
         )
     };
     match root {
+        // DataFusion lists the largest consumers and the failed allocation on lines of
+        // their own: kept, on one line, since they say what to change.
         DataFusionError::ResourcesExhausted(_) => Diagnostic::new(
             Code::E051,
-            format!("the run exceeded the memory limit: {first}"),
+            format!(
+                "the run exceeded the memory limit: {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ),
         )
         .hint("raise the memory limit (`memory_limit`), or sample fewer entities (`sample_size`)"),
         DataFusionError::ObjectStore(_)
