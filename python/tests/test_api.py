@@ -264,8 +264,14 @@ def test_a_run_past_its_timeout_raises_time_limit_error(catalog, tmp_path):
         fc.validate(recipe, catalog, timeout=0.001)
     assert isinstance(raised.value, fc.RuntimeError)
     assert [d.code for d in raised.value.diagnostics] == ["E054"]
-    with pytest.raises(fc.TimeLimitError):
+    # The hint names the keyword argument, as this package spells it.
+    (hint,) = raised.value.diagnostics[0].hints
+    assert "`timeout`" in hint and "time_limit" not in hint and "sample" in hint
+    assert "`timeout`" in str(raised.value) and "time_limit" not in str(raised.value)
+    with pytest.raises(fc.TimeLimitError) as raised:
         fc.materialize(recipe, catalog, tmp_path / "warehouse", timeout=0.001)
+    (hint,) = raised.value.diagnostics[0].hints
+    assert "`timeout`" in hint and "sample" not in hint
     # Nothing is published, and no staging folder is left.
     assert list((tmp_path / "warehouse").glob("*/*")) == []
     assert list((tmp_path / "warehouse").glob("*/.*")) == []

@@ -32,12 +32,34 @@ pub struct Findings {
     pub report: String,
 }
 
+/// `text` with the library's names of options as this package's keywords spell them: a
+/// run's `time_limit` is the keyword argument `timeout` here.
+pub fn python_spelling(text: &str) -> String {
+    text.replace("`time_limit`", "`timeout`")
+}
+
 impl Findings {
     /// The findings of a compile, reported under `name` (the recipe's path or `<recipe>`).
     pub fn of(compiled: &Compiled, name: &str) -> Findings {
+        Findings::spelled(compiled.diagnostics.clone(), &compiled.report(name))
+    }
+
+    /// Findings reported without a recipe's source: a failed run's, the crew's.
+    pub fn unsourced(diagnostics: Vec<Diagnostic>) -> Findings {
+        let report: String = diagnostics.iter().map(|d| d.render(None)).collect();
+        Findings::spelled(diagnostics, &report)
+    }
+
+    fn spelled(mut diagnostics: Vec<Diagnostic>, report: &str) -> Findings {
+        for d in &mut diagnostics {
+            d.message = python_spelling(&d.message);
+            for hint in &mut d.hints {
+                *hint = python_spelling(hint);
+            }
+        }
         Findings {
-            diagnostics: compiled.diagnostics.clone(),
-            report: compiled.report(name),
+            diagnostics,
+            report: python_spelling(report),
         }
     }
 

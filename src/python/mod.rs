@@ -19,7 +19,7 @@ use crate::run::engine::Engine;
 use crate::run::sample::ValidateOptions;
 use crate::run::{RunOptions, run_recipe};
 use errors::{CatalogError, InternalError};
-use findings::{Findings, PyDiagnostic, findings_error, json_text, to_python};
+use findings::{Findings, PyDiagnostic, findings_error, json_text, python_spelling, to_python};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -51,8 +51,7 @@ fn run_options(
         time_limit: timeout,
     }
     .check()
-    // The library's `time_limit` is the keyword argument `timeout` here.
-    .map_err(|e| PyValueError::new_err(e.replace("`time_limit`", "`timeout`")))
+    .map_err(|e| PyValueError::new_err(python_spelling(&e)))
 }
 
 fn dialect_of(name: &str) -> PyResult<Dialect> {
@@ -155,13 +154,7 @@ fn validate(
         None => None,
         Some(Ok(bytes)) => Some(arrow_table(py, &bytes)?),
         Some(Err(d)) => {
-            return Err(findings_error(
-                py,
-                &Findings {
-                    report: d.render(None),
-                    diagnostics: vec![d],
-                },
-            ));
+            return Err(findings_error(py, &Findings::unsourced(vec![d])));
         }
     };
     let summary =
@@ -273,13 +266,7 @@ fn materialize(
     })?;
     match done {
         Ok(done) => Ok(done.path.display().to_string()),
-        Err(d) => Err(findings_error(
-            py,
-            &Findings {
-                report: d.render(None),
-                diagnostics: vec![d],
-            },
-        )),
+        Err(d) => Err(findings_error(py, &Findings::unsourced(vec![d]))),
     }
 }
 
@@ -385,16 +372,7 @@ fn design<'py>(
     })?;
     let designed = match designed {
         Ok(d) => d,
-        Err(diagnostics) => {
-            let report = diagnostics.iter().map(|d| d.render(None)).collect();
-            return Err(findings_error(
-                py,
-                &Findings {
-                    diagnostics,
-                    report,
-                },
-            ));
-        }
+        Err(diagnostics) => return Err(findings_error(py, &Findings::unsourced(diagnostics))),
     };
     if designed.run.has_errors() {
         let compiled = Compiled {
