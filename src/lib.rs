@@ -56,6 +56,7 @@
 //! | E026 | a feature's `window` does not parse, is not positive, counts months or years (not fixed lengths), or is set outside a point-in-time recipe or on a source with no time column |
 //! | E027 | a relationship in `relationships` is not `table.column` on both sides, links columns of different types or a table to itself, or a feature's source reaches the entity key through it by more than one path, or only with row-level features (an entity has many of its rows) |
 //! | E028 | a derived column in `derived_columns` has a bad name or one its table already has, aggregates its own table, is not an aggregate, its child table is linked to its table by no relationship or by several, or, in a point-in-time recipe, its table is not read with its own time column |
+//! | E029 | a table the query reads has the name of one of the compiled query's CTEs (`spine`, `cutoffs`, `src_…`), which the engine would read instead (the spine's own table may have such a name) |
 //! | E030 | an aggregate mixed with a non-grouped column (in one expression or one source) |
 //! | E031 | the label derivation reads a column outside the label's table |
 //! | E040 | a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery) |

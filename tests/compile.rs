@@ -135,9 +135,10 @@ fn every_bad_recipe_reports_its_code_with_a_path() {
         insta::assert_snapshot!(format!("bad__{stem}"), report);
     }
     // E005 needs a recipe wider than the limit (too_many_features_are_refused_early builds
-    // one); E042 means a featurecraft bug, which no recipe should reach.
+    // one), E029 a catalog with a table named like a CTE (a_table_named_like_a_cte_is_…
+    // builds one); E042 means a featurecraft bug, which no recipe should reach.
     let all: std::collections::BTreeSet<String> = Code::compile()
-        .filter(|c| !matches!(c, Code::E005 | Code::E042))
+        .filter(|c| !matches!(c, Code::E005 | Code::E029 | Code::E042))
         .map(|c| c.as_str().to_string())
         .collect();
     assert_eq!(seen, all, "every diagnostic code has a bad recipe");
@@ -403,4 +404,153 @@ async fn a_split_part_never_takes_the_name_of_another_sources_cte() {
     assert_eq!(table["1"]["distinct_v"], "11");
     assert_eq!(table["1"]["sum_w"], "15");
     assert_eq!(table["2"]["n_x"], "1");
+}
+
+/// A catalog where tables have the names of the compiled query's CTEs: `spine`,
+/// `cutoffs` and `src_visits` (next to `visits`), and `people`, a spine of another name.
+fn shadowing_catalog() -> tempfile::TempDir {
+    use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
+    use std::sync::Arc;
+    let day = 86_400_000_000i64;
+    let times = |values: Vec<i64>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from_iter_values(values))
+    };
+    // Entity 1 has one visit, 2 two, 3 three, 4 none; all before day 10.
+    let visits: Vec<i64> = vec![1, 2, 2, 3, 3, 3];
+    let visit_days: Vec<i64> = (1..=6).map(|d| d * day).collect();
+    let ids = || common::ints((1..=4).map(Some));
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "spine",
+                vec![
+                    ("id", ids()),
+                    ("v", common::ints((1..=4).map(|i| Some(i % 2)))),
+                ],
+            ),
+            (
+                "people",
+                vec![
+                    ("id", ids()),
+                    ("y", common::ints((1..=4).map(|i| Some(i % 2)))),
+                ],
+            ),
+            (
+                "cutoffs",
+                vec![
+                    ("id", ids()),
+                    ("ts", times(vec![10 * day; 4])),
+                    ("y", common::ints((1..=4).map(|i| Some(i % 2)))),
+                ],
+            ),
+            (
+                "visits",
+                vec![
+                    ("id", common::ints(visits.iter().map(|i| Some(*i)))),
+                    ("t", times(visit_days.clone())),
+                ],
+            ),
+            (
+                "src_visits",
+                vec![
+                    ("id", common::ints(visits.iter().map(|i| Some(*i)))),
+                    ("t", times(visit_days)),
+                ],
+            ),
+        ],
+    );
+    dir
+}
+
+/// A table read by the name of one of the query's CTEs would be read as that CTE, silently:
+/// `E029` at the feature, in every dialect. The spine's own table may have such a name (a
+/// CTE sees neither itself nor the CTEs after it) and gives the right values.
+#[tokio::test]
+async fn a_table_named_like_a_cte_is_refused_unless_it_is_the_spines() {
+    use serde_json::json;
+    let dir = shadowing_catalog();
+    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let count = |table: &str| json!({"name": format!("n_{table}"), "expression": "COUNT(*)", "source_table": table});
+    let plain = |spine: &str, label: &str, features: Vec<serde_json::Value>| {
+        json!({"target_table": "t", "entity_grain": ["id"],
+               "label": {"column": format!("{spine}.{label}"), "type": "binary", "positive_class_value": 1},
+               "features": features})
+        .to_string()
+    };
+    let timed = |sources: serde_json::Value, features: Vec<serde_json::Value>| {
+        json!({"target_table": "t", "entity_grain": ["id", "ts"],
+               "point_in_time": {"cutoff_column": "ts", "time_columns": sources},
+               "label": {"column": "cutoffs.y", "type": "binary", "positive_class_value": 1},
+               "features": features})
+        .to_string()
+    };
+    let refused = [
+        (
+            plain("people", "y", vec![count("spine")]),
+            "`spine`",
+            "features[0].expression",
+        ),
+        (
+            plain("people", "y", vec![count("visits"), count("src_visits")]),
+            "`src_visits`",
+            "features[1].expression",
+        ),
+    ];
+    for (text, table, at) in &refused {
+        for dialect in Dialect::ALL {
+            let compiled = compile(text, &catalog, &CompileOptions::for_dialect(dialect));
+            assert!(compiled.sql.is_none(), "{dialect:?}: {text}");
+            let e029: Vec<_> = compiled
+                .diagnostics
+                .iter()
+                .filter(|d| d.code == Code::E029)
+                .collect();
+            assert_eq!(e029.len(), 1, "{dialect:?}: {:#?}", compiled.diagnostics);
+            assert!(e029[0].message.contains(table), "{}", e029[0].message);
+            assert_eq!(
+                e029[0].path.as_ref().map(|p| p.to_string()).as_deref(),
+                Some(*at)
+            );
+        }
+    }
+
+    // The spine's table named `spine`, and a point-in-time spine named `cutoffs`: the right
+    // counts (1, 2, 3 and 0 visits), in every dialect's compile and in DataFusion's run.
+    let allowed = [
+        plain("spine", "v", vec![count("visits")]),
+        timed(json!({"visits": "t"}), vec![count("visits")]),
+    ];
+    for text in &allowed {
+        for dialect in Dialect::ALL {
+            let compiled = compile(text, &catalog, &CompileOptions::for_dialect(dialect));
+            assert!(
+                compiled.sql.is_some(),
+                "{dialect:?}: {:#?}",
+                compiled.diagnostics
+            );
+        }
+        let rows = common::table_by_key(&catalog, text, 1).await;
+        let counts: Vec<&str> = rows.values().map(|r| r["n_visits"].as_str()).collect();
+        assert_eq!(counts, ["1", "2", "3", "0"], "{text}");
+    }
+    // A point-in-time source named `cutoffs` is refused like any other.
+    let text = timed(
+        json!({"visits": "t", "cutoffs": "ts"}),
+        vec![count("visits"), count("cutoffs")],
+    );
+    let compiled = compile(
+        &text,
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DuckDb),
+    );
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code == Code::E029 && d.message.contains("`cutoffs`")),
+        "{:#?}",
+        compiled.diagnostics
+    );
 }

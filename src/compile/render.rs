@@ -125,9 +125,11 @@ fn build_query_here(
     };
     builder.refuse_float_text();
     let mut ctes = builder.derived_ctes();
+    let spine_at = ctes.len();
     ctes.push(builder.spine_cte());
     let (source_ctes, parts, part_of_feature) = builder.source_ctes();
     ctes.extend(source_ctes);
+    builder.refuse_shadowed_tables(&ctes, spine_at);
     let items = builder.projection(&parts, &part_of_feature);
     let joins = builder.joins(&parts);
     let mut query = select(
@@ -184,6 +186,59 @@ impl QueryBuilder<'_> {
                     .hint("engines format floats differently (9.0, 9, 1.0E10): keep the number, or CAST it to an integer before casting to text"),
                 );
             }
+        }
+    }
+
+    /// `E029` for each table the query reads by a bare name that one of its CTEs also has,
+    /// where the engine would read the CTE instead: every table read outside the spine CTE,
+    /// and the spine's table if a CTE before the spine CTE has its name. (The spine's table
+    /// may be named `spine` or `cutoffs`: a CTE does not see itself or the CTEs after it.)
+    fn refuse_shadowed_tables(&mut self, ctes: &[Cte], spine_at: usize) {
+        let plan = self.plan;
+        // Where to point: the first feature whose source reads the table, else the label.
+        let reader = |table: &str| {
+            plan.features
+                .iter()
+                .find(|f| match f.home {
+                    FeatureHome::Source(i) => plan.sources.get(i).is_some_and(|s| {
+                        s.table == table || s.path.iter().any(|h| h.table == table)
+                    }),
+                    FeatureHome::Spine => false,
+                })
+                .map_or_else(|| plan.label.path.clone(), |f| f.path.clone())
+        };
+        let outside_spine =
+            plan.sources
+                .iter()
+                .flat_map(|s| std::iter::once(&s.table).chain(s.path.iter().map(|h| &h.table)))
+                .chain(plan.derived.iter().flat_map(|d| {
+                    std::iter::once(&d.table).chain(d.children.iter().map(|c| &c.table))
+                }))
+                .map(|table| (table, ctes));
+        let spine = std::iter::once((&plan.spine.table, &ctes[..spine_at]));
+        let mut refused: Vec<&str> = Vec::new();
+        for (table, visible) in outside_spine.chain(spine) {
+            let Some(cte) = visible
+                .iter()
+                .find(|c| c.alias.name.value.eq_ignore_ascii_case(table))
+            else {
+                continue;
+            };
+            if refused.iter().any(|r| r.eq_ignore_ascii_case(table)) {
+                continue;
+            }
+            refused.push(table);
+            self.errors.push(
+                Diagnostic::new(
+                    Code::E029,
+                    format!(
+                        "table `{table}` has the name of a CTE of the compiled query (`{}`): the query would read the CTE where it means the table",
+                        cte.alias.name.value
+                    ),
+                )
+                .at(reader(table))
+                .hint("read the table through a catalog view of another name (a `.sql` file holding `SELECT * FROM …`), or rename it"),
+            );
         }
     }
 
