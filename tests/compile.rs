@@ -409,12 +409,7 @@ async fn a_split_part_never_takes_the_name_of_another_sources_cte() {
 /// A catalog where tables have the names of the compiled query's CTEs: `spine`,
 /// `cutoffs` and `src_visits` (next to `visits`), and `people`, a spine of another name.
 fn shadowing_catalog() -> tempfile::TempDir {
-    use datafusion::arrow::array::{ArrayRef, TimestampMicrosecondArray};
-    use std::sync::Arc;
     let day = 86_400_000_000i64;
-    let times = |values: Vec<i64>| -> ArrayRef {
-        Arc::new(TimestampMicrosecondArray::from_iter_values(values))
-    };
     // Entity 1 has one visit, 2 two, 3 three, 4 none; all before day 10.
     let visits: Vec<i64> = vec![1, 2, 2, 3, 3, 3];
     let visit_days: Vec<i64> = (1..=6).map(|d| d * day).collect();
@@ -441,7 +436,7 @@ fn shadowing_catalog() -> tempfile::TempDir {
                 "cutoffs",
                 vec![
                     ("id", ids()),
-                    ("ts", times(vec![10 * day; 4])),
+                    ("ts", common::micros(vec![10 * day; 4])),
                     ("y", common::ints((1..=4).map(|i| Some(i % 2)))),
                 ],
             ),
@@ -449,14 +444,14 @@ fn shadowing_catalog() -> tempfile::TempDir {
                 "visits",
                 vec![
                     ("id", common::ints(visits.iter().map(|i| Some(*i)))),
-                    ("t", times(visit_days.clone())),
+                    ("t", common::micros(visit_days.clone())),
                 ],
             ),
             (
                 "src_visits",
                 vec![
                     ("id", common::ints(visits.iter().map(|i| Some(*i)))),
-                    ("t", times(visit_days)),
+                    ("t", common::micros(visit_days)),
                 ],
             ),
         ],

@@ -548,7 +548,6 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
 /// sample still counts entities.
 #[tokio::test]
 async fn a_repeated_entity_and_cutoff_is_a_duplicate_and_other_cutoffs_are_not() {
-    use datafusion::arrow::array::TimestampMicrosecondArray;
     let dir = tempfile::tempdir().unwrap();
     let day = 86_400_000_000i64;
     // 300 entities with cutoffs on days 10, 20 and 30; entities 1..=50 repeat day 20.
@@ -564,12 +563,7 @@ async fn a_repeated_entity_and_cutoff_is_a_duplicate_and_other_cutoffs_are_not()
                 "spine",
                 vec![
                     ("id", common::ints(rows.iter().map(|r| Some(r.0)))),
-                    (
-                        "at",
-                        Arc::new(TimestampMicrosecondArray::from_iter_values(
-                            rows.iter().map(|r| r.1),
-                        )),
-                    ),
+                    ("at", common::micros(rows.iter().map(|r| r.1))),
                     ("y", common::ints(rows.iter().map(|r| Some(r.0 % 2)))),
                 ],
             ),
@@ -577,12 +571,7 @@ async fn a_repeated_entity_and_cutoff_is_a_duplicate_and_other_cutoffs_are_not()
                 "seen",
                 vec![
                     ("id", common::ints(events.iter().map(|r| Some(r.0)))),
-                    (
-                        "ts",
-                        Arc::new(TimestampMicrosecondArray::from_iter_values(
-                            events.iter().map(|r| r.1),
-                        )),
-                    ),
+                    ("ts", common::micros(events.iter().map(|r| r.1))),
                 ],
             ),
         ],

@@ -65,6 +65,13 @@ pub fn tiny_catalog(
     }
 }
 
+/// A timestamp column (microseconds since 1970, no time zone), no NULLs.
+pub fn micros(values: impl IntoIterator<Item = i64>) -> datafusion::arrow::array::ArrayRef {
+    std::sync::Arc::new(
+        datafusion::arrow::array::TimestampMicrosecondArray::from_iter_values(values),
+    )
+}
+
 /// An Int64 column.
 pub fn ints(values: impl IntoIterator<Item = Option<i64>>) -> datafusion::arrow::array::ArrayRef {
     std::sync::Arc::new(datafusion::arrow::array::Int64Array::from_iter(values))
