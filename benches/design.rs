@@ -58,6 +58,7 @@ fn main() {
             column: Some("churned".into()),
             derivation: None,
             positive_class_value: Some(serde_json::json!(true)),
+            ..Default::default()
         },
         max_features: None,
         point_in_time: None,

@@ -82,6 +82,8 @@ codes! {
     E029 "table_shadowed" "a table the query reads has the name of one of the compiled query's CTEs (`spine`, `cutoffs`, `src_…`), which the engine would read instead (the spine's own table may have such a name)";
     E030 "aggregate_mixed" "an aggregate mixed with a non-grouped column (in one expression or one source)";
     E031 "label_outside_table" "the label derivation reads a column outside the label's table";
+    E032 "label_window_invalid" "a label from a window after the cutoff (`label.source_table`, `expression`, `window`, `gap`) outside a point-in-time recipe, with a missing or untimed source, one that does not reach the entity key, an expression that is not an aggregate, a window or gap that does not parse, counts months or years, or a negative gap";
+    E033 "schedule_invalid" "`point_in_time.schedule` names an unknown, untimed source or one without the entity key, has an `every` that is not a positive fixed length, a `start` or `until` that is neither a timestamp nor `first_event`/`last_event`, `max_per_entity` 0, or comes with a label read from a spine table instead of a window after the cutoff";
     E040 "dialect_unsupported" "a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery)";
     E041 "unwritable_text" "a literal or name the dialect cannot hold or quote safely (a NUL character anywhere; a backtick in a BigQuery name)";
     E042 "printed_sql_differs" "the printed CTAS does not read back as the analyzed statement; the SQL is withheld (a featurecraft bug: please report the recipe)";
@@ -100,6 +102,7 @@ codes! {
     W102 "fan_out" "a row-level source has several rows per key: the join fans out";
     W103 "as_of_ties" "an as-of value's source has several rows at the latest time before a sampled cutoff: the documented tie-break chose one";
     W104 "cutoff_outside_source" "a timed source has no row before any sampled cutoff (within its widest window): every feature from it is empty";
+    W105 "immature_labels" "sampled rows whose label window ends after the label source's latest time: their future is not observed yet, so the label may say \"nothing happened\" only because the data ends (`schedule.drop_immature` leaves them out)";
     W110 "single_class_label" "one label class in the sample";
     W111 "label_imbalance" "the minority class is under 5 % of the sample";
     W112 "label_nulls" "NULL labels in the sample";
@@ -220,6 +223,8 @@ pub enum PointInTimeField {
     TimeColumns(Option<String>),
     /// `include_cutoff`.
     IncludeCutoff,
+    /// `schedule`, or one of its fields.
+    Schedule(Option<String>),
     /// A field featurecraft does not know (`W001`).
     Other(String),
 }
@@ -237,6 +242,16 @@ pub enum LabelField {
     Derivation,
     /// `positive_class_value`.
     PositiveClassValue,
+    /// `source_table` (a label from a window after the cutoff).
+    SourceTable,
+    /// `expression` (a label from a window after the cutoff).
+    Expression,
+    /// `window` (a label from a window after the cutoff).
+    Window,
+    /// `gap` (a label from a window after the cutoff).
+    Gap,
+    /// `empty_value` (a label from a window after the cutoff).
+    EmptyValue,
     /// A field the contract does not know (`W001`).
     Other(String),
 }
@@ -298,6 +313,11 @@ impl LabelField {
             LabelField::Column => "column",
             LabelField::Derivation => "derivation",
             LabelField::PositiveClassValue => "positive_class_value",
+            LabelField::SourceTable => "source_table",
+            LabelField::Expression => "expression",
+            LabelField::Window => "window",
+            LabelField::Gap => "gap",
+            LabelField::EmptyValue => "empty_value",
             LabelField::Other(name) => name,
         }
     }
@@ -323,6 +343,10 @@ impl std::fmt::Display for RecipePath {
                 }
                 PointInTimeField::TimeColumns(Some(table)) => {
                     write!(f, "point_in_time.time_columns[{table:?}]")
+                }
+                PointInTimeField::Schedule(None) => f.write_str("point_in_time.schedule"),
+                PointInTimeField::Schedule(Some(field)) => {
+                    write!(f, "point_in_time.schedule.{field}")
                 }
                 PointInTimeField::Other(name) => write!(f, "point_in_time.{name}"),
             },

@@ -20,6 +20,7 @@ fn churn_request(max_features: Option<usize>) -> DesignRequest {
             column: Some("churned_at".into()),
             derivation: Some("CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END".into()),
             positive_class_value: Some(serde_json::json!(1)),
+            ..Default::default()
         },
         max_features,
         point_in_time: None,
@@ -186,6 +187,7 @@ fn people_request(max_features: Option<usize>) -> DesignRequest {
             column: Some("y".into()),
             derivation: None,
             positive_class_value: Some(serde_json::json!(1)),
+            ..Default::default()
         },
         max_features,
         point_in_time: None,
@@ -1045,4 +1047,58 @@ async fn a_point_in_time_design_stacks_the_children_of_timed_tables_as_of_each_c
         "{}",
         designed.recipe.notes
     );
+}
+
+#[tokio::test]
+async fn a_design_for_a_schedule_and_a_label_from_the_future_keeps_both_and_validates() {
+    let catalog = common::retail().await;
+    let request: DesignRequest = serde_json::from_value(serde_json::json!({
+        "spine": "events",
+        "entity_grain": ["customer_id", "cutoff_time"],
+        "label": {"name": "churned_30d", "type": "binary", "positive_class_value": 1,
+                  "source_table": "events",
+                  "expression": "CASE WHEN COUNT(*) = 0 THEN 1 ELSE 0 END", "window": "30 days"},
+        "point_in_time": {
+            "cutoff_column": "cutoff_time",
+            "time_columns": {"events": "event_ts", "orders": "order_date", "customers": null},
+            "schedule": {"source_table": "events", "start": "2024-07-01", "every": "30 days",
+                         "until": "last_event", "max_per_entity": 3}
+        },
+        "windows": ["30d"],
+        "max_depth": 1
+    }))
+    .unwrap();
+    let designed = design(&request, &catalog, &options(500)).await.unwrap();
+    let recipe = &designed.recipe;
+    assert_eq!(recipe.label, request.label);
+    let pit = recipe.point_in_time.as_ref().unwrap();
+    assert_eq!(
+        pit.schedule,
+        request.point_in_time.as_ref().unwrap().schedule
+    );
+    // The schedule's source keeps its time column, and is read like any timed table:
+    // its aggregates, windowed, over the rows before each generated cutoff.
+    assert_eq!(pit.time_columns.get("events"), Some(Some("event_ts")));
+    assert!(
+        recipe
+            .features
+            .iter()
+            .any(|f| f.source_table == "events" && f.window.as_deref() == Some("30 days")),
+        "{:?}",
+        recipe.features.iter().map(|f| &f.name).collect::<Vec<_>>()
+    );
+    assert!(
+        !designed.run.has_errors(),
+        "{:#?}",
+        designed.run.diagnostics
+    );
+    let summary = designed.run.validation.as_ref().unwrap();
+    // Up to three cutoffs for each customer active after 2024-07-01.
+    assert!(summary.estimated_row_count > 1000, "{summary:?}");
+    let compiled = compile_recipe(
+        recipe,
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DuckDb),
+    );
+    assert!(compiled.sql.is_some(), "{:#?}", compiled.diagnostics);
 }

@@ -442,15 +442,19 @@ pub struct DesignArgs {
     /// The catalog directory (Parquet files and SQL views).
     #[arg(long)]
     pub catalog: PathBuf,
+    /// The whole design request as JSON (the service's `design` object: a schedule, a
+    /// label from the future, …) instead of --spine, --grain and the label's options.
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["spine", "grain", "label_column", "derivation", "cutoff_column"])]
+    pub request: Option<PathBuf>,
     /// The table whose rows are the training rows; it holds the label.
-    #[arg(long)]
-    pub spine: String,
+    #[arg(long, required_unless_present = "request")]
+    pub spine: Option<String>,
     /// The grain columns, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "request")]
     pub grain: Vec<String>,
     /// The label's source column.
-    #[arg(long)]
-    pub label_column: String,
+    #[arg(long, required_unless_present = "request")]
+    pub label_column: Option<String>,
     /// A SQL expression computing the label (default: the column itself).
     #[arg(long)]
     pub derivation: Option<String>,

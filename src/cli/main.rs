@@ -259,24 +259,34 @@ async fn design_command(args: DesignArgs) -> ExitCode {
             }
         }
     }
-    let request = featurecraft::design::DesignRequest {
-        point_in_time,
-        relationships,
-        windows: args.windows,
-        spine: args.spine,
-        entity_grain: args.grain,
-        label: featurecraft::LabelSpec {
-            name: "label".into(),
-            label_type: args.label_type.into(),
-            column: Some(args.label_column),
-            derivation: args.derivation,
-            positive_class_value: args
-                .positive_class
-                .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
+    let request = match &args.request {
+        Some(path) => match read_design_request(path) {
+            Ok(request) => featurecraft::design::DesignRequest {
+                max_features: args.max_features.or(request.max_features),
+                ..request
+            },
+            Err(e) => return usage_error(&e),
         },
-        max_features: args.max_features,
-        max_depth: Some(args.max_depth),
-        primitives: args.primitives,
+        None => featurecraft::design::DesignRequest {
+            point_in_time,
+            relationships,
+            windows: args.windows,
+            spine: args.spine.unwrap_or_default(),
+            entity_grain: args.grain,
+            label: featurecraft::LabelSpec {
+                name: "label".into(),
+                label_type: args.label_type.into(),
+                column: args.label_column,
+                derivation: args.derivation,
+                positive_class_value: args
+                    .positive_class
+                    .map(|v| serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))),
+                ..Default::default()
+            },
+            max_features: args.max_features,
+            max_depth: Some(args.max_depth),
+            primitives: args.primitives,
+        },
     };
     let options = featurecraft::design::DesignOptions {
         run,
@@ -291,6 +301,16 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         args.dropped.as_deref(),
     )
     .await
+}
+
+/// A design request from a JSON file (`--request`), as the service reads its `design`.
+fn read_design_request(
+    path: &std::path::Path,
+) -> Result<featurecraft::design::DesignRequest, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--request {}: cannot read it: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("--request {}: not a design request: {e}", path.display()))
 }
 
 /// The point-in-time part of a design request from `--cutoff-column`, `--time-column`,
@@ -327,6 +347,7 @@ fn design_point_in_time(
         cutoff_column: cutoff.clone(),
         time_columns: TimeColumns(columns),
         include_cutoff: args.include_cutoff.then_some(true),
+        schedule: None,
     }))
 }
 

@@ -85,9 +85,14 @@ fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<Sessio
     Ok(state)
 }
 
-/// Ballista's default registry with featurecraft's functions: how executors read tasks.
+/// Ballista's default registry with featurecraft's functions and DataFusion's nested ones
+/// (a schedule's `generate_series`, which Ballista's default leaves out): how executors
+/// read tasks.
 fn executor_registry() -> BallistaFunctionRegistry {
     let mut registry = BallistaFunctionRegistry::default();
+    for f in datafusion::functions_nested::all_default_nested_functions() {
+        registry.scalar_functions.insert(f.name().to_string(), f);
+    }
     let (scalars, aggregates) = own_functions();
     for f in scalars {
         registry.scalar_functions.insert(f.name().to_string(), f);

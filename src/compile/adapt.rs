@@ -206,7 +206,9 @@ fn lower_function(
     }
 }
 
-/// `cutoff − count field` in the dialect's spelling (its capability row's `window_start`).
+/// `cutoff − count field` in the dialect's spelling (its capability row's `window_start`);
+/// a negative count (`-30`) moves forward: `cutoff + 30 field` (a label window after the
+/// cutoff, a schedule's next cutoff).
 fn window_start(
     cutoff: Expr,
     count: String,
@@ -214,6 +216,10 @@ fn window_start(
     is_date: bool,
     caps: &Capabilities,
 ) -> Expr {
+    let (forward, count) = match count.strip_prefix('-') {
+        Some(count) => (true, count.to_string()),
+        None => (false, count),
+    };
     let interval = |value: Expr| {
         Expr::Interval(Interval {
             value: Box::new(value),
@@ -226,7 +232,11 @@ fn window_start(
     let minus = |cutoff: Expr, right: Expr| {
         Expr::Nested(Box::new(Expr::BinaryOp {
             left: Box::new(cutoff),
-            op: BinaryOperator::Minus,
+            op: if forward {
+                BinaryOperator::Plus
+            } else {
+                BinaryOperator::Minus
+            },
             right: Box::new(right),
         }))
     };
@@ -260,19 +270,31 @@ fn window_start(
                 interval(Expr::value(Value::SingleQuotedString(count))),
             ),
         },
-        WindowStart::DateAdd => call(
-            "DATEADD",
-            vec![
-                Expr::Identifier(Ident::new(field.to_string())),
-                Expr::UnaryOp {
-                    op: sqlparser::ast::UnaryOperator::Minus,
-                    expr: Box::new(Expr::value(Value::Number(count, false))),
-                },
-                cutoff,
-            ],
-        ),
+        WindowStart::DateAdd => {
+            let count = Expr::value(Value::Number(count, false));
+            call(
+                "DATEADD",
+                vec![
+                    Expr::Identifier(Ident::new(field.to_string())),
+                    if forward {
+                        count
+                    } else {
+                        Expr::UnaryOp {
+                            op: sqlparser::ast::UnaryOperator::Minus,
+                            expr: Box::new(count),
+                        }
+                    },
+                    cutoff,
+                ],
+            )
+        }
         WindowStart::DateSub => call(
-            if is_date { "DATE_SUB" } else { "TIMESTAMP_SUB" },
+            match (is_date, forward) {
+                (true, false) => "DATE_SUB",
+                (false, false) => "TIMESTAMP_SUB",
+                (true, true) => "DATE_ADD",
+                (false, true) => "TIMESTAMP_ADD",
+            },
             vec![cutoff, interval(Expr::value(Value::Number(count, false)))],
         ),
     }

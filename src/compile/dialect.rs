@@ -85,6 +85,26 @@ pub enum WindowStart {
     DateSub,
 }
 
+/// Spellings of a schedule's cutoffs: per entity, the times from `start` to `until` (both
+/// included) every fixed span, one row each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoffSeries {
+    /// `unnest(generate_series(start, until, INTERVAL '12' HOUR))` in the select list
+    /// (DataFusion, DuckDB).
+    Unnest,
+    /// `generate_series(start, until, INTERVAL '12' HOUR)` in the select list (PostgreSQL's
+    /// set-returning function).
+    SetReturning,
+    /// `explode(sequence(start, until, INTERVAL '12' HOUR))` (Spark, Databricks).
+    Explode,
+    /// `CROSS JOIN UNNEST(GENERATE_TIMESTAMP_ARRAY(start, until, INTERVAL 12 HOUR))`, or
+    /// `GENERATE_DATE_ARRAY` for dates (BigQuery).
+    UnnestJoin,
+    /// A recursive CTE that adds the span until `until` (generic SQL, Snowflake, which has
+    /// no series of times).
+    Recursive,
+}
+
 /// How a dialect writes the characters of a string literal that need care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StringEscapes {
@@ -157,6 +177,8 @@ pub struct Capabilities {
     pub split_distinct_aggregates: bool,
     /// How the start of a point-in-time window (`cutoff − window`) is spelled.
     pub window_start: WindowStart,
+    /// How a schedule's series of cutoffs is spelled.
+    pub cutoff_series: CutoffSeries,
     /// As-of values are featurecraft's grouped `featurecraft_latest(value, time, ties…)`
     /// (see `run::latest`) instead of the first row of a `ROW_NUMBER()` ranking. DataFusion
     /// 55 sorts every joined row for the ranking, which dominated an as-of source's time;
@@ -201,6 +223,7 @@ const GENERIC: Capabilities = Capabilities {
     days_between: DaysBetween::Minus,
     split_distinct_aggregates: false,
     window_start: WindowStart::IntervalMinus,
+    cutoff_series: CutoffSeries::Recursive,
     latest_aggregate: false,
     binary_collation: None,
     renamed_functions: &[],
@@ -242,18 +265,21 @@ impl Dialect {
                 float_text_like_datafusion: true,
                 split_distinct_aggregates: true,
                 window_start: WindowStart::DurationMinus,
+                cutoff_series: CutoffSeries::Unnest,
                 latest_aggregate: true,
                 ..GENERIC
             },
             Dialect::DuckDb => Capabilities {
                 name: "duckdb",
                 create_or_replace: true,
+                cutoff_series: CutoffSeries::Unnest,
                 float_text_like_datafusion: true,
                 ..GENERIC
             },
             Dialect::Postgres => Capabilities {
                 name: "postgres",
                 try_cast: false,
+                cutoff_series: CutoffSeries::SetReturning,
                 binary_collation: Some("C"),
                 round_float_digits: false,
                 types: TypeNames {
@@ -291,6 +317,7 @@ impl Dialect {
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::DayOfWeek),
                 days_between: DaysBetween::DateDiffDay,
                 window_start: WindowStart::DateSub,
+                cutoff_series: CutoffSeries::UnnestJoin,
                 renamed_functions: &[("bool_or", "LOGICAL_OR"), ("bool_and", "LOGICAL_AND")],
                 refused_functions: &[(
                     "date_trunc",
@@ -312,6 +339,7 @@ impl Dialect {
                 decimal_literals: true,
                 day_of_week: DayOfWeek::SundayOne(DateTimeField::Dow),
                 days_between: DaysBetween::DateDiff,
+                cutoff_series: CutoffSeries::Explode,
                 types: TypeNames {
                     string: DataType::String(None),
                     ..STANDARD_TYPES

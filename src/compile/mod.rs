@@ -17,6 +17,7 @@ pub mod point_in_time;
 pub mod print;
 pub mod relationships;
 pub mod render;
+pub(crate) mod spine;
 pub(crate) mod timed;
 
 use crate::catalog::Catalog;

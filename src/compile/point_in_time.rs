@@ -153,6 +153,12 @@ pub struct WindowError {
 
 /// Reads a window: a whole number and a unit (`"30 days"`, `"1 day"`, `"12h"`, `"2 weeks"`).
 pub fn parse_window(text: &str) -> Result<Window, WindowError> {
+    parse_span(text, "window", false)
+}
+
+/// Reads a fixed span such as a window; `what` names it in messages (`window`, `gap`,
+/// `every`), and `zero_ok` lets it be zero (a label's gap).
+pub fn parse_span(text: &str, what: &str, zero_ok: bool) -> Result<Window, WindowError> {
     let refuse = |message: String| {
         WindowError {
         message,
@@ -167,25 +173,28 @@ pub fn parse_window(text: &str) -> Result<Window, WindowError> {
     let unit = unit.trim().to_ascii_lowercase();
     if number.is_empty() {
         return Err(refuse(format!(
-            "window `{text}` does not start with a number"
+            "{what} `{text}` does not start with a number"
         )));
     }
     if CALENDAR_UNITS.contains(&unit.as_str()) {
         return Err(WindowError {
             message: format!(
-                "window `{text}` counts {}, which are not a fixed length",
+                "{what} `{text}` counts {}, which are not a fixed length",
                 if unit.starts_with('y') {
                     "years"
                 } else {
                     "months"
                 }
             ),
-            hint: "write it in days (e.g. `\"30 days\"` or `\"365 days\"`) so every row's window has the same length".to_string(),
+            hint: format!(
+                "write it in days (e.g. `\"30 days\"` or `\"365 days\"`) so every row's {} has the same length",
+                if what == "window" { "window" } else { "span" }
+            ),
         });
     }
     if unit == "m" {
         return Err(refuse(format!(
-            "window `{text}`: `m` could mean minutes or months"
+            "{what} `{text}`: `m` could mean minutes or months"
         )));
     }
     let Some(&(_, size)) = UNITS
@@ -193,35 +202,132 @@ pub fn parse_window(text: &str) -> Result<Window, WindowError> {
         .find(|(names, _)| names.contains(&unit.as_str()))
     else {
         return Err(refuse(if unit.is_empty() {
-            format!("window `{text}` has no unit")
+            format!("{what} `{text}` has no unit")
         } else {
-            format!("window `{text}` has an unknown unit `{unit}`")
+            format!("{what} `{text}` has an unknown unit `{unit}`")
         }));
     };
     let count: i128 = match number.parse() {
         Ok(n) => n,
         Err(_) => {
             return Err(refuse(format!(
-                "window `{text}` is not a whole number of {unit}"
+                "{what} `{text}` is not a whole number of {unit}"
             )));
         }
     };
-    if count <= 0 {
+    if count < 0 || (count == 0 && !zero_ok) {
         return Err(WindowError {
-            message: format!("window `{text}` is not positive"),
-            hint: "a window is a span before the cutoff: give it a positive length".to_string(),
+            message: format!(
+                "{what} `{text}` is {}",
+                if count < 0 {
+                    "negative"
+                } else {
+                    "not positive"
+                }
+            ),
+            hint: match what {
+                "window" => "a window is a span before the cutoff: give it a positive length",
+                "gap" => {
+                    "a gap is the span between the cutoff and the label window: zero or positive"
+                }
+                _ => "give it a positive length",
+            }
+            .to_string(),
         });
     }
     let seconds = count.saturating_mul(i128::from(size));
     if seconds > i128::from(MAX_WINDOW_SECONDS) {
         return Err(WindowError {
-            message: format!("window `{text}` is longer than 100 years"),
-            hint: "leave `window` out to read every row before the cutoff".to_string(),
+            message: format!("{what} `{text}` is longer than 100 years"),
+            hint: match what {
+                "window" => "leave `window` out to read every row before the cutoff",
+                _ => "give a span of at most 100 years",
+            }
+            .to_string(),
         });
     }
     Ok(Window {
         seconds: seconds as u64,
     })
+}
+
+/// The first cutoff of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleStart {
+    /// A fixed time, the same for every entity.
+    At(chrono::NaiveDateTime),
+    /// The entity's earliest time in the schedule's source, plus this span (maybe zero).
+    FirstEvent(Window),
+}
+
+/// The last possible cutoff of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleEnd {
+    /// A fixed time, the same for every entity.
+    At(chrono::NaiveDateTime),
+    /// The entity's latest time in the schedule's source.
+    LastEvent,
+}
+
+/// Reads a time written in a recipe: `2014-01-02T00:00:00` (or with a space, or with a
+/// fraction of a second), or a date (`2014-01-02`, its midnight).
+pub fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
+    let text = text.trim();
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t);
+        }
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// The hint for a schedule time that does not read.
+const TIME_HINT: &str = "write a timestamp (`\"2014-01-02T00:00:00\"`), a date (`\"2014-01-02\"`)";
+
+/// Reads a schedule's `start`: a time, `first_event` or `first_event + SPAN`.
+pub fn parse_start(text: &str) -> Result<ScheduleStart, WindowError> {
+    let trimmed = text.trim();
+    if let Some(rest) = strip_word(trimmed, "first_event") {
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Ok(ScheduleStart::FirstEvent(Window { seconds: 0 }));
+        }
+        return match rest.strip_prefix('+') {
+            Some(span) => parse_span(span, "start offset", true).map(ScheduleStart::FirstEvent),
+            None => Err(WindowError {
+                message: format!("start `{text}`: only a span can be added to `first_event`"),
+                hint: "write `\"first_event + 30 days\"`".to_string(),
+            }),
+        };
+    }
+    parse_time(trimmed)
+        .map(ScheduleStart::At)
+        .ok_or_else(|| WindowError {
+            message: format!("start `{text}` is neither a time nor `first_event`"),
+            hint: format!("{TIME_HINT}, `\"first_event\"` or `\"first_event + 30 days\"`"),
+        })
+}
+
+/// Reads a schedule's `until`: a time or `last_event`.
+pub fn parse_until(text: &str) -> Result<ScheduleEnd, WindowError> {
+    let trimmed = text.trim();
+    if strip_word(trimmed, "last_event").is_some_and(|rest| rest.trim().is_empty()) {
+        return Ok(ScheduleEnd::LastEvent);
+    }
+    parse_time(trimmed)
+        .map(ScheduleEnd::At)
+        .ok_or_else(|| WindowError {
+            message: format!("until `{text}` is neither a time nor `last_event`"),
+            hint: format!("{TIME_HINT} or `\"last_event\"`"),
+        })
+}
+
+/// `text` after `word` (ignoring ASCII case), if it starts with it.
+fn strip_word<'t>(text: &'t str, word: &str) -> Option<&'t str> {
+    let head = text.get(..word.len())?;
+    head.eq_ignore_ascii_case(word).then(|| &text[word.len()..])
 }
 
 #[cfg(test)]
@@ -257,11 +363,54 @@ mod tests {
     }
 
     #[test]
+    fn schedule_bounds_parse() {
+        let t = |s: &str| parse_time(s).expect(s);
+        assert_eq!(
+            parse_start("2014-01-02T00:00:00"),
+            Ok(ScheduleStart::At(t("2014-01-02")))
+        );
+        assert_eq!(
+            parse_start("first_event"),
+            Ok(ScheduleStart::FirstEvent(Window { seconds: 0 }))
+        );
+        assert_eq!(
+            parse_start(" FIRST_EVENT + 2 days"),
+            Ok(ScheduleStart::FirstEvent(Window {
+                seconds: 2 * 86_400
+            }))
+        );
+        assert_eq!(parse_until("last_event"), Ok(ScheduleEnd::LastEvent));
+        assert_eq!(
+            parse_until("2014-01-02 12:30:00"),
+            Ok(ScheduleEnd::At(t("2014-01-02T12:30:00")))
+        );
+        for bad in [
+            "yesterday",
+            "first_event - 2 days",
+            "first_event + 1 month",
+            "2014-13-01",
+        ] {
+            assert!(parse_start(bad).is_err(), "{bad}");
+        }
+        for bad in ["last_event + 1 day", "soon", ""] {
+            assert!(parse_until(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_span("0 hours", "gap", true).map(|w| w.seconds), Ok(0));
+        assert!(parse_span("0 hours", "every", false).is_err());
+        assert!(
+            parse_span("-1 hours", "gap", true)
+                .expect_err("negative")
+                .message
+                .contains("negative")
+        );
+    }
+
+    #[test]
     fn bad_windows_say_why() {
         for (text, why) in [
             ("30 parsecs", "unknown unit `parsecs`"),
             ("0 days", "not positive"),
-            ("-3 days", "not positive"),
+            ("-3 days", "negative"),
             ("1 month", "not a fixed length"),
             ("2 years", "not a fixed length"),
             ("1.5 days", "not a whole number"),

@@ -125,8 +125,22 @@ fn build_query_here(
     };
     builder.refuse_float_text();
     let mut ctes = builder.derived_ctes();
-    let spine_at = ctes.len();
-    ctes.push(builder.spine_cte());
+    let mut recursive = false;
+    match (
+        &plan.point_in_time,
+        crate::compile::spine::is_rendered_here(plan),
+    ) {
+        (Some(time), true) => {
+            let (spine, is_recursive) = builder.spine_chain(time);
+            ctes.extend(spine);
+            recursive = is_recursive;
+        }
+        _ => ctes.push(builder.spine_cte()),
+    }
+    let spine_at = ctes
+        .iter()
+        .position(|c| c.alias.name.value == SPINE_CTE)
+        .unwrap_or(0);
     let (source_ctes, parts, part_of_feature) = builder.source_ctes();
     ctes.extend(source_ctes);
     builder.refuse_shadowed_tables(&ctes, spine_at);
@@ -141,7 +155,7 @@ fn build_query_here(
     );
     query.with = Some(With {
         with_token: AttachedToken::empty(),
-        recursive: false,
+        recursive,
         cte_tables: ctes,
     });
     if builder.errors.is_empty() {
@@ -149,6 +163,32 @@ fn build_query_here(
     } else {
         Err(builder.errors)
     }
+}
+
+/// The query of a generated spine's rows alone (`WITH … SELECT grain FROM "spine"`): what
+/// reading the spine means when a schedule generates it. `None` for a plan whose spine is a
+/// table's rows.
+pub fn spine_rows_query(
+    plan: &Plan,
+    caps: &Capabilities,
+) -> Option<Result<Query, Vec<Diagnostic>>> {
+    let time = plan.point_in_time.as_ref()?;
+    plan.spine.schedule.as_ref()?;
+    Some(crate::sql::with_expression_stack(|| {
+        let mut builder = QueryBuilder {
+            plan,
+            caps,
+            filter: None,
+            errors: Vec::new(),
+        };
+        let (ctes, recursive) = builder.spine_chain(time);
+        let query = crate::compile::spine::rows_query(ctes, recursive, &plan.grain, caps);
+        if builder.errors.is_empty() {
+            Ok(query)
+        } else {
+            Err(builder.errors)
+        }
+    }))
 }
 
 /// Builds the CTAS's query section by section, collecting every construct the dialect
@@ -214,6 +254,12 @@ impl QueryBuilder<'_> {
                 .chain(plan.derived.iter().flat_map(|d| {
                     std::iter::once(&d.table).chain(d.children.iter().map(|c| &c.table))
                 }))
+                .chain(plan.spine.schedule.iter().map(|s| &s.table))
+                .chain(
+                    plan.label.future.iter().flat_map(|l| {
+                        std::iter::once(&l.table).chain(l.path.iter().map(|h| &h.table))
+                    }),
+                )
                 .map(|table| (table, ctes));
         let spine = std::iter::once((&plan.spine.table, &ctes[..spine_at]));
         let mut refused: Vec<&str> = Vec::new();
@@ -378,6 +424,34 @@ impl QueryBuilder<'_> {
             ),
             caps,
         )
+    }
+
+    /// The spine of a plan with a schedule or a label from the future: the CTEs generating
+    /// its rows and computing its label (see `spine`), and whether they need a recursive
+    /// `WITH`.
+    fn spine_chain(&mut self, time: &crate::compile::point_in_time::PlanTime) -> (Vec<Cte>, bool) {
+        let (plan, caps) = (self.plan, self.caps);
+        let rows = crate::compile::spine::SPINE_ROWS;
+        let mut spine_items = Vec::new();
+        for f in plan
+            .features
+            .iter()
+            .filter(|f| f.home == FeatureHome::Spine)
+        {
+            let expr = self.fragment(&qualified(&f.expr, rows, caps), &f.path);
+            spine_items.push(aliased(expr, &f.name, caps));
+        }
+        let mut errors = Vec::new();
+        let chain = crate::compile::spine::spine_ctes(
+            plan,
+            time,
+            caps,
+            self.filter,
+            spine_items,
+            &mut |e, p| adapt(e, caps, p, &mut errors),
+        );
+        self.errors.extend(errors);
+        chain
     }
 
     /// One CTE per source; in dialects that split them, one more per distinct aggregate;

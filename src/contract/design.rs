@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DesignRequest {
     /// The table whose rows (or grain keys) are the training rows; it holds the label.
+    /// With `point_in_time.schedule` the rows are generated and the schedule's source
+    /// stands for the spine (read like any timed table).
     pub spine: String,
     /// The grain columns, present in the spine and in every table aggregated.
     pub entity_grain: Vec<String>,

@@ -95,6 +95,36 @@ pub struct PointInTime {
     /// (`time < cutoff`). Kept absent when absent, so a recipe round-trips unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_cutoff: Option<bool>,
+    /// The rows are generated instead of read from a spine table: per entity of a timed
+    /// source, a cutoff every fixed span. Absent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// A cutoff schedule (`point_in_time.schedule`): the training rows are, for each entity of
+/// `source_table`, the cutoffs `start + k × every` (k = 0, 1, …) up to `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Schedule {
+    /// The timed table whose distinct entity keys are the entities (it must carry the key).
+    pub source_table: String,
+    /// The first cutoff: a timestamp (`"2014-01-02T00:00:00"`), a date, `"first_event"`
+    /// (the entity's earliest time in the source) or `"first_event + 30 days"`.
+    pub start: String,
+    /// The span between cutoffs (`"12 hours"`, `"30 days"`): a fixed length, as a window.
+    pub every: String,
+    /// The last possible cutoff: a timestamp or date, or `"last_event"` (the entity's
+    /// latest time in the source).
+    pub until: String,
+    /// Keep a cutoff whose label window holds no row of the label's source (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_empty: Option<bool>,
+    /// At most this many cutoffs per entity, the first in time order (after `keep_empty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_entity: Option<u64>,
+    /// Leave out the rows whose label window ends after the label source's latest time
+    /// (their future is not observed yet); by default they are kept and counted (`W105`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_immature: Option<bool>,
 }
 
 impl PointInTime {
@@ -206,6 +236,58 @@ pub struct LabelSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub positive_class_value: Option<Value>,
+    /// featurecraft's extension, in point-in-time recipes: the label is an aggregate over
+    /// this table's rows in a window after each row's cutoff (with `expression`, `window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_table: Option<String>,
+    /// The label's aggregate over the rows of `source_table` in its window (`SUM(amount)`,
+    /// `CASE WHEN COUNT(*) = 0 THEN 1 ELSE 0 END`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    /// The label window's length (`"30 days"`), the same units as a feature's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// The span between the cutoff and the label window's start (default `"0 hours"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
+    /// The label over an empty window; without it the expression's own value over no rows
+    /// (`COUNT` 0, other aggregates NULL).
+    #[serde(
+        default,
+        deserialize_with = "present_value",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub empty_value: Option<Value>,
+}
+
+impl Default for LabelSpec {
+    /// A label named `label`, of type `binary`, with nothing else set.
+    fn default() -> Self {
+        LabelSpec {
+            name: default_label_name(),
+            label_type: LabelType::default(),
+            column: None,
+            derivation: None,
+            positive_class_value: None,
+            source_table: None,
+            expression: None,
+            window: None,
+            gap: None,
+            empty_value: None,
+        }
+    }
+}
+
+impl LabelSpec {
+    /// Whether the label is computed from a window after the cutoff (it has any of the
+    /// fields of a windowed label).
+    pub fn is_windowed(&self) -> bool {
+        self.source_table.is_some()
+            || self.expression.is_some()
+            || self.window.is_some()
+            || self.gap.is_some()
+            || self.empty_value.is_some()
+    }
 }
 
 /// One feature column: a SQL expression over one source table.
@@ -249,13 +331,32 @@ const RECIPE_FIELDS: &[&str] = &[
     "derived_columns",
 ];
 const DERIVED_COLUMN_FIELDS: &[&str] = &["table", "name", "source_table", "expression"];
-const POINT_IN_TIME_FIELDS: &[&str] = &["cutoff_column", "time_columns", "include_cutoff"];
+const POINT_IN_TIME_FIELDS: &[&str] = &[
+    "cutoff_column",
+    "time_columns",
+    "include_cutoff",
+    "schedule",
+];
+const SCHEDULE_FIELDS: &[&str] = &[
+    "source_table",
+    "start",
+    "every",
+    "until",
+    "keep_empty",
+    "max_per_entity",
+    "drop_immature",
+];
 const LABEL_FIELDS: &[&str] = &[
     "name",
     "type",
     "column",
     "derivation",
     "positive_class_value",
+    "source_table",
+    "expression",
+    "window",
+    "gap",
+    "empty_value",
 ];
 const FEATURE_FIELDS: &[&str] = &[
     "name",
@@ -343,11 +444,12 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                 if let Some(spec) = &parsed
                     && spec.column.is_none()
                     && spec.derivation.is_none()
+                    && spec.expression.is_none()
                 {
                     diagnostics.push(
                         Diagnostic::new(
                             Code::E001,
-                            "the label needs `column`, `derivation`, or both",
+                            "the label needs `column`, `derivation`, or both (or, from a window after the cutoff, `source_table`, `expression` and `window`)",
                         )
                         .at(RecipePath::Field("label".into())),
                     );
@@ -513,6 +615,14 @@ fn point_in_time_from_value(
         |key| RecipePath::PointInTime(Some(PointInTimeField::Other(key.to_string()))),
         diagnostics,
     );
+    if let Some(schedule) = fields.get("schedule").and_then(Value::as_object) {
+        unknown_fields(
+            schedule,
+            SCHEDULE_FIELDS,
+            |key| RecipePath::PointInTime(Some(PointInTimeField::Schedule(Some(key.to_string())))),
+            diagnostics,
+        );
+    }
     if !fields.contains_key("cutoff_column") {
         diagnostics.push(
             Diagnostic::new(

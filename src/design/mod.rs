@@ -330,6 +330,8 @@ pub async fn propose(
     let primitives = Primitives::parse(&request.primitives)?;
     let depth = max_depth(request)?;
     let pit = request.point_in_time.as_ref();
+    // A schedule generates the rows: its source is read like any timed table.
+    let generated = pit.is_some_and(|p| p.schedule.is_some());
     // Sources join on the entity key: the grain without the cutoff in a point-in-time design.
     let key: Vec<String> = grain
         .iter()
@@ -432,7 +434,7 @@ pub async fn propose(
         }
     }
     for (table, hops) in tables {
-        let on_spine = table.name == spine.name;
+        let on_spine = table.name == spine.name && !generated;
         if !hops.is_empty() {
             proposal.relationships.push(format!(
                 "{} joined through {}",
@@ -742,18 +744,28 @@ fn as_of_worthy(family: TypeFamily, profile: &ColumnProfile, options: &DesignOpt
     }
 }
 
-/// The design request's spine table and its grain, as the spine spells it.
+/// The design request's spine table and its grain, as the spine spells it. With a
+/// schedule the spine is the schedule's source, which holds the entity key: its cutoff
+/// column is generated, and keeps the request's spelling.
 fn spine_and_grain<'c>(
     request: &DesignRequest,
     catalog: &'c Catalog,
 ) -> Result<(&'c Table, Vec<String>), Vec<Diagnostic>> {
-    let spine = catalog.table(&request.spine).ok_or_else(|| {
+    let schedule = request
+        .point_in_time
+        .as_ref()
+        .and_then(|p| p.schedule.as_ref().map(|s| (p, s)));
+    let (name, at) = match schedule {
+        Some((_, s)) => (
+            &s.source_table,
+            "design.point_in_time.schedule.source_table",
+        ),
+        None => (&request.spine, "design.spine"),
+    };
+    let spine = catalog.table(name.trim()).ok_or_else(|| {
         vec![
-            Diagnostic::new(
-                Code::E020,
-                format!("unknown spine table `{}`", request.spine),
-            )
-            .at(RecipePath::Request("design.spine".into())),
+            Diagnostic::new(Code::E020, format!("unknown spine table `{name}`"))
+                .at(RecipePath::Request(at.into())),
         ]
     })?;
     if request.entity_grain.is_empty() {
@@ -764,6 +776,12 @@ fn spine_and_grain<'c>(
     }
     let mut grain = Vec::new();
     for g in &request.entity_grain {
+        if let Some((pit, _)) = schedule
+            && g.eq_ignore_ascii_case(&pit.cutoff_column)
+        {
+            grain.push(g.clone());
+            continue;
+        }
         match spine.column(g) {
             Some(c) => grain.push(c.name.clone()),
             None => {
@@ -995,6 +1013,17 @@ fn point_in_time_for(
     relationships: &[Relationship],
 ) -> Option<PointInTime> {
     let pit = request.point_in_time.as_ref()?;
+    // The schedule's and the label's sources keep their time columns: the recipe needs them.
+    let needed = |table: &str| {
+        [
+            pit.schedule.as_ref().map(|s| s.source_table.as_str()),
+            request.label.source_table.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|t| t.trim().eq_ignore_ascii_case(table))
+    };
+    let generated = pit.schedule.is_some();
     let on_a_path = |table: &str| {
         relationships.iter().any(|r| {
             [&r.parent, &r.child].iter().any(|side| {
@@ -1007,10 +1036,11 @@ fn point_in_time_for(
         .0
         .iter()
         .filter(|(table, _)| {
-            on_a_path(table)
+            needed(table)
+                || on_a_path(table)
                 || features.iter().any(|f| {
                     f.source_table.eq_ignore_ascii_case(table)
-                        && !f.source_table.eq_ignore_ascii_case(&request.spine)
+                        && (generated || !f.source_table.eq_ignore_ascii_case(&request.spine))
                 })
         })
         .cloned()

@@ -103,10 +103,10 @@ pub async fn stage(
     let counts = within_time_limit(options.time_limit, async {
         let ctx = session(catalog, options).await?;
         let written = async {
-            let state = ctx.state();
+            let state = crate::run::sample::state_for(&ctx, plan);
             let held = run_cutoffs_once(&ctx, &state, &mut query).await?;
             let plan = plan_query(&state, query).await?;
-            let frame = ctx.execute_logical_plan(plan).await?;
+            let frame = datafusion::prelude::DataFrame::new(state, plan);
             let written = frame
                 .write_parquet(&staging_url, DataFrameWriteOptions::new(), None)
                 .await;

@@ -286,10 +286,7 @@ pub(crate) async fn key_scan(
     plan: &Plan,
     options: &ValidateOptions,
 ) -> Result<KeyScan, Diagnostic> {
-    let spine = ctx
-        .table(table_reference(&plan.spine.table))
-        .await
-        .map_err(runtime_error)?;
+    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
     let keys = if plan.spine.grouped {
         spine
             .aggregate(plan.grain.iter().map(ident).collect(), vec![])
@@ -363,7 +360,7 @@ pub(crate) async fn sampled_rows(
     let filter = |grain: &[SqlExpr]| threshold.map(|t| key_filter(grain, t));
     let mut query =
         build_query(plan, &caps, Some(&filter)).map_err(|mut errors| errors.remove(0))?;
-    let mut state = ctx.state();
+    let mut state = state_for(ctx, plan);
     if threshold.is_some() {
         // Late materialization: each scan decodes the grain columns, keeps the sampled
         // rows, and decodes the other columns for those rows only. Measured at 1M
@@ -405,6 +402,46 @@ fn key_filter(grain: &[SqlExpr], threshold: i64) -> SqlExpr {
         right: Box::new(SqlExpr::Value(
             SqlValue::Number(threshold.to_string(), false).into(),
         )),
+    }
+}
+
+/// The session state a plan's queries run in: the session's, with DataFusion's join
+/// dynamic filters off for a plan whose spine is generated or labelled from the future.
+/// DataFusion 55 waits forever on such a query over a tiny catalog (a scan waiting for a
+/// hash join's filter that is never published; a one-row schedule with `keep_empty: false`
+/// reproduced it, tests/future_labels.rs). `DATAFUSION_OPTIMIZER_ENABLE_JOIN_DYNAMIC_FILTER_PUSHDOWN`
+/// set in the environment wins.
+pub(crate) fn state_for(ctx: &SessionContext, plan: &Plan) -> datafusion::execution::SessionState {
+    let mut state = ctx.state();
+    if crate::compile::spine::is_rendered_here(plan)
+        && std::env::var_os("DATAFUSION_OPTIMIZER_ENABLE_JOIN_DYNAMIC_FILTER_PUSHDOWN").is_none()
+    {
+        state
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
+    }
+    state
+}
+
+/// The spine's rows: the spine table, or the rows a schedule generates (grain columns).
+pub(crate) async fn spine_frame(
+    ctx: &SessionContext,
+    plan: &Plan,
+) -> Result<DataFrame, Diagnostic> {
+    let caps = Dialect::DataFusion.capabilities();
+    match crate::compile::render::spine_rows_query(plan, &caps) {
+        None => ctx
+            .table(table_reference(&plan.spine.table))
+            .await
+            .map_err(runtime_error),
+        Some(query) => {
+            let query = query.map_err(|mut errors| errors.remove(0))?;
+            let state = state_for(ctx, plan);
+            let logical = plan_query(&state, query).await.map_err(runtime_error)?;
+            Ok(DataFrame::new(state, logical))
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! - `W124`: a windowed feature's window holds no source row for most sampled rows.
 //! - `W103`: an as-of value's source has several rows at the latest time before a sampled
 //!   cutoff; the documented tie-break chose one.
+//! - `W105`: sampled rows whose label window (a label from the future) ends after the
+//!   label source's latest time: their future is not observed yet.
 //!
 //! The first two count each timed source's rows per window with a plan of `COUNT(*)`
 //! features rendered as the recipe's own (same joins, same windows, same sample); the ties
@@ -22,6 +24,87 @@ use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, cast, col, ident, lit};
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::Expr as SqlExpr;
+
+/// `W105` when sampled rows have a label window that ends after the label source's latest
+/// time (over the whole table): a label of "nothing happened" there may only mean that the
+/// data ends. `cutoffs` is the sample's cutoff column. Nothing when the schedule drops
+/// such rows.
+pub async fn immature_labels(
+    ctx: &SessionContext,
+    plan: &Plan,
+    cutoffs: &datafusion::arrow::array::ArrayRef,
+) -> Result<Option<Diagnostic>, Diagnostic> {
+    let Some(label) = &plan.label.future else {
+        return Ok(None);
+    };
+    if plan
+        .spine
+        .schedule
+        .as_ref()
+        .is_some_and(|s| s.drop_immature)
+    {
+        return Ok(None);
+    }
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let latest = ctx
+        .table(table_reference(&label.table))
+        .await
+        .map_err(runtime_error)?
+        .aggregate(
+            vec![],
+            vec![cast(max(ident(&label.time.column)), micros.clone()).alias("latest")],
+        )
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    let horizon: Option<i64> = latest
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| {
+            b.column(0)
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+        })
+        .filter(|column| datafusion::arrow::array::Array::is_valid(*column, 0))
+        .map(|column| column.value(0));
+    let cutoffs =
+        datafusion::arrow::compute::cast(cutoffs, &micros).map_err(|e| runtime_error(e.into()))?;
+    let cutoffs = cutoffs.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+    let end = i64::try_from(label.end().seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000);
+    let immature = cutoffs
+        .iter()
+        .flatten()
+        .filter(|c| horizon.is_none_or(|h| c.saturating_add(end) > h))
+        .count();
+    if immature == 0 {
+        return Ok(None);
+    }
+    let latest = match horizon.and_then(chrono::DateTime::from_timestamp_micros) {
+        Some(at) => format!(
+            "`{}` of `{}` ends at {}",
+            label.time.column,
+            label.table,
+            at.naive_utc()
+        ),
+        None => format!(
+            "`{}` has no row with a `{}`",
+            label.table, label.time.column
+        ),
+    };
+    Ok(Some(
+        Diagnostic::new(
+            Code::W105,
+            format!(
+                "{immature} of {} sampled rows have a label window ({} after the cutoff) that ends after the data: {latest}; their future is not observed yet, so their label may only say that the data ends",
+                cutoffs.len(),
+                label.end(),
+            ),
+        )
+        .hint("end the schedule earlier (`until`), or set `\"drop_immature\": true` to leave these rows out"),
+    ))
+}
 
 /// A window holding no row for more than this share of the sampled rows is reported.
 const MOSTLY_EMPTY: f64 = 0.5;
@@ -289,10 +372,7 @@ async fn as_of_ties(
         None => Ok(frame),
     };
     let as_timestamp = |e: Expr| cast(e, DataType::Timestamp(TimeUnit::Microsecond, None));
-    let spine = ctx
-        .table(table_reference(&plan.spine.table))
-        .await
-        .map_err(runtime_error)?;
+    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
     let mut pair: Vec<Expr> = key
         .iter()
         .enumerate()

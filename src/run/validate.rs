@@ -180,6 +180,7 @@ async fn run(
         .then(|| timed_checks::window_counts(plan))
         .flatten();
     let mut counted = None;
+    let mut cutoffs = None;
     for group in &groups {
         let rows_of_group = match &counts {
             Some(counts) => {
@@ -205,12 +206,20 @@ async fn run(
         }
         if label_outcome.is_none() {
             label_outcome = Some((label, rows));
+            if let Some(time) = &plan.point_in_time
+                && let Some(at) = plan.grain.iter().position(|g| *g == time.cutoff)
+            {
+                cutoffs = Some(sample.column(at).clone());
+            }
         }
     }
     findings.extend(
         timed_checks::findings(&ctx, plan, threshold, counts.as_ref().zip(counted.as_ref()))
             .await?,
     );
+    if let Some(cutoffs) = &cutoffs {
+        findings.extend(timed_checks::immature_labels(&ctx, plan, cutoffs).await?);
+    }
     let Some((label, sampled_rows)) = label_outcome else {
         return Err(Diagnostic::new(
             Code::E050,
@@ -384,10 +393,7 @@ async fn fanned_out_rows(
     row_level: &[&crate::compile::analyze::Source],
 ) -> Result<u64, Diagnostic> {
     let key = |i: usize| format!("__k{i}");
-    let spine = ctx
-        .table(table_reference(&plan.spine.table))
-        .await
-        .map_err(runtime_error)?;
+    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
     // Sources join on the entity key (the grain, unless the plan is point-in-time).
     let entity_key = plan.entity_key();
     let spine_keys = || -> Vec<_> {
