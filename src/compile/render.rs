@@ -181,7 +181,17 @@ pub fn spine_rows_query(
             filter: None,
             errors: Vec::new(),
         };
-        let (ctes, recursive) = builder.spine_chain(time);
+        // The schedule's rows alone where no label decides which are kept.
+        let mut errors = Vec::new();
+        let rows_alone =
+            crate::compile::spine::schedule_rows_ctes(plan, time, caps, &mut |e, p| {
+                adapt(e, caps, p, &mut errors)
+            });
+        builder.errors.extend(errors);
+        let (ctes, recursive) = match rows_alone {
+            Some(rows) => rows,
+            None => builder.spine_chain(time),
+        };
         let query = crate::compile::spine::rows_query(ctes, recursive, &plan.grain, caps);
         if builder.errors.is_empty() {
             Ok(query)

@@ -124,6 +124,30 @@ pub fn spine_ctes(
     (ctes, recursive)
 }
 
+/// The CTEs of a schedule's rows alone (its entities and their cutoffs), when they are
+/// the spine's rows: every empty window kept and no immature row dropped, so reading the
+/// rows needs no label. `None` when the label decides which rows are kept.
+pub fn schedule_rows_ctes(
+    plan: &Plan,
+    time: &PlanTime,
+    caps: &Capabilities,
+    adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
+) -> Option<(Vec<Cte>, bool)> {
+    let schedule = plan.spine.schedule.as_ref()?;
+    if !schedule.keep_empty || schedule.drop_immature {
+        return None;
+    }
+    let chain = Chain {
+        plan,
+        time,
+        caps,
+        filter: None,
+        key: plan.entity_key(),
+    };
+    let (series, recursive) = chain.series(schedule, adapt);
+    Some((vec![chain.entities(schedule), series], recursive))
+}
+
 /// What rendering the spine's CTEs needs.
 struct Chain<'a> {
     plan: &'a Plan,
@@ -705,15 +729,19 @@ impl Chain<'_> {
 const MAX_SHIFT_SECONDS: u64 = 36_500 * 86_400;
 
 /// The spine's rows with the spine's (or the generated) columns, as a query of its own:
-/// `WITH … SELECT grain FROM "spine"`, for reading a generated spine's rows.
+/// `WITH … SELECT grain FROM "spine"` (or from the last of `ctes`, which has the grain's
+/// columns), for reading a generated spine's rows.
 pub fn rows_query(ctes: Vec<Cte>, recursive: bool, grain: &[String], caps: &Capabilities) -> Query {
+    let last = ctes
+        .last()
+        .map_or_else(|| SPINE_CTE.to_string(), |c| c.alias.name.value.clone());
     let items = grain
         .iter()
         .map(|g| SelectItem::UnnamedExpr(Expr::Identifier(quoted(g, caps))))
         .collect();
     let mut query = select(
         items,
-        table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
+        table_factor(ObjectName::from(vec![quoted(&last, caps)])),
         vec![],
         None,
         None,
