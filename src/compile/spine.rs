@@ -124,6 +124,15 @@ pub fn spine_ctes(
     (ctes, recursive)
 }
 
+/// The CTE the point-in-time sources read their (entity, cutoff) pairs from instead of the
+/// spine, when a schedule's rows are the spine's (every empty window kept, no immature row
+/// dropped): the generated rows, distinct by construction and without the label, which
+/// the spine would otherwise compute once more for them.
+pub fn pairs_source(plan: &Plan) -> Option<&'static str> {
+    let schedule = plan.spine.schedule.as_ref()?;
+    (schedule.keep_empty && !schedule.drop_immature).then_some(SCHEDULE_CTE)
+}
+
 /// The CTEs of a schedule's rows alone (its entities and their cutoffs), when they are
 /// the spine's rows: every empty window kept and no immature row dropped, so reading the
 /// rows needs no label. `None` when the label decides which rows are kept.
@@ -134,9 +143,7 @@ pub fn schedule_rows_ctes(
     adapt: &mut dyn FnMut(&Expr, &RecipePath) -> Expr,
 ) -> Option<(Vec<Cte>, bool)> {
     let schedule = plan.spine.schedule.as_ref()?;
-    if !schedule.keep_empty || schedule.drop_immature {
-        return None;
-    }
+    pairs_source(plan)?;
     let chain = Chain {
         plan,
         time,

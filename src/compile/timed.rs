@@ -122,6 +122,10 @@ impl WindowStarts {
 /// starts, that is a CTE of its own (named apart from `taken`) and [`CUTOFFS_CTE`] adds the
 /// starts to its pairs, so the DISTINCT keeps only the pairs (a smaller aggregation, in
 /// every timed source that reads them). `adapt` adapts each start to the dialect.
+///
+/// A schedule whose rows are the spine's (see `spine::pairs_source`) gives its pairs
+/// straight: `SELECT entity key, cutoff FROM "featurecraft_schedule"`, already distinct,
+/// without the label the spine joins.
 pub fn cutoffs_ctes(
     plan: &Plan,
     time: &PlanTime,
@@ -136,15 +140,21 @@ pub fn cutoffs_ctes(
         .chain(std::iter::once(&time.cutoff))
         .map(|c| SelectItem::UnnamedExpr(Expr::Identifier(quoted(c, caps))))
         .collect();
+    let (from, distinct) = match crate::compile::spine::pairs_source(plan) {
+        Some(schedule) => (schedule, false),
+        None => (SPINE_CTE, true),
+    };
     let distinct_pairs = |name: &str| {
         let mut query = select(
             pair.clone(),
-            table_factor(ObjectName::from(vec![quoted(SPINE_CTE, caps)])),
+            table_factor(ObjectName::from(vec![quoted(from, caps)])),
             vec![],
             None,
             None,
         );
-        if let SetExpr::Select(body) = query.body.as_mut() {
+        if let SetExpr::Select(body) = query.body.as_mut()
+            && distinct
+        {
             body.distinct = Some(Distinct::Distinct);
         }
         cte(name, query, caps)
