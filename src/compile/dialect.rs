@@ -179,6 +179,10 @@ pub struct Capabilities {
     pub window_start: WindowStart,
     /// How a schedule's series of cutoffs is spelled.
     pub cutoff_series: CutoffSeries,
+    /// The series of timestamps comes out in nanoseconds (DataFusion's `generate_series`):
+    /// the cutoffs are cast back to the schedule source's time type with `arrow_cast`, so
+    /// the cutoff column has that type.
+    pub series_in_nanoseconds: bool,
     /// As-of values are featurecraft's grouped `featurecraft_latest(value, time, ties…)`
     /// (see `run::latest`) instead of the first row of a `ROW_NUMBER()` ranking. DataFusion
     /// 55 sorts every joined row for the ranking, which dominated an as-of source's time;
@@ -224,6 +228,7 @@ const GENERIC: Capabilities = Capabilities {
     split_distinct_aggregates: false,
     window_start: WindowStart::IntervalMinus,
     cutoff_series: CutoffSeries::Recursive,
+    series_in_nanoseconds: false,
     latest_aggregate: false,
     binary_collation: None,
     renamed_functions: &[],
@@ -266,6 +271,7 @@ impl Dialect {
                 split_distinct_aggregates: true,
                 window_start: WindowStart::DurationMinus,
                 cutoff_series: CutoffSeries::Unnest,
+                series_in_nanoseconds: true,
                 latest_aggregate: true,
                 ..GENERIC
             },

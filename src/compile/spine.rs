@@ -295,6 +295,16 @@ impl Chain<'_> {
         let body = match caps.cutoff_series {
             CutoffSeries::Unnest | CutoffSeries::SetReturning | CutoffSeries::Explode => {
                 let series = match caps.cutoff_series {
+                    CutoffSeries::Unnest if caps.series_in_nanoseconds && !is_date => call(
+                        "arrow_cast",
+                        vec![
+                            call(
+                                "unnest",
+                                vec![call("generate_series", vec![start, until, step])],
+                            ),
+                            Expr::value(Value::SingleQuotedString(schedule.arrow_type.clone())),
+                        ],
+                    ),
                     CutoffSeries::Unnest => as_cutoff(call(
                         "unnest",
                         vec![call("generate_series", vec![start, until, step])],

@@ -13,12 +13,17 @@
 //! printed CTAS computes the same table. At L the query took 6.6 s this way against
 //! 9.3–10.3 s inlined (collected in the same session).
 //!
+//! A schedule's generated rows (`featurecraft_schedule`), which its pairs merely project,
+//! are held instead whenever the pairs read them: the spine reads them too, so they would
+//! otherwise be generated twice (the schedule source scanned and grouped each time).
+//!
 //! A run on a cluster keeps the inlined form (its executors cannot read this process's
 //! memory); so does a query whose `cutoffs` only one source reads (nothing to share).
 
 use crate::catalog::plan_query;
 use crate::compile::ast::{quoted, select, table_factor};
 use crate::compile::dialect::Dialect;
+use crate::compile::spine::SCHEDULE_CTE;
 use crate::compile::timed::CUTOFFS_CTE;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
@@ -62,9 +67,10 @@ pub(crate) async fn run_cutoffs_once(
     state: &SessionState,
     query: &mut Query,
 ) -> Result<Option<HeldCutoffs>> {
-    if state.config().get_extension::<OnCluster>().is_some() || readers(query) < 2 {
+    if state.config().get_extension::<OnCluster>().is_some() {
         return Ok(None);
     }
+    let shared = readers(query) >= 2;
     let Some(with) = query.with.as_mut() else {
         return Ok(None);
     };
@@ -87,6 +93,16 @@ pub(crate) async fn run_cutoffs_once(
             None => return Ok(None),
         },
         None => at,
+    };
+    // A schedule's rows, which the pairs merely project, are held instead: the spine
+    // reads them too, and would otherwise generate them again.
+    let is_schedule = |cte: &Cte| cte.alias.name.value == SCHEDULE_CTE;
+    let reads_schedule = is_schedule(&with.cte_tables[at])
+        || pairs_read_by(&with.cte_tables[at]).is_some_and(|name| name == SCHEDULE_CTE);
+    let at = match with.cte_tables.iter().position(is_schedule) {
+        Some(schedule_at) if reads_schedule => schedule_at,
+        _ if shared => at,
+        _ => return Ok(None),
     };
     let held_cte = with.cte_tables[at].alias.name.value.clone();
     let caps = Dialect::DataFusion.capabilities();

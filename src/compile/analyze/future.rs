@@ -63,6 +63,9 @@ pub struct PlanSchedule {
     pub key: Vec<String>,
     /// Its time column (the cutoffs have its type).
     pub time: SourceTime,
+    /// That column's Arrow type as Arrow writes it (`Timestamp(µs)`), for engines whose
+    /// series of times has another unit.
+    pub arrow_type: String,
     /// The first cutoff.
     pub start: ScheduleStart,
     /// The span between cutoffs.
@@ -459,7 +462,12 @@ impl Analyzer<'_> {
         if !ok {
             return None;
         }
+        let arrow_type = table
+            .column(&time.column)
+            .map(|c| c.data_type.to_string())
+            .unwrap_or_default();
         Some(PlanSchedule {
+            arrow_type,
             table: table.name.clone(),
             key: key
                 .iter()
