@@ -781,6 +781,46 @@ async fn a_point_in_time_design_request_gives_a_point_in_time_recipe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_design_request_with_a_schedule_and_a_label_from_the_future_is_proposed() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let schedule = json!({"source_table": "events", "start": "2024-07-01", "every": "30 days",
+                          "until": "last_event", "max_per_entity": 3});
+    let label = json!({"name": "churned_30d", "type": "binary", "positive_class_value": 1,
+                       "source_table": "events",
+                       "expression": "CASE WHEN COUNT(*) = 0 THEN 1 ELSE 0 END", "window": "30 days"});
+    let job = json!({
+        "target_table_name": "churn_schedule",
+        "domain": "retail",
+        "design": {
+            "spine": "events",
+            "entity_grain": ["customer_id", "cutoff_time"],
+            "label": label,
+            "point_in_time": {
+                "cutoff_column": "cutoff_time",
+                "time_columns": {"events": "event_ts", "orders": "order_date"},
+                "schedule": schedule
+            },
+            "windows": ["30d"],
+            "max_features": 6
+        }
+    });
+    let (status, job) = server.create_and_wait_with(&ana, &job).await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["status"], "pending_approval", "{job}");
+    let recipe = &job["recipe"];
+    assert_eq!(recipe["point_in_time"]["schedule"], schedule, "{recipe}");
+    assert_eq!(recipe["label"], label, "{recipe}");
+    let sql = job["sql"].as_str().unwrap();
+    assert!(sql.contains("\"featurecraft_schedule\""), "{sql}");
+    // Up to three cutoffs for each customer active after 2024-07-01.
+    let rows = job["validation"]["estimated_row_count"].as_u64().unwrap();
+    assert!(rows > 1000 && rows <= 3000, "{rows}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_designed_job_that_failed_is_designed_again_once_the_table_is_there() {
     let w = world();
     let spine = w.catalog.join("customers.parquet");
