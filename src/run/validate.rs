@@ -162,7 +162,7 @@ async fn run(
     let estimated_rows = if row_level.is_empty() || threshold.is_none() {
         None
     } else {
-        Some(fanned_out_rows(&ctx, plan, &row_level).await?)
+        Some(fanned_out_rows(&ctx, plan, &row_level, spine_rows).await?)
     };
     for source in &row_level {
         findings.extend(fan_out(&ctx, source, threshold, &grain_list).await?);
@@ -391,7 +391,18 @@ async fn fanned_out_rows(
     ctx: &SessionContext,
     plan: &Plan,
     row_level: &[&crate::compile::analyze::Source],
+    spine_rows: u64,
 ) -> Result<u64, Diagnostic> {
+    // Without a key held by several rows no join fans out: the table has the spine's rows.
+    // Checking each source alone is far cheaper than reading the spine again (a schedule
+    // would generate its rows again for it).
+    let mut fans_out = false;
+    for source in row_level {
+        fans_out |= has_duplicate_keys(ctx, source).await?;
+    }
+    if !fans_out {
+        return Ok(spine_rows);
+    }
     let key = |i: usize| format!("__k{i}");
     let spine = crate::run::sample::spine_frame(ctx, plan).await?;
     // Sources join on the entity key (the grain, unless the plan is point-in-time).
@@ -449,6 +460,30 @@ async fn fanned_out_rows(
         .map(|b| b.column(0).as_primitive::<Int64Type>())
         .filter(|a| !a.is_empty() && a.is_valid(0));
     Ok(value.map(|a| a.value(0).max(0) as u64).unwrap_or(0))
+}
+
+/// Whether some key of a row-level source holds more than one of its rows (whole table).
+async fn has_duplicate_keys(
+    ctx: &SessionContext,
+    source: &crate::compile::analyze::Source,
+) -> Result<bool, Diagnostic> {
+    let found = ctx
+        .table(table_reference(&source.table))
+        .await
+        .map_err(runtime_error)?
+        .aggregate(
+            source.grain.iter().map(ident).collect(),
+            vec![count(lit(1)).alias("__n")],
+        )
+        .map_err(runtime_error)?
+        .filter(col("__n").gt(lit(1i64)))
+        .map_err(runtime_error)?
+        .limit(0, Some(1))
+        .map_err(runtime_error)?
+        .collect()
+        .await
+        .map_err(runtime_error)?;
+    Ok(found.iter().any(|b| b.num_rows() > 0))
 }
 
 /// The label's distribution and its warnings (W110, W111, W112).
