@@ -161,6 +161,31 @@ def test_design_equals_the_cli(catalog):
     assert fc.compile(ours, catalog).ok
 
 
+def test_design_with_a_schedule_and_a_label_from_the_future_equals_the_cli(catalog, tmp_path):
+    label = {"source_table": "events", "expression": "CASE WHEN COUNT(*) = 0 THEN 1 ELSE 0 END",
+             "window": "30 days"}
+    schedule = {"source_table": "events", "start": "2024-07-01", "every": "30 days",
+                "until": "last_event", "max_per_entity": 3}
+    time_columns = {"events": "event_ts", "orders": "order_date"}
+    request = {"spine": "events", "entity_grain": ["customer_id", "cutoff_time"],
+               "label": {"name": "churned_30d", "type": "binary", **label},
+               "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": time_columns,
+                                 "schedule": schedule},
+               "windows": ["30d"], "max_depth": 1, "max_features": 8}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    done = cli("design", "--catalog", str(CATALOG), "--request", str(path), "--sample-size", "300",
+               "--format", "json")
+    assert done.returncode == 0, done.stderr
+    ours = fc.design(catalog, "events", ["customer_id", "cutoff_time"], None, label_name="churned_30d",
+                     label=label, cutoff_column="cutoff_time", time_columns=time_columns,
+                     schedule=schedule, windows=["30d"], max_depth=1, max_features=8, sample_size=300)
+    assert ours == json.loads(done.stdout)
+    assert ours["point_in_time"]["schedule"] == schedule
+    assert ours["label"]["expression"] == label["expression"]
+    assert fc.compile(ours, catalog).ok
+
+
 def test_design_request_errors_are_recipe_errors(catalog):
     with pytest.raises(fc.RecipeError) as raised:
         fc.design(catalog, "customers", ["customer_id"], "churned_at", primitives=["median"])

@@ -276,7 +276,7 @@ fn materialize(
     catalog, spine, grain, label_column, *, label_type = "binary", label_name = "label",
     derivation = None, positive_class = None, max_features = None, target_table = "designed_features",
     cutoff_column = None, time_columns = None, windows = None, include_cutoff = false,
-    relationships = None, max_depth = 2, primitives = None,
+    schedule = None, label = None, relationships = None, max_depth = 2, primitives = None,
     sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local",
     timeout = None
 ))]
@@ -286,7 +286,7 @@ fn design<'py>(
     catalog: &Bound<'py, PyAny>,
     spine: String,
     grain: Vec<String>,
-    label_column: String,
+    label_column: Option<String>,
     label_type: &str,
     label_name: &str,
     derivation: Option<String>,
@@ -297,6 +297,8 @@ fn design<'py>(
     time_columns: Option<Bound<'py, PyAny>>,
     windows: Option<Vec<String>>,
     include_cutoff: bool,
+    schedule: Option<Bound<'py, PyAny>>,
+    label: Option<Bound<'py, PyAny>>,
     relationships: Option<Bound<'py, PyAny>>,
     max_depth: u8,
     primitives: Option<Vec<String>>,
@@ -321,9 +323,27 @@ fn design<'py>(
     let mut request = serde_json::json!({
         "spine": spine,
         "entity_grain": grain,
-        "label": {"name": label_name, "type": label_type, "column": label_column},
+        "label": {"name": label_name, "type": label_type},
         "max_depth": max_depth,
     });
+    if let Some(column) = label_column {
+        request["label"]["column"] = column.into();
+    }
+    // A label from the future: its fields as a recipe spells them.
+    if let Some(fields) = label {
+        match json_value(&fields)? {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    request["label"][name] = value;
+                }
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "label must be a mapping of label fields (source_table, expression, window, gap, empty_value)",
+                ));
+            }
+        }
+    }
     if let Some(derivation) = derivation {
         request["label"]["derivation"] = derivation.into();
     }
@@ -351,11 +371,14 @@ fn design<'py>(
             if include_cutoff {
                 point_in_time["include_cutoff"] = true.into();
             }
+            if let Some(schedule) = schedule {
+                point_in_time["schedule"] = json_value(&schedule)?;
+            }
             request["point_in_time"] = point_in_time;
         }
-        None if time_columns.is_some() || include_cutoff => {
+        None if time_columns.is_some() || include_cutoff || schedule.is_some() => {
             return Err(PyValueError::new_err(
-                "time_columns and include_cutoff need cutoff_column",
+                "time_columns, include_cutoff and schedule need cutoff_column",
             ));
         }
         None => {}
