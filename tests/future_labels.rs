@@ -10,6 +10,7 @@
 mod common;
 
 use chrono::NaiveDate;
+use common::expect_row as expect;
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, TimestampMicrosecondArray};
 use featurecraft::run::validate::{ValidateOptions, sample, validate};
 use featurecraft::{Catalog, CompileOptions, Dialect, compile};
@@ -109,17 +110,6 @@ fn recipe(include_cutoff: bool, schedule: serde_json::Value, label: serde_json::
 /// Every row of a recipe's table, as text keyed by `id|cutoff`.
 async fn table_of(catalog: &Catalog, text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     common::table_by_key(catalog, text, 2).await
-}
-
-/// Checks `expected` (`column=value` pairs) against the row of `key`.
-fn expect(table: &BTreeMap<String, BTreeMap<String, String>>, key: &str, expected: &str) {
-    let row = table
-        .get(key)
-        .unwrap_or_else(|| panic!("no row {key}: {:?}", table.keys()));
-    for pair in expected.split_whitespace() {
-        let (name, value) = pair.split_once('=').unwrap();
-        assert_eq!(row[name], value, "{key}: {name} in {row:?}");
-    }
 }
 
 #[tokio::test]
@@ -584,4 +574,87 @@ async fn sampled_entities_keep_every_generated_cutoff_with_the_full_tables_value
             "{stem}"
         );
     }
+}
+
+#[tokio::test]
+async fn hostile_schedule_and_label_fields_are_escaped_bounded_or_refused() {
+    let dir = edge_catalog();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    // A string empty value holding a quote after a backslash, and a huge max_per_entity
+    // (the clip of the series would overflow): every dialect writes a literal that reads
+    // back as the same statement, and DataFusion's table has the value as given.
+    let text = recipe(
+        false,
+        serde_json::json!({"max_per_entity": u64::MAX}),
+        serde_json::json!({"type": "multiclass", "expression": "CAST(COUNT(*) AS VARCHAR)",
+                           "empty_value": "a\\'b'); DROP TABLE ev; --"}),
+    );
+    for dialect in Dialect::ALL {
+        let compiled = compile(&text, &catalog, &CompileOptions::for_dialect(dialect));
+        assert!(
+            compiled.sql.is_some(),
+            "{dialect}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+    let table = table_of(&catalog, &text).await;
+    expect(&table, "1|2024-03-10T00:00:00", "y=2");
+    assert_eq!(
+        table["1|2024-03-11T00:00:00"]["y"],
+        "a\\'b'); DROP TABLE ev; --"
+    );
+    assert_eq!(table.len(), 9, "every cutoff up to `until`");
+
+    // Times, spans and sizes that are not what they must be are refused at their path.
+    for (schedule, path) in [
+        (
+            serde_json::json!({"start": "2024-03-10'; DROP TABLE ev; --"}),
+            "point_in_time.schedule.start",
+        ),
+        (
+            serde_json::json!({"until": "9999999-01-01"}),
+            "point_in_time.schedule.until",
+        ),
+        (
+            serde_json::json!({"every": "99999999999999999999 days"}),
+            "point_in_time.schedule.every",
+        ),
+        (
+            serde_json::json!({"max_per_entity": 0}),
+            "point_in_time.schedule.max_per_entity",
+        ),
+    ] {
+        let compiled = compile(
+            &recipe(false, schedule.clone(), serde_json::json!({})),
+            &catalog,
+            &CompileOptions::for_dialect(Dialect::DataFusion),
+        );
+        assert!(compiled.sql.is_none(), "{schedule}");
+        assert!(
+            compiled
+                .diagnostics
+                .iter()
+                .any(|d| d.code.as_str() == "E033" && d.path_text().as_deref() == Some(path)),
+            "{schedule}: {:#?}",
+            compiled.diagnostics
+        );
+    }
+    // A label window or gap of absurd length is refused too.
+    let compiled = compile(
+        &recipe(
+            false,
+            serde_json::json!({}),
+            serde_json::json!({"gap": "1e9 days"}),
+        ),
+        &catalog,
+        &CompileOptions::for_dialect(Dialect::DataFusion),
+    );
+    assert!(
+        compiled
+            .diagnostics
+            .iter()
+            .any(|d| d.code.as_str() == "E032" && d.path_text().as_deref() == Some("label.gap")),
+        "{:#?}",
+        compiled.diagnostics
+    );
 }

@@ -8,6 +8,7 @@
 mod common;
 
 use chrono::NaiveDate;
+use common::expect_row as expect;
 use datafusion::arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -188,17 +189,6 @@ fn recipe(cutoff: &str, include_cutoff: bool) -> String {
 /// Every row of a recipe's table, as text keyed by `id|cutoff`: the whole spine is sampled.
 async fn table_of(catalog: &Catalog, text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     common::table_by_key(catalog, text, 2).await
-}
-
-/// Checks `expected` (`feature=value` pairs) against the row of `key`.
-fn expect(table: &BTreeMap<String, BTreeMap<String, String>>, key: &str, expected: &str) {
-    let row = table
-        .get(key)
-        .unwrap_or_else(|| panic!("no row {key}: {:?}", table.keys()));
-    for pair in expected.split_whitespace() {
-        let (name, value) = pair.split_once('=').unwrap();
-        assert_eq!(row[name], value, "{key}: {name} in {row:?}");
-    }
 }
 
 #[tokio::test]

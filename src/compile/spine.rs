@@ -771,9 +771,10 @@ pub fn rows_query(ctes: Vec<Cte>, recursive: bool, grain: &[String], caps: &Capa
     query
 }
 
-/// `time ± span` as the compiler's `featurecraft_window_start`, which adapting spells in
-/// the dialect (`forward`: plus).
-fn shift(time: Expr, span: Window, forward: bool, compare: TimeType) -> Expr {
+/// `time ± span` as the compiler's `featurecraft_window_start(time, count, 'UNIT', 'TYPE')`,
+/// which adapting spells in the dialect as a date or a timestamp: `time − span` (a window's
+/// start), or with `forward` `time + span` (a negative count).
+pub(crate) fn shift(time: Expr, span: Window, forward: bool, compare: TimeType) -> Expr {
     let (count, unit) = span.in_unit();
     let (_, unit, _) = unit.names();
     let count = if forward {

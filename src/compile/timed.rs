@@ -174,7 +174,7 @@ pub fn cutoffs_ctes(
             _ => cutoff,
         };
         let start = adapt(
-            &window_start(cutoff, window, compare),
+            &crate::compile::spine::shift(cutoff, window, false, compare),
             &RecipePath::Field("point_in_time".into()),
         );
         items.push(aliased(start, &starts.name(window, compare), caps));
@@ -190,26 +190,6 @@ pub fn cutoffs_ctes(
         distinct_pairs(&pairs_name),
         cte(CUTOFFS_CTE, with_starts, caps),
     ]
-}
-
-/// `featurecraft_window_start(cutoff, count, 'UNIT', 'TYPE')`, which adapting spells in the
-/// dialect: `cutoff − window` as a date or a timestamp.
-fn window_start(cutoff: Expr, window: Window, compare: TimeType) -> Expr {
-    let (count, unit) = window.in_unit();
-    let (_, unit, _) = unit.names();
-    let of_type = match compare {
-        TimeType::Date => "DATE",
-        TimeType::Timestamp => "TIMESTAMP",
-    };
-    call(
-        crate::compile::functions::WINDOW_START,
-        vec![
-            cutoff,
-            Expr::value(Value::Number(count.to_string(), false)),
-            Expr::value(Value::SingleQuotedString(unit.into())),
-            Expr::value(Value::SingleQuotedString(of_type.into())),
-        ],
-    )
 }
 
 /// One CTE (two for as-of values) computing some features of a timed source.

@@ -286,7 +286,7 @@ pub(crate) async fn key_scan(
     plan: &Plan,
     options: &ValidateOptions,
 ) -> Result<KeyScan, Diagnostic> {
-    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
+    let spine = spine_frame(ctx, plan).await?;
     let keys = if plan.spine.grouped {
         spine
             .aggregate(plan.grain.iter().map(ident).collect(), vec![])

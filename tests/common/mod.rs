@@ -138,3 +138,19 @@ pub fn rows_by_key(
     }
     out
 }
+
+/// Checks `expected` (`column=value` pairs, separated by spaces) against the row of `key`
+/// in a table of [`table_by_key`].
+pub fn expect_row(
+    table: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    key: &str,
+    expected: &str,
+) {
+    let row = table
+        .get(key)
+        .unwrap_or_else(|| panic!("no row {key}: {:?}", table.keys()));
+    for pair in expected.split_whitespace() {
+        let (name, value) = pair.split_once('=').unwrap();
+        assert_eq!(row[name], value, "{key}: {name} in {row:?}");
+    }
+}

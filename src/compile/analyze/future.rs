@@ -326,39 +326,23 @@ impl Analyzer<'_> {
             );
             ok = false;
         }
-        let every = match parse_span(&schedule.every, "every", false) {
-            Ok(every) => Some(every),
-            Err(e) => {
-                self.push(
-                    Diagnostic::new(Code::E033, e.message)
-                        .at(schedule_path("every"))
-                        .hint(e.hint),
-                );
-                None
-            }
+        // Each field that does not read is reported at its path, and the others still checked.
+        let mut report = |field: &str, e: crate::compile::point_in_time::WindowError| {
+            self.push(
+                Diagnostic::new(Code::E033, e.message)
+                    .at(schedule_path(field))
+                    .hint(e.hint),
+            )
         };
-        let start = match parse_start(&schedule.start) {
-            Ok(start) => Some(start),
-            Err(e) => {
-                self.push(
-                    Diagnostic::new(Code::E033, e.message)
-                        .at(schedule_path("start"))
-                        .hint(e.hint),
-                );
-                None
-            }
-        };
-        let until = match parse_until(&schedule.until) {
-            Ok(until) => Some(until),
-            Err(e) => {
-                self.push(
-                    Diagnostic::new(Code::E033, e.message)
-                        .at(schedule_path("until"))
-                        .hint(e.hint),
-                );
-                None
-            }
-        };
+        let every = parse_span(&schedule.every, "every", false)
+            .map_err(|e| report("every", e))
+            .ok();
+        let start = parse_start(&schedule.start)
+            .map_err(|e| report("start", e))
+            .ok();
+        let until = parse_until(&schedule.until)
+            .map_err(|e| report("until", e))
+            .ok();
         if schedule.max_per_entity == Some(0) {
             self.push(
                 Diagnostic::new(
