@@ -109,8 +109,8 @@ codes! {
     W120 "constant_feature" "one value in every sampled row";
     W121 "all_null_feature" "NULL in every sampled row";
     W122 "computed_type_mismatch" "the Arrow type DataFusion computed is not of the declared `data_type` family";
-    W123 "suspected_leakage" "a feature separates a binary label perfectly; only reported on at least 100 labelled rows with at least 10 of each class, since smaller samples split perfectly by chance";
     W124 "window_mostly_empty" "a windowed feature's window holds no source row for most sampled rows";
+    W125 "target_leakage" "a feature alone predicts the label on the sample (AUC, or the absolute Spearman ρ for a numeric label, at or above the leak threshold, 0.95 by default): likely target leakage; identifiers (text with over 50 distinct values) are not scored";
     W190 "truncated" "the summary was cut: at most 20 classes, 50 high-null columns, 30 warnings (each at most 300 characters)";
 }
 

@@ -519,18 +519,24 @@ async fn each_validation_warning_fires_on_data_made_for_it() {
         "{w:?}"
     );
 
-    // W123: a score that separates the label, on a large enough sample; not on a tiny one.
+    // W125: a score that separates the label, on enough rows; not on too few (under 25).
     let leak = json!([{"name": "score", "expression": "score", "source_table": "people"}]);
     let w = warnings_for(dir.path(), &people_recipe(y.clone(), leak.clone()), 10_000).await;
-    assert!(has(&w, "W123 suspected_leakage: feature `score`"), "{w:?}");
-    let w = warnings_for(dir.path(), &people_recipe(y.clone(), leak.clone()), 40).await;
     assert!(
-        !has(&w, "W123"),
-        "40 rows are too few to call it leakage: {w:?}"
+        has(
+            &w,
+            "W125 target_leakage: feature `score` alone predicts the label (AUC 1.000 on"
+        ),
+        "{w:?}"
+    );
+    let w = warnings_for(dir.path(), &people_recipe(y.clone(), leak.clone()), 20).await;
+    assert!(
+        !has(&w, "W125"),
+        "20 rows are too few to call it leakage: {w:?}"
     );
     let honest = json!([{"name": "noise", "expression": "noise", "source_table": "people"}]);
     let w = warnings_for(dir.path(), &people_recipe(y.clone(), honest), 10_000).await;
-    assert!(!has(&w, "W123"), "{w:?}");
+    assert!(!has(&w, "W125"), "{w:?}");
 
     // A spine smaller than the sample is validated whole: no warning about it (it used
     // to be W130, which made --strict fail on every small catalog).

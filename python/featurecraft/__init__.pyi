@@ -118,6 +118,7 @@ def validate(
     strict: bool = False,
     engine: str = "local",
     timeout: Optional[float] = None,
+    leak_threshold: float = 0.95,
 ) -> Validation: ...
 def materialize(
     recipe: RecipeInput,
@@ -154,6 +155,7 @@ def design(
     memory_limit: str = "2G",
     engine: str = "local",
     timeout: Optional[float] = None,
+    leak_threshold: float = 0.95,
 ) -> JSON: ...
 def retry(
     job: Mapping[str, Any],
@@ -163,6 +165,7 @@ def retry(
     fix: bool = False,
     engine: str = "local",
     timeout: Optional[float] = None,
+    leak_threshold: float = 0.95,
 ) -> JSON: ...
 def json_schema(kind: str = "recipe") -> JSON: ...
 

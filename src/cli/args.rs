@@ -301,6 +301,15 @@ pub struct NullThreshold {
     pub null_threshold: f64,
 }
 
+/// The threshold of the leakage screen.
+#[derive(Args)]
+pub struct LeakThreshold {
+    /// Score (AUC, or |Spearman ρ| for a numeric label) from which a feature alone is
+    /// flagged as likely target leakage (W125), above 0 and at most 1.
+    #[arg(long, default_value_t = featurecraft::run::leakage::DEFAULT_LEAK_THRESHOLD)]
+    pub leak_threshold: f64,
+}
+
 /// `featurecraft compile`.
 #[derive(Args)]
 pub struct CompileArgs {
@@ -333,6 +342,8 @@ pub struct ValidateArgs {
     pub sample: SampleSize,
     #[command(flatten)]
     pub nulls: NullThreshold,
+    #[command(flatten)]
+    pub leak: LeakThreshold,
     #[command(flatten)]
     pub memory: MemoryLimit,
     #[command(flatten)]
@@ -368,6 +379,8 @@ pub struct RetryArgs {
     #[command(flatten)]
     pub sample: SampleSize,
     #[command(flatten)]
+    pub leak: LeakThreshold,
+    #[command(flatten)]
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
@@ -395,6 +408,8 @@ pub struct ServeArgs {
     pub warehouse: PathBuf,
     #[command(flatten)]
     pub sample: SampleSize,
+    #[command(flatten)]
+    pub leak: LeakThreshold,
     #[command(flatten)]
     pub memory: MemoryLimit,
     #[command(flatten)]
@@ -504,6 +519,8 @@ pub struct DesignArgs {
     pub sample: SampleSize,
     #[command(flatten)]
     pub nulls: NullThreshold,
+    #[command(flatten)]
+    pub leak: LeakThreshold,
     #[command(flatten)]
     pub memory: MemoryLimit,
     #[command(flatten)]

@@ -6,13 +6,14 @@
 mod args;
 mod report;
 
-#[cfg(feature = "cluster")]
 use args::ClusterCommand;
 use args::{
     Cli, Command, CompileArgs, DescribeArgs, DesignArgs, DiffArgs, EngineChoice, FixArgs, Format,
     GenerateArgs, SchemaArgs, SchemaKind, ServeArgs, TestArgs, TimeLimit, TokenArgs, ValidateArgs,
 };
 use clap::Parser;
+#[cfg(feature = "cluster")]
+use featurecraft::run::leakage::DEFAULT_LEAK_THRESHOLD;
 use featurecraft::run::{RecipeRun, RunOptions, run_recipe};
 use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
 use report::{Progress, explain_strict, flags, print_diagnostics, usage_error};
@@ -70,8 +71,11 @@ fn main() -> ExitCode {
         Command::Compile(args) => runtime.block_on(run_compile(&args)),
         Command::Validate(args) => runtime.block_on(validate_command(args)),
         Command::Retry(args) => {
-            let options = match job_run_options(args.sample.sample_size, &args.memory.memory_limit)
-            {
+            let options = match job_run_options(
+                args.sample.sample_size,
+                args.leak.leak_threshold,
+                &args.memory.memory_limit,
+            ) {
                 Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
                 Err(e) => return usage_error(&e),
             };
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
                 Dialect::DataFusion,
                 1,
                 0.5,
+                DEFAULT_LEAK_THRESHOLD,
                 &args.memory.memory_limit,
                 false,
             ) {
@@ -115,6 +120,7 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
         args.dialect,
         args.sample.sample_size,
         args.nulls.null_threshold,
+        args.leak.leak_threshold,
         &args.memory.memory_limit,
         args.strict,
     ) {
@@ -137,7 +143,11 @@ async fn validate_command(args: ValidateArgs) -> ExitCode {
 
 async fn serve_command(args: ServeArgs) -> ExitCode {
     use featurecraft::server::auth::Verifier;
-    let run = match job_run_options(args.sample.sample_size, &args.memory.memory_limit) {
+    let run = match job_run_options(
+        args.sample.sample_size,
+        args.leak.leak_threshold,
+        &args.memory.memory_limit,
+    ) {
         Ok(o) => on_engine(o, &args.engine, None),
         Err(e) => return usage_error(&e),
     };
@@ -230,6 +240,7 @@ async fn design_command(args: DesignArgs) -> ExitCode {
         Dialect::DataFusion,
         args.sample.sample_size,
         args.nulls.null_threshold,
+        args.leak.leak_threshold,
         &args.memory.memory_limit,
         false,
     ) {
@@ -357,6 +368,7 @@ async fn test_command(args: &TestArgs) -> ExitCode {
         Dialect::DataFusion,
         args.sample.sample_size,
         0.5,
+        DEFAULT_LEAK_THRESHOLD,
         &args.memory.memory_limit,
         false,
     ) {
@@ -443,6 +455,7 @@ async fn diff_command(args: &DiffArgs) -> ExitCode {
         Dialect::DataFusion,
         args.sample_size,
         0.5,
+        DEFAULT_LEAK_THRESHOLD,
         &args.memory.memory_limit,
         false,
     ) {
@@ -1038,8 +1051,19 @@ async fn stop_signal() {
 }
 
 /// How a job runs (`retry`, `serve`): DataFusion, the default null threshold, not strict.
-fn job_run_options(sample_size: usize, memory_limit: &str) -> Result<RunOptions, String> {
-    run_options(Dialect::DataFusion, sample_size, 0.5, memory_limit, false)
+fn job_run_options(
+    sample_size: usize,
+    leak_threshold: f64,
+    memory_limit: &str,
+) -> Result<RunOptions, String> {
+    run_options(
+        Dialect::DataFusion,
+        sample_size,
+        0.5,
+        leak_threshold,
+        memory_limit,
+        false,
+    )
 }
 
 /// The run options of the flags (checked by the library; `on_engine` adds the engine and
@@ -1048,6 +1072,7 @@ fn run_options(
     dialect: Dialect,
     sample_size: usize,
     null_threshold: f64,
+    leak_threshold: f64,
     memory_limit: &str,
     strict: bool,
 ) -> Result<RunOptions, String> {
@@ -1055,6 +1080,7 @@ fn run_options(
         dialect,
         sample_size,
         null_threshold,
+        leak_threshold,
         memory_limit,
         strict,
         engine: featurecraft::run::engine::Engine::Local,
@@ -1149,6 +1175,7 @@ async fn run_validate(
             sql: None,
             validation: None,
             diagnostics: parsed.diagnostics.clone(),
+            leaks: Vec::new(),
         },
     };
     let failed =

@@ -38,6 +38,7 @@ pub fn flags(text: &str) -> String {
         ("`memory_limit`", "`--memory-limit`"),
         ("`sample_size`", "`--sample-size`"),
         ("`null_threshold`", "`--null-threshold`"),
+        ("`leak_threshold`", "`--leak-threshold`"),
         ("`event_files`", "--event-files"),
         ("`customers`", "--customers"),
         ("`scheduler`", "`--scheduler`"),

@@ -188,7 +188,7 @@ async fn design_unbounded(
                 dropped,
             });
         };
-        let pruned = pruned_by_validation(&run, summary, &features);
+        let pruned = pruned_by_validation(&run, summary, &features, &request.spine);
         let full = summary.high_null_columns.len() >= crate::run::validate::MAX_HIGH_NULL_COLUMNS;
         let any = !pruned.is_empty();
         features = keep(features, &pruned, &mut dropped);
@@ -250,19 +250,64 @@ fn derived_index(path: &RecipePath) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-/// The features a validation says to drop, by index, with the reason: NULL everywhere,
-/// constant, separating the label (possible leakage), or NULL above the threshold.
+/// The features a validation says to drop, by index, with the reason: a leak the screen
+/// flagged and what shares its source, NULL everywhere, constant, or NULL above the
+/// threshold. A leak's source is the columns it reads: every feature of its table reading
+/// one of them goes too; a leak reading no column (`COUNT(*)`) is the table's rows
+/// themselves (a table of the label's own cutoffs), so every feature of that table goes,
+/// except on the spine, whose rows are the entities.
 fn pruned_by_validation(
     run: &RecipeRun,
     summary: &crate::contract::job::ValidationSummary,
     features: &[FeatureSpec],
+    spine: &str,
 ) -> BTreeMap<usize, String> {
     let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
+    let columns_of = |f: &FeatureSpec| -> Vec<String> {
+        parse_fragment(&f.expression, RecipePath::Field("design".into()))
+            .map(|e| {
+                inspect(&e)
+                    .columns
+                    .into_iter()
+                    .map(|c| c.name.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for leak in &run.leaks {
+        let Some(i) = features.iter().position(|f| f.name == leak.feature) else {
+            continue;
+        };
+        let score = leak.score.describe();
+        pruned.insert(i, format!("leakage: {score}"));
+        let table = &features[i].source_table;
+        let read = columns_of(&features[i]);
+        if read.is_empty() && table == spine {
+            continue;
+        }
+        for (j, f) in features.iter().enumerate() {
+            if j == i || f.source_table != *table {
+                continue;
+            }
+            let shared = columns_of(f).into_iter().find(|c| read.contains(c));
+            let reason = match shared {
+                _ if read.is_empty() => format!(
+                    "leakage: its table `{table}` has rows that predict the label (`{}`, {score})",
+                    leak.feature
+                ),
+                Some(column) => format!(
+                    "leakage: reads `{column}` as `{}` does ({score})",
+                    leak.feature
+                ),
+                None => continue,
+            };
+            pruned.entry(j).or_insert(reason);
+        }
+    }
     for d in &run.diagnostics {
         let reason = match d.code {
             Code::W121 => "NULL in every sampled row",
             Code::W120 => "one value in every sampled row",
-            Code::W123 => "separates the label on the sample: possible leakage",
             _ => continue,
         };
         if let Some(i) = d.path.as_deref().and_then(RecipePath::feature_index) {

@@ -16,6 +16,7 @@ use crate::contract::design::DesignRequest;
 use crate::contract::job::Job;
 use crate::contract::recipe::parse_recipe;
 use crate::run::engine::Engine;
+use crate::run::leakage::DEFAULT_LEAK_THRESHOLD;
 use crate::run::sample::ValidateOptions;
 use crate::run::{RunOptions, run_recipe};
 use errors::{CatalogError, InternalError};
@@ -33,6 +34,7 @@ fn run_options(
     dialect: Dialect,
     sample_size: usize,
     null_threshold: f64,
+    leak_threshold: f64,
     memory_limit: &str,
     strict: bool,
     engine: &str,
@@ -45,6 +47,7 @@ fn run_options(
         dialect,
         sample_size,
         null_threshold,
+        leak_threshold,
         memory_limit,
         strict,
         engine,
@@ -94,7 +97,7 @@ fn compile(
 
 /// Compiles a recipe and validates it on a sample of entities with DataFusion.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local", timeout = None))]
+#[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local", timeout = None, leak_threshold = 0.95))]
 #[allow(clippy::too_many_arguments)]
 fn validate(
     py: Python<'_>,
@@ -108,6 +111,7 @@ fn validate(
     strict: bool,
     engine: &str,
     timeout: Option<f64>,
+    leak_threshold: f64,
 ) -> PyResult<PyValidation> {
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "validate")?;
@@ -115,6 +119,7 @@ fn validate(
         dialect_of(dialect)?,
         sample_size,
         null_threshold,
+        leak_threshold,
         memory_limit,
         strict,
         engine,
@@ -230,6 +235,7 @@ fn materialize(
         Dialect::DataFusion,
         1,
         0.5,
+        DEFAULT_LEAK_THRESHOLD,
         memory_limit,
         false,
         engine,
@@ -278,7 +284,7 @@ fn materialize(
     cutoff_column = None, time_columns = None, windows = None, include_cutoff = false,
     schedule = None, label = None, relationships = None, max_depth = 2, primitives = None,
     sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local",
-    timeout = None
+    timeout = None, leak_threshold = 0.95
 ))]
 #[allow(clippy::too_many_arguments)]
 fn design<'py>(
@@ -307,12 +313,14 @@ fn design<'py>(
     memory_limit: &str,
     engine: &str,
     timeout: Option<f64>,
+    leak_threshold: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let catalog = with_data(catalog_of(py, catalog)?, "design")?;
     let run = run_options(
         Dialect::DataFusion,
         sample_size,
         null_threshold,
+        leak_threshold,
         memory_limit,
         false,
         engine,
@@ -433,7 +441,7 @@ fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 /// Retries a failed job (the contract's Job as a dict): returns the new Job. With `fix`,
 /// the recipe's machine-applicable fixes are applied first and recorded in its notes.
 #[pyfunction]
-#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None))]
+#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None, leak_threshold = 0.95))]
 #[allow(clippy::too_many_arguments)]
 fn retry<'py>(
     py: Python<'py>,
@@ -444,6 +452,7 @@ fn retry<'py>(
     fix: bool,
     engine: &str,
     timeout: Option<f64>,
+    leak_threshold: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let job: Job = serde_json::from_str(&json_text(job)?)
         .map_err(|e| PyValueError::new_err(format!("not a job: {e}")))?;
@@ -452,6 +461,7 @@ fn retry<'py>(
         Dialect::DataFusion,
         sample_size,
         0.5,
+        leak_threshold,
         memory_limit,
         false,
         engine,

@@ -15,6 +15,7 @@ pub(crate) mod distinct;
 pub mod engine;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
+pub mod leakage;
 pub mod materialize;
 pub(crate) mod pool;
 pub mod sample;
@@ -71,6 +72,8 @@ pub struct RunSettings<'a> {
     pub sample_size: usize,
     /// Between 0 and 1.
     pub null_threshold: f64,
+    /// Above 0, at most 1 ([`leakage::DEFAULT_LEAK_THRESHOLD`] by default).
+    pub leak_threshold: f64,
     /// A size such as `2G` ([`sample::parse_size`]).
     pub memory_limit: &'a str,
     /// See [`RunOptions::strict`].
@@ -93,6 +96,12 @@ impl RunSettings<'_> {
                 self.null_threshold
             ));
         }
+        if !(self.leak_threshold > 0.0 && self.leak_threshold <= 1.0) {
+            return Err(format!(
+                "`leak_threshold` must be above 0 and at most 1, got {}",
+                self.leak_threshold
+            ));
+        }
         let memory_limit =
             sample::parse_size(self.memory_limit).map_err(|e| format!("`memory_limit`: {e}"))?;
         let most = deadline::MAX_TIME_LIMIT.as_secs_f64();
@@ -113,6 +122,7 @@ impl RunSettings<'_> {
             validate: ValidateOptions {
                 sample_size: self.sample_size,
                 null_threshold: self.null_threshold,
+                leak_threshold: self.leak_threshold,
                 memory_limit,
                 engine: self.engine.clone(),
                 time_limit,
@@ -131,6 +141,8 @@ pub struct RecipeRun {
     pub validation: Option<ValidationSummary>,
     /// Every finding, compile and run.
     pub diagnostics: Vec<Diagnostic>,
+    /// The features the leakage screen flagged, with their scores.
+    pub leaks: Vec<leakage::Leak>,
 }
 
 impl RecipeRun {
@@ -191,6 +203,7 @@ pub async fn run_recipe(
             sql: None,
             validation: None,
             diagnostics: compiled.diagnostics,
+            leaks: Vec::new(),
         };
     };
     let validation = validate(&plan, catalog, &options.validate, &compiled.diagnostics).await;
@@ -198,6 +211,7 @@ pub async fn run_recipe(
         sql: Some(sql),
         validation: validation.summary,
         diagnostics: validation.diagnostics,
+        leaks: validation.leaks,
     }
 }
 
@@ -210,6 +224,7 @@ mod tests {
             dialect: Dialect::DataFusion,
             sample_size: 100,
             null_threshold: 0.5,
+            leak_threshold: 0.95,
             memory_limit: "512M",
             strict: true,
             engine: engine::Engine::Local,
@@ -236,6 +251,9 @@ mod tests {
         wrong(|s| s.sample_size = 0, "`sample_size` must be at least 1");
         wrong(|s| s.null_threshold = 1.5, "`null_threshold`");
         wrong(|s| s.null_threshold = f64::NAN, "`null_threshold`");
+        wrong(|s| s.leak_threshold = 0.0, "`leak_threshold`");
+        wrong(|s| s.leak_threshold = 1.01, "`leak_threshold`");
+        wrong(|s| s.leak_threshold = f64::NAN, "`leak_threshold`");
         wrong(|s| s.memory_limit = "lots", "`memory_limit`");
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e12] {
             let mut s = settings();

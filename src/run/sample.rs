@@ -37,6 +37,8 @@ pub struct ValidateOptions {
     pub sample_size: usize,
     /// Null fraction above which a column is listed in `high_null_columns`.
     pub null_threshold: f64,
+    /// Score from which the leakage screen flags a feature (`W125`), in (0, 1].
+    pub leak_threshold: f64,
     /// Bytes the query may hold in memory; past it the run fails with `E051`.
     pub memory_limit: usize,
     /// DataFusion's `target_partitions`.
@@ -55,6 +57,7 @@ impl Default for ValidateOptions {
         ValidateOptions {
             sample_size: 10_000,
             null_threshold: 0.5,
+            leak_threshold: crate::run::leakage::DEFAULT_LEAK_THRESHOLD,
             memory_limit: 2 << 30,
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())

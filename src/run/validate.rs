@@ -13,9 +13,8 @@
 //! - **Lean**: at most 20 label classes (the rest under `__other__`), 50 high-null columns
 //!   and 30 warnings; a final `W190` says what was cut. The same input gives the same JSON.
 //!
-//! Suspected leakage (`W123`) is only reported for binary labels on a sample of at least
-//! 100 labelled rows with at least 10 of each class: below that, a perfect split happens
-//! by chance too often to mean anything.
+//! - **Leakage**: each feature is scored alone against the label on the sampled rows
+//!   ([`leakage`](mod@crate::run::leakage)); `W125` names those at or above the threshold.
 
 use crate::catalog::Catalog;
 use crate::compile::analyze::Plan;
@@ -24,6 +23,7 @@ use crate::contract::recipe::LabelType;
 use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
 use crate::run::deadline::within_time_limit;
 use crate::run::keyhash::key_hash_udf;
+use crate::run::leakage::{Leak, Target};
 use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
 use crate::run::timed_checks;
 use crate::types::{TypeFamily, parse_type_name};
@@ -45,9 +45,6 @@ const MAX_CLASSES: usize = 20;
 /// The summary lists at most this many high-null columns, the most NULL first.
 pub const MAX_HIGH_NULL_COLUMNS: usize = 50;
 const MAX_WARNINGS: usize = 30;
-/// The smallest sample on which a perfect split is reported as suspected leakage.
-const LEAKAGE_MIN_ROWS: usize = 100;
-const LEAKAGE_MIN_CLASS_ROWS: usize = 10;
 /// The minority share under which a label is imbalanced.
 const IMBALANCE_SHARE: f64 = 0.05;
 
@@ -62,6 +59,8 @@ pub struct Validation {
     pub spine_keys: u64,
     /// The number of keys in the sample.
     pub sampled_keys: u64,
+    /// The features the leakage screen flagged (each also a `W125` in `diagnostics`).
+    pub leaks: Vec<Leak>,
 }
 
 /// Validates a plan on the catalog's data. `compile_warnings` are carried into the summary.
@@ -87,6 +86,7 @@ pub async fn validate(
                 diagnostics,
                 spine_keys: outcome.spine_keys,
                 sampled_keys: outcome.sampled_keys,
+                leaks: outcome.leaks,
             }
         }
         Err(error) => {
@@ -96,6 +96,7 @@ pub async fn validate(
                 diagnostics,
                 spine_keys: 0,
                 sampled_keys: 0,
+                leaks: Vec::new(),
             }
         }
     }
@@ -108,6 +109,7 @@ struct Outcome {
     label_distribution: serde_json::Map<String, Value>,
     high_null: Vec<(String, f64)>,
     findings: Vec<Diagnostic>,
+    leaks: Vec<Leak>,
 }
 
 /// The recipe's features in groups of at most `per_query`, each group's features sharing
@@ -172,6 +174,7 @@ async fn run(
     // the same rows, the label among them).
     let mut by_feature: Vec<Vec<Diagnostic>> = vec![Vec::new(); plan.features.len()];
     let mut null_by_feature: Vec<Option<f64>> = vec![None; plan.features.len()];
+    let mut leaks: Vec<Option<Leak>> = vec![None; plan.features.len()];
     let mut label_outcome = None;
     let groups = feature_groups(plan, options.features_per_query);
     // A recipe that fits one query counts the rows of its point-in-time windows (for their
@@ -195,14 +198,34 @@ async fn run(
         let sample = &rows_of_group;
         let label = sample.column(sample.num_columns() - 1).clone();
         let rows = sample.num_rows();
-        let label_classes = (plan.label.label_type == LabelType::Binary)
-            .then(|| binary_classes(&label))
-            .flatten();
+        let target = Target::of(&label, plan.label.label_type);
         for (position, &i) in group.iter().enumerate() {
             let feature = &plan.features[i];
             let column = sample.column(plan.grain.len() + position);
             null_by_feature[i] = null_fraction(column);
-            by_feature[i] = feature_findings(feature, column, rows, label_classes.as_deref());
+            by_feature[i] = feature_findings(feature, column, rows);
+            let score = target
+                .as_ref()
+                .and_then(|t| crate::run::leakage::score(column, t))
+                .filter(|s| s.value >= options.leak_threshold);
+            if let Some(score) = score {
+                by_feature[i].push(
+                    Diagnostic::new(
+                        Code::W125,
+                        format!(
+                            "feature `{}` alone predicts the label ({} on {} rows): likely target leakage",
+                            feature.name,
+                            score.describe(),
+                            score.rows
+                        ),
+                    )
+                    .at(feature.path.clone()),
+                );
+                leaks[i] = Some(Leak {
+                    feature: feature.name.clone(),
+                    score,
+                });
+            }
         }
         if label_outcome.is_none() {
             label_outcome = Some((label, rows));
@@ -258,16 +281,16 @@ async fn run(
         label_distribution,
         high_null,
         findings,
+        leaks: leaks.into_iter().flatten().collect(),
     })
 }
 
 /// The warnings about one feature's sampled column: all NULL, constant, a computed type
-/// other than the declared one, a perfect split of a binary label.
+/// other than the declared one.
 fn feature_findings(
     feature: &crate::compile::analyze::PlannedFeature,
     column: &ArrayRef,
     rows: usize,
-    label_classes: Option<&[Option<u8>]>,
 ) -> Vec<Diagnostic> {
     let mut findings = Vec::new();
     let path = &feature.path;
@@ -315,20 +338,6 @@ fn feature_findings(
                 }),
             );
         }
-    }
-    if let Some(classes) = label_classes
-        && separates(column, classes)
-    {
-        findings.push(
-            Diagnostic::new(
-                Code::W123,
-                format!(
-                    "feature `{}` separates the label perfectly on {rows} sampled rows: it may be derived from the label",
-                    feature.name
-                ),
-            )
-            .at(path.clone()),
-        );
     }
     findings
 }
@@ -674,93 +683,6 @@ fn is_constant(column: &ArrayRef) -> bool {
         Ok(same) => same.true_count() == column.len(),
         Err(_) => false,
     }
-}
-
-/// Each row's class (0 or 1) of a binary label, `None` where the label is NULL; `None`
-/// overall unless there are exactly two classes with enough rows to judge separation.
-fn binary_classes(label: &ArrayRef) -> Option<Vec<Option<u8>>> {
-    let text = cast(label, &DataType::Utf8).ok()?;
-    let text = text.as_string::<i32>();
-    let mut names: Vec<&str> = Vec::new();
-    let mut counts = [0usize; 2];
-    let mut classes = Vec::with_capacity(text.len());
-    for row in 0..text.len() {
-        if text.is_null(row) {
-            classes.push(None);
-            continue;
-        }
-        let value = text.value(row);
-        let class = match names.iter().position(|n| *n == value) {
-            Some(i) => i,
-            None if names.len() < 2 => {
-                names.push(value);
-                names.len() - 1
-            }
-            None => return None,
-        };
-        counts[class] += 1;
-        classes.push(Some(class as u8));
-    }
-    (names.len() == 2
-        && counts[0] + counts[1] >= LEAKAGE_MIN_ROWS
-        && counts[0].min(counts[1]) >= LEAKAGE_MIN_CLASS_ROWS)
-        .then_some(classes)
-}
-
-/// For a binary label on a large enough sample: do the feature's values of one class never
-/// meet those of the other? Numbers compare by range, other values by set. Rows where the
-/// feature or the label is NULL do not count.
-fn separates(feature: &ArrayRef, classes: &[Option<u8>]) -> bool {
-    let family = TypeFamily::of(feature.data_type());
-    let numeric = match family {
-        TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean => {
-            cast(feature, &DataType::Float64).ok()
-        }
-        TypeFamily::Date | TypeFamily::Timestamp => cast(feature, &DataType::Int64)
-            .ok()
-            .and_then(|a| cast(&a, &DataType::Float64).ok()),
-        _ => None,
-    };
-    let mut seen = [0usize; 2];
-    if let Some(numbers) = numeric {
-        let numbers = numbers.as_primitive::<Float64Type>();
-        let (mut low, mut high) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
-        for (row, class) in classes.iter().enumerate() {
-            let Some(c) = class.map(usize::from) else {
-                continue;
-            };
-            if numbers.is_null(row) {
-                continue;
-            }
-            let v = numbers.value(row);
-            seen[c] += 1;
-            low[c] = low[c].min(v);
-            high[c] = high[c].max(v);
-        }
-        return enough(seen) && (high[0] < low[1] || high[1] < low[0]);
-    }
-    let Ok(text) = cast(feature, &DataType::Utf8) else {
-        return false;
-    };
-    let text = text.as_string::<i32>();
-    let mut sets: [BTreeSet<&str>; 2] = [BTreeSet::new(), BTreeSet::new()];
-    for (row, class) in classes.iter().enumerate() {
-        let Some(c) = class.map(usize::from) else {
-            continue;
-        };
-        if text.is_null(row) {
-            continue;
-        }
-        seen[c] += 1;
-        if sets[c].len() <= 1000 {
-            sets[c].insert(text.value(row));
-        }
-    }
-    enough(seen) && sets.iter().all(|s| s.len() <= 1000) && sets[0].is_disjoint(&sets[1])
-}
-
-fn enough(seen: [usize; 2]) -> bool {
-    seen[0] + seen[1] >= LEAKAGE_MIN_ROWS && seen[0].min(seen[1]) >= LEAKAGE_MIN_CLASS_ROWS
 }
 
 fn round(value: f64, digits: i32) -> f64 {

@@ -1024,6 +1024,7 @@ async fn materialize_recipe(
             sql: None,
             validation: None,
             diagnostics: compiled.diagnostics,
+            leaks: Vec::new(),
         };
         run.error_paragraph()
             .unwrap_or_else(|| "the recipe no longer compiles".into())
