@@ -4,24 +4,30 @@
 //! Feature Synthesis does at depth 1, but as SQL fragments any dialect can run:
 //! - the spine's own columns as row-level features, except the grain, the label's column,
 //!   every column the label derivation reads, and identifier-like columns;
+//! - a static table with one row per entity (its key unique: the profiled rows, then the
+//!   whole table's keys) gives that row's values: numbers and booleans as they are,
+//!   categories as the value, times as recency; never aggregates of one row;
 //! - for every other table or view holding all grain columns: `COUNT(*)`; per numeric
 //!   column `SUM`, `AVG`, `MIN`, `MAX`, `STDDEV_SAMP`; per low-cardinality text column
 //!   `COUNT(DISTINCT …)` and a count of each of its most frequent values; per boolean column
-//!   the share of true values; per date or timestamp column the latest and earliest value.
+//!   the share of true values; per date or timestamp column, without point in time, the
+//!   whole days from the entity's latest and earliest value to the latest in the data
+//!   (recency, as Featuretools' `TimeSinceLast`/`TimeSinceFirst`, not calendar time).
 //!
-//! Columns are profiled on the first rows of each table (a `LIMIT` scan: Parquet row
-//! groups are read only as far as needed), never in full. A column is identifier-like when
-//! its name says so (`id`, `…_id`, `…_key`, `…_uuid`) or when nearly all its sampled
-//! integer or text values are distinct.
+//! Columns are profiled on the first rows of each table (a `LIMIT` scan on one partition,
+//! so the same rows on every run: Parquet row groups are read only as far as needed),
+//! never in full. A column is identifier-like when its name says so (`id`, `…_id`,
+//! `…_key`, `…_uuid`) or when nearly all its sampled integer or text values are distinct.
 //!
 //! Then the crew loop: the proposal is compiled (features that do not compile are dropped),
 //! validated on a sample, and features that come back all-NULL, constant, NULL above the
-//! null threshold, or separating the label (leakage, on a sample large enough to tell) are
-//! dropped. With `max_features`, the most informative are kept, ranked by their association
-//! with the label on the sample: |Pearson correlation| for numbers against a numeric label,
-//! the correlation ratio for text against a numeric label or numbers against classes, and
-//! Cramér's V for text against classes. The pruned recipe is validated again. The recipe's
-//! `notes` say what was generated, what was left out and why.
+//! null threshold, or flagged by the leakage screen (with what shares the leak's source)
+//! are dropped; then features with an earlier feature's value on every sampled row (a view
+//! that copies a table). With `max_features`, the most informative are kept, ranked by
+//! their association with the label on the sample: |Pearson correlation| for numbers
+//! against a numeric label, the correlation ratio for text against a numeric label or
+//! numbers against classes, and Cramér's V for text against classes. The pruned recipe is
+//! validated again. The recipe's `notes` say what was generated, what was left out and why.
 
 use crate::catalog::{Catalog, Table};
 use crate::compile::dialect::Dialect;
@@ -197,13 +203,36 @@ async fn design_unbounded(
         }
     };
 
-    // 3. Keep the most informative ones.
+    // 3. Drop duplicates: a feature with an earlier one's value on every sampled row (a
+    // view that copies a table gives every feature twice).
+    let mut sampled = sampled_features(
+        &recipe_of(features.clone(), String::new()),
+        catalog,
+        options,
+    )
+    .await?;
+    let copies = duplicates(&sampled.columns, &features);
+    sampled.columns = sampled
+        .columns
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !copies.contains_key(i))
+        .map(|(_, c)| c)
+        .collect();
+    features = keep(features, &copies, &mut dropped);
+
+    // 4. Keep the most informative ones.
     let mut ranking_note = String::new();
     if let Some(limit) = request.max_features
         && features.len() > limit
     {
-        let recipe = recipe_of(features.clone(), String::new());
-        let (scores, rows) = association_scores(&recipe, catalog, options).await?;
+        let classes = request.label.label_type == LabelType::Multiclass;
+        let scores: Vec<f64> = sampled
+            .columns
+            .iter()
+            .map(|c| association(c, &sampled.label, classes))
+            .collect();
+        let rows = sampled.label.len();
         let mut order: Vec<usize> = (0..features.len()).collect();
         order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b)));
         let cut: BTreeMap<usize, String> = order[limit..]
@@ -383,7 +412,14 @@ pub async fn propose(
         .filter(|g| pit.is_none_or(|p| !g.eq_ignore_ascii_case(&p.cutoff_column)))
         .cloned()
         .collect();
-    let ctx = crate::run::sample::session(catalog, &options.run.validate)
+    // One partition: a `LIMIT` over a view that joins then gives the same first rows on
+    // every run and machine (several partitions race to fill it), so the profile, and the
+    // design, is the same whatever the thread count.
+    let one_partition = crate::run::sample::ValidateOptions {
+        target_partitions: 1,
+        ..options.run.validate.clone()
+    };
+    let ctx = crate::run::sample::session(catalog, &one_partition)
         .await
         .map_err(|d| vec![d])?;
 
@@ -520,7 +556,13 @@ pub async fn propose(
             Timing::Static => &[],
         };
         let spans = || std::iter::once(None).chain(windowed(&timing).iter().map(Some));
-        if !on_spine && primitives.has(Primitive::Count) {
+        // A static table with one row per entity (a profile table) gives that row's
+        // values, never aggregates of one row.
+        let one_row = !on_spine
+            && hops.is_empty()
+            && matches!(timing, Timing::Static)
+            && one_row_per_entity(&ctx, table, &key, options.profile_rows).await?;
+        if !on_spine && !one_row && primitives.has(Primitive::Count) {
             for window in spans() {
                 proposal.features.extend(feature(
                     &mut names,
@@ -590,7 +632,37 @@ pub async fn propose(
             } else {
                 Category::Of(family)
             };
-            match aggregated(table, column, profile, kind, &primitives, options) {
+            // Times are recency: days from the latest time in the data, not calendar time.
+            let reference = match (pit, family) {
+                (None, TypeFamily::Date | TypeFamily::Timestamp) => {
+                    latest_date(&ctx, table, &column.name).await?
+                }
+                _ => None,
+            };
+            if one_row {
+                match row_value(table, column, profile, kind, reference.as_deref(), options) {
+                    Ok((name, expr, description)) => proposal.features.extend(feature(
+                        &mut names,
+                        name,
+                        expr,
+                        table,
+                        description,
+                        None,
+                    )),
+                    Err(why) => skip(&why, &mut proposal.left_out),
+                }
+                continue;
+            }
+            let aggregates = aggregated(
+                table,
+                column,
+                profile,
+                kind,
+                &primitives,
+                reference.as_deref(),
+                options,
+            );
+            match aggregates {
                 Ok(proposed) => {
                     for window in spans() {
                         for (name, expr, description) in &proposed {
@@ -858,6 +930,7 @@ fn aggregated(
     profile: &ColumnProfile,
     kind: Category,
     primitives: &Primitives,
+    reference: Option<&str>,
     options: &DesignOptions,
 ) -> Result<Vec<(String, Expr, String)>, String> {
     let c = column_expr(&column.name);
@@ -920,16 +993,127 @@ fn aggregated(
         )),
         TypeFamily::Date | TypeFamily::Timestamp => {
             for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
-                out.push((
-                    format!("{what}_{short}_{cname}"),
-                    call(agg, vec![c.clone()]),
-                    format!("{what} {} per entity", column.name),
-                ));
+                let time = call(agg, vec![c.clone()]);
+                out.push(match reference {
+                    Some(date) => (
+                        format!("days_since_{what}_{short}_{cname}"),
+                        days_since(date, time),
+                        format!(
+                            "days from the entity's {what} {} to the latest in the data ({date})",
+                            column.name
+                        ),
+                    ),
+                    None => (
+                        format!("{what}_{short}_{cname}"),
+                        time,
+                        format!("{what} {} per entity", column.name),
+                    ),
+                });
             }
         }
         TypeFamily::Other => return Err(format!("type {} is not aggregated", column.data_type)),
     }
     Ok(out)
+}
+
+/// The value of a column in the entity's one row of `table`: numbers and booleans as they
+/// are, a category as its value, a time as days to the latest in the data.
+fn row_value(
+    table: &Table,
+    column: &crate::catalog::Column,
+    profile: &ColumnProfile,
+    kind: Category,
+    reference: Option<&str>,
+    options: &DesignOptions,
+) -> Result<(String, Expr, String), String> {
+    let c = column_expr(&column.name);
+    let name = format!("{}_{}", sanitize(&table.name), sanitize(&column.name));
+    let of_row = format!("{} of the entity's {} row", column.name, table.name);
+    match kind {
+        Category::Key => Ok((name, c, of_row)),
+        Category::Of(
+            TypeFamily::Integer | TypeFamily::Float | TypeFamily::Decimal | TypeFamily::Boolean,
+        ) => Ok((name, c, of_row)),
+        Category::Of(TypeFamily::String) if profile.distinct <= options.max_categories => {
+            Ok((name, c, of_row))
+        }
+        Category::Of(TypeFamily::String) => Err(format!(
+            "text with more than {} distinct values in the profile",
+            options.max_categories
+        )),
+        Category::Of(TypeFamily::Date | TypeFamily::Timestamp) => match reference {
+            Some(date) => Ok((
+                format!("days_since_{name}"),
+                days_since(date, c),
+                format!("days from {of_row} to the latest in the data ({date})"),
+            )),
+            None => Err("a time with no value in the table".into()),
+        },
+        Category::Of(TypeFamily::Other) => {
+            Err(format!("type {} is not a feature type", column.data_type))
+        }
+    }
+}
+
+/// `DATE 'date' - CAST(time AS DATE)`: whole days from `time` to `date`, which the
+/// compiler spells per dialect (`DATEDIFF`, `DATE_DIFF(…, DAY)`, `-`).
+fn days_since(date: &str, time: Expr) -> Expr {
+    Expr::BinaryOp {
+        left: Box::new(Expr::TypedString(sqlparser::ast::TypedString {
+            data_type: sqlparser::ast::DataType::Date,
+            value: sqlparser::ast::ValueWithSpan {
+                value: Value::SingleQuotedString(date.to_string()),
+                span: sqlparser::tokenizer::Span::empty(),
+            },
+            uses_odbc_syntax: false,
+        })),
+        op: sqlparser::ast::BinaryOperator::Minus,
+        right: Box::new(crate::sql::cast(time, sqlparser::ast::DataType::Date)),
+    }
+}
+
+/// Whether no two rows of a table share the entity key: the profiled rows first (a table
+/// of events repeats its keys there), then, only if they do not, the whole table's keys.
+async fn one_row_per_entity(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &Table,
+    key: &[String],
+    profile_rows: usize,
+) -> Result<bool, Vec<Diagnostic>> {
+    use crate::run::validate::has_duplicate_keys;
+    let repeats = |limit| has_duplicate_keys(ctx, &table.name, key, limit);
+    Ok(!repeats(Some(profile_rows)).await.map_err(|d| vec![d])?
+        && !repeats(None).await.map_err(|d| vec![d])?)
+}
+
+/// The latest value of a date or timestamp column in the whole table, as `YYYY-MM-DD`;
+/// `None` when the column holds no value.
+async fn latest_date(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &Table,
+    column: &str,
+) -> Result<Option<String>, Vec<Diagnostic>> {
+    use datafusion::functions_aggregate::expr_fn::max;
+    let error = |e| vec![crate::run::sample::runtime_error(e)];
+    let batches = ctx
+        .table(crate::run::sample::table_reference(&table.name))
+        .await
+        .map_err(error)?
+        .aggregate(
+            vec![],
+            vec![max(datafusion::logical_expr::ident(column)).alias("latest")],
+        )
+        .map_err(error)?
+        .collect()
+        .await
+        .map_err(error)?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    let dates = cast(batch.column(0), &DataType::Date32).map_err(|e| error(e.into()))?;
+    let dates = cast(&dates, &DataType::Utf8).map_err(|e| error(e.into()))?;
+    let text = dates.as_string::<i32>();
+    Ok((!text.is_null(0)).then(|| text.value(0).to_string()))
 }
 
 /// Below this many sampled values, near-uniqueness says nothing.
@@ -1240,12 +1424,24 @@ fn case(condition: Expr, result: Expr, otherwise: Option<Expr>) -> Expr {
     }
 }
 
-/// Each feature's association with the label on the validation sample, and the sample's size.
-async fn association_scores(
+/// The sampled values of a recipe's features, in recipe order, and of its label.
+struct Sampled {
+    columns: Vec<ArrayRef>,
+    label: ArrayRef,
+}
+
+/// Runs the validation sample of `recipe` and keeps its feature and label columns.
+async fn sampled_features(
     recipe: &FeatureRecipe,
     catalog: &Catalog,
     options: &DesignOptions,
-) -> Result<(Vec<f64>, usize), Vec<Diagnostic>> {
+) -> Result<Sampled, Vec<Diagnostic>> {
+    if recipe.features.is_empty() {
+        return Ok(Sampled {
+            columns: Vec::new(),
+            label: datafusion::arrow::array::new_null_array(&DataType::Null, 0),
+        });
+    }
     let compiled = compile_recipe(
         recipe,
         catalog,
@@ -1261,12 +1457,63 @@ async fn association_scores(
         .await
         .map_err(|d| vec![d])?;
     let rows = sample.rows;
-    let label = rows.column(rows.num_columns() - 1);
-    let classes = recipe.label.label_type == LabelType::Multiclass;
-    let scores = (0..recipe.features.len())
-        .map(|i| association(rows.column(plan.grain.len() + i), label, classes))
+    Ok(Sampled {
+        columns: (0..recipe.features.len())
+            .map(|i| rows.column(plan.grain.len() + i).clone())
+            .collect(),
+        label: rows.column(rows.num_columns() - 1).clone(),
+    })
+}
+
+/// Each feature whose sampled values equal an earlier kept feature's on every row, with
+/// the reason naming that one. NULL equals NULL; numbers (booleans as 0/1, times by their
+/// epoch) are equal within 1e-9 of their size, since one average summed in another order
+/// may differ in its last bit; other values as text.
+fn duplicates(columns: &[ArrayRef], features: &[FeatureSpec]) -> BTreeMap<usize, String> {
+    enum Values {
+        Numbers(Vec<Option<f64>>),
+        Text(Vec<Option<String>>),
+    }
+    let values: Vec<Option<Values>> = columns
+        .iter()
+        .map(|c| {
+            as_numbers(c)
+                .map(Values::Numbers)
+                .or_else(|| as_text(c).map(Values::Text))
+        })
         .collect();
-    Ok((scores, rows.num_rows()))
+    let same = |a: &Values, b: &Values| match (a, b) {
+        (Values::Numbers(a), Values::Numbers(b)) => a.iter().zip(b).all(|pair| match pair {
+            (None, None) => true,
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+            _ => false,
+        }),
+        (Values::Text(a), Values::Text(b)) => a == b,
+        _ => false,
+    };
+    let mut copies = BTreeMap::new();
+    let mut kept: Vec<usize> = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = v else {
+            continue;
+        };
+        let original = kept
+            .iter()
+            .find(|&&k| values[k].as_ref().is_some_and(|w| same(w, v)));
+        match original {
+            Some(&k) => {
+                copies.insert(
+                    i,
+                    format!(
+                        "duplicate of `{}`: the same value on every sampled row",
+                        features[k].name
+                    ),
+                );
+            }
+            None => kept.push(i),
+        }
+    }
+    copies
 }
 
 /// Association between a feature and the label, in [0, 1]; 0 when it cannot be measured.

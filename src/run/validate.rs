@@ -407,7 +407,7 @@ async fn fanned_out_rows(
     // would generate its rows again for it).
     let mut fans_out = false;
     for source in row_level {
-        fans_out |= has_duplicate_keys(ctx, source).await?;
+        fans_out |= has_duplicate_keys(ctx, &source.table, &source.grain, None).await?;
     }
     if !fans_out {
         return Ok(spine_rows);
@@ -471,17 +471,25 @@ async fn fanned_out_rows(
     Ok(value.map(|a| a.value(0).max(0) as u64).unwrap_or(0))
 }
 
-/// Whether some key of a row-level source holds more than one of its rows (whole table).
-async fn has_duplicate_keys(
+/// Whether some key holds more than one row of `table` (the whole table, its key
+/// columns only; the first `limit` rows when given).
+pub(crate) async fn has_duplicate_keys(
     ctx: &SessionContext,
-    source: &crate::compile::analyze::Source,
+    table: &str,
+    key: &[String],
+    limit: Option<usize>,
 ) -> Result<bool, Diagnostic> {
-    let found = ctx
-        .table(table_reference(&source.table))
+    let frame = ctx
+        .table(table_reference(table))
         .await
-        .map_err(runtime_error)?
+        .map_err(runtime_error)?;
+    let frame = match limit {
+        Some(rows) => frame.limit(0, Some(rows)).map_err(runtime_error)?,
+        None => frame,
+    };
+    let found = frame
         .aggregate(
-            source.grain.iter().map(ident).collect(),
+            key.iter().map(ident).collect(),
             vec![count(lit(1)).alias("__n")],
         )
         .map_err(runtime_error)?
