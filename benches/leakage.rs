@@ -65,7 +65,9 @@ async fn run() {
             .expect("churn bench recipe");
         cases.push((format!("churn bench recipe, {dir}"), dir.into(), recipe));
     }
-    println!("| case | sampled rows × features | validation (median of {runs}) | screen alone | share |");
+    println!(
+        "| case | sampled rows × features | validation (median of {runs}) | screen alone | share |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     for (name, dir, recipe) in cases {
         let catalog = Catalog::load(&dir).await.expect("catalog loads");

@@ -8,7 +8,8 @@ label by the rules of featurecraft's screen (src/run/leakage.rs), computed with
 - over rows where the feature and the label are both present (and the feature not NaN);
 - text and boolean features with at most 50 distinct values are scored by each value's
   share of the class (its mean label, for regression); with more they are not scored;
-- not scored below 25 rows, with fewer than two classes, or when either side is constant.
+- not scored below 25 rows, with fewer than two classes, or when either side is constant;
+  a class is compared only with at least 5 rows on each side (the class and the others).
 
 usage: leakage_reference.py ROWS.parquet LABEL_COLUMN binary|multiclass|regression
 """
@@ -24,6 +25,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 MIN_ROWS = 25
+MIN_CLASS_ROWS = 5
 MAX_CATEGORIES = 50
 
 
@@ -86,6 +88,8 @@ def score(values, is_category, labels, label_type):
     best = None
     for c in scored:
         positive = [v == c for v in y]
+        if sum(positive) < MIN_CLASS_ROWS or len(positive) - sum(positive) < MIN_CLASS_ROWS:
+            continue
         xs = encoded(x, [1.0 if p else 0.0 for p in positive]) if is_category else x
         a = auc(xs, positive)
         if a is not None and (best is None or a > best):

@@ -191,6 +191,10 @@ pub struct PlannedFeature {
     /// A row-level feature of a timed source: the value in the entity's latest row before
     /// the cutoff (point in time). A timed source may mix these with aggregates.
     pub as_of: bool,
+    /// An aggregate feature of a timed source that reads the row's cutoff by the cutoff
+    /// column's name (`CAST(cutoff AS DATE) - CAST(MAX(t) AS DATE)`): the renderer reads
+    /// it from the cutoff pairs.
+    pub reads_cutoff: bool,
 }
 
 /// The label ready to render.
@@ -220,6 +224,7 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
         catalog,
         diagnostics: Vec::new(),
         paths: BTreeMap::new(),
+        feature_cutoff: None,
     };
     if recipe.derived_columns.is_empty() {
         let plan = a.run(recipe, options);
@@ -248,6 +253,7 @@ fn analyze_here(recipe: &FeatureRecipe, catalog: &Catalog, options: &AnalyzeOpti
         catalog: &grown,
         diagnostics: a.diagnostics,
         paths: a.paths,
+        feature_cutoff: None,
     };
     let plan = b.run(recipe, options).map(|plan| {
         let mut plan = Plan { derived, ..plan };
@@ -282,6 +288,9 @@ struct FragmentColumns {
     reads: BTreeSet<String>,
     /// Columns read outside aggregates that are not grain columns.
     bare_non_grain: Vec<String>,
+    /// The fragment reads the row's cutoff (a point-in-time feature of a source that has
+    /// no column of the cutoff's name).
+    reads_cutoff: bool,
 }
 
 /// What the label decided about the spine, as feature planning needs it.
@@ -326,6 +335,8 @@ struct Resolved {
     bare_non_grain: Vec<String>,
     /// Resolved names of every column read.
     reads: BTreeSet<String>,
+    /// It reads the row's cutoff.
+    reads_cutoff: bool,
 }
 
 struct Analyzer<'c> {
@@ -334,6 +345,9 @@ struct Analyzer<'c> {
     /// The join path of each source table (lower case) that reaches the entity key
     /// through the recipe's relationships.
     paths: BTreeMap<String, Vec<Hop>>,
+    /// While the features resolve in a point-in-time recipe: the cutoff column, which a
+    /// feature may read where its source has no column of that name.
+    feature_cutoff: Option<String>,
 }
 
 impl<'c> Analyzer<'c> {
@@ -475,6 +489,10 @@ impl<'c> Analyzer<'c> {
         let mut parsed_exprs =
             fragment::parse_fragments(&texts, |i| RecipePath::feature(i, FeatureField::Expression))
                 .into_iter();
+        self.feature_cutoff = recipe
+            .point_in_time
+            .as_ref()
+            .map(|p| p.cutoff_column.trim().to_string());
         for (i, feature) in recipe.features.iter().enumerate() {
             let table_path = RecipePath::feature(i, FeatureField::SourceTable);
             let table = self.resolve_table(&feature.source_table, &table_path);
@@ -499,7 +517,7 @@ impl<'c> Analyzer<'c> {
                 resolved_exprs.push(expr);
             }
         }
-
+        self.feature_cutoff = None;
         (resolved, resolved_exprs)
     }
 
@@ -657,6 +675,28 @@ impl<'c> Analyzer<'c> {
             };
             let as_of =
                 !aggregate && matches!(home, FeatureHome::Source(s) if sources[s].time.is_some());
+            let timed_aggregate =
+                aggregate && matches!(home, FeatureHome::Source(s) if sources[s].time.is_some());
+            if r.reads_cutoff && !timed_aggregate {
+                let cutoff = recipe
+                    .point_in_time
+                    .as_ref()
+                    .map_or("", |p| p.cutoff_column.as_str());
+                self.push(
+                    Diagnostic::new(
+                        Code::E021,
+                        format!(
+                            "feature `{}` reads the cutoff `{cutoff}`, which only an aggregate feature of a timed source can read (its rows are joined to each cutoff)",
+                            feature.name
+                        ),
+                    )
+                    .at(path.clone())
+                    .hint(format!(
+                        "aggregate a timed source's rows, e.g. `CAST({cutoff} AS DATE) - CAST(MAX(t) AS DATE)` for the days since the latest row"
+                    )),
+                );
+                continue;
+            }
             features.push(PlannedFeature {
                 name: feature.name.clone(),
                 path,
@@ -667,6 +707,7 @@ impl<'c> Analyzer<'c> {
                 float_to_text,
                 window,
                 as_of,
+                reads_cutoff: r.reads_cutoff,
             });
         }
 
@@ -1249,6 +1290,7 @@ impl<'c> Analyzer<'c> {
             facts: found.facts,
             bare_non_grain: found.bare_non_grain,
             reads: found.reads,
+            reads_cutoff: found.reads_cutoff,
         };
         Some((resolved, expr))
     }
@@ -1270,7 +1312,24 @@ impl<'c> Analyzer<'c> {
         let mut ok = self.report_forbidden(&facts, path);
         let mut bare_non_grain = Vec::new();
         let mut reads = BTreeSet::new();
+        // The row's cutoff, read by name where the table has no column of that name.
+        let cutoff = match role {
+            Role::Feature => self.feature_cutoff.clone(),
+            Role::Label => None,
+        };
+        let is_cutoff = |column: &ColumnRef| {
+            column.qualifier.is_none()
+                && table.column(&column.name).is_none()
+                && cutoff
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&column.name))
+        };
+        let mut reads_cutoff = false;
         for column in &facts.columns {
+            if is_cutoff(column) {
+                reads_cutoff = true;
+                continue;
+            }
             let found = match role {
                 Role::Feature => self.resolve_column(table, column, path),
                 Role::Label => self.resolve_label_column(table, column, path),
@@ -1312,13 +1371,21 @@ impl<'c> Analyzer<'c> {
         if !ok {
             return None;
         }
-        fragment::rewrite_columns(expr, |_, ident| {
-            table.column(&ident.value).map(|c| c.name.clone())
+        fragment::rewrite_columns(expr, |qualifier, ident| {
+            table
+                .column(&ident.value)
+                .map(|c| c.name.clone())
+                .or_else(|| {
+                    cutoff
+                        .clone()
+                        .filter(|c| qualifier.is_none() && c.eq_ignore_ascii_case(&ident.value))
+                })
         });
         Some(FragmentColumns {
             facts,
             reads,
             bare_non_grain,
+            reads_cutoff,
         })
     }
 

@@ -263,7 +263,7 @@ impl TimedPart<'_> {
             group.iter().cloned().map(SelectItem::UnnamedExpr).collect();
         for &i in self.members {
             let f = &self.plan.features[i];
-            let mut expr = self.qualified(&f.expr);
+            let mut expr = self.qualified(&self.with_cutoff(f));
             if let Some(w) = f.window.filter(|w| Some(*w) != widest) {
                 let inside = self.within(w, compare);
                 expr = if !self.as_of {
@@ -486,6 +486,23 @@ impl TimedPart<'_> {
             },
             right: Box::new(start),
         }
+    }
+
+    /// The feature's expression with the row's cutoff, where it reads it by name, read
+    /// from the cutoff pairs (`"k"."cutoff_time"`, a column the pairs are grouped by).
+    fn with_cutoff(&self, f: &crate::compile::analyze::PlannedFeature) -> Expr {
+        let mut expr = f.expr.clone();
+        if f.reads_cutoff {
+            let _ = visit_expressions_mut(&mut expr, |e| {
+                if let Expr::Identifier(ident) = e
+                    && ident.value.eq_ignore_ascii_case(&self.time.cutoff)
+                {
+                    *e = self.key_col(&self.time.cutoff);
+                }
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        expr
     }
 
     /// The feature's expression with every column read from the source's rows (`"s"."x"`),

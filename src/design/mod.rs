@@ -10,9 +10,11 @@
 //! - for every other table or view holding all grain columns: `COUNT(*)`; per numeric
 //!   column `SUM`, `AVG`, `MIN`, `MAX`, `STDDEV_SAMP`; per low-cardinality text column
 //!   `COUNT(DISTINCT …)` and a count of each of its most frequent values; per boolean column
-//!   the share of true values; per date or timestamp column, without point in time, the
-//!   whole days from the entity's latest and earliest value to the latest in the data
-//!   (recency, as Featuretools' `TimeSinceLast`/`TimeSinceFirst`, not calendar time).
+//!   the share of true values; per date or timestamp column the whole days from the
+//!   entity's latest and earliest value to each row's cutoff (point in time: a timed
+//!   table's feature reads the cutoff) or to the latest in the data (recency, as
+//!   Featuretools' `TimeSinceLast`/`TimeSinceFirst`, not calendar time). The spine's own
+//!   dates are recency the same way.
 //!
 //! Columns are profiled on the first rows of each table (a `LIMIT` scan on one partition,
 //! so the same rows on every run: Parquet row groups are read only as far as needed),
@@ -194,7 +196,7 @@ async fn design_unbounded(
                 dropped,
             });
         };
-        let pruned = pruned_by_validation(&run, summary, &features, &request.spine);
+        let pruned = pruned_by_validation(&run, summary, &features, request);
         let full = summary.high_null_columns.len() >= crate::run::validate::MAX_HIGH_NULL_COLUMNS;
         let any = !pruned.is_empty();
         features = keep(features, &pruned, &mut dropped);
@@ -289,9 +291,12 @@ fn pruned_by_validation(
     run: &RecipeRun,
     summary: &crate::contract::job::ValidationSummary,
     features: &[FeatureSpec],
-    spine: &str,
+    request: &DesignRequest,
 ) -> BTreeMap<usize, String> {
+    let spine = request.spine.as_str();
     let mut pruned: BTreeMap<usize, String> = BTreeMap::new();
+    // The columns a feature reads, but the grain's (the entity key, the cutoff): every
+    // feature of a table may read those.
     let columns_of = |f: &FeatureSpec| -> Vec<String> {
         parse_fragment(&f.expression, RecipePath::Field("design".into()))
             .map(|e| {
@@ -299,6 +304,12 @@ fn pruned_by_validation(
                     .columns
                     .into_iter()
                     .map(|c| c.name.to_ascii_lowercase())
+                    .filter(|c| {
+                        !request
+                            .entity_grain
+                            .iter()
+                            .any(|g| g.eq_ignore_ascii_case(c))
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -599,6 +610,21 @@ pub async fn propose(
             }
             let c = column_expr(&column.name);
             let cname = sanitize(&column.name);
+            // Times are recency, not calendar time: days to the row's cutoff (point in
+            // time: the spine's row and timed tables) or to the latest time in the data.
+            let since = match (family, pit) {
+                (TypeFamily::Date | TypeFamily::Timestamp, None) => {
+                    latest_date(&ctx, table, &column.name)
+                        .await?
+                        .map(Since::Latest)
+                }
+                (TypeFamily::Date | TypeFamily::Timestamp, Some(p))
+                    if on_spine || matches!(timing, Timing::Timed(_)) =>
+                {
+                    Some(Since::Cutoff(p.cutoff_column.trim().to_string()))
+                }
+                _ => None,
+            };
             if on_spine {
                 if family == TypeFamily::Other {
                     skip(
@@ -607,14 +633,17 @@ pub async fn propose(
                     );
                     continue;
                 }
-                proposal.features.extend(feature(
-                    &mut names,
-                    cname.clone(),
-                    c,
-                    table,
-                    format!("{} of the entity", column.name),
-                    None,
-                ));
+                let (name, expr, description) = match &since {
+                    Some(since) => (
+                        format!("days_since_{cname}"),
+                        days_since(since, c),
+                        format!("days from the entity's {} {}", column.name, since.to()),
+                    ),
+                    None => (cname.clone(), c, format!("{} of the entity", column.name)),
+                };
+                proposal
+                    .features
+                    .extend(feature(&mut names, name, expr, table, description, None));
                 continue;
             }
             if pit.is_some()
@@ -632,15 +661,8 @@ pub async fn propose(
             } else {
                 Category::Of(family)
             };
-            // Times are recency: days from the latest time in the data, not calendar time.
-            let reference = match (pit, family) {
-                (None, TypeFamily::Date | TypeFamily::Timestamp) => {
-                    latest_date(&ctx, table, &column.name).await?
-                }
-                _ => None,
-            };
             if one_row {
-                match row_value(table, column, profile, kind, reference.as_deref(), options) {
+                match row_value(table, column, profile, kind, since.as_ref(), options) {
                     Ok((name, expr, description)) => proposal.features.extend(feature(
                         &mut names,
                         name,
@@ -659,7 +681,7 @@ pub async fn propose(
                 profile,
                 kind,
                 &primitives,
-                reference.as_deref(),
+                since.as_ref(),
                 options,
             );
             match aggregates {
@@ -930,7 +952,7 @@ fn aggregated(
     profile: &ColumnProfile,
     kind: Category,
     primitives: &Primitives,
-    reference: Option<&str>,
+    since: Option<&Since>,
     options: &DesignOptions,
 ) -> Result<Vec<(String, Expr, String)>, String> {
     let c = column_expr(&column.name);
@@ -994,13 +1016,14 @@ fn aggregated(
         TypeFamily::Date | TypeFamily::Timestamp => {
             for (agg, what) in [("MAX", "latest"), ("MIN", "earliest")] {
                 let time = call(agg, vec![c.clone()]);
-                out.push(match reference {
-                    Some(date) => (
+                out.push(match since {
+                    Some(since) => (
                         format!("days_since_{what}_{short}_{cname}"),
-                        days_since(date, time),
+                        days_since(since, time),
                         format!(
-                            "days from the entity's {what} {} to the latest in the data ({date})",
-                            column.name
+                            "days from the entity's {what} {} {}",
+                            column.name,
+                            since.to()
                         ),
                     ),
                     None => (
@@ -1023,7 +1046,7 @@ fn row_value(
     column: &crate::catalog::Column,
     profile: &ColumnProfile,
     kind: Category,
-    reference: Option<&str>,
+    since: Option<&Since>,
     options: &DesignOptions,
 ) -> Result<(String, Expr, String), String> {
     let c = column_expr(&column.name);
@@ -1041,11 +1064,11 @@ fn row_value(
             "text with more than {} distinct values in the profile",
             options.max_categories
         )),
-        Category::Of(TypeFamily::Date | TypeFamily::Timestamp) => match reference {
-            Some(date) => Ok((
+        Category::Of(TypeFamily::Date | TypeFamily::Timestamp) => match since {
+            Some(since) => Ok((
                 format!("days_since_{name}"),
-                days_since(date, c),
-                format!("days from {of_row} to the latest in the data ({date})"),
+                days_since(since, c),
+                format!("days from {of_row} {}", since.to()),
             )),
             None => Err("a time with no value in the table".into()),
         },
@@ -1055,18 +1078,43 @@ fn row_value(
     }
 }
 
-/// `DATE 'date' - CAST(time AS DATE)`: whole days from `time` to `date`, which the
-/// compiler spells per dialect (`DATEDIFF`, `DATE_DIFF(…, DAY)`, `-`).
-fn days_since(date: &str, time: Expr) -> Expr {
-    Expr::BinaryOp {
-        left: Box::new(Expr::TypedString(sqlparser::ast::TypedString {
+/// What a time is measured from, so that a feature is recency, not calendar time.
+enum Since {
+    /// The latest value of the column in the data (`YYYY-MM-DD`), without point in time.
+    Latest(String),
+    /// Each row's cutoff (the cutoff column), in a point-in-time design.
+    Cutoff(String),
+}
+
+impl Since {
+    /// `to the cutoff`, `to the latest in the data (2025-12-30)`.
+    fn to(&self) -> String {
+        match self {
+            Since::Latest(date) => format!("to the latest in the data ({date})"),
+            Since::Cutoff(_) => "to the cutoff".into(),
+        }
+    }
+}
+
+/// `DATE 'date' - CAST(time AS DATE)` or `CAST(cutoff AS DATE) - CAST(time AS DATE)`:
+/// whole days from `time` to the reference, which the compiler spells per dialect
+/// (`DATEDIFF`, `DATE_DIFF(…, DAY)`, `-`).
+fn days_since(since: &Since, time: Expr) -> Expr {
+    let reference = match since {
+        Since::Latest(date) => Expr::TypedString(sqlparser::ast::TypedString {
             data_type: sqlparser::ast::DataType::Date,
             value: sqlparser::ast::ValueWithSpan {
-                value: Value::SingleQuotedString(date.to_string()),
+                value: Value::SingleQuotedString(date.clone()),
                 span: sqlparser::tokenizer::Span::empty(),
             },
             uses_odbc_syntax: false,
-        })),
+        }),
+        Since::Cutoff(cutoff) => {
+            crate::sql::cast(column_expr(cutoff), sqlparser::ast::DataType::Date)
+        }
+    };
+    Expr::BinaryOp {
+        left: Box::new(reference),
         op: sqlparser::ast::BinaryOperator::Minus,
         right: Box::new(crate::sql::cast(time, sqlparser::ast::DataType::Date)),
     }

@@ -16,8 +16,10 @@
 //!   are scored by each value's share of the class (its mean label, for regression) on the
 //!   scored rows: the best any model can do with that column alone; text with more
 //!   distinct values is not scored: an identifier is unique, not a leak;
-//! - not scored below [`MIN_ROWS`] usable rows, with a single class, or with a constant
-//!   label or feature.
+//! - not scored below [`MIN_ROWS`] usable rows, with a constant label or feature, or
+//!   without [`MIN_CLASS_ROWS`] rows of each side of a class comparison (one class against
+//!   the other, or against the rest): a lone positive among 45 rows ranks in the outer
+//!   5 % of a feature one time in ten, which is an AUC of 0.95 by chance.
 //!
 //! The scores equal scikit-learn's `roc_auc_score` and scipy's `spearmanr` on the same rows
 //! (tests/leakage.rs checks this against both). The cost is a sort per feature.
@@ -34,6 +36,8 @@ use std::collections::HashMap;
 pub const DEFAULT_LEAK_THRESHOLD: f64 = 0.95;
 /// Fewer usable rows than this are not scored: chance alone gives high scores.
 pub const MIN_ROWS: usize = 25;
+/// A class compared with fewer rows than this on either side is not scored.
+pub const MIN_CLASS_ROWS: usize = 5;
 /// A text or boolean feature with more distinct sampled values is not scored.
 pub const MAX_CATEGORIES: usize = 50;
 
@@ -235,6 +239,11 @@ pub fn score(feature: &ArrayRef, target: &Target) -> Option<Score> {
             let present: Vec<u32> = (0..names.len() as u32)
                 .filter(|&c| counts[c as usize] > 0)
                 .collect();
+            // Each side of a comparison needs enough rows: the class and the others.
+            let enough = |c: u32| {
+                counts[c as usize] >= MIN_CLASS_ROWS
+                    && rows.len() - counts[c as usize] >= MIN_CLASS_ROWS
+            };
             if present.len() < 2 {
                 return None;
             }
@@ -245,7 +254,7 @@ pub fn score(feature: &ArrayRef, target: &Target) -> Option<Score> {
                 &present[..]
             };
             let mut best: Option<(f64, u32)> = None;
-            for &class in scored {
+            for &class in scored.iter().filter(|&&c| enough(c)) {
                 let positive: Vec<bool> = rows.iter().map(|&r| label[r] == Some(class)).collect();
                 let is_positive = |r: usize| if label[r] == Some(class) { 1.0 } else { 0.0 };
                 let x = numeric_scores(&values, &rows, is_positive);
@@ -420,6 +429,18 @@ mod tests {
         let ids: Vec<String> = (0..60).map(|i| format!("ref-{i:03}")).collect();
         let ids: ArrayRef = Arc::new(StringArray::from(ids));
         assert_eq!(score(&ids, &classes(&labels)), None);
+    }
+
+    #[test]
+    fn a_class_with_too_few_rows_is_not_scored() {
+        // One positive among 45 rows at the feature's top: AUC 1 by chance, not scored.
+        let labels: Vec<&str> = (0..45).map(|i| if i == 44 { "1" } else { "0" }).collect();
+        let x: ArrayRef = Arc::new(Float64Array::from(
+            (0..45).map(f64::from).collect::<Vec<_>>(),
+        ));
+        assert_eq!(score(&x, &classes(&labels)), None);
+        let labels: Vec<&str> = (0..45).map(|i| if i >= 40 { "1" } else { "0" }).collect();
+        assert_eq!(score(&x, &classes(&labels)).map(|s| s.value), Some(1.0));
     }
 
     #[test]

@@ -340,6 +340,7 @@ fn counting_plan(plan: &Plan, counts: &WindowCounts, keep_features: bool) -> Pla
             float_to_text: Vec::new(),
             window: c.window,
             as_of: false,
+            reads_cutoff: false,
         }))
         .collect();
     Plan {
