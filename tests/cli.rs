@@ -632,3 +632,67 @@ fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
         .collect();
     assert!(left.is_empty(), "nothing local was created: {left:?}");
 }
+
+/// `--leak-threshold` decides what the leakage screen flags, and a value outside (0, 1]
+/// is a usage error naming the flag (validate, design, retry and serve take it).
+#[test]
+fn the_leak_threshold_flag_sets_what_the_screen_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("leak.json");
+    std::fs::write(
+        &recipe,
+        serde_json::json!({
+            "target_table": "t",
+            "entity_grain": ["customer_id"],
+            "label": {"column": "customers.churned_at", "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END", "positive_class_value": 1},
+            "features": [
+                {"name": "n_orders", "expression": "COUNT(*)", "source_table": "orders"},
+                {"name": "n_cutoffs", "expression": "COUNT(*)", "source_table": "churn_cutoffs"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let recipe = recipe.to_str().unwrap();
+    let catalog = common::fixtures().join("retail");
+    let catalog = catalog.to_str().unwrap();
+    let warnings = |extra: &[&str]| {
+        let mut args = vec!["validate", recipe, "--catalog", catalog, "--format", "json"];
+        args.extend(extra);
+        let (code, out, err) = featurecraft(&args);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["validation"]["warnings"].to_string()
+    };
+    let default = warnings(&[]);
+    assert!(
+        default.contains("W125 target_leakage: feature `n_cutoffs` alone predicts the label (AUC 0.967 on 1000 rows)"),
+        "{default}"
+    );
+    assert!(!default.contains("`n_orders`"), "{default}");
+    assert!(!warnings(&["--leak-threshold", "0.99"]).contains("W125"));
+    for command in [
+        vec!["validate", recipe, "--catalog", catalog],
+        vec![
+            "design",
+            "--catalog",
+            catalog,
+            "--spine",
+            "customers",
+            "--grain",
+            "customer_id",
+            "--label-column",
+            "churned_at",
+        ],
+        vec!["serve", "--catalog", catalog, "--db", "x.db"],
+    ] {
+        let mut args = command.clone();
+        args.extend(["--leak-threshold", "1.5"]);
+        let (code, _, err) = featurecraft(&args);
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(
+            err.contains("`--leak-threshold` must be above 0 and at most 1"),
+            "{command:?}: {err}"
+        );
+    }
+}

@@ -715,6 +715,12 @@ async fn a_job_with_a_design_request_is_designed_and_proposed() {
             .unwrap()
             .starts_with("Designed by featurecraft")
     );
+    // The leakage screen's drops are in the designed recipe's notes, with the score.
+    let notes = job["recipe"]["notes"].as_str().unwrap();
+    assert!(
+        notes.contains("count_churn_cutoffs (leakage: AUC 0.9"),
+        "{notes}"
+    );
     assert!(job["sql"].as_str().unwrap().contains("CREATE TABLE"));
     assert_eq!(job["design"]["spine"], "customers", "the request is kept");
     assert_eq!(job["validation"]["estimated_row_count"], 1000);

@@ -241,6 +241,8 @@ def test_usage_errors_are_value_and_type_errors(catalog):
         fc.validate(recipe, catalog, sample_size=0)
     with pytest.raises(ValueError, match="null_threshold"):
         fc.validate(recipe, catalog, null_threshold=1.5)
+    with pytest.raises(ValueError, match="leak_threshold"):
+        fc.validate(recipe, catalog, leak_threshold=1.5)
     for timeout in (0, -1.0, float("nan"), float("inf"), 1e12):
         with pytest.raises(ValueError, match="timeout"):
             fc.validate(recipe, catalog, timeout=timeout)
@@ -374,3 +376,17 @@ def test_the_type_stubs_ship_and_cover_the_module():
         stub_params = [a.arg for a in node.args.args + node.args.kwonlyargs]
         actual = list(inspect.signature(getattr(fc, name)).parameters)
         assert stub_params == actual, name
+
+
+def test_the_leak_threshold_decides_what_the_screen_flags(catalog, tmp_path):
+    recipe = {
+        "target_table": "t",
+        "entity_grain": ["customer_id"],
+        "label": {"column": "customers.churned_at",
+                  "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END",
+                  "positive_class_value": 1},
+        "features": [{"name": "n_cutoffs", "expression": "COUNT(*)", "source_table": "churn_cutoffs"}],
+    }
+    flagged = fc.validate(recipe, catalog).summary["warnings"]
+    assert any(w.startswith("W125 target_leakage: feature `n_cutoffs`") for w in flagged), flagged
+    assert not any("W125" in w for w in fc.validate(recipe, catalog, leak_threshold=0.99).summary["warnings"])
