@@ -1040,7 +1040,7 @@ fn aggregated(
 }
 
 /// The value of a column in the entity's one row of `table`: numbers and booleans as they
-/// are, a category as its value, a time as days to the latest in the data.
+/// are, a category as its value, a time as recency (days to `since`).
 fn row_value(
     table: &Table,
     column: &crate::catalog::Column,
