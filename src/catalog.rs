@@ -497,8 +497,10 @@ impl Catalog {
                                 .map_err(|e| catalog_error(f, e.to_string()))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
+                    // The files are listed one by one: no extension filter, which would
+                    // read `NAME.PARQUET` (matched in any case at load) as empty.
                     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                        .with_file_extension(".parquet");
+                        .with_file_extension("");
                     let config = ListingTableConfig::new_with_multi_paths(urls)
                         .with_listing_options(options)
                         .with_schema(table.arrow_schema());
@@ -771,6 +773,13 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     }
     entries.sort();
     Ok(entries)
+}
+
+/// Whether a file under a catalog folder is one the catalog reads: `.parquet` data or a
+/// `.sql` view, the extension in any case (`NAME.SQL` too). The loader and the approval's
+/// catalog identity both ask this, so no file is read that is not hashed.
+pub fn is_catalog_file(path: &Path) -> bool {
+    has_extension(path, "parquet") || has_extension(path, "sql")
 }
 
 fn has_extension(path: &Path, extension: &str) -> bool {

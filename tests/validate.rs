@@ -976,3 +976,58 @@ fn with_functions(ctx: SessionContext) -> SessionContext {
     featurecraft::run::sample::register_functions(&ctx);
     ctx
 }
+
+/// File extensions are matched in any case, and the same way everywhere: a `NAME.PARQUET`
+/// table is read with its rows (not listed with its schema and read as empty), and a
+/// `NAME.SQL` view is part of the catalog identity an approval is bound to.
+#[tokio::test]
+async fn upper_case_extensions_are_read_and_hashed_as_lower_case_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_catalog(
+        dir.path(),
+        &[(
+            "people",
+            vec![
+                ("id", common::ints((1..=40).map(Some))),
+                ("y", common::ints((1..=40).map(|i| Some(i % 2)))),
+            ],
+        )],
+    );
+    std::fs::rename(
+        dir.path().join("people.parquet"),
+        dir.path().join("people.PARQUET"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("grown.SQL"),
+        "SELECT id, y * 1000 AS big FROM people",
+    )
+    .unwrap();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let text = json!({
+        "target_table": "t", "entity_grain": ["id"], "label": {"column": "people.y"},
+        "features": [{"name": "big", "expression": "SUM(big)", "source_table": "grown"}]
+    })
+    .to_string();
+    let (plan, warnings) = plan_of(&text, &catalog);
+    let summary = validate(&plan, &catalog, &ValidateOptions::default(), &warnings)
+        .await
+        .summary
+        .expect("validates");
+    assert_eq!(summary.estimated_row_count, 40);
+    assert_eq!(summary.label_distribution["1"], 20, "{summary:?}");
+    assert!(
+        summary.warnings.iter().all(|w| !w.starts_with("W120")),
+        "{:?}",
+        summary.warnings
+    );
+
+    let before = featurecraft::jobs::review::CatalogIdentity::of(dir.path()).unwrap();
+    std::fs::write(
+        dir.path().join("grown.SQL"),
+        "SELECT id, y * 1 AS big FROM people",
+    )
+    .unwrap();
+    let after = featurecraft::jobs::review::CatalogIdentity::of(dir.path()).unwrap();
+    assert_eq!(after.changes_since(&before), ["changed grown.SQL"]);
+}

@@ -94,7 +94,7 @@ impl CatalogIdentity {
 }
 
 /// The files a catalog reads, by path relative to its root: every `.parquet` and `.sql`
-/// file under a directory (hidden entries skipped, as the catalog skips them), or the JSON
+/// file (the extension in any case, as the loader reads it) under a directory (hidden entries skipped, as the catalog skips them), or the JSON
 /// file itself.
 fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     if root.is_file() {
@@ -115,10 +115,7 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             }
             if entry.file_type()?.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "parquet" || e == "sql")
-            {
+            } else if crate::catalog::is_catalog_file(&path) {
                 let relative = path
                     .strip_prefix(root)
                     .unwrap_or(&path)
