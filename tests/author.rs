@@ -589,3 +589,22 @@ fn diff_names_each_change_the_sql_and_the_share_of_equal_values() {
     );
     assert!(stderr.contains("E021"), "{stderr}");
 }
+
+/// `featurecraft test DIR` on a folder with a symlink cycle (`self -> .`) and a second link
+/// to a recipe ends, and tests each recipe once.
+#[test]
+fn a_symlink_cycle_is_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = common::fixtures().join("recipes/good/churn_basic.json");
+    std::fs::copy(&good, dir.path().join("churn.json")).unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("self")).unwrap();
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("churn.json"),
+        dir.path().join("more/again.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("more/up")).unwrap();
+    let found = featurecraft::author::recipes_under(&[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(found, [dir.path().join("churn.json")]);
+}

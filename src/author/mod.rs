@@ -78,39 +78,61 @@ pub struct CheckResult {
 }
 
 /// The recipe files under `paths`: a file is taken as given; a folder gives its `.json`
-/// files, recursively, except unit-test files (`*.test.json`) and `__snapshots__`.
+/// files, recursively, except unit-test files (`*.test.json`) and `__snapshots__`; each
+/// folder is entered once and each recipe listed once (a symlink cycle ends).
 pub fn recipes_under(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut found = Vec::new();
+    let mut walk = Walk::default();
     for path in paths {
         if path.is_file() {
-            found.push(path.clone());
+            walk.recipe(path.clone());
         } else if path.is_dir() {
-            collect(path, &mut found)
+            walk.collect(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         } else {
             return Err(format!("{}: no such file or folder", path.display()));
         }
     }
-    Ok(found)
+    Ok(walk.found)
 }
 
-fn collect(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with('.') || name == "__snapshots__" {
-            continue;
-        }
-        if path.is_dir() {
-            collect(&path, found)?;
-        } else if name.ends_with(".json") && !name.ends_with(".test.json") {
-            found.push(path);
+/// A walk over folders that enters each folder once and lists each recipe once, by their
+/// canonical paths: a symlink back up the tree (`self -> .`) is not followed again.
+#[derive(Default)]
+struct Walk {
+    found: Vec<PathBuf>,
+    seen_dirs: std::collections::HashSet<PathBuf>,
+    seen_files: std::collections::HashSet<PathBuf>,
+}
+
+impl Walk {
+    fn recipe(&mut self, path: PathBuf) {
+        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if self.seen_files.insert(canonical) {
+            self.found.push(path);
         }
     }
-    Ok(())
+
+    fn collect(&mut self, dir: &Path) -> std::io::Result<()> {
+        if !self.seen_dirs.insert(std::fs::canonicalize(dir)?) {
+            return Ok(());
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') || name == "__snapshots__" {
+                continue;
+            }
+            if path.is_dir() {
+                self.collect(&path)?;
+            } else if name.ends_with(".json") && !name.ends_with(".test.json") {
+                self.recipe(path);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Every check of one recipe file.
