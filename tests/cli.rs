@@ -696,3 +696,88 @@ fn the_leak_threshold_flag_sets_what_the_screen_flags() {
         );
     }
 }
+
+/// `--sample-out` and `fix --write` write only a regular file or a new path: a FIFO and a
+/// symbolic link are refused and left as they were, and a rewritten recipe keeps its
+/// permissions.
+#[test]
+fn outputs_go_only_where_the_user_meant() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = "fixtures/recipes/good/churn_basic.json";
+    let sample_out = |target: &std::path::Path| {
+        featurecraft(&[
+            "validate",
+            recipe,
+            "--catalog",
+            "fixtures/retail",
+            "--sample-size",
+            "50",
+            "--sample-out",
+            target.to_str().unwrap(),
+        ])
+    };
+    let fifo = dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, _, err) = sample_out(&fifo);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a regular file"), "{err}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    let kept = dir.path().join("kept.txt");
+    std::fs::write(&kept, "mine").unwrap();
+    let link = dir.path().join("link.parquet");
+    std::os::unix::fs::symlink(&kept, &link).unwrap();
+    let (code, _, err) = sample_out(&link);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "mine");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A new path and a regular file are written; nothing else is left beside them.
+    let out = dir.path().join("rows.parquet");
+    assert_eq!(sample_out(&out).0, 0);
+    assert_eq!(sample_out(&out).0, 0);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+
+    // fix --write keeps a private recipe private.
+    let typo = dir.path().join("typo.json");
+    std::fs::copy("fixtures/recipes/bad/E021_unknown_column.json", &typo).unwrap();
+    std::fs::set_permissions(&typo, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = featurecraft(&[
+        "fix",
+        typo.to_str().unwrap(),
+        "--catalog",
+        "fixtures/retail",
+        "--write",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        std::fs::read_to_string(&typo)
+            .unwrap()
+            .contains("SUM(amount)")
+    );
+    let mode = std::fs::metadata(&typo).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

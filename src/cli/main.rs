@@ -4,6 +4,7 @@
 //! 2 a usage or I/O problem (missing file, unreadable catalog).
 
 mod args;
+mod output;
 mod report;
 
 use args::ClusterCommand;
@@ -601,12 +602,12 @@ async fn fix_command(args: &FixArgs) -> ExitCode {
     };
     if args.write {
         if !fixed.fixes.is_empty() {
-            let partial = args.recipe.with_extension("json.partial");
-            let written = std::fs::write(&partial, &json)
-                .and_then(|()| std::fs::rename(&partial, &args.recipe));
+            let written = output::write_replacing(&args.recipe, |mut file| {
+                use std::io::Write;
+                file.write_all(json.as_bytes()).map_err(|e| e.to_string())
+            });
             if let Err(e) = written {
-                let _ = std::fs::remove_file(&partial);
-                return usage_error(&format!("cannot write {}: {e}", args.recipe.display()));
+                return usage_error(&e);
             }
         }
         eprintln!(
@@ -1128,22 +1129,15 @@ async fn sampled_rows(
     let Some(out) = out else {
         return ExitCode::SUCCESS;
     };
-    let partial = out.with_extension("parquet.partial");
-    let written = std::fs::File::create(&partial)
-        .map_err(|e| e.to_string())
-        .and_then(|file| {
-            let mut writer = parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
-                .map_err(|e| e.to_string())?;
-            writer.write(&sample.rows).map_err(|e| e.to_string())?;
-            writer.close().map(|_| ()).map_err(|e| e.to_string())
-        })
-        .and_then(|()| std::fs::rename(&partial, out).map_err(|e| e.to_string()));
+    let written = output::write_replacing(out, |file| {
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
+            .map_err(|e| e.to_string())?;
+        writer.write(&sample.rows).map_err(|e| e.to_string())?;
+        writer.close().map(|_| ()).map_err(|e| e.to_string())
+    });
     match written {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            usage_error(&format!("cannot write {}: {e}", out.display()))
-        }
+        Err(e) => usage_error(&e),
     }
 }
 
