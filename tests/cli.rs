@@ -781,3 +781,22 @@ fn outputs_go_only_where_the_user_meant() {
     let mode = std::fs::metadata(&typo).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// One bound for every time limit, and no token the service would refuse.
+#[test]
+fn a_zero_job_timeout_and_an_empty_token_subject_are_usage_errors() {
+    let (code, _, err) = featurecraft(&[
+        "serve",
+        "--catalog",
+        "fixtures/retail",
+        "--db",
+        "x.db",
+        "--job-timeout",
+        "0",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--job-timeout"), "{err}");
+    let (code, out, err) = featurecraft(&["token", "--sub", ""]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty() && err.contains("--sub"), "{out} {err}");
+}

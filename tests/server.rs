@@ -301,6 +301,29 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
             .0,
         401
     );
+    // The scheme is case-insensitive (RFC 7235); another scheme is refused.
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let (status, _, _) = server
+            .call(
+                "GET",
+                &format!("{API}/jobs"),
+                None,
+                None,
+                &[("Authorization", &format!("{scheme} {ana}"))],
+            )
+            .await;
+        assert_eq!(status, 200, "{scheme}");
+    }
+    let (status, _, _) = server
+        .call(
+            "GET",
+            &format!("{API}/jobs"),
+            None,
+            None,
+            &[("Authorization", &format!("Basic {ana}"))],
+        )
+        .await;
+    assert_eq!(status, 401);
     let expired = auth::sign(SECRET, "ana@example.com", None, -60).unwrap();
     let (status, _, body) = server
         .call("GET", &format!("{API}/jobs"), Some(&expired), None, &[])

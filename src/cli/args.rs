@@ -414,8 +414,9 @@ pub struct ServeArgs {
     pub memory: MemoryLimit,
     #[command(flatten)]
     pub engine: EngineChoice,
-    /// Seconds a validation or materialization may run before its job fails.
-    #[arg(long, default_value_t = 900)]
+    /// Seconds a validation or materialization may run before its job fails (1 to 30 days'
+    /// worth, as `--timeout`).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS))]
     pub job_timeout: u64,
     /// Jobs and stateless compiles/validations running at once; more are refused with
     /// 503 (default: the number of cores). Each run may hold up to --memory-limit.
@@ -440,8 +441,8 @@ pub struct ServeArgs {
 /// `featurecraft token`.
 #[derive(Args)]
 pub struct TokenArgs {
-    /// The caller (`sub` claim).
-    #[arg(long)]
+    /// The caller (`sub` claim): not empty, since the service refuses a token without one.
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub sub: String,
     /// Space-separated scopes, e.g. `automl:admin`.
     #[arg(long)]

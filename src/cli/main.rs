@@ -213,7 +213,7 @@ async fn serve_command(args: ServeArgs) -> ExitCode {
         warehouse: args.warehouse,
         jwt,
         run,
-        job_timeout: std::time::Duration::from_secs(args.job_timeout.max(1)),
+        job_timeout: std::time::Duration::from_secs(args.job_timeout),
         limits,
     };
     serve(config, &args.db, &args.addr).await

@@ -1117,11 +1117,15 @@ impl<'c> Analyzer<'c> {
         );
     }
 
-    /// The target table must be one to three names joined by dots.
+    /// The target table is `name` or `domain.name`: materialization writes
+    /// `WAREHOUSE/DOMAIN/NAME`, so a third part would be dropped on the way.
     fn check_target(&mut self, target: &str) -> Option<Vec<String>> {
         let parts: Vec<String> = target.split('.').map(str::to_string).collect();
-        let problem = if parts.len() > 3 {
-            Some("has more than three parts".to_string())
+        let problem = if parts.len() > 2 {
+            Some(format!(
+                "has {} parts: a training table is `name` or `domain.name` (written to WAREHOUSE/DOMAIN/NAME)",
+                parts.len()
+            ))
         } else {
             parts.iter().find_map(|p| {
                 name_problem(p).map(|why| format!("has a part `{}` that {why}", shown_name(p)))

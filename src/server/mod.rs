@@ -425,12 +425,17 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErro
                 "missing `Authorization: Bearer <token>`",
             )
         })?;
-    let token = value.strip_prefix("Bearer ").ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the Authorization header must be `Bearer <token>`",
-        )
-    })?;
+    // The scheme is case-insensitive (RFC 7235): `bearer` and `BEARER` are `Bearer`.
+    let token = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
     state
         .config
         .jwt
