@@ -29,7 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use values::{PyCatalog, PyCompiled, PyValidation, catalog_of, recipe_of};
 
-/// The run options of the keyword arguments, or `ValueError` naming the bad one.
+/// The run options of the keyword arguments, or `ValueError` naming the bad one (one
+/// argument per keyword, as the functions below take them).
+#[allow(clippy::too_many_arguments)]
 fn run_options(
     dialect: Dialect,
     sample_size: usize,
