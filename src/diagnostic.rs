@@ -85,7 +85,7 @@ codes! {
     E032 "label_window_invalid" "a label from a window after the cutoff (`label.source_table`, `expression`, `window`, `gap`) outside a point-in-time recipe, with a missing or untimed source, one that does not reach the entity key, an expression that is not an aggregate, a window or gap that does not parse, counts months or years, or a negative gap";
     E033 "schedule_invalid" "`point_in_time.schedule` names an unknown, untimed source or one without the entity key, has an `every` that is not a positive fixed length, a `start` or `until` that is neither a timestamp nor `first_event`/`last_event`, `max_per_entity` 0, or comes with a label read from a spine table instead of a window after the cutoff";
     E040 "dialect_unsupported" "a construct the dialect cannot express faithfully (e.g. `FILTER (WHERE …)` in BigQuery or Snowflake, `ILIKE` in BigQuery, `TRY_CAST` in PostgreSQL, a float cast to text outside DataFusion and DuckDB, `DATE_TRUNC` in BigQuery)";
-    E041 "unwritable_text" "a literal or name the dialect cannot hold or quote safely (a NUL character anywhere; a backtick in a BigQuery name)";
+    E041 "unwritable_text" "a literal or name the dialect cannot hold or quote safely (a NUL character anywhere; a backtick in a BigQuery name; an output name over PostgreSQL's 63 bytes)";
     E042 "printed_sql_differs" "the printed CTAS does not read back as the analyzed statement; the SQL is withheld (a featurecraft bug: please report the recipe)";
     W001 "unknown_field" "unknown recipe field (a typo such as `expresion`)";
     W010 "label_leakage" "possible label leakage (an error in strict mode)";

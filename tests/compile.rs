@@ -14,6 +14,8 @@ fn expected_code(stem: &str) -> &str {
 fn dialect_for(stem: &str) -> Dialect {
     if stem.contains("bigquery") {
         Dialect::BigQuery
+    } else if stem.contains("postgres") {
+        Dialect::Postgres
     } else {
         Dialect::Generic
     }

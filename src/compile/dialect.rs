@@ -159,6 +159,10 @@ pub struct Capabilities {
     pub round_float_digits: bool,
     /// `CAST(float AS text)` gives the same text as DataFusion (`9.0`, `10000000000.0`).
     pub float_text_like_datafusion: bool,
+    /// The longest identifier the engine keeps, in bytes; a longer one is cut short
+    /// silently (PostgreSQL: 63), so two long names could collide. `None`: longer than
+    /// any name a recipe may have (128 characters: Snowflake 255, BigQuery 300).
+    pub max_name_bytes: Option<usize>,
     /// A literal such as `1.0` is a fixed-point DECIMAL here (Spark, Snowflake), so
     /// `AVG(CASE WHEN … THEN 1.0 ELSE 0.0 END)` would keep only a few digits. featurecraft
     /// means a double, as DataFusion does: such literals are rendered `CAST(1.0 AS DOUBLE)`.
@@ -222,6 +226,7 @@ const GENERIC: Capabilities = Capabilities {
     safe_cast: false,
     round_float_digits: true,
     float_text_like_datafusion: false,
+    max_name_bytes: None,
     decimal_literals: false,
     day_of_week: DayOfWeek::SundayZero,
     days_between: DaysBetween::Minus,
@@ -284,6 +289,7 @@ impl Dialect {
             },
             Dialect::Postgres => Capabilities {
                 name: "postgres",
+                max_name_bytes: Some(63),
                 try_cast: false,
                 cutoff_series: CutoffSeries::SetReturning,
                 binary_collation: Some("C"),

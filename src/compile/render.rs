@@ -124,6 +124,7 @@ fn build_query_here(
         errors: Vec::new(),
     };
     builder.refuse_float_text();
+    builder.refuse_long_names();
     let mut ctes = builder.derived_ctes();
     let mut recursive = false;
     match (
@@ -214,6 +215,46 @@ impl QueryBuilder<'_> {
     /// A fragment adapted to the dialect.
     fn fragment(&mut self, expr: &Expr, path: &RecipePath) -> Expr {
         adapt(expr, self.caps, path, &mut self.errors)
+    }
+
+    /// `E041` for each output name longer than the engine keeps: it would cut it short
+    /// silently, and two names alike in their first bytes would collide.
+    fn refuse_long_names(&mut self) {
+        let Some(most) = self.caps.max_name_bytes else {
+            return;
+        };
+        use crate::diagnostic::{FeatureField, LabelField, RecipePath};
+        let names = self
+            .plan
+            .features
+            .iter()
+            .map(|f| {
+                let at = match f.path.feature_index() {
+                    Some(i) => RecipePath::feature(i, FeatureField::Name),
+                    None => f.path.clone(),
+                };
+                (&f.name, at)
+            })
+            .chain(std::iter::once((
+                &self.plan.label.name,
+                RecipePath::Label(LabelField::Name),
+            )));
+        for (name, path) in names {
+            if name.len() > most {
+                self.errors.push(
+                    Diagnostic::new(
+                        Code::E041,
+                        format!(
+                            "the name `{name}` is {} bytes: the {} dialect keeps {most} and would cut it short",
+                            name.len(),
+                            self.caps.name
+                        ),
+                    )
+                    .at(path)
+                    .hint(format!("shorten it to at most {most} bytes for this dialect")),
+                );
+            }
+        }
     }
 
     /// `E040` for each cast of a float to text, where the engine prints floats otherwise.
