@@ -300,7 +300,10 @@ fn fix_and_diff_name_a_missing_or_unreadable_recipe() {
         "--catalog",
         "fixtures/retail",
     ]);
-    assert_eq!(code, 2);
+    assert_eq!(
+        code, 1,
+        "a recipe that is not an object is its error, as in compile"
+    );
     assert!(stderr.contains("not a JSON object"), "{stderr}");
 }
 

@@ -800,3 +800,21 @@ fn a_zero_job_timeout_and_an_empty_token_subject_are_usage_errors() {
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty() && err.contains("--sub"), "{out} {err}");
 }
+
+/// One input, one exit code in every command that reads a recipe: a recipe that is not
+/// JSON is the recipe's error (1); a file that is not UTF-8 text cannot be read (2).
+#[test]
+fn a_malformed_recipe_exits_alike_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_json = dir.path().join("broken.json");
+    std::fs::write(&not_json, "{\"target_table\": ").unwrap();
+    let not_text = dir.path().join("binary.json");
+    std::fs::write(&not_text, [0xff, 0xfe, 0x00, 0x7b]).unwrap();
+    for (file, expected) in [(&not_json, 1), (&not_text, 2)] {
+        let file = file.to_str().unwrap();
+        for command in ["compile", "validate", "test", "fix"] {
+            let (code, _, err) = featurecraft(&[command, file, "--catalog", "fixtures/retail"]);
+            assert_eq!(code, expected, "{command} {file}: {err}");
+        }
+    }
+}

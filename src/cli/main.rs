@@ -381,6 +381,12 @@ async fn test_command(args: &TestArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
+    // A file that cannot be read as text is a usage problem (2), as in every command.
+    for recipe in &recipes {
+        if let Err(e) = std::fs::read_to_string(recipe) {
+            return usage_error(&format!("cannot read recipe {}: {e}", recipe.display()));
+        }
+    }
     let catalog = match Catalog::load(&args.catalog).await {
         Ok(c) => c,
         Err(e) => return usage_error(&e.to_string()),
@@ -588,7 +594,11 @@ async fn fix_command(args: &FixArgs) -> ExitCode {
         &CompileOptions::for_dialect(args.dialect),
     ) {
         Ok(f) => f,
-        Err(e) => return usage_error(&format!("{}: {e}", args.recipe.display())),
+        // A recipe that is not a JSON object is the recipe's error (exit 1), as for compile.
+        Err(e) => {
+            eprintln!("featurecraft: {}: {e}", args.recipe.display());
+            return ExitCode::from(1);
+        }
     };
     for f in &fixed.fixes {
         eprintln!("fixed {f}");
