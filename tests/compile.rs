@@ -12,13 +12,7 @@ fn expected_code(stem: &str) -> &str {
 
 /// Bad recipes compile in the generic dialect, except those about a dialect's limits.
 fn dialect_for(stem: &str) -> Dialect {
-    if stem.contains("bigquery") {
-        Dialect::BigQuery
-    } else if stem.contains("postgres") {
-        Dialect::Postgres
-    } else {
-        Dialect::Generic
-    }
+    common::bad_fixture_dialect(stem)
 }
 
 #[test]

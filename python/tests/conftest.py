@@ -38,7 +38,9 @@ def cli_json(*args: str) -> dict:
 
 def dialect_for(recipe: pathlib.Path) -> str:
     """The dialect a bad recipe's finding shows in (as the Rust tests choose it)."""
-    return "bigquery" if "bigquery" in recipe.stem else "generic"
+    named = [d for d in ("datafusion", "duckdb", "postgres", "snowflake", "bigquery", "databricks")
+             if d in recipe.stem]
+    return named[0] if named else "generic"
 
 
 @pytest.fixture(scope="session")

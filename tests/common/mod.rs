@@ -154,3 +154,12 @@ pub fn expect_row(
         assert_eq!(row[name], value, "{key}: {name} in {row:?}");
     }
 }
+
+/// The dialect a bad recipe fixture is compiled in: the generic one, except for those about
+/// one dialect's limits, which name it (`E040_bigquery_…`, `E041_postgres_…`).
+pub fn bad_fixture_dialect(stem: &str) -> featurecraft::Dialect {
+    featurecraft::Dialect::ALL
+        .into_iter()
+        .find(|d| *d != featurecraft::Dialect::Generic && stem.contains(d.name()))
+        .unwrap_or(featurecraft::Dialect::Generic)
+}
