@@ -205,33 +205,62 @@ impl Drop for Staged {
     }
 }
 
-/// Removes what crashed runs left in `warehouse`: staging folders (`.TABLE.writing-…`)
-/// and replaced tables never removed (`.TABLE.replaced-…`), one level below each domain.
-/// Only featurecraft's own hidden names are touched; returns what was removed.
-pub fn clean_leftovers(warehouse: &Path) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
+/// What [`clean_leftovers`] did with one folder a crashed run left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    /// A staging folder or a replaced table, removed.
+    Removed(PathBuf),
+    /// A replaced table whose replacement never arrived (a crash between the two renames of
+    /// a publish), moved back to its name: the table it was.
+    Restored(PathBuf),
+}
+
+/// Tidies what crashed runs left in `warehouse`, one level below each domain: staging
+/// folders (`.TABLE.writing-…`) are removed; a replaced table (`.TABLE.replaced-…`) is
+/// removed when `TABLE` is there, and otherwise moved back to `TABLE` (the newest, when
+/// several wait), since the crash came between moving it aside and moving the new one in.
+/// Only featurecraft's own hidden names are touched.
+pub fn clean_leftovers(warehouse: &Path) -> Vec<Leftover> {
+    let mut done = Vec::new();
     let Ok(domains) = std::fs::read_dir(warehouse) else {
-        return removed;
+        return done;
     };
     for domain in domains.flatten().filter(|d| d.path().is_dir()) {
         let Ok(entries) = std::fs::read_dir(domain.path()) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.strip_prefix('.').is_some_and(|rest| {
-                [WRITING, REPLACED].iter().any(|mark| {
-                    rest.split_once(mark).is_some_and(|(table, id)| {
-                        name_problem(table).is_none() && uuid::Uuid::parse_str(id).is_ok()
-                    })
+        // (table, is a replaced table, modified, path), replaced tables newest first.
+        let mut ours: Vec<(String, bool, std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix('.')?;
+                [WRITING, REPLACED].iter().find_map(|mark| {
+                    let (table, id) = rest.split_once(mark)?;
+                    (name_problem(table).is_none() && uuid::Uuid::parse_str(id).is_ok()).then(
+                        || {
+                            let modified = entry
+                                .metadata()
+                                .and_then(|m| m.modified())
+                                .unwrap_or(std::time::UNIX_EPOCH);
+                            (table.to_string(), *mark == REPLACED, modified, entry.path())
+                        },
+                    )
                 })
-            });
-            if ours && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed.push(entry.path());
+            })
+            .collect();
+        ours.sort_by(|a, b| b.2.cmp(&a.2).then(a.3.cmp(&b.3)));
+        for (table, replaced, _, path) in ours {
+            let target = domain.path().join(&table);
+            if replaced && !target.exists() && std::fs::rename(&path, &target).is_ok() {
+                done.push(Leftover::Restored(target));
+            } else if std::fs::remove_dir_all(&path).is_ok() {
+                done.push(Leftover::Removed(path));
             }
         }
     }
-    removed
+    done
 }
 
 fn write_error(what: &str, path: &Path, e: std::io::Error) -> Diagnostic {
@@ -260,12 +289,45 @@ mod tests {
         for dir in ours.iter().chain(&theirs) {
             std::fs::create_dir_all(dir.join("part")).unwrap();
         }
-        let mut removed = clean_leftovers(warehouse.path());
+        let mut removed: Vec<PathBuf> = clean_leftovers(warehouse.path())
+            .into_iter()
+            .map(|l| match l {
+                Leftover::Removed(path) => path,
+                Leftover::Restored(path) => panic!("the table was there: {path:?}"),
+            })
+            .collect();
         removed.sort();
         let mut expected = ours.to_vec();
         expected.sort();
         assert_eq!(removed, expected);
         assert!(theirs.iter().all(|d| d.exists()));
+    }
+
+    /// A crash between a publish's two renames leaves the old table aside and no table:
+    /// the clean-up moves it back (it used to remove both copies).
+    #[test]
+    fn a_table_moved_aside_by_a_crashed_publish_is_restored() {
+        let warehouse = tempfile::tempdir().unwrap();
+        let domain = warehouse.path().join("retail");
+        let aside = domain.join(format!(".churn{REPLACED}{}", uuid::Uuid::new_v4()));
+        let staging = domain.join(format!(".churn{WRITING}{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("part-0.parquet"), "the reviewed table").unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        let done = clean_leftovers(warehouse.path());
+        assert!(
+            done.contains(&Leftover::Restored(domain.join("churn"))),
+            "{done:?}"
+        );
+        assert!(
+            done.contains(&Leftover::Removed(staging.clone())),
+            "{done:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(domain.join("churn/part-0.parquet")).unwrap(),
+            "the reviewed table"
+        );
+        assert!(!aside.exists() && !staging.exists());
     }
 
     #[tokio::test]

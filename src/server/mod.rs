@@ -255,14 +255,23 @@ impl From<store::StoreError> for ApiError {
 }
 
 /// Builds the service: opens and locks the store, fails jobs a dead process left running,
-/// removes staging folders a crashed materialization left in the warehouse, and returns
+/// tidies what a crashed materialization left in the warehouse (restoring a table moved
+/// aside), and returns
 /// the router and a handle to wait for background jobs on shutdown.
 pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandle), String> {
     // Opening the store takes its lock for the process's life: a second service on the
     // same file stops here, before it could fail the first one's running jobs.
     let store = Store::open(db).map_err(|e| e.to_string())?;
-    for leftover in crate::run::materialize::clean_leftovers(&config.warehouse) {
-        tracing::warn!(path = %leftover.display(), "removed what a stopped materialization left behind");
+    use crate::run::materialize::{Leftover, clean_leftovers};
+    for leftover in clean_leftovers(&config.warehouse) {
+        match leftover {
+            Leftover::Removed(path) => {
+                tracing::warn!(path = %path.display(), "removed what a stopped materialization left behind")
+            }
+            Leftover::Restored(path) => {
+                tracing::warn!(path = %path.display(), "restored a table a stopped materialization had moved aside")
+            }
+        }
     }
     let orphans = store
         .fail_orphans("the service stopped while this job was running; retry it")
