@@ -171,6 +171,9 @@ fn catalog_error(path: &Path, message: impl Into<String>) -> CatalogError {
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
     root: Option<PathBuf>,
+    /// The views (lower-case names) in the order they planned, each after the views it
+    /// reads: a session registers them in this order, planning each once.
+    view_order: Vec<String>,
 }
 
 impl Catalog {
@@ -296,8 +299,8 @@ impl Catalog {
     /// Loads a directory catalog (see the module docs for the layout).
     pub async fn load_dir(root: &Path) -> Result<Catalog, CatalogError> {
         let mut catalog = Catalog {
-            tables: BTreeMap::new(),
             root: Some(root.to_path_buf()),
+            ..Catalog::default()
         };
         let mut views = Vec::new();
         for entry in sorted_entries(root)? {
@@ -364,48 +367,54 @@ impl Catalog {
         Ok(())
     }
 
-    /// Plans views in dependency order: each round plans the views whose inputs are known.
-    async fn plan_views(
-        &mut self,
-        mut pending: Vec<(String, PathBuf)>,
-    ) -> Result<(), CatalogError> {
-        let mut last_errors: Vec<CatalogError> = Vec::new();
+    /// Plans views in dependency order in one session: each view is registered there as
+    /// soon as it plans, and the views are taken in the order of the tables they read (a
+    /// view after the views it names), so a chain of views plans each once. A view whose
+    /// inputs are not known yet waits for the next pass; a pass that plans nothing reports
+    /// the first error.
+    async fn plan_views(&mut self, pending: Vec<(String, PathBuf)>) -> Result<(), CatalogError> {
+        let ctx = self.session_context(SessionContext::new()).await?;
+        let mut parsed = Vec::with_capacity(pending.len());
+        for (name, file) in pending {
+            let sql = std::fs::read_to_string(&file)
+                .map_err(|e| catalog_error(&file, format!("cannot read: {e}")))?;
+            let query = view_query(&sql).map_err(|m| catalog_error(&file, m))?;
+            parsed.push((name, file, sql, query));
+        }
+        let mut pending = in_reading_order(parsed);
         while !pending.is_empty() {
-            let ctx = self.session_context(SessionContext::new()).await?;
-            let mut still_pending = Vec::new();
-            last_errors.clear();
             let before = pending.len();
-            for (name, file) in pending {
-                let sql = std::fs::read_to_string(&file)
-                    .map_err(|e| catalog_error(&file, format!("cannot read: {e}")))?;
-                let query = view_query(&sql).map_err(|m| catalog_error(&file, m))?;
+            let mut still_pending = Vec::new();
+            let mut errors: Vec<CatalogError> = Vec::new();
+            for (name, file, sql, query) in pending {
                 match plan_query(&ctx.state(), query.clone()).await {
                     Ok(plan) => {
                         let columns = columns_of(plan.schema().as_arrow());
-                        self.insert(
-                            Table {
-                                name,
-                                columns,
-                                source: TableSource::View {
-                                    sql,
-                                    query: Box::new(query),
-                                    file: file.clone(),
-                                },
+                        let table = Table {
+                            name,
+                            columns,
+                            source: TableSource::View {
+                                sql,
+                                query: Box::new(query),
+                                file: file.clone(),
                             },
-                            &file,
-                        )?;
+                        };
+                        let frame = datafusion::dataframe::DataFrame::new(ctx.state(), plan);
+                        register(&ctx, &table, frame.into_view(), &file)?;
+                        self.view_order.push(table.name.to_ascii_lowercase());
+                        self.insert(table, &file)?;
                     }
                     Err(e) => {
-                        last_errors.push(catalog_error(
+                        errors.push(catalog_error(
                             &file,
                             format!("view does not plan: {}", first_line(&e.to_string())),
                         ));
-                        still_pending.push((name, file));
+                        still_pending.push((name, file, sql, query));
                     }
                 }
             }
             if still_pending.len() == before {
-                return Err(last_errors.remove(0));
+                return Err(errors.remove(0));
             }
             pending = still_pending;
         }
@@ -520,7 +529,15 @@ impl Catalog {
                 TableSource::Declared => {}
             }
         }
-        // Views may read views: register in rounds until every view plans.
+        // Views may read views: in the order they planned at load, each after those it
+        // reads; then in rounds until every view plans (a catalog built otherwise).
+        views.sort_by_key(|(table, _, _)| {
+            let key = table.name.to_ascii_lowercase();
+            self.view_order
+                .iter()
+                .position(|v| *v == key)
+                .unwrap_or(usize::MAX)
+        });
         while !views.is_empty() {
             let before = views.len();
             let mut waiting = Vec::new();
@@ -547,6 +564,51 @@ impl Catalog {
         }
         Ok(ctx)
     }
+}
+
+/// Views ordered so that each comes after the views it reads (by the table names its query
+/// names, ignoring case); views in a cycle, or reading what no view defines, keep their
+/// place at the end, where planning reports them.
+fn in_reading_order(
+    views: Vec<(String, PathBuf, String, sqlparser::ast::Query)>,
+) -> Vec<(String, PathBuf, String, sqlparser::ast::Query)> {
+    let names: Vec<String> = views.iter().map(|v| v.0.to_ascii_lowercase()).collect();
+    let reads: Vec<Vec<usize>> = views
+        .iter()
+        .map(|(_, _, _, query)| {
+            let mut found = Vec::new();
+            let _ = sqlparser::ast::visit_relations(query, |relation| {
+                let name = relation
+                    .0
+                    .iter()
+                    .map(|part| part.to_string().trim_matches('"').to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                if let Some(i) = names.iter().position(|n| *n == name) {
+                    found.push(i);
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            found
+        })
+        .collect();
+    let mut placed = vec![false; views.len()];
+    let mut order = Vec::with_capacity(views.len());
+    loop {
+        let before = order.len();
+        for i in 0..views.len() {
+            if !placed[i] && reads[i].iter().all(|&r| placed[r] || r == i) {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    order.extend((0..views.len()).filter(|&i| !placed[i]));
+    let mut slots: Vec<Option<_>> = views.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// `schema` with every field nullable.

@@ -1031,3 +1031,60 @@ async fn upper_case_extensions_are_read_and_hashed_as_lower_case_ones() {
     let after = featurecraft::jobs::review::CatalogIdentity::of(dir.path()).unwrap();
     assert_eq!(after.changes_since(&before), ["changed grown.SQL"]);
 }
+
+/// A chain of 400 views, each reading the next one (named so that no view's inputs come
+/// before it by name), loads with every view's columns and runs: each view plans once,
+/// in the order of what it reads. A cycle of views is an error naming a view file.
+#[tokio::test]
+async fn a_long_chain_of_views_loads_and_runs_and_a_cycle_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixtures().join("retail/customers.parquet"),
+        dir.path().join("customers.parquet"),
+    )
+    .unwrap();
+    let n = 400;
+    for i in 1..=n {
+        let reads = if i == n {
+            "customers".to_string()
+        } else {
+            format!("v{:04}", i + 1)
+        };
+        std::fs::write(
+            dir.path().join(format!("v{i:04}.sql")),
+            format!("SELECT * FROM {reads}"),
+        )
+        .unwrap();
+    }
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    assert_eq!(catalog.tables().count(), n + 1);
+    let customers = catalog.table("customers").unwrap();
+    let first = catalog.table("v0001").unwrap();
+    assert_eq!(
+        first.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+        customers
+            .columns
+            .iter()
+            .map(|c| &c.name)
+            .collect::<Vec<_>>()
+    );
+    let text = json!({
+        "target_table": "t", "entity_grain": ["customer_id"],
+        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END"},
+        "features": [{"name": "age", "expression": "MAX(age)", "source_table": "v0001"}]
+    })
+    .to_string();
+    let (plan, warnings) = plan_of(&text, &catalog);
+    let summary = validate(&plan, &catalog, &ValidateOptions::default(), &warnings)
+        .await
+        .summary
+        .expect("validates over the chain");
+    assert_eq!(summary.estimated_row_count, 1000);
+
+    std::fs::write(dir.path().join("v0400.sql"), "SELECT * FROM v0001").unwrap();
+    let error = Catalog::load(dir.path()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("view does not plan") && error.contains(".sql"),
+        "{error}"
+    );
+}
