@@ -1578,3 +1578,81 @@ async fn a_retry_with_a_fix_that_is_not_a_boolean_is_refused_and_changes_nothing
     assert_eq!(after["recipe"], job["recipe"]);
     server.stop().await;
 }
+
+/// A published table belongs to the owner of the job that published it: another caller's
+/// job for the same table is refused with 409 naming the owner and job, the table left as
+/// it was; its owner may replace it, and so may an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_replace_a_table_another_published() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let publish = |who: String| {
+        let server = &server;
+        async move {
+            let (status, job) = server.create_and_wait_with(&who, &new_job(recipe())).await;
+            assert_eq!(status, 201, "{job}");
+            let id = job["job_id"].as_str().unwrap().to_string();
+            let (status, _, job) = server
+                .call(
+                    "POST",
+                    &format!("{API}/jobs/{id}/approve"),
+                    Some(&who),
+                    None,
+                    &[],
+                )
+                .await;
+            assert_eq!(status, 200, "{job}");
+            let (status, _, job) = server
+                .call(
+                    "POST",
+                    &format!("{API}/jobs/{id}/materialize?wait=true"),
+                    Some(&who),
+                    None,
+                    &[],
+                )
+                .await;
+            (status, id, job)
+        }
+    };
+    let (status, alice_job, job) = publish(token("alice@example.com")).await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("complete")),
+        "{job}"
+    );
+    let table = w.warehouse.join("retail").join("churn_training");
+    let files = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let published = files(&table);
+
+    let (status, _, body) = publish(token("bob@example.com")).await;
+    assert_eq!(status, 409, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("alice@example.com") && detail.contains(&alice_job),
+        "{detail}"
+    );
+    assert_eq!(files(&table), published, "alice's table is untouched");
+
+    // Its owner replaces it; so does an admin.
+    let (status, _, job) = publish(token("alice@example.com")).await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("complete")),
+        "{job}"
+    );
+    let admin = auth::sign(SECRET, "ops", Some("automl:admin"), 600).unwrap();
+    let (status, _, job) = publish(admin).await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (200, Some("complete")),
+        "{job}"
+    );
+    server.stop().await;
+}

@@ -986,6 +986,10 @@ async fn materialize_job(
         ));
     }
     still_as_reviewed(&state, &stored, "materialization").await?;
+    let replaces_any = caller.admin;
+    if !replaces_any && let Some(owner) = another_publisher(&state, &stored.job)? {
+        return Err(ApiError::new(StatusCode::CONFLICT, owner));
+    }
     let permit = state.engine.permit()?;
     let job = claim(&state, &stored.job, JobStatus::Materializing, "materialize")?;
     let task_state = state.clone();
@@ -994,7 +998,7 @@ async fn materialize_job(
         let mut done = running.clone();
         let result = tokio::time::timeout(
             task_state.config.job_timeout,
-            materialize_recipe(&task_state, &stored),
+            materialize_recipe(&task_state, &stored, replaces_any),
         )
         .await;
         match result {
@@ -1022,12 +1026,28 @@ async fn materialize_job(
     respond(&state, job, task, wait.wait, StatusCode::OK).await
 }
 
+/// Why `job` may not publish its table: another owner published it (the newest complete
+/// job that wrote `domain.table`), naming them and their job; `None` when it may.
+fn another_publisher(state: &AppState, job: &Job) -> Result<Option<String>, ApiError> {
+    let publisher = state.store.publisher(&job.domain, &job.target_table_name)?;
+    Ok(publisher
+        .filter(|(owner, _)| *owner != job.owner)
+        .map(|(owner, id)| {
+            format!(
+                "table `{}.{}` was published by {owner} (job {id}); only its owner or an admin (scope automl:admin) may replace it",
+                job.domain, job.target_table_name
+            )
+        }))
+}
+
 /// Runs the approved job's CTAS into the warehouse. The recipe must still compile to the
 /// approved SQL, and the catalog must be the approved one when the table is published:
-/// a change while the query ran discards the written table.
+/// a change while the query ran discards the written table. Unless `replaces_any` (an
+/// admin's request), a table another owner published meanwhile is not replaced.
 async fn materialize_recipe(
     state: &AppState,
     approved: &store::StoredJob,
+    replaces_any: bool,
 ) -> Result<crate::run::materialize::Materialized, String> {
     let job = &approved.job;
     let recipe = job.recipe.as_ref().ok_or("the job has no recipe")?;
@@ -1064,6 +1084,9 @@ async fn materialize_recipe(
         return Err(format!(
             "the catalog changed while the table was written ({changes}); nothing was published"
         ));
+    }
+    if !replaces_any && let Some(owner) = another_publisher(state, job).map_err(|e| e.detail)? {
+        return Err(format!("{owner}; nothing was published"));
     }
     staged
         .publish()

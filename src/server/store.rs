@@ -190,6 +190,31 @@ impl Store {
         })
     }
 
+    /// Who published `domain.table` last: the owner and id of the newest complete job
+    /// that wrote it, if any. A published table belongs to that owner.
+    pub fn publisher(
+        &self,
+        domain: &str,
+        table: &str,
+    ) -> Result<Option<(String, Uuid)>, StoreError> {
+        self.with(|c| {
+            let found = c
+                .query_row(
+                    "SELECT owner, job_id FROM jobs
+                     WHERE status = 'complete'
+                       AND json_extract(body, '$.domain') = ?1
+                       AND json_extract(body, '$.target_table_name') = ?2
+                     ORDER BY json_extract(body, '$.updated_at') DESC, created_at DESC
+                     LIMIT 1",
+                    params![domain, table],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()
+                .map_err(store_error("find the table's publisher"))?;
+            Ok(found.and_then(|(owner, id)| Uuid::parse_str(&id).ok().map(|id| (owner, id))))
+        })
+    }
+
     /// One job by id.
     pub fn get(&self, id: Uuid) -> Result<Option<StoredJob>, StoreError> {
         self.with(|c| {
