@@ -818,3 +818,62 @@ fn a_malformed_recipe_exits_alike_in_every_command() {
         }
     }
 }
+
+/// A full disk during a materialization is E053 naming the table's folder, and leaves no
+/// staging folder. Needs a small tmpfs (root with mount rights); skipped, saying so, without.
+#[test]
+fn a_full_disk_is_a_write_error_naming_the_folder() {
+    struct Mounted(std::path::PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32k", "tmpfs"])
+        .arg(dir.path())
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot mount a small tmpfs here ({mounted:?})");
+        return;
+    }
+    let _guard = Mounted(dir.path().to_path_buf());
+    // A recipe whose table is larger than 32 KiB: every customer's orders and events.
+    let recipe = dir.path().with_extension("recipe.json");
+    let features: Vec<serde_json::Value> = (0..40)
+        .map(|i| serde_json::json!({"name": format!("f{i}"), "expression": format!("SUM(amount * {i}.5)"), "source_table": "orders"}))
+        .collect();
+    std::fs::write(
+        &recipe,
+        serde_json::json!({
+            "target_table": "retail.wide", "entity_grain": ["customer_id"],
+            "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NOT NULL THEN 1 ELSE 0 END"},
+            "features": features
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = featurecraft(&[
+        "materialize",
+        recipe.to_str().unwrap(),
+        "--catalog",
+        "fixtures/retail",
+        "--warehouse",
+        dir.path().to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&recipe);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("E053") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(
+        err.contains(dir.path().to_str().unwrap()),
+        "the folder is named: {err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("retail"))
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}

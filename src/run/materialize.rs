@@ -116,8 +116,9 @@ pub async fn stage(
         .await;
         written.map_err(|e| {
             let diagnostic = runtime_error(e);
-            // A failure naming the staging folder happened while writing, not reading.
-            if diagnostic.message.contains(WRITING) {
+            // A failure naming the staging folder happened while writing, not reading; so
+            // did a full disk, which the local object store reports without the path.
+            if diagnostic.message.contains(WRITING) || is_out_of_room(&diagnostic.message) {
                 Diagnostic::new(
                     Code::E053,
                     format!(
@@ -143,6 +144,18 @@ pub async fn stage(
         })
         .sum();
     Ok(staged)
+}
+
+/// Whether an error says the output has no room or cannot be written at all (the kernel's
+/// words for ENOSPC, EDQUOT and EROFS, as the standard library prints them).
+fn is_out_of_room(message: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "Read-only file system",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
 }
 
 /// `diagnostic` with hints for a run of the whole table: validation's advice to sample
