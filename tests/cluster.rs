@@ -60,6 +60,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     /// Executors started so far (killed ones included).
     executors: usize,
+    /// Tasks each executor runs at once.
+    concurrent_tasks: usize,
 }
 
 /// Our binary with `args`, its stderr to `log`.
@@ -74,6 +76,11 @@ fn spawn_logged(args: &[String], log: &Path) -> Child {
 
 impl Cluster {
     fn start(executors: usize) -> Cluster {
+        Cluster::start_with(executors, 2)
+    }
+
+    /// A cluster whose executors each run `concurrent_tasks` tasks at once.
+    fn start_with(executors: usize, concurrent_tasks: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let scheduler_port = free_port();
         let mut scheduler = spawn_logged(
@@ -91,6 +98,7 @@ impl Cluster {
             processes: vec![("scheduler".to_string(), scheduler)],
             dir,
             executors: 0,
+            concurrent_tasks,
         };
         for _ in 0..executors {
             cluster.add_executor();
@@ -115,7 +123,7 @@ impl Cluster {
                 "--work-dir".into(),
                 work.display().to_string(),
                 "--concurrent-tasks".into(),
-                "2".into(),
+                self.concurrent_tasks.to_string(),
             ],
             &self.dir.path().join(format!("executor-{i}.log")),
         );
@@ -802,10 +810,33 @@ async fn a_run_past_its_time_limit_is_stopped_and_its_cluster_job_cancelled() {
     let cluster = Cluster::start(1);
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse");
-    let recipe = fixtures().join("recipes/good/pit_churn.json");
+    // A job far longer than the limit on any machine: a cutoff every 14 days for every
+    // customer, each aggregating all its earlier events (pit_churn took 4.4 s on a quiet
+    // machine, within the limit).
+    let recipe = dir.path().join("long.json");
+    std::fs::write(
+        &recipe,
+        serde_json::json!({
+            "target_table": "long_running",
+            "entity_grain": ["customer_id", "cutoff_time"],
+            "point_in_time": {
+                "cutoff_column": "cutoff_time",
+                "time_columns": {"events": "event_ts"},
+                "schedule": {"source_table": "events", "start": "2023-01-01T00:00:00", "every": "14 days", "until": "last_event"}
+            },
+            "label": {"name": "quiet", "type": "binary", "source_table": "events",
+                      "expression": "CASE WHEN COUNT(*) = 0 THEN 1 ELSE 0 END", "window": "14 days"},
+            "features": [
+                {"name": "n_events", "source_table": "events", "expression": "COUNT(*)"},
+                {"name": "event_types", "source_table": "events", "expression": "COUNT(DISTINCT event_type)"},
+                {"name": "spend", "source_table": "events", "expression": "SUM(amount)"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
     let started = Instant::now();
-    // 5 s: past the query's submission even on a busy machine, well before the job's end
-    // (about 8 s alone on this machine).
+    // 5 s: past the query's submission even on a busy machine, well before the job's end.
     let out = start_materialize(&recipe, &catalog, &warehouse, &cluster.engine(), "5")
         .wait_with_output()
         .unwrap();
