@@ -981,7 +981,8 @@ fn on_engine(
     options.validate.engine = choice.engine.clone();
     options.validate.time_limit = limit
         .and_then(|l| l.timeout)
-        .map(std::time::Duration::from_secs);
+        .map(std::time::Duration::from_secs)
+        .or_else(|| choice.engine.default_time_limit());
     options
 }
 

@@ -106,7 +106,7 @@ impl RunSettings<'_> {
             sample::parse_size(self.memory_limit).map_err(|e| format!("`memory_limit`: {e}"))?;
         let most = deadline::MAX_TIME_LIMIT.as_secs_f64();
         let time_limit = match self.time_limit {
-            None => None,
+            None => self.engine.default_time_limit(),
             Some(t) if t.is_finite() && t > 0.0 && t <= most => {
                 Some(std::time::Duration::from_secs_f64(t))
             }
@@ -230,6 +230,26 @@ mod tests {
             engine: engine::Engine::Local,
             time_limit: Some(1.5),
         }
+    }
+
+    #[test]
+    fn a_cluster_run_without_a_time_limit_gets_the_cluster_default() {
+        let mut local = settings();
+        local.time_limit = None;
+        assert_eq!(local.check().unwrap().validate.time_limit, None);
+        let mut cluster = local.clone();
+        cluster.engine = engine::Engine::Ballista {
+            scheduler: "127.0.0.1:50050".into(),
+        };
+        assert_eq!(
+            cluster.check().unwrap().validate.time_limit,
+            Some(engine::CLUSTER_TIME_LIMIT)
+        );
+        cluster.time_limit = Some(7.0);
+        assert_eq!(
+            cluster.check().unwrap().validate.time_limit,
+            Some(std::time::Duration::from_secs(7))
+        );
     }
 
     #[test]
