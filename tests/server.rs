@@ -1318,6 +1318,67 @@ async fn slow_headers_slow_bodies_and_idle_connections_are_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_json_bodies_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(1024 * 1024));
+    let long_url = format!("/{}", "u".repeat(100 * 1024));
+    for (request, status, says) in [
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{huge_header}\r\n"),
+            431,
+            "headers are too large",
+        ),
+        (
+            format!("GET {long_url} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            414,
+            "URL is too long",
+        ),
+        (
+            "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n".to_string(),
+            400,
+            "not valid HTTP/1.1",
+        ),
+        (
+            "NOT A REQUEST LINE\r\n\r\n".to_string(),
+            400,
+            "not valid HTTP/1.1",
+        ),
+    ] {
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // The server answers before it has read all of a huge request: read while writing.
+        let (mut reader, mut writer) = stream.into_split();
+        let writing = tokio::spawn(async move {
+            let _ = writer.write_all(request.as_bytes()).await;
+            writer
+        });
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed");
+        drop(writing.await);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: Value = serde_json::from_str(body).expect("JSON");
+        assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
+    }
+    // The service still answers normally afterwards.
+    let (status, _, _) = server.call("GET", "/healthz", None, None, &[]).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_body_is_json_with_a_detail() {
     let w = world();
     let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
