@@ -19,6 +19,19 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_featurecraft");
 
+/// The cluster's shared secret: every process and client started here has it.
+const CLUSTER_SECRET: &str = "cluster-tests-0123456789abcdef0123456789abcdef";
+use featurecraft::run::secret::{SECRET_ENV, SECRET_FILE_ENV};
+
+/// Our binary with the cluster's secret in its environment.
+fn bin() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env(SECRET_ENV, CLUSTER_SECRET)
+        .env_remove(SECRET_FILE_ENV);
+    command
+}
+
 /// A port nobody listens on now (the OS's choice; released before use).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -62,11 +75,15 @@ struct Cluster {
     executors: usize,
     /// Tasks each executor runs at once.
     concurrent_tasks: usize,
+    /// Each started executor's result (Flight) port.
+    flight_ports: Vec<u16>,
+    /// More arguments for each executor.
+    executor_args: Vec<String>,
 }
 
 /// Our binary with `args`, its stderr to `log`.
 fn spawn_logged(args: &[String], log: &Path) -> Child {
-    Command::new(BIN)
+    bin()
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -81,6 +98,15 @@ impl Cluster {
 
     /// A cluster whose executors each run `concurrent_tasks` tasks at once.
     fn start_with(executors: usize, concurrent_tasks: usize) -> Cluster {
+        Cluster::start_with_args(executors, concurrent_tasks, &[])
+    }
+
+    /// A cluster whose executors take `executor_args` as well.
+    fn start_with_args(
+        executors: usize,
+        concurrent_tasks: usize,
+        executor_args: &[String],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let scheduler_port = free_port();
         let mut scheduler = spawn_logged(
@@ -99,6 +125,8 @@ impl Cluster {
             dir,
             executors: 0,
             concurrent_tasks,
+            flight_ports: Vec::new(),
+            executor_args: executor_args.to_vec(),
         };
         for _ in 0..executors {
             cluster.add_executor();
@@ -124,11 +152,15 @@ impl Cluster {
                 work.display().to_string(),
                 "--concurrent-tasks".into(),
                 self.concurrent_tasks.to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(self.executor_args.iter().cloned())
+            .collect::<Vec<_>>(),
             &self.dir.path().join(format!("executor-{i}.log")),
         );
         wait_for_port(port, &mut executor, "an executor");
         self.processes.push((format!("executor-{i}"), executor));
+        self.flight_ports.push(port);
     }
 
     /// Kills executor `i` with SIGKILL (no goodbye to the scheduler) and reaps it.
@@ -232,7 +264,7 @@ impl Drop for Cluster {
 }
 
 fn featurecraft(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
+    let out = bin()
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
@@ -388,6 +420,267 @@ async fn every_good_recipe_gives_the_same_answers_on_a_cluster_as_locally() {
     assert!(!work.exists(), "the cluster's work dirs are left behind");
 }
 
+/// A gRPC channel to `port` on loopback whose user agent is `user_agent` (tonic's own
+/// when `None`): a client other than featurecraft's.
+async fn raw_channel(port: u16, user_agent: Option<String>) -> tonic::transport::Channel {
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+    if let Some(agent) = user_agent {
+        endpoint = endpoint.user_agent(agent).unwrap();
+    }
+    endpoint.connect().await.expect("connects")
+}
+
+#[tokio::test]
+async fn a_call_without_the_cluster_secret_is_refused_and_logged() {
+    use ballista_core::serde::protobuf::ExecuteQueryParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    let cluster = Cluster::start(1);
+    let wrong = format!("featurecraft-cluster/{}", "w".repeat(CLUSTER_SECRET.len()));
+    let right = format!("featurecraft-cluster/{CLUSTER_SECRET}");
+    // The scheduler: a plan from a client without the secret, or with another, is refused
+    // before it is read; with the secret the same (empty) request reaches the scheduler.
+    for (agent, admitted) in [
+        (None, false),
+        (Some(wrong.clone()), false),
+        (Some(right.clone()), true),
+    ] {
+        let channel = raw_channel(cluster.scheduler_port, agent.clone()).await;
+        let answer = SchedulerGrpcClient::new(channel)
+            .execute_query(ExecuteQueryParams::default())
+            .await;
+        let refused = matches!(&answer, Err(s) if s.code() == tonic::Code::Unauthenticated);
+        assert_eq!(refused, !admitted, "{agent:?}: {answer:?}");
+        if refused {
+            let status = answer.unwrap_err();
+            assert!(
+                status.message().contains("FEATURECRAFT_CLUSTER_SECRET"),
+                "{status:?}"
+            );
+        }
+    }
+    assert!(
+        cluster.scheduler_logged("refused a call from 127.0.0.1", Duration::from_secs(10)),
+        "{}",
+        cluster.logs()
+    );
+    // An executor's result service: the same.
+    let flight = cluster.flight_ports[0];
+    for (agent, admitted) in [(None, false), (Some(wrong), false), (Some(right), true)] {
+        let channel = raw_channel(flight, agent.clone()).await;
+        let answer = arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+            .do_get(arrow_flight::Ticket::default())
+            .await;
+        let refused = matches!(&answer, Err(s) if s.code() == tonic::Code::Unauthenticated);
+        assert_eq!(refused, !admitted, "{agent:?}: {:?}", answer.err());
+    }
+    // featurecraft itself without the secret, or with another: a clear error naming it.
+    for secret in [None, Some("another-secret-0123456789abcdef0123456789")] {
+        let mut command = Command::new(BIN);
+        command.env_remove(SECRET_ENV).env_remove(SECRET_FILE_ENV);
+        if let Some(secret) = secret {
+            command.env(SECRET_ENV, secret);
+        }
+        let out = command
+            .args([
+                "validate",
+                "fixtures/recipes/good/churn_basic.json",
+                "--catalog",
+                "fixtures/retail",
+                "--engine",
+                &cluster.engine(),
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cluster's shared secret"), "{stderr}");
+    }
+    // With the secret in a file, as the processes may read it.
+    let file = cluster.dir.path().join("secret");
+    std::fs::write(&file, format!("{CLUSTER_SECRET}\n")).unwrap();
+    let out = Command::new(BIN)
+        .env_remove(SECRET_ENV)
+        .env(SECRET_FILE_ENV, &file)
+        .args([
+            "validate",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--engine",
+            &cluster.engine(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.stop();
+}
+
+#[tokio::test]
+async fn an_executor_reads_and_writes_only_under_its_roots() {
+    use datafusion::execution::SessionStateBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let warehouse = root.join("warehouse");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&warehouse).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let catalog = fixtures().join("retail").canonicalize().unwrap();
+    let cluster = Cluster::start_with_args(
+        1,
+        2,
+        &[
+            "--catalog".into(),
+            catalog.display().to_string(),
+            "--warehouse".into(),
+            warehouse.display().to_string(),
+        ],
+    );
+    // featurecraft's own runs inside the roots work.
+    let out = bin()
+        .args([
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+        ])
+        .arg(&catalog)
+        .arg("--warehouse")
+        .arg(&warehouse)
+        .args(["--engine", &cluster.engine()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A table written elsewhere fails its task, and nothing is written there.
+    let out = bin()
+        .args([
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+        ])
+        .arg(&catalog)
+        .arg("--warehouse")
+        .arg(&outside)
+        .args(["--engine", &cluster.engine()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is outside them"), "{stderr}");
+    assert!(published(&outside.join("default")).is_empty());
+    // The outside probe's attack, from an authenticated client: a plan that copies a file
+    // of its choosing to a folder of its choosing.
+    std::fs::write(outside.join("private.csv"), "a,b\n1,2\n").unwrap();
+    let secret = featurecraft::run::secret::ClusterSecret::new(CLUSTER_SECRET).unwrap();
+    let local = datafusion::prelude::SessionContext::new();
+    let state = {
+        use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+        let config = local
+            .state()
+            .config()
+            .clone()
+            .upgrade_for_ballista()
+            .with_ballista_override_create_grpc_client_endpoint(secret.endpoint_override());
+        SessionStateBuilder::new_from_existing(local.state())
+            .with_config(config)
+            .build()
+            .upgrade_for_ballista(format!("http://127.0.0.1:{}", cluster.scheduler_port))
+            .unwrap()
+    };
+    let ctx = datafusion::prelude::SessionContext::new_with_state(state);
+    ctx.register_csv(
+        "private",
+        outside.join("private.csv").to_str().unwrap(),
+        datafusion::prelude::CsvReadOptions::new(),
+    )
+    .await
+    .unwrap();
+    for (statement, target) in [
+        (
+            format!(
+                "COPY (SELECT * FROM private) TO '{}' STORED AS CSV",
+                warehouse.join("stolen.csv").display()
+            ),
+            warehouse.join("stolen.csv"),
+        ),
+        (
+            format!(
+                "COPY (SELECT 1 AS x) TO '{}' STORED AS CSV",
+                outside.join("planted.csv").display()
+            ),
+            outside.join("planted.csv"),
+        ),
+    ] {
+        let ran = match ctx.sql(&statement).await {
+            Ok(frame) => frame.collect().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let error = ran.expect_err(&statement).to_string();
+        // A refused read says why; DataFusion's sink reports a refused write only as a
+        // failed write.
+        assert!(
+            error.contains("outside them") || error.contains("finalizing writes"),
+            "{statement}: {error}"
+        );
+        // Nothing of the private file is anywhere (a sink inside the warehouse may have
+        // opened its file, empty, before its input failed).
+        let written = std::fs::read(&target).unwrap_or_default();
+        assert!(written.is_empty(), "{statement} wrote {}", target.display());
+    }
+    cluster.stop();
+}
+
+#[test]
+fn a_process_beyond_loopback_needs_a_secret_and_a_secret_must_be_strong() {
+    let run = |args: &[&str], secret: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command.env_remove(SECRET_ENV).env_remove(SECRET_FILE_ENV);
+        if let Some(secret) = secret {
+            command.env(SECRET_ENV, secret);
+        }
+        let out = command.args(args).stdout(Stdio::null()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let everywhere = format!("0.0.0.0:{}", free_port_pair());
+    for args in [
+        vec!["cluster", "scheduler", "--bind", &everywhere],
+        vec![
+            "cluster",
+            "executor",
+            "--scheduler",
+            "127.0.0.1:1",
+            "--bind",
+            &everywhere,
+        ],
+    ] {
+        let (code, stderr) = run(&args, None);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("beyond loopback, without a cluster secret"),
+            "{stderr}"
+        );
+        assert!(stderr.contains(SECRET_ENV), "{stderr}");
+        let (code, stderr) = run(&args, Some("short"));
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("the cluster secret is 5 bytes"), "{stderr}");
+    }
+}
+
 #[test]
 fn an_unreachable_scheduler_is_a_clear_error_not_a_hang() {
     let port = free_port();
@@ -415,7 +708,7 @@ fn an_unreachable_scheduler_is_a_clear_error_not_a_hang() {
 fn hostile_cluster_options_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = bin()
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -563,7 +856,7 @@ fn serve(
     extra: &[&str],
 ) -> (Serving, SocketAddr) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .args(["serve", "--addr", "127.0.0.1:0"])
         .args(["--engine", engine])
         .args(extra)
@@ -780,7 +1073,7 @@ fn start_materialize(
     engine: &str,
     timeout: &str,
 ) -> Child {
-    Command::new(BIN)
+    bin()
         .args(["materialize", recipe.to_str().unwrap(), "--catalog"])
         .arg(catalog)
         .arg("--warehouse")

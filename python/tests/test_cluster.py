@@ -1,7 +1,9 @@
 """The package's `engine` argument: a real Ballista cluster (a scheduler and one executor
 from the featurecraft binary, on free loopback ports) gives the local answers; a wrong or
-unreachable engine is a typed error."""
+unreachable engine is a typed error. The cluster has a shared secret, which the package
+reads from its process's environment as the processes do."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import featurecraft as fc
 from conftest import CATALOG, FIXTURES, cli_binary
 
 RECIPE = FIXTURES / "recipes" / "good" / "churn_basic.json"
+SECRET_ENV = "FEATURECRAFT_CLUSTER_SECRET"
 
 
 def free_port(pair=False):
@@ -49,6 +52,7 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
     scheduler_port = free_port()
     processes = []
+    os.environ[SECRET_ENV] = "python-suite-" + "s" * 32
     try:
         scheduler = subprocess.Popen(
             [str(cli_binary()), "cluster", "scheduler", "--bind", f"127.0.0.1:{scheduler_port}"],
@@ -67,12 +71,19 @@ def cluster(tmp_path_factory):
         for process in reversed(processes):
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=30) == 0
+        del os.environ[SECRET_ENV]
 
 
 def test_validate_and_materialize_on_a_cluster_equal_the_local_run(cluster, tmp_path):
     local = fc.validate(RECIPE, CATALOG, sample_size=300)
     remote = fc.validate(RECIPE, CATALOG, sample_size=300, engine=cluster)
     assert remote.summary == local.summary
+    os.environ[SECRET_ENV] = "not-the-secret-" + "x" * 32
+    try:
+        with pytest.raises(fc.QueryError, match="secret"):
+            fc.validate(RECIPE, CATALOG, sample_size=300, engine=cluster)
+    finally:
+        os.environ[SECRET_ENV] = "python-suite-" + "s" * 32
     local_table = fc.materialize(RECIPE, CATALOG, tmp_path / "local")
     remote_table = fc.materialize(RECIPE, CATALOG, tmp_path / "cluster", engine=cluster)
     want = {r["customer_id"]: r for r in pq.read_table(local_table).to_pylist()}

@@ -106,7 +106,7 @@ pub enum ClusterCommand {
     Scheduler(SchedulerArgs),
     /// A Ballista executor with featurecraft's functions: it runs the scheduler's tasks.
     #[command(
-        after_help = "Logs JSON lines on stderr; on SIGTERM or Ctrl-C it leaves the cluster after its running tasks.\nThe catalog and warehouse paths of the jobs it runs must be readable and writable here.\nExample:\n  featurecraft cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 --work-dir /tmp/fc-executor-1"
+        after_help = "Logs JSON lines on stderr; on SIGTERM or Ctrl-C it leaves the cluster after its running tasks.\nThe catalog and warehouse paths of the jobs it runs must be readable and writable here;\n--catalog and --warehouse confine its tasks to them.\nExample:\n  featurecraft cluster executor --scheduler 127.0.0.1:50050 --bind 127.0.0.1:50051 --work-dir /tmp/fc-executor-1 \\\n      --catalog /data/retail --warehouse /data/warehouse"
     )]
     Executor(ExecutorArgs),
 }
@@ -145,6 +145,13 @@ pub struct ExecutorArgs {
     /// Seconds to wait for the scheduler to accept connections before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = featurecraft::cluster::SCHEDULER_WAIT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub scheduler_wait: u64,
+    /// A catalog folder the tasks may read (repeatable). With --catalog or --warehouse a task
+    /// reads and writes nowhere else.
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Vec<PathBuf>,
+    /// A warehouse folder the tasks may read and write (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub warehouse: Vec<PathBuf>,
 }
 
 /// How a report is printed.

@@ -68,15 +68,20 @@ fn send_cancellation(scheduler_url: String, job_id: String) {
 async fn cancel(scheduler_url: String, job_id: String) -> Result<(), String> {
     use ballista_core::serde::protobuf::CancelJobParams;
     use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-    use ballista_core::utils::{GrpcClientConfig, create_grpc_client_connection};
+    use ballista_core::utils::{GrpcClientConfig, create_grpc_client_endpoint};
     let config = GrpcClientConfig {
         connect_timeout_seconds: CANCEL_TIMEOUT.as_secs(),
         timeout_seconds: CANCEL_TIMEOUT.as_secs(),
         ..GrpcClientConfig::default()
     };
-    let channel = create_grpc_client_connection(scheduler_url, &config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut endpoint =
+        create_grpc_client_endpoint(scheduler_url, Some(&config)).map_err(|e| e.to_string())?;
+    if let Some(secret) = crate::run::secret::ClusterSecret::from_env()? {
+        endpoint = endpoint
+            .user_agent(secret.user_agent())
+            .map_err(|e| e.to_string())?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
     let answer = SchedulerGrpcClient::new(channel)
         .cancel_job(CancelJobParams { job_id })
         .await

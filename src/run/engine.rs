@@ -149,15 +149,27 @@ pub async fn on_cluster(
     use ballista_core::extension::{SessionConfigExt, SessionStateExt};
     use datafusion::execution::SessionStateBuilder;
     reach_scheduler(scheduler).await?;
+    let secret = crate::run::secret::ClusterSecret::from_env().map_err(|e| {
+        Diagnostic::new(
+            Code::E050,
+            format!("cannot use the Ballista cluster at {scheduler}: {e}"),
+        )
+    })?;
     let state = local.state();
     // Ballista 55's adaptive planner drops the final projections of a plan whose last
     // join adds no column (the rows came back in the join's column order): its static
     // planner runs the plan as planned.
-    let config = state
+    let mut config = state
         .config()
         .clone()
         .upgrade_for_ballista()
         .with_ballista_adaptive_query_planner(false);
+    // Every connection to the scheduler and to the executors (the results) sends the
+    // cluster's secret.
+    if let Some(secret) = &secret {
+        config =
+            config.with_ballista_override_create_grpc_client_endpoint(secret.endpoint_override());
+    }
     let url = format!("http://{scheduler}");
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)

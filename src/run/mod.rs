@@ -19,6 +19,7 @@ pub mod leakage;
 pub mod materialize;
 pub(crate) mod pool;
 pub mod sample;
+pub mod secret;
 pub(crate) mod timed_checks;
 pub mod validate;
 
