@@ -213,8 +213,17 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        // After a publish the staging folder is the table and no longer exists here.
-        let _ = std::fs::remove_dir_all(&self.staging);
+        // After a publish the staging folder is the table and no longer exists here. After
+        // a failed write a writer task may still be closing a file in it, which makes one
+        // removal fail (the folder is not empty): a few tries, a moment apart.
+        for pause_ms in [0, 20, 50, 100, 250] {
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            match std::fs::remove_dir_all(&self.staging) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => {}
+            }
+        }
     }
 }
 
