@@ -147,3 +147,54 @@ pub fn is_keyword_text(text: &str) -> bool {
     text.chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ' ' | '(' | ')' | ','))
 }
+/// `base`, or `base_2`, `base_3`, …: the first candidate `is_taken` says is free. The one
+/// rule for every name featurecraft makes up (a CTE, a feature, a session table): names are
+/// compared ignoring ASCII case, since engines fold unquoted names (DataFusion and
+/// PostgreSQL to lower case, Snowflake to upper), so `is_taken` is asked about each
+/// candidate in ASCII lower case and must answer for every spelling of it.
+pub fn fresh_name(base: &str, mut is_taken: impl FnMut(&str) -> bool) -> String {
+    match try_fresh_name(base, |key| {
+        Ok::<bool, std::convert::Infallible>(is_taken(key))
+    }) {
+        Ok(name) => name,
+        Err(never) => match never {},
+    }
+}
+
+/// [`fresh_name`] whose question may fail (a session asked whether it has a table).
+pub fn try_fresh_name<E>(
+    base: &str,
+    mut is_taken: impl FnMut(&str) -> Result<bool, E>,
+) -> Result<String, E> {
+    let mut name = base.to_string();
+    let mut n = 2;
+    while is_taken(&name.to_ascii_lowercase())? {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_name_counts_from_2_and_ignores_case() {
+        let taken = ["spine", "Src_Orders", "src_orders_2"];
+        let is_taken = |key: &str| taken.iter().any(|t| t.eq_ignore_ascii_case(key));
+        assert_eq!(fresh_name("cutoffs", is_taken), "cutoffs");
+        assert_eq!(fresh_name("SPINE", is_taken), "SPINE_2");
+        assert_eq!(fresh_name("src_orders", is_taken), "src_orders_3");
+        let asked = std::cell::RefCell::new(Vec::new());
+        fresh_name("Mixed", |key| {
+            asked.borrow_mut().push(key.to_string());
+            false
+        });
+        assert_eq!(asked.into_inner(), ["mixed"]);
+        assert_eq!(
+            try_fresh_name("t", |_| Err::<bool, &str>("no session")),
+            Err("no session")
+        );
+    }
+}

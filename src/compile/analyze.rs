@@ -1847,13 +1847,9 @@ pub const SPINE_CTE: &str = "spine";
 
 fn cte_name(table: &str, taken: &[Source]) -> String {
     let base = format!("src_{}", table.replace('.', "_").to_ascii_lowercase());
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.iter().any(|s| s.cte_name == name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
-    name
+    crate::sql::fresh_name(&base, |key| {
+        taken.iter().any(|s| s.cte_name.eq_ignore_ascii_case(key))
+    })
 }
 
 fn label_path(recipe: &FeatureRecipe) -> RecipePath {

@@ -862,14 +862,9 @@ fn reads_a_column(expr: &Expr) -> bool {
     .is_break()
 }
 
-/// `base`, or `base_2`, `base_3`… : the first not among `taken` (ignoring case).
+/// `base`, or `base_2`, `base_3`… : the first not among `taken` ([`crate::sql::fresh_name`]).
 fn fresh_name<S: AsRef<str>>(base: &str, taken: &[S]) -> String {
-    let clashes = |name: &str| taken.iter().any(|t| t.as_ref().eq_ignore_ascii_case(name));
-    let mut name = base.to_string();
-    let mut n = 2;
-    while clashes(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
-    name
+    crate::sql::fresh_name(base, |key| {
+        taken.iter().any(|t| t.as_ref().eq_ignore_ascii_case(key))
+    })
 }

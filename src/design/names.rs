@@ -24,12 +24,8 @@ impl Names {
         // Cut at a character boundary (a wanted name is ASCII, but never panic on one).
         let cut = base.char_indices().nth(120).map_or(base.len(), |(i, _)| i);
         base.truncate(cut);
-        let mut name = base.clone();
-        let mut n = 2;
-        while !self.used.insert(name.to_ascii_lowercase()) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
+        let name = crate::sql::fresh_name(&base, |key| self.used.contains(key));
+        self.used.insert(name.to_ascii_lowercase());
         name
     }
 }

@@ -197,14 +197,7 @@ fn readers(query: &Query) -> usize {
 
 /// `featurecraft_cutoffs`, or `featurecraft_cutoffs_N` when the session has that table.
 fn fresh_table_name(ctx: &SessionContext) -> Result<String> {
-    let base = "featurecraft_cutoffs";
-    let mut name = base.to_string();
-    let mut n = 1;
-    while ctx.table_exist(name.as_str())? {
-        n += 1;
-        name = format!("{base}_{n}");
-    }
-    Ok(name)
+    crate::sql::try_fresh_name("featurecraft_cutoffs", |key| ctx.table_exist(key))
 }
 
 #[cfg(test)]

@@ -192,11 +192,9 @@ pub fn window_counts(plan: &Plan) -> Option<WindowCounts> {
         .collect();
     let names = (0..counts.len())
         .map(|i| {
-            let mut name = format!("featurecraft_window_rows_{i}");
-            while taken.contains(&name) {
-                name.push('_');
-            }
-            name
+            crate::sql::fresh_name(&format!("featurecraft_window_rows_{i}"), |key| {
+                taken.iter().any(|t| t == key)
+            })
         })
         .collect();
     Some(WindowCounts { counts, names })

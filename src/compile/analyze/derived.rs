@@ -66,14 +66,7 @@ impl DerivedChild {
         if !taken(&self.column) {
             return self.column.clone();
         }
-        let base = format!("{}_link", self.column);
-        let mut name = base.clone();
-        let mut n = 2;
-        while taken(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        name
+        crate::sql::fresh_name(&format!("{}_link", self.column), taken)
     }
 }
 
@@ -381,12 +374,9 @@ fn fresh_cte_name(tables: &[&str], taken: &mut Vec<String>) -> String {
             }
         }));
     }
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
+    let name = crate::sql::fresh_name(&base, |key| {
+        taken.iter().any(|t| t.eq_ignore_ascii_case(key))
+    });
     taken.push(name.clone());
     name
 }
