@@ -3,6 +3,7 @@
 //! written out, and an `E040` for each construct the dialect lacks.
 
 use crate::compile::dialect::{Capabilities, DayOfWeek, DaysBetween, StringEscapes, WindowStart};
+use crate::compile::point_in_time::WindowUnit;
 use crate::diagnostic::{Code, Diagnostic, RecipePath};
 use crate::sql::{call, cast, function_name};
 use sqlparser::ast::{
@@ -193,14 +194,13 @@ fn lower_function(
             else {
                 return;
             };
-            let field = match unit.as_str() {
-                "DAY" => DateTimeField::Day,
-                "HOUR" => DateTimeField::Hour,
-                "MINUTE" => DateTimeField::Minute,
-                _ => DateTimeField::Second,
+            // The compiler writes only a unit's own SQL name (`spine::shift`); anything
+            // else is left as it is, and the rendered SQL's read-back refuses it.
+            let Some(unit) = WindowUnit::from_sql_name(unit) else {
+                return;
             };
             let cutoff = std::mem::replace(cutoff, Expr::value(Value::Null));
-            *e = window_start(cutoff, count.clone(), field, of_type == "DATE", caps);
+            *e = window_start(cutoff, count.clone(), unit, of_type == "DATE", caps);
         }
         _ => {}
     }
@@ -212,10 +212,16 @@ fn lower_function(
 fn window_start(
     cutoff: Expr,
     count: String,
-    field: DateTimeField,
+    unit: WindowUnit,
     is_date: bool,
     caps: &Capabilities,
 ) -> Expr {
+    let field = match unit {
+        WindowUnit::Day => DateTimeField::Day,
+        WindowUnit::Hour => DateTimeField::Hour,
+        WindowUnit::Minute => DateTimeField::Minute,
+        WindowUnit::Second => DateTimeField::Second,
+    };
     let (forward, count) = match count.strip_prefix('-') {
         Some(count) => (true, count.to_string()),
         None => (false, count),
@@ -244,12 +250,7 @@ fn window_start(
     // 100 years a window may be); an interval otherwise.
     let duration_seconds = (caps.window_start == WindowStart::DurationMinus && !is_date)
         .then(|| {
-            let per_unit: i64 = match field {
-                DateTimeField::Day => 86_400,
-                DateTimeField::Hour => 3_600,
-                DateTimeField::Minute => 60,
-                _ => 1,
-            };
+            let per_unit = i64::try_from(unit.seconds()).ok()?;
             count.parse::<i64>().ok()?.checked_mul(per_unit)
         })
         .flatten();
@@ -275,7 +276,7 @@ fn window_start(
             call(
                 "DATEADD",
                 vec![
-                    Expr::Identifier(Ident::new(field.to_string())),
+                    Expr::Identifier(Ident::new(unit.names().1)),
                     if forward {
                         count
                     } else {

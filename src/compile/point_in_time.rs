@@ -101,6 +101,29 @@ pub enum WindowUnit {
 }
 
 impl WindowUnit {
+    /// Every unit, largest first.
+    pub const ALL: [WindowUnit; 4] = [
+        WindowUnit::Day,
+        WindowUnit::Hour,
+        WindowUnit::Minute,
+        WindowUnit::Second,
+    ];
+
+    /// Seconds in one of it.
+    pub fn seconds(self) -> u64 {
+        match self {
+            WindowUnit::Day => 86_400,
+            WindowUnit::Hour => 3_600,
+            WindowUnit::Minute => 60,
+            WindowUnit::Second => 1,
+        }
+    }
+
+    /// The unit whose SQL interval name is `name` (`DAY`), if any.
+    pub fn from_sql_name(name: &str) -> Option<WindowUnit> {
+        WindowUnit::ALL.into_iter().find(|u| u.names().1 == name)
+    }
+
     /// Its names: in a recipe (`day`), in SQL intervals (`DAY`), in a feature's name (`d`).
     pub fn names(self) -> (&'static str, &'static str, &'static str) {
         match self {
@@ -116,16 +139,12 @@ impl Window {
     /// The window as a count of its largest exact unit (`(30, Day)` for 30 days, and for
     /// 4 weeks `(28, Day)`: not every engine has a WEEK interval for timestamps).
     pub fn in_unit(self) -> (u64, WindowUnit) {
-        for (size, unit) in [
-            (86_400, WindowUnit::Day),
-            (3_600, WindowUnit::Hour),
-            (60, WindowUnit::Minute),
-        ] {
-            if self.seconds.is_multiple_of(size) {
-                return (self.seconds / size, unit);
-            }
-        }
-        (self.seconds, WindowUnit::Second)
+        WindowUnit::ALL
+            .into_iter()
+            .find(|unit| self.seconds.is_multiple_of(unit.seconds()))
+            .map_or((self.seconds, WindowUnit::Second), |unit| {
+                (self.seconds / unit.seconds(), unit)
+            })
     }
 
     /// Whether the window is whole days (so date arithmetic keeps a date a date).
