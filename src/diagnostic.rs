@@ -379,6 +379,44 @@ pub struct Diagnostic {
     pub span: Option<Span>,
     /// Suggestions, such as "did you mean `amount`?".
     pub hints: Vec<String>,
+    /// The names it suggests instead of the one the recipe has, as data (a did-you-mean
+    /// hint says the same in words); it replaces a name at this diagnostic's `path` and
+    /// `span`. Absent when there is none. (Boxed, as `path` is.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<Box<Suggestion>>,
+}
+
+/// Names a finding suggests instead of the one the recipe has: what a tool applies (one
+/// clear candidate is a fix, `featurecraft fix`), where the hint says it in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Suggestion {
+    /// What it replaces: a name inside the value at the diagnostic's path (at its span
+    /// when it has one), or the key of the recipe field at that path.
+    pub replaces: Replaces,
+    /// The name the recipe has (`amout`).
+    pub found: String,
+    /// The names it could be, best first (`amount`).
+    pub candidates: Vec<String>,
+}
+
+/// What a [`Suggestion`] replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Replaces {
+    /// A table or column name in the value at the path.
+    Name,
+    /// The field's own key (a misspelled recipe field, `expresion`).
+    FieldKey,
+}
+
+impl Suggestion {
+    /// The one clear candidate, when there is exactly one.
+    pub fn single(&self) -> Option<&str> {
+        match self.candidates.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
 }
 
 impl Diagnostic {
@@ -391,7 +429,27 @@ impl Diagnostic {
             path: None,
             span: None,
             hints: Vec::new(),
+            suggestion: None,
         }
+    }
+
+    /// Suggests `candidates` (best first) for the name `found`, as data and as the
+    /// did-you-mean hint derived from it; no candidate adds nothing.
+    pub fn suggest(
+        mut self,
+        replaces: Replaces,
+        found: impl Into<String>,
+        candidates: Vec<String>,
+    ) -> Diagnostic {
+        if let Some(hint) = did_you_mean(&candidates) {
+            self.hints.push(hint);
+            self.suggestion = Some(Box::new(Suggestion {
+                replaces,
+                found: found.into(),
+                candidates,
+            }));
+        }
+        self
     }
 
     /// Sets the recipe path.

@@ -21,7 +21,7 @@ use crate::compile::point_in_time::{
 use crate::compile::relationships::{self, Hop, Link};
 use crate::contract::recipe::{FeatureRecipe, LabelType, PointInTime};
 use crate::diagnostic::{
-    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Severity,
+    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Replaces, Severity,
     did_you_mean, suggestions,
 };
 use crate::types::{TypeFamily, parse_type_name};
@@ -742,10 +742,14 @@ impl<'c> Analyzer<'c> {
                         ),
                     )
                     .at(cutoff_path.clone())
-                    .hints(did_you_mean(&suggestions(
+                    .suggest(
+                        Replaces::Name,
                         &pit.cutoff_column,
-                        recipe.entity_grain.iter().map(String::as_str),
-                    )))
+                        suggestions(
+                            &pit.cutoff_column,
+                            recipe.entity_grain.iter().map(String::as_str),
+                        ),
+                    )
                     .hint("each training row is (entity, cutoff): add the cutoff column to `entity_grain`"),
                 );
                 return None;
@@ -840,10 +844,11 @@ impl<'c> Analyzer<'c> {
                     format!("time column `{column}` is not a column of `{}`", table.name),
                 )
                 .at(path.clone())
-                .hints(did_you_mean(&suggestions(
+                .suggest(
+                    Replaces::Name,
                     column,
-                    table.columns.iter().map(|c| c.name.as_str()),
-                ))),
+                    suggestions(column, table.columns.iter().map(|c| c.name.as_str())),
+                ),
             );
             return None;
         };
@@ -1224,7 +1229,7 @@ impl<'c> Analyzer<'c> {
                     format!("unknown table `{name}`: it is not in the catalog"),
                 )
                 .at(path.clone());
-                self.push(d.hints(did_you_mean(&found)));
+                self.push(d.suggest(Replaces::Name, name, found));
                 None
             }
         }
@@ -1413,10 +1418,11 @@ impl<'c> Analyzer<'c> {
         )
         .at(path.clone())
         .with_span(column.span)
-        .hints(did_you_mean(&suggestions(
+        .suggest(
+            Replaces::Name,
             &column.name,
-            table.columns.iter().map(|c| c.name.as_str()),
-        )));
+            suggestions(&column.name, table.columns.iter().map(|c| c.name.as_str())),
+        );
         if !elsewhere.is_empty() {
             d = d.hint(format!(
                 "`{}` is in {}; the label comes from one table: derive it in a view, or qualify `label.column`",
@@ -1486,29 +1492,26 @@ impl<'c> Analyzer<'c> {
         if let Some(found) = found {
             return Some(found.name.clone());
         }
-        let mut hints: Vec<String> = did_you_mean(&suggestions(
+        let mut d = Diagnostic::new(
+            Code::E021,
+            format!("unknown column `{}` in table `{}`", column.name, table.name),
+        )
+        .at(path.clone())
+        .with_span(column.span)
+        .suggest(
+            Replaces::Name,
             &column.name,
-            table.columns.iter().map(|c| c.name.as_str()),
-        ))
-        .into_iter()
-        .collect();
+            suggestions(&column.name, table.columns.iter().map(|c| c.name.as_str())),
+        );
         let elsewhere = self.tables_with_column(&column.name);
         if !elsewhere.is_empty() {
-            hints.push(format!(
+            d = d.hint(format!(
                 "`{}` exists in {}",
                 column.name,
                 elsewhere.join(", ")
             ));
         }
-        self.push(
-            Diagnostic::new(
-                Code::E021,
-                format!("unknown column `{}` in table `{}`", column.name, table.name),
-            )
-            .at(path.clone())
-            .with_span(column.span)
-            .hints(hints),
-        );
+        self.push(d);
         None
     }
 
@@ -1540,17 +1543,17 @@ impl<'c> Analyzer<'c> {
                 let table =
                     self.resolve_table(qualifier, &RecipePath::Label(LabelField::Column))?;
                 if table.column(column).is_none() {
-                    let hint = did_you_mean(&suggestions(
-                        column,
-                        table.columns.iter().map(|c| c.name.as_str()),
-                    ));
                     self.push(
                         Diagnostic::new(
                             Code::E021,
                             format!("unknown column `{column}` in table `{}`", table.name),
                         )
                         .at(RecipePath::Label(LabelField::Column))
-                        .hints(hint),
+                        .suggest(
+                            Replaces::Name,
+                            column,
+                            suggestions(column, table.columns.iter().map(|c| c.name.as_str())),
+                        ),
                     );
                     return None;
                 }

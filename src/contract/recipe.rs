@@ -5,8 +5,7 @@
 //! `W001` warnings that name the field (so a typo such as `expresion` is visible).
 
 use crate::diagnostic::{
-    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, did_you_mean,
-    suggestions,
+    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Replaces, suggestions,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -671,12 +670,15 @@ fn unknown_fields(
 ) {
     for key in object.keys() {
         if !known.contains(&key.as_str()) {
-            let mut d = Diagnostic::new(Code::W001, format!("unknown field `{key}` is ignored"))
-                .at(path(key));
-            if let Some(hint) = did_you_mean(&suggestions(key, known.iter().copied())) {
-                d = d.hint(hint);
-            }
-            diagnostics.push(d);
+            diagnostics.push(
+                Diagnostic::new(Code::W001, format!("unknown field `{key}` is ignored"))
+                    .at(path(key))
+                    .suggest(
+                        Replaces::FieldKey,
+                        key,
+                        suggestions(key, known.iter().copied()),
+                    ),
+            );
         }
     }
 }
