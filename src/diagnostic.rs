@@ -195,6 +195,62 @@ impl Span {
     }
 }
 
+/// The fields of a recipe and of its parts, as the recipe spells them: the one list the
+/// recipe's parser checks unknown fields against (`W001`) and [`RecipePath`] names. A
+/// field added to the contract is added here, and to the path's field enums below.
+/// The recipe's own fields.
+pub const RECIPE_FIELDS: &[&str] = &[
+    "target_table",
+    "entity_grain",
+    "label",
+    "features",
+    "notes",
+    "point_in_time",
+    "relationships",
+    "derived_columns",
+];
+/// The fields of an entry of `derived_columns`.
+pub const DERIVED_COLUMN_FIELDS: &[&str] = &["table", "name", "source_table", "expression"];
+/// The fields of `point_in_time`.
+pub const POINT_IN_TIME_FIELDS: &[&str] = &[
+    "cutoff_column",
+    "time_columns",
+    "include_cutoff",
+    "schedule",
+];
+/// The fields of `point_in_time.schedule`.
+pub const SCHEDULE_FIELDS: &[&str] = &[
+    "source_table",
+    "start",
+    "every",
+    "until",
+    "keep_empty",
+    "max_per_entity",
+    "drop_immature",
+];
+/// The fields of the label.
+pub const LABEL_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "column",
+    "derivation",
+    "positive_class_value",
+    "source_table",
+    "expression",
+    "window",
+    "gap",
+    "empty_value",
+];
+/// The fields of a feature.
+pub const FEATURE_FIELDS: &[&str] = &[
+    "name",
+    "expression",
+    "source_table",
+    "description",
+    "data_type",
+    "window",
+];
+
 /// A field of a feature, in a [`RecipePath`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FeatureField {
@@ -272,8 +328,16 @@ pub enum RecipePath {
     Label(LabelField),
     /// `point_in_time`, or one of its fields.
     PointInTime(Option<PointInTimeField>),
-    /// A field of a request other than a recipe (`design.spine` of a design request).
-    Request(String),
+    /// `relationships[i]`, or one of its fields (`child`, `parent`, or one it does not know).
+    Relationship(usize, Option<String>),
+    /// `derived_columns[i]`, or one of its fields.
+    DerivedColumn(usize, Option<String>),
+    /// A field of a design request (`design.spine`, `design.label.derivation`,
+    /// `design.windows[2]`): the request's own path, a recipe path where the two share a
+    /// field.
+    Design(Box<RecipePath>),
+    /// `NAME[i]` of a list only a design request has (`windows`, `primitives`).
+    ListItem(&'static str, usize),
 }
 
 impl RecipePath {
@@ -287,6 +351,77 @@ impl RecipePath {
         match self {
             RecipePath::Feature(index, _) => Some(*index),
             _ => None,
+        }
+    }
+
+    /// A field of a design request.
+    pub fn design(path: RecipePath) -> RecipePath {
+        RecipePath::Design(Box::new(path))
+    }
+
+    /// The object holding the field this path names and the field's key, in a recipe's
+    /// JSON (a misspelled field is renamed there); `None` for a path that is not a field.
+    pub fn field_in<'a>(
+        &self,
+        recipe: &'a mut serde_json::Value,
+    ) -> Option<(&'a mut serde_json::Map<String, serde_json::Value>, String)> {
+        let (parent, key): (Option<&mut serde_json::Value>, String) = match self {
+            RecipePath::Field(name) => (Some(recipe), name.clone()),
+            RecipePath::Feature(i, Some(field)) => (
+                recipe.get_mut("features")?.get_mut(*i),
+                field.as_str().to_string(),
+            ),
+            RecipePath::Label(field) => (recipe.get_mut("label"), field.as_str().to_string()),
+            RecipePath::PointInTime(Some(PointInTimeField::Schedule(Some(field)))) => (
+                recipe.get_mut("point_in_time")?.get_mut("schedule"),
+                field.clone(),
+            ),
+            RecipePath::PointInTime(Some(field)) => (
+                recipe.get_mut("point_in_time"),
+                match field {
+                    PointInTimeField::CutoffColumn => "cutoff_column".into(),
+                    PointInTimeField::TimeColumns(None) => "time_columns".into(),
+                    PointInTimeField::IncludeCutoff => "include_cutoff".into(),
+                    PointInTimeField::Schedule(None) => "schedule".into(),
+                    PointInTimeField::Other(name) => name.clone(),
+                    PointInTimeField::TimeColumns(Some(_))
+                    | PointInTimeField::Schedule(Some(_)) => {
+                        return None;
+                    }
+                },
+            ),
+            RecipePath::Relationship(i, Some(field)) => {
+                (recipe.get_mut("relationships")?.get_mut(*i), field.clone())
+            }
+            RecipePath::DerivedColumn(i, Some(field)) => (
+                recipe.get_mut("derived_columns")?.get_mut(*i),
+                field.clone(),
+            ),
+            _ => return None,
+        };
+        Some((parent?.as_object_mut()?, key))
+    }
+
+    /// The value this path names in a recipe's JSON, if it is there.
+    pub fn find_mut<'a>(
+        &self,
+        recipe: &'a mut serde_json::Value,
+    ) -> Option<&'a mut serde_json::Value> {
+        match self {
+            RecipePath::Grain(i) => recipe.get_mut("entity_grain")?.get_mut(*i),
+            RecipePath::Feature(i, None) => recipe.get_mut("features")?.get_mut(*i),
+            RecipePath::PointInTime(None) => recipe.get_mut("point_in_time"),
+            RecipePath::PointInTime(Some(PointInTimeField::TimeColumns(Some(table)))) => recipe
+                .get_mut("point_in_time")?
+                .get_mut("time_columns")?
+                .get_mut(table),
+            RecipePath::Relationship(i, None) => recipe.get_mut("relationships")?.get_mut(*i),
+            RecipePath::DerivedColumn(i, None) => recipe.get_mut("derived_columns")?.get_mut(*i),
+            RecipePath::Design(_) | RecipePath::ListItem(..) => None,
+            field => {
+                let (object, key) = field.field_in(recipe)?;
+                object.get_mut(&key)
+            }
         }
     }
 }
@@ -350,7 +485,14 @@ impl std::fmt::Display for RecipePath {
                 }
                 PointInTimeField::Other(name) => write!(f, "point_in_time.{name}"),
             },
-            RecipePath::Request(name) => f.write_str(name),
+            RecipePath::Relationship(i, None) => write!(f, "relationships[{i}]"),
+            RecipePath::Relationship(i, Some(field)) => write!(f, "relationships[{i}].{field}"),
+            RecipePath::DerivedColumn(i, None) => write!(f, "derived_columns[{i}]"),
+            RecipePath::DerivedColumn(i, Some(field)) => {
+                write!(f, "derived_columns[{i}].{field}")
+            }
+            RecipePath::Design(path) => write!(f, "design.{path}"),
+            RecipePath::ListItem(list, i) => write!(f, "{list}[{i}]"),
         }
     }
 }
@@ -613,6 +755,122 @@ pub fn did_you_mean(names: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_path_types_spell_the_fields_the_parser_knows() {
+        let features = [
+            FeatureField::Name,
+            FeatureField::Expression,
+            FeatureField::SourceTable,
+            FeatureField::Description,
+            FeatureField::DataType,
+            FeatureField::Window,
+        ];
+        let names: Vec<&str> = features.iter().map(FeatureField::as_str).collect();
+        assert_eq!(names, FEATURE_FIELDS);
+        let labels = [
+            LabelField::Name,
+            LabelField::Type,
+            LabelField::Column,
+            LabelField::Derivation,
+            LabelField::PositiveClassValue,
+            LabelField::SourceTable,
+            LabelField::Expression,
+            LabelField::Window,
+            LabelField::Gap,
+            LabelField::EmptyValue,
+        ];
+        let names: Vec<&str> = labels.iter().map(LabelField::as_str).collect();
+        assert_eq!(names, LABEL_FIELDS);
+        let times = [
+            PointInTimeField::CutoffColumn,
+            PointInTimeField::TimeColumns(None),
+            PointInTimeField::IncludeCutoff,
+            PointInTimeField::Schedule(None),
+        ];
+        let names: Vec<String> = times
+            .into_iter()
+            .map(|f| RecipePath::PointInTime(Some(f)).to_string())
+            .collect();
+        let want: Vec<String> = POINT_IN_TIME_FIELDS
+            .iter()
+            .map(|f| format!("point_in_time.{f}"))
+            .collect();
+        assert_eq!(names, want);
+    }
+
+    #[test]
+    fn a_path_finds_its_value_in_a_recipe() {
+        let mut recipe = serde_json::json!({
+            "target_table": "t", "entity_grain": ["customer_id", "cutoff_time"],
+            "label": {"column": "churned"},
+            "features": [{"name": "a", "expresion": "SUM(x)"}],
+            "point_in_time": {"cutoff_column": "cutoff_time", "time_columns": {"retail.orders": "ts"},
+                              "schedule": {"every": "7d"}},
+            "relationships": [{"child": "o.c", "parent": "c.id"}],
+            "derived_columns": [{"table": "c", "name": "n"}]
+        });
+        for (path, want) in [
+            (
+                RecipePath::Field("target_table".into()),
+                serde_json::json!("t"),
+            ),
+            (RecipePath::Grain(1), serde_json::json!("cutoff_time")),
+            (
+                RecipePath::feature(0, FeatureField::Name),
+                serde_json::json!("a"),
+            ),
+            (
+                RecipePath::feature(0, FeatureField::Other("expresion".into())),
+                serde_json::json!("SUM(x)"),
+            ),
+            (
+                RecipePath::Label(LabelField::Column),
+                serde_json::json!("churned"),
+            ),
+            (
+                RecipePath::PointInTime(Some(PointInTimeField::CutoffColumn)),
+                serde_json::json!("cutoff_time"),
+            ),
+            (
+                RecipePath::PointInTime(Some(PointInTimeField::TimeColumns(Some(
+                    "retail.orders".into(),
+                )))),
+                serde_json::json!("ts"),
+            ),
+            (
+                RecipePath::PointInTime(Some(PointInTimeField::Schedule(Some("every".into())))),
+                serde_json::json!("7d"),
+            ),
+            (
+                RecipePath::Relationship(0, Some("child".into())),
+                serde_json::json!("o.c"),
+            ),
+            (
+                RecipePath::DerivedColumn(0, Some("name".into())),
+                serde_json::json!("n"),
+            ),
+        ] {
+            assert_eq!(
+                path.find_mut(&mut recipe),
+                Some(&mut want.clone()),
+                "{path}"
+            );
+        }
+        for absent in [
+            RecipePath::Grain(5),
+            RecipePath::feature(3, FeatureField::Name),
+            RecipePath::Label(LabelField::Window),
+            RecipePath::design(RecipePath::Field("spine".into())),
+            RecipePath::ListItem("windows", 0),
+        ] {
+            assert_eq!(absent.find_mut(&mut recipe), None, "{absent}");
+        }
+        assert_eq!(
+            RecipePath::design(RecipePath::ListItem("windows", 2)).to_string(),
+            "design.windows[2]"
+        );
+    }
 
     #[test]
     fn suggests_close_names_first() {

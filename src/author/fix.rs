@@ -9,7 +9,7 @@
 
 use crate::catalog::Catalog;
 use crate::compile::{CompileOptions, compile};
-use crate::diagnostic::{Code, Diagnostic, Replaces, Span, Suggestion};
+use crate::diagnostic::{Code, Diagnostic, RecipePath, Replaces, Span, Suggestion};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -86,7 +86,7 @@ fn fix_with(
     for _ in 0..64 {
         let candidate = findings.iter().find_map(|d| {
             let (path, from, to) = candidate(d)?;
-            (!refused.contains(&(path.clone(), from.clone()))).then_some((
+            (!refused.contains(&(path.to_string(), from.clone()))).then_some((
                 d.clone(),
                 path,
                 from,
@@ -107,13 +107,13 @@ fn fix_with(
                 findings = after;
                 fixes.push(Fix {
                     code: finding.code,
-                    path,
+                    path: path.to_string(),
                     from,
                     to,
                 });
             }
             None => {
-                refused.insert((path, from));
+                refused.insert((path.to_string(), from));
             }
         }
     }
@@ -153,15 +153,21 @@ fn fixable(code: Code) -> bool {
 
 /// (path, the name found, the one suggested) of a finding whose suggestion has one clear
 /// candidate.
-fn candidate(d: &Diagnostic) -> Option<(String, String, String)> {
+fn candidate(d: &Diagnostic) -> Option<(RecipePath, String, String)> {
     let suggestion: &Suggestion = d.suggestion.as_ref()?;
     let to = suggestion.single()?;
-    let path = d.path.as_ref()?.to_string();
+    let path = d.path.as_deref()?.clone();
     Some((path, suggestion.found.clone(), to.to_string()))
 }
 
 /// Applies one fix to `recipe`; false when the place cannot be found as expected.
-fn apply(recipe: &mut Value, finding: &Diagnostic, path: &str, from: &str, to: &str) -> bool {
+fn apply(
+    recipe: &mut Value,
+    finding: &Diagnostic,
+    path: &RecipePath,
+    from: &str,
+    to: &str,
+) -> bool {
     if finding
         .suggestion
         .as_ref()
@@ -169,7 +175,7 @@ fn apply(recipe: &mut Value, finding: &Diagnostic, path: &str, from: &str, to: &
     {
         return rename_field(recipe, path, to);
     }
-    let Some(Value::String(text)) = locate(recipe, path) else {
+    let Some(Value::String(text)) = path.find_mut(recipe) else {
         return false;
     };
     match replaced(text, finding.span, from, to) {
@@ -237,36 +243,13 @@ fn offset(text: &str, position: crate::diagnostic::Position) -> Option<usize> {
     }
 }
 
-/// The value at a recipe path such as `features[3].expression` or `label.column`.
-fn locate<'a>(recipe: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    let mut here = recipe;
-    for segment in path.split('.') {
-        let (key, indexes) = match segment.find('[') {
-            Some(i) => (&segment[..i], &segment[i..]),
-            None => (segment, ""),
-        };
-        if !key.is_empty() {
-            here = here.get_mut(key)?;
-        }
-        for index in indexes.split('[').filter(|s| !s.is_empty()) {
-            let index: usize = index.strip_suffix(']')?.parse().ok()?;
-            here = here.get_mut(index)?;
-        }
-    }
-    Some(here)
-}
-
 /// Renames the field at `path` (`features[0].expresion`) to `to`, in place, unless the
 /// object already has a field of that name.
-fn rename_field(recipe: &mut Value, path: &str, to: &str) -> bool {
-    let (parent, key) = match path.rsplit_once('.') {
-        Some((parent, key)) => (locate(recipe, parent), key),
-        None => (Some(recipe), path),
-    };
-    let Some(Value::Object(object)) = parent else {
+fn rename_field(recipe: &mut Value, path: &RecipePath, to: &str) -> bool {
+    let Some((object, key)) = path.field_in(recipe) else {
         return false;
     };
-    if object.contains_key(to) || !object.contains_key(key) {
+    if object.contains_key(to) || !object.contains_key(&key) {
         return false;
     }
     let renamed: serde_json::Map<String, Value> = std::mem::take(object)

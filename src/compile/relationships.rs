@@ -62,7 +62,7 @@ fn check_one(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Link> {
     let side = |name: &str, text: &str, diagnostics: &mut Vec<Diagnostic>| {
-        let path = RecipePath::Field(format!("relationships[{i}].{name}"));
+        let path = RecipePath::Relationship(i, Some(name.to_string()));
         let Some((table, column)) = Relationship::split(text) else {
             diagnostics.push(
                 Diagnostic::new(
@@ -100,7 +100,7 @@ fn check_one(
     let parent = side("parent", &relationship.parent, diagnostics);
     let ((child_table, child_column, child_type), (parent_table, parent_column, parent_type)) =
         (child?, parent?);
-    let path = RecipePath::Field(format!("relationships[{i}]"));
+    let path = RecipePath::Relationship(i, None);
     if child_table.name == parent_table.name {
         diagnostics.push(
             Diagnostic::new(

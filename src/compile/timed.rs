@@ -175,7 +175,7 @@ pub fn cutoffs_ctes(
         };
         let start = adapt(
             &crate::compile::spine::shift(cutoff, window, false, compare),
-            &RecipePath::Field("point_in_time".into()),
+            &RecipePath::PointInTime(None),
         );
         items.push(aliased(start, &starts.name(window, compare), caps));
     }
@@ -249,7 +249,7 @@ impl TimedPart<'_> {
             .members
             .first()
             .map(|&i| self.plan.features[i].path.clone())
-            .unwrap_or(RecipePath::Field("point_in_time".into()));
+            .unwrap_or(RecipePath::PointInTime(None));
         let on = self.join_condition(&key, widest, compare);
         let on = adapt(&on, &first_path);
         let mut joins = self.path_joins(&key);

@@ -5,7 +5,9 @@
 //! `W001` warnings that name the field (so a typo such as `expresion` is visible).
 
 use crate::diagnostic::{
-    Code, Diagnostic, FeatureField, LabelField, PointInTimeField, RecipePath, Replaces, suggestions,
+    Code, DERIVED_COLUMN_FIELDS, Diagnostic, FEATURE_FIELDS, FeatureField, LABEL_FIELDS,
+    LabelField, POINT_IN_TIME_FIELDS, PointInTimeField, RECIPE_FIELDS, RecipePath, Replaces,
+    SCHEDULE_FIELDS, suggestions,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -319,53 +321,6 @@ fn present_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Er
     Value::deserialize(d).map(Some)
 }
 
-const RECIPE_FIELDS: &[&str] = &[
-    "target_table",
-    "entity_grain",
-    "label",
-    "features",
-    "notes",
-    "point_in_time",
-    "relationships",
-    "derived_columns",
-];
-const DERIVED_COLUMN_FIELDS: &[&str] = &["table", "name", "source_table", "expression"];
-const POINT_IN_TIME_FIELDS: &[&str] = &[
-    "cutoff_column",
-    "time_columns",
-    "include_cutoff",
-    "schedule",
-];
-const SCHEDULE_FIELDS: &[&str] = &[
-    "source_table",
-    "start",
-    "every",
-    "until",
-    "keep_empty",
-    "max_per_entity",
-    "drop_immature",
-];
-const LABEL_FIELDS: &[&str] = &[
-    "name",
-    "type",
-    "column",
-    "derivation",
-    "positive_class_value",
-    "source_table",
-    "expression",
-    "window",
-    "gap",
-    "empty_value",
-];
-const FEATURE_FIELDS: &[&str] = &[
-    "name",
-    "expression",
-    "source_table",
-    "description",
-    "data_type",
-    "window",
-];
-
 /// The outcome of reading recipe JSON: the recipe when it could be read, and what was found.
 #[derive(Debug, Clone)]
 pub struct ParsedRecipe {
@@ -541,7 +496,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
                         unknown_fields(
                             fields,
                             DERIVED_COLUMN_FIELDS,
-                            |key| RecipePath::Field(format!("derived_columns[{i}].{key}")),
+                            |key| RecipePath::DerivedColumn(i, Some(key.to_string())),
                             &mut diagnostics,
                         );
                     }

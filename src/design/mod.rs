@@ -41,7 +41,7 @@ use crate::contract::recipe::{
     DerivedColumn, FeatureRecipe, FeatureSpec, LabelSpec, LabelType, PointInTime, Relationship,
     TimeColumns,
 };
-use crate::diagnostic::{Code, Diagnostic, RecipePath};
+use crate::diagnostic::{Code, Diagnostic, LabelField, PointInTimeField, RecipePath};
 use crate::run::{RecipeRun, RunOptions, run_recipe};
 use crate::sql::call;
 use crate::types::TypeFamily;
@@ -454,12 +454,9 @@ pub async fn propose(
     if !problems.is_empty() {
         return Err(problems
             .into_iter()
-            .map(|d| {
-                let at = d.path.as_deref().map(|p| format!("design.{p}"));
-                match at {
-                    Some(at) => d.at(RecipePath::Request(at)),
-                    None => d,
-                }
+            .map(|d| match d.path.as_deref().cloned() {
+                Some(at) => d.at(RecipePath::design(at)),
+                None => d,
             })
             .collect());
     }
@@ -814,7 +811,7 @@ fn max_depth(request: &DesignRequest) -> Result<u8, Vec<Diagnostic>> {
                 Code::E001,
                 format!("max_depth {other} is not supported: the crew stacks 1 or 2 aggregates"),
             )
-            .at(RecipePath::Request("design.max_depth".into())),
+            .at(RecipePath::design(RecipePath::Field("max_depth".into()))),
         ]),
     }
 }
@@ -848,7 +845,7 @@ fn design_windows(request: &DesignRequest) -> Result<Vec<DesignWindow>, Vec<Diag
                 Code::E026,
                 "`windows` needs `point_in_time`: there is no cutoff to count back from",
             )
-            .at(RecipePath::Request("design.windows".into())),
+            .at(RecipePath::design(RecipePath::Field("windows".into()))),
         ]);
     }
     let mut out: Vec<DesignWindow> = Vec::new();
@@ -856,7 +853,7 @@ fn design_windows(request: &DesignRequest) -> Result<Vec<DesignWindow>, Vec<Diag
         let window = parse_window(text).map_err(|e| {
             vec![
                 Diagnostic::new(Code::E026, e.message)
-                    .at(RecipePath::Request(format!("design.windows[{i}]")))
+                    .at(RecipePath::design(RecipePath::ListItem("windows", i)))
                     .hint(e.hint),
             ]
         })?;
@@ -897,20 +894,22 @@ fn spine_and_grain<'c>(
     let (name, at) = match schedule {
         Some((_, s)) => (
             &s.source_table,
-            "design.point_in_time.schedule.source_table",
+            RecipePath::PointInTime(Some(PointInTimeField::Schedule(Some(
+                "source_table".into(),
+            )))),
         ),
-        None => (&request.spine, "design.spine"),
+        None => (&request.spine, RecipePath::Field("spine".into())),
     };
     let spine = catalog.table(name.trim()).ok_or_else(|| {
         vec![
             Diagnostic::new(Code::E020, format!("unknown spine table `{name}`"))
-                .at(RecipePath::Request(at.into())),
+                .at(RecipePath::design(at)),
         ]
     })?;
     if request.entity_grain.is_empty() {
         return Err(vec![
             Diagnostic::new(Code::E002, "entity_grain is empty")
-                .at(RecipePath::Request("design.entity_grain".into())),
+                .at(RecipePath::design(RecipePath::Field("entity_grain".into()))),
         ]);
     }
     let mut grain = Vec::new();
@@ -929,7 +928,7 @@ fn spine_and_grain<'c>(
                         Code::E023,
                         format!("the spine `{}` has no grain column `{g}`", spine.name),
                     )
-                    .at(RecipePath::Request("design.entity_grain".into())),
+                    .at(RecipePath::design(RecipePath::Field("entity_grain".into()))),
                 ]);
             }
         }
@@ -1232,7 +1231,7 @@ fn label_columns(label: &LabelSpec) -> Result<Vec<String>, Vec<Diagnostic>> {
     if let Some(derivation) = &label.derivation {
         let expr = parse_fragment(
             derivation,
-            RecipePath::Request("design.label.derivation".into()),
+            RecipePath::design(RecipePath::Label(LabelField::Derivation)),
         )
         .map_err(|d| vec![d])?;
         columns.extend(inspect(&expr).columns.into_iter().map(|c| c.name));

@@ -128,7 +128,7 @@ impl Primitives {
                                 known.join(", ")
                             ),
                         )
-                        .at(RecipePath::Request(format!("design.primitives[{i}]")))
+                        .at(RecipePath::design(RecipePath::ListItem("primitives", i)))
                         .hints(did_you_mean(&suggestions(&wanted, known.iter().copied()))),
                     );
                 }

@@ -306,7 +306,7 @@ fn counting_plan(plan: &Plan, counts: &WindowCounts, keep_features: bool) -> Pla
     let WindowCounts { counts, names } = counts;
     let count_star = match crate::compile::fragment::parse_fragment(
         "COUNT(*)",
-        crate::diagnostic::RecipePath::Field("point_in_time".into()),
+        crate::diagnostic::RecipePath::PointInTime(None),
     ) {
         Ok(expr) => expr,
         Err(_) => SqlExpr::value(sqlparser::ast::Value::Null),
@@ -330,7 +330,7 @@ fn counting_plan(plan: &Plan, counts: &WindowCounts, keep_features: bool) -> Pla
         .into_iter()
         .chain(counts.iter().enumerate().map(|(i, c)| PlannedFeature {
             name: names[i].clone(),
-            path: crate::diagnostic::RecipePath::Field("point_in_time".into()),
+            path: crate::diagnostic::RecipePath::PointInTime(None),
             expr: count_star.clone(),
             home: FeatureHome::Source(c.source),
             empty_value: Some(zero.clone()),

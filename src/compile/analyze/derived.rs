@@ -85,7 +85,7 @@ pub struct DerivedValue {
 
 /// The recipe path of a field of `derived_columns[i]`.
 fn at(i: usize, field: &str) -> RecipePath {
-    RecipePath::Field(format!("derived_columns[{i}].{field}"))
+    RecipePath::DerivedColumn(i, Some(field.to_string()))
 }
 
 impl<'c> Analyzer<'c> {
