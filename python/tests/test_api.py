@@ -376,6 +376,20 @@ def test_the_type_stubs_ship_and_cover_the_module():
         stub_params = [a.arg for a in node.args.args + node.args.kwonlyargs]
         actual = list(inspect.signature(getattr(fc, name)).parameters)
         assert stub_params == actual, name
+        # ... with the same defaults, which are the library's own.
+        stub_defaults = {
+            a.arg: ast.literal_eval(d)
+            for a, d in zip(node.args.args[len(node.args.args) - len(node.args.defaults):], node.args.defaults)
+        }
+        for param, default in stub_defaults.items():
+            assert inspect.signature(getattr(fc, name)).parameters[param].default == default, (name, param)
+    from featurecraft import _native
+    library = _native._DEFAULTS
+    assert set(library) == {"sample_size", "null_threshold", "memory_limit", "leak_threshold"}
+    for name in functions:
+        for param, value in inspect.signature(getattr(fc, name)).parameters.items():
+            if param in library:
+                assert value.default == library[param], (name, param, value.default)
 
 
 def test_the_leak_threshold_decides_what_the_screen_flags(catalog, tmp_path):

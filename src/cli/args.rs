@@ -267,7 +267,7 @@ impl From<LabelTypeArg> for LabelType {
 #[derive(Args)]
 pub struct SampleSize {
     /// How many entities (grain keys) to sample.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = featurecraft::run::sample::DEFAULT_SAMPLE_SIZE)]
     pub sample_size: usize,
 }
 
@@ -275,7 +275,7 @@ pub struct SampleSize {
 #[derive(Args)]
 pub struct MemoryLimit {
     /// Memory a run may use, e.g. 512M or 2G.
-    #[arg(long, default_value = "2G")]
+    #[arg(long, default_value = featurecraft::run::sample::DEFAULT_MEMORY_LIMIT)]
     pub memory_limit: String,
 }
 
@@ -304,7 +304,7 @@ const MAX_TIMEOUT_SECONDS: u64 = featurecraft::run::deadline::MAX_TIME_LIMIT.as_
 #[derive(Args)]
 pub struct NullThreshold {
     /// Null fraction above which a column is listed as high-null.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = featurecraft::run::sample::DEFAULT_NULL_THRESHOLD)]
     pub null_threshold: f64,
 }
 

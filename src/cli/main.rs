@@ -15,6 +15,7 @@ use args::{
 use clap::Parser;
 #[cfg(feature = "cluster")]
 use featurecraft::run::leakage::DEFAULT_LEAK_THRESHOLD;
+use featurecraft::run::sample::DEFAULT_NULL_THRESHOLD;
 use featurecraft::run::{RecipeRun, RunOptions, run_recipe};
 use featurecraft::{Catalog, CompileOptions, Compiled, Dialect, compile};
 use report::{Progress, explain_strict, flags, print_diagnostics, usage_error};
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
             let options = match run_options(
                 Dialect::DataFusion,
                 1,
-                0.5,
+                DEFAULT_NULL_THRESHOLD,
                 DEFAULT_LEAK_THRESHOLD,
                 &args.memory.memory_limit,
                 false,
@@ -368,7 +369,7 @@ async fn test_command(args: &TestArgs) -> ExitCode {
     let run = match run_options(
         Dialect::DataFusion,
         args.sample.sample_size,
-        0.5,
+        DEFAULT_NULL_THRESHOLD,
         DEFAULT_LEAK_THRESHOLD,
         &args.memory.memory_limit,
         false,
@@ -461,7 +462,7 @@ async fn diff_command(args: &DiffArgs) -> ExitCode {
     let run = match run_options(
         Dialect::DataFusion,
         args.sample_size,
-        0.5,
+        DEFAULT_NULL_THRESHOLD,
         DEFAULT_LEAK_THRESHOLD,
         &args.memory.memory_limit,
         false,
@@ -1096,7 +1097,7 @@ fn job_run_options(
     run_options(
         Dialect::DataFusion,
         sample_size,
-        0.5,
+        DEFAULT_NULL_THRESHOLD,
         leak_threshold,
         memory_limit,
         false,

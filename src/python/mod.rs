@@ -99,6 +99,8 @@ fn compile(
 
 /// Compiles a recipe and validates it on a sample of entities with DataFusion.
 #[pyfunction]
+// The defaults are literals for Python's introspection; the Python suite checks they
+// are the library's (`_DEFAULTS`, from run::sample and run::leakage) and the stubs'.
 #[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local", timeout = None, leak_threshold = 0.95))]
 #[allow(clippy::too_many_arguments)]
 fn validate(
@@ -236,7 +238,7 @@ fn materialize(
     let options = run_options(
         Dialect::DataFusion,
         1,
-        0.5,
+        crate::run::sample::DEFAULT_NULL_THRESHOLD,
         DEFAULT_LEAK_THRESHOLD,
         memory_limit,
         false,
@@ -462,7 +464,7 @@ fn retry<'py>(
     let options = run_options(
         Dialect::DataFusion,
         sample_size,
-        0.5,
+        crate::run::sample::DEFAULT_NULL_THRESHOLD,
         leak_threshold,
         memory_limit,
         false,
@@ -516,6 +518,17 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyValidation>()?;
     m.add_class::<PyDiagnostic>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The library's defaults, which the keyword defaults above repeat as literals (for
+    // Python's introspection): the Python suite checks the two agree.
+    let defaults = pyo3::types::PyDict::new(m.py());
+    defaults.set_item("sample_size", crate::run::sample::DEFAULT_SAMPLE_SIZE)?;
+    defaults.set_item("null_threshold", crate::run::sample::DEFAULT_NULL_THRESHOLD)?;
+    defaults.set_item("memory_limit", crate::run::sample::DEFAULT_MEMORY_LIMIT)?;
+    defaults.set_item(
+        "leak_threshold",
+        crate::run::leakage::DEFAULT_LEAK_THRESHOLD,
+    )?;
+    m.add("_DEFAULTS", defaults)?;
     m.add(
         "DIALECTS",
         Dialect::ALL.iter().map(|d| d.name()).collect::<Vec<_>>(),

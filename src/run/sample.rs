@@ -52,13 +52,23 @@ pub struct ValidateOptions {
     pub time_limit: Option<std::time::Duration>,
 }
 
+/// Entities (grain keys) a validation samples unless told otherwise.
+pub const DEFAULT_SAMPLE_SIZE: usize = 10_000;
+/// The NULL share from which a column is listed as high-null unless told otherwise.
+pub const DEFAULT_NULL_THRESHOLD: f64 = 0.5;
+/// The memory a run may hold unless told otherwise, as the front ends spell it
+/// ([`parse_size`] reads it as [`DEFAULT_MEMORY_LIMIT_BYTES`]).
+pub const DEFAULT_MEMORY_LIMIT: &str = "2G";
+/// [`DEFAULT_MEMORY_LIMIT`] in bytes.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 2 << 30;
+
 impl Default for ValidateOptions {
     fn default() -> Self {
         ValidateOptions {
-            sample_size: 10_000,
-            null_threshold: 0.5,
+            sample_size: DEFAULT_SAMPLE_SIZE,
+            null_threshold: DEFAULT_NULL_THRESHOLD,
             leak_threshold: crate::run::leakage::DEFAULT_LEAK_THRESHOLD,
-            memory_limit: 2 << 30,
+            memory_limit: DEFAULT_MEMORY_LIMIT_BYTES,
             target_partitions: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -502,6 +512,14 @@ fn reads_like_a_file_error(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_memory_limit_reads_as_its_bytes() {
+        assert_eq!(
+            parse_size(DEFAULT_MEMORY_LIMIT),
+            Ok(DEFAULT_MEMORY_LIMIT_BYTES)
+        );
+    }
     use datafusion::arrow::array::{ArrayRef, Int64Array};
     use datafusion::datasource::MemTable;
     use std::path::Path;
