@@ -109,7 +109,7 @@ async fn run() {
 }
 
 /// Scores every feature of the sample against its label, as validation does.
-fn screen(plan: &Plan, rows: &datafusion::arrow::array::RecordBatch) -> usize {
+fn screen(plan: &Plan, rows: &arrow::array::RecordBatch) -> usize {
     let label = rows.column(rows.num_columns() - 1);
     let Some(target) = Target::of(label, plan.label.label_type) else {
         return 0;

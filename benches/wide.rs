@@ -71,7 +71,7 @@ async fn run() {
     for n in sizes {
         let text = wide_recipe(n);
         let options = CompileOptions {
-            max_features: n.max(featurecraft::compile::analyze::MAX_FEATURES),
+            max_features: n.max(compile::analyze::MAX_FEATURES),
             ..CompileOptions::for_dialect(Dialect::DataFusion)
         };
         let mut compile_times = Vec::new();

@@ -91,6 +91,9 @@ pub mod run;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod sql;
+// The retail data generator of the fixtures, the tests and the benchmarks: not part of the
+// pipeline a library user calls, so it stays out of the documentation.
+#[doc(hidden)]
 pub mod testkit;
 pub mod types;
 

@@ -291,7 +291,7 @@ async fn table_rows(folder: &Path) -> Vec<Vec<String>> {
 }
 
 /// Rows as text (NULL as `NULL`), sorted.
-fn sorted_rows(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<Vec<String>> {
+fn sorted_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>> {
     let format = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
@@ -981,7 +981,7 @@ async fn table_digest(folder: &Path) -> (Vec<Vec<String>>, Vec<f64>) {
             sums[0]
                 .column(i)
                 .as_any()
-                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .downcast_ref::<arrow::array::Float64Array>()
                 .map_or(f64::NAN, |a| a.value(0))
         })
         .collect();

@@ -169,7 +169,7 @@ fn too_many_features_are_refused_early() {
     assert_eq!(d.message, "the recipe has 51 features; the limit is 50");
     // The default limit is the documented one.
     let wide = compile(
-        &recipe(featurecraft::compile::analyze::MAX_FEATURES + 1),
+        &recipe(compile::analyze::MAX_FEATURES + 1),
         &catalog,
         &CompileOptions::default(),
     );

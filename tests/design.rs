@@ -1253,7 +1253,7 @@ async fn a_table_with_one_row_per_entity_gives_row_level_features() {
         .collect()
         .await
         .unwrap();
-    let batch = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     let file = std::fs::File::create(dir.path().join("labels.parquet")).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&RecordBatch::clone(&batch)).unwrap();

@@ -439,7 +439,7 @@ async fn mutate_events(
     let count = count[0]
         .column(0)
         .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .downcast_ref::<arrow::array::Int64Array>()
         .unwrap()
         .value(0) as usize;
     let sql = format!(

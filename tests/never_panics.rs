@@ -138,7 +138,7 @@ proptest! {
         let compiled = compile(&recipe_with(&expression, &derivation, source), &catalog, &CompileOptions::for_dialect(dialect));
         // Whatever compiled must also read back in its dialect as exactly one statement.
         if let Some(sql) = compiled.sql {
-            prop_assert!(featurecraft::compile::render::reparse(&sql, dialect).is_ok_and(|s| s.len() == 1), "{}", sql);
+            prop_assert!(compile::render::reparse(&sql, dialect).is_ok_and(|s| s.len() == 1), "{}", sql);
         }
     }
 }
@@ -167,7 +167,7 @@ fn deeply_nested_fragments_are_refused_not_overflowed() {
 fn a_long_chain_of_operators_is_refused_not_overflowed() {
     let terms = 40_000;
     let chain = format!("SUM(amount){}", "+1".repeat(terms));
-    assert!(chain.chars().count() <= featurecraft::compile::fragment::MAX_FRAGMENT_CHARS);
+    assert!(chain.chars().count() <= compile::fragment::MAX_FRAGMENT_CHARS);
     let refused = diagnostic_at(
         &recipe_with(&chain, "churned_at", "orders"),
         "features[0].expression",
@@ -213,7 +213,7 @@ fn an_overlong_fragment_is_refused_before_it_is_parsed() {
         format!(
             "the expression is {} characters long; the limit is {}",
             long.chars().count(),
-            featurecraft::compile::fragment::MAX_FRAGMENT_CHARS
+            compile::fragment::MAX_FRAGMENT_CHARS
         )
     );
 }

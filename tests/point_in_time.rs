@@ -327,11 +327,10 @@ async fn make_late_rows_absurd(
             let name = f.name();
             let absurd = match f.data_type() {
                 _ if name == "customer_id" || name == time => None,
-                datafusion::arrow::datatypes::DataType::Utf8
-                | datafusion::arrow::datatypes::DataType::Utf8View => Some("'ABSURD'".to_string()),
-                datafusion::arrow::datatypes::DataType::Boolean => {
-                    Some(format!("NOT s.\"{name}\""))
+                arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::Utf8View => {
+                    Some("'ABSURD'".to_string())
                 }
+                arrow::datatypes::DataType::Boolean => Some(format!("NOT s.\"{name}\"")),
                 t if t.is_numeric() => Some(format!("CAST(987654321 AS {})", sql_type(t))),
                 _ => None,
             };
@@ -360,7 +359,7 @@ async fn make_late_rows_absurd(
     let late_rows = late_rows[0]
         .column(0)
         .as_any()
-        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .downcast_ref::<arrow::array::Int64Array>()
         .unwrap()
         .value(0) as usize;
     let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
@@ -385,7 +384,7 @@ async fn make_late_rows_absurd(
     late_rows
 }
 
-fn sql_type(t: &datafusion::arrow::datatypes::DataType) -> &'static str {
+fn sql_type(t: &arrow::datatypes::DataType) -> &'static str {
     use datafusion::arrow::datatypes::DataType as T;
     match t {
         T::Int32 => "INT",
@@ -540,7 +539,7 @@ fn catalog_with_dated_items(dir: &std::path::Path) {
 async fn a_source_through_a_relationship_is_bounded_by_the_timed_table_of_its_path() {
     let dir = tempfile::tempdir().unwrap();
     catalog_with_dated_items(dir.path());
-    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
     let text = std::fs::read_to_string(
         common::fixtures().join("recipes/good/pit_order_items_through_orders.json"),
     )
@@ -574,10 +573,10 @@ async fn a_source_through_a_relationship_is_bounded_by_the_timed_table_of_its_pa
     ]);
     let mut unbounded = recipe.clone();
     unbounded["point_in_time"]["time_columns"] = serde_json::json!({"orders": null});
-    let compiled = featurecraft::compile(
+    let compiled = compile(
         &unbounded.to_string(),
         &catalog,
-        &featurecraft::CompileOptions::for_dialect(featurecraft::Dialect::DuckDb),
+        &CompileOptions::for_dialect(Dialect::DuckDb),
     );
     assert!(compiled.sql.is_some(), "{:?}", compiled.diagnostics);
     // orders is declared static, order_items unlisted: nothing bounds the items.
@@ -590,10 +589,10 @@ async fn a_source_through_a_relationship_is_bounded_by_the_timed_table_of_its_pa
         compiled.diagnostics
     );
     // With the order's time, no W012 and no W014 for `orders` (its path reads it).
-    let compiled = featurecraft::compile(
+    let compiled = compile(
         &recipe.to_string(),
         &catalog,
-        &featurecraft::CompileOptions::for_dialect(featurecraft::Dialect::DuckDb),
+        &CompileOptions::for_dialect(Dialect::DuckDb),
     );
     assert!(
         compiled.diagnostics.is_empty(),
@@ -606,8 +605,7 @@ async fn a_source_through_a_relationship_is_bounded_by_the_timed_table_of_its_pa
 async fn every_timed_table_of_a_path_is_before_the_cutoff() {
     use datafusion::arrow::array::{ArrayRef, Date32Array};
     let dir = tempfile::tempdir().unwrap();
-    let days =
-        |values: &[i32]| -> ArrayRef { std::sync::Arc::new(Date32Array::from(values.to_vec())) };
+    let days = |values: &[i32]| -> ArrayRef { Arc::new(Date32Array::from(values.to_vec())) };
     // One customer, cutoff day 100. Session 10 starts on day 90, session 11 on day 120 (after
     // the cutoff). Transactions: day 95 in session 10 (counts), day 99 in session 11 (its own
     // time is before the cutoff but its session's is not), day 130 in session 10 (after).
@@ -640,7 +638,7 @@ async fn every_timed_table_of_a_path_is_before_the_cutoff() {
             ),
         ],
     );
-    let catalog = featurecraft::Catalog::load(dir.path()).await.unwrap();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
     let recipe = serde_json::json!({
         "target_table": "t",
         "entity_grain": ["customer_id", "cutoff_day"],
@@ -662,11 +660,11 @@ async fn every_timed_table_of_a_path_is_before_the_cutoff() {
     // The window counts back on the transaction's own time: day 95 is within 7 days of 100.
     assert_eq!(row["n_tx_7d"], "1", "{table:?}");
     assert_eq!(row["n_sessions"], "1", "{table:?}");
-    for dialect in featurecraft::Dialect::ALL {
-        let compiled = featurecraft::compile(
+    for dialect in Dialect::ALL {
+        let compiled = compile(
             &recipe.to_string(),
             &catalog,
-            &featurecraft::CompileOptions::for_dialect(dialect),
+            &CompileOptions::for_dialect(dialect),
         );
         assert!(
             compiled.sql.is_some(),

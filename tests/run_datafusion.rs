@@ -67,8 +67,7 @@ async fn every_good_recipe_runs_and_yields_one_row_per_spine_row() {
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if plan.spine.schedule.is_some() {
             // Generated rows (tests/future_labels.rs checks which): one per (entity, cutoff).
-            let all =
-                datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
             assert!(all.num_rows() > 0, "{stem}: rows were generated");
             assert_eq!(
                 common::rows_by_key(&all, plan.grain.len()).len(),

@@ -1115,7 +1115,7 @@ fn wide_recipe(n: usize) -> Value {
 /// The longest `/healthz` took while `work` ran, polled every 50 ms.
 async fn slowest_health_check_while<T>(
     server: &Server,
-    work: impl std::future::Future<Output = T>,
+    work: impl Future<Output = T>,
 ) -> (T, Duration) {
     let addr = server.addr;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -1682,7 +1682,7 @@ async fn one_user_cannot_replace_a_table_another_published() {
         "{job}"
     );
     let table = w.warehouse.join("retail").join("churn_training");
-    let files = |dir: &std::path::Path| {
+    let files = |dir: &Path| {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

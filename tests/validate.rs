@@ -46,12 +46,8 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
         .session_context(with_functions(SessionContext::new()))
         .await
         .unwrap();
-    let query = featurecraft::compile::render::build_query(
-        &plan,
-        &Dialect::DataFusion.capabilities(),
-        None,
-    )
-    .unwrap();
+    let query =
+        compile::render::build_query(&plan, &Dialect::DataFusion.capabilities(), None).unwrap();
     let logical = featurecraft::catalog::plan_query(&ctx.state(), query)
         .await
         .unwrap();
@@ -62,7 +58,7 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
         .collect()
         .await
         .unwrap();
-    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     let keys = key_index(&all, plan.grain.len());
     (all, keys)
 }
@@ -893,7 +889,7 @@ async fn a_run_past_its_time_limit_is_e054_and_publishes_nothing() {
         time_limit: Some(std::time::Duration::from_millis(1)),
         ..ValidateOptions::default()
     };
-    let validation = featurecraft::run::validate::validate(&plan, &catalog, &limited, &[]).await;
+    let validation = validate(&plan, &catalog, &limited, &[]).await;
     assert!(validation.summary.is_none());
     let error = validation.diagnostics.last().unwrap();
     assert_eq!(error.code, Code::E054, "{error:?}");
@@ -924,10 +920,8 @@ async fn a_run_past_its_time_limit_is_e054_and_publishes_nothing() {
         time_limit: Some(std::time::Duration::from_secs(600)),
         ..ValidateOptions::default()
     };
-    let within = featurecraft::run::validate::validate(&plan, &catalog, &generous, &[]).await;
-    let unlimited =
-        featurecraft::run::validate::validate(&plan, &catalog, &ValidateOptions::default(), &[])
-            .await;
+    let within = validate(&plan, &catalog, &generous, &[]).await;
+    let unlimited = validate(&plan, &catalog, &ValidateOptions::default(), &[]).await;
     assert_eq!(within.summary, unlimited.summary);
     assert!(within.summary.is_some());
 }

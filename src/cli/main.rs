@@ -317,9 +317,7 @@ async fn design_command(args: DesignArgs) -> ExitCode {
 }
 
 /// A design request from a JSON file (`--request`), as the service reads its `design`.
-fn read_design_request(
-    path: &std::path::Path,
-) -> Result<featurecraft::design::DesignRequest, String> {
+fn read_design_request(path: &Path) -> Result<featurecraft::design::DesignRequest, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--request {}: cannot read it: {e}", path.display()))?;
     serde_json::from_str(&text)

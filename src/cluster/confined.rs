@@ -243,9 +243,7 @@ mod tests {
         .resolved()
         .unwrap();
         let store = ConfinedFiles::new(&roots).unwrap();
-        let path = |p: std::path::PathBuf| {
-            Path::from_absolute_path(p.canonicalize().unwrap_or(p)).unwrap()
-        };
+        let path = |p: PathBuf| Path::from_absolute_path(p.canonicalize().unwrap_or(p)).unwrap();
         assert!(store.get(&path(catalog.join("t.parquet"))).await.is_ok());
         let refused = store
             .get(&path(outside.join("secret.txt")))

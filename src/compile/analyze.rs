@@ -777,7 +777,7 @@ impl<'c> Analyzer<'c> {
                         format!(
                             "cutoff column `{cutoff}` of `{}` is {}, not a date or timestamp",
                             spine.name,
-                            crate::types::TypeFamily::of(&c.data_type).name()
+                            TypeFamily::of(&c.data_type).name()
                         ),
                     )
                     .at(cutoff_path.clone())
@@ -871,7 +871,7 @@ impl<'c> Analyzer<'c> {
                         "time column `{}` of `{}` is {}, not a date or timestamp",
                         found.name,
                         table.name,
-                        crate::types::TypeFamily::of(&found.data_type).name()
+                        TypeFamily::of(&found.data_type).name()
                     ),
                 )
                 .at(path.clone());

@@ -109,7 +109,7 @@ const fn counting(name: &'static str) -> FunctionFacts {
             counts: true,
             keeps_nulls: false,
         },
-        returns: Returns::Integer,
+        returns: Integer,
         deterministic: true,
     }
 }
@@ -136,7 +136,7 @@ const fn changing(name: &'static str) -> FunctionFacts {
     FunctionFacts {
         name,
         kind: Kind::Scalar { null_strict: false },
-        returns: Returns::Unknown,
+        returns: Unknown,
         deterministic: false,
     }
 }

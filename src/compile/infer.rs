@@ -58,7 +58,7 @@ pub fn family_of(expr: &Expr, table: &Table) -> Option<TypeFamily> {
             B::StringConcat => Some(String),
             // Integer division is made exact (see `exact_division`).
             B::Divide => match numeric(family_of(left, table)?, family_of(right, table)?)? {
-                TypeFamily::Integer => Some(Float),
+                Integer => Some(Float),
                 other => Some(other),
             },
             B::Plus | B::Minus | B::Multiply | B::Modulo => {

@@ -1486,7 +1486,7 @@ async fn sampled_features(
     if recipe.features.is_empty() {
         return Ok(Sampled {
             columns: Vec::new(),
-            label: datafusion::arrow::array::new_null_array(&DataType::Null, 0),
+            label: arrow::array::new_null_array(&DataType::Null, 0),
         });
     }
     let compiled = compile_recipe(

@@ -31,7 +31,7 @@ use values::{PyCatalog, PyCompiled, PyValidation, catalog_of, recipe_of};
 
 /// The run options of the keyword arguments, or `ValueError` naming the bad one (one
 /// argument per keyword, as the functions below take them).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn run_options(
     dialect: Dialect,
     sample_size: usize,
@@ -102,7 +102,7 @@ fn compile(
 // The defaults are literals for Python's introspection; the Python suite checks they
 // are the library's (`_DEFAULTS`, from run::sample and run::leakage) and the stubs'.
 #[pyo3(signature = (recipe, catalog, sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", return_sample = false, dialect = "datafusion", strict = false, engine = "local", timeout = None, leak_threshold = 0.95))]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn validate(
     py: Python<'_>,
     recipe: &Bound<'_, PyAny>,
@@ -222,7 +222,7 @@ fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
 /// `warehouse/domain/table/` atomically; returns the table's folder.
 #[pyfunction]
 #[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local", timeout = None))]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn materialize(
     py: Python<'_>,
     recipe: &Bound<'_, PyAny>,
@@ -290,7 +290,7 @@ fn materialize(
     sample_size = 10_000, null_threshold = 0.5, memory_limit = "2G", engine = "local",
     timeout = None, leak_threshold = 0.95
 ))]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn design<'py>(
     py: Python<'py>,
     catalog: &Bound<'py, PyAny>,
@@ -446,7 +446,7 @@ fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 /// the recipe's machine-applicable fixes are applied first and recorded in its notes.
 #[pyfunction]
 #[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None, leak_threshold = 0.95))]
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn retry<'py>(
     py: Python<'py>,
     job: &Bound<'py, PyAny>,
@@ -524,10 +524,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     defaults.set_item("sample_size", crate::run::sample::DEFAULT_SAMPLE_SIZE)?;
     defaults.set_item("null_threshold", crate::run::sample::DEFAULT_NULL_THRESHOLD)?;
     defaults.set_item("memory_limit", crate::run::sample::DEFAULT_MEMORY_LIMIT)?;
-    defaults.set_item(
-        "leak_threshold",
-        crate::run::leakage::DEFAULT_LEAK_THRESHOLD,
-    )?;
+    defaults.set_item("leak_threshold", DEFAULT_LEAK_THRESHOLD)?;
     m.add("_DEFAULTS", defaults)?;
     m.add(
         "DIALECTS",

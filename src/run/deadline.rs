@@ -94,7 +94,10 @@ async fn cancel(scheduler_url: String, job_id: String) -> Result<(), String> {
 }
 
 #[cfg(not(feature = "cluster"))]
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "a build without the cluster feature never cancels a job"
+)]
 async fn cancel(_scheduler_url: String, _job_id: String) -> Result<(), String> {
     Err("this build has no cluster support".into())
 }

@@ -415,7 +415,7 @@ impl ValueTable {
         match self {
             ValueTable::Bytes {
                 map, bytes, ends, ..
-            } => map.size() + bytes.capacity() + ends.capacity() * std::mem::size_of::<usize>(),
+            } => map.size() + bytes.capacity() + ends.capacity() * size_of::<usize>(),
             ValueTable::Rows {
                 converter,
                 numbers,
@@ -423,11 +423,11 @@ impl ValueTable {
                 row_bytes,
             } => {
                 converter.size()
-                    + numbers.capacity() * (std::mem::size_of::<(Arc<[u8]>, u32)>() + 1)
-                    + rows.capacity() * std::mem::size_of::<Arc<[u8]>>()
+                    + numbers.capacity() * (size_of::<(Arc<[u8]>, u32)>() + 1)
+                    + rows.capacity() * size_of::<Arc<[u8]>>()
                     // Each stored row: its bytes and the two reference counts.
                     + row_bytes
-                    + rows.len() * 2 * std::mem::size_of::<usize>()
+                    + rows.len() * 2 * size_of::<usize>()
             }
         }
     }
@@ -498,8 +498,8 @@ impl Seen {
 
     fn size(&self) -> usize {
         match self {
-            Seen::Bits(bits) => bits.capacity() * std::mem::size_of::<u64>(),
-            Seen::Pairs(pairs) => pairs.capacity() * (std::mem::size_of::<u64>() + 1),
+            Seen::Bits(bits) => bits.capacity() * size_of::<u64>(),
+            Seen::Pairs(pairs) => pairs.capacity() * (size_of::<u64>() + 1),
         }
     }
 }
@@ -647,10 +647,10 @@ impl GroupsAccumulator for DistinctCountGroups {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>()
+        size_of::<Self>()
             + self.values.size()
             + self.seen.size()
-            + self.counts.capacity() * std::mem::size_of::<i64>()
+            + self.counts.capacity() * size_of::<i64>()
     }
 }
 
@@ -871,9 +871,7 @@ mod tests {
             .unwrap();
         let first = acc.evaluate(EmitTo::First(1)).unwrap();
         assert_eq!(
-            first
-                .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .values(),
+            first.as_primitive::<arrow::datatypes::Int64Type>().values(),
             &[2]
         );
         // What was group 2 is group 1 now; it sees "c" again and "d".
@@ -890,8 +888,7 @@ mod tests {
         );
         let rest = acc.evaluate(EmitTo::All).unwrap();
         assert_eq!(
-            rest.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .values(),
+            rest.as_primitive::<arrow::datatypes::Int64Type>().values(),
             &[2]
         );
         assert_eq!(
@@ -914,14 +911,14 @@ mod tests {
                 groups.push(g);
             }
         }
-        let first: ArrayRef = Arc::new(datafusion::arrow::array::Int32Array::from(values));
+        let first: ArrayRef = Arc::new(arrow::array::Int32Array::from(values));
         acc.update_batch(std::slice::from_ref(&first), &groups, None, 4)
             .unwrap();
         assert!(
             matches!(acc.seen, Seen::Pairs(_)),
             "91 values do not fit 64 bits"
         );
-        let more: ArrayRef = Arc::new(datafusion::arrow::array::Int32Array::from(vec![70, 70]));
+        let more: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![70, 70]));
         acc.update_batch(std::slice::from_ref(&more), &[0, 3], None, 4)
             .unwrap();
         let state = acc.state(EmitTo::First(2)).unwrap();
@@ -929,8 +926,7 @@ mod tests {
         assert_eq!((list.value_length(0), list.value_length(1)), (2, 31));
         let rest = acc.evaluate(EmitTo::All).unwrap();
         assert_eq!(
-            rest.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                .values(),
+            rest.as_primitive::<arrow::datatypes::Int64Type>().values(),
             &[61, 91]
         );
     }

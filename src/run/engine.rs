@@ -41,11 +41,11 @@ pub enum Engine {
 /// its executors may otherwise keep a job waiting for ever (Ballista 55 does not fail a job
 /// whose executor died early), and a run on a cluster must end. `--timeout` (`timeout=`
 /// in Python, the service's `--job-timeout`) sets another.
-pub const CLUSTER_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const CLUSTER_TIME_LIMIT: Duration = Duration::from_secs(3600);
 
 impl Engine {
     /// The time limit of a run that sets none: [`CLUSTER_TIME_LIMIT`] on a cluster, none here.
-    pub fn default_time_limit(&self) -> Option<std::time::Duration> {
+    pub fn default_time_limit(&self) -> Option<Duration> {
         match self {
             Engine::Local => None,
             Engine::Ballista { .. } => Some(CLUSTER_TIME_LIMIT),

@@ -150,9 +150,7 @@ mod tests {
                 NULL_MARK
             } else if let Some(ints) = array.as_primitive_opt::<Int64Type>() {
                 splitmix(ints.value(row) as u64)
-            } else if let Some(ints) =
-                array.as_primitive_opt::<datafusion::arrow::datatypes::Int32Type>()
-            {
+            } else if let Some(ints) = array.as_primitive_opt::<arrow::datatypes::Int32Type>() {
                 splitmix(i64::from(ints.value(row)) as u64)
             } else {
                 fnv1a(array.as_string::<i32>().value(row).as_bytes())

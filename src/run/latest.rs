@@ -176,7 +176,7 @@ impl LatestGroups {
         )?;
         let value_type = value.data_type().clone();
         let value = RowConverter::new(vec![SortField::new(value_type.clone())])?;
-        let null = datafusion::arrow::array::new_null_array(&value_type, 1);
+        let null = arrow::array::new_null_array(&value_type, 1);
         let null_value = value.convert_columns(&[null])?.row(0).as_ref().to_vec();
         Ok(LatestGroups {
             order,
@@ -403,8 +403,8 @@ impl GroupsAccumulator for LatestGroups {
 
     fn size(&self) -> usize {
         self.arena.capacity()
-            + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.pending.capacity() * std::mem::size_of::<u32>()
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.pending.capacity() * size_of::<u32>()
             + self.order.size()
             + self.value.size()
     }
@@ -441,7 +441,7 @@ impl Accumulator for LatestOne {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + GroupsAccumulator::size(&self.groups)
+        size_of::<Self>() + GroupsAccumulator::size(&self.groups)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {

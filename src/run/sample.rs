@@ -563,7 +563,7 @@ mod tests {
                    FROM people p JOIN visits v ON p.customer_id = v.customer_id \
                    GROUP BY v.customer_id, v.day";
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
             .to_string()
     }

@@ -32,7 +32,7 @@ use sqlparser::ast::Expr as SqlExpr;
 pub async fn immature_labels(
     ctx: &SessionContext,
     plan: &Plan,
-    cutoffs: &datafusion::arrow::array::ArrayRef,
+    cutoffs: &arrow::array::ArrayRef,
 ) -> Result<Option<Diagnostic>, Diagnostic> {
     let Some(label) = &plan.label.future else {
         return Ok(None);
@@ -63,13 +63,12 @@ pub async fn immature_labels(
         .find(|b| b.num_rows() > 0)
         .map(|b| {
             b.column(0)
-                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
         })
-        .filter(|column| datafusion::arrow::array::Array::is_valid(*column, 0))
+        .filter(|column| arrow::array::Array::is_valid(*column, 0))
         .map(|column| column.value(0));
-    let cutoffs =
-        datafusion::arrow::compute::cast(cutoffs, &micros).map_err(|e| runtime_error(e.into()))?;
-    let cutoffs = cutoffs.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+    let cutoffs = arrow::compute::cast(cutoffs, &micros).map_err(|e| runtime_error(e.into()))?;
+    let cutoffs = cutoffs.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
     let end = i64::try_from(label.end().seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
@@ -220,7 +219,7 @@ fn window_findings(plan: &Plan, counts: &WindowCounts, rows: &RecordBatch) -> Ve
             let Some(column) = rows.column_by_name(&names[i]) else {
                 return 0.0;
             };
-            let empty = match datafusion::arrow::compute::cast(column, &DataType::Int64) {
+            let empty = match arrow::compute::cast(column, &DataType::Int64) {
                 Ok(values) => values
                     .as_primitive::<Int64Type>()
                     .iter()

@@ -684,10 +684,7 @@ fn is_constant(column: &ArrayRef) -> bool {
         return false;
     }
     let first = column.slice(0, 1);
-    match datafusion::arrow::compute::kernels::cmp::not_distinct(
-        column,
-        &datafusion::arrow::array::Scalar::new(first),
-    ) {
+    match arrow::compute::kernels::cmp::not_distinct(column, &arrow::array::Scalar::new(first)) {
         Ok(same) => same.true_count() == column.len(),
         Err(_) => false,
     }

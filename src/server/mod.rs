@@ -684,7 +684,7 @@ fn store_outcome(
 async fn spawn(
     state: &AppState,
     permit: tokio::sync::OwnedSemaphorePermit,
-    work: impl std::future::Future<Output = ()> + Send + 'static,
+    work: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, ApiError> {
     let engine = state
         .engine
@@ -712,7 +712,7 @@ async fn spawn(
 /// because its client went away.
 async fn on_engine<T: Send + 'static>(
     state: &AppState,
-    work: impl std::future::Future<Output = T> + Send + 'static,
+    work: impl Future<Output = T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let permit = state.engine.permit()?;
     let engine = state

@@ -1,6 +1,9 @@
 //! A minimal HTTP/1.1 client over a loopback TCP stream, for tests and the load check:
 //! one request per connection, `Connection: close`, JSON bodies.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses its own part of these helpers"
+)]
 
 use serde_json::Value;
 use std::net::SocketAddr;

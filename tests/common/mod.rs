@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses its own part of these helpers"
+)]
 
 use featurecraft::Catalog;
 use std::path::{Path, PathBuf};
@@ -52,12 +55,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Writes `tables` as Parquet files (`NAME.parquet`) into a directory catalog.
-pub fn tiny_catalog(
-    dir: &Path,
-    tables: &[(&str, Vec<(&str, datafusion::arrow::array::ArrayRef)>)],
-) {
+pub fn tiny_catalog(dir: &Path, tables: &[(&str, Vec<(&str, arrow::array::ArrayRef)>)]) {
     for (name, columns) in tables {
-        let batch = datafusion::arrow::array::RecordBatch::try_from_iter(columns.clone()).unwrap();
+        let batch = arrow::array::RecordBatch::try_from_iter(columns.clone()).unwrap();
         let file = std::fs::File::create(dir.join(format!("{name}.parquet"))).unwrap();
         let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();
@@ -66,15 +66,15 @@ pub fn tiny_catalog(
 }
 
 /// A timestamp column (microseconds since 1970, no time zone), no NULLs.
-pub fn micros(values: impl IntoIterator<Item = i64>) -> datafusion::arrow::array::ArrayRef {
-    std::sync::Arc::new(
-        datafusion::arrow::array::TimestampMicrosecondArray::from_iter_values(values),
-    )
+pub fn micros(values: impl IntoIterator<Item = i64>) -> arrow::array::ArrayRef {
+    std::sync::Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(
+        values,
+    ))
 }
 
 /// An Int64 column.
-pub fn ints(values: impl IntoIterator<Item = Option<i64>>) -> datafusion::arrow::array::ArrayRef {
-    std::sync::Arc::new(datafusion::arrow::array::Int64Array::from_iter(values))
+pub fn ints(values: impl IntoIterator<Item = Option<i64>>) -> arrow::array::ArrayRef {
+    std::sync::Arc::new(arrow::array::Int64Array::from_iter(values))
 }
 
 /// Every row of a recipe's table in DataFusion (the whole spine sampled), as text keyed by
@@ -106,7 +106,7 @@ pub async fn table_by_key(
 /// Rows as text keyed by their first `key_columns` columns joined with `|`; NULL prints as
 /// `NULL`. A key seen twice fails the test.
 pub fn rows_by_key(
-    rows: &datafusion::arrow::array::RecordBatch,
+    rows: &arrow::array::RecordBatch,
     key_columns: usize,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
