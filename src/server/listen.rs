@@ -5,7 +5,7 @@
 //!
 //! A request hyper cannot parse (headers past its buffer: 431, a URL past `http`'s limit:
 //! 414, a bad request line, header or `Content-Length`: 400) never reaches the router:
-//! hyper answers it itself, with no body. [`BodiedErrors`] gives those answers the body
+//! hyper answers it itself, with no body. `BodiedErrors` gives those answers the body
 //! every other error has, `{"detail": …}`.
 
 use axum::Router;
