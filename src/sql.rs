@@ -114,8 +114,9 @@ pub fn call(name: &str, args: Vec<Expr>) -> Expr {
 }
 
 /// Whether `name` can be printed bare: ASCII letters, digits and `_`, not starting with a
-/// digit. Function names and the compiler's own keywords must be; nothing else is printed
-/// without quotes.
+/// digit (`[A-Za-z_][A-Za-z0-9_]*`), a name every supported warehouse accepts. Function
+/// names and the compiler's own keywords must be; nothing else is printed without quotes;
+/// an output name that is not one is warned about.
 pub fn is_bare_word(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')

@@ -45,7 +45,7 @@ mod time;
 pub use derived::{DerivedChild, DerivedTable, DerivedValue};
 pub use future::{FutureLabel, PlanSchedule};
 use label::planned_label;
-pub use names::{is_portable, name_problem, shown_name};
+pub use names::{name_problem, shown_name};
 use resolve::lookup;
 use time::Timing;
 

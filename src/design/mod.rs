@@ -1709,9 +1709,7 @@ mod tests {
             "sum_events_amount_2"
         );
         assert_eq!(names.claim(sanitize("9lives")), "f_9lives");
-        assert!(crate::compile::analyze::is_portable(
-            &names.claim("x".repeat(300))
-        ));
+        assert!(crate::sql::is_bare_word(&names.claim("x".repeat(300))));
     }
 
     #[test]

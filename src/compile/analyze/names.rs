@@ -102,7 +102,7 @@ pub fn name_problem(name: &str) -> Option<String> {
             "is {} characters long; the limit is {MAX_NAME_CHARS}",
             name.chars().count()
         ))
-    } else if !is_portable(name) {
+    } else if !crate::sql::is_bare_word(name) {
         Some(
             "is not a portable identifier (letters, digits and `_`, not starting with a digit)"
                 .to_string(),
@@ -119,11 +119,4 @@ pub fn shown_name(name: &str) -> String {
     } else {
         name.to_string()
     }
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`: a name every supported warehouse accepts.
-pub fn is_portable(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
