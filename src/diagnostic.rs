@@ -697,6 +697,12 @@ impl Diagnostic {
     }
 }
 
+/// Whether `diagnostics` fail a command, a run or a call: any error does, and in strict
+/// mode any finding at all. The one rule every front end applies.
+pub fn fail(diagnostics: &[Diagnostic], strict: bool) -> bool {
+    diagnostics.iter().any(|d| strict || d.is_error())
+}
+
 /// Names close to `wanted` among `candidates`, best first, for "did you mean" hints.
 ///
 /// Case is ignored; a candidate qualifies when its edit distance is at most a third of the

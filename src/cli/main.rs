@@ -756,7 +756,7 @@ async fn run_compile(args: &CompileArgs) -> ExitCode {
             ..CompileOptions::for_dialect(dialect)
         },
     );
-    let failed = compiled.has_errors() || (strict && !compiled.diagnostics.is_empty());
+    let failed = featurecraft::diagnostic::fail(&compiled.diagnostics, strict);
     if failed {
         explain_strict(strict, &compiled.diagnostics);
     }
@@ -1207,8 +1207,7 @@ async fn run_validate(
             leaks: Vec::new(),
         },
     };
-    let failed =
-        run.has_errors() || (options.strict && run.diagnostics.iter().any(|d| !d.is_error()));
+    let failed = featurecraft::diagnostic::fail(&run.diagnostics, options.strict);
     if failed {
         explain_strict(options.strict, &run.diagnostics);
     }

@@ -65,7 +65,7 @@ impl Findings {
 
     /// True when an error was found, or, in strict mode, any finding.
     pub fn fails(&self, strict: bool) -> bool {
-        self.diagnostics.iter().any(|d| strict || d.is_error())
+        crate::diagnostic::fail(&self.diagnostics, strict)
     }
 }
 

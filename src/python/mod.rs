@@ -137,7 +137,7 @@ fn validate(
         let mut run = run_recipe(&recipe, &catalog, &options).await;
         let mut diagnostics = parsed.diagnostics;
         diagnostics.append(&mut run.diagnostics);
-        let failed = diagnostics.iter().any(|d| options.strict || d.is_error());
+        let failed = crate::diagnostic::fail(&diagnostics, options.strict);
         // The sampled rows come from the same query the command line's `--sample-out`
         // writes: the recipe compiled for DataFusion, sampled with the same options.
         let sample = if return_sample && !failed {
