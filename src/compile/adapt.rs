@@ -122,7 +122,7 @@ fn lower_function(
                 format!(
                     "{} cannot be expressed faithfully in the {} dialect",
                     name.to_ascii_uppercase(),
-                    caps.name
+                    caps.dialect.name()
                 ),
             )
             .at(path.clone())
@@ -377,7 +377,7 @@ fn unwritable(
         Code::E041,
         format!(
             "cannot be written safely in the {} dialect: {why}",
-            caps.name
+            caps.dialect.name()
         ),
     )
     .at(path.clone())
@@ -393,7 +393,7 @@ fn unsupported(
     path: &RecipePath,
     span: sqlparser::tokenizer::Span,
 ) -> Diagnostic {
-    Diagnostic::new(Code::E040, format!("{what} cannot be expressed in the {} dialect", caps.name))
+    Diagnostic::new(Code::E040, format!("{what} cannot be expressed in the {} dialect", caps.dialect.name()))
         .at(path.clone())
         .with_span(crate::diagnostic::Span::from_sql(span))
         .hint("rewrite the fragment with a portable construct, e.g. `COUNT(CASE WHEN … THEN 1 END)` for a filtered count")

@@ -136,8 +136,9 @@ pub enum IdentifierEscapes {
 /// One row of the capability table.
 #[derive(Debug, Clone)]
 pub struct Capabilities {
-    /// The dialect's name, as the command line and messages spell it.
-    pub name: &'static str,
+    /// The dialect this row is of (its name, as the command line and messages spell it,
+    /// is `dialect.name()`).
+    pub dialect: Dialect,
     /// The character that quotes identifiers.
     pub quote: char,
     /// How string literals are escaped (by the escaper, which reads this row).
@@ -215,7 +216,7 @@ const STANDARD_TYPES: TypeNames = TypeNames {
 
 /// The generic, ANSI-leaning row; every other row is written as its differences from this.
 const GENERIC: Capabilities = Capabilities {
-    name: "generic",
+    dialect: Dialect::Generic,
     quote: '"',
     string_escapes: StringEscapes::QuoteDoubling,
     identifier_escapes: IdentifierEscapes::QuoteDoubling,
@@ -271,7 +272,7 @@ impl Dialect {
         match self {
             Dialect::Generic => GENERIC,
             Dialect::DataFusion => Capabilities {
-                name: "datafusion",
+                dialect: Dialect::DataFusion,
                 float_text_like_datafusion: true,
                 split_distinct_aggregates: true,
                 window_start: WindowStart::DurationMinus,
@@ -281,14 +282,14 @@ impl Dialect {
                 ..GENERIC
             },
             Dialect::DuckDb => Capabilities {
-                name: "duckdb",
+                dialect: Dialect::DuckDb,
                 create_or_replace: true,
                 cutoff_series: CutoffSeries::Unnest,
                 float_text_like_datafusion: true,
                 ..GENERIC
             },
             Dialect::Postgres => Capabilities {
-                name: "postgres",
+                dialect: Dialect::Postgres,
                 max_name_bytes: Some(63),
                 try_cast: false,
                 cutoff_series: CutoffSeries::SetReturning,
@@ -302,7 +303,7 @@ impl Dialect {
                 ..GENERIC
             },
             Dialect::Snowflake => Capabilities {
-                name: "snowflake",
+                dialect: Dialect::Snowflake,
                 string_escapes: StringEscapes::Backslash {
                     escape_controls: false,
                 },
@@ -315,7 +316,7 @@ impl Dialect {
                 ..GENERIC
             },
             Dialect::BigQuery => Capabilities {
-                name: "bigquery",
+                dialect: Dialect::BigQuery,
                 quote: '`',
                 string_escapes: StringEscapes::Backslash {
                     escape_controls: true,
@@ -344,7 +345,7 @@ impl Dialect {
                 ..GENERIC
             },
             Dialect::Databricks => Capabilities {
-                name: "databricks",
+                dialect: Dialect::Databricks,
                 quote: '`',
                 string_escapes: StringEscapes::CharCodes,
                 create_or_replace: true,

@@ -40,7 +40,8 @@ pub fn string_literal(value: &str, caps: &Capabilities) -> Result<String, String
                     c if escape_controls && c.is_ascii_control() => {
                         return Err(format!(
                             "the control character U+{:04X} cannot be written in a {} string",
-                            c as u32, caps.name
+                            c as u32,
+                            caps.dialect.name()
                         ));
                     }
                     c => out.push(c),
@@ -51,7 +52,7 @@ pub fn string_literal(value: &str, caps: &Capabilities) -> Result<String, String
             if let Some(c) = value.chars().find(|c| matches!(c, '\'' | '\\')) {
                 return Err(format!(
                     "`{c}` cannot be written inside a {} string literal: the engine reads a backslash as an escape and `''` as two literals",
-                    caps.name
+                    caps.dialect.name()
                 ));
             }
             out.push_str(value);
@@ -94,7 +95,7 @@ pub fn identifier(name: &str, caps: &Capabilities) -> Result<String, String> {
                         c if c == quote => format!("a `{c}`"),
                         c => format!("the control character U+{:04X}", c as u32),
                     },
-                    caps.name
+                    caps.dialect.name()
                 ));
             }
             out.push_str(name);

@@ -247,7 +247,7 @@ impl QueryBuilder<'_> {
                         format!(
                             "the name `{name}` is {} bytes: the {} dialect keeps {most} and would cut it short",
                             name.len(),
-                            self.caps.name
+                            self.caps.dialect.name()
                         ),
                     )
                     .at(path)
@@ -269,7 +269,7 @@ impl QueryBuilder<'_> {
                         Code::E040,
                         format!(
                             "casting a floating-point value to text cannot be expressed faithfully in the {} dialect",
-                            self.caps.name
+                            self.caps.dialect.name()
                         ),
                     )
                     .at(f.path.clone())
