@@ -581,16 +581,31 @@ async fn create_job(
     };
     let mut job = Job::new(target, domain, owner, recipe);
     job.design = design;
-    let permit = state.engine.permit()?;
-    state.store.insert(&job)?;
-    tracing::info!(job_id = %job.job_id, "job created");
-    let task = spawn(&state, permit, run_new_job(state.clone(), job.clone())).await?;
-    respond(&state, job, task, wait.wait, StatusCode::CREATED).await
+    let start = || {
+        state.store.insert(&job)?;
+        tracing::info!(job_id = %job.job_id, "job created");
+        Ok(job)
+    };
+    let reason = timed_out(&state);
+    let timed_out = move |job: &Job| {
+        let mut failed = job.clone();
+        let _ = crate::jobs::retry::record_proposal(&mut failed, Err(reason));
+        failed
+    };
+    run_job(
+        &state,
+        start,
+        run_new_job,
+        timed_out,
+        wait.wait,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
-/// Runs a new job's compile + validation (designing its recipe first when it came with a
-/// design request instead) and stores the outcome, as a retry would record it.
-async fn run_new_job(state: Shared, job: Job) {
+/// A new job's compile + validation (designing its recipe first when it came with a
+/// design request instead), recorded as a retry would record it.
+async fn run_new_job(state: Shared, job: Job) -> Outcome {
     let mut done = job.clone();
     let identity = catalog_identity(&state).await;
     let outcome = match &identity {
@@ -598,7 +613,10 @@ async fn run_new_job(state: Shared, job: Job) {
         Err(e) => Err(JobError::Catalog(e.clone())),
     };
     let _ = crate::jobs::retry::record_proposal(&mut done, outcome);
-    store_outcome(&state, &done, JobStatus::Running, identity.ok().as_ref());
+    Outcome {
+        job: done,
+        identity: identity.ok(),
+    }
 }
 
 /// The catalog's content identity, taken before a run reads it: what an approval of the
@@ -617,7 +635,7 @@ async fn catalog_identity(state: &AppState) -> Result<CatalogIdentity, String> {
 }
 
 /// The job's recipe (or a designed one), compiled and validated against the catalog as it
-/// is now; `Err` when there was nothing to run (no catalog, no recipe, a time-out).
+/// is now; `Err` when there was nothing to run (no catalog, no recipe).
 async fn proposal(
     state: &AppState,
     job: &Job,
@@ -629,12 +647,7 @@ async fn proposal(
     JobError,
 > {
     let catalog = state.catalog().await.map_err(JobError::Catalog)?;
-    tokio::time::timeout(
-        state.config.job_timeout,
-        crate::jobs::retry::propose_for_job(job, &catalog, &state.config.run),
-    )
-    .await
-    .map_err(|_| timed_out(state))?
+    crate::jobs::retry::propose_for_job(job, &catalog, &state.config.run).await
 }
 
 /// Why a job stopped at the service's time limit.
@@ -676,6 +689,54 @@ fn store_outcome(
             tracing::error!(job_id = %job.job_id, error = %e, "cannot store the job's outcome")
         }
     }
+}
+
+/// What a job's run produced: the job to store, and the catalog identity the run read
+/// (what an approval of its proposal binds to).
+struct Outcome {
+    job: Job,
+    identity: Option<CatalogIdentity>,
+}
+
+/// The one way a job runs (create, retry, materialize): a permit (`503` when the engine
+/// is busy); `start` stores the job in the status its run begins in (`409` when another
+/// request moved it first); `work` runs on the engine runtime within the service's job
+/// time limit — past it the job fails as `timed_out` says; the outcome is stored if the job
+/// is still in that status; then the answer, at once or, with `wait`, once the work is done.
+async fn run_job<Fut>(
+    state: &Shared,
+    start: impl FnOnce() -> Result<Job, ApiError>,
+    work: impl FnOnce(Shared, Job) -> Fut + Send + 'static,
+    timed_out: impl FnOnce(&Job) -> Job + Send + 'static,
+    wait: bool,
+    status: StatusCode,
+) -> Result<Response, ApiError>
+where
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let permit = state.engine.permit()?;
+    let job = start()?;
+    let began = job.clone();
+    let task_state = state.clone();
+    let task = spawn(state, permit, async move {
+        // Built here, on the engine runtime, and on the heap: a run's future is large.
+        let work = Box::pin(work(task_state.clone(), began.clone()));
+        let outcome = match tokio::time::timeout(task_state.config.job_timeout, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome {
+                job: timed_out(&began),
+                identity: None,
+            },
+        };
+        store_outcome(
+            &task_state,
+            &outcome.job,
+            began.status,
+            outcome.identity.as_ref(),
+        );
+    })
+    .await?;
+    respond(state, job, task, wait, status).await
 }
 
 /// Spawns a job's work on the engine runtime, in the current span, holding `permit` until
@@ -827,43 +888,38 @@ async fn retry_job(
     let caller = caller(&state, &headers).await?;
     let stored = visible_job(&state, &caller, job_id(&id)?)?;
     let failed = stored.job;
-    let permit = state.engine.permit()?;
     // Of two concurrent retries, only one moves the job out of `failed`.
-    let running = claim(&state, &failed, JobStatus::Running, "retry")?;
-    let claimed = running.clone();
-    let task_state = state.clone();
-    let task = spawn(&state, permit, async move {
-        let identity = catalog_identity(&task_state).await;
+    let current = failed.clone();
+    let start = || claim(&state, &current, JobStatus::Running, "retry");
+    let work = move |state: Shared, running: Job| async move {
+        let identity = catalog_identity(&state).await;
         let catalog = match &identity {
-            Ok(_) => task_state.catalog().await,
+            Ok(_) => state.catalog().await,
             Err(e) => Err(e.clone()),
         };
-        let outcome = match catalog {
+        let job = match catalog {
             Ok(catalog) => {
                 let failed = if params.fix {
-                    let options = task_state.config.run.compile_options();
+                    let options = state.config.run.compile_options();
                     crate::author::fix::fix_job(&failed, &catalog, &options).0
                 } else {
                     failed
                 };
-                let attempt = retry(&failed, &catalog, &task_state.config.run);
-                match tokio::time::timeout(task_state.config.job_timeout, attempt).await {
-                    Ok(Ok(job)) => job,
-                    Ok(Err(e)) => failed_run(&claimed, e.to_string()),
-                    Err(_) => failed_run(&claimed, timed_out(&task_state).to_string()),
+                match retry(&failed, &catalog, &state.config.run).await {
+                    Ok(job) => job,
+                    Err(e) => failed_run(&running, e.to_string()),
                 }
             }
-            Err(e) => failed_run(&claimed, e),
+            Err(e) => failed_run(&running, e),
         };
-        store_outcome(
-            &task_state,
-            &outcome,
-            JobStatus::Running,
-            identity.ok().as_ref(),
-        );
-    })
-    .await?;
-    respond(&state, running, task, params.wait, StatusCode::OK).await
+        Outcome {
+            job,
+            identity: identity.ok(),
+        }
+    };
+    let reason = timed_out(&state).to_string();
+    let timed_out = move |running: &Job| failed_run(running, reason);
+    run_job(&state, start, work, timed_out, params.wait, StatusCode::OK).await
 }
 
 /// Moves a job to `next` as one compare-and-set in the store: 409 when the lifecycle does
@@ -990,19 +1046,12 @@ async fn materialize_job(
     if !replaces_any && let Some(owner) = another_publisher(&state, &stored.job)? {
         return Err(ApiError::new(StatusCode::CONFLICT, owner));
     }
-    let permit = state.engine.permit()?;
-    let job = claim(&state, &stored.job, JobStatus::Materializing, "materialize")?;
-    let task_state = state.clone();
-    let running = job.clone();
-    let task = spawn(&state, permit, async move {
-        let mut done = running.clone();
-        let result = tokio::time::timeout(
-            task_state.config.job_timeout,
-            materialize_recipe(&task_state, &stored, replaces_any),
-        )
-        .await;
-        match result {
-            Ok(Ok(written)) => {
+    let current = stored.job.clone();
+    let start = || claim(&state, &current, JobStatus::Materializing, "materialize");
+    let work = move |state: Shared, running: Job| async move {
+        let mut done = running;
+        match materialize_recipe(&state, &stored, replaces_any).await {
+            Ok(written) => {
                 tracing::info!(job_id = %done.job_id, rows = written.rows, "materialized");
                 done.materialized = Some(crate::contract::job::MaterializedTable {
                     location: written.path.display().to_string(),
@@ -1010,20 +1059,23 @@ async fn materialize_job(
                 });
                 let _ = done.transition(JobStatus::Complete);
             }
-            Ok(Err(reason)) => {
+            Err(reason) => {
                 done.error = Some(reason);
                 let _ = done.transition(JobStatus::Failed);
             }
-            Err(_) => {
-                done.error =
-                    Some("materialization took longer than the service's time limit".into());
-                let _ = done.transition(JobStatus::Failed);
-            }
         }
-        store_outcome(&task_state, &done, JobStatus::Materializing, None);
-    })
-    .await?;
-    respond(&state, job, task, wait.wait, StatusCode::OK).await
+        Outcome {
+            job: done,
+            identity: None,
+        }
+    };
+    let timed_out = |running: &Job| {
+        let mut failed = running.clone();
+        failed.error = Some("materialization took longer than the service's time limit".into());
+        let _ = failed.transition(JobStatus::Failed);
+        failed
+    };
+    run_job(&state, start, work, timed_out, wait.wait, StatusCode::OK).await
 }
 
 /// Why `job` may not publish its table: another owner published it (the newest complete
