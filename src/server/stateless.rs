@@ -1,0 +1,171 @@
+//! The stateless routes, `compile` and `validate`: a recipe in, an answer out, the work on
+//! the engine runtime within the job time limit.
+
+use super::*;
+
+/// Runs a stateless request's `work` on the engine runtime and waits for it. The work is
+/// aborted when it outlives the job time limit (`504`) or when the request is dropped
+/// because its client went away.
+pub(super) async fn on_engine<T: Send + 'static>(
+    state: &AppState,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let permit = state.engine.permit()?;
+    let engine = state
+        .engine
+        .handle()
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is stopping"))?;
+    let span = tracing::Span::current();
+    let mut task = AbortOnDrop(
+        engine.spawn(
+            async move {
+                let _permit = permit;
+                work.await
+            }
+            .instrument(span),
+        ),
+    );
+    match tokio::time::timeout(state.config.job_timeout, &mut task.0).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the work stopped unexpectedly: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the work took longer than {} s, the service's time limit, and was stopped",
+                state.config.job_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Checks the caller and reads `{"recipe", "dialect"?, "sample_size"?}`.
+pub(super) async fn engine_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(api::EngineRequest, Dialect), ApiError> {
+    caller(state, headers).await?;
+    let request: api::EngineRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
+    let dialect = match &request.dialect {
+        Some(d) => d.parse().map_err(|e: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("dialect: {e}"))
+        })?,
+        None => Dialect::Generic,
+    };
+    if request.sample_size == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sample_size: must be at least 1",
+        ));
+    }
+    Ok((request, dialect))
+}
+
+/// The catalog as it is now. A catalog that does not load is the operator's to fix, not
+/// the caller's: `503` with the reason.
+pub(super) async fn current_catalog(state: &AppState) -> Result<Arc<Catalog>, ApiError> {
+    state.catalog().await.map_err(|e| {
+        tracing::error!(error = %e, "the catalog does not load");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the service's catalog cannot be read: {e}"),
+        )
+    })
+}
+
+pub(super) async fn compile_stateless(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, dialect) = engine_request(&state, &headers, &body).await?;
+    let task_state = state.clone();
+    let options = CompileOptions {
+        strict: state.config.run.strict,
+        ..CompileOptions::for_dialect(dialect)
+    };
+    let answer = on_engine(&state, async move {
+        let catalog = current_catalog(&task_state).await?;
+        let parsed = recipe_from_value(&request.recipe);
+        let mut diagnostics = parsed.diagnostics;
+        let mut sql = None;
+        if let Some(recipe) = parsed.recipe {
+            let compiled = compile_recipe(&recipe, &catalog, &options);
+            diagnostics.extend(compiled.diagnostics);
+            sql = compiled.sql;
+        }
+        Ok::<_, ApiError>((sql, diagnostics))
+    })
+    .await??;
+    let (sql, diagnostics) = answer;
+    // The CLI's `compile --format json` shape: the printed SQL has been read back in the
+    // dialect's grammar (compile withholds it otherwise).
+    let reparsed = sql.as_ref().map(|_| api::Reparsed { ok: true });
+    let failed = diagnostics
+        .iter()
+        .any(crate::diagnostic::Diagnostic::is_error);
+    let body = api::CompileAnswer {
+        dialect: dialect.name().into(),
+        sql,
+        reparsed,
+        diagnostics,
+    };
+    Ok(recipe_answer(failed, body))
+}
+
+/// `200` with the answer, or `422` with it when the recipe has errors: the caller's input
+/// is what is wrong, and the diagnostics say where.
+pub(super) fn recipe_answer(failed: bool, body: impl serde::Serialize) -> Response {
+    let status = if failed {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn validate_stateless(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, dialect) = engine_request(&state, &headers, &body).await?;
+    let task_state = state.clone();
+    let mut options = state.config.run.clone();
+    options.dialect = dialect;
+    if let Some(n) = request.sample_size {
+        options.validate.sample_size = n;
+    }
+    let (failed, answer) = on_engine(&state, async move {
+        let catalog = current_catalog(&task_state).await?;
+        let parsed = recipe_from_value(&request.recipe);
+        let Some(recipe) = parsed.recipe else {
+            let body = api::ValidateAnswer {
+                sql: None,
+                validation: None,
+                diagnostics: parsed.diagnostics,
+            };
+            return Ok((true, body));
+        };
+        let run = run_recipe(&recipe, &catalog, &options).await;
+        // A recipe that does not compile is the caller's to fix (422); one that compiled
+        // but failed on the data answers 200 with the runtime error among its diagnostics.
+        let failed = run.sql.is_none() && run.has_errors();
+        let mut diagnostics = parsed.diagnostics;
+        diagnostics.extend(run.diagnostics);
+        Ok::<_, ApiError>((
+            failed,
+            api::ValidateAnswer {
+                sql: run.sql,
+                validation: run.validation,
+                diagnostics,
+            },
+        ))
+    })
+    .await??;
+    Ok(recipe_answer(failed, answer))
+}
