@@ -489,6 +489,3 @@ fn key_known(recipe: &FeatureRecipe) -> bool {
             .any(|g| g.eq_ignore_ascii_case(&pit.cutoff_column))
     })
 }
-
-/// The spine CTE's name; source CTEs are named `src_…`, so they never clash with it.
-pub const SPINE_CTE: &str = "spine";

@@ -8,6 +8,7 @@
 pub(crate) mod adapt;
 pub mod analyze;
 pub(crate) mod ast;
+pub mod cte;
 pub mod dialect;
 pub mod escape;
 pub mod fragment;

@@ -16,11 +16,12 @@
 //! ```
 
 use crate::compile::adapt::adapt;
-use crate::compile::analyze::{FeatureHome, Plan, SPINE_CTE, Source};
+use crate::compile::analyze::{FeatureHome, Plan, Source};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
     unless_unmatched,
 };
+use crate::compile::cte::{CUTOFFS_CTE, SPINE_CTE};
 use crate::compile::dialect::{Capabilities, Dialect};
 use crate::compile::point_in_time::Window;
 use crate::compile::print::PrintError;
@@ -526,7 +527,7 @@ impl QueryBuilder<'_> {
         {
             // The cutoffs CTE goes here, once the parts have said which window starts it carries.
             cutoffs_at = Some((ctes.len(), time));
-            taken.push(crate::compile::timed::CUTOFFS_CTE.to_string());
+            taken.push(CUTOFFS_CTE.to_string());
             // The child aggregates of each timed source's rows, per pair.
             let caps = self.caps;
             let mut errors = Vec::new();

@@ -32,10 +32,13 @@
 //! time (`featurecraft_horizon`, over the whole table). With a spine table, its rows stand
 //! for `featurecraft_schedule` (their distinct pairs for the label's).
 
-use crate::compile::analyze::{FutureLabel, Plan, PlanSchedule, SPINE_CTE};
+use crate::compile::analyze::{FutureLabel, Plan, PlanSchedule};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, quoted, select, table_factor, table_name,
     unless_unmatched,
+};
+use crate::compile::cte::{
+    ENTITIES_CTE, HORIZON_CTE, LABEL_CTE, LABEL_PAIRS_CTE, LABELLED_CTE, SCHEDULE_CTE, SPINE_CTE,
 };
 use crate::compile::dialect::{Capabilities, CutoffSeries};
 use crate::compile::point_in_time::{PlanTime, ScheduleEnd, ScheduleStart, TimeType, Window};
@@ -53,18 +56,6 @@ type CteFilter<'a> = &'a dyn Fn(&[Expr]) -> Option<Expr>;
 
 /// The alias of the spine's rows (the spine table's, or the generated ones).
 pub const SPINE_ROWS: &str = "t";
-/// The generated entities, with their first and last times.
-pub const ENTITIES_CTE: &str = "featurecraft_entities";
-/// The generated (entity, cutoff) rows.
-pub const SCHEDULE_CTE: &str = "featurecraft_schedule";
-/// The label's (entity, cutoff) pairs with their windows' edges.
-pub const LABEL_PAIRS_CTE: &str = "featurecraft_label_pairs";
-/// The label per pair whose window holds rows.
-pub const LABEL_CTE: &str = "featurecraft_label";
-/// The label source's latest time.
-pub const HORIZON_CTE: &str = "featurecraft_horizon";
-/// The labelled rows before the first N per entity are kept.
-pub const LABELLED_CTE: &str = "featurecraft_labelled";
 
 const FIRST: &str = "featurecraft_first";
 const LAST: &str = "featurecraft_last";

@@ -45,11 +45,12 @@
 //! inlines CTEs and would repeat it in every timed source's CTE; featurecraft's own local
 //! runs compute that CTE once and hand its rows to the query.
 
-use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, SPINE_CTE, Source};
+use crate::compile::analyze::{DerivedChild, DerivedTable, Plan, Source};
 use crate::compile::ast::{
     aliased, aliased_table, column_of, cte, qualified, quoted, select, table_factor, table_name,
     unless_unmatched,
 };
+use crate::compile::cte::{CUTOFF_PAIRS_CTE, CUTOFFS_CTE, SPINE_CTE};
 use crate::compile::dialect::Capabilities;
 use crate::compile::fragment::is_aggregate;
 use crate::compile::point_in_time::{PlanTime, SourceTime, TimeType, Window};
@@ -64,8 +65,6 @@ use sqlparser::ast::{
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 
-/// The CTE of the spine's distinct (entity key, cutoff) pairs.
-pub const CUTOFFS_CTE: &str = "cutoffs";
 /// The alias of the cutoff pairs in a timed source's join.
 const KEYS: &str = "k";
 /// The alias of the source's rows in a timed source's join.
@@ -163,7 +162,7 @@ pub fn cutoffs_ctes(
     if used.is_empty() {
         return vec![distinct_pairs(CUTOFFS_CTE)];
     }
-    let pairs_name = fresh_name("featurecraft_cutoff_pairs", taken);
+    let pairs_name = fresh_name(CUTOFF_PAIRS_CTE, taken);
     let mut items = pair.clone();
     for &(window, compare) in used.iter() {
         let cutoff = Expr::Identifier(quoted(&time.cutoff, caps));

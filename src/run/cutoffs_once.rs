@@ -22,9 +22,8 @@
 
 use crate::catalog::plan_query;
 use crate::compile::ast::{quoted, select, table_factor};
+use crate::compile::cte::{CUTOFFS_CTE, SCHEDULE_CTE};
 use crate::compile::dialect::Dialect;
-use crate::compile::spine::SCHEDULE_CTE;
-use crate::compile::timed::CUTOFFS_CTE;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::common::Result;
@@ -197,7 +196,9 @@ fn readers(query: &Query) -> usize {
 
 /// `featurecraft_cutoffs`, or `featurecraft_cutoffs_N` when the session has that table.
 fn fresh_table_name(ctx: &SessionContext) -> Result<String> {
-    crate::sql::try_fresh_name("featurecraft_cutoffs", |key| ctx.table_exist(key))
+    crate::sql::try_fresh_name(crate::compile::cte::HELD_CUTOFFS_TABLE, |key| {
+        ctx.table_exist(key)
+    })
 }
 
 #[cfg(test)]

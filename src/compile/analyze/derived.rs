@@ -363,7 +363,7 @@ impl Analyzer<'_> {
 /// A CTE name `derived_…` (apart from the `src_…` source CTEs, the spine and the
 /// cutoffs) built from table names, not yet in `taken`; recorded there.
 fn fresh_cte_name(tables: &[&str], taken: &mut Vec<String>) -> String {
-    let mut base = String::from("derived");
+    let mut base = String::from(crate::compile::cte::DERIVED_PREFIX);
     for table in tables {
         base.push('_');
         base.extend(table.chars().map(|c| {

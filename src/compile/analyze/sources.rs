@@ -2,6 +2,7 @@
 //! table and key, with its declared type checked.
 
 use super::*;
+use crate::compile::cte::SPINE_CTE;
 
 impl<'c> Analyzer<'c> {
     /// Every feature's table and expression, resolved: what each reads and whether it
@@ -317,7 +318,11 @@ impl<'c> Analyzer<'c> {
 }
 
 pub(super) fn cte_name(table: &str, taken: &[Source]) -> String {
-    let base = format!("src_{}", table.replace('.', "_").to_ascii_lowercase());
+    let base = format!(
+        "{}{}",
+        crate::compile::cte::SOURCE_PREFIX,
+        table.replace('.', "_").to_ascii_lowercase()
+    );
     crate::sql::fresh_name(&base, |key| {
         taken.iter().any(|s| s.cte_name.eq_ignore_ascii_case(key))
     })
