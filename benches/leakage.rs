@@ -12,34 +12,11 @@ use featurecraft::run::leakage::{Target, score};
 use featurecraft::run::validate::{ValidateOptions, sample, validate};
 use featurecraft::{Catalog, CompileOptions, Dialect, compile};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// `n` aggregate features over three sources (as `benches/wide.rs`).
-fn wide_recipe(n: usize) -> String {
-    let tables = [
-        ("orders", "amount"),
-        ("events", "amount"),
-        ("support_tickets", "satisfaction"),
-    ];
-    let features: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            let (table, column) = tables[i % tables.len()];
-            serde_json::json!({"name": format!("f{i}"), "expression": format!("SUM({column} * {i})"), "source_table": table})
-        })
-        .collect();
-    serde_json::json!({
-        "target_table": "wide",
-        "entity_grain": ["customer_id"],
-        "label": {"column": "churned_at", "derivation": "CASE WHEN churned_at IS NULL THEN 0 ELSE 1 END"},
-        "features": features
-    })
-    .to_string()
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{median, wide_recipe};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
