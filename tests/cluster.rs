@@ -544,39 +544,30 @@ async fn an_executor_reads_and_writes_only_under_its_roots() {
             warehouse.display().to_string(),
         ],
     );
+    let materialize_into = |into: &Path| {
+        bin()
+            .args([
+                "materialize",
+                "fixtures/recipes/good/churn_basic.json",
+                "--catalog",
+            ])
+            .arg(&catalog)
+            .arg("--warehouse")
+            .arg(into)
+            .args(["--engine", &cluster.engine()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
     // featurecraft's own runs inside the roots work.
-    let out = bin()
-        .args([
-            "materialize",
-            "fixtures/recipes/good/churn_basic.json",
-            "--catalog",
-        ])
-        .arg(&catalog)
-        .arg("--warehouse")
-        .arg(&warehouse)
-        .args(["--engine", &cluster.engine()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = materialize_into(&warehouse);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // A table written elsewhere fails its task, and nothing is written there.
-    let out = bin()
-        .args([
-            "materialize",
-            "fixtures/recipes/good/churn_basic.json",
-            "--catalog",
-        ])
-        .arg(&catalog)
-        .arg("--warehouse")
-        .arg(&outside)
-        .args(["--engine", &cluster.engine()])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = materialize_into(&outside);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is outside them"), "{stderr}");
@@ -679,6 +670,73 @@ fn a_process_beyond_loopback_needs_a_secret_and_a_secret_must_be_strong() {
         let (code, stderr) = run(&args, Some("short"));
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains("the cluster secret is 5 bytes"), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_secrets_and_roots_are_clear_errors_before_anything_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &std::ffi::OsStr)]| {
+        let mut command = Command::new(BIN);
+        command.env_remove(SECRET_ENV).env_remove(SECRET_FILE_ENV);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let out = command.args(args).stdout(Stdio::null()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let scheduler = ["cluster", "scheduler", "--bind", "127.0.0.1:1"];
+    // A secret file that is missing, far too large, or not one line of visible ASCII.
+    let missing = dir.path().join("no-such-secret");
+    let huge = dir.path().join("huge-secret");
+    std::fs::write(&huge, "s".repeat(100_000)).unwrap();
+    let spaced = dir.path().join("spaced-secret");
+    std::fs::write(&spaced, format!("{} \\\"quoted\n", "s".repeat(40))).unwrap();
+    for (file, says) in [
+        (&missing, "cannot read the cluster secret"),
+        (&huge, "100000 bytes"),
+        (&spaced, "visible ASCII without spaces"),
+    ] {
+        let (code, stderr) = run(&scheduler, &[(SECRET_FILE_ENV, file.as_os_str())]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(SECRET_FILE_ENV), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    // An executor's roots: a catalog that is not there, a warehouse under a file.
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "not a folder").unwrap();
+    for (flag, root, says) in [
+        ("--catalog", dir.path().join("no-catalog"), "`--catalog`"),
+        ("--catalog", a_file.clone(), "not a folder"),
+        (
+            "--warehouse",
+            a_file.join("under"),
+            "cannot create `--warehouse`",
+        ),
+    ] {
+        let root = root.to_str().unwrap().to_string();
+        let (code, stderr) = run(
+            &[
+                "cluster",
+                "executor",
+                "--scheduler",
+                "127.0.0.1:1",
+                "--scheduler-wait",
+                "1",
+                flag,
+                &root,
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(1), "{flag} {root}: {stderr}");
+        assert!(stderr.contains(says), "{flag} {root}: {stderr}");
+        assert!(
+            !stderr.contains("gave up waiting"),
+            "checked before waiting: {stderr}"
+        );
     }
 }
 
