@@ -374,6 +374,28 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
             .starts_with("target_table_name"),
         "{body}"
     );
+    // The body is read into the type the OpenAPI document shows: a mismatch names its path.
+    for (body, field) in [
+        (
+            json!({"target_table_name": 5, "domain": "retail", "recipe": recipe()}),
+            "target_table_name: invalid type",
+        ),
+        (
+            json!({"target_table_name": "t", "domain": "retail",
+                   "design": {"spine": "customers", "entity_grain": ["customer_id"],
+                              "label": {"column": "churned", "label_type": "binary"},
+                              "max_depth": "deep"}}),
+            "design.max_depth: invalid type",
+        ),
+        (json!({"target_table_name": "t", "domain": null}), "domain: required"),
+    ] {
+        let (status, _, answer) = server
+            .call("POST", &format!("{API}/jobs"), Some(&ana), Some(&body), &[])
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.starts_with(field), "{detail}");
+    }
     let mut bad = recipe();
     bad["entity_grain"] = json!("customer_id");
     let (status, _, body) = server

@@ -10,6 +10,7 @@ use crate::compile::dialect::Dialect;
 use crate::compile::{CompileOptions, compile};
 use crate::contract::recipe::{FeatureRecipe, FeatureSpec};
 use crate::run::sample::{ValidateOptions, sample};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -41,6 +42,17 @@ pub struct ColumnDiff {
     pub examples: Vec<(String, Value, Value)>,
 }
 
+impl ColumnDiff {
+    /// The share of compared rows with equal values (0 when nothing was compared).
+    pub fn equal_share(&self) -> f64 {
+        if self.compared == 0 {
+            0.0
+        } else {
+            self.equal as f64 / self.compared as f64
+        }
+    }
+}
+
 /// Everything `featurecraft diff` reports.
 #[derive(Debug, Clone)]
 pub struct RecipeDiff {
@@ -52,6 +64,150 @@ pub struct RecipeDiff {
     pub sql: String,
     /// The values on the sample, or why they were not compared.
     pub values: Result<Vec<ColumnDiff>, String>,
+}
+
+impl RecipeDiff {
+    /// The diff as `featurecraft diff --format json` prints it.
+    pub fn report(&self) -> DiffReport {
+        let features = self
+            .features
+            .iter()
+            .map(|change| match change {
+                FeatureChange::Added(name) => ChangeReport::Added { name: name.clone() },
+                FeatureChange::Removed(name) => ChangeReport::Removed { name: name.clone() },
+                FeatureChange::Changed(name, fields) => ChangeReport::Changed {
+                    name: name.clone(),
+                    fields: fields.clone(),
+                },
+                FeatureChange::Renamed(from, to) => ChangeReport::Renamed {
+                    name: to.clone(),
+                    from: from.clone(),
+                },
+            })
+            .collect();
+        let values = match &self.values {
+            Ok(columns) => ValuesReport::Compared {
+                columns: columns.iter().map(ColumnReport::of).collect(),
+            },
+            Err(why) => ValuesReport::Skipped {
+                skipped: why.clone(),
+            },
+        };
+        DiffReport {
+            features,
+            fields: self.fields.clone(),
+            sql_diff: self.sql.clone(),
+            values,
+        }
+    }
+}
+
+/// `featurecraft diff --format json`'s answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// Each feature's change, `{"change": "added"|"removed"|"changed"|"renamed", "name", …}`.
+    pub features: Vec<ChangeReport>,
+    /// Other recipe fields that changed.
+    pub fields: Vec<&'static str>,
+    /// The unified diff of the two CTAS.
+    pub sql_diff: String,
+    /// `{"columns": […]}`, or `{"skipped": why}`.
+    pub values: ValuesReport,
+}
+
+/// One feature's change in a [`DiffReport`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
+pub enum ChangeReport {
+    /// In the new recipe only.
+    Added {
+        /// The feature.
+        name: String,
+    },
+    /// In the old recipe only.
+    Removed {
+        /// The feature.
+        name: String,
+    },
+    /// In both, with these fields changed.
+    Changed {
+        /// The feature.
+        name: String,
+        /// `expression`, `source_table`, `window`, …
+        fields: Vec<&'static str>,
+    },
+    /// The same expression over the same source, under a new name.
+    Renamed {
+        /// The new name.
+        name: String,
+        /// The old name.
+        from: String,
+    },
+}
+
+/// The values part of a [`DiffReport`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ValuesReport {
+    /// Per column of the new table.
+    Compared {
+        /// The columns compared.
+        columns: Vec<ColumnReport>,
+    },
+    /// Why the values were not compared.
+    Skipped {
+        /// The reason.
+        skipped: String,
+    },
+}
+
+/// One column of a [`DiffReport`]'s values.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnReport {
+    /// The column in the new table.
+    pub column: String,
+    /// The column in the old table.
+    pub old_column: String,
+    /// Rows compared.
+    pub compared: usize,
+    /// Rows with equal values.
+    pub equal: usize,
+    /// `equal / compared` (0 when nothing was compared).
+    pub equal_share: f64,
+    /// Up to three differing rows.
+    pub examples: Vec<ExampleReport>,
+}
+
+impl ColumnReport {
+    fn of(c: &ColumnDiff) -> ColumnReport {
+        ColumnReport {
+            column: c.column.clone(),
+            old_column: c.old_column.clone(),
+            compared: c.compared,
+            equal: c.equal,
+            equal_share: c.equal_share(),
+            examples: c
+                .examples
+                .iter()
+                .map(|(key, old, new)| ExampleReport {
+                    key: key.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A row whose value differs: its grain key, the old value and the new.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleReport {
+    /// The row's grain key.
+    pub key: String,
+    /// The old table's value.
+    pub old: Value,
+    /// The new table's value.
+    pub new: Value,
 }
 
 /// Compares two recipe texts over `catalog`; `Err` when one of them does not compile.

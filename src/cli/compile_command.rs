@@ -2,6 +2,7 @@
 //! dialect.
 
 use super::*;
+use featurecraft::contract::answer::CompileAnswer;
 
 pub(super) async fn run_compile(args: &CompileArgs) -> ExitCode {
     let (recipe, catalog, dialect, format, strict) = (
@@ -34,16 +35,11 @@ pub(super) async fn run_compile(args: &CompileArgs) -> ExitCode {
             } else {
                 compiled.sql.as_deref()
             };
-            // Compiling reads the printed SQL back in the dialect's own grammar and withholds
-            // it (E042) unless that gives exactly the analyzed statement: printed SQL has
-            // passed that check, which stands in for execution where no engine runs here.
-            let reparsed = sql.map(|_| serde_json::json!({"ok": true}));
-            let out = serde_json::json!({
-                "dialect": dialect.name(),
-                "sql": sql,
-                "reparsed": reparsed,
-                "diagnostics": compiled.diagnostics,
-            });
+            let out = CompileAnswer::new(
+                dialect.name(),
+                sql.map(str::to_string),
+                compiled.diagnostics.clone(),
+            );
             match serde_json::to_string_pretty(&out) {
                 Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),

@@ -156,13 +156,10 @@ pub(super) async fn run_design(
         }
     };
     if let Some(path) = dropped_file {
-        let dropped: Vec<serde_json::Value> = design
-            .dropped
-            .iter()
-            .map(|(name, reason)| serde_json::json!({"name": name, "reason": reason}))
-            .collect();
-        let report = serde_json::json!({"considered": design.considered, "dropped": dropped});
-        if let Err(e) = std::fs::write(path, report.to_string()) {
+        let written = serde_json::to_string(&design.report())
+            .map_err(std::io::Error::other)
+            .and_then(|report| std::fs::write(path, report));
+        if let Err(e) = written {
             return usage_error(&format!("cannot write {}: {e}", path.display()));
         }
     }

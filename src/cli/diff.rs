@@ -30,50 +30,9 @@ pub(super) async fn diff_command(args: &DiffArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let share = |equal: usize, compared: usize| {
-        if compared == 0 {
-            0.0
-        } else {
-            equal as f64 / compared as f64
-        }
-    };
     match args.format {
         Format::Json => {
-            let features: Vec<serde_json::Value> = found
-                .features
-                .iter()
-                .map(|c| match c {
-                    FeatureChange::Added(n) => serde_json::json!({"change": "added", "name": n}),
-                    FeatureChange::Removed(n) => {
-                        serde_json::json!({"change": "removed", "name": n})
-                    }
-                    FeatureChange::Changed(n, fields) => {
-                        serde_json::json!({"change": "changed", "name": n, "fields": fields})
-                    }
-                    FeatureChange::Renamed(from, to) => {
-                        serde_json::json!({"change": "renamed", "name": to, "from": from})
-                    }
-                })
-                .collect();
-            let values = match &found.values {
-                Ok(columns) => {
-                    serde_json::json!({"columns": columns.iter().map(|c| serde_json::json!({
-                    "column": c.column,
-                    "old_column": c.old_column,
-                    "compared": c.compared,
-                    "equal": c.equal,
-                    "equal_share": share(c.equal, c.compared),
-                    "examples": c.examples.iter().map(|(key, old, new)| serde_json::json!({"key": key, "old": old, "new": new})).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>()})
-                }
-                Err(why) => serde_json::json!({"skipped": why}),
-            };
-            let report = serde_json::json!({
-                "features": features,
-                "fields": found.fields,
-                "sql_diff": found.sql,
-                "values": values,
-            });
+            let report = found.report();
             match serde_json::to_string_pretty(&report) {
                 Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),
@@ -114,10 +73,7 @@ pub(super) async fn diff_command(args: &DiffArgs) -> ExitCode {
                         } else {
                             format!("{} (was {})", c.column, c.old_column)
                         };
-                        out!(
-                            "  {name:<28} {:>6.1}% equal",
-                            100.0 * share(c.equal, c.compared)
-                        );
+                        out!("  {name:<28} {:>6.1}% equal", 100.0 * c.equal_share());
                         for (key, old, new) in &c.examples {
                             out!("      {key}: {old} → {new}");
                         }

@@ -2,6 +2,7 @@
 //! printed, the sampled rows shown or written when asked.
 
 use super::*;
+use featurecraft::contract::answer::ValidateAnswer;
 
 pub(super) async fn validate_command(args: ValidateArgs) -> ExitCode {
     let options = match run_options(
@@ -117,7 +118,11 @@ pub(super) async fn run_validate(
     }
     match format {
         Format::Json => {
-            let out = serde_json::json!({"sql": run.sql, "validation": run.validation, "diagnostics": run.diagnostics});
+            let out = ValidateAnswer {
+                sql: run.sql.clone(),
+                validation: run.validation.clone(),
+                diagnostics: run.diagnostics.clone(),
+            };
             match serde_json::to_string_pretty(&out) {
                 Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),

@@ -3,6 +3,7 @@
 //! materialization wrote). Serde shapes and the rules they carry (the job lifecycle);
 //! nothing here compiles or runs anything.
 
+pub mod answer;
 pub mod design;
 pub mod job;
 pub mod recipe;

@@ -38,6 +38,7 @@
 use crate::catalog::Catalog;
 use crate::compile::dialect::Dialect;
 use crate::compile::{CompileOptions, compile_recipe};
+use crate::contract::answer::{DesignReport, DroppedFeature};
 pub use crate::contract::design::DesignRequest;
 use crate::contract::recipe::{FeatureRecipe, FeatureSpec, LabelType};
 use crate::diagnostic::Diagnostic;
@@ -72,6 +73,23 @@ pub struct Design {
     pub considered: usize,
     /// Features dropped, with the reason.
     pub dropped: Vec<(String, String)>,
+}
+
+impl Design {
+    /// What the crew considered and dropped, as `featurecraft design --dropped` writes it.
+    pub fn report(&self) -> DesignReport {
+        DesignReport {
+            considered: self.considered,
+            dropped: self
+                .dropped
+                .iter()
+                .map(|(name, reason)| DroppedFeature {
+                    name: name.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Designs, checks and prunes a recipe for `request` over `catalog`, all of it within the

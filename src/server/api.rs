@@ -1,12 +1,10 @@
-//! The shapes the handlers read and write besides the contract's own (Job, FeatureRecipe):
-//! the request bodies, the stateless engine routes' answers and the error body. The
+//! The shapes the handlers read and write besides the contract's own (Job, FeatureRecipe,
+//! the answers about a recipe): the request bodies and the error body. The
 //! handlers build their answers from these types and the OpenAPI document
 //! (the `openapi` module) describes them from the same types, so the two cannot drift.
 
 use crate::contract::design::DesignRequest;
-use crate::contract::job::ValidationSummary;
 use crate::contract::recipe::FeatureRecipe;
-use crate::diagnostic::Diagnostic;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,8 +21,10 @@ pub struct CreateJob {
     #[serde(default)]
     pub owner: Option<String>,
     /// The crew's proposal; a job without one fails unless it has a `design` request.
+    /// Read leniently, as `/compile` reads it: a malformed recipe is a 422 naming its path.
     #[serde(default)]
-    pub recipe: Option<FeatureRecipe>,
+    #[schemars(with = "Option<FeatureRecipe>")]
+    pub recipe: Option<Value>,
     /// featurecraft's extension: what the built-in crew designs when there is no usable recipe.
     #[serde(default)]
     pub design: Option<DesignRequest>,
@@ -44,38 +44,6 @@ pub struct EngineRequest {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub sample_size: Option<usize>,
-}
-
-/// The read-back check of printed SQL.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct Reparsed {
-    /// Always true: SQL that does not read back as the analyzed statement is withheld.
-    pub ok: bool,
-}
-
-/// The answer of `POST /compile`, as `featurecraft compile --format json` prints it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct CompileAnswer {
-    /// The dialect of `sql`.
-    pub dialect: String,
-    /// The CTAS, or null when the recipe has errors.
-    pub sql: Option<String>,
-    /// Present with the SQL: it was read back in the dialect's grammar as exactly the
-    /// analyzed statement.
-    pub reparsed: Option<Reparsed>,
-    /// Every finding, errors and warnings.
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-/// The answer of `POST /validate`, as `featurecraft validate --format json` prints it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ValidateAnswer {
-    /// The CTAS that was validated, or null when the recipe has errors.
-    pub sql: Option<String>,
-    /// The summary, or null when the recipe has errors or the run failed.
-    pub validation: Option<ValidationSummary>,
-    /// Every finding (a run that failed on the data is an `E05x` among them).
-    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Every error's body (FastAPI's shape).

@@ -40,36 +40,6 @@ pub(super) struct RetryParams {
     pub(super) fix: bool,
 }
 
-pub(super) fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("body: not valid JSON: {e}"),
-        )
-    })?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "body: expected a JSON object",
-        )),
-    }
-}
-
-pub(super) fn string_field(
-    body: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{field}: expected a non-empty string"),
-        )),
-    }
-}
-
 pub(super) async fn create_job(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -77,16 +47,11 @@ pub(super) async fn create_job(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers).await?;
-    let body = parse_body(&body)?;
-    let target = string_field(&body, "target_table_name")?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "target_table_name: required",
-        )
-    })?;
-    let domain = string_field(&body, "domain")?
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "domain: required"))?;
-    for (field, value) in [("target_table_name", &target), ("domain", &domain)] {
+    let request: api::CreateJob = read_request(&body)?;
+    for (field, value) in [
+        ("target_table_name", &request.target_table_name),
+        ("domain", &request.domain),
+    ] {
         if let Some(why) = crate::compile::analyze::name_problem(value) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -97,15 +62,24 @@ pub(super) async fn create_job(
             ));
         }
     }
-    let owner = string_field(&body, "owner")?.unwrap_or_else(|| caller.subject.clone());
+    let owner = match request.owner {
+        Some(owner) if owner.trim().is_empty() => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "owner: expected a non-empty string",
+            ));
+        }
+        Some(owner) => owner,
+        None => caller.subject.clone(),
+    };
     if owner != caller.subject && !caller.admin {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "owner: must be the caller (the token's `sub`)",
         ));
     }
-    let recipe = match body.get("recipe") {
-        None | Some(Value::Null) => None,
+    let recipe = match &request.recipe {
+        None => None,
         Some(value) => {
             let parsed = recipe_from_value(value);
             match parsed.recipe {
@@ -124,16 +98,8 @@ pub(super) async fn create_job(
             }
         }
     };
-    let design = match body.get("design") {
-        None | Some(Value::Null) => None,
-        Some(value) => Some(
-            serde_json::from_value::<crate::contract::design::DesignRequest>(value.clone())
-                .map_err(|e| {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("design: {e}"))
-                })?,
-        ),
-    };
-    let mut job = Job::new(target, domain, owner, recipe);
+    let design = request.design;
+    let mut job = Job::new(request.target_table_name, request.domain, owner, recipe);
     job.design = design;
     let start = || {
         state.store.insert(&job)?;

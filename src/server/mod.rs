@@ -239,6 +239,33 @@ impl ApiError {
     }
 }
 
+/// A request body read into `T`, the type the OpenAPI document shows for it, so the
+/// document cannot drift from what the server reads: a field `T`'s schema requires that is
+/// absent or null is `FIELD: required`; any other mismatch names its path
+/// (`design.max_depth: invalid type …`); unknown fields are ignored, as FastAPI does.
+fn read_request<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let unprocessable = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, detail);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| unprocessable(format!("body: not valid JSON: {e}")))?;
+    let Value::Object(fields) = &value else {
+        return Err(unprocessable("body: expected a JSON object".into()));
+    };
+    let schema = schemars::schema_for!(T);
+    let required = schema.get("required").and_then(Value::as_array);
+    for name in required.into_iter().flatten().filter_map(Value::as_str) {
+        if fields.get(name).is_none_or(Value::is_null) {
+            return Err(unprocessable(format!("{name}: required")));
+        }
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { "body" } else { path.as_str() };
+        unprocessable(format!("{at}: {}", e.inner()))
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = api::ErrorBody {

@@ -5,7 +5,8 @@
 //! schema. `tests/server.rs` checks that every route of the router is here and every route
 //! here is answered.
 
-use super::api::{CompileAnswer, CreateJob, EngineRequest, ErrorBody, Health, ValidateAnswer};
+use super::api::{CreateJob, EngineRequest, ErrorBody, Health};
+use crate::contract::answer::{CompileAnswer, ValidateAnswer};
 use crate::contract::job::Job;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};

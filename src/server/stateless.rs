@@ -2,6 +2,7 @@
 //! the engine runtime within the job time limit.
 
 use super::*;
+use crate::contract::answer::{CompileAnswer, ValidateAnswer};
 
 /// Runs a stateless request's `work` on the engine runtime and waits for it. The work is
 /// aborted when it outlives the job time limit (`504`) or when the request is dropped
@@ -48,8 +49,7 @@ pub(super) async fn engine_request(
     body: &Bytes,
 ) -> Result<(api::EngineRequest, Dialect), ApiError> {
     caller(state, headers).await?;
-    let request: api::EngineRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?;
+    let request: api::EngineRequest = read_request(body)?;
     let dialect = match &request.dialect {
         Some(d) => d.parse().map_err(|e: String| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("dialect: {e}"))
@@ -102,18 +102,10 @@ pub(super) async fn compile_stateless(
     })
     .await??;
     let (sql, diagnostics) = answer;
-    // The CLI's `compile --format json` shape: the printed SQL has been read back in the
-    // dialect's grammar (compile withholds it otherwise).
-    let reparsed = sql.as_ref().map(|_| api::Reparsed { ok: true });
     let failed = diagnostics
         .iter()
         .any(crate::diagnostic::Diagnostic::is_error);
-    let body = api::CompileAnswer {
-        dialect: dialect.name().into(),
-        sql,
-        reparsed,
-        diagnostics,
-    };
+    let body = CompileAnswer::new(dialect.name(), sql, diagnostics);
     Ok(recipe_answer(failed, body))
 }
 
@@ -144,7 +136,7 @@ pub(super) async fn validate_stateless(
         let catalog = current_catalog(&task_state).await?;
         let parsed = recipe_from_value(&request.recipe);
         let Some(recipe) = parsed.recipe else {
-            let body = api::ValidateAnswer {
+            let body = ValidateAnswer {
                 sql: None,
                 validation: None,
                 diagnostics: parsed.diagnostics,
@@ -159,7 +151,7 @@ pub(super) async fn validate_stateless(
         diagnostics.extend(run.diagnostics);
         Ok::<_, ApiError>((
             failed,
-            api::ValidateAnswer {
+            ValidateAnswer {
                 sql: run.sql,
                 validation: run.validation,
                 diagnostics,
