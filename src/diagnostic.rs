@@ -132,7 +132,7 @@ impl Code {
     }
 
     /// The severity a code carries unless a stage decides otherwise.
-    pub fn default_severity(self) -> Severity {
+    fn default_severity(self) -> Severity {
         if self.as_str().starts_with('E') {
             Severity::Error
         } else {

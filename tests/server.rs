@@ -387,7 +387,10 @@ async fn errors_have_the_contract_status_codes_and_json_bodies() {
                               "max_depth": "deep"}}),
             "design.max_depth: invalid type",
         ),
-        (json!({"target_table_name": "t", "domain": null}), "domain: required"),
+        (
+            json!({"target_table_name": "t", "domain": null}),
+            "domain: required",
+        ),
     ] {
         let (status, _, answer) = server
             .call("POST", &format!("{API}/jobs"), Some(&ana), Some(&body), &[])

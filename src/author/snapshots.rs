@@ -52,7 +52,7 @@ pub fn check(path: &Path, current: &str, update: bool) -> std::io::Result<Snapsh
 }
 
 /// The file a new snapshot waits in: `NAME.duckdb.sql` → `NAME.duckdb.sql.new`.
-pub fn pending_path(path: &Path) -> PathBuf {
+fn pending_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".new");
     PathBuf::from(name)

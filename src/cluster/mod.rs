@@ -36,12 +36,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// How often an executor tells the scheduler it is alive.
-pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long the scheduler waits for an executor's heartbeat before it counts the
 /// executor lost and runs its tasks elsewhere (Ballista's default is three minutes, which
 /// a job whose executor died would spend waiting).
-pub const EXECUTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const EXECUTOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The scheduler's settings.
 #[derive(Debug, Clone)]

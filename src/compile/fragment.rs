@@ -572,7 +572,7 @@ pub fn is_aggregate(function: &Function) -> bool {
 }
 
 /// Whether an aggregate call is a count, whose value over no rows is 0.
-pub fn is_counting(function: &Function) -> bool {
+fn is_counting(function: &Function) -> bool {
     super::functions::counts(&function_name(function))
 }
 

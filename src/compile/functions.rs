@@ -144,7 +144,7 @@ const fn changing(name: &'static str) -> FunctionFacts {
 use Returns::*;
 
 /// Every function featurecraft knows something about.
-pub const FUNCTIONS: &[FunctionFacts] = &[
+const FUNCTIONS: &[FunctionFacts] = &[
     // Aggregates whose value over no rows is 0.
     counting("count"),
     counting("approx_distinct"),

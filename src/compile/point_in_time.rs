@@ -290,7 +290,7 @@ pub enum ScheduleEnd {
 
 /// Reads a time written in a recipe: `2014-01-02T00:00:00` (or with a space, or with a
 /// fraction of a second), or a date (`2014-01-02`, its midnight).
-pub fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
+fn parse_time(text: &str) -> Option<chrono::NaiveDateTime> {
     let text = text.trim();
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {

@@ -133,7 +133,7 @@ fn check_one(
 }
 
 /// The longest join path followed.
-pub const MAX_HOPS: usize = 4;
+const MAX_HOPS: usize = 4;
 
 /// Whether `table` holds every column of `key`.
 pub fn holds(table: &Table, key: &[String]) -> bool {

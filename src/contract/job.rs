@@ -7,7 +7,7 @@ use crate::contract::recipe::FeatureRecipe;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number};
+use serde_json::Map;
 use uuid::Uuid;
 
 /// The result of running a compiled recipe on a sample; deliberately small.
@@ -21,14 +21,6 @@ pub struct ValidationSummary {
     pub high_null_columns: Map<String, serde_json::Value>,
     /// Short findings, each starting with a stable code.
     pub warnings: Vec<String>,
-}
-
-impl ValidationSummary {
-    /// Adds a count to the label distribution.
-    pub fn set_label_count(&mut self, key: impl Into<String>, count: u64) {
-        self.label_distribution
-            .insert(key.into(), serde_json::Value::Number(Number::from(count)));
-    }
 }
 
 /// Where a job is in its lifecycle.
@@ -224,7 +216,7 @@ impl Job {
 }
 
 /// The current time at whole seconds, as the contract's timestamps are written.
-pub fn now_seconds() -> DateTime<Utc> {
+fn now_seconds() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
 }

@@ -30,7 +30,7 @@ const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A file's identity on disk; equal stamps mean equal contents (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+struct Stamp {
     device: u64,
     inode: u64,
     size: u64,

@@ -20,7 +20,7 @@ use std::time::Duration;
 pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long a cancellation may take to reach the scheduler before the run reports anyway.
-pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A cancellation sent for a cluster job: the run that stopped it (when known), its job
 /// id and the request under way.

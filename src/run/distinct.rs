@@ -40,7 +40,7 @@ pub fn count_udaf() -> AggregateUDF {
 
 /// The `count` function featurecraft registers (see the module docs).
 #[derive(Debug, Default, PartialEq, Eq, Hash)]
-pub struct CountWithCompactDistinct {
+struct CountWithCompactDistinct {
     inner: Count,
 }
 
@@ -150,7 +150,7 @@ impl AggregateUDFImpl for CountWithCompactDistinct {
 /// Its state, between the partial and the final aggregation, is DataFusion's: per group, a
 /// list of its distinct values.
 #[derive(Debug)]
-pub struct DistinctCountGroups {
+struct DistinctCountGroups {
     data_type: DataType,
     values: ValueTable,
     /// Which values each group holds.

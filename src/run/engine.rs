@@ -16,13 +16,13 @@ use std::time::Duration;
 
 /// How long a client waits to reach a cluster's scheduler before it gives up: a cluster
 /// that is down is an error within this time, never a hang.
-pub const SCHEDULER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SCHEDULER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest host name (DNS's limit).
 const MAX_HOST_LENGTH: usize = 253;
 
 /// The URL scheme of a Ballista scheduler in an engine choice.
-pub const BALLISTA_SCHEME: &str = "ballista://";
+const BALLISTA_SCHEME: &str = "ballista://";
 
 /// Where queries run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

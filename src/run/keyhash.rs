@@ -125,7 +125,7 @@ const NULL_MARK: u64 = 0xA5A5_5A5A_C3C3_3C3C;
 
 /// The SplitMix64 finalizer: a bijective, well-mixed map of 64-bit values.
 #[inline(always)]
-pub fn splitmix(x: u64) -> u64 {
+fn splitmix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -35,11 +35,11 @@ use std::collections::HashMap;
 /// The score from which a feature is flagged, unless the caller sets another.
 pub const DEFAULT_LEAK_THRESHOLD: f64 = 0.95;
 /// Fewer usable rows than this are not scored: chance alone gives high scores.
-pub const MIN_ROWS: usize = 25;
+const MIN_ROWS: usize = 25;
 /// A class compared with fewer rows than this on either side is not scored.
-pub const MIN_CLASS_ROWS: usize = 5;
+const MIN_CLASS_ROWS: usize = 5;
 /// A text or boolean feature with more distinct sampled values is not scored.
-pub const MAX_CATEGORIES: usize = 50;
+const MAX_CATEGORIES: usize = 50;
 
 /// What a score measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The share of the limit spilling operators may fill together before they spill; the
 /// rest is left to the operators that cannot spill.
-pub const SPILLABLE_SHARE: f64 = 0.75;
+const SPILLABLE_SHARE: f64 = 0.75;
 
 /// A pool of `limit` bytes (see the module docs).
 #[derive(Debug)]

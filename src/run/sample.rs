@@ -60,7 +60,7 @@ pub const DEFAULT_NULL_THRESHOLD: f64 = 0.5;
 /// ([`parse_size`] reads it as [`DEFAULT_MEMORY_LIMIT_BYTES`]).
 pub const DEFAULT_MEMORY_LIMIT: &str = "2G";
 /// [`DEFAULT_MEMORY_LIMIT`] in bytes.
-pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 2 << 30;
+const DEFAULT_MEMORY_LIMIT_BYTES: usize = 2 << 30;
 
 impl Default for ValidateOptions {
     fn default() -> Self {

@@ -109,7 +109,7 @@ impl ClusterSecret {
 
     /// Whether a request whose `user-agent` header is `user_agent` carries this secret (as
     /// the header's first word), compared in constant time.
-    pub fn admits(&self, user_agent: Option<&[u8]>) -> bool {
+    fn admits(&self, user_agent: Option<&[u8]>) -> bool {
         let Some(header) = user_agent else {
             return false;
         };

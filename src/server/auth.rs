@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The scope that sees and acts on every job.
-pub const ADMIN_SCOPE: &str = "automl:admin";
+const ADMIN_SCOPE: &str = "automl:admin";
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
-pub const LEEWAY_SECONDS: u64 = 30;
+const LEEWAY_SECONDS: u64 = 30;
 /// The shortest HS256 secret accepted: 256 bits, the hash's own size (RFC 7518 §3.2).
 pub const MIN_SECRET_BYTES: usize = 32;
 
