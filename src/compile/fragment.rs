@@ -380,6 +380,8 @@ fn dotted(parts: &[Ident]) -> String {
 /// operators, quoted function names, structs, arrays, JSON paths, …) could carry text the
 /// renderer cannot write safely in every dialect, so it is refused. Subqueries, window
 /// functions, lambdas, placeholders and wildcards are reported by the walk itself.
+/// One table-like `match` over the expression's kinds, kept whole so the accepted grammar
+/// reads in one place.
 fn unsupported(expr: &Expr) -> Option<(String, &'static str)> {
     use crate::sql::{is_keyword_text, is_plain_number};
     use sqlparser::ast::{
@@ -679,6 +681,7 @@ fn replace_aggregates(expr: Expr, grain: &dyn Fn(&str) -> Option<Expr>) -> Expr 
 
 /// Folds operations that are NULL whenever an operand is NULL (arithmetic, comparison,
 /// concatenation, unary minus, parentheses), so `SUM(x) / COUNT(*)` over no rows is `NULL`.
+/// One table-like `match` over the expression's kinds.
 fn fold_nulls(expr: Expr) -> Expr {
     use sqlparser::ast::{BinaryOperator as B, UnaryOperator as U};
     match expr {

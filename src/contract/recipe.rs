@@ -385,93 +385,10 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
 
     let label = object
         .get("label")
-        .and_then(|label| match label.as_object() {
-            Some(fields) => {
-                unknown_fields(
-                    fields,
-                    LABEL_FIELDS,
-                    |key| RecipePath::Label(LabelField::Other(key.to_string())),
-                    &mut diagnostics,
-                );
-                let parsed =
-                    typed::<LabelSpec>(label, RecipePath::Field("label".into()), &mut diagnostics);
-                if let Some(spec) = &parsed
-                    && spec.column.is_none()
-                    && spec.derivation.is_none()
-                    && spec.expression.is_none()
-                {
-                    diagnostics.push(
-                        Diagnostic::new(
-                            Code::E001,
-                            "the label needs `column`, `derivation`, or both (or, from a window after the cutoff, `source_table`, `expression` and `window`)",
-                        )
-                        .at(RecipePath::Field("label".into())),
-                    );
-                    return None;
-                }
-                parsed
-            }
-            None => {
-                diagnostics.push(
-                    Diagnostic::new(
-                        Code::E001,
-                        format!("`label` must be an object, found {}", json_kind(label)),
-                    )
-                    .at(RecipePath::Field("label".into())),
-                );
-                None
-            }
-        });
-
+        .and_then(|label| label_from_value(label, &mut diagnostics));
     let features = object
         .get("features")
-        .and_then(|features| match features.as_array() {
-            Some(items) => {
-                let mut parsed = Vec::with_capacity(items.len());
-                let mut all_ok = true;
-                for (i, item) in items.iter().enumerate() {
-                    let path = RecipePath::Feature(i, None);
-                    match item.as_object() {
-                        Some(fields) => {
-                            unknown_fields(
-                                fields,
-                                FEATURE_FIELDS,
-                                |key| RecipePath::feature(i, FeatureField::Other(key.to_string())),
-                                &mut diagnostics,
-                            );
-                            match typed::<FeatureSpec>(item, path, &mut diagnostics) {
-                                Some(feature) => parsed.push(feature),
-                                None => all_ok = false,
-                            }
-                        }
-                        None => {
-                            diagnostics.push(
-                                Diagnostic::new(
-                                    Code::E001,
-                                    format!(
-                                        "a feature must be an object, found {}",
-                                        json_kind(item)
-                                    ),
-                                )
-                                .at(path),
-                            );
-                            all_ok = false;
-                        }
-                    }
-                }
-                all_ok.then_some(parsed)
-            }
-            None => {
-                diagnostics.push(
-                    Diagnostic::new(
-                        Code::E001,
-                        format!("`features` must be an array, found {}", json_kind(features)),
-                    )
-                    .at(RecipePath::Field("features".into())),
-                );
-                None
-            }
-        });
+        .and_then(|features| features_from_value(features, &mut diagnostics));
 
     let point_in_time = match object.get("point_in_time") {
         None => Some(None),
@@ -489,25 +406,7 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
 
     let derived_columns = match object.get("derived_columns") {
         None => Some(Vec::new()),
-        Some(value) => {
-            if let Some(items) = value.as_array() {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(fields) = item.as_object() {
-                        unknown_fields(
-                            fields,
-                            DERIVED_COLUMN_FIELDS,
-                            |key| RecipePath::DerivedColumn(i, Some(key.to_string())),
-                            &mut diagnostics,
-                        );
-                    }
-                }
-            }
-            typed::<Vec<DerivedColumn>>(
-                value,
-                RecipePath::Field("derived_columns".into()),
-                &mut diagnostics,
-            )
-        }
+        Some(value) => derived_columns_from_value(value, &mut diagnostics),
     };
 
     let recipe = match (
@@ -541,6 +440,110 @@ pub fn recipe_from_value(value: &Value) -> ParsedRecipe {
         recipe,
         diagnostics,
     }
+}
+
+/// Reads `label`: an object with `column`, `derivation`, or both (or a future label's
+/// `source_table`, `expression` and `window`); unknown fields are `W001`.
+fn label_from_value(label: &Value, diagnostics: &mut Vec<Diagnostic>) -> Option<LabelSpec> {
+    let Some(fields) = label.as_object() else {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::E001,
+                format!("`label` must be an object, found {}", json_kind(label)),
+            )
+            .at(RecipePath::Field("label".into())),
+        );
+        return None;
+    };
+    unknown_fields(
+        fields,
+        LABEL_FIELDS,
+        |key| RecipePath::Label(LabelField::Other(key.to_string())),
+        diagnostics,
+    );
+    let parsed = typed::<LabelSpec>(label, RecipePath::Field("label".into()), diagnostics);
+    if let Some(spec) = &parsed
+        && spec.column.is_none()
+        && spec.derivation.is_none()
+        && spec.expression.is_none()
+    {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::E001,
+                "the label needs `column`, `derivation`, or both (or, from a window after the cutoff, `source_table`, `expression` and `window`)",
+            )
+            .at(RecipePath::Field("label".into())),
+        );
+        return None;
+    }
+    parsed
+}
+
+/// Reads `features`: an array of objects, every item checked (unknown fields are `W001`)
+/// even after one fails, so all problems are reported at once.
+fn features_from_value(
+    features: &Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<FeatureSpec>> {
+    let Some(items) = features.as_array() else {
+        diagnostics.push(
+            Diagnostic::new(
+                Code::E001,
+                format!("`features` must be an array, found {}", json_kind(features)),
+            )
+            .at(RecipePath::Field("features".into())),
+        );
+        return None;
+    };
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut all_ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = RecipePath::Feature(i, None);
+        let Some(fields) = item.as_object() else {
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::E001,
+                    format!("a feature must be an object, found {}", json_kind(item)),
+                )
+                .at(path),
+            );
+            all_ok = false;
+            continue;
+        };
+        unknown_fields(
+            fields,
+            FEATURE_FIELDS,
+            |key| RecipePath::feature(i, FeatureField::Other(key.to_string())),
+            diagnostics,
+        );
+        match typed::<FeatureSpec>(item, path, diagnostics) {
+            Some(feature) => parsed.push(feature),
+            None => all_ok = false,
+        }
+    }
+    all_ok.then_some(parsed)
+}
+
+/// Reads `derived_columns`; unknown fields of each item are `W001`.
+fn derived_columns_from_value(
+    value: &Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<DerivedColumn>> {
+    for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+        if let Some(fields) = item.as_object() {
+            unknown_fields(
+                fields,
+                DERIVED_COLUMN_FIELDS,
+                |key| RecipePath::DerivedColumn(i, Some(key.to_string())),
+                diagnostics,
+            );
+        }
+    }
+    typed::<Vec<DerivedColumn>>(
+        value,
+        RecipePath::Field("derived_columns".into()),
+        diagnostics,
+    )
 }
 
 /// Reads `point_in_time`: unknown fields are `W001`, a missing cutoff column or a field of

@@ -105,52 +105,14 @@ impl<'c> Analyzer<'c> {
                 FeatureHome::Spine
             } else {
                 let table = self.catalog.table(&r.table)?;
-                let index = match sources
-                    .iter()
-                    .position(|s| s.table.eq_ignore_ascii_case(&table.name))
-                {
-                    Some(index) => index,
-                    None => {
-                        let path = self
-                            .paths
-                            .get(&table.name.to_ascii_lowercase())
-                            .cloned()
-                            .unwrap_or_default();
-                        let holder = match path.last() {
-                            Some(hop) => self.catalog.table(&hop.table)?,
-                            None => table,
-                        };
-                        let source_grain = key
-                            .iter()
-                            .map(|g| {
-                                holder
-                                    .column(g)
-                                    .map(|c| c.name.clone())
-                                    .unwrap_or_else(|| g.clone())
-                            })
-                            .collect();
-                        let (time, path_times) = match timing {
-                            Some(timing) if !path.is_empty() => {
-                                self.path_times(timing, table, &path, r.index, options.strict)
-                            }
-                            Some(timing) => (
-                                self.source_time(timing, table, r.index, options.strict),
-                                Vec::new(),
-                            ),
-                            None => (None, Vec::new()),
-                        };
-                        sources.push(Source {
-                            cte_name: cte_name(&table.name, &sources),
-                            table: table.name.clone(),
-                            grain: source_grain,
-                            grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
-                            time,
-                            path,
-                            path_times,
-                        });
-                        sources.len() - 1
-                    }
-                };
+                let index = self.source_for(
+                    table,
+                    &mut sources,
+                    key,
+                    timing,
+                    &grouped_tables,
+                    (r.index, options.strict),
+                )?;
                 if !sources[index].path.is_empty() && !aggregate {
                     self.push(
                         Diagnostic::new(
@@ -188,21 +150,7 @@ impl<'c> Analyzer<'c> {
             }
 
             let empty_value = match home {
-                FeatureHome::Source(_) if aggregate => {
-                    let spine_grain = |name: &str| {
-                        recipe
-                            .entity_grain
-                            .iter()
-                            .position(|g| g.eq_ignore_ascii_case(name))
-                            .map(|i| {
-                                Expr::CompoundIdentifier(vec![
-                                    Ident::new(SPINE_CTE),
-                                    Ident::new(grain[i].clone()),
-                                ])
-                            })
-                    };
-                    fragment::empty_set_value(&expr, &spine_grain)
-                }
+                FeatureHome::Source(_) if aggregate => empty_set_value(&expr, recipe, grain),
                 _ => None,
             };
             let float_to_text = crate::compile::infer::float_to_text_casts(&expr, table);
@@ -215,23 +163,7 @@ impl<'c> Analyzer<'c> {
             let timed_aggregate =
                 aggregate && matches!(home, FeatureHome::Source(s) if sources[s].time.is_some());
             if r.reads_cutoff && !timed_aggregate {
-                let cutoff = recipe
-                    .point_in_time
-                    .as_ref()
-                    .map_or("", |p| p.cutoff_column.as_str());
-                self.push(
-                    Diagnostic::new(
-                        Code::E021,
-                        format!(
-                            "feature `{}` reads the cutoff `{cutoff}`, which only an aggregate feature of a timed source can read (its rows are joined to each cutoff)",
-                            feature.name
-                        ),
-                    )
-                    .at(path.clone())
-                    .hint(format!(
-                        "aggregate a timed source's rows, e.g. `CAST({cutoff} AS DATE) - CAST(MAX(t) AS DATE)` for the days since the latest row"
-                    )),
-                );
+                self.cutoff_outside_timed_aggregate(recipe, &feature.name, &path);
                 continue;
             }
             features.push(PlannedFeature {
@@ -249,6 +181,86 @@ impl<'c> Analyzer<'c> {
         }
 
         Some((sources, features))
+    }
+
+    /// The index in `sources` of `table`'s source, added on first use with its grain (the
+    /// key as the table holding it spells it), its join path and, under point in time,
+    /// its time column and the times along its path.
+    fn source_for(
+        &mut self,
+        table: &Table,
+        sources: &mut Vec<Source>,
+        key: &[String],
+        timing: Option<&Timing>,
+        grouped_tables: &BTreeSet<String>,
+        (feature, strict): (usize, bool),
+    ) -> Option<usize> {
+        if let Some(index) = sources
+            .iter()
+            .position(|s| s.table.eq_ignore_ascii_case(&table.name))
+        {
+            return Some(index);
+        }
+        let path = self
+            .paths
+            .get(&table.name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        let holder = match path.last() {
+            Some(hop) => self.catalog.table(&hop.table)?,
+            None => table,
+        };
+        let source_grain = key
+            .iter()
+            .map(|g| {
+                holder
+                    .column(g)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_else(|| g.clone())
+            })
+            .collect();
+        let (time, path_times) = match timing {
+            Some(timing) if !path.is_empty() => {
+                self.path_times(timing, table, &path, feature, strict)
+            }
+            Some(timing) => (self.source_time(timing, table, feature, strict), Vec::new()),
+            None => (None, Vec::new()),
+        };
+        sources.push(Source {
+            cte_name: cte_name(&table.name, sources),
+            table: table.name.clone(),
+            grain: source_grain,
+            grouped: grouped_tables.contains(&table.name.to_ascii_lowercase()),
+            time,
+            path,
+            path_times,
+        });
+        Some(sources.len() - 1)
+    }
+
+    /// `E021`: a feature reads the cutoff, which only a timed source's aggregate can.
+    fn cutoff_outside_timed_aggregate(
+        &mut self,
+        recipe: &FeatureRecipe,
+        feature: &str,
+        path: &RecipePath,
+    ) {
+        let cutoff = recipe
+            .point_in_time
+            .as_ref()
+            .map_or("", |p| p.cutoff_column.as_str());
+        self.push(
+            Diagnostic::new(
+                Code::E021,
+                format!(
+                    "feature `{feature}` reads the cutoff `{cutoff}`, which only an aggregate feature of a timed source can read (its rows are joined to each cutoff)"
+                ),
+            )
+            .at(path.clone())
+            .hint(format!(
+                "aggregate a timed source's rows, e.g. `CAST({cutoff} AS DATE) - CAST(MAX(t) AS DATE)` for the days since the latest row"
+            )),
+        );
     }
 
     pub(super) fn mixed_source(
@@ -326,4 +338,20 @@ pub(super) fn cte_name(table: &str, taken: &[Source]) -> String {
     crate::sql::fresh_name(&base, |key| {
         taken.iter().any(|s| s.cte_name.eq_ignore_ascii_case(key))
     })
+}
+
+/// What an aggregate feature of a source is for an entity with no rows there (`COUNT` is
+/// 0, `SUM` NULL): the expression over the empty set, the spine's grain columns standing in
+/// for the source's.
+fn empty_set_value(expr: &Expr, recipe: &FeatureRecipe, grain: &[String]) -> Option<Expr> {
+    let spine_grain = |name: &str| {
+        recipe
+            .entity_grain
+            .iter()
+            .position(|g| g.eq_ignore_ascii_case(name))
+            .map(|i| {
+                Expr::CompoundIdentifier(vec![Ident::new(SPINE_CTE), Ident::new(grain[i].clone())])
+            })
+    };
+    fragment::empty_set_value(expr, &spine_grain)
 }
