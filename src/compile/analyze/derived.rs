@@ -152,50 +152,8 @@ impl<'c> Analyzer<'c> {
                 nullable: true,
             });
             let column = grown.columns.len() - 1;
-            let found: Vec<&Link> = links
-                .iter()
-                .filter(|l| l.child_table == child.name && l.parent_table == table.name)
-                .collect();
-            let link = match found.as_slice() {
-                [one] => *one,
-                [] => {
-                    self.push(
-                        Diagnostic::new(
-                            Code::E028,
-                            format!(
-                                "no relationship links `{}` to `{}`: the rows to aggregate per `{}` row are not known",
-                                child.name, table.name, table.name
-                            ),
-                        )
-                        .at(at(i, "source_table"))
-                        .hint(format!(
-                            "declare it in `relationships`, e.g. {{\"child\": \"{}.<column>\", \"parent\": \"{}.<key>\"}}",
-                            child.name, table.name
-                        )),
-                    );
-                    continue;
-                }
-                several => {
-                    let shown: Vec<String> = several
-                        .iter()
-                        .map(|l| format!("{}.{}", l.child_table, l.child_column))
-                        .collect();
-                    self.push(
-                        Diagnostic::new(
-                            Code::E028,
-                            format!(
-                                "`{}` is linked to `{}` by several relationships ({}): which rows belong to a `{}` row is ambiguous",
-                                child.name,
-                                table.name,
-                                shown.join(", "),
-                                table.name
-                            ),
-                        )
-                        .at(at(i, "source_table"))
-                        .hint("keep one relationship between the two tables"),
-                    );
-                    continue;
-                }
+            let Some(link) = self.the_link(links, child, table, i) else {
+                continue;
             };
             let path = at(i, "expression");
             let mut expr = match fragment::parse_fragment(&d.expression, path.clone()) {
@@ -231,42 +189,112 @@ impl<'c> Analyzer<'c> {
             if let Some(grown) = tables.iter_mut().find(|t| t.name == table.name) {
                 grown.columns[column].data_type = data_type;
             }
-            if !derived.iter().any(|t| t.table == table.name) {
-                derived.push(DerivedTable {
-                    table: table.name.clone(),
-                    cte_name: fresh_cte_name(&[&table.name], &mut cte_names),
-                    columns: table.columns.iter().map(|c| c.name.clone()).collect(),
-                    children: Vec::new(),
-                });
-            }
-            let parent = derived
-                .iter_mut()
-                .find(|t| t.table == table.name)
-                .expect("planned just above");
-            let children = &mut parent.children;
-            let group = match children.iter().position(|c| c.table == child.name) {
-                Some(k) => &mut children[k],
-                None => {
-                    children.push(DerivedChild {
-                        table: child.name.clone(),
-                        column: link.child_column.clone(),
-                        key: link.parent_column.clone(),
-                        cte_name: fresh_cte_name(&[&table.name, &child.name], &mut cte_names),
-                        values: Vec::new(),
-                        time: None,
-                    });
-                    children.last_mut().expect("just pushed")
-                }
-            };
-            group.values.push(DerivedValue {
+            let value = DerivedValue {
                 name: d.name.clone(),
                 path,
                 expr,
                 empty_value,
-            });
+            };
+            add_derived_value(&mut derived, &mut cte_names, table, child, link, value);
         }
         (tables, derived)
     }
+
+    /// The one relationship linking `child` rows to a `table` row (`E028` at the derived
+    /// column's `source_table` when there is none, or several).
+    fn the_link<'l>(
+        &mut self,
+        links: &'l [Link],
+        child: &Table,
+        table: &Table,
+        i: usize,
+    ) -> Option<&'l Link> {
+        let found: Vec<&Link> = links
+            .iter()
+            .filter(|l| l.child_table == child.name && l.parent_table == table.name)
+            .collect();
+        match found.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                self.push(
+                    Diagnostic::new(
+                        Code::E028,
+                        format!(
+                            "no relationship links `{}` to `{}`: the rows to aggregate per `{}` row are not known",
+                            child.name, table.name, table.name
+                        ),
+                    )
+                    .at(at(i, "source_table"))
+                    .hint(format!(
+                        "declare it in `relationships`, e.g. {{\"child\": \"{}.<column>\", \"parent\": \"{}.<key>\"}}",
+                        child.name, table.name
+                    )),
+                );
+                None
+            }
+            several => {
+                let shown: Vec<String> = several
+                    .iter()
+                    .map(|l| format!("{}.{}", l.child_table, l.child_column))
+                    .collect();
+                self.push(
+                    Diagnostic::new(
+                        Code::E028,
+                        format!(
+                            "`{}` is linked to `{}` by several relationships ({}): which rows belong to a `{}` row is ambiguous",
+                            child.name,
+                            table.name,
+                            shown.join(", "),
+                            table.name
+                        ),
+                    )
+                    .at(at(i, "source_table"))
+                    .hint("keep one relationship between the two tables"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Adds a checked derived column's value to its table's plan: the table and each child it
+/// aggregates get their CTE on first use.
+fn add_derived_value(
+    derived: &mut Vec<DerivedTable>,
+    cte_names: &mut Vec<String>,
+    table: &Table,
+    child: &Table,
+    link: &Link,
+    value: DerivedValue,
+) {
+    let index = match derived.iter().position(|t| t.table == table.name) {
+        Some(index) => index,
+        None => {
+            derived.push(DerivedTable {
+                table: table.name.clone(),
+                cte_name: fresh_cte_name(&[&table.name], cte_names),
+                columns: table.columns.iter().map(|c| c.name.clone()).collect(),
+                children: Vec::new(),
+            });
+            derived.len() - 1
+        }
+    };
+    let children = &mut derived[index].children;
+    let group = match children.iter().position(|c| c.table == child.name) {
+        Some(k) => k,
+        None => {
+            children.push(DerivedChild {
+                table: child.name.clone(),
+                column: link.child_column.clone(),
+                key: link.parent_column.clone(),
+                cte_name: fresh_cte_name(&[&table.name, &child.name], cte_names),
+                values: Vec::new(),
+                time: None,
+            });
+            children.len() - 1
+        }
+    };
+    children[group].values.push(value);
 }
 
 impl Analyzer<'_> {

@@ -88,7 +88,7 @@ fn schedule_path(field: &str) -> RecipePath {
     RecipePath::PointInTime(Some(PointInTimeField::Schedule(Some(field.to_string()))))
 }
 
-impl Analyzer<'_> {
+impl<'c> Analyzer<'c> {
     /// The windowed label, checked (`E032`); `None` when the recipe has none or it is wrong
     /// (then reported). `timing` is `None` when the point-in-time facts were wrong.
     pub(super) fn plan_future_label(
@@ -308,24 +308,7 @@ impl Analyzer<'_> {
         timing: Option<&Timing>,
         key: &[String],
     ) -> Option<PlanSchedule> {
-        let mut ok = true;
-        let label = &recipe.label;
-        if label.column.is_some() || label.derivation.is_some() || label.expression.is_none() {
-            let field = if label.column.is_some() {
-                LabelField::Column
-            } else {
-                LabelField::Derivation
-            };
-            self.push(
-                Diagnostic::new(
-                    Code::E033,
-                    "a schedule generates the rows, so there is no spine table to read the label from",
-                )
-                .at(label_path(field))
-                .hint("compute the label from a window after the cutoff: `label.source_table`, `expression` and `window` (and drop `column`/`derivation`)"),
-            );
-            ok = false;
-        }
+        let mut ok = self.label_fits_schedule(recipe);
         // Each field that does not read is reported at its path, and the others still checked.
         let mut report = |field: &str, e: crate::compile::point_in_time::WindowError| {
             self.push(
@@ -354,94 +337,12 @@ impl Analyzer<'_> {
             );
             ok = false;
         }
-
-        let catalog = self.catalog;
-        let Some(table) = catalog.table(schedule.source_table.trim()) else {
-            let names: Vec<&str> = catalog.tables().map(|t| t.name.as_str()).collect();
-            self.push(
-                Diagnostic::new(
-                    Code::E033,
-                    format!(
-                        "schedule source `{}` is not a table of the catalog",
-                        schedule.source_table
-                    ),
-                )
-                .at(schedule_path("source_table"))
-                .hints(did_you_mean(&suggestions(&schedule.source_table, names))),
-            );
-            return None;
-        };
-        let missing: Vec<&str> = key
-            .iter()
-            .filter(|k| table.column(k).is_none())
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            self.push(
-                Diagnostic::new(
-                    Code::E033,
-                    format!(
-                        "schedule source `{}` has no `{}`: its distinct entity keys are the entities",
-                        table.name,
-                        missing.join("`, `")
-                    ),
-                )
-                .at(schedule_path("source_table"))
-                .hint("name a timed table that carries the entity key (the grain without the cutoff)"),
-            );
-            ok = false;
-        }
-        let timing = timing?;
-        let lower = table.name.to_ascii_lowercase();
-        let time = match timing.tables.iter().find(|(t, _)| *t == lower) {
-            Some((_, Some(time))) => time.clone(),
-            found => {
-                let why = if found.is_some() {
-                    "is declared static"
-                } else {
-                    "has no time column in `point_in_time.time_columns`"
-                };
-                self.push(
-                    Diagnostic::new(
-                        Code::E033,
-                        format!(
-                            "schedule source `{}` {why}: its events place each entity's cutoffs",
-                            table.name
-                        ),
-                    )
-                    .at(schedule_path("source_table"))
-                    .hint(format!(
-                        "name its time column: `\"time_columns\": {{\"{}\": \"<column>\"}}`",
-                        table.name
-                    )),
-                );
-                return None;
-            }
-        };
+        let (table, holds_key) = self.schedule_source(schedule, key)?;
+        ok &= holds_key;
+        let time = self.schedule_time(timing?, table)?;
         let (every, start, until) = (every?, start?, until?);
         if time.time_type == TimeType::Date {
-            let offset_days = match start {
-                ScheduleStart::FirstEvent(offset) => offset.whole_days(),
-                ScheduleStart::At(at) => at.time() == chrono::NaiveTime::MIN,
-            };
-            let until_days = match until {
-                ScheduleEnd::At(at) => at.time() == chrono::NaiveTime::MIN,
-                ScheduleEnd::LastEvent => true,
-            };
-            if !every.whole_days() || !offset_days || !until_days {
-                self.push(
-                    Diagnostic::new(
-                        Code::E033,
-                        format!(
-                            "`{}` of `{}` is a date, so the cutoffs are dates: `every`, `start` and `until` must be whole days",
-                            time.column, table.name
-                        ),
-                    )
-                    .at(schedule_path(if every.whole_days() { "start" } else { "every" }))
-                    .hint("write whole days (`\"7 days\"`), or schedule over a table with a timestamp"),
-                );
-                ok = false;
-            }
+            ok &= self.whole_days(&time, table, &every, start, until);
         }
         if !ok {
             return None;
@@ -470,6 +371,140 @@ impl Analyzer<'_> {
             max_per_entity: schedule.max_per_entity,
             drop_immature: schedule.drop_immature.unwrap_or(false),
         })
+    }
+
+    /// Whether the label can go with a schedule: generated rows have no spine to read a
+    /// `column` or `derivation` from, so it must be a future label (`E033`).
+    fn label_fits_schedule(&mut self, recipe: &FeatureRecipe) -> bool {
+        let label = &recipe.label;
+        if label.column.is_none() && label.derivation.is_none() && label.expression.is_some() {
+            return true;
+        }
+        let field = if label.column.is_some() {
+            LabelField::Column
+        } else {
+            LabelField::Derivation
+        };
+        self.push(
+            Diagnostic::new(
+                Code::E033,
+                "a schedule generates the rows, so there is no spine table to read the label from",
+            )
+            .at(label_path(field))
+            .hint("compute the label from a window after the cutoff: `label.source_table`, `expression` and `window` (and drop `column`/`derivation`)"),
+        );
+        false
+    }
+
+    /// The schedule's source table (`None`, `E033`, when the catalog has none), and whether
+    /// it holds the entity key (`E033` when not).
+    fn schedule_source(
+        &mut self,
+        schedule: &Schedule,
+        key: &[String],
+    ) -> Option<(&'c Table, bool)> {
+        let catalog = self.catalog;
+        let Some(table) = catalog.table(schedule.source_table.trim()) else {
+            let names: Vec<&str> = catalog.tables().map(|t| t.name.as_str()).collect();
+            self.push(
+                Diagnostic::new(
+                    Code::E033,
+                    format!(
+                        "schedule source `{}` is not a table of the catalog",
+                        schedule.source_table
+                    ),
+                )
+                .at(schedule_path("source_table"))
+                .hints(did_you_mean(&suggestions(&schedule.source_table, names))),
+            );
+            return None;
+        };
+        let missing: Vec<&str> = key
+            .iter()
+            .filter(|k| table.column(k).is_none())
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Some((table, true));
+        }
+        self.push(
+            Diagnostic::new(
+                Code::E033,
+                format!(
+                    "schedule source `{}` has no `{}`: its distinct entity keys are the entities",
+                    table.name,
+                    missing.join("`, `")
+                ),
+            )
+            .at(schedule_path("source_table"))
+            .hint("name a timed table that carries the entity key (the grain without the cutoff)"),
+        );
+        Some((table, false))
+    }
+
+    /// The schedule source's time column, which places each entity's cutoffs (`E033` when
+    /// it is static or has none).
+    fn schedule_time(&mut self, timing: &Timing, table: &Table) -> Option<SourceTime> {
+        let lower = table.name.to_ascii_lowercase();
+        let found = timing.tables.iter().find(|(t, _)| *t == lower);
+        if let Some((_, Some(time))) = found {
+            return Some(time.clone());
+        }
+        let why = if found.is_some() {
+            "is declared static"
+        } else {
+            "has no time column in `point_in_time.time_columns`"
+        };
+        self.push(
+            Diagnostic::new(
+                Code::E033,
+                format!(
+                    "schedule source `{}` {why}: its events place each entity's cutoffs",
+                    table.name
+                ),
+            )
+            .at(schedule_path("source_table"))
+            .hint(format!(
+                "name its time column: `\"time_columns\": {{\"{}\": \"<column>\"}}`",
+                table.name
+            )),
+        );
+        None
+    }
+
+    /// Over a date column the cutoffs are dates: `every`, `start` and `until` must be whole
+    /// days (`E033`).
+    fn whole_days(
+        &mut self,
+        time: &SourceTime,
+        table: &Table,
+        every: &Window,
+        start: ScheduleStart,
+        until: ScheduleEnd,
+    ) -> bool {
+        let offset_days = match start {
+            ScheduleStart::FirstEvent(offset) => offset.whole_days(),
+            ScheduleStart::At(at) => at.time() == chrono::NaiveTime::MIN,
+        };
+        let until_days = match until {
+            ScheduleEnd::At(at) => at.time() == chrono::NaiveTime::MIN,
+            ScheduleEnd::LastEvent => true,
+        };
+        if every.whole_days() && offset_days && until_days {
+            return true;
+        }
+        self.push(
+            Diagnostic::new(
+                Code::E033,
+                format!(
+                    "`{}` of `{}` is a date, so the cutoffs are dates: `every`, `start` and `until` must be whole days",
+                    time.column, table.name
+                ),
+            )
+            .at(schedule_path(if every.whole_days() { "start" } else { "every" }))
+            .hint("write whole days (`\"7 days\"`), or schedule over a table with a timestamp"),
+        );
+        false
     }
 }
 
