@@ -212,7 +212,9 @@ impl Chain<'_> {
 
     /// `"featurecraft_schedule"`: each entity's cutoffs, `start + k × every` up to `until`
     /// (with `max_per_entity` and empty windows kept, up to the N-th cutoff), spelled as the
-    /// dialect's series; and whether that needs a recursive `WITH`.
+    /// dialect's series; and whether that needs a recursive `WITH`. After the bounds, one
+    /// table-like `match` over the dialect's way of generating a series ([`CutoffSeries`]),
+    /// kept whole so the five spellings read side by side.
     fn series(
         &self,
         schedule: &PlanSchedule,

@@ -209,18 +209,7 @@ async fn run(
                 .and_then(|t| crate::run::leakage::score(column, t))
                 .filter(|s| s.value >= options.leak_threshold);
             if let Some(score) = score {
-                by_feature[i].push(
-                    Diagnostic::new(
-                        Code::W125,
-                        format!(
-                            "feature `{}` alone predicts the label ({} on {} rows): likely target leakage",
-                            feature.name,
-                            score.describe(),
-                            score.rows
-                        ),
-                    )
-                    .at(feature.path.clone()),
-                );
+                by_feature[i].push(leak_warning(feature, &score));
                 leaks[i] = Some(Leak {
                     feature: feature.name.clone(),
                     score,
@@ -257,21 +246,7 @@ async fn run(
     let (label_distribution, label_findings) = label_summary(&label, plan);
     findings.extend(label_findings);
     findings.extend(by_feature.into_iter().flatten());
-    let mut high_null: Vec<(String, f64)> = plan
-        .features
-        .iter()
-        .zip(null_by_feature)
-        .filter_map(|(feature, fraction)| {
-            fraction
-                .filter(|f| *f > options.null_threshold)
-                .map(|f| (feature.name.clone(), f))
-        })
-        .collect();
-    if let Some(fraction) = null_fraction(&label)
-        && fraction > options.null_threshold
-    {
-        high_null.push((plan.label.name.clone(), fraction));
-    }
+    let high_null = high_null_columns(plan, null_by_feature, &label, options.null_threshold);
 
     findings.sort_by_key(|d| d.code);
     Ok(Outcome {
@@ -283,6 +258,49 @@ async fn run(
         findings,
         leaks: leaks.into_iter().flatten().collect(),
     })
+}
+
+/// `W125`: a feature that alone predicts the label.
+fn leak_warning(
+    feature: &crate::compile::analyze::PlannedFeature,
+    score: &crate::run::leakage::Score,
+) -> Diagnostic {
+    Diagnostic::new(
+        Code::W125,
+        format!(
+            "feature `{}` alone predicts the label ({} on {} rows): likely target leakage",
+            feature.name,
+            score.describe(),
+            score.rows
+        ),
+    )
+    .at(feature.path.clone())
+}
+
+/// The features, then the label, NULL in more than `threshold` of the sampled rows, with
+/// their fraction.
+fn high_null_columns(
+    plan: &Plan,
+    null_by_feature: Vec<Option<f64>>,
+    label: &ArrayRef,
+    threshold: f64,
+) -> Vec<(String, f64)> {
+    let mut high_null: Vec<(String, f64)> = plan
+        .features
+        .iter()
+        .zip(null_by_feature)
+        .filter_map(|(feature, fraction)| {
+            fraction
+                .filter(|f| *f > threshold)
+                .map(|f| (feature.name.clone(), f))
+        })
+        .collect();
+    if let Some(fraction) = null_fraction(label)
+        && fraction > threshold
+    {
+        high_null.push((plan.label.name.clone(), fraction));
+    }
+    high_null
 }
 
 /// The warnings about one feature's sampled column: all NULL, constant, a computed type
