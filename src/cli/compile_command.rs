@@ -2,7 +2,6 @@
 //! dialect.
 
 use super::*;
-use featurecraft::contract::answer::CompileAnswer;
 
 pub(super) async fn run_compile(args: &CompileArgs) -> ExitCode {
     let (recipe, catalog, dialect, format, strict) = (
@@ -30,16 +29,7 @@ pub(super) async fn run_compile(args: &CompileArgs) -> ExitCode {
     }
     match format {
         Format::Json => {
-            let sql = if failed {
-                None
-            } else {
-                compiled.sql.as_deref()
-            };
-            let out = CompileAnswer::new(
-                dialect.name(),
-                sql.map(str::to_string),
-                compiled.diagnostics.clone(),
-            );
+            let out = compiled.answer(dialect, strict);
             match serde_json::to_string_pretty(&out) {
                 Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),

@@ -22,11 +22,13 @@ pub(crate) mod spine;
 pub(crate) mod timed;
 
 use crate::catalog::Catalog;
-use crate::contract::recipe::{FeatureRecipe, parse_recipe};
+use crate::contract::answer::CompileAnswer;
+use crate::contract::recipe::{FeatureRecipe, ParsedRecipe, parse_recipe, recipe_from_value};
 use crate::diagnostic::{Diagnostic, FeatureField, LabelField, RecipePath};
 use analyze::{AnalyzeOptions, Plan, analyze};
 use dialect::Dialect;
 use render::render;
+use serde_json::Value;
 
 /// Options of [`compile`].
 #[derive(Debug, Clone)]
@@ -70,6 +72,15 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The answer every front end gives (`compile --format json`, `POST /compile`, the
+    /// `compile_recipe` tool): the SQL in `dialect`, withheld when the findings fail
+    /// ([`crate::diagnostic::fail`]: any error, or any finding when `strict`).
+    pub fn answer(self, dialect: Dialect, strict: bool) -> CompileAnswer {
+        let failed = crate::diagnostic::fail(&self.diagnostics, strict);
+        let sql = self.sql.filter(|_| !failed);
+        CompileAnswer::new(dialect.name(), sql, self.diagnostics)
+    }
+
     /// True when an error was found (the CTAS is then absent).
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
@@ -116,7 +127,16 @@ impl Compiled {
 
 /// Parses, analyzes and renders a recipe: the whole compile stage.
 pub fn compile(recipe_json: &str, catalog: &Catalog, options: &CompileOptions) -> Compiled {
-    let parsed = parse_recipe(recipe_json);
+    compile_parsed(parse_recipe(recipe_json), catalog, options)
+}
+
+/// [`compile`] for a recipe already read as JSON, as the service and the MCP tools
+/// receive it.
+pub fn compile_value(recipe: &Value, catalog: &Catalog, options: &CompileOptions) -> Compiled {
+    compile_parsed(recipe_from_value(recipe), catalog, options)
+}
+
+fn compile_parsed(parsed: ParsedRecipe, catalog: &Catalog, options: &CompileOptions) -> Compiled {
     let mut diagnostics = parsed.diagnostics;
     let Some(recipe) = parsed.recipe else {
         return Compiled {

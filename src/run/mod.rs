@@ -26,9 +26,11 @@ pub mod validate;
 use crate::catalog::Catalog;
 use crate::compile::dialect::Dialect;
 use crate::compile::{CompileOptions, compile_recipe};
+use crate::contract::answer::ValidateAnswer;
 use crate::contract::job::ValidationSummary;
-use crate::contract::recipe::FeatureRecipe;
+use crate::contract::recipe::{FeatureRecipe, recipe_from_value};
 use crate::diagnostic::Diagnostic;
+use serde_json::Value;
 use validate::{ValidateOptions, validate};
 
 /// Options of a recipe run.
@@ -214,6 +216,37 @@ pub async fn run_recipe(
         diagnostics: validation.diagnostics,
         leaks: validation.leaks,
     }
+}
+
+/// Compiles and validates a recipe given as JSON, as the service and the MCP tools receive
+/// it: the answer every front end gives (`validate --format json`, `POST /validate`, the
+/// `validate_recipe` tool), and whether the recipe is the caller's to fix — it could not be
+/// read or compiled. A recipe that compiled but failed on the data is not: its answer
+/// carries the runtime error among its diagnostics.
+pub async fn validate_value(
+    recipe: &Value,
+    catalog: &Catalog,
+    options: &RunOptions,
+) -> (ValidateAnswer, bool) {
+    let parsed = recipe_from_value(recipe);
+    let Some(recipe) = parsed.recipe else {
+        let answer = ValidateAnswer {
+            sql: None,
+            validation: None,
+            diagnostics: parsed.diagnostics,
+        };
+        return (answer, true);
+    };
+    let run = run_recipe(&recipe, catalog, options).await;
+    let failed = run.sql.is_none() && run.has_errors();
+    let mut diagnostics = parsed.diagnostics;
+    diagnostics.extend(run.diagnostics);
+    let answer = ValidateAnswer {
+        sql: run.sql,
+        validation: run.validation,
+        diagnostics,
+    };
+    (answer, failed)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! the engine runtime within the job time limit.
 
 use super::*;
-use crate::contract::answer::{CompileAnswer, ValidateAnswer};
+use crate::compile::compile_value;
+use crate::run::validate_value;
 
 /// Runs a stateless request's `work` on the engine runtime and waits for it. The work is
 /// aborted when it outlives the job time limit (`504`) or when the request is dropped
@@ -88,24 +89,13 @@ pub(super) async fn compile_stateless(
         strict: state.config.run.strict,
         ..CompileOptions::for_dialect(dialect)
     };
-    let answer = on_engine(&state, async move {
+    let body = on_engine(&state, async move {
         let catalog = current_catalog(&task_state).await?;
-        let parsed = recipe_from_value(&request.recipe);
-        let mut diagnostics = parsed.diagnostics;
-        let mut sql = None;
-        if let Some(recipe) = parsed.recipe {
-            let compiled = compile_recipe(&recipe, &catalog, &options);
-            diagnostics.extend(compiled.diagnostics);
-            sql = compiled.sql;
-        }
-        Ok::<_, ApiError>((sql, diagnostics))
+        let compiled = compile_value(&request.recipe, &catalog, &options);
+        Ok::<_, ApiError>(compiled.answer(options.dialect, options.strict))
     })
     .await??;
-    let (sql, diagnostics) = answer;
-    let failed = diagnostics
-        .iter()
-        .any(crate::diagnostic::Diagnostic::is_error);
-    let body = CompileAnswer::new(dialect.name(), sql, diagnostics);
+    let failed = body.sql.is_none();
     Ok(recipe_answer(failed, body))
 }
 
@@ -132,31 +122,9 @@ pub(super) async fn validate_stateless(
     if let Some(n) = request.sample_size {
         options.validate.sample_size = n;
     }
-    let (failed, answer) = on_engine(&state, async move {
+    let (answer, failed) = on_engine(&state, async move {
         let catalog = current_catalog(&task_state).await?;
-        let parsed = recipe_from_value(&request.recipe);
-        let Some(recipe) = parsed.recipe else {
-            let body = ValidateAnswer {
-                sql: None,
-                validation: None,
-                diagnostics: parsed.diagnostics,
-            };
-            return Ok((true, body));
-        };
-        let run = run_recipe(&recipe, &catalog, &options).await;
-        // A recipe that does not compile is the caller's to fix (422); one that compiled
-        // but failed on the data answers 200 with the runtime error among its diagnostics.
-        let failed = run.sql.is_none() && run.has_errors();
-        let mut diagnostics = parsed.diagnostics;
-        diagnostics.extend(run.diagnostics);
-        Ok::<_, ApiError>((
-            failed,
-            ValidateAnswer {
-                sql: run.sql,
-                validation: run.validation,
-                diagnostics,
-            },
-        ))
+        Ok::<_, ApiError>(validate_value(&request.recipe, &catalog, &options).await)
     })
     .await??;
     Ok(recipe_answer(failed, answer))

@@ -1,6 +1,7 @@
 //! Planning the label: its table (the spine), its column or derivation, and a spine of
 //! generated cutoffs.
 
+use super::resolve::unknown_column;
 use super::*;
 
 impl<'c> Analyzer<'c> {
@@ -15,19 +16,15 @@ impl<'c> Analyzer<'c> {
             return Some(found.name.clone());
         }
         let elsewhere = self.tables_with_column(&column.name);
-        let mut d = Diagnostic::new(
+        let mut d = unknown_column(
             Code::E031,
             format!(
                 "the label reads `{}`, which is not a column of the label's table `{}`",
                 column.name, table.name
             ),
-        )
-        .at(path.clone())
-        .with_span(column.span)
-        .suggest(
-            Replaces::Name,
-            &column.name,
-            suggestions(&column.name, table.columns.iter().map(|c| c.name.as_str())),
+            table,
+            column,
+            path,
         );
         if !elsewhere.is_empty() {
             d = d.hint(format!(

@@ -258,16 +258,12 @@ impl<'c> Analyzer<'c> {
         if let Some(found) = found {
             return Some(found.name.clone());
         }
-        let mut d = Diagnostic::new(
+        let mut d = unknown_column(
             Code::E021,
             format!("unknown column `{}` in table `{}`", column.name, table.name),
-        )
-        .at(path.clone())
-        .with_span(column.span)
-        .suggest(
-            Replaces::Name,
-            &column.name,
-            suggestions(&column.name, table.columns.iter().map(|c| c.name.as_str())),
+            table,
+            column,
+            path,
         );
         let elsewhere = self.tables_with_column(&column.name);
         if !elsewhere.is_empty() {
@@ -311,4 +307,22 @@ pub(super) fn lookup<'t>(
     } else {
         table.column(&column.name)
     }
+}
+
+/// An unknown column at its span, with the table's closest columns as the suggestion.
+pub(super) fn unknown_column(
+    code: Code,
+    message: String,
+    table: &Table,
+    column: &ColumnRef,
+    path: &RecipePath,
+) -> Diagnostic {
+    Diagnostic::new(code, message)
+        .at(path.clone())
+        .with_span(column.span)
+        .suggest(
+            Replaces::Name,
+            &column.name,
+            suggestions(&column.name, table.columns.iter().map(|c| c.name.as_str())),
+        )
 }
