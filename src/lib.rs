@@ -85,6 +85,8 @@ pub mod contract;
 pub mod design;
 pub mod diagnostic;
 pub mod jobs;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 #[cfg(feature = "python")]
 mod python;
 pub mod run;

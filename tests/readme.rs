@@ -44,6 +44,7 @@ const SUBCOMMANDS: &[&str] = &[
     "materialize",
     "describe-catalog",
     "generate",
+    "mcp",
     "cluster scheduler",
     "cluster executor",
 ];

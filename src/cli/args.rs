@@ -86,6 +86,11 @@ pub enum Command {
         after_help = "Example:\n  featurecraft generate --out bench-data/retail-100k --customers 100000 --event-files 4"
     )]
     Generate(GenerateArgs),
+    /// Serve the catalog and recipe tools to an agent over the Model Context Protocol (stdio).
+    #[command(
+        after_help = "Example (what an MCP client runs; see the README's \"Agents\"):\n  featurecraft mcp --catalog \"$PWD/fixtures/retail\""
+    )]
+    Mcp(McpArgs),
     /// Run a process of an Apache Ballista cluster that knows featurecraft's functions.
     #[cfg(feature = "cluster")]
     #[command(
@@ -333,6 +338,30 @@ pub struct CompileArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `featurecraft mcp`.
+#[derive(Args)]
+pub struct McpArgs {
+    /// The catalog directory (Parquet files and SQL views), loaded once at start.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    #[command(flatten)]
+    pub sample: SampleSize,
+    #[command(flatten)]
+    pub nulls: NullThreshold,
+    #[command(flatten)]
+    pub leak: LeakThreshold,
+    #[command(flatten)]
+    pub memory: MemoryLimit,
+    #[command(flatten)]
+    pub engine: EngineChoice,
+    /// Seconds a validation or a design may take before it answers E054.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS))]
+    pub timeout: u64,
+    /// Fail a compile or validation on warnings too.
     #[arg(long)]
     pub strict: bool,
 }

@@ -41,6 +41,7 @@ mod design;
 mod diff;
 mod fix;
 mod materialize;
+mod mcp;
 mod retry;
 mod serve;
 mod test_recipes;
@@ -54,6 +55,7 @@ use design::*;
 use diff::*;
 use fix::*;
 use materialize::*;
+use mcp::*;
 use retry::*;
 use serve::*;
 use test_recipes::*;
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
         Command::Test(args) => runtime.block_on(test_command(&args)),
         Command::DescribeCatalog(args) => runtime.block_on(describe_command(&args)),
         Command::Generate(args) => generate_command(&args),
+        Command::Mcp(args) => runtime.block_on(mcp_command(args)),
         #[cfg(feature = "cluster")]
         Command::Cluster(command) => runtime.block_on(cluster_command(command)),
     }
