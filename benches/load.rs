@@ -71,6 +71,7 @@ async fn run() {
             max_jobs: clients,
             ..Limits::default()
         },
+        crew: None,
     };
     let header_timeout = config.limits.header_timeout;
     let (router, handle) = service(config, &dir.path().join("jobs.db")).expect("service");

@@ -32,6 +32,7 @@ impl Server {
             run,
             job_timeout: Duration::from_secs(120),
             limits: Limits::default(),
+            crew: None,
         };
         Server::start_with(config, db).await
     }
@@ -1199,6 +1200,7 @@ async fn tight_server(w: &World) -> Server {
             body_timeout: Duration::from_secs(1),
             ..Limits::default()
         },
+        crew: None,
     };
     Server::start_with(config, &w.db).await
 }
@@ -1740,5 +1742,65 @@ async fn one_user_cannot_replace_a_table_another_published() {
         (200, Some("complete")),
         "{job}"
     );
+    server.stop().await;
+}
+
+/// `serve --crew-command`: a retry over REST runs the external crew (the scripted crew of
+/// tests/crew.rs), which fixes the recipe one mistake per round until it validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_runs_the_external_crew_until_its_recipe_validates() {
+    let python = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python {
+        assert_ne!(
+            std::env::var("FEATURECRAFT_REQUIRE_ENGINES").as_deref(),
+            Ok("1"),
+            "python3 is needed for the scripted crew"
+        );
+        return;
+    }
+    let w = world();
+    let crew = common::fixtures().join("../tests/crew/scripted_crew.py");
+    let mut run = RunOptions::default();
+    run.validate.sample_size = 300;
+    let config = ServiceConfig {
+        catalog: w.catalog.clone(),
+        warehouse: w.warehouse.clone(),
+        jwt: auth::Verifier::hs256(SECRET).unwrap(),
+        run,
+        job_timeout: Duration::from_secs(120),
+        limits: Limits::default(),
+        crew: Some(
+            featurecraft::jobs::crew::Crew::parse(
+                &format!("python3 '{}' learn", crew.display()),
+                3,
+                Duration::from_secs(60),
+            )
+            .unwrap(),
+        ),
+    };
+    let server = Server::start_with(config, &w.db).await;
+    let ana = token("ana@example.com");
+    let mut bad = recipe();
+    bad["features"] = json!([
+        {"name": "n_events", "expression": "COUNT(*)", "source_table": "evnts"},
+        {"name": "spend", "expression": "SUM(amout)", "source_table": "orders"},
+        {"name": "spend_plus_discount", "expression": "SUM(amount) + discount",
+         "source_table": "orders"}
+    ]);
+    let (status, job) = server.create_and_wait_with(&ana, &new_job(bad)).await;
+    assert_eq!(
+        (status, job["status"].as_str()),
+        (201, Some("failed")),
+        "{job}"
+    );
+    let id = job["job_id"].as_str().unwrap();
+    let (status, job) = server.retry_and_wait(&ana, id).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending_approval", "{job:#}");
+    let notes = job["recipe"]["notes"].as_str().unwrap();
+    assert!(notes.contains("crew round 3: no error"), "{notes}");
     server.stop().await;
 }

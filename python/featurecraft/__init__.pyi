@@ -166,6 +166,9 @@ def retry(
     engine: str = "local",
     timeout: Optional[float] = None,
     leak_threshold: float = 0.95,
+    crew_command: Optional[str] = None,
+    crew_rounds: int = 3,
+    crew_timeout: float = 300.0,
 ) -> JSON: ...
 def json_schema(kind: str = "recipe") -> JSON: ...
 

@@ -385,7 +385,8 @@ def test_the_type_stubs_ship_and_cover_the_module():
             assert inspect.signature(getattr(fc, name)).parameters[param].default == default, (name, param)
     from featurecraft import _native
     library = _native._DEFAULTS
-    assert set(library) == {"sample_size", "null_threshold", "memory_limit", "leak_threshold"}
+    assert set(library) == {"sample_size", "null_threshold", "memory_limit", "leak_threshold",
+                            "crew_rounds", "crew_timeout"}
     for name in functions:
         for param, value in inspect.signature(getattr(fc, name)).parameters.items():
             if param in library:

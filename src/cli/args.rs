@@ -425,6 +425,40 @@ pub struct RetryArgs {
     /// Apply the recipe's machine-applicable fixes first (as `featurecraft fix`), recorded in its notes.
     #[arg(long)]
     pub fix: bool,
+    #[command(flatten)]
+    pub crew: CrewArgs,
+}
+
+/// An external crew that proposes the recipe on a retry.
+#[derive(Args)]
+pub struct CrewArgs {
+    /// `PROGRAM ARGS…` run (no shell) on a retry instead of the built-in crew: it reads
+    /// `{"job", "diagnostics", "catalog", "round"}` on stdin and prints a recipe.
+    #[arg(long, value_name = "COMMAND")]
+    pub crew_command: Option<String>,
+    /// How many times the crew may propose before the retry gives up.
+    #[arg(long, value_name = "N", default_value_t = featurecraft::jobs::crew::DEFAULT_CREW_ROUNDS, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub crew_rounds: u32,
+    /// Seconds one round of the crew may take (the process group is killed past it).
+    #[arg(long, value_name = "SECONDS", default_value_t = featurecraft::jobs::crew::DEFAULT_CREW_ROUND_LIMIT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECONDS))]
+    pub crew_timeout: u64,
+}
+
+impl CrewArgs {
+    /// The crew, if a command was given.
+    pub fn crew(&self) -> Result<Option<featurecraft::jobs::crew::Crew>, String> {
+        self.crew_command
+            .as_deref()
+            .map(|command| {
+                featurecraft::jobs::crew::Crew::parse(
+                    command,
+                    self.crew_rounds,
+                    std::time::Duration::from_secs(self.crew_timeout),
+                )
+                .map_err(|e| format!("--crew-command: {e}"))
+            })
+            .transpose()
+    }
 }
 
 /// `featurecraft serve`.
@@ -472,6 +506,8 @@ pub struct ServeArgs {
     /// Tokens must carry this audience (`aud`).
     #[arg(long)]
     pub jwt_audience: Option<String>,
+    #[command(flatten)]
+    pub crew: CrewArgs,
 }
 
 /// `featurecraft token`.

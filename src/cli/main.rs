@@ -110,7 +110,17 @@ fn main() -> ExitCode {
                 Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
                 Err(e) => return usage_error(&e),
             };
-            runtime.block_on(run_retry(&args.job, &args.catalog, &options, args.fix))
+            let crew = match args.crew.crew() {
+                Ok(crew) => crew,
+                Err(e) => return usage_error(&e),
+            };
+            runtime.block_on(run_retry(
+                &args.job,
+                &args.catalog,
+                &options,
+                args.fix,
+                crew.as_ref(),
+            ))
         }
         Command::Serve(args) => runtime.block_on(serve_command(args)),
         Command::Token(args) => token_command(&args),

@@ -1,4 +1,5 @@
-//! `featurecraft retry`: a failed job run again (fixed first with `--fix`).
+//! `featurecraft retry`: a failed job run again (fixed first with `--fix`), its recipe
+//! proposed by an external crew with `--crew-command`.
 
 use super::*;
 
@@ -7,6 +8,7 @@ pub(super) async fn run_retry(
     catalog: &Path,
     options: &RunOptions,
     fix: bool,
+    crew: Option<&featurecraft::jobs::crew::Crew>,
 ) -> ExitCode {
     let text = match std::fs::read_to_string(job) {
         Ok(text) => text,
@@ -34,7 +36,12 @@ pub(super) async fn run_retry(
         job
     };
     let progress = Progress::start("retrying the job");
-    let result = featurecraft::jobs::retry::retry(&job, &catalog, options).await;
+    let result = match crew {
+        Some(crew) => {
+            featurecraft::jobs::retry::retry_with_crew(&job, &catalog, options, crew).await
+        }
+        None => featurecraft::jobs::retry::retry(&job, &catalog, options).await,
+    };
     progress.stop();
     match result {
         Ok(next) => {

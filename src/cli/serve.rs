@@ -13,6 +13,10 @@ pub(super) async fn serve_command(args: ServeArgs) -> ExitCode {
         Ok(o) => on_engine(o, &args.engine, None),
         Err(e) => return usage_error(&e),
     };
+    let crew = match args.crew.crew() {
+        Ok(crew) => crew,
+        Err(e) => return usage_error(&e),
+    };
     let jwt = match (&args.jwks, &args.jwks_url, jwt_secret()) {
         (Some(path), _, _) => {
             let text = match std::fs::read_to_string(path) {
@@ -76,6 +80,7 @@ pub(super) async fn serve_command(args: ServeArgs) -> ExitCode {
         run,
         job_timeout: std::time::Duration::from_secs(args.job_timeout),
         limits,
+        crew,
     };
     serve(config, &args.db, &args.addr).await
 }

@@ -443,9 +443,11 @@ fn json_value(object: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
 }
 
 /// Retries a failed job (the contract's Job as a dict): returns the new Job. With `fix`,
-/// the recipe's machine-applicable fixes are applied first and recorded in its notes.
+/// the recipe's machine-applicable fixes are applied first and recorded in its notes; with
+/// `crew_command` (`"PROGRAM ARGS…"`, run without a shell), that external crew proposes
+/// the recipe, up to `crew_rounds` times, each round within `crew_timeout` seconds.
 #[pyfunction]
-#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None, leak_threshold = 0.95))]
+#[pyo3(signature = (job, catalog, sample_size = 10_000, memory_limit = "2G", fix = false, engine = "local", timeout = None, leak_threshold = 0.95, crew_command = None, crew_rounds = 3, crew_timeout = 300.0))]
 #[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn retry<'py>(
     py: Python<'py>,
@@ -457,7 +459,25 @@ fn retry<'py>(
     engine: &str,
     timeout: Option<f64>,
     leak_threshold: f64,
+    crew_command: Option<&str>,
+    crew_rounds: u32,
+    crew_timeout: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let crew = match crew_command {
+        None => None,
+        Some(command) => {
+            if !(crew_timeout.is_finite() && crew_timeout > 0.0 && crew_timeout <= 30.0 * 86_400.0)
+            {
+                return Err(PyValueError::new_err(format!(
+                    "crew_timeout must be a number of seconds above 0 and at most 30 days, not {crew_timeout}"
+                )));
+            }
+            let limit = std::time::Duration::from_secs_f64(crew_timeout);
+            let crew = crate::jobs::crew::Crew::parse(command, crew_rounds, limit)
+                .map_err(|e| PyValueError::new_err(format!("crew_command: {e}")))?;
+            Some(crew)
+        }
+    };
     let job: Job = serde_json::from_str(&json_text(job)?)
         .map_err(|e| PyValueError::new_err(format!("not a job: {e}")))?;
     let catalog = with_data(catalog_of(py, catalog)?, "retry")?;
@@ -477,7 +497,10 @@ fn retry<'py>(
         } else {
             job
         };
-        crate::jobs::retry::retry(&job, &catalog, &options).await
+        match &crew {
+            Some(crew) => crate::jobs::retry::retry_with_crew(&job, &catalog, &options, crew).await,
+            None => crate::jobs::retry::retry(&job, &catalog, &options).await,
+        }
     })?
     .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let next = serde_json::to_value(&next).map_err(|e| InternalError::new_err(e.to_string()))?;
@@ -525,6 +548,11 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     defaults.set_item("null_threshold", crate::run::sample::DEFAULT_NULL_THRESHOLD)?;
     defaults.set_item("memory_limit", crate::run::sample::DEFAULT_MEMORY_LIMIT)?;
     defaults.set_item("leak_threshold", DEFAULT_LEAK_THRESHOLD)?;
+    defaults.set_item("crew_rounds", crate::jobs::crew::DEFAULT_CREW_ROUNDS)?;
+    defaults.set_item(
+        "crew_timeout",
+        crate::jobs::crew::DEFAULT_CREW_ROUND_LIMIT.as_secs_f64(),
+    )?;
     m.add("_DEFAULTS", defaults)?;
     m.add(
         "DIALECTS",

@@ -387,7 +387,11 @@ pub(super) async fn retry_job(
                 } else {
                     failed
                 };
-                match retry(&failed, &catalog, &state.config.run).await {
+                let retried = match &state.config.crew {
+                    Some(crew) => retry_with_crew(&failed, &catalog, &state.config.run, crew).await,
+                    None => retry(&failed, &catalog, &state.config.run).await,
+                };
+                match retried {
                     Ok(job) => job,
                     Err(e) => failed_run(&running, e.to_string()),
                 }

@@ -38,7 +38,7 @@ use crate::compile::dialect::Dialect;
 use crate::compile::{CompileOptions, compile_recipe};
 use crate::contract::job::{Job, JobStatus};
 use crate::contract::recipe::recipe_from_value;
-use crate::jobs::retry::{JobError, retry};
+use crate::jobs::retry::{JobError, retry, retry_with_crew};
 use crate::jobs::review::{CatalogIdentity, CatalogStamp, review_hash};
 use crate::run::RunOptions;
 use crate::run::materialize::stage;
@@ -84,6 +84,8 @@ pub struct ServiceConfig {
     pub job_timeout: Duration,
     /// What one request may cost.
     pub limits: Limits,
+    /// The external crew a retry runs instead of the built-in one.
+    pub crew: Option<crate::jobs::crew::Crew>,
 }
 
 /// The bounds on what requests may cost.
