@@ -1,5 +1,6 @@
 """featurecraft's MCP server driven by the official MCP Python SDK (a client nobody on the
-project wrote): `featurecraft mcp` over stdio. tests/mcp.rs runs it through scripts/test-mcp.
+project wrote): `featurecraft mcp` over stdio, and the service's `POST /mcp` over streamable
+HTTP. tests/mcp.rs runs it through scripts/test-mcp.
 
 Each check compares the tools with this build's command line (FEATURECRAFT_BIN) on the
 bundled fixtures. It prints one line per check and exits non-zero on the first failure."""
@@ -8,12 +9,17 @@ import asyncio
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared.exceptions import McpError
 
 BIN = os.environ["FEATURECRAFT_BIN"]
@@ -190,7 +196,99 @@ async def main():
             check(time.monotonic() - started < 60, "answered in time")
             check(len((await session.list_tools()).tools) == 6, "still answering")
             print("a 50 MB recipe: a clear error, the server goes on")
-    print(f"mcp client: {checks} checks passed")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, token=None, body=None):
+    """(status, JSON body) of one plain HTTP request."""
+    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    request.add_header("content-type", "application/json")
+    request.add_header("accept", "application/json, text/event-stream")
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+async def service():
+    """The service's /mcp: the same tools plus the job tools, as the token's subject."""
+    env = dict(os.environ, FEATURECRAFT_JWT_SECRET="mcp-client-check-secret-0123456789abcdef")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api = f"{base}/api/automl/feature-engineering"
+    token = lambda sub: subprocess.run([BIN, "token", "--sub", sub], env=env, capture_output=True,
+                                       text=True, check=True).stdout.strip()
+    ana, bob = token("ana@example.com"), token("bob@example.com")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen(
+            [BIN, "serve", "--catalog", str(CATALOG), "--db", f"{tmp}/jobs.db", "--warehouse",
+             f"{tmp}/warehouse", "--addr", f"127.0.0.1:{port}", "--sample-size", SAMPLE],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    if http("GET", f"{base}/healthz")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            status, body = http("POST", f"{base}/mcp", body={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            check(status == 401, f"/mcp without a token: {status} {body}")
+            print("/mcp without a token: 401")
+
+            headers = {"Authorization": f"Bearer {ana}"}
+            async with streamablehttp_client(f"{base}/mcp", headers=headers) as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    listed = {t.name: t for t in (await session.list_tools()).tools}
+                    check(set(listed) == TOOLS | {"create_job", "get_job", "list_jobs", "retry_job", "approve_job"},
+                          f"tools: {sorted(listed)}")
+                    approve = listed["approve_job"].annotations
+                    check(approve.destructiveHint is False and approve.idempotentHint is True, approve)
+                    check(listed["get_job"].annotations.readOnlyHint is True, "get_job reads")
+                    path = RECIPES / "good" / "churn_basic.json"
+                    expected = cli("compile", str(path), "--catalog", str(CATALOG), "--format", "json")
+                    result = await session.call_tool("compile_recipe", {"recipe": json.loads(path.read_text())})
+                    check(answer(result) == expected, "compile_recipe over HTTP: the CLI's answer")
+                    result = await session.call_tool("create_job", {
+                        "target_table_name": "churn_training", "domain": "retail",
+                        "recipe": json.loads(path.read_text()), "wait": True})
+                    job = answer(result)
+                    check(not result.isError and job["status"] == "pending_approval", job)
+                    jobs = answer(await session.call_tool("list_jobs", {}))["jobs"]
+                    check(any(j["job_id"] == job["job_id"] for j in jobs), "listed")
+                    approved = answer(await session.call_tool("approve_job", {"job_id": job["job_id"]}))
+                    check(approved["status"] == "approved", approved)
+                    again = await session.call_tool("approve_job", {"job_id": job["job_id"]})
+                    check(again.isError and answer(again)["status"] == 409, answer(again))
+                    try:
+                        await session.call_tool("get_job", {"id": job["job_id"]})
+                        check(False, "misnamed arguments: an error")
+                    except McpError as e:
+                        check("do not match" in str(e), str(e))
+            status, seen = http("GET", f"{api}/jobs/{job['job_id']}", ana)
+            check(status == 200 and seen["status"] == "approved", f"{status} {seen}")
+            status, _ = http("GET", f"{api}/jobs/{job['job_id']}", bob)
+            check(status == 404, f"another user: {status}")
+            async with streamablehttp_client(f"{base}/mcp", headers={"Authorization": f"Bearer {bob}"}) as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    other = await session.call_tool("get_job", {"job_id": job["job_id"]})
+                    check(other.isError and answer(other)["status"] == 404, answer(other))
+            print("POST /mcp: eleven tools; create_job, list_jobs, approve_job as the token's subject, "
+                  "seen through REST by its owner only")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 asyncio.run(main())
+asyncio.run(service())
+print(f"mcp client: {checks} checks passed")

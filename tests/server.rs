@@ -1608,7 +1608,7 @@ async fn every_documented_route_is_served_and_the_document_is_served_too() {
     assert_eq!(status, 200);
     assert_eq!(document, featurecraft::server::openapi::document());
     let documented = featurecraft::server::openapi::documented_routes();
-    assert_eq!(documented.len(), 9);
+    assert_eq!(documented.len(), 10);
     for (method, path) in documented {
         let path = path.replace("{job_id}", "3c90c3cc-0d44-4b50-8888-8dd25736052a");
         let (status, _, body) = server
@@ -1802,5 +1802,41 @@ async fn a_retry_runs_the_external_crew_until_its_recipe_validates() {
     assert_eq!(job["status"], "pending_approval", "{job:#}");
     let notes = job["recipe"]["notes"].as_str().unwrap();
     assert!(notes.contains("crew round 3: no error"), "{notes}");
+    server.stop().await;
+}
+
+/// `POST /mcp` is bounded like every route: 401 without a token, 413 past the body limit,
+/// and a JSON-RPC call answered as JSON (the official SDK's view is in tests/mcp.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_endpoint_needs_a_token_and_bounds_its_body() {
+    let w = world();
+    let server = Server::start(&w.catalog, &w.db, &w.warehouse).await;
+    let ana = token("ana@example.com");
+    let accept = [("accept", "application/json, text/event-stream")];
+    let list = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
+    let (status, _, body) = server
+        .call("POST", "/mcp", None, Some(&list), &accept)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("Bearer"),
+        "{body}"
+    );
+    let (status, _, body) = server
+        .call("POST", "/mcp", Some(&ana), Some(&list), &accept)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], 7, "{body}");
+    assert_eq!(
+        body["result"]["tools"].as_array().map(Vec::len),
+        Some(11),
+        "{body}"
+    );
+    let huge = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                      "params": {"name": "compile_recipe", "arguments": {"recipe": {"notes": "x".repeat(3 << 20)}}}});
+    let (status, _, body) = server
+        .call("POST", "/mcp", Some(&ana), Some(&huge), &accept)
+        .await;
+    assert_eq!(status, 413, "{body}");
     server.stop().await;
 }

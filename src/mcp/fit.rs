@@ -18,6 +18,7 @@ const LISTS: &[&str] = &[
     "/left",
     "/changes",
     "/tables",
+    "/jobs",
 ];
 
 /// `value` made to fit in [`MAX_RESULT_BYTES`] of compact JSON.

@@ -110,16 +110,31 @@ impl McpServer {
             }
         };
         let answer = answer.map_err(|why| ErrorData::invalid_params(why, None))?;
-        let value = fit::fit(answer.value);
-        let text = serde_json::to_string(&value).unwrap_or_default();
-        let mut result = if answer.is_error {
-            CallToolResult::error(vec![ContentBlock::text(text)])
-        } else {
-            CallToolResult::success(vec![ContentBlock::text(text)])
-        };
-        result.structured_content = Some(value);
-        Ok(result)
+        Ok(tool_result(answer.value, answer.is_error))
     }
+}
+
+/// A tool's result: `value` cut to fit ([`fit`]) as the structured content, and the same
+/// JSON as its text block; `isError` when the caller's input is what is wrong.
+pub fn tool_result(value: Value, is_error: bool) -> CallToolResult {
+    let value = fit::fit(value);
+    let text = serde_json::to_string(&value).unwrap_or_default();
+    let mut result = if is_error {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = Some(value);
+    result
+}
+
+/// What the server says of itself when a session starts.
+pub fn server_info() -> ServerConfig {
+    ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        .with_server_info(Implementation::new("featurecraft", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "featurecraft compiles a feature recipe (a training table: entity grain, label, features as SQL expressions) into one CREATE TABLE … AS SELECT, and validates it on a sample. Loop: list_tables, describe_table, compile_recipe until no error (read each diagnostic's path and suggestion, or call fix_recipe), then validate_recipe.",
+        )
 }
 
 /// Runs the tool `name`: its answer, an error of its arguments (`Err` inside), or a JSON-RPC
@@ -163,7 +178,7 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// A tool's arguments read as its input type: a mismatch names its path.
-fn read<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorData> {
+pub fn read<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, ErrorData> {
     serde_path_to_error::deserialize(arguments).map_err(|e| {
         let path = e.path().to_string();
         let at = if path == "." {
@@ -190,7 +205,8 @@ struct ToolSpec {
     output: fn() -> Value,
 }
 
-fn schema<T: JsonSchema>() -> Value {
+/// The JSON Schema of `T`.
+pub fn schema<T: JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
 
@@ -240,31 +256,43 @@ const TOOLS: &[ToolSpec] = &[
     },
 ];
 
-/// The listed tools: read-only, closed-world, with an output schema that also names the
-/// marks a cut answer carries.
+/// The listed tools: read-only, closed-world.
 pub fn tool_list() -> Vec<Tool> {
     TOOLS
         .iter()
         .map(|spec| {
-            let input = object((spec.input)());
-            let mut output = object((spec.output)());
-            output.insert("type".into(), Value::String("object".into()));
-            let properties = output
-                .entry("properties")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(properties) = properties {
-                properties.extend(fit::mark_properties());
-            }
-            Tool::new(spec.name, spec.description, input)
-                .with_title(spec.title)
-                .with_raw_output_schema(Arc::new(output))
-                .with_annotations(
-                    ToolAnnotations::with_title(spec.title)
-                        .read_only(true)
-                        .open_world(false),
-                )
+            tool(
+                (spec.name, spec.title, spec.description),
+                (spec.input)(),
+                (spec.output)(),
+                ToolAnnotations::with_title(spec.title)
+                    .read_only(true)
+                    .open_world(false),
+            )
         })
         .collect()
+}
+
+/// A tool as listed: (name, title, description), its input schema, and its output schema
+/// with the marks a cut answer carries.
+pub fn tool(
+    (name, title, description): (&'static str, &'static str, &'static str),
+    input: Value,
+    output: Value,
+    annotations: ToolAnnotations,
+) -> Tool {
+    let mut output = object(output);
+    output.insert("type".into(), Value::String("object".into()));
+    let properties = output
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(properties) = properties {
+        properties.extend(fit::mark_properties());
+    }
+    Tool::new(name, description, object(input))
+        .with_title(title)
+        .with_raw_output_schema(Arc::new(output))
+        .with_annotations(annotations)
 }
 
 fn object(value: Value) -> Map<String, Value> {
@@ -276,11 +304,7 @@ fn object(value: Value) -> Map<String, Value> {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("featurecraft", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "featurecraft compiles a feature recipe (a training table: entity grain, label, features as SQL expressions) into one CREATE TABLE … AS SELECT, and validates it on a sample. Loop: list_tables, describe_table, compile_recipe until no error (read each diagnostic's path and suggestion, or call fix_recipe), then validate_recipe.",
-            )
+        server_info()
     }
 
     async fn list_tools(

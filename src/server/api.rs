@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The body of `POST /jobs`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct CreateJob {
     /// The table the job materializes (a portable name of at most 128 characters).
     pub target_table_name: String,

@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 mod jobs;
 pub mod listen;
+mod mcp;
 mod middleware;
 pub mod openapi;
 mod stateless;
@@ -346,6 +347,14 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
         )
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .nest(PREFIX, api)
+        .merge(
+            Router::new()
+                .route_service("/mcp", mcp::service(state.clone()))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    mcp::require_caller,
+                )),
+        )
         .fallback(|request: Request| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -197,6 +197,33 @@ fn routes(generator: &mut SchemaGenerator) -> Vec<Route> {
             errors: &[],
         },
         Route {
+            id: "mcp",
+            method: "post",
+            path: "/mcp",
+            summary: "The MCP tools (the catalog and recipe tools, and job tools acting as the token's subject) over MCP's streamable HTTP transport: one JSON-RPC message per request, answered statelessly as JSON.",
+            params: &[],
+            body: Some(
+                json!({"type": "object", "description": "A JSON-RPC 2.0 message of the Model Context Protocol (`initialize`, `tools/list`, `tools/call`, …)."}),
+            ),
+            answers: vec![
+                (
+                    200,
+                    "The JSON-RPC response (a tool's result, or a JSON-RPC error naming a protocol problem).",
+                    json!({"type": "object"}),
+                ),
+                (202, "A notification, accepted.", json!({})),
+            ],
+            errors: &[
+                (400, "Not a JSON-RPC message MCP accepts."),
+                (
+                    406,
+                    "The request does not accept `application/json` and `text/event-stream`.",
+                ),
+                (413, "The message is larger than the service's body limit."),
+                (415, "The body is not `application/json`."),
+            ],
+        },
+        Route {
             id: "health",
             method: "get",
             path: "/healthz",
@@ -209,9 +236,10 @@ fn routes(generator: &mut SchemaGenerator) -> Vec<Route> {
     ]
 }
 
-/// The full path of a documented route (`/healthz` and `/openapi.json` are outside the API).
+/// The full path of a documented route (`/healthz`, `/mcp` and `/openapi.json` are outside
+/// the API's prefix).
 fn full_path(path: &str) -> String {
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/mcp" {
         path.to_string()
     } else {
         format!("{PREFIX}{path}")
