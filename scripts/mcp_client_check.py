@@ -250,6 +250,9 @@ async def service():
                     listed = {t.name: t for t in (await session.list_tools()).tools}
                     check(set(listed) == TOOLS | {"create_job", "get_job", "list_jobs", "retry_job", "approve_job"},
                           f"tools: {sorted(listed)}")
+                    for tool in listed.values():
+                        check(tool.inputSchema.get("type") == "object" and tool.outputSchema
+                              and tool.outputSchema.get("type") == "object", f"{tool.name}: both schemas")
                     approve = listed["approve_job"].annotations
                     check(approve.destructiveHint is False and approve.idempotentHint is True, approve)
                     check(listed["get_job"].annotations.readOnlyHint is True, "get_job reads")
