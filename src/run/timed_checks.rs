@@ -402,41 +402,7 @@ async fn as_of_ties(
     let right: Vec<String> = (0..key.len()).map(|i| format!("__s{i}")).collect();
     let left: Vec<&str> = left.iter().map(String::as_str).collect();
     let right: Vec<&str> = right.iter().map(String::as_str).collect();
-    let before = if time.include_cutoff {
-        col("__t").lt_eq(col("__c"))
-    } else {
-        col("__t").lt(col("__c"))
-    };
-    let windows: Vec<Option<Window>> = features_of(plan, s)
-        .filter(|f| f.as_of)
-        .map(|f| f.window)
-        .collect();
-    let widest = if windows.iter().any(Option::is_none) {
-        None
-    } else {
-        windows.iter().flatten().max().copied()
-    };
-    let condition = match widest {
-        None => before,
-        Some(w) => {
-            let start = col("__c")
-                - lit(ScalarValue::IntervalMonthDayNano(Some(
-                    IntervalMonthDayNano::new(
-                        0,
-                        0,
-                        i64::try_from(w.seconds)
-                            .unwrap_or(i64::MAX)
-                            .saturating_mul(1_000_000_000),
-                    ),
-                )));
-            let within = if time.include_cutoff {
-                col("__t").gt(start)
-            } else {
-                col("__t").gt_eq(start)
-            };
-            before.and(within)
-        }
-    };
+    let condition = as_of_rows(plan, s, time);
     let pair_columns: Vec<Expr> = left.iter().map(|c| col(*c)).chain([col("__c")]).collect();
     let per_time = pairs
         .join(rows, JoinType::Inner, &left, &right, Some(condition))
@@ -485,6 +451,58 @@ async fn as_of_ties(
     if tied == 0 {
         return Ok(None);
     }
+    Ok(Some(tie_warning(plan, s, source_time, tied)))
+}
+
+/// The rows an as-of value may read, joined to each (entity, cutoff) pair: before the cutoff
+/// (`__t` against `__c`), and within the widest window of the source's as-of features when
+/// every one has a window.
+fn as_of_rows(plan: &Plan, s: usize, time: &PlanTime) -> Expr {
+    let before = if time.include_cutoff {
+        col("__t").lt_eq(col("__c"))
+    } else {
+        col("__t").lt(col("__c"))
+    };
+    let windows: Vec<Option<Window>> = features_of(plan, s)
+        .filter(|f| f.as_of)
+        .map(|f| f.window)
+        .collect();
+    let widest = if windows.iter().any(Option::is_none) {
+        None
+    } else {
+        windows.iter().flatten().max().copied()
+    };
+    match widest {
+        None => before,
+        Some(w) => {
+            let start = col("__c")
+                - lit(ScalarValue::IntervalMonthDayNano(Some(
+                    IntervalMonthDayNano::new(
+                        0,
+                        0,
+                        i64::try_from(w.seconds)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(1_000_000_000),
+                    ),
+                )));
+            let within = if time.include_cutoff {
+                col("__t").gt(start)
+            } else {
+                col("__t").gt_eq(start)
+            };
+            before.and(within)
+        }
+    }
+}
+
+/// `W103`: `tied` sampled pairs have several rows at the latest time before the cutoff.
+fn tie_warning(
+    plan: &Plan,
+    s: usize,
+    source_time: &crate::compile::point_in_time::SourceTime,
+    tied: i64,
+) -> Diagnostic {
+    let source = &plan.sources[s];
     let first = features_of(plan, s).find(|f| f.as_of);
     let tie_columns: Vec<&str> = source_time
         .tie_break
@@ -503,7 +521,7 @@ async fn as_of_ties(
     if let Some(f) = first {
         d = d.at(f.path.clone());
     }
-    Ok(Some(d.hint(
+    d.hint(
         "if the order of those columns means nothing, the as-of value of a tied row is arbitrary: aggregate instead (e.g. `MAX(col)` with a window)",
-    )))
+    )
 }

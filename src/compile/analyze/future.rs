@@ -16,7 +16,7 @@ use crate::compile::point_in_time::{
     ScheduleEnd, ScheduleStart, SourceTime, TimeType, Window, parse_span, parse_start, parse_until,
 };
 use crate::compile::relationships::{self, Hop, Link};
-use crate::contract::recipe::{FeatureRecipe, Schedule};
+use crate::contract::recipe::{FeatureRecipe, LabelSpec, Schedule};
 use crate::diagnostic::{
     Code, Diagnostic, LabelField, PointInTimeField, RecipePath, did_you_mean, suggestions,
 };
@@ -102,9 +102,6 @@ impl<'c> Analyzer<'c> {
         if !label.is_windowed() {
             return None;
         }
-        let refuse = |message: String, path: RecipePath, hint: &str| {
-            Diagnostic::new(Code::E032, message).at(path).hint(hint)
-        };
         if recipe.point_in_time.is_none() {
             let field = if label.source_table.is_some() {
                 LabelField::SourceTable
@@ -120,76 +117,9 @@ impl<'c> Analyzer<'c> {
             ));
             return None;
         }
-        let mut ok = true;
-        for (present, field, name) in [
-            (
-                label.source_table.is_some(),
-                LabelField::SourceTable,
-                "source_table",
-            ),
-            (
-                label.expression.is_some(),
-                LabelField::Expression,
-                "expression",
-            ),
-            (label.window.is_some(), LabelField::Window, "window"),
-        ] {
-            if !present {
-                self.push(refuse(
-                    format!("a label from a window after the cutoff needs `label.{name}`"),
-                    label_path(field),
-                    "give `source_table`, `expression` (an aggregate) and `window` (e.g. `\"30 days\"`)",
-                ));
-                ok = false;
-            }
-        }
-        if label.derivation.is_some() {
-            self.push(refuse(
-                "the label has both `derivation` and `expression`: it is computed one way".to_string(),
-                label_path(LabelField::Derivation),
-                "keep `expression` (over the window after the cutoff) or `derivation` (over the spine's row)",
-            ));
-            ok = false;
-        }
-        let span = |text: &Option<String>, what: &str, zero_ok: bool, field: LabelField| {
-            text.as_deref()
-                .map(|t| parse_span(t, what, zero_ok).map_err(|e| (e, field)))
-        };
-        let window = span(&label.window, "window", false, LabelField::Window);
-        let gap =
-            span(&label.gap, "gap", true, LabelField::Gap).unwrap_or(Ok(Window { seconds: 0 }));
-        let (window, gap) = match (window, gap) {
-            (Some(Ok(window)), Ok(gap)) => (Some(window), Some(gap)),
-            (window, gap) => {
-                for (e, field) in [window.and_then(Result::err), gap.err()]
-                    .into_iter()
-                    .flatten()
-                {
-                    self.push(
-                        Diagnostic::new(Code::E032, e.message)
-                            .at(label_path(field))
-                            .hint(e.hint),
-                    );
-                    ok = false;
-                }
-                (None, None)
-            }
-        };
-        let empty = match &label.empty_value {
-            None => None,
-            Some(value) => match literal(value) {
-                Some(expr) => Some(expr),
-                None => {
-                    self.push(refuse(
-                        format!("`label.empty_value` must be a number, a string, a boolean or null, found {value}"),
-                        label_path(LabelField::EmptyValue),
-                        "write the label's value for a window without rows, e.g. `0`",
-                    ));
-                    ok = false;
-                    None
-                }
-            },
-        };
+        let mut ok = self.future_label_fields(label);
+        let (window, gap) = self.future_label_spans(label, &mut ok);
+        let empty = self.future_label_empty(label, &mut ok);
 
         let source_name = label.source_table.as_deref()?;
         let table = self.resolve_table(source_name, &label_path(LabelField::SourceTable))?;
@@ -230,6 +160,96 @@ impl<'c> Analyzer<'c> {
             expr,
             empty,
         })
+    }
+
+    /// A future label's fields: `source_table`, `expression` and `window` all given, and no
+    /// `derivation` beside them (`E032` for each that is not so).
+    fn future_label_fields(&mut self, label: &LabelSpec) -> bool {
+        let mut ok = true;
+        for (present, field, name) in [
+            (
+                label.source_table.is_some(),
+                LabelField::SourceTable,
+                "source_table",
+            ),
+            (
+                label.expression.is_some(),
+                LabelField::Expression,
+                "expression",
+            ),
+            (label.window.is_some(), LabelField::Window, "window"),
+        ] {
+            if !present {
+                self.push(refuse(
+                    format!("a label from a window after the cutoff needs `label.{name}`"),
+                    label_path(field),
+                    "give `source_table`, `expression` (an aggregate) and `window` (e.g. `\"30 days\"`)",
+                ));
+                ok = false;
+            }
+        }
+        if label.derivation.is_some() {
+            self.push(refuse(
+                "the label has both `derivation` and `expression`: it is computed one way".to_string(),
+                label_path(LabelField::Derivation),
+                "keep `expression` (over the window after the cutoff) or `derivation` (over the spine's row)",
+            ));
+            ok = false;
+        }
+        ok
+    }
+
+    /// A future label's window and gap (the gap 0 when absent), read; `ok` false (and
+    /// `E032` at the field) for one that does not read.
+    fn future_label_spans(
+        &mut self,
+        label: &LabelSpec,
+        ok: &mut bool,
+    ) -> (Option<Window>, Option<Window>) {
+        let span = |text: &Option<String>, what: &str, zero_ok: bool, field: LabelField| {
+            text.as_deref()
+                .map(|t| parse_span(t, what, zero_ok).map_err(|e| (e, field)))
+        };
+        let window = span(&label.window, "window", false, LabelField::Window);
+        let gap =
+            span(&label.gap, "gap", true, LabelField::Gap).unwrap_or(Ok(Window { seconds: 0 }));
+        match (window, gap) {
+            (Some(Ok(window)), Ok(gap)) => (Some(window), Some(gap)),
+            (window, gap) => {
+                for (e, field) in [window.and_then(Result::err), gap.err()]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.push(
+                        Diagnostic::new(Code::E032, e.message)
+                            .at(label_path(field))
+                            .hint(e.hint),
+                    );
+                    *ok = false;
+                }
+                (None, None)
+            }
+        }
+    }
+
+    /// A future label's `empty_value` as a SQL literal; `ok` false (and `E032`) for an
+    /// array or an object.
+    fn future_label_empty(&mut self, label: &LabelSpec, ok: &mut bool) -> Option<Expr> {
+        match &label.empty_value {
+            None => None,
+            Some(value) => match literal(value) {
+                Some(expr) => Some(expr),
+                None => {
+                    self.push(refuse(
+                        format!("`label.empty_value` must be a number, a string, a boolean or null, found {value}"),
+                        label_path(LabelField::EmptyValue),
+                        "write the label's value for a window without rows, e.g. `0`",
+                    ));
+                    *ok = false;
+                    None
+                }
+            },
+        }
     }
 
     /// The label source's time column: it must be timed (`E032`).
@@ -506,6 +526,11 @@ impl<'c> Analyzer<'c> {
         );
         false
     }
+}
+
+/// `E032` at `path`: the future label cannot be computed as written.
+fn refuse(message: String, path: RecipePath, hint: &str) -> Diagnostic {
+    Diagnostic::new(Code::E032, message).at(path).hint(hint)
 }
 
 /// A JSON scalar as a SQL literal; `None` for an array or an object.
