@@ -382,8 +382,6 @@ impl<'c> Proposer<'c> {
         if let Some(why) = identifier_like(&column.name, family, profile, options) {
             return Ok(Err(why));
         }
-        let c = column_expr(&column.name);
-        let cname = sanitize(&column.name);
         // Times are recency, not calendar time: days to the row's cutoff (point in
         // time: the spine's row and timed tables) or to the latest time in the data.
         let since = match (family, self.pit) {
@@ -400,22 +398,7 @@ impl<'c> Proposer<'c> {
             _ => None,
         };
         if read.on_spine {
-            if family == TypeFamily::Other {
-                return Ok(Err(format!(
-                    "type {} is not a feature type",
-                    column.data_type
-                )));
-            }
-            let (name, expr, description) = match &since {
-                Some(since) => (
-                    format!("days_since_{cname}"),
-                    days_since(since, c),
-                    format!("days from the entity's {} {}", column.name, since.to()),
-                ),
-                None => (cname.clone(), c, format!("{} of the entity", column.name)),
-            };
-            self.propose(name, expr, table, description, None);
-            return Ok(Ok(()));
+            return Ok(self.spine_feature(table, column, family, since.as_ref()));
         }
         if self.pit.is_some()
             && matches!(read.timing, Timing::Static | Timing::Bounded)
@@ -439,13 +422,54 @@ impl<'c> Proposer<'c> {
             self.propose(name, expr, table, description, None);
             return Ok(Ok(()));
         }
+        Ok(self.aggregate_features(read, column, profile, kind, since.as_ref()))
+    }
+
+    /// A column of the spine's own row: its value, or a time as recency.
+    fn spine_feature(
+        &mut self,
+        table: &Table,
+        column: &Column,
+        family: TypeFamily,
+        since: Option<&Since>,
+    ) -> Result<(), String> {
+        if family == TypeFamily::Other {
+            return Err(format!("type {} is not a feature type", column.data_type));
+        }
+        let c = column_expr(&column.name);
+        let cname = sanitize(&column.name);
+        let (name, expr, description) = match since {
+            Some(since) => (
+                format!("days_since_{cname}"),
+                days_since(since, c),
+                format!("days from the entity's {} {}", column.name, since.to()),
+            ),
+            None => (cname, c, format!("{} of the entity", column.name)),
+        };
+        self.propose(name, expr, table, description, None);
+        Ok(())
+    }
+
+    /// A column aggregated per entity (over all history and each window), and, in a timed
+    /// table the entity reaches directly, its value in the latest row before the cutoff.
+    fn aggregate_features(
+        &mut self,
+        read: &TableRead<'c>,
+        column: &Column,
+        profile: &ColumnProfile,
+        kind: Category,
+        since: Option<&Since>,
+    ) -> Result<(), String> {
+        let table = read.table;
+        let options = self.options;
+        let family = TypeFamily::of(&column.data_type);
         let aggregates = aggregated(
             table,
             column,
             profile,
             kind,
             &self.primitives,
-            since.as_ref(),
+            since,
             options,
         );
         let outcome = match aggregates {
@@ -473,8 +497,8 @@ impl<'c> Proposer<'c> {
             && as_of_worthy(family, profile, options)
         {
             self.propose(
-                format!("last_{}_{cname}", sanitize(&table.name)),
-                c,
+                format!("last_{}_{}", sanitize(&table.name), sanitize(&column.name)),
+                column_expr(&column.name),
                 table,
                 format!(
                     "{} in the entity's latest {} row before the cutoff",
@@ -483,7 +507,7 @@ impl<'c> Proposer<'c> {
                 None,
             );
         }
-        Ok(outcome)
+        outcome
     }
 
     /// The depth-2 features of `parent` from `child`: each child value (derived column)
