@@ -335,33 +335,15 @@ fn design<'py>(
     let mut request = serde_json::json!({
         "spine": spine,
         "entity_grain": grain,
-        "label": {"name": label_name, "type": label_type},
+        "label": label_json(
+            (label_name, label_type),
+            label_column,
+            label,
+            derivation,
+            positive_class,
+        )?,
         "max_depth": max_depth,
     });
-    if let Some(column) = label_column {
-        request["label"]["column"] = column.into();
-    }
-    // A label from the future: its fields as a recipe spells them.
-    if let Some(fields) = label {
-        match json_value(&fields)? {
-            serde_json::Value::Object(fields) => {
-                for (name, value) in fields {
-                    request["label"][name] = value;
-                }
-            }
-            _ => {
-                return Err(PyValueError::new_err(
-                    "label must be a mapping of label fields (source_table, expression, window, gap, empty_value)",
-                ));
-            }
-        }
-    }
-    if let Some(derivation) = derivation {
-        request["label"]["derivation"] = derivation.into();
-    }
-    if let Some(value) = positive_class {
-        request["label"]["positive_class_value"] = json_value(&value)?;
-    }
     if let Some(n) = max_features {
         request["max_features"] = n.into();
     }
@@ -374,26 +356,10 @@ fn design<'py>(
     if let Some(relationships) = relationships {
         request["relationships"] = relationships_json(&relationships)?;
     }
-    match cutoff_column {
-        Some(cutoff) => {
-            let mut point_in_time = serde_json::json!({"cutoff_column": cutoff});
-            if let Some(columns) = time_columns {
-                point_in_time["time_columns"] = json_value(&columns)?;
-            }
-            if include_cutoff {
-                point_in_time["include_cutoff"] = true.into();
-            }
-            if let Some(schedule) = schedule {
-                point_in_time["schedule"] = json_value(&schedule)?;
-            }
-            request["point_in_time"] = point_in_time;
-        }
-        None if time_columns.is_some() || include_cutoff || schedule.is_some() => {
-            return Err(PyValueError::new_err(
-                "time_columns, include_cutoff and schedule need cutoff_column",
-            ));
-        }
-        None => {}
+    if let Some(point_in_time) =
+        point_in_time_json(cutoff_column, time_columns, include_cutoff, schedule)?
+    {
+        request["point_in_time"] = point_in_time;
     }
     let request: DesignRequest = serde_json::from_value(request)
         .map_err(|e| PyValueError::new_err(format!("design request: {e}")))?;
@@ -424,6 +390,71 @@ fn design<'py>(
     let recipe = serde_json::to_value(&designed.recipe)
         .map_err(|e| InternalError::new_err(e.to_string()))?;
     to_python(py, &recipe)
+}
+
+/// The design request's label as JSON: its name and type, its column, a future label's
+/// fields (as a recipe spells them), a derivation and the positive class.
+fn label_json(
+    (name, label_type): (&str, &str),
+    column: Option<String>,
+    future: Option<Bound<'_, PyAny>>,
+    derivation: Option<String>,
+    positive_class: Option<Bound<'_, PyAny>>,
+) -> PyResult<serde_json::Value> {
+    let mut label = serde_json::json!({"name": name, "type": label_type});
+    if let Some(column) = column {
+        label["column"] = column.into();
+    }
+    if let Some(fields) = future {
+        match json_value(&fields)? {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    label[name] = value;
+                }
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "label must be a mapping of label fields (source_table, expression, window, gap, empty_value)",
+                ));
+            }
+        }
+    }
+    if let Some(derivation) = derivation {
+        label["derivation"] = derivation.into();
+    }
+    if let Some(value) = positive_class {
+        label["positive_class_value"] = json_value(&value)?;
+    }
+    Ok(label)
+}
+
+/// The design request's `point_in_time` as JSON, when there is a cutoff column; the other
+/// point-in-time keywords need it.
+fn point_in_time_json(
+    cutoff_column: Option<String>,
+    time_columns: Option<Bound<'_, PyAny>>,
+    include_cutoff: bool,
+    schedule: Option<Bound<'_, PyAny>>,
+) -> PyResult<Option<serde_json::Value>> {
+    let Some(cutoff) = cutoff_column else {
+        if time_columns.is_some() || include_cutoff || schedule.is_some() {
+            return Err(PyValueError::new_err(
+                "time_columns, include_cutoff and schedule need cutoff_column",
+            ));
+        }
+        return Ok(None);
+    };
+    let mut point_in_time = serde_json::json!({"cutoff_column": cutoff});
+    if let Some(columns) = time_columns {
+        point_in_time["time_columns"] = json_value(&columns)?;
+    }
+    if include_cutoff {
+        point_in_time["include_cutoff"] = true.into();
+    }
+    if let Some(schedule) = schedule {
+        point_in_time["schedule"] = json_value(&schedule)?;
+    }
+    Ok(Some(point_in_time))
 }
 
 /// `{"child.col": "parent.key"}` or `[{"child": …, "parent": …}]` as the request's list.

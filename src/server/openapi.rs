@@ -71,7 +71,8 @@ const CURSOR: Param = Param {
 const MISSING: (u16, &str) = (404, "No such job, or one the caller may not see.");
 const CONFLICT: (u16, &str) = (409, "The job is not in a state the action needs.");
 
-/// Every route the service answers, with the types of its bodies.
+/// Every route the service answers, with the types of its bodies: one table-like list of
+/// routes, kept whole so the document reads in one place.
 fn routes(generator: &mut SchemaGenerator) -> Vec<Route> {
     let mut schema = |f: fn(&mut SchemaGenerator) -> schemars::Schema| f(generator).to_value();
     let job = schema(|g| g.subschema_for::<Job>());
