@@ -155,20 +155,9 @@ async fn run(
     let sampled_keys = spine_keys.min(options.sample_size as u64);
 
     // 3. Fan-out of row-level sources, and the full row count.
-    // As-of values (row-level features of a timed source) take one row per spine row.
-    let row_level: Vec<&crate::compile::analyze::Source> = plan
-        .sources
-        .iter()
-        .filter(|s| !s.grouped && s.time.is_none())
-        .collect();
-    let estimated_rows = if row_level.is_empty() || threshold.is_none() {
-        None
-    } else {
-        Some(fanned_out_rows(&ctx, plan, &row_level, spine_rows).await?)
-    };
-    for source in &row_level {
-        findings.extend(fan_out(&ctx, source, threshold, &grain_list).await?);
-    }
+    let (estimated_rows, fanned) =
+        row_level_fan_out(&ctx, plan, threshold, spine_rows, &grain_list).await?;
+    findings.extend(fanned);
 
     // 4. One pass over the sample, a group of features at a time (each group's query has
     // the same rows, the label among them).
@@ -258,6 +247,33 @@ async fn run(
         findings,
         leaks: leaks.into_iter().flatten().collect(),
     })
+}
+
+/// The full row count when row-level sources fan the spine out (`None` when none does, or
+/// when the whole spine is sampled), and each such source's fan-out warning. As-of values
+/// (row-level features of a timed source) take one row per spine row.
+async fn row_level_fan_out(
+    ctx: &SessionContext,
+    plan: &Plan,
+    threshold: Option<i64>,
+    spine_rows: u64,
+    grain_list: &str,
+) -> Result<(Option<u64>, Vec<Diagnostic>), Diagnostic> {
+    let row_level: Vec<&crate::compile::analyze::Source> = plan
+        .sources
+        .iter()
+        .filter(|s| !s.grouped && s.time.is_none())
+        .collect();
+    let estimated_rows = if row_level.is_empty() || threshold.is_none() {
+        None
+    } else {
+        Some(fanned_out_rows(ctx, plan, &row_level, spine_rows).await?)
+    };
+    let mut findings = Vec::new();
+    for source in &row_level {
+        findings.extend(fan_out(ctx, source, threshold, grain_list).await?);
+    }
+    Ok((estimated_rows, findings))
 }
 
 /// `W125`: a feature that alone predicts the label.
