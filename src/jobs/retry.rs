@@ -3,7 +3,8 @@
 //! A retry compiles and validates the job's recipe against the catalog *as it is now*; it
 //! never moves `created_at` or the job's identity, and only a `failed` job may be retried.
 //! A job that carries a design request and has no recipe, or one that no longer compiles,
-//! is designed anew by the built-in crew ([`crate::design`]).
+//! is designed anew by the built-in crew ([`crate::design`]); with an external crew
+//! ([`retry_with_crew`]), that program proposes the recipe instead, round by round.
 
 use crate::catalog::Catalog;
 use crate::compile::compile_recipe;

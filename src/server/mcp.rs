@@ -251,6 +251,7 @@ impl ServiceTools {
                 };
                 retry_job(State(state), headers, UrlPath(args.job_id), Query(params)).await
             }
+            // `approve_job`: the last of JOB_TOOLS, the only names routed here.
             _ => {
                 let args: JobArguments = read(name, arguments)?;
                 approve_job(State(state), headers, UrlPath(args.job_id))
