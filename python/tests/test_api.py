@@ -5,6 +5,7 @@ import json
 import math
 import pathlib
 import shutil
+import sys
 import threading
 import time
 
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import featurecraft as fc
-from conftest import BAD, CATALOG, FIXTURES, GOOD, cli, cli_json, dialect_for
+from conftest import BAD, CATALOG, FIXTURES, GOOD, ROOT, cli, cli_json, dialect_for
 
 DIALECTS = ["generic", "datafusion", "duckdb", "postgres", "snowflake", "bigquery", "databricks"]
 
@@ -229,6 +230,31 @@ def test_retry_with_fix_records_the_fix_in_the_notes(catalog):
     assert fixed["status"] == "pending_approval", fixed["error"]
     assert fixed["recipe"]["features"][4]["expression"] == "SUM(amount)"
     assert "`amout` → `amount` (E021)" in fixed["recipe"]["notes"]
+
+
+def test_retry_with_an_external_crew_equals_the_cli(catalog, tmp_path):
+    # The scripted crew of tests/crew.rs fixes one mistake per round from the diagnostics.
+    job = failed_job()
+    job["recipe"]["features"][4]["expression"] = "SUM(amout)"
+    crew = f"{sys.executable} '{ROOT / 'tests' / 'crew' / 'scripted_crew.py'}' learn"
+    ours = fc.retry(job, catalog, sample_size=200, crew_command=crew)
+    assert ours["status"] == "pending_approval", ours["error"]
+    assert "crew round 1: no error" in ours["recipe"]["notes"]
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    done = cli("retry", str(path), "--catalog", str(CATALOG), "--sample-size", "200",
+               "--crew-command", crew)
+    assert done.returncode == 0, done.stderr
+    theirs = json.loads(done.stdout)
+    ours.pop("updated_at"), theirs.pop("updated_at")
+    assert ours == theirs
+    failed = fc.retry(job, catalog, crew_command=f"{sys.executable} -c 'import sys; sys.exit(3)'")
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("the crew failed in round 1: the crew exited with exit status: 3")
+    with pytest.raises(ValueError, match="crew_command: the crew command has an unclosed"):
+        fc.retry(job, catalog, crew_command="python3 'unclosed")
+    with pytest.raises(ValueError, match="crew_timeout"):
+        fc.retry(job, catalog, crew_command="python3", crew_timeout=0)
 
 
 def test_usage_errors_are_value_and_type_errors(catalog):
