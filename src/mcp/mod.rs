@@ -87,7 +87,7 @@ impl McpServer {
             return Err(ErrorData::invalid_params(
                 format!(
                     "the arguments of `{name}` are {:.1} MB; the limit is {} MB",
-                    size as f64 / 1e6,
+                    size as f64 / (1024.0 * 1024.0),
                     MAX_ARGUMENT_BYTES / (1024 * 1024)
                 ),
                 None,
