@@ -130,3 +130,68 @@ fn hostile_lines_leave_the_server_answering_and_eof_ends_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_json_catalog_serves_the_tools_that_need_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let described = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args(["describe-catalog", "--catalog"])
+        .arg(root().join("fixtures/retail"))
+        .output()
+        .unwrap();
+    assert!(described.status.success());
+    let catalog = dir.path().join("retail.json");
+    std::fs::write(&catalog, &described.stdout).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args(["mcp", "--catalog"])
+        .arg(&catalog)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("featurecraft mcp starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let recipe = std::fs::read_to_string(root().join("fixtures/recipes/good/churn_basic.json"))
+        .unwrap()
+        .replace('\n', " ");
+    for line in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#.to_string(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_string(),
+        format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"compile_recipe","arguments":{{"recipe":{recipe}}}}}}}"#),
+        format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"validate_recipe","arguments":{{"recipe":{recipe}}}}}}}"#),
+    ] {
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    stdin.flush().unwrap();
+    // The two calls run at once and answer in either order.
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 3 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an answer within 60 s");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(id) = value["id"].as_u64() {
+            answers.insert(id, value);
+        }
+    }
+    let compiled = &answers[&2];
+    assert_eq!(compiled["result"]["isError"], false, "{compiled}");
+    assert!(
+        compiled["result"]["structuredContent"]["sql"]
+            .as_str()
+            .is_some_and(|sql| sql.starts_with("CREATE TABLE")),
+        "{compiled}"
+    );
+    let validated = &answers[&3];
+    assert!(
+        validated["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("JSON description (schemas only)"),
+        "{validated}"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

@@ -345,7 +345,8 @@ pub struct CompileArgs {
 /// `featurecraft mcp`.
 #[derive(Args)]
 pub struct McpArgs {
-    /// The catalog directory (Parquet files and SQL views), loaded once at start.
+    /// The catalog directory (Parquet files and SQL views), loaded once at start; or a JSON
+    /// catalog (schemas only), for the tools that need no data.
     #[arg(long)]
     pub catalog: PathBuf,
     #[command(flatten)]

@@ -1,5 +1,6 @@
 //! `featurecraft mcp`: the catalog and recipe tools served to an agent over stdio. Stdout
-//! is the protocol's: nothing else is printed there.
+//! is the protocol's: nothing else is printed there. A JSON catalog (schemas only) serves
+//! the tools that need no data; validating and designing then say why they cannot.
 
 use super::*;
 use args::McpArgs;
@@ -26,10 +27,6 @@ pub(super) async fn mcp_command(args: McpArgs) -> ExitCode {
     let catalog = match Catalog::load(&args.catalog).await {
         Ok(catalog) => catalog,
         Err(e) => return usage_error(&e.to_string()),
-    };
-    let catalog = match with_data(catalog, &args.catalog, "mcp") {
-        Ok(catalog) => catalog,
-        Err(code) => return code,
     };
     let context = ToolContext {
         catalog: std::sync::Arc::new(catalog),

@@ -17,7 +17,9 @@ use crate::compile::fragment::{inspect, parse_fragment};
 use crate::compile::relationships::{Hop, Link};
 use crate::contract::design::DesignRequest;
 use crate::contract::recipe::{DerivedColumn, FeatureSpec, LabelSpec, PointInTime, Relationship};
-use crate::diagnostic::{Code, Diagnostic, LabelField, PointInTimeField, RecipePath};
+use crate::diagnostic::{
+    Code, Diagnostic, LabelField, PointInTimeField, RecipePath, did_you_mean, suggestions,
+};
 use crate::types::TypeFamily;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
@@ -720,9 +722,11 @@ fn spine_and_grain<'c>(
         None => (&request.spine, RecipePath::Field("spine".into())),
     };
     let spine = catalog.table(name.trim()).ok_or_else(|| {
+        let names = catalog.tables().map(|t| t.name.as_str());
         vec![
             Diagnostic::new(Code::E020, format!("unknown spine table `{name}`"))
-                .at(RecipePath::design(at)),
+                .at(RecipePath::design(at))
+                .hints(did_you_mean(&suggestions(name, names))),
         ]
     })?;
     if request.entity_grain.is_empty() {

@@ -248,6 +248,16 @@ pub struct Findings {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// A tool that runs queries needs a catalog with data, not a JSON description.
+fn needs_data(context: &ToolContext, tool: &str) -> Result<(), String> {
+    match context.catalog.root() {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "`{tool}` runs the query on the data, and this server's catalog is a JSON description (schemas only): start it on a catalog directory (Parquet files and SQL views)"
+        )),
+    }
+}
+
 /// `compile_recipe`: the CLI's `compile --format json`.
 pub fn compile_recipe(context: &ToolContext, args: CompileRecipe) -> Result<ToolAnswer, String> {
     let dialect = match &args.dialect {
@@ -272,6 +282,7 @@ pub async fn validate_recipe(
     context: &ToolContext,
     args: ValidateRecipe,
 ) -> Result<ToolAnswer, String> {
+    needs_data(context, "validate_recipe")?;
     let mut options = context.run.clone();
     if let Some(n) = args.sample_size {
         if n == 0 {
@@ -289,6 +300,7 @@ pub async fn design_recipe(
     context: &ToolContext,
     request: DesignRequest,
 ) -> Result<ToolAnswer, String> {
+    needs_data(context, "design_recipe")?;
     let options = DesignOptions {
         run: context.run.clone(),
         ..DesignOptions::default()
