@@ -50,15 +50,12 @@ fn failed_job(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// `featurecraft retry JOB --catalog fixtures/retail --crew-command "python3 crew MODE" …`:
-/// (exit code, the printed job, stderr, seconds taken).
-fn retry_with(mode: &str, extra: &[&str]) -> (i32, Value, String, f64) {
+/// `featurecraft retry JOB --catalog fixtures/retail --crew-command COMMAND EXTRA…` on the
+/// failed job of three mistakes.
+fn retry_job(command: &str, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let job = failed_job(dir.path());
-    let crew = common::fixtures().join("../tests/crew/scripted_crew.py");
-    let command = format!("python3 '{}' {mode}", crew.display());
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+    Command::new(env!("CARGO_BIN_EXE_featurecraft"))
         .current_dir(common::fixtures().join(".."))
         .args([
             "retry",
@@ -66,10 +63,19 @@ fn retry_with(mode: &str, extra: &[&str]) -> (i32, Value, String, f64) {
             "--catalog",
             "fixtures/retail",
         ])
-        .args(["--sample-size", "300", "--crew-command", &command])
+        .args(["--crew-command", command])
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`retry_job`] with the scripted crew in `mode`, 300 sampled entities:
+/// (exit code, the printed job, stderr, seconds taken).
+fn retry_with(mode: &str, extra: &[&str]) -> (i32, Value, String, f64) {
+    let crew = common::fixtures().join("../tests/crew/scripted_crew.py");
+    let command = format!("python3 '{}' {mode}", crew.display());
+    let started = Instant::now();
+    let out = retry_job(&command, &[&["--sample-size", "300"], extra].concat());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let job = serde_json::from_str(&stdout).unwrap_or(Value::Null);
@@ -161,21 +167,7 @@ fn a_crew_that_misbehaves_ends_in_a_clean_failed_retry_naming_why() {
 
 #[test]
 fn a_crew_command_that_cannot_run_is_a_failed_round_and_a_bad_one_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let job = failed_job(dir.path());
-    let run = |command: &str| {
-        Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-            .current_dir(common::fixtures().join(".."))
-            .args([
-                "retry",
-                job.to_str().unwrap(),
-                "--catalog",
-                "fixtures/retail",
-            ])
-            .args(["--crew-command", command])
-            .output()
-            .unwrap()
-    };
+    let run = |command: &str| retry_job(command, &[]);
     let out = run("/no/such/crew --flag");
     assert_eq!(out.status.code(), Some(1));
     let job: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -51,6 +51,29 @@ fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
     receive
 }
 
+/// `featurecraft mcp --catalog CATALOG` with piped stdin and stdout: the process, its
+/// stdin, and its stdout's lines.
+fn start_mcp(catalog: &Path) -> (Child, ChildStdin, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+        .args(["mcp", "--catalog"])
+        .arg(catalog)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("featurecraft mcp starts");
+    let stdin = child.stdin.take().unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    (child, stdin, lines)
+}
+
+/// One message: a line on the server's stdin.
+fn send_line(stdin: &mut ChildStdin, text: &str) {
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+}
+
 /// The next answer with this id, skipping others (an invalid request has a null id).
 fn answer(lines: &mpsc::Receiver<String>, id: u64) -> serde_json::Value {
     loop {
@@ -66,21 +89,8 @@ fn answer(lines: &mpsc::Receiver<String>, id: u64) -> serde_json::Value {
 
 #[test]
 fn hostile_lines_leave_the_server_answering_and_eof_ends_it() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-        .args(["mcp", "--catalog"])
-        .arg(root().join("fixtures/retail"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("featurecraft mcp starts");
-    let mut stdin = child.stdin.take().unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
-    let mut send = |text: &str| {
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    };
+    let (mut child, mut stdin, lines) = start_mcp(&root().join("fixtures/retail"));
+    let mut send = |text: &str| send_line(&mut stdin, text);
     send(
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
     );
@@ -142,16 +152,7 @@ fn a_json_catalog_serves_the_tools_that_need_no_data() {
     assert!(described.status.success());
     let catalog = dir.path().join("retail.json");
     std::fs::write(&catalog, &described.stdout).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
-        .args(["mcp", "--catalog"])
-        .arg(&catalog)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("featurecraft mcp starts");
-    let mut stdin = child.stdin.take().unwrap();
-    let lines = lines_of(child.stdout.take().unwrap());
+    let (mut child, mut stdin, lines) = start_mcp(&catalog);
     let recipe = std::fs::read_to_string(root().join("fixtures/recipes/good/churn_basic.json"))
         .unwrap()
         .replace('\n', " ");
@@ -161,10 +162,8 @@ fn a_json_catalog_serves_the_tools_that_need_no_data() {
         format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"compile_recipe","arguments":{{"recipe":{recipe}}}}}}}"#),
         format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"validate_recipe","arguments":{{"recipe":{recipe}}}}}}}"#),
     ] {
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
+        send_line(&mut stdin, &line);
     }
-    stdin.flush().unwrap();
     // The two calls run at once and answer in either order.
     let mut answers = std::collections::BTreeMap::new();
     while answers.len() < 3 {

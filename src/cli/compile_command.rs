@@ -15,21 +15,18 @@ pub(super) async fn run_compile(args: &CompileArgs) -> ExitCode {
         Ok(inputs) => inputs,
         Err(code) => return code,
     };
-    let compiled = compile(
-        &text,
-        &catalog,
-        &CompileOptions {
-            strict,
-            ..CompileOptions::for_dialect(dialect)
-        },
-    );
+    let options = CompileOptions {
+        strict,
+        ..CompileOptions::for_dialect(dialect)
+    };
+    let compiled = compile(&text, &catalog, &options);
     let failed = featurecraft::diagnostic::fail(&compiled.diagnostics, strict);
     if failed {
         explain_strict(strict, &compiled.diagnostics);
     }
     match format {
         Format::Json => {
-            let out = compiled.answer(dialect, strict);
+            let out = compiled.answer(&options);
             match serde_json::to_string_pretty(&out) {
                 Ok(text) => out!("{text}"),
                 Err(e) => return usage_error(&e.to_string()),

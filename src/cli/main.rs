@@ -243,7 +243,8 @@ async fn stop_signal() {
     }
 }
 
-/// How a job runs (`retry`, `serve`): DataFusion, the default null threshold, not strict.
+/// How a job runs (`retry`, `serve`, and `diff` and `test`, which sample like one):
+/// DataFusion, the default null threshold, not strict.
 fn job_run_options(
     sample_size: usize,
     leak_threshold: f64,

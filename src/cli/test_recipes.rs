@@ -4,13 +4,10 @@ use super::*;
 
 pub(super) async fn test_command(args: &TestArgs) -> ExitCode {
     use featurecraft::author::{TestOptions, recipes_under, test_recipe};
-    let run = match run_options(
-        Dialect::DataFusion,
+    let run = match job_run_options(
         args.sample.sample_size,
-        DEFAULT_NULL_THRESHOLD,
         DEFAULT_LEAK_THRESHOLD,
         &args.memory.memory_limit,
-        false,
     ) {
         Ok(o) => o,
         Err(e) => return usage_error(&e),

@@ -73,12 +73,13 @@ pub struct Compiled {
 
 impl Compiled {
     /// The answer every front end gives (`compile --format json`, `POST /compile`, the
-    /// `compile_recipe` tool): the SQL in `dialect`, withheld when the findings fail
-    /// ([`crate::diagnostic::fail`]: any error, or any finding when `strict`).
-    pub fn answer(self, dialect: Dialect, strict: bool) -> CompileAnswer {
-        let failed = crate::diagnostic::fail(&self.diagnostics, strict);
+    /// `compile_recipe` tool) for the options it was compiled with: the SQL in their
+    /// dialect, withheld when the findings fail ([`crate::diagnostic::fail`]: any error, or
+    /// any finding when strict).
+    pub fn answer(self, options: &CompileOptions) -> CompileAnswer {
+        let failed = crate::diagnostic::fail(&self.diagnostics, options.strict);
         let sql = self.sql.filter(|_| !failed);
-        CompileAnswer::new(dialect.name(), sql, self.diagnostics)
+        CompileAnswer::new(options.dialect.name(), sql, self.diagnostics)
     }
 
     /// True when an error was found (the CTAS is then absent).

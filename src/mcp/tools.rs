@@ -266,13 +266,9 @@ pub fn compile_recipe(context: &ToolContext, args: CompileRecipe) -> Result<Tool
             .map_err(|e| format!("dialect: {e}"))?,
         None => Dialect::Generic,
     };
-    let strict = context.run.strict;
-    let options = CompileOptions {
-        strict,
-        ..CompileOptions::for_dialect(dialect)
-    };
+    let options = context.run.compile_options_in(dialect);
     let answer: CompileAnswer =
-        compile_value(&args.recipe, &context.catalog, &options).answer(dialect, strict);
+        compile_value(&args.recipe, &context.catalog, &options).answer(&options);
     let failed = answer.sql.is_none();
     ToolAnswer::of(&answer, failed)
 }

@@ -57,9 +57,14 @@ impl Default for RunOptions {
 impl RunOptions {
     /// The options of the compile this run starts with.
     pub fn compile_options(&self) -> CompileOptions {
+        self.compile_options_in(self.dialect)
+    }
+
+    /// The compile options of these settings, in `dialect`.
+    pub fn compile_options_in(&self, dialect: Dialect) -> CompileOptions {
         CompileOptions {
             strict: self.strict,
-            ..CompileOptions::for_dialect(self.dialect)
+            ..CompileOptions::for_dialect(dialect)
         }
     }
 }

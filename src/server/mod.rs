@@ -35,8 +35,8 @@ use middleware::{caller, correlation, json_errors, read_body_in_time};
 use stateless::{compile_stateless, validate_stateless};
 
 use crate::catalog::Catalog;
+use crate::compile::compile_recipe;
 use crate::compile::dialect::Dialect;
-use crate::compile::{CompileOptions, compile_recipe};
 use crate::contract::job::{Job, JobStatus};
 use crate::contract::recipe::recipe_from_value;
 use crate::jobs::retry::{JobError, retry, retry_with_crew};

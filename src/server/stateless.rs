@@ -85,14 +85,11 @@ pub(super) async fn compile_stateless(
 ) -> Result<Response, ApiError> {
     let (request, dialect) = engine_request(&state, &headers, &body).await?;
     let task_state = state.clone();
-    let options = CompileOptions {
-        strict: state.config.run.strict,
-        ..CompileOptions::for_dialect(dialect)
-    };
+    let options = state.config.run.compile_options_in(dialect);
     let body = on_engine(&state, async move {
         let catalog = current_catalog(&task_state).await?;
         let compiled = compile_value(&request.recipe, &catalog, &options);
-        Ok::<_, ApiError>(compiled.answer(options.dialect, options.strict))
+        Ok::<_, ApiError>(compiled.answer(&options))
     })
     .await??;
     let failed = body.sql.is_none();

@@ -255,16 +255,9 @@ impl<'c> Analyzer<'c> {
     /// The label source's time column: it must be timed (`E032`).
     fn label_source_time(&mut self, table: &Table, timing: Option<&Timing>) -> Option<SourceTime> {
         // Wrong point-in-time facts were reported already.
-        let timing = timing?;
-        let lower = table.name.to_ascii_lowercase();
-        match timing.tables.iter().find(|(t, _)| *t == lower) {
-            Some((_, Some(time))) => Some(time.clone()),
-            found => {
-                let why = if found.is_some() {
-                    "is declared static"
-                } else {
-                    "has no time column in `point_in_time.time_columns`"
-                };
+        match timing?.required_time(table) {
+            Ok(time) => Some(time),
+            Err(why) => {
                 self.push(
                     Diagnostic::new(
                         Code::E032,
@@ -465,15 +458,9 @@ impl<'c> Analyzer<'c> {
     /// The schedule source's time column, which places each entity's cutoffs (`E033` when
     /// it is static or has none).
     fn schedule_time(&mut self, timing: &Timing, table: &Table) -> Option<SourceTime> {
-        let lower = table.name.to_ascii_lowercase();
-        let found = timing.tables.iter().find(|(t, _)| *t == lower);
-        if let Some((_, Some(time))) = found {
-            return Some(time.clone());
-        }
-        let why = if found.is_some() {
-            "is declared static"
-        } else {
-            "has no time column in `point_in_time.time_columns`"
+        let why = match timing.required_time(table) {
+            Ok(time) => return Some(time),
+            Err(why) => why,
         };
         self.push(
             Diagnostic::new(

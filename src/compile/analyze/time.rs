@@ -184,9 +184,8 @@ impl<'c> Analyzer<'c> {
         feature: usize,
         strict: bool,
     ) -> Option<SourceTime> {
-        let lower = table.name.to_ascii_lowercase();
-        match timing.tables.iter().find(|(t, _)| *t == lower) {
-            Some((_, time)) => time.clone(),
+        match timing.declared(table) {
+            Some(time) => time.clone(),
             None => {
                 let mut d = Diagnostic::new(
                     Code::W012,
@@ -390,6 +389,28 @@ impl<'c> Analyzer<'c> {
 pub(super) struct Timing {
     pub(super) plan: PlanTime,
     pub(super) tables: Vec<(String, Option<SourceTime>)>,
+}
+
+impl Timing {
+    /// How `table` is listed in `time_columns`: `None` when it is not, `Some(None)` when
+    /// declared static, `Some(Some(time))` when timed.
+    pub(super) fn declared(&self, table: &Table) -> Option<&Option<SourceTime>> {
+        let lower = table.name.to_ascii_lowercase();
+        self.tables
+            .iter()
+            .find(|(t, _)| *t == lower)
+            .map(|(_, time)| time)
+    }
+
+    /// The time column of a table that must be timed (a label's or a schedule's source),
+    /// or why it has none, for the caller's message.
+    pub(super) fn required_time(&self, table: &Table) -> Result<SourceTime, &'static str> {
+        match self.declared(table) {
+            Some(Some(time)) => Ok(time.clone()),
+            Some(None) => Err("is declared static"),
+            None => Err("has no time column in `point_in_time.time_columns`"),
+        }
+    }
 }
 
 /// The columns of `table` that break ties between rows at the same `time` (as-of values):
