@@ -121,6 +121,22 @@ fn a_crew_that_learns_from_the_diagnostics_converges_within_three_rounds() {
 }
 
 #[test]
+fn a_crew_that_logs_a_megabyte_on_stderr_still_converges() {
+    if python().is_none() {
+        return;
+    }
+    let (code, job, stderr, _) = retry_with("chatty", &[]);
+    assert_eq!(code, 0, "{stderr}\n{job:#}");
+    assert_eq!(job["status"], "pending_approval", "{job:#}");
+    assert!(
+        job["recipe"]["notes"]
+            .as_str()
+            .unwrap()
+            .contains("crew round 3: no error")
+    );
+}
+
+#[test]
 fn two_rounds_are_not_enough_and_the_retry_fails_with_the_last_findings() {
     if python().is_none() {
         return;

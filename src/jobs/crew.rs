@@ -16,7 +16,7 @@ use crate::catalog::Catalog;
 use crate::contract::job::Job;
 use crate::contract::recipe::{FeatureRecipe, parse_recipe};
 use crate::diagnostic::Diagnostic;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +26,9 @@ pub const MAX_CREW_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The address space a crew process may take.
 pub const CREW_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// How much of the end of a crew's stderr is kept, to quote its last line.
+const STDERR_TAIL_BYTES: usize = 64 * 1024;
 
 /// Rounds when none are given.
 pub const DEFAULT_CREW_ROUNDS: u32 = 3;
@@ -110,22 +113,26 @@ fn split_words(text: &str) -> Result<Vec<String>, String> {
 /// What one round of the crew gave: a recipe, or why there is none.
 pub type Proposed = Result<FeatureRecipe, String>;
 
+/// The catalog as the crew reads it (`describe-catalog`'s JSON), described once per retry.
+pub fn catalog_for_crew(catalog: &Catalog) -> Result<Value, String> {
+    catalog
+        .to_json()
+        .map_err(|e| format!("the catalog could not be described for the crew: {e}"))
+}
+
 /// Runs one round: the crew's recipe, or the reason the round failed.
 pub async fn propose(
     crew: &Crew,
     job: &Job,
     diagnostics: &[Diagnostic],
-    catalog: &Catalog,
+    catalog: &Value,
     round: u32,
     limit: Duration,
 ) -> Proposed {
-    let catalog_json = catalog
-        .to_json()
-        .map_err(|e| format!("the catalog could not be described: {e}"))?;
     let input = json!({
         "job": job,
         "diagnostics": diagnostics,
-        "catalog": catalog_json,
+        "catalog": catalog,
         "round": round,
     });
     let input = serde_json::to_vec(&input).map_err(|e| format!("the crew's input: {e}"))?;
@@ -217,12 +224,22 @@ async fn run(crew: &Crew, input: &[u8], limit: Duration) -> Result<Vec<u8>, Stri
             }
             Ok(out)
         };
+        // Drained to the end (a chatty crew must not block on a full pipe, nor fail on a
+        // closed one), keeping its last 64 KB for the reason of a failure.
         let errors = async {
-            let mut text = Vec::new();
-            if let Some(stderr) = stderr.take() {
-                let _ = stderr.take(64 * 1024).read_to_end(&mut text).await;
+            let mut tail = Vec::new();
+            if let Some(mut stderr) = stderr.take() {
+                let mut chunk = vec![0u8; 16 * 1024];
+                while let Ok(n) = stderr.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&chunk[..n]);
+                    let over = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+                    tail.drain(..over);
+                }
             }
-            text
+            tail
         };
         let ((), out, errors) = tokio::join!(write, read, errors);
         let out = out?;
@@ -284,6 +301,13 @@ mod tests {
         );
         assert_eq!(words("echo '$HOME' `x` ;"), ["echo", "$HOME", "`x`", ";"]);
         assert_eq!(words(r#"a "" b"#), ["a", "", "b"]);
+        assert_eq!(
+            words(r#"say "a \"quoted\" word" 'it'\''s'"#),
+            ["say", "a \"quoted\" word", "it's"]
+        );
+        assert_eq!(words(r"a\\ b"), [r"a\", "b"]);
+        assert!(split_words(r"trailing\").is_err());
+        assert!(split_words(r#"a "b\"#).is_err());
         assert!(split_words("a 'b").is_err());
         assert!(split_words("a \"b").is_err());
         assert!(Crew::parse("   ", 3, DEFAULT_CREW_ROUND_LIMIT).is_err());

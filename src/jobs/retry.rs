@@ -207,6 +207,7 @@ async fn crew_rounds(
     let limit = options.validate.time_limit;
     let remaining = || limit.map(|l| l.saturating_sub(started.elapsed()));
     // The findings the crew starts from: its last recipe's, against the catalog as it is now.
+    let described = crew::catalog_for_crew(catalog).map_err(JobError::Catalog)?;
     let mut diagnostics = job
         .recipe
         .as_ref()
@@ -222,7 +223,7 @@ async fn crew_rounds(
         }
         let round_limit = left.map_or(crew.round_limit, |l| l.min(crew.round_limit));
         let recipe =
-            match crew::propose(crew, &shown, &diagnostics, catalog, round, round_limit).await {
+            match crew::propose(crew, &shown, &diagnostics, &described, round, round_limit).await {
                 Ok(recipe) => recipe,
                 Err(reason) => {
                     return Err(JobError::CrewFailed {

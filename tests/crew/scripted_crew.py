@@ -3,7 +3,8 @@
 Usage: scripted_crew.py MODE. It reads {"job", "diagnostics", "catalog", "round"} on stdin.
 MODE `learn` fixes the first error of the diagnostics it was given in the job's recipe
 (the table a did-you-mean names, the column a suggestion names, a bare column wrapped in
-SUM) and prints the recipe; `hang`, `garbage`, `exit1` and `flood` misbehave."""
+SUM) and prints the recipe; `chatty` does the same after 1 MB of log lines on stderr;
+`hang`, `garbage`, `exit1` and `flood` misbehave."""
 
 import json
 import re
@@ -24,6 +25,10 @@ if mode == "flood":
     for _ in range(100):
         sys.stdout.write(chunk)
     sys.exit(0)
+
+if mode == "chatty":
+    for i in range(16 * 1024):
+        print(f"thinking, step {i}: " + "." * 40, file=sys.stderr)
 
 given = json.load(sys.stdin)
 assert set(given) == {"job", "diagnostics", "catalog", "round"}, sorted(given)
