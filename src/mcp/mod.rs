@@ -25,6 +25,7 @@
 mod fit;
 pub mod tools;
 
+use crate::run::deadline::AbortOnDrop;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
@@ -166,15 +167,6 @@ async fn run_tool(
             ));
         }
     })
-}
-
-/// Aborts the task when dropped: the call that waited for it is gone.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A tool's arguments read as its input type: a mismatch names its path.

@@ -134,6 +134,16 @@ async fn settle(run: u64) -> Vec<String> {
     lines
 }
 
+/// A spawned task, aborted when this is dropped: whoever waited for it (a request, a tool
+/// call) is gone, so its work stops too.
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `work`, stopped with `E054` when it outlives `limit` (`None`: no limit); the
 /// cluster jobs it leaves running are cancelled before this returns.
 pub async fn within_time_limit<T>(

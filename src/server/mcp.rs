@@ -136,14 +136,6 @@ struct Refusal {
     detail: String,
 }
 
-const JOB_TOOLS: &[&str] = &[
-    "create_job",
-    "get_job",
-    "list_jobs",
-    "retry_job",
-    "approve_job",
-];
-
 /// The job tools, with their annotations.
 fn job_tools() -> Vec<Tool> {
     let changes = |title: &'static str, idempotent: bool| {
@@ -251,12 +243,17 @@ impl ServiceTools {
                 };
                 retry_job(State(state), headers, UrlPath(args.job_id), Query(params)).await
             }
-            // `approve_job`: the last of JOB_TOOLS, the only names routed here.
-            _ => {
+            "approve_job" => {
                 let args: JobArguments = read(name, arguments)?;
                 approve_job(State(state), headers, UrlPath(args.job_id))
                     .await
                     .map(IntoResponse::into_response)
+            }
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{other}`"),
+                    None,
+                ));
             }
         };
         let response = answered.unwrap_or_else(IntoResponse::into_response);
@@ -342,7 +339,8 @@ impl ServerHandler for ServiceTools {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = Value::Object(request.arguments.unwrap_or_default());
-        let result = if JOB_TOOLS.contains(&request.name.as_ref()) {
+        let is_job_tool = job_tools().iter().any(|t| t.name == request.name);
+        let result = if is_job_tool {
             let headers = context
                 .extensions
                 .get::<axum::http::request::Parts>()

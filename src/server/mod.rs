@@ -208,15 +208,6 @@ impl Drop for Engine {
     }
 }
 
-/// Aborts a spawned task when dropped: the request that waited for it is gone.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 type Shared = Arc<AppState>;
 
 /// An HTTP error with a JSON body.

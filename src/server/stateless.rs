@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::compile::compile_value;
+use crate::run::deadline::AbortOnDrop;
 use crate::run::validate_value;
 
 /// Runs a stateless request's `work` on the engine runtime and waits for it. The work is
