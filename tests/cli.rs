@@ -570,8 +570,10 @@ fn schema_prints_the_json_schema_of_each_shape() {
     assert!(stderr.contains("possible values"), "{stderr}");
 }
 
+/// A URL is never taken for a local folder (`ftp:`): a scheme featurecraft does not read is
+/// refused by name (the object stores featurecraft reads are tested in tests/object_store.rs).
 #[test]
-fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
+fn unknown_storage_schemes_are_refused_clearly_and_create_no_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let run = |args: &[&str]| {
@@ -592,10 +594,10 @@ fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
     };
     let recipe = format!("{root}/fixtures/recipes/good/churn_basic.json");
     let retail = format!("{root}/fixtures/retail");
-    let (code, stderr) = run(&["validate", &recipe, "--catalog", "s3://bucket/retail"]);
+    let (code, stderr) = run(&["validate", &recipe, "--catalog", "ftp://host/retail"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("object storage (`s3://`) is not supported"),
+        stderr.contains("catalog ftp://host/retail: unknown storage scheme `ftp://`"),
         "{stderr}"
     );
     let (code, stderr) = run(&[
@@ -604,12 +606,12 @@ fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
         "--catalog",
         &retail,
         "--warehouse",
-        "gs://bucket/warehouse",
+        "ftp://host/warehouse",
     ]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("error[E053]"), "{stderr}");
     assert!(
-        stderr.contains("object storage (`gs://`) is not supported"),
+        stderr.contains("cannot write into ftp://host/warehouse: unknown storage scheme"),
         "{stderr}"
     );
     let (code, stderr) = run(&[
@@ -619,11 +621,11 @@ fn object_storage_urls_are_refused_clearly_and_create_no_local_folder() {
         "--db",
         "jobs.db",
         "--warehouse",
-        "s3://bucket/warehouse",
+        "ftp://host/warehouse",
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("--warehouse s3://bucket/warehouse: object storage"),
+        stderr.contains("--warehouse ftp://host/warehouse: unknown storage scheme"),
         "{stderr}"
     );
     let left: Vec<_> = std::fs::read_dir(dir.path())

@@ -59,15 +59,18 @@ pub(super) async fn serve_command(args: ServeArgs) -> ExitCode {
         Some(n) => limits.max_jobs = n,
         None => {}
     }
-    for (flag, path, verb) in [
-        ("--catalog", &args.catalog, "reads a catalog from"),
-        ("--warehouse", &args.warehouse, "writes tables into"),
+    use featurecraft::catalog::storage::Location;
+    for (flag, path) in [
+        ("--catalog", &args.catalog),
+        ("--warehouse", &args.warehouse),
     ] {
-        if let Some(refusal) = featurecraft::catalog::object_store_refusal(path, verb) {
-            return usage_error(&format!("{flag} {}: {refusal}", path.display()));
+        if let Err(why) = Location::parse(path) {
+            return usage_error(&format!("{flag} {}: {why}", path.display()));
         }
     }
-    if !args.catalog.is_dir() {
+    if let Ok(Location::Local(catalog)) = Location::parse(&args.catalog)
+        && !catalog.is_dir()
+    {
         return usage_error(&format!(
             "--catalog {}: the service runs queries on the catalog's data: give a catalog directory (Parquet files and SQL views), not a JSON description",
             args.catalog.display()

@@ -8,14 +8,14 @@
 //! Paths are compared by their parts, as given (`..` is not a part an object-store path can
 //! hold); a symbolic link inside a root is followed where it points.
 
-use datafusion::object_store::local::LocalFileSystem;
-use datafusion::object_store::path::Path;
-use datafusion::object_store::{
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -108,7 +108,7 @@ impl ConfinedFiles {
         if roots.iter().any(|root| location.prefix_matches(root)) {
             return Ok(());
         }
-        Err(datafusion::object_store::Error::PermissionDenied {
+        Err(object_store::Error::PermissionDenied {
             path: location.to_string(),
             source: format!(
                 "this executor {}: /{location} is outside them (a plan may only touch the catalog and the warehouse)",
@@ -182,7 +182,7 @@ impl ObjectStore for ConfinedFiles {
                 if write.iter().any(|root| location.prefix_matches(root)) {
                     Ok(location)
                 } else {
-                    Err(datafusion::object_store::Error::PermissionDenied {
+                    Err(object_store::Error::PermissionDenied {
                         path: location.to_string(),
                         source: format!("this executor {described}: /{location} is outside them")
                             .into(),
@@ -223,7 +223,7 @@ impl ObjectStore for ConfinedFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::object_store::ObjectStoreExt;
+    use object_store::ObjectStoreExt;
 
     #[tokio::test]
     async fn only_paths_under_the_roots_are_served() {

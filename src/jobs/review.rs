@@ -11,7 +11,14 @@
 //! every write and on every `utime` call, and no program can set it back, so an unchanged
 //! record means unchanged contents; a file changed within the clock's granularity of its
 //! hashing is hashed again.
+//!
+//! A catalog in an object store is not read to be identified: each `.parquet` and `.sql`
+//! object is known by its ETag and size as the listing gives them. A store gives an object
+//! a new ETag whenever it is written (S3, GCS and Azure alike), so a rewritten object shows
+//! as changed without reading it.
 
+use crate::catalog::storage::{Location, ObjectPrefix};
+use crate::catalog::{DataFile, is_catalog_name};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -30,7 +37,7 @@ const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A file's identity on disk; equal stamps mean equal contents (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     device: u64,
     inode: u64,
     size: u64,
@@ -45,6 +52,21 @@ fn cache() -> &'static Mutex<HashMap<PathBuf, (Stamp, String)>> {
 }
 
 impl CatalogIdentity {
+    /// The identity of the catalog at `root`: a directory, a JSON file, or an object
+    /// store's prefix (see the module docs).
+    pub async fn of_location(root: &Path) -> Result<CatalogIdentity, String> {
+        match Location::parse(root).map_err(|e| format!("{}: {e}", root.display()))? {
+            Location::Object(prefix) => Ok(CatalogIdentity {
+                files: object_marks(&prefix).await?,
+            }),
+            Location::Local(path) => tokio::task::spawn_blocking(move || {
+                CatalogIdentity::of(&path).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        }
+    }
+
     /// Hashes every data and view file of the catalog at `root` (a directory, or a JSON file).
     pub fn of(root: &Path) -> std::io::Result<CatalogIdentity> {
         let mut files = BTreeMap::new();
@@ -129,20 +151,60 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
-/// What the catalog's files look like on disk (inode, size, modification and change
-/// times of each), without reading them: equal stamps mean the catalog has not changed,
-/// so a service can keep the catalog it loaded.
+/// Each catalog object's identity (path below the prefix → `etag=…;size=…`), from one
+/// listing.
+async fn object_marks(prefix: &ObjectPrefix) -> Result<BTreeMap<String, String>, String> {
+    let objects = crate::catalog::list_objects(prefix)
+        .await
+        .map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+    Ok(objects
+        .into_iter()
+        .filter(|(parts, _)| parts.last().is_some_and(|name| is_catalog_name(name)))
+        .filter_map(|(parts, file)| match file {
+            DataFile::Object { size, e_tag, .. } => {
+                let e_tag: String = e_tag
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                Some((parts.join("/"), format!("etag={e_tag};size={size}")))
+            }
+            DataFile::Local(_) => None,
+        })
+        .collect())
+}
+
+/// What the catalog's files look like (on disk: inode, size, modification and change times
+/// of each; in a store: each object's ETag and size), without reading them: equal stamps
+/// mean the catalog has not changed, so a service can keep the catalog it loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogStamp(Vec<(String, Stamp)>);
+pub enum CatalogStamp {
+    /// The files of a local catalog.
+    Files(Vec<(String, Stamp)>),
+    /// The objects of a catalog in a store.
+    Objects(BTreeMap<String, String>),
+}
 
 impl CatalogStamp {
-    /// Stamps the catalog at `root`.
+    /// Stamps the local catalog at `root`.
     pub fn of(root: &Path) -> std::io::Result<CatalogStamp> {
         catalog_files(root)?
             .into_iter()
             .map(|(relative, path)| Ok((relative, stamp(&std::fs::metadata(&path)?))))
             .collect::<std::io::Result<Vec<_>>>()
-            .map(CatalogStamp)
+            .map(CatalogStamp::Files)
+    }
+
+    /// Stamps the catalog at `root`, local or in an object store.
+    pub async fn of_location(root: &Path) -> Result<CatalogStamp, String> {
+        match Location::parse(root).map_err(|e| format!("{}: {e}", root.display()))? {
+            Location::Object(prefix) => object_marks(&prefix).await.map(CatalogStamp::Objects),
+            Location::Local(path) => tokio::task::spawn_blocking(move || {
+                CatalogStamp::of(&path).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod sample;
 pub mod secret;
 pub(crate) mod timed_checks;
 pub mod validate;
+pub mod warehouse;
 
 use crate::catalog::Catalog;
 use crate::compile::dialect::Dialect;

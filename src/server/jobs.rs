@@ -142,16 +142,9 @@ pub(super) async fn run_new_job(state: Shared, job: Job) -> Outcome {
 /// The catalog's content identity, taken before a run reads it: what an approval of the
 /// run's outcome binds to (a change during the run then shows at approval).
 pub(super) async fn catalog_identity(state: &AppState) -> Result<CatalogIdentity, String> {
-    let root = state.config.catalog.clone();
-    tokio::task::spawn_blocking(move || CatalogIdentity::of(&root))
+    CatalogIdentity::of_location(&state.config.catalog)
         .await
-        .map_err(|e| format!("cannot read the catalog: {e}"))?
-        .map_err(|e| {
-            format!(
-                "cannot read the catalog {}: {e}",
-                state.config.catalog.display()
-            )
-        })
+        .map_err(|e| format!("cannot read the catalog {e}"))
 }
 
 /// The job's recipe (or a designed one), compiled and validated against the catalog as it
@@ -633,5 +626,6 @@ pub(super) async fn materialize_recipe(
     }
     staged
         .publish()
+        .await
         .map_err(|d| format!("{}: {}", d.code.as_str(), d.message))
 }

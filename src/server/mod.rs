@@ -130,16 +130,9 @@ impl AppState {
     /// The catalog, loaded once and again only when its files changed (a file added,
     /// removed, or written: its inode, size, modification or change time moved).
     async fn catalog(&self) -> Result<Arc<Catalog>, String> {
-        let root = self.config.catalog.clone();
-        let stamp = tokio::task::spawn_blocking(move || CatalogStamp::of(&root))
+        let stamp = CatalogStamp::of_location(&self.config.catalog)
             .await
-            .map_err(|e| format!("cannot read the catalog: {e}"))?
-            .map_err(|e| {
-                format!(
-                    "cannot read the catalog {}: {e}",
-                    self.config.catalog.display()
-                )
-            })?;
+            .map_err(|e| format!("cannot read the catalog {e}"))?;
         let mut cached = self.catalog.lock().await;
         if let Some((seen, catalog)) = cached.as_ref()
             && *seen == stamp
@@ -282,16 +275,10 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
-/// Builds the service: opens and locks the store, fails jobs a dead process left running,
-/// tidies what a crashed materialization left in the warehouse (restoring a table moved
-/// aside), and returns
-/// the router and a handle to wait for background jobs on shutdown.
-pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandle), String> {
-    // Opening the store takes its lock for the process's life: a second service on the
-    // same file stops here, before it could fail the first one's running jobs.
-    let store = Store::open(db).map_err(|e| e.to_string())?;
-    use crate::run::materialize::{Leftover, clean_leftovers};
-    for leftover in clean_leftovers(&config.warehouse) {
+/// Logs what [`crate::run::warehouse::clean_leftovers`] did.
+fn log_leftovers(done: Vec<crate::run::warehouse::Leftover>) {
+    use crate::run::warehouse::Leftover;
+    for leftover in done {
         match leftover {
             Leftover::Removed(path) => {
                 tracing::warn!(path = %path.display(), "removed what a stopped materialization left behind")
@@ -300,6 +287,27 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
                 tracing::warn!(path = %path.display(), "restored a table a stopped materialization had moved aside")
             }
         }
+    }
+}
+
+/// Builds the service: opens and locks the store, fails jobs a dead process left running,
+/// tidies what a crashed materialization left in the warehouse (restoring a table moved
+/// aside), and returns
+/// the router and a handle to wait for background jobs on shutdown.
+pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandle), String> {
+    // Opening the store takes its lock for the process's life: a second service on the
+    // same file stops here, before it could fail the first one's running jobs.
+    let store = Store::open(db).map_err(|e| e.to_string())?;
+    // On an object store the tidying takes requests: it runs beside the first requests
+    // (the runs of jobs this service starts have names no leftover has).
+    use crate::catalog::storage::Location;
+    use crate::run::warehouse::{clean_local_leftovers, clean_object_leftovers};
+    match Location::parse(&config.warehouse) {
+        Ok(Location::Local(warehouse)) => log_leftovers(clean_local_leftovers(&warehouse)),
+        Ok(Location::Object(warehouse)) => {
+            tokio::spawn(async move { log_leftovers(clean_object_leftovers(&warehouse).await) });
+        }
+        Err(_) => {}
     }
     let orphans = store
         .fail_orphans("the service stopped while this job was running; retry it")

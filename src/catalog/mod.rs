@@ -1,8 +1,10 @@
 //! The catalog: which tables exist and what their columns are.
 //!
-//! A catalog comes from a directory or from a JSON description.
+//! A catalog comes from a directory, a prefix in an object store, or a JSON description.
 //!
-//! **Directory** (the default, embedded catalog):
+//! **Directory** (the default, embedded catalog), local or in an object store
+//! (`s3://BUCKET/PREFIX`, `gs://…`, `az://…`: see [`storage`]; a prefix's objects are
+//! listed once and read as the entries of a folder):
 //! - `NAME.parquet` is table `NAME`;
 //! - a folder `NAME/` whose entries are only Parquet files, at least two, sharing one
 //!   schema is table `NAME`, read from all of them;
@@ -22,6 +24,13 @@
 //!
 //! Table and column lookups ignore ASCII case; the names as stored are the ones rendered.
 
+mod listing;
+pub mod storage;
+
+pub use listing::{
+    CatalogError, DataFile, MAX_OBJECTS, is_catalog_file, is_catalog_name, list_objects,
+};
+
 use crate::types::parse_type_name;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -32,11 +41,11 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::context::{SQLOptions, SessionContext};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use listing::{Entry, Reader, catalog_error, has_extension};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use storage::Location;
 
 /// A column of a catalog table.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +64,7 @@ pub enum TableSource {
     /// Parquet files and their total row count from the footers.
     Parquet {
         /// The table's files, in name order.
-        files: Vec<PathBuf>,
+        files: Vec<DataFile>,
         /// Their rows, summed from the footers.
         row_count: u64,
     },
@@ -66,7 +75,7 @@ pub enum TableSource {
         sql: String,
         /// The one query it holds, parsed once.
         query: Box<sqlparser::ast::Query>,
-        /// Where the view was read from, for messages.
+        /// Where the view was read from (a path or a URL), for messages.
         file: PathBuf,
     },
     /// Declared in a JSON catalog: a schema without data.
@@ -122,55 +131,11 @@ impl Table {
     }
 }
 
-/// Why `path` cannot be used when it is an object store's URL (`s3://…`, `gs://…`):
-/// featurecraft `verb` local or shared directories only, on a cluster too. Without this a
-/// URL would be taken for a relative folder named `s3:`.
-pub fn object_store_refusal(path: &Path, verb: &str) -> Option<String> {
-    let text = path.to_str()?;
-    let (scheme, _) = text.split_once("://")?;
-    let is_scheme = scheme
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    is_scheme.then(|| {
-        format!(
-            "object storage (`{scheme}://`) is not supported: featurecraft {verb} a local or shared directory (mount the bucket, for example with s3fs or gcsfuse, and give the mount's path)"
-        )
-    })
-}
-
-/// Why a catalog could not be loaded: what is wrong and in which file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CatalogError {
-    /// The file or folder the problem is in.
-    pub path: PathBuf,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for CatalogError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "catalog {}: {}", self.path.display(), self.message)
-    }
-}
-
-impl std::error::Error for CatalogError {}
-
-fn catalog_error(path: &Path, message: impl Into<String>) -> CatalogError {
-    CatalogError {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
-}
-
 /// The tables and views a recipe may read.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
-    root: Option<PathBuf>,
+    root: Option<Location>,
     /// The views (lower-case names) in the order they planned, each after the views it
     /// reads: a session registers them in this order, planning each once.
     view_order: Vec<String>,
@@ -226,20 +191,23 @@ impl Catalog {
         catalog
     }
 
-    /// Loads a catalog from a directory, or from a `.json` description.
+    /// Loads a catalog from a directory (a path, or an object store's prefix: see
+    /// [`storage::Location`]), or from a `.json` description.
     pub async fn load(path: &Path) -> Result<Catalog, CatalogError> {
-        if let Some(refusal) = object_store_refusal(path, "reads a catalog from") {
-            return Err(catalog_error(path, refusal));
-        }
-        if path.is_dir() {
-            Catalog::load_dir(path).await
-        } else {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| catalog_error(path, format!("cannot read: {e}")))?;
-            Catalog::from_json(&text).map_err(|e| CatalogError {
-                path: path.to_path_buf(),
-                message: e.message,
-            })
+        match Location::parse(path).map_err(|m| catalog_error(path, m))? {
+            Location::Object(prefix) => {
+                let entries = listing::object_entries(&prefix).await?;
+                Catalog::load_entries(Location::Object(prefix), entries).await
+            }
+            Location::Local(path) if path.is_dir() => Catalog::load_dir(&path).await,
+            Location::Local(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| catalog_error(&path, format!("cannot read: {e}")))?;
+                Catalog::from_json(&text).map_err(|e| CatalogError {
+                    path: path.clone(),
+                    message: e.message,
+                })
+            }
         }
     }
 
@@ -298,56 +266,81 @@ impl Catalog {
 
     /// Loads a directory catalog (see the module docs for the layout).
     pub async fn load_dir(root: &Path) -> Result<Catalog, CatalogError> {
+        let entries = listing::local_entries(root, 3)?;
+        Catalog::load_entries(Location::Local(root.to_path_buf()), entries).await
+    }
+
+    /// The catalog the entries of the folder at `root` hold (the layout of the module docs).
+    async fn load_entries(root: Location, entries: Vec<Entry>) -> Result<Catalog, CatalogError> {
+        let store = match &root {
+            Location::Object(prefix) => Some(Arc::clone(prefix.store())),
+            Location::Local(_) => None,
+        };
+        let mut reader = Reader::new(store);
         let mut catalog = Catalog {
-            root: Some(root.to_path_buf()),
+            root: Some(root),
             ..Catalog::default()
         };
         let mut views = Vec::new();
-        for entry in sorted_entries(root)? {
-            let name = file_name(&entry);
-            if entry.is_dir() {
-                match folder_table(&entry)? {
-                    Some(table) => catalog.insert(table_named(name, table), &entry)?,
+        for entry in entries {
+            match entry {
+                Entry::Folder {
+                    name,
+                    place,
+                    entries,
+                } => match folder_table(&mut reader, &entries).await? {
+                    Some(table) => catalog.insert(table_named(name, table), &place)?,
                     None => {
                         check_table_name(&name)
-                            .map_err(|m| catalog_error(&entry, format!("domain folder: {m}")))?;
-                        for inner in sorted_entries(&entry)? {
-                            let qualified = format!("{name}.{}", stem(&inner));
-                            catalog.load_entry(&inner, qualified, &mut views)?;
+                            .map_err(|m| catalog_error(&place, format!("domain folder: {m}")))?;
+                        for inner in entries {
+                            let qualified = format!("{name}.{}", inner.stem());
+                            catalog
+                                .load_entry(&mut reader, inner, qualified, &mut views)
+                                .await?;
                         }
                     }
+                },
+                file => {
+                    let name = file.stem();
+                    catalog
+                        .load_entry(&mut reader, file, name, &mut views)
+                        .await?;
                 }
-            } else {
-                catalog.load_entry(&entry, stem(&entry), &mut views)?;
             }
         }
         catalog.plan_views(views).await?;
         Ok(catalog)
     }
 
-    fn load_entry(
+    async fn load_entry(
         &mut self,
-        entry: &Path,
+        reader: &mut Reader,
+        entry: Entry,
         name: String,
-        views: &mut Vec<(String, PathBuf)>,
+        views: &mut Vec<(String, PathBuf, String)>,
     ) -> Result<(), CatalogError> {
-        if entry.is_dir() {
-            match folder_table(entry)? {
-                Some(table) => self.insert(table_named(name, table), entry),
+        match entry {
+            Entry::Folder { place, entries, .. } => match folder_table(reader, &entries).await? {
+                Some(table) => self.insert(table_named(name, table), &place),
                 None => Err(catalog_error(
-                    entry,
+                    &place,
                     "domains do not nest: a folder inside a domain must hold only Parquet files",
                 )),
+            },
+            Entry::File(file) if has_extension(&file, "parquet") => {
+                let place = file.place();
+                let table = parquet_table(reader, vec![file]).await?;
+                self.insert(table_named(name, table), &place)
             }
-        } else if has_extension(entry, "parquet") {
-            let table = parquet_table(vec![entry.to_path_buf()])?;
-            self.insert(table_named(name, table), entry)
-        } else if has_extension(entry, "sql") {
-            check_table_name(&name).map_err(|m| catalog_error(entry, m))?;
-            views.push((name, entry.to_path_buf()));
-            Ok(())
-        } else {
-            Ok(())
+            Entry::File(file) if has_extension(&file, "sql") => {
+                let place = file.place();
+                check_table_name(&name).map_err(|m| catalog_error(&place, m))?;
+                let sql = reader.text(&file).await?;
+                views.push((name, place, sql));
+                Ok(())
+            }
+            Entry::File(_) => Ok(()),
         }
     }
 
@@ -372,12 +365,13 @@ impl Catalog {
     /// view after the views it names), so a chain of views plans each once. A view whose
     /// inputs are not known yet waits for the next pass; a pass that plans nothing reports
     /// the first error.
-    async fn plan_views(&mut self, pending: Vec<(String, PathBuf)>) -> Result<(), CatalogError> {
+    async fn plan_views(
+        &mut self,
+        pending: Vec<(String, PathBuf, String)>,
+    ) -> Result<(), CatalogError> {
         let ctx = self.session_context(SessionContext::new()).await?;
         let mut parsed = Vec::with_capacity(pending.len());
-        for (name, file) in pending {
-            let sql = std::fs::read_to_string(&file)
-                .map_err(|e| catalog_error(&file, format!("cannot read: {e}")))?;
+        for (name, file, sql) in pending {
             let query = view_query(&sql).map_err(|m| catalog_error(&file, m))?;
             parsed.push((name, file, sql, query));
         }
@@ -430,7 +424,7 @@ impl Catalog {
             for column in &table.columns {
                 let name = crate::types::type_name(&column.data_type).ok_or_else(|| {
                     catalog_error(
-                        self.root.as_deref().unwrap_or(Path::new(".")),
+                        &self.root_place(),
                         format!(
                             "table `{}`, column `{}`: type {} has no JSON name",
                             table.name, column.name, column.data_type
@@ -451,7 +445,10 @@ impl Catalog {
         let mut tables = serde_json::Map::new();
         for table in self.tables.values() {
             let source = match &table.source {
-                TableSource::Parquet { files, .. } => serde_json::json!({ "parquet": files }),
+                TableSource::Parquet { files, .. } => {
+                    let files: Vec<String> = files.iter().map(DataFile::shown).collect();
+                    serde_json::json!({ "parquet": files })
+                }
                 TableSource::View { sql, .. } => serde_json::json!({ "view": sql }),
                 TableSource::Declared => serde_json::json!({ "declared": true }),
                 TableSource::Memory { rows } => serde_json::json!({ "memory": rows.num_rows() }),
@@ -471,9 +468,17 @@ impl Catalog {
         self.tables.values()
     }
 
-    /// The directory the catalog was read from, if any.
-    pub fn root(&self) -> Option<&Path> {
-        self.root.as_deref()
+    /// The directory the catalog was read from (a path or an object store's prefix), if any.
+    pub fn root(&self) -> Option<&Location> {
+        self.root.as_ref()
+    }
+
+    /// The catalog's directory as the `path` of a [`CatalogError`].
+    fn root_place(&self) -> PathBuf {
+        self.root
+            .as_ref()
+            .map(|root| PathBuf::from(root.to_string()))
+            .unwrap_or_default()
     }
 
     /// Registers every table and view of the catalog in `ctx` (Parquet tables read their
@@ -482,29 +487,18 @@ impl Catalog {
         &self,
         ctx: SessionContext,
     ) -> Result<SessionContext, CatalogError> {
-        let here = self.root.clone().unwrap_or_default();
+        let here = self.root_place();
+        if let Some(Location::Object(prefix)) = &self.root {
+            ctx.runtime_env()
+                .register_object_store(prefix.base(), Arc::clone(prefix.store()));
+        }
         let mut views = Vec::new();
         for table in self.tables.values() {
             match &table.source {
                 TableSource::Parquet { files, .. } => {
-                    // A file that vanished would otherwise read as an empty table.
-                    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
-                        return Err(catalog_error(
-                            missing,
-                            format!(
-                                "data file of table `{}` is missing (moved or deleted since the catalog was read)",
-                                table.name
-                            ),
-                        ));
-                    }
                     let urls = files
                         .iter()
-                        .map(|f| {
-                            let absolute = std::path::absolute(f)
-                                .map_err(|e| catalog_error(f, e.to_string()))?;
-                            ListingTableUrl::parse(absolute.to_string_lossy())
-                                .map_err(|e| catalog_error(f, e.to_string()))
-                        })
+                        .map(|file| listing_url(file, &table.name))
                         .collect::<Result<Vec<_>, _>>()?;
                     // The files are listed one by one: no extension filter, which would
                     // read `NAME.PARQUET` (matched in any case at load) as empty.
@@ -564,6 +558,28 @@ impl Catalog {
         }
         Ok(ctx)
     }
+}
+
+/// Where DataFusion reads `file` of table `table`: a local file's absolute path (checked to
+/// be there still: a file that vanished would read as an empty table), an object's URL.
+fn listing_url(file: &DataFile, table: &str) -> Result<ListingTableUrl, CatalogError> {
+    let text = match file {
+        DataFile::Local(path) => {
+            if !path.is_file() {
+                return Err(catalog_error(
+                    path,
+                    format!(
+                        "data file of table `{table}` is missing (moved or deleted since the catalog was read)"
+                    ),
+                ));
+            }
+            let absolute =
+                std::path::absolute(path).map_err(|e| catalog_error(path, e.to_string()))?;
+            absolute.to_string_lossy().into_owned()
+        }
+        DataFile::Object { url, .. } => url.clone(),
+    };
+    ListingTableUrl::parse(&text).map_err(|e| catalog_error(&file.place(), e.to_string()))
 }
 
 /// Views ordered so that each comes after the views it reads (by the table names its query
@@ -719,40 +735,42 @@ fn check_table_name(name: &str) -> Result<(), String> {
 
 /// A folder is a table when it holds only Parquet files (and ignorable files), at least two,
 /// sharing one schema.
-fn folder_table(dir: &Path) -> Result<Option<Table>, CatalogError> {
-    let entries = sorted_entries(dir)?;
+async fn folder_table(
+    reader: &mut Reader,
+    entries: &[Entry],
+) -> Result<Option<Table>, CatalogError> {
     let mut parquet_files = Vec::new();
-    for entry in &entries {
-        if entry.is_dir() || has_extension(entry, "sql") {
-            return Ok(None);
-        }
-        if has_extension(entry, "parquet") {
-            parquet_files.push(entry.clone());
+    for entry in entries {
+        match entry {
+            Entry::Folder { .. } => return Ok(None),
+            Entry::File(file) if has_extension(file, "sql") => return Ok(None),
+            Entry::File(file) if has_extension(file, "parquet") => parquet_files.push(file.clone()),
+            Entry::File(_) => {}
         }
     }
     // One file is a domain holding one table: a one-file table is written `NAME.parquet`.
     if parquet_files.len() < 2 {
         return Ok(None);
     }
-    let first = footer(&parquet_files[0])?.0;
+    let first = reader.footer(&parquet_files[0]).await?.0;
     for other in &parquet_files[1..] {
-        if !same_columns(&first, &footer(other)?.0) {
+        if !same_columns(&first, &reader.footer(other).await?.0) {
             return Ok(None);
         }
     }
-    parquet_table(parquet_files).map(Some)
+    parquet_table(reader, parquet_files).await.map(Some)
 }
 
-fn parquet_table(files: Vec<PathBuf>) -> Result<Table, CatalogError> {
+async fn parquet_table(reader: &mut Reader, files: Vec<DataFile>) -> Result<Table, CatalogError> {
     let mut schema: Option<SchemaRef> = None;
     let mut row_count = 0u64;
     for file in &files {
-        let (file_schema, rows) = footer(file)?;
+        let (file_schema, rows) = reader.footer(file).await?;
         match &schema {
             None => schema = Some(file_schema),
             Some(first) if !same_columns(first, &file_schema) => {
                 return Err(catalog_error(
-                    file,
+                    &file.place(),
                     "schema differs from the other files of its table",
                 ));
             }
@@ -805,65 +823,9 @@ fn columns_of(schema: &Schema) -> Vec<Column> {
         .collect()
 }
 
-/// Reads a Parquet footer: the Arrow schema and the row count, no data.
-fn footer(path: &Path) -> Result<(SchemaRef, u64), CatalogError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| catalog_error(path, format!("cannot open: {e}")))?;
-    let metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-        .map_err(|e| catalog_error(path, format!("not a readable Parquet file: {e}")))?;
-    let rows = metadata.metadata().file_metadata().num_rows();
-    Ok((metadata.schema().clone(), u64::try_from(rows).unwrap_or(0)))
-}
-
 fn table_named(name: String, mut table: Table) -> Table {
     table.name = name;
     table
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
-    let reader = std::fs::read_dir(dir)
-        .map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
-    let mut entries = Vec::new();
-    for entry in reader {
-        let entry = entry.map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        entries.push(entry.path());
-    }
-    entries.sort();
-    Ok(entries)
-}
-
-/// Whether a file under a catalog folder is one the catalog reads: `.parquet` data or a
-/// `.sql` view, the extension in any case (`NAME.SQL` too). The loader and the approval's
-/// catalog identity both ask this, so no file is read that is not hashed.
-pub fn is_catalog_file(path: &Path) -> bool {
-    has_extension(path, "parquet") || has_extension(path, "sql")
-}
-
-fn has_extension(path: &Path, extension: &str) -> bool {
-    path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case(extension))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn stem(path: &Path) -> String {
-    if path.is_dir() {
-        return file_name(path);
-    }
-    path.file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn first_line(text: &str) -> &str {

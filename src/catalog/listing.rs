@@ -1,0 +1,403 @@
+//! A catalog folder's entries, local or in an object store, and the reads the layout
+//! rules need: each Parquet footer (read once per load) and each view's text.
+//!
+//! A local folder is read three levels deep (`DOMAIN/TABLE/FILE`), as the layout reaches;
+//! an object-store prefix is listed once (at most [`MAX_OBJECTS`] objects) and its keys
+//! split at `/` into the same folders. Hidden entries (`.NAME`, `_NAME`) are skipped in
+//! both, so the two read the same layout alike.
+
+use super::storage::{ObjectPrefix, store_message};
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::file::metadata::ParquetMetaDataReader;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The most objects a catalog prefix may hold: a prefix past it is most likely not a
+/// catalog's (a bucket's root), and listing it would take long.
+pub const MAX_OBJECTS: usize = 100_000;
+
+/// The largest view file read from a store (a view is one query).
+const MAX_VIEW_BYTES: u64 = 1 << 20;
+
+/// How many bytes at a Parquet object's end are fetched first: its footer, in one request
+/// for most files.
+const FOOTER_PREFETCH: usize = 64 * 1024;
+
+/// How deep the layout reaches: `DOMAIN/TABLE/FILE`.
+const DEPTH: usize = 3;
+
+/// Why a catalog could not be loaded: what is wrong and in which file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogError {
+    /// The file or folder the problem is in (for an object store, its URL).
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "catalog {}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+pub(super) fn catalog_error(path: &Path, message: impl Into<String>) -> CatalogError {
+    CatalogError {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// One data file of a catalog table.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataFile {
+    /// A file on this machine.
+    Local(PathBuf),
+    /// An object in the catalog's store, as listed: an approval binds to its size and ETag.
+    Object {
+        /// Its URL (`s3://bucket/prefix/orders.parquet`).
+        url: String,
+        /// Its path in the store (`prefix/orders.parquet`).
+        key: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its ETag, when the store gives one.
+        e_tag: Option<String>,
+    },
+}
+
+impl DataFile {
+    /// The file as messages and `catalog --sources` show it: a path or a URL.
+    pub fn shown(&self) -> String {
+        match self {
+            DataFile::Local(path) => path.display().to_string(),
+            DataFile::Object { url, .. } => url.clone(),
+        }
+    }
+
+    /// The file as the `path` of a [`CatalogError`].
+    pub(super) fn place(&self) -> PathBuf {
+        match self {
+            DataFile::Local(path) => path.clone(),
+            DataFile::Object { url, .. } => PathBuf::from(url),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        match self {
+            DataFile::Local(path) => path.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+            DataFile::Object { key, .. } => key.rsplit('/').next().unwrap_or(key),
+        }
+    }
+}
+
+/// An entry of a catalog folder: what the layout rules look at.
+#[derive(Debug, Clone)]
+pub(super) enum Entry {
+    /// A folder (at the deepest level, its entries are not read).
+    Folder {
+        /// Its name.
+        name: String,
+        /// Where it is, for messages.
+        place: PathBuf,
+        /// Its entries, by name.
+        entries: Vec<Entry>,
+    },
+    /// A file.
+    File(DataFile),
+}
+
+impl Entry {
+    /// The table name the entry gives: a folder's name, a file's name without its extension.
+    pub(super) fn stem(&self) -> String {
+        match self {
+            Entry::Folder { name, .. } => name.clone(),
+            Entry::File(file) => Path::new(file.name())
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Whether `file` is named `*.EXTENSION`, the extension in any case.
+pub(super) fn has_extension(file: &DataFile, extension: &str) -> bool {
+    extension_is(file.name(), extension)
+}
+
+fn extension_is(name: &str, extension: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(extension))
+}
+
+/// Whether a file under a catalog folder is one the catalog reads: `.parquet` data or a
+/// `.sql` view, the extension in any case (`NAME.SQL` too). The loader and the approval's
+/// catalog identity both ask this, so no file is read that is not hashed.
+pub fn is_catalog_file(path: &Path) -> bool {
+    path.is_file() && is_catalog_name(path.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+}
+
+/// Whether a file named `name` is one the catalog reads (see [`is_catalog_file`]).
+pub fn is_catalog_name(name: &str) -> bool {
+    extension_is(name, "parquet") || extension_is(name, "sql")
+}
+
+/// Whether a name is hidden from the catalog (`.git`, `_SUCCESS`, `_delta_log`).
+pub(super) fn is_hidden(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
+}
+
+/// The entries of the local folder `dir`, by name, `depth` levels deep.
+pub(super) fn local_entries(dir: &Path, depth: usize) -> Result<Vec<Entry>, CatalogError> {
+    let reader = std::fs::read_dir(dir)
+        .map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
+    let mut paths = Vec::new();
+    for entry in reader {
+        let entry = entry.map_err(|e| catalog_error(dir, format!("cannot read directory: {e}")))?;
+        if !is_hidden(&entry.file_name().to_string_lossy()) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut entries = Vec::with_capacity(paths.len());
+    for path in paths {
+        if path.is_dir() {
+            let inner = if depth > 1 {
+                local_entries(&path, depth - 1)?
+            } else {
+                Vec::new()
+            };
+            entries.push(Entry::Folder {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                place: path,
+                entries: inner,
+            });
+        } else if path.is_file() {
+            entries.push(Entry::File(DataFile::Local(path)));
+        }
+    }
+    Ok(entries)
+}
+
+/// Every object under `prefix` but the hidden ones (a path part starting with `.` or `_`),
+/// each with its path below the prefix split at `/`, listed once.
+pub async fn list_objects(
+    prefix: &ObjectPrefix,
+) -> Result<Vec<(Vec<String>, DataFile)>, CatalogError> {
+    let here = PathBuf::from(prefix.url());
+    let mut listing = prefix.store().list(Some(prefix.prefix()));
+    let mut objects = Vec::new();
+    let mut listed = 0usize;
+    while let Some(object) = listing.next().await {
+        let object = object
+            .map_err(|e| catalog_error(&here, format!("cannot list: {}", store_message(&e))))?;
+        listed += 1;
+        if listed > MAX_OBJECTS {
+            return Err(catalog_error(
+                &here,
+                format!(
+                    "the prefix holds more than {MAX_OBJECTS} objects: give the catalog's own prefix"
+                ),
+            ));
+        }
+        let Some(parts) = prefix.relative(&object.location) else {
+            continue;
+        };
+        if parts.is_empty() || parts.iter().any(|p| is_hidden(p)) {
+            continue;
+        }
+        let file = DataFile::Object {
+            url: prefix.url_of(&object.location),
+            key: object.location.to_string(),
+            size: object.size,
+            e_tag: object.e_tag.clone(),
+        };
+        objects.push((parts, file));
+    }
+    if listed == 0 {
+        return Err(catalog_error(
+            &here,
+            "no objects under this prefix (check the bucket and the prefix)",
+        ));
+    }
+    Ok(objects)
+}
+
+/// The entries under `prefix`, listed once, by name, [`DEPTH`] levels deep.
+pub(super) async fn object_entries(prefix: &ObjectPrefix) -> Result<Vec<Entry>, CatalogError> {
+    let mut root = Folder::default();
+    for (parts, file) in list_objects(prefix).await? {
+        root.insert(&parts, file);
+    }
+    Ok(root.into_entries(&prefix.url(), DEPTH))
+}
+
+/// A folder of an object listing while it is built.
+#[derive(Default)]
+struct Folder {
+    folders: BTreeMap<String, Folder>,
+    files: BTreeMap<String, DataFile>,
+}
+
+impl Folder {
+    fn insert(&mut self, parts: &[String], file: DataFile) {
+        match parts {
+            [] => {}
+            [name] => {
+                self.files.insert(name.clone(), file);
+            }
+            [folder, rest @ ..] => self
+                .folders
+                .entry(folder.clone())
+                .or_default()
+                .insert(rest, file),
+        }
+    }
+
+    /// The entries by name (a folder before a file of the same name, which a store's
+    /// folder marker object would be), `depth` levels deep.
+    fn into_entries(self, url: &str, depth: usize) -> Vec<Entry> {
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        for (name, file) in self.files {
+            entries.insert(name, Entry::File(file));
+        }
+        for (name, folder) in self.folders {
+            let place = format!("{url}/{name}");
+            let inner = if depth > 1 {
+                folder.into_entries(&place, depth - 1)
+            } else {
+                Vec::new()
+            };
+            entries.insert(
+                name.clone(),
+                Entry::Folder {
+                    name,
+                    place: PathBuf::from(place),
+                    entries: inner,
+                },
+            );
+        }
+        entries.into_values().collect()
+    }
+}
+
+/// Reads a catalog's files: each Parquet footer once per load, and views' text.
+pub(super) struct Reader {
+    store: Option<Arc<dyn ObjectStore>>,
+    footers: HashMap<DataFile, (SchemaRef, u64)>,
+}
+
+impl Reader {
+    /// A reader of local files, and of objects in `store` when there is one.
+    pub(super) fn new(store: Option<Arc<dyn ObjectStore>>) -> Reader {
+        Reader {
+            store,
+            footers: HashMap::new(),
+        }
+    }
+
+    /// A Parquet file's Arrow schema and row count, from its footer (no data is read).
+    pub(super) async fn footer(
+        &mut self,
+        file: &DataFile,
+    ) -> Result<(SchemaRef, u64), CatalogError> {
+        if let Some(read) = self.footers.get(file) {
+            return Ok(read.clone());
+        }
+        let metadata = match file {
+            DataFile::Local(path) => {
+                let opened = std::fs::File::open(path)
+                    .map_err(|e| catalog_error(path, format!("cannot open: {e}")))?;
+                ArrowReaderMetadata::load(&opened, ArrowReaderOptions::new())
+            }
+            DataFile::Object { key, size, .. } => {
+                let ranges = ObjectRanges {
+                    store: self.object_store(file)?,
+                    path: ObjectPath::from(key.as_str()),
+                };
+                match ParquetMetaDataReader::new()
+                    .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                    .load_and_finish(ranges, *size)
+                    .await
+                {
+                    Ok(metadata) => {
+                        ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::new())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        .map_err(|e| catalog_error(&file.place(), format!("not a readable Parquet file: {e}")))?;
+        let rows = metadata.metadata().file_metadata().num_rows();
+        let read = (metadata.schema().clone(), u64::try_from(rows).unwrap_or(0));
+        self.footers.insert(file.clone(), read.clone());
+        Ok(read)
+    }
+
+    /// A view file's text.
+    pub(super) async fn text(&self, file: &DataFile) -> Result<String, CatalogError> {
+        let cannot_read = |e: String| catalog_error(&file.place(), format!("cannot read: {e}"));
+        match file {
+            DataFile::Local(path) => {
+                std::fs::read_to_string(path).map_err(|e| cannot_read(e.to_string()))
+            }
+            DataFile::Object { key, size, .. } => {
+                if *size > MAX_VIEW_BYTES {
+                    return Err(cannot_read(format!(
+                        "a view file holds one query, and this one is {size} bytes (the limit is {MAX_VIEW_BYTES})"
+                    )));
+                }
+                let store = self.object_store(file)?;
+                let bytes = async {
+                    store
+                        .get(&ObjectPath::from(key.as_str()))
+                        .await?
+                        .bytes()
+                        .await
+                }
+                .await
+                .map_err(|e| cannot_read(store_message(&e)))?;
+                String::from_utf8(bytes.to_vec()).map_err(|_| cannot_read("not UTF-8 text".into()))
+            }
+        }
+    }
+
+    fn object_store(&self, file: &DataFile) -> Result<Arc<dyn ObjectStore>, CatalogError> {
+        self.store
+            .clone()
+            .ok_or_else(|| catalog_error(&file.place(), "an object outside the catalog's store"))
+    }
+}
+
+/// Byte ranges of one object, as the Parquet footer reader asks for them.
+struct ObjectRanges {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+}
+
+impl MetadataFetch for ObjectRanges {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+}

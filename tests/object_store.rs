@@ -1,0 +1,465 @@
+//! Catalogs and warehouses in object storage, against a real S3 server on loopback: moto's,
+//! installed from PyPI and started per test (`common/s3.rs`; no mock inside featurecraft).
+
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/s3.rs"]
+mod s3;
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use s3::S3;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `featurecraft ARGS` with the S3 server's endpoint and credentials in its environment.
+fn featurecraft(s3: &S3, args: &[&str]) -> Output {
+    featurecraft_with(args, &s3.environment())
+}
+
+/// The rows of the Parquet files under `url` (`s3://warehouse/…/`), sorted, as text.
+fn rows_at(s3: &S3, url: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(sorted_rows(&s3.context(), url))
+}
+
+fn featurecraft_with(args: &[&str], environment: &[(&'static str, String)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_featurecraft"));
+    command.args(args).current_dir(root());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(environment.iter().map(|(k, v)| (*k, v)));
+    command.output().expect("featurecraft runs")
+}
+
+/// The rows of the Parquet files under `url`, every column, sorted, pretty-printed.
+async fn sorted_rows(ctx: &SessionContext, url: &str) -> String {
+    let frame = ctx
+        .read_parquet(url, ParquetReadOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let sorted = frame
+        .sort(
+            columns
+                .iter()
+                .map(|c| datafusion::prelude::col(format!("\"{c}\"")).sort(true, true))
+                .collect(),
+        )
+        .unwrap();
+    pretty_format_batches(&sorted.collect().await.unwrap())
+        .unwrap()
+        .to_string()
+}
+
+fn local_rows(dir: &Path) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(sorted_rows(
+        &SessionContext::new(),
+        &format!("{}/", dir.display()),
+    ))
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "featurecraft failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const RECIPES: [&str; 3] = [
+    "fixtures/recipes/good/churn_basic.json",
+    "fixtures/recipes/good/pit_churn.json",
+    "fixtures/recipes/good/view_source.json",
+];
+
+#[test]
+fn a_catalog_in_s3_validates_and_materializes_as_the_local_one() {
+    let Some(s3) = S3::start() else { return };
+    let local = tempfile::tempdir().unwrap();
+    for recipe in RECIPES {
+        let from_s3 = stdout_of(&featurecraft(
+            &s3,
+            &[
+                "validate",
+                recipe,
+                "--catalog",
+                "s3://catalog/retail",
+                "--format",
+                "json",
+            ],
+        ));
+        let here = stdout_of(&featurecraft(
+            &s3,
+            &[
+                "validate",
+                recipe,
+                "--catalog",
+                "fixtures/retail",
+                "--format",
+                "json",
+            ],
+        ));
+        assert_eq!(from_s3, here, "{recipe}");
+
+        // The same table from the catalog in S3 into a local warehouse, and into S3.
+        let name = Path::new(recipe).file_stem().unwrap().to_str().unwrap();
+        let into_local = stdout_of(&featurecraft(
+            &s3,
+            &[
+                "materialize",
+                recipe,
+                "--catalog",
+                "fixtures/retail",
+                "--warehouse",
+                local.path().to_str().unwrap(),
+                "--domain",
+                "d",
+            ],
+        ));
+        let into_s3 = stdout_of(&featurecraft(
+            &s3,
+            &[
+                "materialize",
+                recipe,
+                "--catalog",
+                "s3://catalog/retail",
+                "--warehouse",
+                "s3://warehouse/wh",
+                "--domain",
+                "d",
+            ],
+        ));
+        let local_answer: serde_json::Value = serde_json::from_str(&into_local).unwrap();
+        let s3_answer: serde_json::Value = serde_json::from_str(&into_s3).unwrap();
+        assert_eq!(local_answer["rows"], s3_answer["rows"], "{recipe}");
+        let location = s3_answer["path"].as_str().unwrap();
+        assert!(
+            location.starts_with("s3://warehouse/wh/d/") && location.contains("/run-"),
+            "{location}"
+        );
+        let table = local_answer["path"].as_str().unwrap();
+        assert_eq!(
+            rows_at(&s3, &format!("{location}/")),
+            local_rows(Path::new(table)),
+            "{recipe} ({name})"
+        );
+    }
+}
+
+/// The pointer object names the published run; each publish keeps the run before it (a
+/// reader may be on it) and deletes the one before that.
+#[test]
+fn a_table_in_s3_is_published_by_its_pointer() {
+    let Some(s3) = S3::start() else { return };
+    let recipe = "fixtures/recipes/good/churn_basic.json";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let warehouse = s3.bucket("warehouse");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let answer: serde_json::Value = serde_json::from_str(&stdout_of(&featurecraft(
+            &s3,
+            &[
+                "materialize",
+                recipe,
+                "--catalog",
+                "s3://catalog/retail",
+                "--warehouse",
+                "s3://warehouse/pub",
+            ],
+        )))
+        .unwrap();
+        let location = answer["path"].as_str().unwrap().to_string();
+        let table_prefix = location.rsplit_once('/').unwrap().0.to_string();
+        let run = location.rsplit('/').next().unwrap().to_string();
+        let key = format!(
+            "{}/_LATEST",
+            table_prefix.trim_start_matches("s3://warehouse/")
+        );
+        let pointer: serde_json::Value = runtime.block_on(async {
+            let bytes = warehouse
+                .get(&ObjectPath::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        });
+        assert_eq!(pointer["current"], run.as_str());
+        assert_eq!(pointer["rows"], answer["rows"]);
+        assert_eq!(
+            pointer["previous"].as_str(),
+            runs.last().map(String::as_str)
+        );
+        runs.push(run);
+        let listed: Vec<String> = runtime.block_on(async {
+            let prefix = ObjectPath::from(table_prefix.trim_start_matches("s3://warehouse/"));
+            let listing = warehouse.list_with_delimiter(Some(&prefix)).await.unwrap();
+            let mut names: Vec<String> = listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        });
+        let mut kept: Vec<String> = runs.iter().rev().take(2).cloned().collect();
+        kept.sort();
+        assert_eq!(listed, kept, "runs kept after publishing {}", runs.len());
+    }
+}
+
+#[test]
+fn a_missing_bucket_or_an_unreachable_store_is_a_clear_error_within_seconds() {
+    let Some(s3) = S3::start() else { return };
+    let recipe = "fixtures/recipes/good/churn_basic.json";
+    let started = Instant::now();
+    let missing = featurecraft(
+        &s3,
+        &[
+            "validate",
+            recipe,
+            "--catalog",
+            "s3://no-such-bucket/retail",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("s3://no-such-bucket/retail") && stderr.contains("NoSuchBucket"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let empty = featurecraft(
+        &s3,
+        &[
+            "validate",
+            recipe,
+            "--catalog",
+            "s3://catalog/no-such-prefix",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert!(!empty.status.success());
+    assert!(
+        stderr.contains("s3://catalog/no-such-prefix") && stderr.contains("no objects"),
+        "{stderr}"
+    );
+
+    let into_missing = featurecraft(
+        &s3,
+        &[
+            "materialize",
+            recipe,
+            "--catalog",
+            "fixtures/retail",
+            "--warehouse",
+            "s3://no-such-bucket/wh",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&into_missing.stderr);
+    assert!(!into_missing.status.success());
+    assert!(stderr.contains("no-such-bucket"), "{stderr}");
+
+    // A port nothing listens on: refused connections are retried for a bounded time.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut environment = s3.environment();
+    environment[0].1 = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let unreachable = featurecraft_with(
+        &["validate", recipe, "--catalog", "s3://catalog/retail"],
+        &environment,
+    );
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success());
+    assert!(stderr.contains("s3://catalog/retail"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}: {stderr}",
+        started.elapsed()
+    );
+}
+
+const API: &str = "/api/automl/feature-engineering";
+const JWT_SECRET: &str = "object-store-test-secret-of-32-bytes-and-more";
+
+/// `featurecraft serve` on a catalog and a warehouse in S3; its address.
+fn serve(s3: &S3, db: &Path) -> (Child, std::net::SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_featurecraft"));
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--sample-size", "500"])
+        .args([
+            "--catalog",
+            "s3://catalog/retail",
+            "--warehouse",
+            "s3://warehouse/svc",
+        ])
+        .arg("--db")
+        .arg(db)
+        .env("FEATURECRAFT_JWT_SECRET", JWT_SECRET)
+        .envs(s3.environment())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("featurecraft serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
+            && log["fields"]["message"] == "serving"
+        {
+            let addr = log["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            std::thread::spawn(move || for _ in lines {});
+            return (child, addr);
+        }
+    }
+    panic!("featurecraft serve stopped: {:?}", child.wait());
+}
+
+/// The service approves a job on a catalog in S3 and materializes it into S3; an object
+/// rewritten after the approval (a new ETag, the same size) refuses the materialization.
+#[test]
+fn the_service_binds_approval_to_the_objects_and_publishes_into_s3() {
+    let Some(s3) = S3::start() else { return };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(service_binds_approval_and_publishes(&s3));
+}
+
+async fn service_binds_approval_and_publishes(s3: &S3) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(s3, &dir.path().join("jobs.db"));
+    let token =
+        featurecraft::server::auth::sign(JWT_SECRET.as_bytes(), "ana@example.com", None, 3600)
+            .unwrap();
+    let recipe: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/recipes/good/churn_basic.json")).unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"target_table_name": "churn_training", "domain": "retail", "recipe": recipe});
+    let create = |token: String, body: serde_json::Value| async move {
+        let (status, _, job) = http::call(
+            addr,
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&token),
+            Some(&body),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, job["status"].as_str()),
+            (201, Some("pending_approval")),
+            "{job}"
+        );
+        let id = job["job_id"].as_str().unwrap().to_string();
+        let (status, _, approved) = http::call(
+            addr,
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, approved["status"].as_str()),
+            (200, Some("approved")),
+            "{approved}"
+        );
+        (
+            id,
+            job["validation"]["estimated_row_count"].as_u64().unwrap(),
+        )
+    };
+    let (id, rows) = create(token.clone(), body.clone()).await;
+    let (status, _, done) = http::call(
+        addr,
+        "POST",
+        &format!("{API}/jobs/{id}/materialize?wait=true"),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (200, Some("complete")),
+        "{done}"
+    );
+    let location = done["materialized"]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        location.starts_with("s3://warehouse/svc/retail/churn_training/run-"),
+        "{location}"
+    );
+    assert_eq!(done["materialized"]["rows"], rows);
+    let local = tempfile::tempdir().unwrap();
+    let written: serde_json::Value = serde_json::from_str(&stdout_of(&featurecraft(
+        s3,
+        &[
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--warehouse",
+            local.path().to_str().unwrap(),
+        ],
+    )))
+    .unwrap();
+    let table = written["path"].as_str().unwrap();
+    let expected = sorted_rows(&SessionContext::new(), &format!("{table}/")).await;
+    assert_eq!(
+        sorted_rows(&s3.context(), &format!("{location}/")).await,
+        expected
+    );
+
+    // A new job, approved; then orders.parquet is rewritten in the bucket.
+    let (id, _) = create(token.clone(), body).await;
+    let store = s3.bucket("catalog");
+    let key = ObjectPath::from("retail/orders.parquet");
+    let mut bytes = std::fs::read(root().join("fixtures/retail/orders.parquet")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    store.put(&key, PutPayload::from(bytes)).await.unwrap();
+    let (status, _, refused) = http::call(
+        addr,
+        "POST",
+        &format!("{API}/jobs/{id}/materialize?wait=true"),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("changed orders.parquet"), "{detail}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
