@@ -10,6 +10,8 @@
 mod common;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/s3.rs"]
+mod s3;
 
 use common::fixtures;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -80,12 +82,15 @@ struct Cluster {
     flight_ports: Vec<u16>,
     /// More arguments for each executor.
     executor_args: Vec<String>,
+    /// More environment for each executor (an object store's endpoint and credentials).
+    executor_environment: Vec<(String, String)>,
 }
 
-/// Our binary with `args`, its stderr to `log`.
-fn spawn_logged(args: &[String], log: &Path) -> Child {
+/// Our binary with `args` and more `environment`, its stderr to `log`.
+fn spawn_logged(args: &[String], log: &Path, environment: &[(String, String)]) -> Child {
     bin()
         .args(args)
+        .envs(environment.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -108,8 +113,22 @@ impl Cluster {
         concurrent_tasks: usize,
         executor_args: &[String],
     ) -> Cluster {
+        Cluster::start_with_args_in(executors, concurrent_tasks, executor_args, &[])
+    }
+
+    /// [`Cluster::start_with_args`] with a scheduler that has `environment` too.
+    fn start_with_args_in(
+        executors: usize,
+        concurrent_tasks: usize,
+        executor_args: &[String],
+        environment: &[(&str, String)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let scheduler_port = free_port();
+        let environment: Vec<(String, String)> = environment
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         let mut scheduler = spawn_logged(
             &[
                 "cluster".into(),
@@ -118,6 +137,7 @@ impl Cluster {
                 format!("127.0.0.1:{scheduler_port}"),
             ],
             &dir.path().join("scheduler.log"),
+            &environment,
         );
         wait_for_port(scheduler_port, &mut scheduler, "the scheduler");
         let mut cluster = Cluster {
@@ -128,7 +148,26 @@ impl Cluster {
             concurrent_tasks,
             flight_ports: Vec::new(),
             executor_args: executor_args.to_vec(),
+            executor_environment: Vec::new(),
         };
+        for _ in 0..executors {
+            cluster.add_executor();
+        }
+        cluster
+    }
+
+    /// A scheduler and `executors` executors with `environment` (the object store's) and
+    /// `executor_args`.
+    fn start_in(
+        environment: &[(&str, String)],
+        executors: usize,
+        executor_args: &[String],
+    ) -> Cluster {
+        let mut cluster = Cluster::start_with_args_in(0, 2, executor_args, environment);
+        cluster.executor_environment = environment
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         for _ in 0..executors {
             cluster.add_executor();
         }
@@ -158,6 +197,7 @@ impl Cluster {
             .chain(self.executor_args.iter().cloned())
             .collect::<Vec<_>>(),
             &self.dir.path().join(format!("executor-{i}.log")),
+            &self.executor_environment,
         );
         wait_for_port(port, &mut executor, "an executor");
         self.processes.push((format!("executor-{i}"), executor));
@@ -1398,6 +1438,138 @@ async fn an_executor_killed_at_any_moment_ends_within_the_time_limit() {
         }
         cluster.add_executor();
     }
+    for (name, status) in cluster.stop() {
+        assert!(status.success(), "{name} exited with {status} on SIGTERM");
+    }
+}
+
+/// A cluster whose executors read the catalog from S3 and write the warehouse into S3 (each
+/// builds the store from its own environment, confined to those two prefixes) gives the
+/// local answers: the same validation and the same rows.
+#[test]
+fn a_cluster_reads_and_writes_object_storage_with_the_local_answers() {
+    let Some(s3) = s3::S3::start() else { return };
+    let environment = s3.environment();
+    let cluster = Cluster::start_in(
+        &environment,
+        2,
+        &[
+            "--catalog".into(),
+            "s3://catalog/retail".into(),
+            "--warehouse".into(),
+            "s3://warehouse/cluster".into(),
+        ],
+    );
+    let engine = cluster.engine();
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .envs(environment.iter().map(|(k, v)| (*k, v)))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stderr}\n{}",
+            cluster.logs()
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let local_warehouse = tempfile::tempdir().unwrap();
+    for recipe in [
+        "fixtures/recipes/good/churn_basic.json",
+        "fixtures/recipes/good/pit_churn.json",
+    ] {
+        let validate = |catalog: &str, engine: &str| {
+            run(&[
+                "validate",
+                recipe,
+                "--catalog",
+                catalog,
+                "--sample-size",
+                "300",
+                "--format",
+                "json",
+                "--engine",
+                engine,
+            ])
+        };
+        let local = validate("fixtures/retail", "local");
+        let remote = validate("s3://catalog/retail", &engine);
+        assert_eq!(remote["validation"], local["validation"], "{recipe}");
+
+        let here = run(&[
+            "materialize",
+            recipe,
+            "--catalog",
+            "fixtures/retail",
+            "--warehouse",
+            local_warehouse.path().to_str().unwrap(),
+        ]);
+        let there = run(&[
+            "materialize",
+            recipe,
+            "--catalog",
+            "s3://catalog/retail",
+            "--warehouse",
+            "s3://warehouse/cluster",
+            "--engine",
+            &engine,
+        ]);
+        assert_eq!(there["rows"], here["rows"], "{recipe}");
+        let location = there["path"].as_str().unwrap();
+        assert!(
+            location.starts_with("s3://warehouse/cluster/"),
+            "{location}"
+        );
+        let want = runtime.block_on(table_rows(Path::new(here["path"].as_str().unwrap())));
+        let got = runtime.block_on(async {
+            let frame = s3
+                .context()
+                .read_parquet(
+                    format!("{location}/"),
+                    datafusion::prelude::ParquetReadOptions::default(),
+                )
+                .await
+                .unwrap();
+            sorted_rows(&frame.collect().await.unwrap())
+        });
+        assert_eq!(got.len(), want.len(), "{recipe}: rows in the table");
+        for (w, g) in want.iter().zip(&got) {
+            assert!(
+                w.len() == g.len() && w.iter().zip(g).all(|(a, b)| same_value(a, b)),
+                "{recipe}: local row {w:?}, cluster row {g:?}"
+            );
+        }
+    }
+
+    // Confined: a plan that writes into another prefix of the bucket fails its task.
+    let (code, _, stderr) = {
+        let out = bin()
+            .args([
+                "materialize",
+                "fixtures/recipes/good/churn_basic.json",
+                "--catalog",
+                "s3://catalog/retail",
+                "--warehouse",
+                "s3://warehouse/elsewhere",
+                "--engine",
+                &engine,
+            ])
+            .envs(environment.iter().map(|(k, v)| (*k, v)))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("is outside them"), "{stderr}");
     for (name, status) in cluster.stop() {
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
     }

@@ -150,11 +150,11 @@ pub struct ExecutorArgs {
     /// Seconds to wait for the scheduler to accept connections before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = featurecraft::cluster::SCHEDULER_WAIT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub scheduler_wait: u64,
-    /// A catalog folder the tasks may read (repeatable). With --catalog or --warehouse a task
-    /// reads and writes nowhere else.
+    /// A catalog folder (or object store prefix, s3://BUCKET/PREFIX) the tasks may read
+    /// (repeatable). With --catalog or --warehouse a task reads and writes nowhere else.
     #[arg(long, value_name = "DIR")]
     pub catalog: Vec<PathBuf>,
-    /// A warehouse folder the tasks may read and write (repeatable).
+    /// A warehouse folder (or object store prefix) the tasks may read and write (repeatable).
     #[arg(long, value_name = "DIR")]
     pub warehouse: Vec<PathBuf>,
 }

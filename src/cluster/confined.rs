@@ -1,13 +1,17 @@
-//! An executor's files, confined: the object store its tasks read and write local files
-//! through serves only paths under the roots it was given, reading under any of them and
-//! writing only under the writable ones. A plan that names another path (a `COPY … TO`
-//! elsewhere, a scan of `/etc`) fails its task with an error naming the path and the roots.
+//! An executor's stores, confined: the local file system, and each object store a plan
+//! names (`s3://bucket/…`, built from the executor's environment on first use: see
+//! [`crate::catalog::storage`]). Given roots (folders or object-store prefixes), each store
+//! serves only paths under them, reading under any of them and writing only under the
+//! writable ones. A plan that names another path (a `COPY … TO` elsewhere, a scan of
+//! `/etc`, another bucket) fails its task with an error naming the path and the roots.
 //!
-//! Every table scan and every table write of DataFusion goes through this store; Ballista's
-//! own shuffle files in the executor's work folder do not (they never come from a plan).
-//! Paths are compared by their parts, as given (`..` is not a part an object-store path can
-//! hold); a symbolic link inside a root is followed where it points.
+//! Every table scan and every table write of DataFusion goes through these stores;
+//! Ballista's own shuffle files in the executor's work folder do not (they never come from
+//! a plan). Paths are compared by their parts, as given (`..` is not a part an object-store
+//! path can hold); a symbolic link inside a root is followed where it points.
 
+use crate::catalog::storage::{Location, ObjectPrefix};
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
@@ -16,10 +20,12 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-/// The roots an executor's tasks may touch.
+/// The roots an executor's tasks may touch: folders, or object-store prefixes given as URLs.
 #[derive(Debug, Clone, Default)]
 pub struct Roots {
     /// Read only (the catalogs).
@@ -34,23 +40,30 @@ impl Roots {
         self.read.is_empty() && self.write.is_empty()
     }
 
-    /// The roots as absolute paths, each checked to be a folder (a warehouse that does not
-    /// exist yet is created: the executor writes there).
+    /// The roots with local folders as absolute paths, each checked to be a folder (a
+    /// warehouse that does not exist yet is created: the executor writes there); an object
+    /// store's URL stays as given, checked to name a store.
     pub fn resolved(&self) -> std::result::Result<Roots, String> {
-        for root in &self.write {
-            std::fs::create_dir_all(root)
-                .map_err(|e| format!("cannot create `--warehouse` {}: {e}", root.display()))?;
-        }
         let resolve =
             |flag: &str, roots: &[PathBuf]| -> std::result::Result<Vec<PathBuf>, String> {
                 roots
                     .iter()
                     .map(|root| {
+                        let shown = || format!("`{flag}` {}", root.display());
+                        match Location::parse(root).map_err(|e| format!("{}: {e}", shown()))? {
+                            Location::Object(_) => return Ok(root.clone()),
+                            Location::Local(path) if flag == "--warehouse" => {
+                                std::fs::create_dir_all(&path).map_err(|e| {
+                                    format!("cannot create `--warehouse` {}: {e}", root.display())
+                                })?
+                            }
+                            Location::Local(_) => {}
+                        }
                         let canonical = root
                             .canonicalize()
-                            .map_err(|e| format!("`{flag}` {}: {e}", root.display()))?;
+                            .map_err(|e| format!("{}: {e}", shown()))?;
                         if !canonical.is_dir() {
-                            return Err(format!("`{flag}` {}: not a folder", root.display()));
+                            return Err(format!("{}: not a folder", shown()));
                         }
                         Ok(canonical)
                     })
@@ -63,44 +76,69 @@ impl Roots {
     }
 }
 
-/// A local file system that serves only paths under its roots.
+/// A store (the local file system, or an object store) that serves only paths under its
+/// roots.
 #[derive(Debug)]
 pub struct ConfinedFiles {
-    inner: LocalFileSystem,
+    inner: Arc<dyn ObjectStore>,
     read: Vec<Path>,
     write: Vec<Path>,
+    /// What a path is shown after: `/` locally, `s3://bucket/` in a store.
+    base: String,
     described: String,
 }
 
 impl ConfinedFiles {
-    /// A store for `roots` (absolute folders, as [`Roots::resolved`] gives them).
+    /// The local file system confined to the folders of `roots` (absolute, as
+    /// [`Roots::resolved`] gives them; its object-store prefixes are not local).
     pub fn new(roots: &Roots) -> std::result::Result<ConfinedFiles, String> {
-        let as_path = |root: &PathBuf| {
-            Path::from_absolute_path(root)
-                .map_err(|e| format!("{} cannot be a root: {e}", root.display()))
+        let as_path = |root: &PathBuf| match Location::parse(root) {
+            Ok(Location::Object(_)) => None,
+            _ => Some(
+                Path::from_absolute_path(root)
+                    .map_err(|e| format!("{} cannot be a root: {e}", root.display())),
+            ),
         };
         let write: Vec<Path> = roots
             .write
             .iter()
-            .map(as_path)
+            .filter_map(as_path)
             .collect::<std::result::Result<_, _>>()?;
-        let mut read: Vec<Path> = roots
+        let read: Vec<Path> = roots
             .read
             .iter()
-            .map(as_path)
+            .filter_map(as_path)
             .collect::<std::result::Result<_, _>>()?;
+        Ok(ConfinedFiles::over(
+            Arc::new(LocalFileSystem::new()),
+            read,
+            write,
+            "/",
+            roots,
+        ))
+    }
+
+    /// `inner` confined to `read` and `write` (what it writes it may read too).
+    fn over(
+        inner: Arc<dyn ObjectStore>,
+        mut read: Vec<Path>,
+        write: Vec<Path>,
+        base: &str,
+        roots: &Roots,
+    ) -> ConfinedFiles {
         read.extend(write.iter().cloned());
         let described = format!(
             "reads under {} and writes under {}",
             list(&roots.read, &roots.write),
             list(&roots.write, &[])
         );
-        Ok(ConfinedFiles {
-            inner: LocalFileSystem::new(),
+        ConfinedFiles {
+            inner,
             read,
             write,
+            base: base.to_string(),
             described,
-        })
+        }
     }
 
     fn check(&self, location: &Path, writes: bool) -> Result<()> {
@@ -108,15 +146,122 @@ impl ConfinedFiles {
         if roots.iter().any(|root| location.prefix_matches(root)) {
             return Ok(());
         }
-        Err(object_store::Error::PermissionDenied {
-            path: location.to_string(),
-            source: format!(
-                "this executor {}: /{location} is outside them (a plan may only touch the catalog and the warehouse)",
-                self.described
-            )
-            .into(),
+        Err(outside(location, &self.base, &self.described))
+    }
+}
+
+/// The refusal of a path outside the roots.
+fn outside(location: &Path, base: &str, described: &str) -> object_store::Error {
+    object_store::Error::PermissionDenied {
+        path: location.to_string(),
+        source: format!(
+            "this executor {described}: {base}{location} is outside them (a plan may only touch the catalog and the warehouse)"
+        )
+        .into(),
+    }
+}
+
+/// The stores a cluster process reads and writes through (an executor's tasks; the
+/// scheduler, which lists what it plans): the local file system, and each object store a
+/// plan names, built from the process's environment on first use and kept. With roots,
+/// each serves only its part of them ([`ConfinedFiles`]).
+#[derive(Debug)]
+pub struct ClusterStores {
+    local: Arc<dyn ObjectStore>,
+    /// The roots, resolved (`None`: not confined).
+    roots: Option<Roots>,
+    /// Each object store by its root URL (`s3://bucket`).
+    objects: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl ClusterStores {
+    /// The stores of a process confined to `roots` (resolved), or not confined (`None`).
+    pub fn new(roots: Option<Roots>) -> std::result::Result<ClusterStores, String> {
+        let Some(roots) = roots else {
+            return Ok(ClusterStores::unconfined());
+        };
+        Ok(ClusterStores {
+            local: Arc::new(ConfinedFiles::new(&roots)?),
+            roots: Some(roots),
+            objects: Mutex::new(HashMap::new()),
         })
     }
+
+    /// The stores of a process not confined to roots.
+    pub fn unconfined() -> ClusterStores {
+        ClusterStores {
+            local: Arc::new(LocalFileSystem::new()),
+            roots: None,
+            objects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The object store at `base` (`s3://bucket`), confined to the roots under it.
+    fn object_store(&self, base: &str) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+        let Location::Object(store) = Location::parse(std::path::Path::new(base))? else {
+            return Err(format!("{base} is not an object store"));
+        };
+        let Some(roots) = &self.roots else {
+            return Ok(Arc::clone(store.store()));
+        };
+        let under = |list: &[PathBuf]| -> Vec<Path> {
+            list.iter()
+                .filter_map(|root| match Location::parse(root) {
+                    Ok(Location::Object(prefix)) if same_store(&prefix, &store) => {
+                        Some(prefix.prefix().clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        Ok(Arc::new(ConfinedFiles::over(
+            Arc::clone(store.store()),
+            under(&roots.read),
+            under(&roots.write),
+            &format!("{base}/"),
+            roots,
+        )))
+    }
+}
+
+fn same_store(a: &ObjectPrefix, b: &ObjectPrefix) -> bool {
+    a.base() == b.base()
+}
+
+impl ObjectStoreRegistry for ClusterStores {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.insert(store_key(url), store)
+    }
+
+    fn get_store(&self, url: &url::Url) -> datafusion::common::Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "file" {
+            return Ok(Arc::clone(&self.local));
+        }
+        let key = store_key(url);
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = objects.get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        let store = self
+            .object_store(&key)
+            .map_err(|e| datafusion::common::DataFusionError::Execution(format!("{key}: {e}")))?;
+        objects.insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+/// A store's key: its scheme and authority (`s3://bucket`).
+fn store_key(url: &url::Url) -> String {
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
 }
 
 /// `a` and `b` as one list of folders for a message (`nothing` when both are empty).
@@ -175,6 +320,7 @@ impl ObjectStore for ConfinedFiles {
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
         let write = self.write.clone();
+        let base = self.base.clone();
         let described = self.described.clone();
         let checked = locations
             .map(move |location| {
@@ -182,11 +328,7 @@ impl ObjectStore for ConfinedFiles {
                 if write.iter().any(|root| location.prefix_matches(root)) {
                     Ok(location)
                 } else {
-                    Err(object_store::Error::PermissionDenied {
-                        path: location.to_string(),
-                        source: format!("this executor {described}: /{location} is outside them")
-                            .into(),
-                    })
+                    Err(outside(&location, &base, &described))
                 }
             })
             .boxed();

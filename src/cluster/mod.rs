@@ -88,10 +88,21 @@ fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
     )
 }
 
-/// Ballista's default session with featurecraft's functions: how the scheduler reads the
-/// plans clients send.
+/// Ballista's default session with featurecraft's functions and the object stores plans
+/// name (built from the scheduler's environment: it lists the files it splits into tasks):
+/// how the scheduler reads the plans clients send.
 fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<SessionState> {
-    let mut state = ballista_core::utils::default_session_builder(config)?;
+    static STORES: std::sync::OnceLock<Arc<confined::ClusterStores>> = std::sync::OnceLock::new();
+    let state = ballista_core::utils::default_session_builder(config)?;
+    let stores = STORES.get_or_init(|| Arc::new(confined::ClusterStores::unconfined()));
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+        state.runtime_env(),
+    )
+    .with_object_store_registry(stores.clone())
+    .build_arc()?;
+    let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build();
     let (scalars, aggregates) = own_functions();
     for f in scalars {
         state.register_udf(f)?;
@@ -240,16 +251,16 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         None => None,
     };
     checked_bind("executor", options.bind, options.secret.as_ref())?;
-    let files = if options.roots.is_empty() {
+    let roots = if options.roots.is_empty() {
         log::warn!(
             "the executor on {} may read and write any file its tasks name (give --catalog and --warehouse to confine them)",
             options.bind
         );
         None
     } else {
-        let roots = options.roots.resolved()?;
-        Some(Arc::new(confined::ConfinedFiles::new(&roots)?))
+        Some(options.roots.resolved()?)
     };
+    let stores = Arc::new(confined::ClusterStores::new(roots)?);
     // Ballista 55's own wait for the scheduler never ends (it measures the time elapsed
     // since each new instant): featurecraft waits within `scheduler_wait`, then lets
     // Ballista connect once.
@@ -271,23 +282,17 @@ pub async fn run_executor(options: &ExecutorOptions) -> Result<(), String> {
         override_function_registry: Some(Arc::new(executor_registry())),
         ..defaults
     };
-    if let Some(files) = files {
-        // Its tasks' scans and writes go through a file store confined to the roots (the
-        // memory pool Ballista wraps around this environment stays as it is).
-        let temp = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        config.override_runtime_producer = Some(Arc::new(move |_| {
-            use datafusion::execution::object_store::{
-                DefaultObjectStoreRegistry, ObjectStoreRegistry, ObjectStoreUrl,
-            };
-            let registry = DefaultObjectStoreRegistry::new();
-            registry.register_store(ObjectStoreUrl::local_filesystem().as_ref(), files.clone());
-            let env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-                .with_temp_file_path(temp.clone())
-                .with_object_store_registry(Arc::new(registry))
-                .build()?;
-            Ok(Arc::new(env))
-        }));
-    }
+    // Its tasks' scans and writes go through its own stores: local files and the object
+    // stores plans name, confined to its roots when it has some (the memory pool Ballista
+    // wraps around this environment stays as it is).
+    let temp = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    config.override_runtime_producer = Some(Arc::new(move |_| {
+        let env = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_temp_file_path(temp.clone())
+            .with_object_store_registry(stores.clone())
+            .build()?;
+        Ok(Arc::new(env))
+    }));
     if let Some(secret) = &options.secret {
         // Its connections to the scheduler, and a task's to other executors (a shuffle's
         // reads, set in every task's session), send the secret; its result service asks for it.
