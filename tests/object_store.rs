@@ -309,17 +309,12 @@ fn a_missing_bucket_or_an_unreachable_store_is_a_clear_error_within_seconds() {
 const API: &str = "/api/automl/feature-engineering";
 const JWT_SECRET: &str = "object-store-test-secret-of-32-bytes-and-more";
 
-/// `featurecraft serve` on a catalog and a warehouse in S3; its address.
-fn serve(s3: &S3, db: &Path) -> (Child, std::net::SocketAddr) {
+/// `featurecraft serve` on the catalog in S3 and a warehouse (in S3); its address.
+fn serve(s3: &S3, db: &Path, warehouse: &str) -> (Child, std::net::SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_featurecraft"));
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--sample-size", "500"])
-        .args([
-            "--catalog",
-            "s3://catalog/retail",
-            "--warehouse",
-            "s3://warehouse/svc",
-        ])
+        .args(["--catalog", "s3://catalog/retail", "--warehouse", warehouse])
         .arg("--db")
         .arg(db)
         .env("FEATURECRAFT_JWT_SECRET", JWT_SECRET)
@@ -352,7 +347,7 @@ fn the_service_binds_approval_to_the_objects_and_publishes_into_s3() {
 
 async fn service_binds_approval_and_publishes(s3: &S3) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = serve(s3, &dir.path().join("jobs.db"));
+    let (mut child, addr) = serve(s3, &dir.path().join("jobs.db"), "s3://warehouse/svc");
     let token =
         featurecraft::server::auth::sign(JWT_SECRET.as_bytes(), "ana@example.com", None, 3600)
             .unwrap();
@@ -462,4 +457,151 @@ async fn service_binds_approval_and_publishes(s3: &S3) {
     assert!(detail.contains("changed orders.parquet"), "{detail}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A materialization killed at any moment leaves the table readable as it was published:
+/// the pointer names a whole run (the one before, or the new one if it was already
+/// published), and running it again publishes a new run.
+#[test]
+fn a_materialization_killed_mid_write_leaves_a_whole_published_run() {
+    let Some(s3) = S3::start() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("retail");
+    let generated = featurecraft(
+        &s3,
+        &[
+            "generate",
+            "--out",
+            catalog.to_str().unwrap(),
+            "--customers",
+            "150000",
+        ],
+    );
+    assert!(generated.status.success(), "{generated:?}");
+    let recipe = "fixtures/recipes/good/pit_churn.json";
+    let args = [
+        "materialize",
+        recipe,
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--warehouse",
+        "s3://warehouse/fault",
+    ];
+    let started = Instant::now();
+    let first: serde_json::Value =
+        serde_json::from_str(&stdout_of(&featurecraft(&s3, &args))).unwrap();
+    let whole = started.elapsed();
+    let rows = first["rows"].as_u64().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let table = "fault/default/churn_pit";
+    let pointer = || -> serde_json::Value {
+        runtime.block_on(async {
+            let bytes = s3
+                .bucket("warehouse")
+                .get(&ObjectPath::from(format!("{table}/_LATEST")))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        })
+    };
+    for fraction in [0.3, 0.6, 0.8, 0.95] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+            .args(args)
+            .envs(s3.environment())
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole.mul_f64(fraction));
+        let _ = child.kill();
+        let _ = child.wait();
+        let named = pointer();
+        assert_eq!(named["rows"].as_u64(), Some(rows), "{named}");
+        eprintln!(
+            "killed at {fraction} of {whole:?}: the pointer names {}",
+            named["current"]
+        );
+        if fraction < 0.5 {
+            // Killed long before its end: the run before is still the one published.
+            let published = first["path"].as_str().unwrap();
+            assert!(
+                published.ends_with(named["current"].as_str().unwrap()),
+                "{named}"
+            );
+        }
+        let run = named["current"].as_str().unwrap();
+        let count = runtime.block_on(async {
+            s3.context()
+                .read_parquet(
+                    format!("s3://warehouse/{table}/{run}/"),
+                    ParquetReadOptions::default(),
+                )
+                .await
+                .unwrap()
+                .count()
+                .await
+                .unwrap()
+        });
+        assert_eq!(count as u64, rows, "killed at {fraction} of {whole:?}");
+    }
+    let again: serde_json::Value =
+        serde_json::from_str(&stdout_of(&featurecraft(&s3, &args))).unwrap();
+    assert_eq!(again["rows"].as_u64(), Some(rows));
+    assert!(
+        again["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(pointer()["current"].as_str().unwrap())
+    );
+
+    // What a stopped run left (a part of an unpublished run) goes when the service starts;
+    // the published runs and what is not featurecraft's stay.
+    let store = s3.bucket("warehouse");
+    let leftover = format!("{table}/run-{}/part-0.parquet", uuid::Uuid::new_v4());
+    let theirs = format!("{table}/notes/readme.txt");
+    for key in [&leftover, &theirs] {
+        runtime
+            .block_on(store.put(&ObjectPath::from(key.as_str()), PutPayload::from("x")))
+            .unwrap();
+    }
+    let runs = || -> Vec<String> {
+        runtime.block_on(async {
+            let listing = store
+                .list_with_delimiter(Some(&ObjectPath::from(table)))
+                .await
+                .unwrap();
+            let mut names: Vec<String> = listing
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        })
+    };
+    let named = pointer();
+    let mut kept = vec![
+        named["current"].as_str().unwrap().to_string(),
+        named["previous"].as_str().unwrap().to_string(),
+        "notes".to_string(),
+    ];
+    kept.sort();
+    assert_ne!(
+        runs(),
+        kept,
+        "the leftover is there before the service starts"
+    );
+    let db = tempfile::tempdir().unwrap();
+    let (mut child, _) = serve(&s3, &db.path().join("jobs.db"), "s3://warehouse/fault");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs() != kept && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(runs(), kept);
 }

@@ -219,7 +219,9 @@ fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
 }
 
 /// Compiles a recipe for DataFusion and writes the full table to
-/// `warehouse/domain/table/` atomically; returns the table's folder.
+/// `warehouse/domain/table/` atomically; returns the table's folder. The catalog and the
+/// warehouse may be object-store URLs given as `str` (`"s3://bucket/prefix"`: a
+/// `pathlib.Path` would fold its `//`); there the table is a run prefix named by a pointer.
 #[pyfunction]
 #[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local", timeout = None))]
 #[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]

@@ -67,19 +67,17 @@ pub async fn stage(
         }
         .await;
         written.map_err(|e| {
-            let diagnostic = runtime_error(e);
+            let root = e.find_root().to_string();
+            let cause = root.lines().next().unwrap_or_default().to_string();
             // A failure naming the staging place happened while writing, not reading; so
             // did a full disk, which the local object store reports without the path.
-            if staged.is_named_in(&diagnostic.message) || is_out_of_room(&diagnostic.message) {
+            if staged.is_named_in(&cause) || is_out_of_room(&cause) {
                 Diagnostic::new(
                     Code::E053,
-                    format!(
-                        "cannot write the table into {}: {}",
-                        output_url, diagnostic.message
-                    ),
+                    format!("cannot write the table into {output_url}: {cause}"),
                 )
             } else {
-                diagnostic
+                runtime_error(e)
             }
         })
     })
