@@ -63,6 +63,7 @@ async fn run() {
     let config = ServiceConfig {
         catalog,
         warehouse: dir.path().join("warehouse"),
+        table_format: featurecraft::contract::job::TableFormat::Parquet,
         jwt: auth::Verifier::hs256(SECRET).expect("secret"),
         run,
         job_timeout: Duration::from_secs(60),

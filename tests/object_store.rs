@@ -311,10 +311,15 @@ const JWT_SECRET: &str = "object-store-test-secret-of-32-bytes-and-more";
 
 /// `featurecraft serve` on the catalog in S3 and a warehouse (in S3); its address.
 fn serve(s3: &S3, db: &Path, warehouse: &str) -> (Child, std::net::SocketAddr) {
+    serve_on(s3, db, "s3://catalog/retail", warehouse)
+}
+
+/// `featurecraft serve` on `catalog` and `warehouse`; its address.
+fn serve_on(s3: &S3, db: &Path, catalog: &str, warehouse: &str) -> (Child, std::net::SocketAddr) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_featurecraft"));
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--sample-size", "500"])
-        .args(["--catalog", "s3://catalog/retail", "--warehouse", warehouse])
+        .args(["--catalog", catalog, "--warehouse", warehouse])
         .arg("--db")
         .arg(db)
         .env("FEATURECRAFT_JWT_SECRET", JWT_SECRET)
@@ -604,4 +609,260 @@ fn a_materialization_killed_mid_write_leaves_a_whole_published_run() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(runs(), kept);
+}
+
+/// delta-rs' reading of the Delta table at `uri` (at `version`, or the latest) against the
+/// Parquet table in `parquet_dir`: `{"version", "rows", "equal"}`.
+fn delta_rs(s3: &S3, uri: &str, parquet_dir: &str, version: Option<u64>) -> serde_json::Value {
+    let mut command = Command::new(s3.python());
+    command
+        .arg(root().join("scripts/delta_check.py"))
+        .args(["read", uri, parquet_dir])
+        .envs(s3.environment());
+    if let Some(version) = version {
+        command.args(["--version", &version.to_string()]);
+    }
+    let out = command.output().expect("the venv's Python runs");
+    assert!(
+        out.status.success(),
+        "delta_check.py {uri}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A Delta training table, in a local folder and in S3, is read back by delta-rs with the
+/// rows of the Parquet one; each materialization is the next version, and the version
+/// before stays readable.
+#[test]
+fn a_delta_table_is_read_back_by_delta_rs_and_each_materialization_is_a_version() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("warehouse");
+    let local = local.to_str().unwrap();
+    for recipe in ["churn_basic", "pit_churn"] {
+        let recipe = format!("fixtures/recipes/good/{recipe}.json");
+        let parquet: serde_json::Value = serde_json::from_str(&stdout_of(&featurecraft(
+            &s3,
+            &[
+                "materialize",
+                &recipe,
+                "--catalog",
+                "fixtures/retail",
+                "--warehouse",
+                local,
+                "--domain",
+                "p",
+            ],
+        )))
+        .unwrap();
+        assert_eq!(parquet["format"], "parquet");
+        let parquet_dir = parquet["path"].as_str().unwrap();
+        for warehouse in [local, "s3://warehouse/delta"] {
+            let mut versions = Vec::new();
+            for _ in 0..2 {
+                let written: serde_json::Value = serde_json::from_str(&stdout_of(&featurecraft(
+                    &s3,
+                    &[
+                        "materialize",
+                        &recipe,
+                        "--catalog",
+                        "s3://catalog/retail",
+                        "--warehouse",
+                        warehouse,
+                        "--table-format",
+                        "delta",
+                        "--domain",
+                        "d",
+                    ],
+                )))
+                .unwrap();
+                assert_eq!(written["format"], "delta", "{written}");
+                assert_eq!(written["rows"], parquet["rows"]);
+                versions.push(written["version"].as_u64().unwrap());
+                let uri = written["path"].as_str().unwrap();
+                let read = delta_rs(&s3, uri, parquet_dir, None);
+                assert_eq!(read["version"].as_u64(), versions.last().copied(), "{read}");
+                assert_eq!(read["rows"], parquet["rows"], "{read}");
+                assert_eq!(read["equal"], true, "{recipe} in {warehouse}: {read}");
+            }
+            assert_eq!(versions, [0, 1], "{recipe} in {warehouse}");
+            let table = format!(
+                "{warehouse}/d/{}",
+                if recipe.contains("pit") {
+                    "churn_pit"
+                } else {
+                    "churn_training"
+                }
+            );
+            let before = delta_rs(&s3, &table, parquet_dir, Some(0));
+            assert_eq!(
+                (before["version"].as_u64(), &before["equal"]),
+                (Some(0), &serde_json::Value::Bool(true)),
+                "{before}"
+            );
+        }
+    }
+    // Parquet is not published over a Delta table.
+    let over = featurecraft(
+        &s3,
+        &[
+            "materialize",
+            "fixtures/recipes/good/churn_basic.json",
+            "--catalog",
+            "fixtures/retail",
+            "--warehouse",
+            "s3://warehouse/delta",
+            "--domain",
+            "d",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&over.stderr);
+    assert!(!over.status.success());
+    assert!(stderr.contains("is a Delta table"), "{stderr}");
+}
+
+/// delta-rs commits the rows of the Parquet file `parquet` to the Delta table at `uri`
+/// (`mode`: error, overwrite, append); the version it committed.
+fn delta_rs_write(s3: &S3, parquet: &Path, uri: &str, mode: &str) -> u64 {
+    let out = Command::new(s3.python())
+        .arg(root().join("scripts/delta_check.py"))
+        .arg("write")
+        .arg(parquet)
+        .args([uri, mode])
+        .envs(s3.environment())
+        .output()
+        .expect("the venv's Python runs");
+    assert!(
+        out.status.success(),
+        "delta_check.py write {uri}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    written["version"].as_u64().unwrap()
+}
+
+/// A catalog whose `orders` is a Delta table (delta-rs wrote it from the same rows)
+/// validates as the Parquet one, locally and in S3; the service's approval binds to the
+/// table's version: a commit after the approval refuses the materialization with a 409
+/// naming the table and both versions.
+#[test]
+fn a_delta_source_validates_like_its_parquet_twin_and_approval_binds_to_its_version() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("retail");
+    let fixtures = root().join("fixtures/retail");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(&fixtures)
+        .arg(&catalog)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let orders = fixtures.join("orders.parquet");
+    std::fs::remove_file(catalog.join("orders.parquet")).unwrap();
+    let local_orders = catalog.join("orders");
+    assert_eq!(
+        delta_rs_write(&s3, &orders, local_orders.to_str().unwrap(), "error"),
+        0
+    );
+    s3.upload(&catalog, "delta_retail");
+    let described = |catalog: &str| -> serde_json::Value {
+        serde_json::from_str(&stdout_of(&featurecraft(
+            &s3,
+            &["describe-catalog", "--catalog", catalog],
+        )))
+        .unwrap()
+    };
+    let parquet = described("fixtures/retail");
+    for delta in [catalog.to_str().unwrap(), "s3://catalog/delta_retail"] {
+        assert_eq!(described(delta)["orders"], parquet["orders"], "{delta}");
+    }
+    for recipe in ["churn_basic", "pit_churn"] {
+        let recipe = format!("fixtures/recipes/good/{recipe}.json");
+        let validate = |catalog: &str| {
+            stdout_of(&featurecraft(
+                &s3,
+                &[
+                    "validate",
+                    &recipe,
+                    "--catalog",
+                    catalog,
+                    "--format",
+                    "json",
+                ],
+            ))
+        };
+        let twin = validate("fixtures/retail");
+        assert_eq!(validate(catalog.to_str().unwrap()), twin, "{recipe}");
+        assert_eq!(validate("s3://catalog/delta_retail"), twin, "{recipe}");
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve_on(
+        &s3,
+        &db.path().join("jobs.db"),
+        "s3://catalog/delta_retail",
+        "s3://warehouse/from_delta",
+    );
+    let token =
+        featurecraft::server::auth::sign(JWT_SECRET.as_bytes(), "ana@example.com", None, 3600)
+            .unwrap();
+    let recipe: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/recipes/good/churn_basic.json")).unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"target_table_name": "churn_training", "domain": "retail", "recipe": recipe});
+    let (status, detail) = runtime.block_on(async {
+        let (status, _, job) = http::call(
+            addr,
+            "POST",
+            &format!("{API}/jobs?wait=true"),
+            Some(&token),
+            Some(&body),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            (status, job["status"].as_str()),
+            (201, Some("pending_approval")),
+            "{job}"
+        );
+        let id = job["job_id"].as_str().unwrap().to_string();
+        let (status, _, approved) = http::call(
+            addr,
+            "POST",
+            &format!("{API}/jobs/{id}/approve"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{approved}");
+        assert_eq!(
+            delta_rs_write(&s3, &orders, "s3://catalog/delta_retail/orders", "append"),
+            1
+        );
+        let (status, _, refused) = http::call(
+            addr,
+            "POST",
+            &format!("{API}/jobs/{id}/materialize?wait=true"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+        (
+            status,
+            refused["detail"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 409, "{detail}");
+    assert!(
+        detail.contains("changed orders (Delta version 0 → 1)"),
+        "{detail}"
+    );
 }

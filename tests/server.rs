@@ -28,6 +28,7 @@ impl Server {
         let config = ServiceConfig {
             catalog: catalog.to_path_buf(),
             warehouse: warehouse.to_path_buf(),
+            table_format: featurecraft::contract::job::TableFormat::Parquet,
             jwt: auth::Verifier::hs256(SECRET).unwrap(),
             run,
             job_timeout: Duration::from_secs(120),
@@ -196,7 +197,7 @@ async fn the_whole_lifecycle_ends_in_a_parquet_table_of_the_estimated_size() {
     let table = w.warehouse.join("retail").join("churn_training");
     assert_eq!(
         job["materialized"],
-        json!({"location": table.display().to_string(), "rows": rows}),
+        json!({"location": table.display().to_string(), "rows": rows, "format": "parquet"}),
         "{job}"
     );
 
@@ -1191,6 +1192,7 @@ async fn tight_server(w: &World) -> Server {
     let config = ServiceConfig {
         catalog: w.catalog.clone(),
         warehouse: w.warehouse.clone(),
+        table_format: featurecraft::contract::job::TableFormat::Parquet,
         jwt: auth::Verifier::hs256(SECRET).unwrap(),
         run,
         job_timeout: Duration::from_secs(120),
@@ -1768,6 +1770,7 @@ async fn a_retry_runs_the_external_crew_until_its_recipe_validates() {
     let config = ServiceConfig {
         catalog: w.catalog.clone(),
         warehouse: w.warehouse.clone(),
+        table_format: featurecraft::contract::job::TableFormat::Parquet,
         jwt: auth::Verifier::hs256(SECRET).unwrap(),
         run,
         job_timeout: Duration::from_secs(120),

@@ -128,6 +128,7 @@ def materialize(
     memory_limit: str = "2G",
     engine: str = "local",
     timeout: Optional[float] = None,
+    table_format: str = "parquet",
 ) -> str: ...
 def design(
     catalog: CatalogInput,

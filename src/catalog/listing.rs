@@ -114,13 +114,22 @@ pub(super) enum Entry {
     },
     /// A file.
     File(DataFile),
+    /// A Delta Lake table: a folder with a `_delta_log/`, read at its latest version.
+    Delta {
+        /// Its name.
+        name: String,
+        /// Where it is, for messages (and, locally, its path).
+        place: PathBuf,
+        /// The table's prefix in its store (the local file system's, locally).
+        table: ObjectPrefix,
+    },
 }
 
 impl Entry {
     /// The table name the entry gives: a folder's name, a file's name without its extension.
     pub(super) fn stem(&self) -> String {
         match self {
-            Entry::Folder { name, .. } => name.clone(),
+            Entry::Folder { name, .. } | Entry::Delta { name, .. } => name.clone(),
             Entry::File(file) => Path::new(file.name())
                 .file_stem()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -171,17 +180,26 @@ pub(super) fn local_entries(dir: &Path, depth: usize) -> Result<Vec<Entry>, Cata
     paths.sort();
     let mut entries = Vec::with_capacity(paths.len());
     for path in paths {
-        if path.is_dir() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.join(super::delta::LOG).is_dir() {
+            let table = ObjectPrefix::local(&path)
+                .map_err(|e| catalog_error(&path, format!("cannot read the Delta table: {e}")))?;
+            entries.push(Entry::Delta {
+                name,
+                place: path,
+                table,
+            });
+        } else if path.is_dir() {
             let inner = if depth > 1 {
                 local_entries(&path, depth - 1)?
             } else {
                 Vec::new()
             };
             entries.push(Entry::Folder {
-                name: path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                name,
                 place: path,
                 entries: inner,
             });
@@ -192,14 +210,22 @@ pub(super) fn local_entries(dir: &Path, depth: usize) -> Result<Vec<Entry>, Cata
     Ok(entries)
 }
 
-/// Every object under `prefix` but the hidden ones (a path part starting with `.` or `_`),
-/// each with its path below the prefix split at `/`, listed once.
-pub async fn list_objects(
-    prefix: &ObjectPrefix,
-) -> Result<Vec<(Vec<String>, DataFile)>, CatalogError> {
+/// What one listing of a catalog prefix found.
+#[derive(Debug, Default)]
+pub struct Objects {
+    /// Every object but the hidden ones (a path part starting with `.` or `_`) and those of
+    /// Delta tables, each with its path below the prefix split at `/`.
+    pub files: Vec<(Vec<String>, DataFile)>,
+    /// Each Delta table (a folder with a `_delta_log/`, by its path parts) and the latest
+    /// version its log's file names give.
+    pub delta: BTreeMap<Vec<String>, u64>,
+}
+
+/// The objects under `prefix`, listed once (see [`Objects`]).
+pub async fn list_objects(prefix: &ObjectPrefix) -> Result<Objects, CatalogError> {
     let here = PathBuf::from(prefix.url());
     let mut listing = prefix.store().list(Some(prefix.prefix()));
-    let mut objects = Vec::new();
+    let mut found = Objects::default();
     let mut listed = 0usize;
     while let Some(object) = listing.next().await {
         let object = object
@@ -216,6 +242,18 @@ pub async fn list_objects(
         let Some(parts) = prefix.relative(&object.location) else {
             continue;
         };
+        if let Some(at) = parts.iter().position(|p| p == super::delta::LOG)
+            && !parts[..at].iter().any(|p| is_hidden(p))
+        {
+            let version = parts
+                .last()
+                .and_then(|name| name.strip_suffix(".json"))
+                .filter(|number| number.len() == 20)
+                .and_then(|number| number.parse::<u64>().ok());
+            let latest = found.delta.entry(parts[..at].to_vec()).or_insert(0);
+            *latest = (*latest).max(version.unwrap_or(0));
+            continue;
+        }
         if parts.is_empty() || parts.iter().any(|p| is_hidden(p)) {
             continue;
         }
@@ -225,7 +263,7 @@ pub async fn list_objects(
             size: object.size,
             e_tag: object.e_tag.clone(),
         };
-        objects.push((parts, file));
+        found.files.push((parts, file));
     }
     if listed == 0 {
         return Err(catalog_error(
@@ -233,16 +271,25 @@ pub async fn list_objects(
             "no objects under this prefix (check the bucket and the prefix)",
         ));
     }
-    Ok(objects)
+    // A Delta table's data files are the log's to name, not the listing's.
+    let delta: Vec<Vec<String>> = found.delta.keys().cloned().collect();
+    found
+        .files
+        .retain(|(parts, _)| !delta.iter().any(|table| parts.starts_with(table)));
+    Ok(found)
 }
 
 /// The entries under `prefix`, listed once, by name, [`DEPTH`] levels deep.
 pub(super) async fn object_entries(prefix: &ObjectPrefix) -> Result<Vec<Entry>, CatalogError> {
     let mut root = Folder::default();
-    for (parts, file) in list_objects(prefix).await? {
+    let found = list_objects(prefix).await?;
+    for (parts, file) in found.files {
         root.insert(&parts, file);
     }
-    Ok(root.into_entries(&prefix.url(), DEPTH))
+    for parts in found.delta.keys() {
+        root.insert_delta(parts);
+    }
+    Ok(root.into_entries(prefix, DEPTH))
 }
 
 /// A folder of an object listing while it is built.
@@ -250,6 +297,8 @@ pub(super) async fn object_entries(prefix: &ObjectPrefix) -> Result<Vec<Entry>, 
 struct Folder {
     folders: BTreeMap<String, Folder>,
     files: BTreeMap<String, DataFile>,
+    /// The Delta tables in it, by name.
+    delta: std::collections::BTreeSet<String>,
 }
 
 impl Folder {
@@ -267,17 +316,32 @@ impl Folder {
         }
     }
 
+    fn insert_delta(&mut self, parts: &[String]) {
+        match parts {
+            [] => {}
+            [name] => {
+                self.delta.insert(name.clone());
+            }
+            [folder, rest @ ..] => self
+                .folders
+                .entry(folder.clone())
+                .or_default()
+                .insert_delta(rest),
+        }
+    }
+
     /// The entries by name (a folder before a file of the same name, which a store's
-    /// folder marker object would be), `depth` levels deep.
-    fn into_entries(self, url: &str, depth: usize) -> Vec<Entry> {
+    /// folder marker object would be; a Delta table before both), `depth` levels deep.
+    fn into_entries(self, at: &ObjectPrefix, depth: usize) -> Vec<Entry> {
         let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
         for (name, file) in self.files {
             entries.insert(name, Entry::File(file));
         }
         for (name, folder) in self.folders {
-            let place = format!("{url}/{name}");
+            let inside = at.child(&name);
+            let place = inside.url();
             let inner = if depth > 1 {
-                folder.into_entries(&place, depth - 1)
+                folder.into_entries(&inside, depth - 1)
             } else {
                 Vec::new()
             };
@@ -290,19 +354,30 @@ impl Folder {
                 },
             );
         }
+        for name in self.delta {
+            let table = at.child(&name);
+            entries.insert(
+                name.clone(),
+                Entry::Delta {
+                    name,
+                    place: PathBuf::from(table.url()),
+                    table,
+                },
+            );
+        }
         entries.into_values().collect()
     }
 }
 
 /// Reads a catalog's files: each Parquet footer once per load, and views' text.
-pub(super) struct Reader {
+pub(crate) struct Reader {
     store: Option<Arc<dyn ObjectStore>>,
     footers: HashMap<DataFile, (SchemaRef, u64)>,
 }
 
 impl Reader {
     /// A reader of local files, and of objects in `store` when there is one.
-    pub(super) fn new(store: Option<Arc<dyn ObjectStore>>) -> Reader {
+    pub(crate) fn new(store: Option<Arc<dyn ObjectStore>>) -> Reader {
         Reader {
             store,
             footers: HashMap::new(),
@@ -310,7 +385,7 @@ impl Reader {
     }
 
     /// A Parquet file's Arrow schema and row count, from its footer (no data is read).
-    pub(super) async fn footer(
+    pub(crate) async fn footer(
         &mut self,
         file: &DataFile,
     ) -> Result<(SchemaRef, u64), CatalogError> {

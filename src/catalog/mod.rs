@@ -8,6 +8,8 @@
 //! - `NAME.parquet` is table `NAME`;
 //! - a folder `NAME/` whose entries are only Parquet files, at least two, sharing one
 //!   schema is table `NAME`, read from all of them;
+//! - a folder `NAME/` holding a `_delta_log/` is the Delta Lake table `NAME`, read at its
+//!   latest version (see [`delta`]);
 //! - `NAME.sql` holding one `SELECT` (or `WITH … SELECT`) is view `NAME` over the other tables;
 //! - any other folder `DOMAIN/` is a domain: the entries above inside it become
 //!   `DOMAIN.NAME`. Domains do not nest. A folder holding a single Parquet file is a domain
@@ -24,7 +26,8 @@
 //!
 //! Table and column lookups ignore ASCII case; the names as stored are the ones rendered.
 
-mod listing;
+pub mod delta;
+pub(crate) mod listing;
 pub mod storage;
 
 pub use listing::{
@@ -63,8 +66,10 @@ pub struct Column {
 pub enum TableSource {
     /// Parquet files and their total row count from the footers.
     Parquet {
-        /// The table's files, in name order.
+        /// The table's files, in name order (a Delta table's: those of its version).
         files: Vec<DataFile>,
+        /// The Delta table's version read (`None`: plain Parquet files).
+        delta_version: Option<u64>,
         /// Their rows, summed from the footers.
         row_count: u64,
     },
@@ -301,6 +306,10 @@ impl Catalog {
                         }
                     }
                 },
+                Entry::Delta { name, place, table } => {
+                    let read = delta_table(&mut reader, &table, &place).await?;
+                    catalog.insert(table_named(name, read), &place)?;
+                }
                 file => {
                     let name = file.stem();
                     catalog
@@ -328,6 +337,10 @@ impl Catalog {
                     "domains do not nest: a folder inside a domain must hold only Parquet files",
                 )),
             },
+            Entry::Delta { place, table, .. } => {
+                let read = delta_table(reader, &table, &place).await?;
+                self.insert(table_named(name, read), &place)
+            }
             Entry::File(file) if has_extension(&file, "parquet") => {
                 let place = file.place();
                 let table = parquet_table(reader, vec![file]).await?;
@@ -742,7 +755,7 @@ async fn folder_table(
     let mut parquet_files = Vec::new();
     for entry in entries {
         match entry {
-            Entry::Folder { .. } => return Ok(None),
+            Entry::Folder { .. } | Entry::Delta { .. } => return Ok(None),
             Entry::File(file) if has_extension(file, "sql") => return Ok(None),
             Entry::File(file) if has_extension(file, "parquet") => parquet_files.push(file.clone()),
             Entry::File(_) => {}
@@ -798,7 +811,53 @@ async fn parquet_table(reader: &mut Reader, files: Vec<DataFile>) -> Result<Tabl
     Ok(Table {
         name: String::new(),
         columns,
-        source: TableSource::Parquet { files, row_count },
+        source: TableSource::Parquet {
+            files,
+            row_count,
+            delta_version: None,
+        },
+    })
+}
+
+/// The Delta table at `table` at its latest version: its files, its schema as the log
+/// states it, and its rows from the files' footers.
+async fn delta_table(
+    reader: &mut Reader,
+    table: &storage::ObjectPrefix,
+    place: &Path,
+) -> Result<Table, CatalogError> {
+    let snapshot = delta::snapshot(table.store(), table.prefix())
+        .await
+        .map_err(|m| catalog_error(place, format!("cannot read the Delta table: {m}")))?
+        .ok_or_else(|| catalog_error(place, "the Delta table's log has no commit"))?;
+    let local = table.base().scheme() == "file";
+    let mut files = Vec::with_capacity(snapshot.files.len());
+    let mut row_count = 0;
+    for (path, size) in &snapshot.files {
+        let file = if local {
+            DataFile::Local(place.join(path))
+        } else {
+            let key = path
+                .split('/')
+                .fold(table.prefix().clone(), |key, part| key.join(part));
+            DataFile::Object {
+                url: table.url_of(&key),
+                key: key.to_string(),
+                size: *size,
+                e_tag: None,
+            }
+        };
+        row_count += reader.footer(&file).await?.1;
+        files.push(file);
+    }
+    Ok(Table {
+        name: String::new(),
+        columns: columns_of(&snapshot.schema),
+        source: TableSource::Parquet {
+            files,
+            row_count,
+            delta_version: Some(snapshot.version),
+        },
     })
 }
 

@@ -207,6 +207,19 @@ impl ObjectPrefix {
         })
     }
 
+    /// The local folder `path` as a prefix of the local file system's store (`file:///…`),
+    /// so that a local table is written as an object store's is.
+    pub fn local(path: &Path) -> Result<ObjectPrefix, String> {
+        let absolute = std::path::absolute(path).map_err(|e| e.to_string())?;
+        let prefix = ObjectPath::from_absolute_path(&absolute).map_err(|e| e.to_string())?;
+        let base = Url::parse("file:///").map_err(|e| e.to_string())?;
+        Ok(ObjectPrefix {
+            base,
+            prefix,
+            store: Arc::new(object_store::local::LocalFileSystem::new()),
+        })
+    }
+
     /// The prefix's URL, without a trailing `/`: `s3://bucket/prefix`.
     pub fn url(&self) -> String {
         self.url_of(&self.prefix)
@@ -214,6 +227,9 @@ impl ObjectPrefix {
 
     /// The URL of `path`, a path in this prefix's store.
     pub fn url_of(&self, path: &ObjectPath) -> String {
+        if self.base.scheme() == "file" {
+            return format!("file:///{path}");
+        }
         let base = self.base.as_str().trim_end_matches('/');
         if path.as_ref().is_empty() {
             base.to_string()

@@ -53,7 +53,7 @@ pub enum Command {
     Design(DesignArgs),
     /// Compile a recipe and write its full table as Parquet to `WAREHOUSE/DOMAIN/TABLE/`.
     #[command(
-        after_help = "Prints `{\"path\", \"rows\"}` as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
+        after_help = "Prints `{\"path\", \"rows\", \"format\"}` (and a Delta table's `\"version\"`) as JSON. Example:\n  featurecraft materialize fixtures/recipes/good/churn_basic.json --catalog fixtures/retail --warehouse warehouse"
     )]
     Materialize(MaterializeArgs),
     /// Test recipes: SQL and validation snapshots, and unit tests with given and expected rows.
@@ -474,9 +474,11 @@ pub struct ServeArgs {
     /// The address to listen on (`127.0.0.1:0` picks a free port, logged at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Where materialized tables are written (`DOMAIN/TABLE/` Parquet).
+    /// Where materialized tables are written (`DOMAIN/TABLE/`).
     #[arg(long, default_value = "warehouse")]
     pub warehouse: PathBuf,
+    #[command(flatten)]
+    pub table_format: TableFormatChoice,
     #[command(flatten)]
     pub sample: SampleSize,
     #[command(flatten)]
@@ -609,6 +611,15 @@ pub struct DesignArgs {
     pub dropped: Option<PathBuf>,
 }
 
+/// How a materialized table is written.
+#[derive(Args)]
+pub struct TableFormatChoice {
+    /// `parquet` (a folder of Parquet files, published whole) or `delta` (a Delta Lake
+    /// table, each materialization one commit that overwrites it).
+    #[arg(long, value_name = "parquet|delta", default_value = "parquet")]
+    pub table_format: featurecraft::contract::job::TableFormat,
+}
+
 /// `featurecraft materialize`.
 #[derive(Args)]
 pub struct MaterializeArgs {
@@ -620,6 +631,8 @@ pub struct MaterializeArgs {
     /// Where the table is written.
     #[arg(long, default_value = "warehouse")]
     pub warehouse: PathBuf,
+    #[command(flatten)]
+    pub table_format: TableFormatChoice,
     /// The folder under the warehouse (a job's domain); by default the recipe's
     /// `target_table` prefix (`retail.churn` → `retail`), or `default`.
     #[arg(long)]

@@ -141,6 +141,7 @@ fn main() -> ExitCode {
                 &args.recipe,
                 &args.catalog,
                 &args.warehouse,
+                args.table_format.table_format,
                 args.domain.as_deref(),
                 &options,
             ))

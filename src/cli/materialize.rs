@@ -6,6 +6,7 @@ pub(super) async fn run_materialize(
     recipe: &Path,
     catalog: &Path,
     warehouse: &Path,
+    format: featurecraft::contract::job::TableFormat,
     domain: Option<&str>,
     options: &RunOptions,
 ) -> ExitCode {
@@ -28,6 +29,7 @@ pub(super) async fn run_materialize(
         plan,
         &catalog,
         warehouse,
+        format,
         domain,
         &table,
         &options.validate,
@@ -36,10 +38,12 @@ pub(super) async fn run_materialize(
     progress.stop();
     match result {
         Ok(done) => {
-            out!(
-                "{}",
-                serde_json::json!({"path": done.path, "rows": done.rows})
-            );
+            let mut answer =
+                serde_json::json!({"path": done.path, "rows": done.rows, "format": done.format});
+            if let Some(version) = done.version {
+                answer["version"] = version.into();
+            }
+            out!("{answer}");
             ExitCode::SUCCESS
         }
         Err(d) => {

@@ -79,6 +79,7 @@ pub(super) async fn serve_command(args: ServeArgs) -> ExitCode {
     let config = featurecraft::server::ServiceConfig {
         catalog: args.catalog,
         warehouse: args.warehouse,
+        table_format: args.table_format.table_format,
         jwt,
         run,
         job_timeout: std::time::Duration::from_secs(args.job_timeout),

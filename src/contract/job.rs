@@ -142,10 +142,51 @@ fn always_written(schema: &mut schemars::Schema) {
 /// The table a materialization wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MaterializedTable {
-    /// The table's folder of Parquet files, as the service sees it.
+    /// The table's folder (or object-store URL), as the service sees it: for Parquet on an
+    /// object store, the run the table's `_LATEST` pointer names.
     pub location: String,
     /// Its rows.
     pub rows: u64,
+    /// Its format (`parquet` for a job recorded before formats were recorded).
+    #[serde(default)]
+    pub format: TableFormat,
+    /// The Delta table's version this materialization committed (absent for Parquet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// How a training table is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// A folder of Parquet files, published whole (the default).
+    #[default]
+    Parquet,
+    /// A Delta Lake table: each materialization one commit that overwrites it.
+    Delta,
+}
+
+impl std::str::FromStr for TableFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<TableFormat, String> {
+        match text {
+            "parquet" => Ok(TableFormat::Parquet),
+            "delta" => Ok(TableFormat::Delta),
+            other => Err(format!(
+                "unknown table format `{other}`: use `parquet` or `delta`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for TableFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Delta => "delta",
+        })
+    }
 }
 
 /// A lifecycle move the contract does not allow.

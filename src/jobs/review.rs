@@ -18,7 +18,7 @@
 //! as changed without reading it.
 
 use crate::catalog::storage::{Location, ObjectPrefix};
-use crate::catalog::{DataFile, is_catalog_name};
+use crate::catalog::{DataFile, delta, is_catalog_name};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -71,7 +71,12 @@ impl CatalogIdentity {
     pub fn of(root: &Path) -> std::io::Result<CatalogIdentity> {
         let mut files = BTreeMap::new();
         for (relative, path) in catalog_files(root)? {
-            files.insert(relative, file_hash(&path)?);
+            let mark = if path.file_name().is_some_and(|n| n == delta::LOG) {
+                delta_mark(local_delta_version(&path)?)
+            } else {
+                file_hash(&path)?
+            };
+            files.insert(delta_folder(relative), mark);
         }
         Ok(CatalogIdentity { files })
     }
@@ -102,7 +107,15 @@ impl CatalogIdentity {
         for (path, hash) in &self.files {
             match before.files.get(path) {
                 None => changes.push(format!("added {path}")),
-                Some(old) if old != hash => changes.push(format!("changed {path}")),
+                Some(old) if old != hash => match (
+                    old.strip_prefix(DELTA_VERSION),
+                    hash.strip_prefix(DELTA_VERSION),
+                ) {
+                    (Some(was), Some(is)) => {
+                        changes.push(format!("changed {path} (Delta version {was} → {is})"))
+                    }
+                    _ => changes.push(format!("changed {path}")),
+                },
                 _ => {}
             }
         }
@@ -135,7 +148,16 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            if entry.file_type()?.is_dir() {
+            if entry.file_type()?.is_dir() && path.join(delta::LOG).is_dir() {
+                // A Delta table is known by its log (its version), not by its files.
+                let log = path.join(delta::LOG);
+                let relative = log
+                    .strip_prefix(root)
+                    .unwrap_or(&log)
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((relative, log));
+            } else if entry.file_type()?.is_dir() {
                 stack.push(path);
             } else if crate::catalog::is_catalog_file(&path) {
                 let relative = path
@@ -151,13 +173,18 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
-/// Each catalog object's identity (path below the prefix → `etag=…;size=…`), from one
-/// listing.
+/// Each catalog object's identity (path below the prefix → `etag=…;size=…`; a Delta
+/// table's folder → its version), from one listing.
 async fn object_marks(prefix: &ObjectPrefix) -> Result<BTreeMap<String, String>, String> {
     let objects = crate::catalog::list_objects(prefix)
         .await
         .map_err(|e| format!("{}: {}", e.path.display(), e.message))?;
+    let delta = objects
+        .delta
+        .iter()
+        .map(|(parts, version)| (parts.join("/"), delta_mark(*version)));
     Ok(objects
+        .files
         .into_iter()
         .filter(|(parts, _)| parts.last().is_some_and(|name| is_catalog_name(name)))
         .filter_map(|(parts, file)| match file {
@@ -171,7 +198,43 @@ async fn object_marks(prefix: &ObjectPrefix) -> Result<BTreeMap<String, String>,
             }
             DataFile::Local(_) => None,
         })
+        .chain(delta)
         .collect())
+}
+
+/// A Delta table's identity: its version (its data files never change in place; a new
+/// commit is a new version).
+fn delta_mark(version: u64) -> String {
+    format!("{DELTA_VERSION}{version}")
+}
+
+/// The name a Delta table's log entry is known by: its folder (`events/_delta_log` →
+/// `events`), as the object listing names it.
+fn delta_folder(relative: String) -> String {
+    match relative.strip_suffix(&format!("/{}", delta::LOG)) {
+        Some(folder) => folder.to_string(),
+        None => relative,
+    }
+}
+
+/// How a Delta table's identity starts.
+const DELTA_VERSION: &str = "delta-version=";
+
+/// The latest version of the Delta log in `log` (a local `_delta_log` folder), from its
+/// commit files' names.
+fn local_delta_version(log: &Path) -> std::io::Result<u64> {
+    let mut latest = 0;
+    for entry in std::fs::read_dir(log)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(number) = name.strip_suffix(".json")
+            && number.len() == 20
+            && let Ok(version) = number.parse::<u64>()
+        {
+            latest = latest.max(version);
+        }
+    }
+    Ok(latest)
 }
 
 /// What the catalog's files look like (on disk: inode, size, modification and change times

@@ -223,7 +223,7 @@ fn arrow_table(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
 /// warehouse may be object-store URLs given as `str` (`"s3://bucket/prefix"`: a
 /// `pathlib.Path` would fold its `//`); there the table is a run prefix named by a pointer.
 #[pyfunction]
-#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local", timeout = None))]
+#[pyo3(signature = (recipe, catalog, warehouse, domain = None, memory_limit = "2G", engine = "local", timeout = None, table_format = "parquet"))]
 #[expect(clippy::too_many_arguments, reason = "one argument per Python keyword")]
 fn materialize(
     py: Python<'_>,
@@ -234,7 +234,10 @@ fn materialize(
     memory_limit: &str,
     engine: &str,
     timeout: Option<f64>,
+    table_format: &str,
 ) -> PyResult<String> {
+    let format: crate::contract::job::TableFormat =
+        table_format.parse().map_err(PyValueError::new_err)?;
     let (text, name) = recipe_of(recipe)?;
     let catalog = with_data(catalog_of(py, catalog)?, "materialize")?;
     let options = run_options(
@@ -270,6 +273,7 @@ fn materialize(
             &plan,
             &catalog,
             &warehouse,
+            format,
             &domain,
             &table,
             &options.validate,

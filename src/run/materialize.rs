@@ -7,6 +7,7 @@ use crate::catalog::{Catalog, plan_query};
 use crate::compile::analyze::Plan;
 use crate::compile::dialect::Dialect;
 use crate::compile::render::build_query;
+use crate::contract::job::TableFormat;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::run::cutoffs_once::run_cutoffs_once;
 use crate::run::deadline::within_time_limit;
@@ -18,16 +19,17 @@ use std::path::Path;
 
 pub use crate::run::warehouse::{Leftover, Materialized, Staged, clean_leftovers};
 
-/// Runs the plan's full query and writes `warehouse/domain/table/` atomically.
+/// Runs the plan's full query and writes `warehouse/domain/table/` atomically, in `format`.
 pub async fn materialize(
     plan: &Plan,
     catalog: &Catalog,
     warehouse: &Path,
+    format: TableFormat,
     domain: &str,
     table: &str,
     options: &ValidateOptions,
 ) -> Result<Materialized, Diagnostic> {
-    stage(plan, catalog, warehouse, domain, table, options)
+    stage(plan, catalog, warehouse, format, domain, table, options)
         .await?
         .publish()
         .await
@@ -38,12 +40,13 @@ pub async fn stage(
     plan: &Plan,
     catalog: &Catalog,
     warehouse: &Path,
+    format: TableFormat,
     domain: &str,
     table: &str,
     options: &ValidateOptions,
 ) -> Result<Staged, Diagnostic> {
     // From here on what was written goes when `staged` is dropped unpublished.
-    let mut staged = Staged::prepare(warehouse, domain, table)?;
+    let mut staged = Staged::prepare(warehouse, domain, table, format)?;
     let mut query = build_query(plan, &Dialect::DataFusion.capabilities(), None)
         .map_err(|mut e| e.remove(0))?;
     let output_url = staged.output_url();
@@ -58,7 +61,10 @@ pub async fn stage(
             let state = crate::run::sample::state_for(&ctx, plan);
             let held = run_cutoffs_once(&ctx, &state, &mut query).await?;
             let plan = plan_query(&state, query).await?;
-            let frame = datafusion::prelude::DataFrame::new(state, plan);
+            let mut frame = datafusion::prelude::DataFrame::new(state, plan);
+            if staged.format() == TableFormat::Delta {
+                frame = as_delta_columns(frame)?;
+            }
             let written = frame
                 .write_parquet(&output_url, DataFrameWriteOptions::new(), None)
                 .await;
@@ -95,6 +101,34 @@ pub async fn stage(
             .sum(),
     );
     Ok(staged)
+}
+
+/// `frame` with the column types a Delta table holds: timestamps in microseconds (Delta's
+/// unit); a column of a type Delta has none for is refused before anything runs.
+fn as_delta_columns(
+    frame: datafusion::prelude::DataFrame,
+) -> datafusion::common::Result<datafusion::prelude::DataFrame> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::prelude::{cast, col};
+    let schema = frame.schema().as_arrow().clone();
+    crate::catalog::delta::schema_string(&schema)
+        .map_err(datafusion::common::DataFusionError::Plan)?;
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = col(datafusion::common::Column::from_name(field.name()));
+            match field.data_type() {
+                DataType::Timestamp(unit, zone) if *unit != TimeUnit::Microsecond => cast(
+                    column,
+                    DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                )
+                .alias(field.name()),
+                _ => column,
+            }
+        })
+        .collect::<Vec<_>>();
+    frame.select(columns)
 }
 
 /// Whether an error says the output has no room or cannot be written at all (the kernel's
@@ -143,7 +177,16 @@ mod tests {
             memory_limit: 64 * 1024,
             ..ValidateOptions::default()
         };
-        let failed = materialize(&plan, &catalog, warehouse.path(), "d", "t", &options).await;
+        let failed = materialize(
+            &plan,
+            &catalog,
+            warehouse.path(),
+            TableFormat::Parquet,
+            "d",
+            "t",
+            &options,
+        )
+        .await;
         let Err(diagnostic) = failed else {
             panic!("64 KiB held the whole table");
         };

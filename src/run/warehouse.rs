@@ -19,10 +19,20 @@
 //! pointer no longer names is deleted; the previous run stays, so a reader that began on
 //! it finishes. A run never published (a failed or stopped materialization) is deleted
 //! when its [`Staged`] is dropped, or later by [`clean_leftovers`].
+//!
+//! **A Delta Lake table** (`--table-format delta`, local or in a store): the files are
+//! written under `WAREHOUSE/DOMAIN/TABLE/run-UUID/`, invisible to Delta readers, and the
+//! publish is one commit to the table's log that removes every file of the version before
+//! and adds the new ones ([`crate::catalog::delta`]): a reader sees the old version or the
+//! new one, older versions stay readable by version (time travel) until a `VACUUM`. A
+//! commit that finds another writer's commit of the same version first fails, naming it.
 
+use crate::catalog::delta;
 use crate::catalog::storage::{Location, ObjectPrefix, store_message};
 use crate::compile::analyze::{name_problem, shown_name};
+use crate::contract::job::TableFormat;
 use crate::diagnostic::{Code, Diagnostic};
+use datafusion::arrow::datatypes::{DataType, Schema};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -32,10 +42,15 @@ use std::sync::Arc;
 /// Where a materialized table landed and how many rows it has.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Materialized {
-    /// The table's folder of Parquet files (on an object store, the run's URL).
+    /// The table's folder of Parquet files (on an object store, the run's URL), or the
+    /// Delta table's folder or URL.
     pub path: PathBuf,
     /// Rows written.
     pub rows: u64,
+    /// How it was written.
+    pub format: TableFormat,
+    /// The Delta version committed (`None` for Parquet).
+    pub version: Option<u64>,
 }
 
 /// The staging folder's name mark: hidden, and never a table's own name.
@@ -65,12 +80,25 @@ enum Place {
         run: String,
         published: bool,
     },
+    /// A run folder inside a Delta table, committed by the publish.
+    Delta {
+        table: ObjectPrefix,
+        /// The table as it is shown: its local path or its URL.
+        shown: PathBuf,
+        run: String,
+        committed: bool,
+    },
 }
 
 impl Staged {
     /// A new staging place for `DOMAIN/TABLE` in `warehouse` (a path or an object store's
-    /// URL); a local staging folder is created here.
-    pub fn prepare(warehouse: &Path, domain: &str, table: &str) -> Result<Staged, Diagnostic> {
+    /// URL) in `format`; a local staging folder is created here.
+    pub fn prepare(
+        warehouse: &Path,
+        domain: &str,
+        table: &str,
+        format: TableFormat,
+    ) -> Result<Staged, Diagnostic> {
         for (what, name) in [("domain", domain), ("target table", table)] {
             if let Some(why) = name_problem(name) {
                 return Err(Diagnostic::new(
@@ -88,8 +116,33 @@ impl Staged {
                 format!("cannot write into {}: {why}", warehouse.display()),
             )
         })?;
-        let place = match location {
-            Location::Local(warehouse) => {
+        let run = format!("{RUN}{}", uuid::Uuid::new_v4());
+        let place = match (location, format) {
+            (Location::Local(warehouse), TableFormat::Delta) => {
+                let shown = warehouse.join(domain).join(table);
+                let table = ObjectPrefix::local(&shown).map_err(|why| {
+                    Diagnostic::new(
+                        Code::E053,
+                        format!("cannot write into {}: {why}", shown.display()),
+                    )
+                })?;
+                Place::Delta {
+                    table,
+                    shown,
+                    run,
+                    committed: false,
+                }
+            }
+            (Location::Object(warehouse), TableFormat::Delta) => {
+                let table = warehouse.child(domain).child(table);
+                Place::Delta {
+                    shown: PathBuf::from(table.url()),
+                    table,
+                    run,
+                    committed: false,
+                }
+            }
+            (Location::Local(warehouse), TableFormat::Parquet) => {
                 let parent = warehouse.join(domain);
                 std::fs::create_dir_all(&parent).map_err(|e| write_error("create", &parent, e))?;
                 let target = parent.join(table);
@@ -97,9 +150,9 @@ impl Staged {
                 std::fs::create_dir(&staging).map_err(|e| write_error("create", &staging, e))?;
                 Place::Folder { staging, target }
             }
-            Location::Object(warehouse) => Place::Run {
+            (Location::Object(warehouse), TableFormat::Parquet) => Place::Run {
                 table: warehouse.child(domain).child(table),
-                run: format!("{RUN}{}", uuid::Uuid::new_v4()),
+                run,
                 published: false,
             },
         };
@@ -110,7 +163,17 @@ impl Staged {
     pub fn output_url(&self) -> String {
         match &self.place {
             Place::Folder { staging, .. } => format!("{}/", staging.display()),
-            Place::Run { table, run, .. } => format!("{}/", table.child(run).url()),
+            Place::Run { table, run, .. } | Place::Delta { table, run, .. } => {
+                format!("{}/", table.child(run).url())
+            }
+        }
+    }
+
+    /// How the table is written.
+    pub fn format(&self) -> TableFormat {
+        match &self.place {
+            Place::Delta { .. } => TableFormat::Delta,
+            Place::Folder { .. } | Place::Run { .. } => TableFormat::Parquet,
         }
     }
 
@@ -118,7 +181,9 @@ impl Staged {
     pub fn store(&self) -> Option<(&url::Url, &Arc<dyn ObjectStore>)> {
         match &self.place {
             Place::Folder { .. } => None,
-            Place::Run { table, .. } => Some((table.base(), table.store())),
+            Place::Run { table, .. } | Place::Delta { table, .. } => {
+                Some((table.base(), table.store()))
+            }
         }
     }
 
@@ -126,7 +191,7 @@ impl Staged {
     pub fn is_named_in(&self, message: &str) -> bool {
         match &self.place {
             Place::Folder { .. } => message.contains(WRITING),
-            Place::Run { run, .. } => message.contains(run.as_str()),
+            Place::Run { run, .. } | Place::Delta { run, .. } => message.contains(run.as_str()),
         }
     }
 
@@ -147,10 +212,30 @@ impl Staged {
         let rows = self.rows;
         match &mut self.place {
             Place::Folder { staging, target } => {
+                if target.join(delta::LOG).exists() {
+                    return Err(is_delta_table(&target.display().to_string()));
+                }
                 publish_folder(staging, target)?;
                 Ok(Materialized {
                     path: target.clone(),
                     rows,
+                    format: TableFormat::Parquet,
+                    version: None,
+                })
+            }
+            Place::Delta {
+                table,
+                shown,
+                run,
+                committed,
+            } => {
+                let version = commit_delta(table, run, rows).await?;
+                *committed = true;
+                Ok(Materialized {
+                    path: shown.clone(),
+                    rows,
+                    format: TableFormat::Delta,
+                    version: Some(version),
                 })
             }
             Place::Run {
@@ -159,6 +244,9 @@ impl Staged {
                 published,
             } => {
                 let pointer = table.prefix().clone().join(LATEST);
+                if has_delta_log(table).await {
+                    return Err(is_delta_table(&table.url()));
+                }
                 let before = read_pointer(table).await?;
                 let written = serde_json::json!({
                     "current": run,
@@ -178,10 +266,119 @@ impl Staged {
                 Ok(Materialized {
                     path: PathBuf::from(table.child(run).url()),
                     rows,
+                    format: TableFormat::Parquet,
+                    version: None,
                 })
             }
         }
     }
+}
+
+/// Commits the files written under `table/run/` as the next version of the Delta table at
+/// `table` (version 0 when there is none); the version committed.
+async fn commit_delta(table: &ObjectPrefix, run: &str, rows: u64) -> Result<u64, Diagnostic> {
+    let failed = |why: String| {
+        Diagnostic::new(
+            Code::E053,
+            format!("cannot commit the Delta table {}: {why}", table.url()),
+        )
+    };
+    let before = delta::snapshot(table.store(), table.prefix())
+        .await
+        .map_err(failed)?;
+    if before.is_none() && holds_a_table(table).await {
+        return Err(failed(
+            "it holds a Parquet table, not a Delta table: materialize it with `--table-format parquet`, or give the Delta table another name".to_string(),
+        ));
+    }
+    let written = table.child(run);
+    let files: Vec<object_store::ObjectMeta> = table
+        .store()
+        .list(Some(written.prefix()))
+        .try_collect()
+        .await
+        .map_err(|e| failed(store_message(&e)))?;
+    let mut added = Vec::with_capacity(files.len());
+    let mut schema = None;
+    for file in files {
+        let name = file.location.filename().unwrap_or_default().to_string();
+        if schema.is_none() {
+            schema = Some(file_schema(table, &file).await.map_err(failed)?);
+        }
+        added.push((format!("{run}/{name}"), file.size));
+    }
+    let schema = schema.ok_or_else(|| failed("the run wrote no file".to_string()))?;
+    let overwrite = delta::Overwrite {
+        schema_string: delta::schema_string(&schema).map_err(failed)?,
+        timestamp_ntz: schema
+            .fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Timestamp(_, None))),
+        added,
+        rows,
+    };
+    delta::commit_overwrite(table.store(), table.prefix(), before.as_ref(), &overwrite)
+        .await
+        .map_err(|e| match e {
+            delta::CommitError::Conflict(version) => failed(format!(
+                "another writer committed version {version} first; nothing was committed (run it again)"
+            )),
+            delta::CommitError::Store(why) => failed(why),
+        })
+}
+
+/// The Arrow schema of a Parquet file in the store (from its footer).
+async fn file_schema(
+    table: &ObjectPrefix,
+    file: &object_store::ObjectMeta,
+) -> Result<Schema, String> {
+    let url = table.url_of(&file.location);
+    let mut reader = crate::catalog::listing::Reader::new(Some(Arc::clone(table.store())));
+    let data = crate::catalog::DataFile::Object {
+        url,
+        key: file.location.to_string(),
+        size: file.size,
+        e_tag: None,
+    };
+    reader
+        .footer(&data)
+        .await
+        .map(|(schema, _)| schema.as_ref().clone())
+        .map_err(|e| e.message)
+}
+
+/// Whether the table's prefix holds a Delta log.
+async fn has_delta_log(table: &ObjectPrefix) -> bool {
+    let log = table.prefix().clone().join(delta::LOG);
+    let mut listing = table.store().list(Some(&log));
+    matches!(listing.next().await, Some(Ok(_)))
+}
+
+/// Whether anything is under the table's prefix but featurecraft's own runs.
+async fn holds_a_table(table: &ObjectPrefix) -> bool {
+    match table
+        .store()
+        .list_with_delimiter(Some(table.prefix()))
+        .await
+    {
+        Ok(listing) => {
+            !listing.objects.is_empty()
+                || listing
+                    .common_prefixes
+                    .iter()
+                    .any(|p| !p.filename().is_some_and(|name| name.starts_with(RUN)))
+        }
+        Err(_) => false,
+    }
+}
+
+/// The refusal to publish Parquet over a Delta table.
+fn is_delta_table(shown: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::E053,
+        format!("{shown} is a Delta table: nothing was published over it"),
+    )
+    .hint("materialize it with `--table-format delta` (a new version of it), or give the Parquet table another name")
 }
 
 /// Swaps `staging` into place at `target` by two renames.
@@ -226,7 +423,20 @@ impl Drop for Staged {
                     });
                 }
             }
-            Place::Run { .. } => {}
+            Place::Delta {
+                table,
+                run,
+                committed: false,
+                ..
+            } => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let run = table.child(run);
+                    runtime.spawn(async move {
+                        let _ = delete_prefix(run.store(), &run).await;
+                    });
+                }
+            }
+            Place::Run { .. } | Place::Delta { .. } => {}
         }
     }
 }
@@ -362,17 +572,25 @@ pub async fn clean_object_leftovers(warehouse: &ObjectPrefix) -> Vec<Leftover> {
     for domain in child_prefixes(warehouse).await {
         for table in child_prefixes(&warehouse.child(&domain)).await {
             let table = warehouse.child(&domain).child(&table);
-            let Ok(pointer) = read_pointer(&table).await else {
-                continue;
+            // A Delta table keeps every run a commit names (older versions stay readable).
+            let kept: Vec<String> = if has_delta_log(&table).await {
+                match delta::referenced_folders(table.store(), table.prefix()).await {
+                    Ok(folders) => folders.into_iter().collect(),
+                    Err(_) => continue,
+                }
+            } else {
+                let Ok(pointer) = read_pointer(&table).await else {
+                    continue;
+                };
+                pointer
+                    .map(|p| {
+                        [Some(p.current), p.previous]
+                            .into_iter()
+                            .flatten()
+                            .collect()
+                    })
+                    .unwrap_or_default()
             };
-            let kept: Vec<String> = pointer
-                .map(|p| {
-                    [Some(p.current), p.previous]
-                        .into_iter()
-                        .flatten()
-                        .collect()
-                })
-                .unwrap_or_default();
             for run in child_prefixes(&table).await {
                 let is_run = run
                     .strip_prefix(RUN)

@@ -539,6 +539,8 @@ pub(super) async fn materialize_job(
                 tracing::info!(job_id = %done.job_id, rows = written.rows, "materialized");
                 done.materialized = Some(crate::contract::job::MaterializedTable {
                     location: written.path.display().to_string(),
+                    format: written.format,
+                    version: written.version,
                     rows: written.rows,
                 });
                 let _ = done.transition(JobStatus::Complete);
@@ -609,6 +611,7 @@ pub(super) async fn materialize_recipe(
         &plan,
         &catalog,
         &state.config.warehouse,
+        state.config.table_format,
         &job.domain,
         &job.target_table_name,
         &state.config.run.validate,

@@ -77,6 +77,8 @@ pub struct ServiceConfig {
     pub catalog: PathBuf,
     /// Where materialized tables are written.
     pub warehouse: PathBuf,
+    /// How they are written.
+    pub table_format: crate::contract::job::TableFormat,
     /// How bearer tokens are verified.
     pub jwt: auth::Verifier,
     /// How jobs are compiled and validated.

@@ -140,6 +140,14 @@ impl S3 {
         ]
     }
 
+    /// The Python of the server's virtual environment (with delta-rs' `deltalake`).
+    pub fn python(&self) -> std::path::PathBuf {
+        std::env::var_os("FEATURECRAFT_S3_VENV")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root().join("target/s3-venv"))
+            .join("bin/python")
+    }
+
     /// A session that reads the `warehouse` bucket (`s3://warehouse/…`).
     pub fn context(&self) -> SessionContext {
         let ctx = SessionContext::new();
