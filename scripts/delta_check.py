@@ -3,7 +3,8 @@
 
     delta_check.py read DELTA_URI PARQUET_DIR [--version N]
         prints {"version", "rows", "equal"}: the version delta-rs read, its row count,
-        and whether its rows (sorted) equal the Parquet folder's;
+        and whether its rows (sorted) equal the Parquet folder's (PARQUET_DIR `-`: not
+        compared, `equal` is null);
     delta_check.py write PARQUET_PATH DELTA_URI MODE
         writes the Parquet file's rows as a commit (MODE: error, overwrite, append) and
         prints {"version"}.
@@ -63,13 +64,11 @@ def main() -> None:
     uri, parquet_dir = sys.argv[2], sys.argv[3]
     version = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--version" else None
     table = DeltaTable(uri, version=version, storage_options=storage_options())
-    delta_rows = rows(table.to_pyarrow_table())
-    parquet_rows = rows(pq.read_table(parquet_dir))
-    print(json.dumps({
-        "version": table.version(),
-        "rows": len(delta_rows),
-        "equal": delta_rows == parquet_rows,
-    }))
+    read = table.to_pyarrow_table()
+    equal = None
+    if parquet_dir != "-":
+        equal = rows(read) == rows(pq.read_table(parquet_dir))
+    print(json.dumps({"version": table.version(), "rows": read.num_rows, "equal": equal}))
 
 
 if __name__ == "__main__":

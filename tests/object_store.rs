@@ -625,8 +625,9 @@ fn delta_rs(s3: &S3, uri: &str, parquet_dir: &str, version: Option<u64>) -> serd
     let out = command.output().expect("the venv's Python runs");
     assert!(
         out.status.success(),
-        "delta_check.py {uri}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "delta_check.py {uri}: {} (stdout: {})",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -865,4 +866,107 @@ fn a_delta_source_validates_like_its_parquet_twin_and_approval_binds_to_its_vers
         detail.contains("changed orders (Delta version 0 → 1)"),
         "{detail}"
     );
+}
+
+/// A Delta materialization killed at any moment leaves the table at a committed version
+/// that delta-rs reads whole (the version before, or the new one if it was committed);
+/// running it again commits the next version, with the rows of the Parquet table.
+#[test]
+fn a_delta_materialization_killed_mid_write_leaves_a_committed_version() {
+    let Some(s3) = S3::start() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let catalog = data.path().join("retail");
+    let catalog = catalog.to_str().unwrap();
+    let generated = featurecraft(
+        &s3,
+        &["generate", "--out", catalog, "--customers", "150000"],
+    );
+    assert!(generated.status.success(), "{generated:?}");
+    let recipe = "fixtures/recipes/good/pit_churn.json";
+    let uri = "s3://warehouse/delta_fault/default/churn_pit";
+    let args = [
+        "materialize",
+        recipe,
+        "--catalog",
+        catalog,
+        "--warehouse",
+        "s3://warehouse/delta_fault",
+        "--table-format",
+        "delta",
+    ];
+    let started = Instant::now();
+    let first: serde_json::Value =
+        serde_json::from_str(&stdout_of(&featurecraft(&s3, &args))).unwrap();
+    let whole = started.elapsed();
+    assert_eq!(first["version"], 0);
+    let rows = first["rows"].as_u64().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut version = 0;
+    for fraction in [0.3, 0.6, 0.8, 0.95] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_featurecraft"))
+            .args(args)
+            .envs(s3.environment())
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole.mul_f64(fraction));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The version the log holds now, and the rows of the files it names (delta-rs
+        // reads the table whole at the end).
+        let (now, read) = runtime.block_on(async {
+            let store: std::sync::Arc<dyn ObjectStore> =
+                std::sync::Arc::new(s3.bucket("warehouse"));
+            let table = ObjectPath::from("delta_fault/default/churn_pit");
+            let snapshot = featurecraft::catalog::delta::snapshot(&store, &table)
+                .await
+                .unwrap()
+                .expect("the table has a version");
+            let mut read = 0;
+            for file in snapshot.files.keys() {
+                read += s3
+                    .context()
+                    .read_parquet(
+                        format!("s3://warehouse/delta_fault/default/churn_pit/{file}"),
+                        ParquetReadOptions::default(),
+                    )
+                    .await
+                    .unwrap()
+                    .count()
+                    .await
+                    .unwrap() as u64;
+            }
+            (snapshot.version, read)
+        });
+        eprintln!("killed at {fraction} of {whole:?}: version {now}");
+        assert_eq!(read, rows, "version {now}");
+        assert!(
+            now == version || now == version + 1,
+            "version {now} after {version}"
+        );
+        if fraction < 0.5 {
+            assert_eq!(now, version, "killed long before its end");
+        }
+        version = now;
+    }
+    let again: serde_json::Value =
+        serde_json::from_str(&stdout_of(&featurecraft(&s3, &args))).unwrap();
+    assert_eq!(again["version"].as_u64(), Some(version + 1));
+    let local = tempfile::tempdir().unwrap();
+    let parquet: serde_json::Value = serde_json::from_str(&stdout_of(&featurecraft(
+        &s3,
+        &[
+            "materialize",
+            recipe,
+            "--catalog",
+            catalog,
+            "--warehouse",
+            local.path().to_str().unwrap(),
+        ],
+    )))
+    .unwrap();
+    let read = delta_rs(&s3, uri, parquet["path"].as_str().unwrap(), None);
+    assert_eq!(read["equal"], true, "{read}");
 }

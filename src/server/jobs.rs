@@ -607,6 +607,8 @@ pub(super) async fn materialize_recipe(
                 .into(),
         );
     }
+    // The warehouse's tidying at the service's start must not take this run for a leftover.
+    let _ = state.tidied.clone().wait_for(|done| *done).await;
     let staged = stage(
         &plan,
         &catalog,

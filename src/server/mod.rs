@@ -126,6 +126,10 @@ struct AppState {
     tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
     /// The catalog as last loaded, with the stamp of its files then.
     catalog: tokio::sync::Mutex<Option<(CatalogStamp, Arc<Catalog>)>>,
+    /// `true` once what stopped materializations left in the warehouse is tidied: a
+    /// materialization waits for it, so that the tidying never takes its fresh run for a
+    /// leftover.
+    tidied: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -300,16 +304,25 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
     // Opening the store takes its lock for the process's life: a second service on the
     // same file stops here, before it could fail the first one's running jobs.
     let store = Store::open(db).map_err(|e| e.to_string())?;
-    // On an object store the tidying takes requests: it runs beside the first requests
-    // (the runs of jobs this service starts have names no leftover has).
+    // On an object store the tidying takes requests: it runs beside the first requests,
+    // and a materialization waits for it to end (`AppState::tidied`).
     use crate::catalog::storage::Location;
     use crate::run::warehouse::{clean_local_leftovers, clean_object_leftovers};
+    let (tidying, tidied) = tokio::sync::watch::channel(false);
     match Location::parse(&config.warehouse) {
-        Ok(Location::Local(warehouse)) => log_leftovers(clean_local_leftovers(&warehouse)),
         Ok(Location::Object(warehouse)) => {
-            tokio::spawn(async move { log_leftovers(clean_object_leftovers(&warehouse).await) });
+            tokio::spawn(async move {
+                log_leftovers(clean_object_leftovers(&warehouse).await);
+                let _ = tidying.send(true);
+            });
         }
-        Err(_) => {}
+        Ok(Location::Local(warehouse)) => {
+            log_leftovers(clean_local_leftovers(&warehouse));
+            let _ = tidying.send(true);
+        }
+        Err(_) => {
+            let _ = tidying.send(true);
+        }
     }
     let orphans = store
         .fail_orphans("the service stopped while this job was running; retry it")
@@ -328,6 +341,7 @@ pub fn service(config: ServiceConfig, db: &Path) -> Result<(Router, ServiceHandl
         engine,
         tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
         catalog: tokio::sync::Mutex::new(None),
+        tidied,
     });
     let api = Router::new()
         .route("/jobs", post(create_job).get(list_jobs))
