@@ -413,22 +413,15 @@ impl Drop for Staged {
                 table,
                 run,
                 published: false,
-            } => {
-                // Deleting takes requests: on the runtime that wrote the run, when there is
-                // one still; otherwise `clean_leftovers` finds the run later.
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let run = table.child(run);
-                    runtime.spawn(async move {
-                        let _ = delete_prefix(run.store(), &run).await;
-                    });
-                }
             }
-            Place::Delta {
+            | Place::Delta {
                 table,
                 run,
                 committed: false,
                 ..
             } => {
+                // Deleting takes requests: on the runtime that wrote the run, when there is
+                // one still; otherwise `clean_leftovers` finds the run later.
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let run = table.child(run);
                     runtime.spawn(async move {
