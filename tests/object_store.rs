@@ -306,6 +306,84 @@ fn a_missing_bucket_or_an_unreachable_store_is_a_clear_error_within_seconds() {
     );
 }
 
+/// With the server checking signatures and IAM permissions: a wrong secret, an unknown
+/// key and a key allowed nothing are each refused within seconds by an error that names
+/// the URL and the store's code, and never shows the secret; the allowed key reads and
+/// writes, so the refusals are the credentials'.
+#[test]
+fn wrong_credentials_are_a_clear_error_within_seconds() {
+    let Some(s3) = S3::start() else { return };
+    let iam = s3.enable_iam();
+    let recipe = "fixtures/recipes/good/churn_basic.json";
+    let validate = ["validate", recipe, "--catalog", "s3://catalog/retail"];
+    let wrong_secret = "not-the-secret-of-this-key";
+    let refusals = [
+        (&iam.writer.id, wrong_secret, "SignatureDoesNotMatch"),
+        (
+            &"AKIAUNKNOWNKEY000000".to_string(),
+            wrong_secret,
+            "InvalidAccessKeyId",
+        ),
+        (&iam.nobody.id, iam.nobody.secret.as_str(), "AccessDenied"),
+    ];
+    for (id, secret, code) in refusals {
+        let started = Instant::now();
+        let refused = featurecraft_with(&validate, &s3.environment_as(id, secret));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{code}: it ran");
+        assert!(
+            stderr.contains("s3://catalog/retail") && stderr.contains(code),
+            "{code}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(secret) && !stderr.contains("<?xml"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{code}: {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Writing: the key allowed nothing cannot put the table, and says so.
+    let materialize = |keys: &s3::Keys, catalog: &str| {
+        featurecraft_with(
+            &[
+                "materialize",
+                recipe,
+                "--catalog",
+                catalog,
+                "--warehouse",
+                "s3://warehouse/wh",
+            ],
+            &s3.environment_as(&keys.id, &keys.secret),
+        )
+    };
+    let refused = materialize(&iam.nobody, "fixtures/retail");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("s3://warehouse/wh") && stderr.contains("AccessDenied"),
+        "{stderr}"
+    );
+
+    let allowed = featurecraft_with(
+        &validate,
+        &s3.environment_as(&iam.writer.id, &iam.writer.secret),
+    );
+    assert_eq!(
+        stdout_of(&allowed),
+        stdout_of(&featurecraft_with(
+            &["validate", recipe, "--catalog", "fixtures/retail"],
+            &[]
+        ))
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&stdout_of(&materialize(&iam.writer, "s3://catalog/retail"))).unwrap();
+    assert_eq!(written["rows"], 1000, "{written}");
+}
+
 const API: &str = "/api/automl/feature-engineering";
 const JWT_SECRET: &str = "object-store-test-secret-of-32-bytes-and-more";
 

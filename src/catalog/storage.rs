@@ -292,7 +292,36 @@ pub fn store_message(error: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    one_line(&text)
+    store_text(&text)
+}
+
+/// A store's answer as one line, its XML error body cut to `Code: Message`.
+pub fn store_text(text: &str) -> String {
+    one_line(&without_xml_body(text))
+}
+
+/// `text` with a store's XML error body (S3's and Azure's `<Error><Code>…</Code>
+/// <Message>…</Message>…</Error>`) cut down to `Code: Message`: the request ids and host
+/// ids after them say nothing to the user.
+fn without_xml_body(text: &str) -> String {
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = start + text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..end].trim().to_string())
+    };
+    let body = text.find("<?xml").or_else(|| text.find("<Error>"));
+    match (body, element("Code")) {
+        (Some(body), Some(code)) => {
+            let mut short = format!("{}{code}", &text[..body]);
+            if let Some(message) = element("Message") {
+                short.push_str(": ");
+                short.push_str(&message);
+            }
+            short
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// `text` on one line, at most 600 characters: a store's answer may be a whole XML body.
@@ -330,5 +359,18 @@ mod tests {
         );
         let refused = Location::parse(Path::new("ftp://host/retail")).unwrap_err();
         assert!(refused.contains("ftp://"), "{refused}");
+    }
+
+    #[test]
+    fn an_xml_error_body_is_cut_to_its_code_and_message() {
+        let answer = "403 Forbidden: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error>\
+            <Code>AccessDenied</Code><Message>Access Denied</Message>\
+            <RequestId>q6Cy</RequestId><HostId>9Gjj</HostId></Error>";
+        assert_eq!(
+            store_text(answer),
+            "403 Forbidden: AccessDenied: Access Denied"
+        );
+        let plain = "Connection refused (os error 111)";
+        assert_eq!(without_xml_body(plain), plain);
     }
 }

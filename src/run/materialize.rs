@@ -73,8 +73,7 @@ pub async fn stage(
         }
         .await;
         written.map_err(|e| {
-            let root = e.find_root().to_string();
-            let cause = root.lines().next().unwrap_or_default().to_string();
+            let cause = crate::catalog::storage::store_text(&e.find_root().to_string());
             // A failure naming the staging place happened while writing, not reading; so
             // did a full disk, which the local object store reports without the path.
             if staged.is_named_in(&cause) || is_out_of_room(&cause) {

@@ -26,6 +26,18 @@ fn root() -> &'static Path {
 pub const KEY_ID: &str = "featurecraft-test";
 pub const SECRET: &str = "featurecraft-test-secret";
 
+/// An access key of an IAM user.
+pub struct Keys {
+    pub id: String,
+    pub secret: String,
+}
+
+/// The users of [`S3::enable_iam`]: `writer` may do anything in S3, `nobody` nothing.
+pub struct Iam {
+    pub writer: Keys,
+    pub nobody: Keys,
+}
+
 /// moto's S3 server, stopped when dropped (its stdin closes).
 pub struct S3 {
     pub endpoint: String,
@@ -138,6 +150,44 @@ impl S3 {
             ("AWS_ACCESS_KEY_ID", KEY_ID.into()),
             ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
         ]
+    }
+
+    /// Makes the server check every later request's signature and IAM permissions
+    /// (`scripts/s3_iam.py`); the keys of a user allowed every S3 action and of one
+    /// allowed nothing. The test's own client ([`S3::bucket`]) is refused from then on.
+    pub fn enable_iam(&self) -> Iam {
+        let out = Command::new(self.python())
+            .arg(root().join("scripts/s3_iam.py"))
+            .arg(&self.endpoint)
+            .output()
+            .expect("the venv's Python runs");
+        assert!(
+            out.status.success(),
+            "s3_iam.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let keys = |user: &str| Keys {
+            id: users[user]["key"].as_str().unwrap().to_string(),
+            secret: users[user]["secret"].as_str().unwrap().to_string(),
+        };
+        Iam {
+            writer: keys("writer"),
+            nobody: keys("nobody"),
+        }
+    }
+
+    /// [`S3::environment`] with other credentials.
+    pub fn environment_as(&self, id: &str, secret: &str) -> Vec<(&'static str, String)> {
+        let mut environment = self.environment();
+        for (name, value) in &mut environment {
+            match *name {
+                "AWS_ACCESS_KEY_ID" => *value = id.to_string(),
+                "AWS_SECRET_ACCESS_KEY" => *value = secret.to_string(),
+                _ => {}
+            }
+        }
+        environment
     }
 
     /// The Python of the server's virtual environment (with delta-rs' `deltalake`).
