@@ -1,0 +1,163 @@
+"""The cost of object storage and of Delta Lake output: validate and materialize with the
+catalog and the warehouse on a local disk against the same in an S3 server on loopback
+(moto's, as in tests/object_store.rs), and Delta against Parquet output.
+
+Run through `benches/bench-storage` (which builds featurecraft in the release profile into
+target/rel/). For each scale: the generated retail catalog (bench-data/retail-N, made on
+demand, the same as benches/compare-duckdb's), copied into the server's `catalog` bucket;
+then every case once to warm up and RUNS rounds in which each case runs once, in turn
+(interleaved, so a slower minute of this shared machine falls on every case alike). Each
+run is one `featurecraft` process; its wall time and peak RSS (wait4) are reported,
+medians and the largest peak. The server is a Python process on the same two cores: the
+ratios are the cost of the protocol (listing, ranged reads, multipart writes, the
+pointer or the commit) on loopback, not of a network. Writes a JSON report;
+BENCHMARKS.md quotes it. Standard library only: moto, without IAM, takes unsigned PUTs.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FC = ROOT / "target" / "rel" / "release" / "featurecraft"
+RECIPE = ROOT / "benches" / "recipes" / "churn_bench.json"
+
+
+def start_server():
+    """moto's S3 server with the buckets `catalog` and `warehouse`; (process, endpoint)."""
+    server = subprocess.Popen(
+        [ROOT / "scripts" / "s3-server", "catalog", "warehouse"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    endpoint = server.stdout.readline().strip()
+    if not endpoint:
+        raise RuntimeError("the S3 server did not start (scripts/s3-server)")
+    return server, endpoint
+
+
+def upload(endpoint, folder, prefix):
+    """Every file under `folder` into s3://catalog/PREFIX/…, one PUT each."""
+    sent = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+            data = path.read_bytes()
+            # Not urllib's default form type: moto's server would parse the body as a form.
+            request = urllib.request.Request(
+                f"{endpoint}/catalog/{key}", data=data, method="PUT",
+                headers={"Content-Type": "application/octet-stream"})
+            with urllib.request.urlopen(request, timeout=600) as response:
+                response.read()
+            sent += len(data)
+    return sent
+
+
+def measure(command, env):
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=env)
+    stderr = process.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    process.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(map(str, command[:2]))} failed: {stderr.strip()[-500:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="bench-storage")
+    parser.add_argument("--scales", default="1000000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--featurecraft", default=str(FC))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-data" / "bench-storage.json")
+    args = parser.parse_args()
+    fc = args.featurecraft
+    server, endpoint = start_server()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true",
+                "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench"})
+    results = {"date": time.strftime("%Y-%m-%d"), "runs": args.runs, "scales": []}
+    try:
+        for customers in [int(s) for s in args.scales.split(",")]:
+            catalog = ROOT / "bench-data" / f"retail-{customers}"
+            if not (catalog / "churn_cutoffs.parquet").exists():
+                subprocess.run([fc, "generate", "--out", catalog, "--customers", str(customers),
+                                "--event-files", "8"], check=True)
+            started = time.monotonic()
+            sent = upload(endpoint, catalog, f"retail-{customers}")
+            print(f"[{customers}] uploaded {sent / 2**20:.0f} MiB in "
+                  f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+            s3_catalog = f"s3://catalog/retail-{customers}"
+            work = Path(tempfile.mkdtemp(prefix="featurecraft-storage-", dir=ROOT / "bench-data"))
+            local_wh, s3_wh = str(work / "warehouse"), f"s3://warehouse/bench-{customers}"
+
+            def validate(where):
+                return [fc, "validate", RECIPE, "--catalog", where, "--sample-size", "10000",
+                        "--memory-limit", "2G"]
+
+            def materialize(where, warehouse, table_format):
+                return [fc, "materialize", RECIPE, "--catalog", where, "--warehouse", warehouse,
+                        "--domain", table_format, "--table-format", table_format,
+                        "--memory-limit", "2G"]
+
+            cases = {
+                "validate, local catalog": validate(catalog),
+                "validate, catalog in S3": validate(s3_catalog),
+                "materialize Parquet, local catalog and warehouse": materialize(catalog, local_wh, "parquet"),
+                "materialize Parquet, catalog in S3, local warehouse": materialize(s3_catalog, local_wh, "parquet"),
+                "materialize Parquet, catalog and warehouse in S3": materialize(s3_catalog, s3_wh, "parquet"),
+                "materialize Delta, local catalog and warehouse": materialize(catalog, local_wh, "delta"),
+                "materialize Delta, catalog and warehouse in S3": materialize(s3_catalog, s3_wh, "delta"),
+            }
+            cases = {name: [str(c) for c in command] for name, command in cases.items()}
+            measured = {name: [] for name in cases}
+            for round_ in range(args.runs + 1):
+                for name, command in cases.items():
+                    print(f"[{customers}] round {round_} {name} …", file=sys.stderr)
+                    result = measure(command, env)
+                    if round_ > 0:  # round 0 warms the page cache and the server
+                        measured[name].append(result)
+            scale = {"customers": customers, "catalog_mib": round(sent / 2**20), "cases": {}}
+            for name, runs in measured.items():
+                times = sorted(t for t, _ in runs)
+                scale["cases"][name] = {"median_s": round(statistics.median(times), 3),
+                                        "min_s": round(times[0], 3),
+                                        "max_s": round(times[-1], 3),
+                                        "peak_rss_mib": round(max(r for _, r in runs))}
+            c = {name: v["median_s"] for name, v in scale["cases"].items()}
+            scale["ratios"] = {
+                "validate: S3 / local": c["validate, catalog in S3"] / c["validate, local catalog"],
+                "materialize Parquet: S3 catalog / local": (
+                    c["materialize Parquet, catalog in S3, local warehouse"]
+                    / c["materialize Parquet, local catalog and warehouse"]),
+                "materialize Parquet: S3 both / local": (
+                    c["materialize Parquet, catalog and warehouse in S3"]
+                    / c["materialize Parquet, local catalog and warehouse"]),
+                "materialize Delta / Parquet, local": (
+                    c["materialize Delta, local catalog and warehouse"]
+                    / c["materialize Parquet, local catalog and warehouse"]),
+                "materialize Delta / Parquet, S3": (
+                    c["materialize Delta, catalog and warehouse in S3"]
+                    / c["materialize Parquet, catalog and warehouse in S3"]),
+            }
+            scale["ratios"] = {k: round(v, 3) for k, v in scale["ratios"].items()}
+            results["scales"].append(scale)
+            print(json.dumps(scale, indent=2))
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"report: {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
