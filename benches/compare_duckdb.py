@@ -24,6 +24,10 @@ featurecraft's and DuckDB's tables have the same rows and, on 1000 sampled keys,
 values, and that the rows validation sampled equal those entities' rows in the full table
 exactly (floats bit for bit).
 
+With `--case wide` it measures benches/recipes/wide_bench.json instead of churn_bench:
+the same cases on 50 features over the same four sources (counts and sums per category,
+averages, extremes, first and last times, one `COUNT(DISTINCT)`).
+
 With `--case schedule` it measures benches/recipes/schedule_bench.json: the point-in-time
 features of pit_bench over a generated spine (a cutoff every 30 days from 2025-01-01 while
 the customer is active, at most 6 per customer) with a 30-day churn label from the events
@@ -55,6 +59,7 @@ RECIPES = {
     "churn": ROOT / "benches" / "recipes" / "churn_bench.json",
     "pit": ROOT / "benches" / "recipes" / "pit_bench.json",
     "schedule": ROOT / "benches" / "recipes" / "schedule_bench.json",
+    "wide": ROOT / "benches" / "recipes" / "wide_bench.json",
 }
 RECIPE = RECIPES["churn"]
 HAND_WRITTEN_PIT = ROOT / "benches" / "recipes" / "pit_bench.duckdb.sql"

@@ -484,4 +484,32 @@ mod tests {
         assert!(check_protocol(&json!({"minReaderVersion": 2})).is_err());
         assert_eq!(percent_decode("a%20b/c.parquet"), "a b/c.parquet");
     }
+
+    /// A log is data from outside: a file action may not name anything outside its table.
+    #[test]
+    fn file_actions_outside_the_table_are_refused() {
+        let file = |path: &str| file_of(&json!({"path": path, "size": 7}), 3);
+        assert_eq!(
+            file("run-1/part%200.parquet"),
+            Ok(("run-1/part 0.parquet".to_string(), 7))
+        );
+        for hostile in [
+            "/etc/passwd",
+            "s3://other-bucket/secret.parquet",
+            "file:///etc/passwd",
+            "../other_table/part-0.parquet",
+            "run-1/../../escape.parquet",
+            "run-1/%2E%2E/%2E%2E/escape.parquet",
+            "%2Fetc%2Fpasswd",
+            "run-1//part-0.parquet",
+        ] {
+            let refused = file(hostile).unwrap_err();
+            assert!(
+                refused.contains("commit 3") && refused.contains(hostile),
+                "{hostile}: {refused}"
+            );
+        }
+        let without = file_of(&json!({"size": 7}), 3).unwrap_err();
+        assert!(without.contains("without a path"), "{without}");
+    }
 }

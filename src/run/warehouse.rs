@@ -259,8 +259,13 @@ impl Staged {
                     .await
                     .map_err(|e| object_error("write", &table.url_of(&pointer), &e))?;
                 *published = true;
-                // The run the pointer named as previous is named no more.
-                if let Some(gone) = before.and_then(|p| p.previous).filter(|p| p != run) {
+                // The run the pointer named as previous is named no more. The pointer is
+                // read from the store: only a run's name is deleted, never what else a
+                // rewritten pointer could name (`""` is the whole table).
+                if let Some(gone) = before
+                    .and_then(|p| p.previous)
+                    .filter(|p| p != run && is_run_name(p))
+                {
                     let _ = delete_prefix(table.store(), &table.child(&gone)).await;
                 }
                 Ok(Materialized {
@@ -448,6 +453,12 @@ fn remove_staging(staging: &Path) {
     }
 }
 
+/// Whether `name` is a run's (`run-UUID`): the only names featurecraft deletes in a table.
+fn is_run_name(name: &str) -> bool {
+    name.strip_prefix(RUN)
+        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+}
+
 /// A table's pointer object on a store.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 struct Pointer {
@@ -585,10 +596,7 @@ pub async fn clean_object_leftovers(warehouse: &ObjectPrefix) -> Vec<Leftover> {
                     .unwrap_or_default()
             };
             for run in child_prefixes(&table).await {
-                let is_run = run
-                    .strip_prefix(RUN)
-                    .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok());
-                if is_run && !kept.contains(&run) {
+                if is_run_name(&run) && !kept.contains(&run) {
                     let run = table.child(&run);
                     if delete_prefix(run.store(), &run).await.is_ok() {
                         done.push(Leftover::Removed(PathBuf::from(run.url())));
@@ -662,6 +670,66 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert!(theirs.iter().all(|d| d.exists()));
+    }
+
+    /// The pointer is read from the store, so whatever it names as previous may be
+    /// anything: a publish deletes only a run's name, and a pointer that is not JSON is
+    /// an error naming it, with the table as it was.
+    #[test]
+    fn a_rewritten_pointer_deletes_nothing_but_runs() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let table = ObjectPrefix::local(&dir.path().join("retail/churn")).unwrap();
+        let put = |path: &str, text: &str| {
+            let path = ObjectPath::from(format!("{}/{path}", table.prefix()));
+            runtime
+                .block_on(table.store().put(&path, PutPayload::from(text.to_string())))
+                .unwrap();
+        };
+        put("keep.txt", "another tool's file");
+        put("run-x/part-0.parquet", "not a run of ours: no UUID");
+        let publish = |run: &str| {
+            let staged = Staged {
+                place: Place::Run {
+                    table: table.clone(),
+                    run: run.to_string(),
+                    published: false,
+                },
+                rows: 1,
+            };
+            runtime.block_on(staged.publish())
+        };
+        for previous in ["", ".", "..", "keep.txt", "run-x"] {
+            put(
+                LATEST,
+                &serde_json::json!({"current": "run-a", "previous": previous}).to_string(),
+            );
+            let run = format!("{RUN}{}", uuid::Uuid::new_v4());
+            put(&format!("{run}/part-0.parquet"), "rows");
+            publish(&run).unwrap_or_else(|e| panic!("{previous:?}: {}", e.message));
+            assert!(
+                dir.path().join("retail/churn/keep.txt").exists(),
+                "{previous:?}"
+            );
+            assert!(
+                dir.path()
+                    .join("retail/churn/run-x/part-0.parquet")
+                    .exists(),
+                "{previous:?}"
+            );
+            assert!(dir.path().join(format!("retail/churn/{run}")).exists());
+        }
+        put(LATEST, "not json");
+        let refused = publish(&format!("{RUN}{}", uuid::Uuid::new_v4())).unwrap_err();
+        assert!(
+            refused.message.contains(LATEST) && refused.message.contains("pointer"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("retail/churn").join(LATEST)).unwrap(),
+            "not json"
+        );
     }
 
     /// A crash between a publish's two renames leaves the old table aside and no table:
