@@ -150,6 +150,49 @@ fn row_text(batch: &RecordBatch, row: usize) -> Vec<String> {
         .collect()
 }
 
+/// A validation that ran one query keeps its sampled rows, and they are the rows the
+/// sample itself gives (what `--show`, `--sample-out` and `return_sample` print), on every
+/// good recipe, sampled and whole; features in several queries keep none.
+#[tokio::test]
+async fn the_rows_a_validation_keeps_are_the_samples() {
+    let catalog = common::retail().await;
+    for (stem, text) in common::recipes("good") {
+        let (plan, warnings) = plan_of(&text, &catalog);
+        for sample_size in [100, 1_000_000] {
+            let options = ValidateOptions {
+                sample_size,
+                ..Default::default()
+            };
+            let validation = validate(&plan, &catalog, &options, &warnings).await;
+            let kept = validation
+                .rows
+                .unwrap_or_else(|| panic!("{stem}: {:#?}", validation.diagnostics));
+            let sampled = sample(&plan, &catalog, &options).await.unwrap().rows;
+            // Row order is the query's (the partitions' interleaving), not the sample's.
+            assert_eq!(kept.schema(), sampled.schema(), "{stem}");
+            let sorted = |batch: &RecordBatch| {
+                let mut rows: Vec<Vec<String>> =
+                    (0..batch.num_rows()).map(|r| row_text(batch, r)).collect();
+                rows.sort();
+                rows
+            };
+            assert_eq!(
+                sorted(&kept),
+                sorted(&sampled),
+                "{stem}, sample_size {sample_size}"
+            );
+        }
+        if plan.features.len() > 1 {
+            let grouped = ValidateOptions {
+                features_per_query: 1,
+                ..Default::default()
+            };
+            let validation = validate(&plan, &catalog, &grouped, &warnings).await;
+            assert!(validation.rows.is_none(), "{stem}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_full_sample_equals_statistics_of_the_full_ctas() {
     let catalog = common::retail().await;

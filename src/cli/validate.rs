@@ -2,6 +2,7 @@
 //! printed, the sampled rows shown or written when asked.
 
 use super::*;
+use arrow::array::RecordBatch;
 use featurecraft::contract::answer::ValidateAnswer;
 
 pub(super) async fn validate_command(args: ValidateArgs) -> ExitCode {
@@ -16,50 +17,48 @@ pub(super) async fn validate_command(args: ValidateArgs) -> ExitCode {
         Ok(o) => on_engine(o, &args.engine, Some(&args.time_limit)),
         Err(e) => return usage_error(&e),
     };
-    let code = run_validate(&args.recipe, &args.catalog, &options, args.format).await;
+    let (code, rows) = run_validate(&args.recipe, &args.catalog, &options, args.format).await;
     if code != ExitCode::SUCCESS || (args.show.is_none() && args.sample_out.is_none()) {
         return code;
     }
-    sampled_rows(
-        &args.recipe,
-        &args.catalog,
-        &options,
-        args.show,
-        args.sample_out.as_deref(),
-    )
-    .await
+    let rows = match rows {
+        Some(rows) => rows,
+        None => match sample_again(&args.recipe, &args.catalog, &options).await {
+            Ok(rows) => rows,
+            Err(code) => return code,
+        },
+    };
+    sampled_rows(&rows, args.show, args.sample_out.as_deref())
 }
 
-/// Runs the sampled query again and writes its rows to `out` (Parquet).
-/// The validation sample's rows: the first `show` printed as a table, all of them written
-/// to `out` as Parquet (to a temporary name first, so a failure leaves no partial file).
-pub(super) async fn sampled_rows(
+/// The sampled query run again, for a validation that ran its features in several queries
+/// and so holds no single table of the sampled rows.
+async fn sample_again(
     recipe: &Path,
     catalog: &Path,
     options: &RunOptions,
-    show: Option<usize>,
-    out: Option<&Path>,
-) -> ExitCode {
-    let (plan, catalog) = match datafusion_plan(recipe, catalog, false).await {
-        Ok(compiled) => compiled,
-        Err(code) => return code,
-    };
-    let sample = match featurecraft::run::validate::sample(&plan, &catalog, &options.validate).await
-    {
-        Ok(s) => s,
+) -> Result<RecordBatch, ExitCode> {
+    let (plan, catalog) = datafusion_plan(recipe, catalog, false).await?;
+    match featurecraft::run::validate::sample(&plan, &catalog, &options.validate).await {
+        Ok(sample) => Ok(sample.rows),
         Err(d) => {
             eprint!("{}", flags(&d.render(None)));
-            return ExitCode::from(1);
+            Err(ExitCode::from(1))
         }
-    };
+    }
+}
+
+/// The validation sample's rows: the first `show` printed as a table, all of them written
+/// to `out` as Parquet (to a temporary name first, so a failure leaves no partial file).
+fn sampled_rows(rows: &RecordBatch, show: Option<usize>, out: Option<&Path>) -> ExitCode {
     if let Some(n) = show {
-        let shown = sample.rows.slice(0, n.min(sample.rows.num_rows()));
+        let shown = rows.slice(0, n.min(rows.num_rows()));
         match arrow::util::pretty::pretty_format_batches(&[shown]) {
             Ok(table) => {
                 out!(
                     "first {} of {} sampled rows:",
-                    n.min(sample.rows.num_rows()),
-                    sample.rows.num_rows()
+                    n.min(rows.num_rows()),
+                    rows.num_rows()
                 );
                 out!("{table}");
             }
@@ -70,9 +69,9 @@ pub(super) async fn sampled_rows(
         return ExitCode::SUCCESS;
     };
     let written = output::write_replacing(out, |file| {
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, sample.rows.schema(), None)
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, rows.schema(), None)
             .map_err(|e| e.to_string())?;
-        writer.write(&sample.rows).map_err(|e| e.to_string())?;
+        writer.write(rows).map_err(|e| e.to_string())?;
         writer.close().map(|_| ()).map_err(|e| e.to_string())
     });
     match written {
@@ -81,18 +80,20 @@ pub(super) async fn sampled_rows(
     }
 }
 
-pub(super) async fn run_validate(
+/// Validates and prints the summary; the exit code, and the sampled rows when the
+/// validation's one query gave them.
+async fn run_validate(
     recipe: &Path,
     catalog: &Path,
     options: &RunOptions,
     format: Format,
-) -> ExitCode {
+) -> (ExitCode, Option<RecordBatch>) {
     let (text, catalog) = match recipe_and_catalog(recipe, catalog).await {
         Ok((text, loaded)) => match with_data(loaded, catalog, "validate") {
             Ok(catalog) => (text, catalog),
-            Err(code) => return code,
+            Err(code) => return (code, None),
         },
-        Err(code) => return code,
+        Err(code) => return (code, None),
     };
     let parsed = featurecraft::parse_recipe(&text);
     let run = match &parsed.recipe {
@@ -110,6 +111,7 @@ pub(super) async fn run_validate(
             validation: None,
             diagnostics: parsed.diagnostics.clone(),
             leaks: Vec::new(),
+            rows: None,
         },
     };
     let failed = featurecraft::diagnostic::fail(&run.diagnostics, options.strict);
@@ -125,7 +127,7 @@ pub(super) async fn run_validate(
             };
             match serde_json::to_string_pretty(&out) {
                 Ok(text) => out!("{text}"),
-                Err(e) => return usage_error(&e.to_string()),
+                Err(e) => return (usage_error(&e.to_string()), None),
             }
         }
         Format::Text => {
@@ -158,8 +160,8 @@ pub(super) async fn run_validate(
         }
     }
     if failed {
-        ExitCode::from(1)
+        (ExitCode::from(1), None)
     } else {
-        ExitCode::SUCCESS
+        (ExitCode::SUCCESS, run.rows)
     }
 }

@@ -139,11 +139,12 @@ fn validate(
         diagnostics.append(&mut run.diagnostics);
         let failed = crate::diagnostic::fail(&diagnostics, options.strict);
         // The sampled rows come from the same query the command line's `--sample-out`
-        // writes: the recipe compiled for DataFusion, sampled with the same options.
-        let sample = if return_sample && !failed {
-            Some(sampled_rows(&recipe, &catalog, &options.validate).await)
-        } else {
-            None
+        // writes: the validation's own when one query gave them all, otherwise the recipe
+        // compiled for DataFusion, sampled again with the same options.
+        let sample = match (return_sample && !failed, run.rows.take()) {
+            (false, _) => None,
+            (true, Some(rows)) => Some(ipc_stream(&rows)),
+            (true, None) => Some(sampled_rows(&recipe, &catalog, &options.validate).await),
         };
         (diagnostics, Some(recipe), run.sql, run.validation, sample)
     })?;
@@ -189,12 +190,18 @@ async fn sampled_rows(
         ));
     };
     let sample = crate::run::sample::sample(&plan, catalog, options).await?;
+    ipc_stream(&sample.rows)
+}
+
+/// `rows` as an Arrow IPC stream.
+fn ipc_stream(rows: &arrow::array::RecordBatch) -> Result<Vec<u8>, crate::diagnostic::Diagnostic> {
     let mut bytes = Vec::new();
-    let written = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &sample.rows.schema())
-        .and_then(|mut writer| {
-            writer.write(&sample.rows)?;
+    let written = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &rows.schema()).and_then(
+        |mut writer| {
+            writer.write(rows)?;
             writer.finish()
-        });
+        },
+    );
     match written {
         Ok(()) => Ok(bytes),
         Err(e) => Err(crate::diagnostic::Diagnostic::new(

@@ -152,6 +152,9 @@ pub struct RecipeRun {
     pub diagnostics: Vec<Diagnostic>,
     /// The features the leakage screen flagged, with their scores.
     pub leaks: Vec<leakage::Leak>,
+    /// The sampled rows, when the validation's one query gave them (see
+    /// [`validate::Validation::rows`]).
+    pub rows: Option<arrow::array::RecordBatch>,
 }
 
 impl RecipeRun {
@@ -213,6 +216,7 @@ pub async fn run_recipe(
             validation: None,
             diagnostics: compiled.diagnostics,
             leaks: Vec::new(),
+            rows: None,
         };
     };
     let validation = validate(&plan, catalog, &options.validate, &compiled.diagnostics).await;
@@ -221,6 +225,7 @@ pub async fn run_recipe(
         validation: validation.summary,
         diagnostics: validation.diagnostics,
         leaks: validation.leaks,
+        rows: validation.rows,
     }
 }
 

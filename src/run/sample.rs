@@ -322,18 +322,23 @@ pub(crate) async fn key_scan(
         .await
         .map_err(runtime_error)?;
     let grain_columns = plan.grain.len();
+    // Where the grain is the entity key, the entity hash finds duplicate rows as well: the
+    // grain is not hashed a second time.
+    let grain_is_entity = plan.entity_key() == plan.grain;
     let rows_state = datafusion::common::hash_utils::QualityRandomState::with_seed(0);
     let (mut rows, mut entities): (Vec<u64>, Vec<i64>) = (Vec::new(), Vec::new());
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(runtime_error)?;
-        let start = rows.len();
-        rows.resize(start + batch.num_rows(), 0);
-        datafusion::common::hash_utils::create_hashes(
-            &batch.columns()[..grain_columns],
-            &rows_state,
-            &mut rows[start..],
-        )
-        .map_err(runtime_error)?;
+        if !grain_is_entity {
+            let start = rows.len();
+            rows.resize(start + batch.num_rows(), 0);
+            datafusion::common::hash_utils::create_hashes(
+                &batch.columns()[..grain_columns],
+                &rows_state,
+                &mut rows[start..],
+            )
+            .map_err(runtime_error)?;
+        }
         entities.extend_from_slice(
             batch
                 .column(grain_columns)
@@ -341,15 +346,15 @@ pub(crate) async fn key_scan(
                 .values(),
         );
     }
-    rows.sort_unstable();
-    let spine_rows = rows.len() as u64;
-    let (mut duplicate_keys, mut duplicate_rows) = (0u64, 0u64);
-    for run in rows.chunk_by(|a, b| a == b).filter(|run| run.len() > 1) {
-        duplicate_keys += 1;
-        duplicate_rows += run.len() as u64;
-    }
-    drop(rows);
     entities.sort_unstable();
+    let spine_rows = entities.len() as u64;
+    let (duplicate_keys, duplicate_rows) = if grain_is_entity {
+        duplicates(&entities)
+    } else {
+        rows.sort_unstable();
+        duplicates(&rows)
+    };
+    drop(rows);
     entities.dedup();
     let threshold = (entities.len() > options.sample_size)
         .then(|| entities[options.sample_size.saturating_sub(1)]);
@@ -360,6 +365,16 @@ pub(crate) async fn key_scan(
         duplicate_rows,
         threshold,
     })
+}
+
+/// The runs of equal values in `sorted` longer than one: how many, and their rows.
+fn duplicates<T: PartialEq>(sorted: &[T]) -> (u64, u64) {
+    sorted
+        .chunk_by(|a, b| a == b)
+        .filter(|run| run.len() > 1)
+        .fold((0, 0), |(keys, rows), run| {
+            (keys + 1, rows + run.len() as u64)
+        })
 }
 
 /// The sampled query's rows: every CTE restricted to the keys whose hash is at most

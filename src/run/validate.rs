@@ -27,7 +27,7 @@ use crate::run::leakage::{Leak, Target};
 use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
 use crate::run::timed_checks;
 use crate::types::{TypeFamily, parse_type_name};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
@@ -61,6 +61,10 @@ pub struct Validation {
     pub sampled_keys: u64,
     /// The features the leakage screen flagged (each also a `W125` in `diagnostics`).
     pub leaks: Vec<Leak>,
+    /// The sampled rows (grain, features, label: [`sample`]'s), when one query gave them
+    /// all (a recipe of at most [`ValidateOptions::features_per_query`] features), so that
+    /// showing or writing them does not run the sample again.
+    pub rows: Option<RecordBatch>,
 }
 
 /// Validates a plan on the catalog's data. `compile_warnings` are carried into the summary.
@@ -87,6 +91,7 @@ pub async fn validate(
                 spine_keys: outcome.spine_keys,
                 sampled_keys: outcome.sampled_keys,
                 leaks: outcome.leaks,
+                rows: outcome.rows,
             }
         }
         Err(error) => {
@@ -97,6 +102,7 @@ pub async fn validate(
                 spine_keys: 0,
                 sampled_keys: 0,
                 leaks: Vec::new(),
+                rows: None,
             }
         }
     }
@@ -110,6 +116,7 @@ struct Outcome {
     high_null: Vec<(String, f64)>,
     findings: Vec<Diagnostic>,
     leaks: Vec<Leak>,
+    rows: Option<RecordBatch>,
 }
 
 /// The recipe's features in groups of at most `per_query`, each group's features sharing
@@ -173,6 +180,7 @@ async fn run(
         .flatten();
     let mut counted = None;
     let mut cutoffs = None;
+    let mut whole_sample = None;
     for group in &groups {
         let rows_of_group = match &counts {
             Some(counts) => {
@@ -204,6 +212,9 @@ async fn run(
                     score,
                 });
             }
+        }
+        if groups.len() == 1 {
+            whole_sample = Some(without_counts(plan, sample)?);
         }
         if label_outcome.is_none() {
             label_outcome = Some((label, rows));
@@ -246,7 +257,16 @@ async fn run(
         high_null,
         findings,
         leaks: leaks.into_iter().flatten().collect(),
+        rows: whole_sample,
     })
+}
+
+/// The sampled rows of the plan's own query (grain, features, label) from a single query's,
+/// which may carry the windows' counts between the features and the label.
+fn without_counts(plan: &Plan, rows: &RecordBatch) -> Result<RecordBatch, Diagnostic> {
+    let kept = plan.grain.len() + plan.features.len();
+    let columns: Vec<usize> = (0..kept).chain([rows.num_columns() - 1]).collect();
+    rows.project(&columns).map_err(|e| runtime_error(e.into()))
 }
 
 /// The full row count when row-level sources fan the spine out (`None` when none does, or

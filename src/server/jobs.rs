@@ -597,6 +597,7 @@ pub(super) async fn materialize_recipe(
             validation: None,
             diagnostics: compiled.diagnostics,
             leaks: Vec::new(),
+            rows: None,
         };
         run.error_paragraph()
             .unwrap_or_else(|| "the recipe no longer compiles".into())
