@@ -324,10 +324,12 @@ fn without_xml_body(text: &str) -> String {
     }
 }
 
-/// `text` on one line, at most 600 characters: a store's answer may be a whole XML body.
+/// `text` on one line, at most 2 000 characters: a store's answer may be a whole body (an
+/// XML one is cut before this; a proxy's HTML page is not), while a cluster's error
+/// carries the executor's own message, roots and path included.
 fn one_line(text: &str) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(600) {
+    match flat.char_indices().nth(2_000) {
         Some((end, _)) => format!("{}…", &flat[..end]),
         None => flat,
     }
