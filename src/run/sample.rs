@@ -157,7 +157,7 @@ pub async fn session(
             .hint("fix or unset the variable; `DATAFUSION_EXECUTION_BATCH_SIZE=8192` is the form")
         })?
         .with_target_partitions(options.target_partitions.max(1));
-    let config = entity_partitioned(config);
+    let config = with_large_batches(entity_partitioned(config));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
@@ -176,6 +176,24 @@ pub async fn session(
         .session_context(ctx)
         .await
         .map_err(|e| Diagnostic::new(Code::E052, e.to_string()))
+}
+
+/// Rows per batch unless `DATAFUSION_EXECUTION_BATCH_SIZE` says otherwise: 8 times
+/// DataFusion's 8192.
+///
+/// A recipe's plan is a few scans and aggregations per source over millions of rows, and
+/// each batch pays a fixed cost in every operator (a hash-table probe loop, a repartition,
+/// an expression's evaluation, a state emitted). Measured at L (1M customers) with the
+/// release binary, interleaved runs: materialize of the churn bench recipe 1.67 → 1.59 s,
+/// of the 50-feature recipe 3.31 → 2.95 s, of the point-in-time recipe 4.27 → 4.03 s;
+/// peak memory −4 % to +12 %; validation unchanged.
+pub const BATCH_SIZE: usize = 65_536;
+
+fn with_large_batches(config: SessionConfig) -> SessionConfig {
+    match std::env::var_os("DATAFUSION_EXECUTION_BATCH_SIZE") {
+        None => config.with_batch_size(BATCH_SIZE),
+        Some(_) => config,
+    }
 }
 
 /// `config` where rows already hash-partitioned on a subset of a grouping's keys stay where
