@@ -692,22 +692,12 @@ fn a_materialization_killed_mid_write_leaves_a_whole_published_run() {
 /// delta-rs' reading of the Delta table at `uri` (at `version`, or the latest) against the
 /// Parquet table in `parquet_dir`: `{"version", "rows", "equal"}`.
 fn delta_rs(s3: &S3, uri: &str, parquet_dir: &str, version: Option<u64>) -> serde_json::Value {
-    let mut command = Command::new(s3.python());
-    command
-        .arg(root().join("scripts/delta_check.py"))
-        .args(["read", uri, parquet_dir])
-        .envs(s3.environment());
-    if let Some(version) = version {
-        command.args(["--version", &version.to_string()]);
+    let version = version.map(|v| v.to_string());
+    let mut args = vec!["read", uri, parquet_dir];
+    if let Some(version) = &version {
+        args.extend(["--version", version]);
     }
-    let out = command.output().expect("the venv's Python runs");
-    assert!(
-        out.status.success(),
-        "delta_check.py {uri}: {} (stdout: {})",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    s3.script("delta_check.py", &args)
 }
 
 /// A Delta training table, in a local folder and in S3, is read back by delta-rs with the
@@ -804,20 +794,8 @@ fn a_delta_table_is_read_back_by_delta_rs_and_each_materialization_is_a_version(
 /// delta-rs commits the rows of the Parquet file `parquet` to the Delta table at `uri`
 /// (`mode`: error, overwrite, append); the version it committed.
 fn delta_rs_write(s3: &S3, parquet: &Path, uri: &str, mode: &str) -> u64 {
-    let out = Command::new(s3.python())
-        .arg(root().join("scripts/delta_check.py"))
-        .arg("write")
-        .arg(parquet)
-        .args([uri, mode])
-        .envs(s3.environment())
-        .output()
-        .expect("the venv's Python runs");
-    assert!(
-        out.status.success(),
-        "delta_check.py write {uri}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parquet = parquet.to_string_lossy();
+    let written = s3.script("delta_check.py", &["write", &parquet, uri, mode]);
     written["version"].as_u64().unwrap()
 }
 

@@ -156,17 +156,7 @@ impl S3 {
     /// (`scripts/s3_iam.py`); the keys of a user allowed every S3 action and of one
     /// allowed nothing. The test's own client ([`S3::bucket`]) is refused from then on.
     pub fn enable_iam(&self) -> Iam {
-        let out = Command::new(self.python())
-            .arg(root().join("scripts/s3_iam.py"))
-            .arg(&self.endpoint)
-            .output()
-            .expect("the venv's Python runs");
-        assert!(
-            out.status.success(),
-            "s3_iam.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let users = self.script("s3_iam.py", &[&self.endpoint]);
         let keys = |user: &str| Keys {
             id: users[user]["key"].as_str().unwrap().to_string(),
             secret: users[user]["secret"].as_str().unwrap().to_string(),
@@ -175,6 +165,25 @@ impl S3 {
             writer: keys("writer"),
             nobody: keys("nobody"),
         }
+    }
+
+    /// `scripts/SCRIPT ARGS` run by the server's virtual environment's Python with the
+    /// server's environment; the JSON it prints. A failure fails the test with its stderr.
+    pub fn script(&self, script: &str, args: &[&str]) -> serde_json::Value {
+        let out = Command::new(self.python())
+            .arg(root().join("scripts").join(script))
+            .args(args)
+            .envs(self.environment())
+            .output()
+            .expect("the venv's Python runs");
+        assert!(
+            out.status.success(),
+            "{script} {args:?}: {} (stdout: {})",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{script} {args:?} printed no JSON: {e}"))
     }
 
     /// [`S3::environment`] with other credentials.
