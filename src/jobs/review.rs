@@ -140,6 +140,14 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         return Ok(vec![(name, root.to_path_buf())]);
     }
     let mut files = Vec::new();
+    let mut keep = |path: PathBuf| {
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        files.push((relative, path));
+    };
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
@@ -148,24 +156,14 @@ fn catalog_files(root: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            if entry.file_type()?.is_dir() && path.join(delta::LOG).is_dir() {
+            let is_dir = entry.file_type()?.is_dir();
+            if is_dir && path.join(delta::LOG).is_dir() {
                 // A Delta table is known by its log (its version), not by its files.
-                let log = path.join(delta::LOG);
-                let relative = log
-                    .strip_prefix(root)
-                    .unwrap_or(&log)
-                    .to_string_lossy()
-                    .into_owned();
-                files.push((relative, log));
-            } else if entry.file_type()?.is_dir() {
+                keep(path.join(delta::LOG));
+            } else if is_dir {
                 stack.push(path);
             } else if crate::catalog::is_catalog_file(&path) {
-                let relative = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                files.push((relative, path));
+                keep(path);
             }
         }
     }
