@@ -3,7 +3,8 @@
 //! designer and the command line share ([`run_recipe`]).
 //!
 //! The session's own functions live here too: the stable key hash of entity sampling
-//! (`keyhash`) and the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`), and so does
+//! (`keyhash`), the compact, pool-tracked `COUNT(DISTINCT …)` (`distinct`) and the
+//! optimizer rule running conditional aggregates as filtered ones (`filtered`), and so does
 //! the choice of where the queries run ([`engine`]: this process or a Ballista cluster), and
 //! a run's time limit with the cancellation of the cluster jobs it stops ([`deadline`]).
 //! A local point-in-time run computes its `cutoffs` CTE once for every timed source
@@ -13,6 +14,7 @@ pub(crate) mod cutoffs_once;
 pub mod deadline;
 pub(crate) mod distinct;
 pub mod engine;
+pub(crate) mod filtered;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod leakage;

@@ -172,6 +172,9 @@ pub async fn session(
         }
     };
     register_functions(&ctx);
+    ctx.add_optimizer_rule(std::sync::Arc::new(
+        crate::run::filtered::ConditionalAsFilter,
+    ));
     catalog
         .session_context(ctx)
         .await
