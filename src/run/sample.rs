@@ -157,7 +157,7 @@ pub async fn session(
             .hint("fix or unset the variable; `DATAFUSION_EXECUTION_BATCH_SIZE=8192` is the form")
         })?
         .with_target_partitions(options.target_partitions.max(1));
-    let config = with_large_batches(entity_partitioned(config));
+    let config = with_snappy_output(with_large_batches(entity_partitioned(config)));
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
@@ -197,6 +197,20 @@ fn with_large_batches(config: SessionConfig) -> SessionConfig {
         None => config.with_batch_size(BATCH_SIZE),
         Some(_) => config,
     }
+}
+
+/// Parquet output compressed with Snappy unless `DATAFUSION_EXECUTION_PARQUET_COMPRESSION`
+/// says otherwise (DataFusion's own default is ZSTD level 3).
+///
+/// Snappy is what DuckDB, Spark and PyArrow write by default and what every Parquet reader
+/// reads. Measured at L on the 50-feature bench recipe, interleaved runs: materialize 2.659 →
+/// 2.534 s (median of 5), the table 61 → 73 MiB (DuckDB's `COPY` of the same query, Snappy
+/// too: 81 MiB).
+fn with_snappy_output(mut config: SessionConfig) -> SessionConfig {
+    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_COMPRESSION").is_none() {
+        config.options_mut().execution.parquet.compression = Some("snappy".to_string());
+    }
+    config
 }
 
 /// `config` where rows already hash-partitioned on a subset of a grouping's keys stay where
