@@ -10,6 +10,7 @@
 //! A local point-in-time run computes its `cutoffs` CTE once for every timed source
 //! (`cutoffs_once`), where DataFusion would inline it into each.
 
+pub(crate) mod clustered;
 pub(crate) mod cutoffs_once;
 pub mod deadline;
 pub(crate) mod distinct;

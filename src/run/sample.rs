@@ -161,7 +161,15 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
-        Engine::Local => ctx,
+        // Partial aggregations by one integer key number it by offset while keys are
+        // dense (`run::clustered`); a cluster's scheduler plans with Ballista's rules.
+        Engine::Local => SessionContext::new_with_state(
+            datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+                .with_physical_optimizer_rule(std::sync::Arc::new(
+                    crate::run::clustered::ClusteredKeys,
+                ))
+                .build(),
+        ),
         Engine::Ballista { scheduler } => {
             let ctx = on_cluster(ctx, scheduler, catalog).await?;
             ctx.state_ref()
