@@ -249,6 +249,7 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
             probe,
             skipping: false,
             output: VecDeque::new(),
+            emitted: 0,
             finished: false,
             baseline: BaselineMetrics::new(&self.metrics, partition),
         };
@@ -511,6 +512,9 @@ struct Partial {
     skipping: bool,
     /// Batches ready to be returned.
     output: VecDeque<RecordBatch>,
+    /// The memory of the emitted states in `output` (slices of one batch), counted in the
+    /// reservation until the last slice is returned, as DataFusion counts its output.
+    emitted: usize,
     finished: bool,
     baseline: BaselineMetrics,
 }
@@ -519,6 +523,11 @@ impl Partial {
     async fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             if let Some(batch) = self.output.pop_front() {
+                if self.output.is_empty() && self.emitted > 0 {
+                    self.emitted = 0;
+                    // Shrinking: never refused.
+                    let _ = self.reservation.try_resize(self.size());
+                }
                 self.baseline.record_output(batch.num_rows());
                 return Some(Ok(batch));
             }
@@ -638,11 +647,19 @@ impl Partial {
             self.output.push_back(batch.slice(offset, length));
             offset += length;
         }
-        self.reservation.try_resize(self.size())
+        self.emitted = batch.get_array_memory_size();
+        // The states exist already: counted if the pool has room (as DataFusion does with
+        // its output), and the table's memory given back either way.
+        if self.reservation.try_resize(self.size()).is_err() {
+            self.reservation.try_resize(self.size() - self.emitted)?;
+        }
+        Ok(())
     }
 
     fn size(&self) -> usize {
-        self.groups.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+        self.emitted
+            + self.groups.size()
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 }
 
