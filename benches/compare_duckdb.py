@@ -292,7 +292,7 @@ def main():
     cases = args.case.split(",")
     unknown = [c for c in cases if c not in RECIPES]
     if unknown:
-        parser.error(f"unknown case {', '.join(unknown)}: choose from {', '.join(sorted(RECIPES))}")
+        parser.error(f"unknown case {', '.join(map(repr, unknown))}: choose from {', '.join(sorted(RECIPES))}")
     if args.out is None:
         args.out = ROOT / "bench-data" / f"compare-duckdb-{'-'.join(cases)}.json"
     results = [run_case(case, args) for case in cases]
