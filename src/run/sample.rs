@@ -601,6 +601,74 @@ fn reads_like_a_file_error(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn output_keeps_small_dictionaries_and_writes_many_distinct_values_plain() {
+        use datafusion::arrow::array::{Float64Array, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::dataframe::DataFrameWriteOptions;
+        use parquet::basic::{Compression, Encoding, PageType};
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_DICTIONARY_PAGE_SIZE_LIMIT").is_some()
+            || std::env::var_os("DATAFUSION_EXECUTION_PARQUET_COMPRESSION").is_some()
+        {
+            return; // the environment's settings win, as documented
+        }
+        // 20 000 distinct floats (160 000 bytes: past 64 KiB, within DataFusion's 1 MiB) and
+        // three plans.
+        let rows = 20_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, false),
+            Field::new("plan", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(Float64Array::from_iter_values(
+                    (0..rows).map(|i| i as f64 / 7.0),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["basic", "pro", "team"][i % 3]),
+                )),
+            ],
+        )
+        .expect("a batch");
+        let config = with_small_dictionaries(with_snappy_output(
+            SessionConfig::new().with_target_partitions(1),
+        ));
+        let ctx = SessionContext::new_with_config(config);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = dir.path().join("t.parquet");
+        ctx.read_batch(batch)
+            .expect("a frame")
+            .write_parquet(
+                out.to_str().expect("a UTF-8 path"),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .expect("written");
+        let reader =
+            SerializedFileReader::new(std::fs::File::open(&out).expect("the file")).expect("read");
+        let group = reader.metadata().row_group(0);
+        let (x, plan) = (group.column(0), group.column(1));
+        assert_eq!(x.compression(), Compression::SNAPPY);
+        // The floats' data pages fell back to plain; the plans' stayed dictionary-encoded.
+        let plain_data_pages = |column: usize| {
+            let pages = reader
+                .get_row_group(0)
+                .and_then(|g| g.get_column_page_reader(column))
+                .expect("a page reader");
+            pages
+                .map(|page| page.expect("a page"))
+                .filter(|p| p.page_type() != PageType::DICTIONARY_PAGE)
+                .filter(|p| p.encoding() == Encoding::PLAIN)
+                .count()
+        };
+        assert!(plain_data_pages(0) > 0, "the floats kept a dictionary");
+        assert!(plan.dictionary_page_offset().is_some());
+        assert_eq!(plain_data_pages(1), 0, "the plans lost their dictionary");
+    }
+
     #[test]
     fn the_default_memory_limit_reads_as_its_bytes() {
         assert_eq!(
