@@ -19,7 +19,8 @@ target/rel/release/featurecraft (built by the wrapper):
   run) and only the grain columns of those sources (under a sampled run).
 Each case runs once to warm the page cache, then `--runs` rounds run every case in turn
 (featurecraft and its peers under the same load on a shared machine); the median wall time and
-the peak RSS of each run's process (from wait4) are reported. A Python child also reports
+the peak RSS of each run's process (wait4 in a small launcher, `benches/measured.py`) are
+reported. A Python child also reports
 the time it worked after its imports (`engine_median_s`), and the ratios use that time for
 the peers, against featurecraft's whole process. The script also checks that
 featurecraft's and DuckDB's tables have the same rows and, on 1000 sampled keys, the same
@@ -56,6 +57,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import measured
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {
     "churn": ROOT / "benches" / "recipes" / "churn_bench.json",
@@ -77,29 +80,24 @@ class RunFailed(Exception):
 
 
 def measure(command, env=None):
-    """Wall seconds, peak RSS (MiB) and, for a Python child, the seconds it worked after
-    its imports (interpreter start and `import duckdb` are not the engine's work)."""
+    """Wall seconds, peak RSS (MiB; the command's own, see `benches/measured.py`) and, for a
+    Python child, the seconds it worked after its imports (interpreter start and `import
+    duckdb` are not the engine's work)."""
     import resource
 
     def limit():
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
 
-    started = time.monotonic()
     with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.PIPE, env=env,
-                                   preexec_fn=limit)
-        stderr = process.stderr.read().decode(errors="replace")
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.monotonic() - started
-        process.stderr.close()
+        run = measured.run(command, env=env, stdout=out, preexec_fn=limit)
         out.seek(0)
         engine = re.findall(rb"^engine_s (\S+)$", out.read(), re.MULTILINE)
-    if os.waitstatus_to_exitcode(status) != 0:
+    if run.exit_code != 0:
         raise RunFailed(
-            f"{' '.join(map(str, command[:3]))} failed after {elapsed:.1f} s, "
-            f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB: {stderr.strip()[-300:]}"
+            f"{' '.join(map(str, command[:3]))} failed after {run.elapsed:.1f} s, "
+            f"peak RSS {run.peak_rss_mib:.0f} MiB: {run.stderr.strip()[-300:]}"
         )
-    return elapsed, usage.ru_maxrss / 1024, float(engine[-1]) if engine else None
+    return run.elapsed, run.peak_rss_mib, float(engine[-1]) if engine else None
 
 
 def summary(results):

@@ -14,8 +14,8 @@ target/rel/). For each scale: the generated retail catalog (bench-data/retail-N,
 demand, the same as benches/compare-duckdb's), copied into the server's `catalog` bucket;
 then every case once to warm up and RUNS rounds in which each case runs once, in turn
 (interleaved, so a slower minute of this shared machine falls on every case alike). Each
-run is one `featurecraft` process; its wall time and peak RSS (wait4) are reported,
-medians and the largest peak (and with moto, the requests a run made). The server runs on
+run is one `featurecraft` process; its wall time and peak RSS (wait4, in a small launcher:
+`benches/measured.py`) are reported, medians and the largest peak (and with moto, the requests a run made). The server runs on
 the same two cores: the ratios are the cost of the protocol on loopback, not of a
 network. Writes a JSON report; BENCHMARKS.md quotes it.
 """
@@ -31,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import measured
 
 ROOT = Path(__file__).resolve().parent.parent
 FC = ROOT / "target" / "rel" / "release" / "featurecraft"
@@ -124,16 +126,11 @@ def requests_in(log_path):
 
 
 def measure(command, env):
-    started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=env)
-    stderr = process.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.monotonic() - started
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(map(str, command[:2]))} failed: {stderr.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB; the command's own, see `benches/measured.py`)."""
+    run = measured.run(command, env=env)
+    if run.exit_code != 0:
+        raise RuntimeError(f"{' '.join(map(str, command[:2]))} failed: {run.stderr.strip()[-500:]}")
+    return run.elapsed, run.peak_rss_mib
 
 
 def main():
