@@ -157,9 +157,7 @@ pub async fn session(
             .hint("fix or unset the variable; `DATAFUSION_EXECUTION_BATCH_SIZE=8192` is the form")
         })?
         .with_target_partitions(options.target_partitions.max(1));
-    let config = with_small_dictionaries(with_snappy_output(with_large_batches(
-        entity_partitioned(config),
-    )));
+    let config = with_featurecraft_defaults(config);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
@@ -191,8 +189,47 @@ pub async fn session(
         .map_err(|e| Diagnostic::new(Code::E052, e.to_string()))
 }
 
-/// Rows per batch unless `DATAFUSION_EXECUTION_BATCH_SIZE` says otherwise: 8 times
-/// DataFusion's 8192.
+/// featurecraft's values of DataFusion settings, each set unless its variable is in the
+/// environment (where `SessionConfig::from_env` read it, so the environment wins): the
+/// variable and what it sets. Why each value, and what it gave, is on its constant.
+const FEATURECRAFT_DEFAULTS: [Tuned; 4] = [
+    ("DATAFUSION_EXECUTION_BATCH_SIZE", |c| {
+        c.with_batch_size(BATCH_SIZE)
+    }),
+    ("DATAFUSION_EXECUTION_PARQUET_COMPRESSION", |mut c| {
+        c.options_mut().execution.parquet.compression = Some(OUTPUT_COMPRESSION.to_string());
+        c
+    }),
+    (
+        "DATAFUSION_EXECUTION_PARQUET_DICTIONARY_PAGE_SIZE_LIMIT",
+        |mut c| {
+            c.options_mut().execution.parquet.dictionary_page_size_limit = OUTPUT_DICTIONARY_LIMIT;
+            c
+        },
+    ),
+    (
+        "DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD",
+        |mut c| {
+            c.options_mut().optimizer.subset_repartition_threshold = SUBSET_REPARTITION_THRESHOLD;
+            c
+        },
+    ),
+];
+
+/// A DataFusion setting's environment variable, and how featurecraft sets it otherwise.
+type Tuned = (&'static str, fn(SessionConfig) -> SessionConfig);
+
+/// `config` with [`FEATURECRAFT_DEFAULTS`] applied where the environment does not set them.
+fn with_featurecraft_defaults(mut config: SessionConfig) -> SessionConfig {
+    for (variable, set) in FEATURECRAFT_DEFAULTS {
+        if std::env::var_os(variable).is_none() {
+            config = set(config);
+        }
+    }
+    config
+}
+
+/// Rows per batch: 8 times DataFusion's 8192.
 ///
 /// A recipe's plan is a few scans and aggregations per source over millions of rows, and
 /// each batch pays a fixed cost in every operator (a hash-table probe loop, a repartition,
@@ -202,42 +239,15 @@ pub async fn session(
 /// peak memory −4 % to +12 %; validation unchanged.
 pub const BATCH_SIZE: usize = 65_536;
 
-fn with_large_batches(config: SessionConfig) -> SessionConfig {
-    match std::env::var_os("DATAFUSION_EXECUTION_BATCH_SIZE") {
-        None => config.with_batch_size(BATCH_SIZE),
-        Some(_) => config,
-    }
-}
-
-/// Parquet output compressed with Snappy unless `DATAFUSION_EXECUTION_PARQUET_COMPRESSION`
-/// says otherwise (DataFusion's own default is ZSTD level 3).
+/// The codec of Parquet output: Snappy (DataFusion's own default is ZSTD level 3).
 ///
 /// Snappy is what DuckDB, Spark and PyArrow write by default and what every Parquet reader
 /// reads. Measured at L on the 50-feature bench recipe, interleaved runs: materialize 2.659 →
 /// 2.534 s (median of 5), the table 61 → 73 MiB (DuckDB's `COPY` of the same query, Snappy
 /// too: 81 MiB).
-fn with_snappy_output(mut config: SessionConfig) -> SessionConfig {
-    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_COMPRESSION").is_none() {
-        config.options_mut().execution.parquet.compression = Some("snappy".to_string());
-    }
-    config
-}
+const OUTPUT_COMPRESSION: &str = "snappy";
 
-/// Dictionary pages of Parquet output capped at [`OUTPUT_DICTIONARY_LIMIT`] bytes unless
-/// `DATAFUSION_EXECUTION_PARQUET_DICTIONARY_PAGE_SIZE_LIMIT` says otherwise (DataFusion's
-/// default is 1 MiB).
-fn with_small_dictionaries(mut config: SessionConfig) -> SessionConfig {
-    if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_DICTIONARY_PAGE_SIZE_LIMIT").is_none() {
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .dictionary_page_size_limit = OUTPUT_DICTIONARY_LIMIT;
-    }
-    config
-}
-
-/// The dictionary page limit of Parquet output, in bytes.
+/// The dictionary page limit of Parquet output, in bytes (DataFusion's default is 1 MiB).
 ///
 /// A column chunk is dictionary-encoded until its dictionary outgrows the limit, then
 /// written plain. Most feature columns are floats and counts with many distinct values: at
@@ -251,8 +261,8 @@ fn with_small_dictionaries(mut config: SessionConfig) -> SessionConfig {
 /// grew to 43 and 110 MiB.
 pub const OUTPUT_DICTIONARY_LIMIT: usize = 64 * 1024;
 
-/// `config` where rows already hash-partitioned on a subset of a grouping's keys stay where
-/// they are, whatever the number of partitions (joins still repartition both sides alike).
+/// The partitions from which rows already hash-partitioned on a subset of a grouping's
+/// keys stay where they are: 1, any number (joins still repartition both sides alike).
 ///
 /// featurecraft's plans join every source on the entity key and then group by the entity
 /// key and the cutoff: the join's output is already partitioned by the entity key, a subset
@@ -260,14 +270,8 @@ pub const OUTPUT_DICTIONARY_LIMIT: usize = 64 * 1024;
 /// partitioning only from 4 partitions on (`subset_repartition_threshold`), fearing too few
 /// distinct values for parallelism; below it, every timed source's aggregation ran in two
 /// phases with a repartition between them. Measured on the point-in-time benchmark at L with
-/// 2 partitions: materialize 6.0–7.2 s instead of 7.4–7.9 s, same rows. A
-/// `DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD` in the environment still wins.
-fn entity_partitioned(mut config: SessionConfig) -> SessionConfig {
-    if std::env::var_os("DATAFUSION_OPTIMIZER_SUBSET_REPARTITION_THRESHOLD").is_none() {
-        config.options_mut().optimizer.subset_repartition_threshold = 1;
-    }
-    config
-}
+/// 2 partitions: materialize 6.0–7.2 s instead of 7.4–7.9 s, same rows.
+const SUBSET_REPARTITION_THRESHOLD: usize = 1;
 
 /// The session `local` turned into one whose queries run on the cluster at `scheduler`,
 /// when every table of `catalog` can travel to the executors.
@@ -632,9 +636,7 @@ mod tests {
             ],
         )
         .expect("a batch");
-        let config = with_small_dictionaries(with_snappy_output(
-            SessionConfig::new().with_target_partitions(1),
-        ));
+        let config = with_featurecraft_defaults(SessionConfig::new().with_target_partitions(1));
         let ctx = SessionContext::new_with_config(config);
         let dir = tempfile::tempdir().expect("a temporary directory");
         let out = dir.path().join("t.parquet");
