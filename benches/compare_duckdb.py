@@ -18,11 +18,11 @@ target/rel/release/featurecraft (built by the wrapper):
 - two scan floors: PyArrow decoding, in full, every column the recipe reads (under a full
   run) and only the grain columns of those sources (under a sampled run).
 Each case runs once to warm the page cache, then `--runs` rounds run every case in turn
-(featurecraft and its peers under the same load on a shared machine); the median wall time and
-the peak RSS of each run's process (wait4 in a small launcher, `benches/measured.py`) are
-reported. A Python child also reports
-the time it worked after its imports (`engine_median_s`), and the ratios use that time for
-the peers, against featurecraft's whole process. The script also checks that
+(featurecraft and its peers under the same load on a shared machine); the median wall time
+and the peak RSS of each run's process (wait4 in a small launcher, `benches/measured.py`)
+are reported. A Python child also reports the time it worked after its imports
+(`engine_median_s`), and the ratios use that time for the peers, against featurecraft's
+whole process. The script also checks that
 featurecraft's and DuckDB's tables have the same rows and, on 1000 sampled keys, the same
 values, and that the rows validation sampled equal those entities' rows in the full table
 exactly (floats bit for bit).

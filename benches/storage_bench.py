@@ -15,9 +15,9 @@ demand, the same as benches/compare-duckdb's), copied into the server's `catalog
 then every case once to warm up and RUNS rounds in which each case runs once, in turn
 (interleaved, so a slower minute of this shared machine falls on every case alike). Each
 run is one `featurecraft` process; its wall time and peak RSS (wait4, in a small launcher:
-`benches/measured.py`) are reported, medians and the largest peak (and with moto, the requests a run made). The server runs on
-the same two cores: the ratios are the cost of the protocol on loopback, not of a
-network. Writes a JSON report; BENCHMARKS.md quotes it.
+`benches/measured.py`) are reported, medians and the largest peak (and with moto, the
+requests a run made). The server runs on the same two cores: the ratios are the cost of
+the protocol on loopback, not of a network. Writes a JSON report; BENCHMARKS.md quotes it.
 """
 
 import argparse
