@@ -612,8 +612,9 @@ mod tests {
         use datafusion::dataframe::DataFrameWriteOptions;
         use parquet::basic::{Compression, Encoding, PageType};
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        if std::env::var_os("DATAFUSION_EXECUTION_PARQUET_DICTIONARY_PAGE_SIZE_LIMIT").is_some()
-            || std::env::var_os("DATAFUSION_EXECUTION_PARQUET_COMPRESSION").is_some()
+        if FEATURECRAFT_DEFAULTS
+            .iter()
+            .any(|(variable, _)| std::env::var_os(variable).is_some())
         {
             return; // the environment's settings win, as documented
         }
