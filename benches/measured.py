@@ -11,6 +11,7 @@ time, its peak RSS and its exit status on a pipe of their own.
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 LAUNCHER = """
 import os, sys, time
@@ -22,15 +23,15 @@ with os.fdopen(int(sys.argv[1]), "w") as report:
 """
 
 
+@dataclass
 class Measured:
     """What one run gave: wall seconds (the command's own, not the launcher's start), peak
     RSS in MiB, the exit code, and stderr's text."""
 
-    def __init__(self, elapsed, peak_rss_mib, exit_code, stderr):
-        self.elapsed = elapsed
-        self.peak_rss_mib = peak_rss_mib
-        self.exit_code = exit_code
-        self.stderr = stderr
+    elapsed: float
+    peak_rss_mib: float
+    exit_code: int
+    stderr: str
 
 
 def run(command, env=None, stdout=subprocess.DEVNULL, preexec_fn=None):
