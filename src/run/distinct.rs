@@ -421,9 +421,11 @@ impl ByteValues {
     fn gathered<O: OffsetSizeTrait>(&self, numbers: &[u32]) -> Result<GenericBinaryArray<O>> {
         let mut offsets = Vec::with_capacity(numbers.len() + 1);
         offsets.push(O::usize_as(0));
-        // Sized for values of the table's average length.
+        // Sized for values of the table's average length, and no more than the table holds:
+        // an average raised by a few long values must not reserve far more than needed.
         let average = self.bytes.len() / self.ends.len().max(1);
-        let mut bytes = Vec::with_capacity(numbers.len() * average);
+        let estimate = numbers.len().saturating_mul(average).min(self.bytes.len());
+        let mut bytes = Vec::with_capacity(estimate);
         for &number in numbers {
             bytes.extend_from_slice(self.value(number)?);
             match O::from_usize(bytes.len()) {
