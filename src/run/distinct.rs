@@ -247,6 +247,9 @@ struct ByteValues {
 const PACKED: usize = 15;
 /// Slots of the cache of recent keys (a power of two).
 const CACHE_SLOTS: usize = 256;
+/// The most a state's gathered values reserve up front; past it their buffer grows as
+/// they are copied.
+const GATHER_RESERVE_LIMIT: usize = 64 << 20;
 
 /// `word`'s first `len` bytes (little-endian), with `len` in the 16th byte.
 fn packed_word(word: u128, len: usize) -> u128 {
@@ -421,10 +424,14 @@ impl ByteValues {
     fn gathered<O: OffsetSizeTrait>(&self, numbers: &[u32]) -> Result<GenericBinaryArray<O>> {
         let mut offsets = Vec::with_capacity(numbers.len() + 1);
         offsets.push(O::usize_as(0));
-        // Sized for values of the table's average length, and no more than the table holds:
-        // an average raised by a few long values must not reserve far more than needed.
+        // Sized for values of the table's average length (the same values recur across
+        // groups, so the state may hold far more bytes than the table), up to a bound: an
+        // average raised by a few long values must not reserve far more than needed.
         let average = self.bytes.len() / self.ends.len().max(1);
-        let estimate = numbers.len().saturating_mul(average).min(self.bytes.len());
+        let estimate = numbers
+            .len()
+            .saturating_mul(average)
+            .min(GATHER_RESERVE_LIMIT);
         let mut bytes = Vec::with_capacity(estimate);
         for &number in numbers {
             bytes.extend_from_slice(self.value(number)?);
