@@ -227,7 +227,7 @@ enum ValueTable {
 /// 64-bit hash of their bytes, checked against the stored bytes (no allocation per value,
 /// no second copy of it). The state's values are gathered from the stored bytes. Measured
 /// on the churn bench recipe at L (`COUNT(DISTINCT event_type)` over 18.55M rows) and on
-/// a count of 20M distinct 19-byte strings: see BENCHMARKS.md.
+/// a count of 2M distinct 19-byte strings at S: see BENCHMARKS.md.
 struct ByteValues {
     data_type: DataType,
     cache: Box<[(u128, u32); CACHE_SLOTS]>,
