@@ -37,6 +37,11 @@ the customer is active, at most 6 per customer) with a 30-day churn label from t
 after each cutoff: featurecraft validate and materialize against DuckDB on the compiled
 DuckDB SQL (full and `LIMIT 1000`).
 
+With `--case shapes` it measures benches/recipes/shapes_bench.json: 16 features of shapes
+the other recipes lack (a view as a source, a `COUNT(DISTINCT)` beside only `SUM`/`MAX`,
+`MIN`/`MAX` of strings, `MEDIAN`, `STDDEV`, a `COUNT(DISTINCT)` of a float), the same cases
+as churn. A case may also be the path of a recipe of your own over the generated catalog.
+
 With `--case pit` it measures the point-in-time recipe benches/recipes/pit_bench.json
 (the `churn_cutoffs` spine, up to three cutoffs per customer, 15 features with 7/30/90-day
 windows and an as-of value) instead: featurecraft validate and materialize, DuckDB on the
@@ -64,6 +69,7 @@ RECIPES = {
     "churn": ROOT / "benches" / "recipes" / "churn_bench.json",
     "pit": ROOT / "benches" / "recipes" / "pit_bench.json",
     "schedule": ROOT / "benches" / "recipes" / "schedule_bench.json",
+    "shapes": ROOT / "benches" / "recipes" / "shapes_bench.json",
     "wide": ROOT / "benches" / "recipes" / "wide_bench.json",
 }
 RECIPE = RECIPES["churn"]
@@ -284,15 +290,17 @@ def main():
     parser.add_argument("--featurecraft", default=str(ROOT / "target" / "rel" / "release" / "featurecraft"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--case", default="churn",
-                        help=f"one of {', '.join(sorted(RECIPES))}, or several separated by commas "
-                             "(each measured in turn, all in one output)")
+                        help=f"one of {', '.join(sorted(RECIPES))} or a recipe file, or several separated "
+                             "by commas (each measured in turn, all in one output)")
     args = parser.parse_args()
     cases = args.case.split(",")
-    unknown = [c for c in cases if c not in RECIPES]
+    unknown = [c for c in cases if c not in RECIPES and not Path(c).is_file()]
     if unknown:
-        parser.error(f"unknown case {', '.join(map(repr, unknown))}: choose from {', '.join(sorted(RECIPES))}")
+        parser.error(f"unknown case {', '.join(map(repr, unknown))}: choose from "
+                     f"{', '.join(sorted(RECIPES))} or give a recipe file")
     if args.out is None:
-        args.out = ROOT / "bench-data" / f"compare-duckdb-{'-'.join(cases)}.json"
+        names = [c if c in RECIPES else Path(c).stem for c in cases]
+        args.out = ROOT / "bench-data" / f"compare-duckdb-{'-'.join(names)}.json"
     results = [run_case(case, args) for case in cases]
     output = results[0] if len(results) == 1 else {"cases": results}
     args.out.write_text(json.dumps(output, indent=2))
@@ -303,7 +311,7 @@ def main():
 def run_case(case, args):
     """One recipe's comparison at every scale of `args.scales`."""
     global RECIPE
-    RECIPE = RECIPES[case]
+    RECIPE = RECIPES[case] if case in RECIPES else Path(case).resolve()
     pit = case == "pit"
     # A schedule is point in time too, with no hand-written DuckDB form.
     timed = case in ("pit", "schedule")

@@ -84,7 +84,12 @@ pub const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(6
 fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
     (
         vec![Arc::new(key_hash_udf())],
-        vec![Arc::new(count_udaf()), Arc::new(latest_udaf())],
+        vec![
+            Arc::new(count_udaf()),
+            Arc::new(crate::run::extremes::min_udaf()),
+            Arc::new(crate::run::extremes::max_udaf()),
+            Arc::new(latest_udaf()),
+        ],
     )
 }
 

@@ -203,7 +203,14 @@ impl DistinctCountGroups {
 }
 
 /// The number given to NULL, which is never counted.
-const NULL_NUMBER: u32 = u32::MAX;
+pub(super) const NULL_NUMBER: u32 = u32::MAX;
+
+/// NULL where a number is [`NULL_NUMBER`]; `None` when none is.
+fn nulls_of(numbers: &[u32]) -> Option<NullBuffer> {
+    numbers
+        .contains(&NULL_NUMBER)
+        .then(|| NullBuffer::from_iter(numbers.iter().map(|&n| n != NULL_NUMBER)))
+}
 
 /// The distinct values seen, each stored once and numbered from 0 in order of arrival.
 enum ValueTable {
@@ -228,9 +235,11 @@ enum ValueTable {
 /// no second copy of it). The state's values are gathered from the stored bytes. Measured
 /// on the churn bench recipe at L (`COUNT(DISTINCT event_type)` over 18.55M rows) and on
 /// a count of 2M distinct 19-byte strings at S: see BENCHMARKS.md.
-struct ByteValues {
+pub(super) struct ByteValues {
     data_type: DataType,
-    cache: Box<[(u128, u32); CACHE_SLOTS]>,
+    /// Made on the first short value: an empty table costs next to nothing, so that a
+    /// partial aggregation under a tight memory limit can give everything back.
+    cache: Option<Box<[(u128, u32); CACHE_SLOTS]>>,
     short: HashMap<u128, u32>,
     /// Longer values: the number of the first value seen with each 64-bit hash of the
     /// bytes (the bytes themselves are stored once, in `bytes`), and the rare value whose
@@ -270,10 +279,10 @@ fn packed(value: &[u8]) -> u128 {
 }
 
 impl ByteValues {
-    fn new(data_type: &DataType) -> Self {
+    pub(super) fn new(data_type: &DataType) -> Self {
         ByteValues {
             data_type: data_type.clone(),
-            cache: Box::new([(0, NULL_NUMBER); CACHE_SLOTS]),
+            cache: None,
             short: HashMap::default(),
             long: HashMap::default(),
             collided: HashMap::default(),
@@ -295,7 +304,10 @@ impl ByteValues {
     fn short_number(&mut self, key: u128) -> Result<u32> {
         let folded = (key as u64) ^ ((key >> 64) as u64);
         let slot = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % CACHE_SLOTS;
-        let (cached, number) = self.cache[slot];
+        let cache = self
+            .cache
+            .get_or_insert_with(|| Box::new([(0, NULL_NUMBER); CACHE_SLOTS]));
+        let (cached, number) = cache[slot];
         if cached == key && number != NULL_NUMBER {
             return Ok(number);
         }
@@ -308,12 +320,14 @@ impl ByteValues {
                 number
             }
         };
-        self.cache[slot] = (key, number);
+        if let Some(cache) = &mut self.cache {
+            cache[slot] = (key, number);
+        }
         Ok(number)
     }
 
     /// The number of `value`, numbering it if it is new.
-    fn number(&mut self, value: &[u8]) -> Result<u32> {
+    pub(super) fn number(&mut self, value: &[u8]) -> Result<u32> {
         if value.len() <= PACKED {
             return self.short_number(packed(value));
         }
@@ -420,7 +434,8 @@ impl ByteValues {
     }
 
     /// The values numbered `numbers`, in that order, laid out as offsets into one buffer
-    /// (refused when the bytes pass what `O` addresses, rather than panic).
+    /// (refused when the bytes pass what `O` addresses, rather than panic); NULL where the
+    /// number is [`NULL_NUMBER`].
     fn gathered<O: OffsetSizeTrait>(&self, numbers: &[u32]) -> Result<GenericBinaryArray<O>> {
         let mut offsets = Vec::with_capacity(numbers.len() + 1);
         offsets.push(O::usize_as(0));
@@ -434,12 +449,14 @@ impl ByteValues {
             .min(GATHER_RESERVE_LIMIT);
         let mut bytes = Vec::with_capacity(estimate);
         for &number in numbers {
-            bytes.extend_from_slice(self.value(number)?);
+            if number != NULL_NUMBER {
+                bytes.extend_from_slice(self.value(number)?);
+            }
             match O::from_usize(bytes.len()) {
                 Some(end) => offsets.push(end),
                 None => {
                     return exec_err!(
-                        "COUNT(DISTINCT) state holds more than {} bytes of values",
+                        "an aggregate's state holds more than {} bytes of values",
                         bytes.len()
                     );
                 }
@@ -448,13 +465,13 @@ impl ByteValues {
         Ok(GenericBinaryArray::<O>::try_new(
             OffsetBuffer::new(offsets.into()),
             bytes.into(),
-            None,
+            nulls_of(numbers),
         )?)
     }
 
     /// The bytes of the value numbered `number`.
     #[inline]
-    fn value(&self, number: u32) -> Result<&[u8]> {
+    pub(super) fn value(&self, number: u32) -> Result<&[u8]> {
         let number = number as usize;
         let start = match number.checked_sub(1) {
             Some(previous) => self.ends.get(previous).copied(),
@@ -462,16 +479,17 @@ impl ByteValues {
         };
         match (start, self.ends.get(number)) {
             (Some(start), Some(&end)) => Ok(&self.bytes[start..end]),
-            _ => exec_err!("COUNT(DISTINCT) has no value numbered {number}"),
+            _ => exec_err!("the table of values has no value numbered {number}"),
         }
     }
 
-    /// The values numbered `numbers`, in that order, as an array of the argument's type.
+    /// The values numbered `numbers`, in that order, as an array of the argument's type
+    /// (NULL for [`NULL_NUMBER`]).
     ///
     /// Built from the requested values alone, so that a state emitted a few groups at a
     /// time (`EmitTo::First`, as DataFusion does under memory pressure) costs what it
     /// emits, not every value seen so far.
-    fn values(&self, numbers: &[u32]) -> Result<ArrayRef> {
+    pub(super) fn values(&self, numbers: &[u32]) -> Result<ArrayRef> {
         Ok(match &self.data_type {
             DataType::Utf8 => Arc::new(StringArray::try_from_binary(self.gathered(numbers)?)?),
             DataType::LargeUtf8 => {
@@ -482,7 +500,11 @@ impl ByteValues {
             view @ (DataType::Utf8View | DataType::BinaryView) => {
                 let mut builder = BinaryViewBuilder::with_capacity(numbers.len());
                 for &number in numbers {
-                    builder.append_value(self.value(number)?);
+                    if number == NULL_NUMBER {
+                        builder.append_null();
+                    } else {
+                        builder.append_value(self.value(number)?);
+                    }
                 }
                 let binary = builder.finish();
                 if *view == DataType::Utf8View {
@@ -491,12 +513,19 @@ impl ByteValues {
                     Arc::new(binary)
                 }
             }
-            other => return exec_err!("COUNT(DISTINCT): {other} is not a string or binary type"),
+            other => return exec_err!("{other} is not a string or binary type"),
         })
     }
 
-    fn size(&self) -> usize {
-        size_of::<[(u128, u32); CACHE_SLOTS]>()
+    /// How many values the table holds.
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(super) fn size(&self) -> usize {
+        self.cache
+            .as_ref()
+            .map_or(0, |_| size_of::<[(u128, u32); CACHE_SLOTS]>())
             + self.short.capacity() * (size_of::<(u128, u32)>() + 1)
             + self.long.capacity() * (size_of::<(u64, u32)>() + 1)
             + self.collided.capacity() * (size_of::<(Box<[u8]>, u32)>() + 1)

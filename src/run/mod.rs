@@ -15,6 +15,7 @@ pub(crate) mod cutoffs_once;
 pub mod deadline;
 pub(crate) mod distinct;
 pub mod engine;
+pub(crate) mod extremes;
 pub(crate) mod filtered;
 pub(crate) mod keyhash;
 pub(crate) mod latest;

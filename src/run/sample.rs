@@ -113,11 +113,13 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 /// Registers featurecraft's functions in a DataFusion session: the SQL of the DataFusion
 /// dialect needs them (as-of values are `featurecraft_latest`), so a session of your own
 /// that runs it needs them too. The key hash (sampling), `count` with a compact, pool-tracked
-/// grouped `COUNT(DISTINCT)` (see `distinct`), and the as-of `featurecraft_latest` (see
-/// `latest`).
+/// grouped `COUNT(DISTINCT)` (see `distinct`), `min` and `max` with a compact grouped
+/// extreme of strings (see `extremes`), and the as-of `featurecraft_latest` (see `latest`).
 pub fn register_functions(ctx: &SessionContext) {
     ctx.register_udf(key_hash_udf());
     ctx.register_udaf(crate::run::distinct::count_udaf());
+    ctx.register_udaf(crate::run::extremes::min_udaf());
+    ctx.register_udaf(crate::run::extremes::max_udaf());
     ctx.register_udaf(crate::run::latest::latest_udaf());
 }
 
