@@ -34,7 +34,9 @@ fn good(stem: &str) -> String {
         .1
 }
 
-/// Every row of the full CTAS, keyed by its grain values as text.
+/// Every row of the full CTAS, keyed by its grain values as text: run in featurecraft's
+/// session, as `materialize` runs it (DataFusion's own optimizer rules may sum floats in
+/// another order).
 async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<String, Vec<usize>>) {
     let compiled = compile(
         text,
@@ -42,8 +44,7 @@ async fn full_rows(catalog: &Catalog, text: &str) -> (RecordBatch, BTreeMap<Stri
         &CompileOptions::for_dialect(Dialect::DataFusion),
     );
     let plan = compiled.plan.unwrap();
-    let ctx = catalog
-        .session_context(with_functions(SessionContext::new()))
+    let ctx = featurecraft::run::sample::session(catalog, &ValidateOptions::default())
         .await
         .unwrap();
     let query =
@@ -1009,13 +1010,6 @@ async fn a_warehouse_that_cannot_be_written_is_e053_not_a_data_file_error() {
         "{}",
         error.message
     );
-}
-
-/// A plain DataFusion session with featurecraft's functions, which the DataFusion dialect's
-/// SQL needs (as-of values are `featurecraft_latest`).
-fn with_functions(ctx: SessionContext) -> SessionContext {
-    featurecraft::run::sample::register_functions(&ctx);
-    ctx
 }
 
 /// File extensions are matched in any case, and the same way everywhere: a `NAME.PARQUET`
