@@ -51,6 +51,16 @@ enum Keep {
     Largest,
 }
 
+impl std::fmt::Display for Keep {
+    /// The aggregate's SQL name, for error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Keep::Smallest => "MIN",
+            Keep::Largest => "MAX",
+        })
+    }
+}
+
 /// DataFusion's `min` or `max` (`inner`), with a grouped accumulator of its own for
 /// strings and binaries.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -202,7 +212,7 @@ impl ExtremeBytes {
                 continue;
             }
             let Some(&current) = self.extremes.get(group) else {
-                return exec_err!("{:?} of strings: no group {group}", self.keep);
+                return exec_err!("{} of strings: no group {group}", self.keep);
             };
             let wins = current == NULL_NUMBER || {
                 let old = self.values.value(current)?;
@@ -228,7 +238,7 @@ impl ExtremeBytes {
     ) -> Result<()> {
         if array.data_type() != &self.data_type {
             return exec_err!(
-                "{:?} of {} was given {}",
+                "{} of {} was given {}",
                 self.keep,
                 self.data_type,
                 array.data_type()
@@ -304,7 +314,7 @@ impl GroupsAccumulator for ExtremeBytes {
         total_num_groups: usize,
     ) -> Result<()> {
         let [array] = values else {
-            return exec_err!("{:?} takes one argument, got {}", self.keep, values.len());
+            return exec_err!("{} takes one argument, got {}", self.keep, values.len());
         };
         self.offer(array, group_indices, opt_filter, total_num_groups)
     }
@@ -324,7 +334,7 @@ impl GroupsAccumulator for ExtremeBytes {
         total_num_groups: usize,
     ) -> Result<()> {
         let [state] = values else {
-            return exec_err!("{:?} state has one column, got {}", self.keep, values.len());
+            return exec_err!("{} state has one column, got {}", self.keep, values.len());
         };
         self.offer(state, group_indices, None, total_num_groups)
     }
@@ -336,7 +346,7 @@ impl GroupsAccumulator for ExtremeBytes {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let [array] = values else {
-            return exec_err!("{:?} takes one argument, got {}", self.keep, values.len());
+            return exec_err!("{} takes one argument, got {}", self.keep, values.len());
         };
         let Some(filter) = opt_filter else {
             return Ok(vec![array.clone()]);
