@@ -205,6 +205,11 @@ impl DistinctCountGroups {
 /// The number given to NULL, which is never counted.
 pub(super) const NULL_NUMBER: u32 = u32::MAX;
 
+/// Whether an aggregate's optional filter keeps `row` (a NULL filter value drops it).
+pub(super) fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
 /// NULL where a number is [`NULL_NUMBER`]; `None` when none is.
 fn nulls_of(numbers: &[u32]) -> Option<NullBuffer> {
     numbers
@@ -757,8 +762,7 @@ impl GroupsAccumulator for DistinctCountGroups {
         };
         let numbers = self.values.number(array)?;
         for (index, (&group, &number)) in group_indices.iter().zip(&numbers).enumerate() {
-            let counted = number != NULL_NUMBER
-                && opt_filter.is_none_or(|f| f.is_valid(index) && f.value(index));
+            let counted = number != NULL_NUMBER && kept(opt_filter, index);
             if counted {
                 self.add(group, number);
             }
@@ -848,12 +852,7 @@ impl GroupsAccumulator for DistinctCountGroups {
         };
         let nulls = array.logical_nulls();
         let counted: BooleanArray = (0..array.len())
-            .map(|i| {
-                Some(
-                    nulls.as_ref().is_none_or(|n| n.is_valid(i))
-                        && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)),
-                )
-            })
+            .map(|i| Some(nulls.as_ref().is_none_or(|n| n.is_valid(i)) && kept(opt_filter, i)))
             .collect();
         let child = filter(array, &counted)?;
         let offsets = OffsetBuffer::<i32>::from_lengths(counted.values().iter().map(usize::from));

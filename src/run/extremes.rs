@@ -13,7 +13,7 @@
 //! numbered again in a fresh table), so the table stays within about twice the groups'
 //! values however often extremes change.
 
-use crate::run::distinct::{ByteValues, NULL_NUMBER};
+use crate::run::distinct::{ByteValues, NULL_NUMBER, kept};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::compute::{not, nullif};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
@@ -198,17 +198,17 @@ impl ExtremeBytes {
         }
     }
 
-    /// Offers every kept row's value to its group: `rows` are the values (NULL skipped),
-    /// `kept` says whether a row counts (the aggregate's filter).
+    /// Offers each row's value to its group: `rows` are the values (NULL skipped), the
+    /// aggregate's filter says which rows count.
     fn offer_all<'a>(
         &mut self,
         rows: impl Iterator<Item = Option<&'a [u8]>>,
         group_indices: &[usize],
-        kept: impl Fn(usize) -> bool,
+        opt_filter: Option<&BooleanArray>,
     ) -> Result<()> {
         for (index, (value, &group)) in rows.zip(group_indices).enumerate() {
             let Some(value) = value else { continue };
-            if !kept(index) {
+            if !kept(opt_filter, index) {
                 continue;
             }
             let Some(&current) = self.extremes.get(group) else {
@@ -245,34 +245,33 @@ impl ExtremeBytes {
             );
         }
         self.extremes.resize(total_num_groups, NULL_NUMBER);
-        let kept = |i: usize| opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i));
         match array.data_type() {
             DataType::Utf8 => {
                 let rows = array
                     .as_string::<i32>()
                     .iter()
                     .map(|v| v.map(str::as_bytes));
-                self.offer_all(rows, group_indices, kept)?
+                self.offer_all(rows, group_indices, opt_filter)?
             }
             DataType::LargeUtf8 => {
                 let rows = array
                     .as_string::<i64>()
                     .iter()
                     .map(|v| v.map(str::as_bytes));
-                self.offer_all(rows, group_indices, kept)?
+                self.offer_all(rows, group_indices, opt_filter)?
             }
             DataType::Utf8View => {
                 let rows = array.as_string_view().iter().map(|v| v.map(str::as_bytes));
-                self.offer_all(rows, group_indices, kept)?
+                self.offer_all(rows, group_indices, opt_filter)?
             }
             DataType::Binary => {
-                self.offer_all(array.as_binary::<i32>().iter(), group_indices, kept)?
+                self.offer_all(array.as_binary::<i32>().iter(), group_indices, opt_filter)?
             }
             DataType::LargeBinary => {
-                self.offer_all(array.as_binary::<i64>().iter(), group_indices, kept)?
+                self.offer_all(array.as_binary::<i64>().iter(), group_indices, opt_filter)?
             }
             DataType::BinaryView => {
-                self.offer_all(array.as_binary_view().iter(), group_indices, kept)?
+                self.offer_all(array.as_binary_view().iter(), group_indices, opt_filter)?
             }
             other => return exec_err!("{other} is not a string or binary type"),
         }
@@ -351,10 +350,10 @@ impl GroupsAccumulator for ExtremeBytes {
         let Some(filter) = opt_filter else {
             return Ok(vec![array.clone()]);
         };
-        let kept: BooleanArray = (0..filter.len())
-            .map(|i| Some(filter.is_valid(i) && filter.value(i)))
+        let counted: BooleanArray = (0..filter.len())
+            .map(|i| Some(kept(Some(filter), i)))
             .collect();
-        Ok(vec![nullif(array, &not(&kept)?)?])
+        Ok(vec![nullif(array, &not(&counted)?)?])
     }
 
     fn size(&self) -> usize {

@@ -13,6 +13,7 @@
 //! the final aggregation, is the ordering's and the value's row bytes (Binary).
 
 use crate::compile::functions::LATEST;
+use crate::run::distinct::kept;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
@@ -323,11 +324,6 @@ impl LatestGroups {
             .collect();
         vec![Arc::new(order), Arc::new(value)]
     }
-}
-
-/// Whether the optional filter keeps `row`.
-fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 
 impl GroupsAccumulator for LatestGroups {
