@@ -4,6 +4,8 @@
 mod common;
 
 use datafusion::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use featurecraft::run::validate::{ValidateOptions, sample, validate};
@@ -1122,4 +1124,107 @@ async fn a_long_chain_of_views_loads_and_runs_and_a_cycle_is_named() {
         error.contains("view does not plan") && error.contains(".sql"),
         "{error}"
     );
+}
+
+/// The kind of event `i` (spread so that each customer has several).
+fn kind_of(i: i64) -> usize {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as usize % 6
+}
+
+/// A catalog of customers and their events whose `kind` column is written as `kind_type`
+/// (Parquet files written from pandas categoricals or PyArrow dictionaries carry an Arrow
+/// dictionary type, and DataFusion reads the column as one).
+fn events_catalog(kind_type: &DataType) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let kinds = ["view", "click", "purchase", "support", "refund", "login"];
+    let customers = 3_000i64;
+    let events = 40_000i64;
+    let kind: StringArray = (0..events)
+        .map(|i| (i % 17 != 0).then(|| kinds[kind_of(i)]))
+        .collect();
+    let kind = cast(&kind, kind_type).unwrap();
+    common::tiny_catalog(
+        dir.path(),
+        &[
+            (
+                "customers",
+                vec![
+                    ("customer_id", common::ints((1..=customers).map(Some))),
+                    ("y", common::ints((1..=customers).map(|i| Some(i % 2)))),
+                ],
+            ),
+            (
+                "events",
+                vec![
+                    (
+                        "customer_id",
+                        // Some customers have no events.
+                        common::ints((0..events).map(|i| Some((i * 13) % (customers - 100) + 1))),
+                    ),
+                    ("kind", kind),
+                ],
+            ),
+        ],
+    );
+    dir
+}
+
+#[tokio::test]
+async fn strings_stored_as_dictionaries_give_the_same_table_as_plain_strings() {
+    let feature = |name: &str, expression: &str| json!({"name": name, "expression": expression, "source_table": "events"});
+    let text = json!({
+        "target_table": "t", "entity_grain": ["customer_id"],
+        "label": {"name": "y", "type": "binary", "column": "customers.y"},
+        "features": [
+            feature("n_kinds", "COUNT(DISTINCT kind)"),
+            feature("n_purchases", "COUNT(CASE WHEN kind = 'purchase' THEN 1 END)"),
+            feature("n_kinds_but_views", "COUNT(DISTINCT CASE WHEN kind <> 'view' THEN kind END)"),
+            feature("first_kind", "MIN(kind)"),
+            feature("last_kind", "MAX(kind)"),
+            feature("n_events", "COUNT(*)"),
+        ],
+    })
+    .to_string();
+    let plain = events_catalog(&DataType::Utf8);
+    let plain = Catalog::load(plain.path()).await.unwrap();
+    let expected = common::table_by_key(&plain, &text, 1).await;
+    assert_eq!(expected.len(), 3_000);
+    // Hand-checked: customer 1's events are i = 0, 2900, 5800, …; those with i % 17 == 0
+    // have no kind.
+    let kinds = ["view", "click", "purchase", "support", "refund", "login"];
+    let mine: Vec<&str> = (0..40_000i64)
+        .filter(|i| (i * 13) % 2_900 == 0 && i % 17 != 0)
+        .map(|i| kinds[kind_of(i)])
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = mine.iter().copied().collect();
+    common::expect_row(
+        &expected,
+        "1",
+        &format!(
+            "n_kinds={} n_purchases={} first_kind={} last_kind={}",
+            distinct.len(),
+            mine.iter().filter(|k| **k == "purchase").count(),
+            distinct.first().unwrap(),
+            distinct.last().unwrap(),
+        ),
+    );
+    assert!(distinct.len() >= 4, "{mine:?}");
+    common::expect_row(&expected, "2950", "n_kinds=0 n_events=0 last_kind=NULL");
+    for key in [DataType::Int8, DataType::Int32, DataType::UInt16] {
+        let dictionary = DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8));
+        let dir = events_catalog(&dictionary);
+        let catalog = Catalog::load(dir.path()).await.unwrap();
+        let got = common::table_by_key(&catalog, &text, 1).await;
+        let differing: Vec<_> = expected
+            .iter()
+            .filter(|(key, row)| got.get(*key) != Some(row))
+            .take(3)
+            .map(|(key, row)| (row, got.get(key)))
+            .collect();
+        assert!(differing.is_empty(), "{dictionary}: {differing:#?}");
+        assert_eq!(got.len(), expected.len(), "{dictionary}");
+    }
 }

@@ -8,18 +8,23 @@
 //!
 //! featurecraft's sessions instead replace `count` by [`count_udaf`]: the same function
 //! (it delegates everything to DataFusion's), except that a DISTINCT count of any other
-//! scalar type gets [`DistinctCountGroups`]. That keeps one table of the distinct values
-//! seen (each stored once) and, per group, a 64-bit bitmap of them while there are at most
-//! 64, then one set of (group, value) pairs, 8 bytes each. It reports all of it to the
+//! scalar type, or of a dictionary of one, gets [`DistinctCountGroups`]. (A column a file
+//! stores as an Arrow dictionary, as PyArrow and pandas write categoricals, otherwise gets
+//! DataFusion's one accumulator per group: the churn bench recipe at L, its event types so
+//! stored, failed at the 2 GiB memory limit in 2 runs of 6 and otherwise took 9.9 s and
+//! 4.4 GiB, against 1.2 s and 0.5 GiB.) That keeps one table of the distinct values seen
+//! (each stored once) and, per group, a 64-bit bitmap of them while there are at most 64,
+//! then one set of (group, value) pairs, 8 bytes each. It reports all of it to the
 //! pool, so the aggregate stays in its source's one scan and the SQL keeps its plain shape.
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryViewBuilder, BooleanArray, GenericBinaryArray,
-    GenericByteViewArray, Int64Array, LargeStringArray, ListArray, OffsetSizeTrait, StringArray,
+    AnyDictionaryArray, Array, ArrayRef, AsArray, BinaryViewBuilder, BooleanArray,
+    GenericBinaryArray, GenericByteViewArray, Int64Array, LargeStringArray, ListArray,
+    OffsetSizeTrait, StringArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::filter;
+use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::ByteViewType;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -46,9 +51,14 @@ struct CountWithCompactDistinct {
     inner: Count,
 }
 
-/// Whether [`DistinctCountGroups`] takes a DISTINCT count of this argument type. Dictionary
-/// and nested types keep DataFusion's own accumulator.
+/// Whether [`DistinctCountGroups`] takes a DISTINCT count of this argument type: scalars,
+/// and dictionaries of them (counted by value). Nested types keep DataFusion's own
+/// accumulator.
 fn compact_distinct_supported(data_type: &DataType) -> bool {
+    if let DataType::Dictionary(_, value) = data_type {
+        return !matches!(value.as_ref(), DataType::Dictionary(..))
+            && compact_distinct_supported(value);
+    }
     data_type.is_primitive()
         || matches!(
             data_type,
@@ -150,9 +160,10 @@ impl AggregateUDFImpl for CountWithCompactDistinct {
 /// (`ValueTable`); a group's values are a set of those numbers (`Seen`).
 ///
 /// Its state, between the partial and the final aggregation, is DataFusion's: per group, a
-/// list of its distinct values.
+/// list of its distinct values (of the dictionary's value type for a dictionary argument).
 #[derive(Debug)]
 struct DistinctCountGroups {
+    /// The type of the values counted and of the state's lists.
     data_type: DataType,
     values: ValueTable,
     /// Which values each group holds.
@@ -163,6 +174,7 @@ struct DistinctCountGroups {
 impl DistinctCountGroups {
     /// An empty accumulator for arguments of `data_type`.
     pub fn new(data_type: DataType) -> Result<Self> {
+        let data_type = value_type(&data_type);
         Ok(Self {
             values: ValueTable::new(&data_type)?,
             data_type,
@@ -199,6 +211,14 @@ impl DistinctCountGroups {
             self.values = ValueTable::new(&self.data_type)?;
         }
         Ok(())
+    }
+}
+
+/// The type of the values: a dictionary's value type, any other type itself.
+fn value_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Dictionary(_, value) => value.as_ref().clone(),
+        other => other.clone(),
     }
 }
 
@@ -584,6 +604,9 @@ impl ValueTable {
 
     /// The number of each row's value ([`NULL_NUMBER`] for NULL), numbering new values.
     fn number(&mut self, array: &ArrayRef) -> Result<Vec<u32>> {
+        if let Some(dictionary) = array.as_any_dictionary_opt() {
+            return self.number_dictionary(array, dictionary);
+        }
         let mut numbers = Vec::with_capacity(array.len());
         match self {
             ValueTable::Bytes(values) => values.number_all(array, &mut numbers)?,
@@ -616,6 +639,33 @@ impl ValueTable {
                     numbers.push(number);
                 }
             }
+        }
+        Ok(numbers)
+    }
+
+    /// [`Self::number`] of a dictionary-encoded array (as Parquet's dictionary pages are
+    /// read when the file's Arrow schema says so, e.g. pandas categoricals): each
+    /// dictionary value is numbered once, each row by its key. A dictionary larger than
+    /// the batch is unpacked first, so a batch never costs more than its own rows.
+    fn number_dictionary(
+        &mut self,
+        array: &ArrayRef,
+        dictionary: &dyn AnyDictionaryArray,
+    ) -> Result<Vec<u32>> {
+        if dictionary.values().len() > array.len() {
+            let value_type = value_type(array.data_type());
+            return self.number(&cast(array, &value_type)?);
+        }
+        let value_numbers = self.number(dictionary.values())?;
+        let nulls = array.logical_nulls();
+        let mut numbers = Vec::with_capacity(array.len());
+        for (row, key) in dictionary.normalized_keys().into_iter().enumerate() {
+            let number = match value_numbers.get(key) {
+                _ if nulls.as_ref().is_some_and(|n| n.is_null(row)) => NULL_NUMBER,
+                Some(&number) => number,
+                None => return exec_err!("COUNT(DISTINCT): dictionary key {key} out of range"),
+            };
+            numbers.push(number);
         }
         Ok(numbers)
     }
@@ -854,7 +904,10 @@ impl GroupsAccumulator for DistinctCountGroups {
         let counted: BooleanArray = (0..array.len())
             .map(|i| Some(nulls.as_ref().is_none_or(|n| n.is_valid(i)) && kept(opt_filter, i)))
             .collect();
-        let child = filter(array, &counted)?;
+        let mut child = filter(array, &counted)?;
+        if child.data_type() != &self.data_type {
+            child = cast(&child, &self.data_type)?;
+        }
         let offsets = OffsetBuffer::<i32>::from_lengths(counted.values().iter().map(usize::from));
         let list = ListArray::try_new(
             Arc::new(Field::new_list_field(self.data_type.clone(), true)),
@@ -891,7 +944,7 @@ mod tests {
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     /// `n` rows over `groups` groups: strings (as Utf8, Utf8View, LargeUtf8 values mostly
-    /// long, and Binary), dates, decimals and
+    /// long, Binary, and a dictionary), dates (also as a dictionary), decimals and
     /// floats (with -0.0, 0.0 and NaN), each NULL now and then.
     fn table(n: usize, groups: i64) -> RecordBatch {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -941,6 +994,13 @@ mod tests {
             })
             .collect();
         let binary: BinaryArray = s.iter().map(|v| v.as_deref().map(str::as_bytes)).collect();
+        let dictionary_of = |array: &dyn Array, key: DataType| {
+            let value = array.data_type().clone();
+            cast(array, &DataType::Dictionary(Box::new(key), Box::new(value))).unwrap()
+        };
+        let dates = Date32Array::from(d.clone());
+        let strings_dictionary = dictionary_of(&strings, DataType::Int32);
+        let dates_dictionary = dictionary_of(&dates, DataType::UInt16);
         RecordBatch::try_from_iter(vec![
             ("g", Arc::new(Int64Array::from(g)) as ArrayRef),
             ("s", Arc::new(strings) as ArrayRef),
@@ -957,6 +1017,8 @@ mod tests {
                 ) as ArrayRef,
             ),
             ("f", Arc::new(Float64Array::from(f)) as ArrayRef),
+            ("ds", strings_dictionary),
+            ("dd", dates_dictionary),
         ])
         .unwrap()
     }
@@ -964,7 +1026,9 @@ mod tests {
     const QUERY: &str = "SELECT g, COUNT(DISTINCT s) AS s, COUNT(DISTINCT v) AS v, \
         COUNT(DISTINCT l) AS l, COUNT(DISTINCT b) AS b, \
         COUNT(DISTINCT d) AS d, COUNT(DISTINCT m) AS m, COUNT(DISTINCT f) AS f, \
-        COUNT(DISTINCT v) FILTER (WHERE d > 19010) AS late, COUNT(*) AS n, COUNT(s) AS c \
+        COUNT(DISTINCT v) FILTER (WHERE d > 19010) AS late, COUNT(*) AS n, COUNT(s) AS c, \
+        COUNT(DISTINCT ds) AS ds, COUNT(DISTINCT dd) AS dd, \
+        COUNT(DISTINCT ds) FILTER (WHERE d > 19010) AS late_ds \
         FROM t GROUP BY g ORDER BY g";
 
     /// Runs `QUERY` over `batch` split into small batches across partitions, with `count`
@@ -1078,7 +1142,7 @@ mod tests {
         let expected = run(&batch, false, config(), usize::MAX).await;
         let mut small = config();
         small.options_mut().execution.sort_spill_reservation_bytes = 64 << 10;
-        let (got, spills) = run_with_metric(&batch, true, small, 2 << 20, spills).await;
+        let (got, spills) = run_with_metric(&batch, true, small, 3 << 20, spills).await;
         assert!(spills > 0, "the aggregation spilled");
         assert_eq!(got, expected);
     }
@@ -1206,6 +1270,67 @@ mod tests {
             assert!(compact_distinct_supported(&t), "{t}");
         }
         let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        assert!(!compact_distinct_supported(&dictionary));
+        assert!(compact_distinct_supported(&dictionary));
+        let list = DataType::new_list(DataType::Utf8, true);
+        assert!(!compact_distinct_supported(&list));
+        let dictionary_of_lists = DataType::Dictionary(Box::new(DataType::Int32), Box::new(list));
+        assert!(!compact_distinct_supported(&dictionary_of_lists));
+    }
+
+    #[test]
+    fn a_dictionary_is_counted_by_value_whatever_its_keys_and_size() {
+        use datafusion::arrow::array::DictionaryArray;
+        use datafusion::arrow::datatypes::Int8Type;
+        // The same values under other keys, a NULL key, a NULL value, an unused value.
+        let first: DictionaryArray<Int8Type> = DictionaryArray::try_new(
+            vec![Some(0), Some(1), None, Some(2), Some(0)].into(),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+                Some("unused"),
+            ])),
+        )
+        .unwrap();
+        let second: DictionaryArray<Int8Type> = DictionaryArray::try_new(
+            vec![Some(1), Some(0), Some(1)].into(),
+            Arc::new(StringArray::from(vec!["b", "c"])),
+        )
+        .unwrap();
+        // A dictionary far larger than its batch: unpacked, not numbered whole.
+        let many: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+        let large: DictionaryArray<Int8Type> = DictionaryArray::try_new(
+            vec![Some(99), Some(0)].into(),
+            Arc::new(StringArray::from(many)),
+        )
+        .unwrap();
+        let data_type = first.data_type().clone();
+        let mut acc = DistinctCountGroups::new(data_type).unwrap();
+        let batches: [(ArrayRef, &[usize]); 3] = [
+            (Arc::new(first), &[0, 0, 0, 1, 1]),
+            (Arc::new(second), &[0, 1, 1]),
+            (Arc::new(large), &[1, 1]),
+        ];
+        for (array, groups) in batches {
+            acc.update_batch(&[array], groups, None, 2).unwrap();
+        }
+        // a, b, unused, c, then v99 and v0: not the large dictionary's 100 values.
+        assert_eq!(acc.values.len(), 6);
+        // NULL keys and NULL values are not counted; a value no row holds is in no group.
+        let state = acc.state(EmitTo::All).unwrap();
+        let list = state[0].as_list::<i32>();
+        assert_eq!(list.values().data_type(), &DataType::Utf8);
+        let group = |g: usize| {
+            let mut values: Vec<String> = list
+                .value(g)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect();
+            values.sort();
+            values
+        };
+        assert_eq!(group(0), ["a", "b", "c"]);
+        assert_eq!(group(1), ["a", "b", "c", "v0", "v99"]);
     }
 }
