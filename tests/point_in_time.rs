@@ -265,6 +265,71 @@ async fn a_timed_source_mixes_aggregates_and_as_of_values() {
 }
 
 #[tokio::test]
+async fn as_of_values_and_aggregates_of_a_dictionary_column_equal_those_of_its_strings() {
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = edge_catalog();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    let mut mixed: serde_json::Value = serde_json::from_str(&recipe("cutoff", false)).unwrap();
+    for (name, expression) in [
+        ("kinds", "COUNT(DISTINCT kind)"),
+        ("last_kind", "MAX(kind)"),
+        ("n_y", "COUNT(CASE WHEN kind = 'y' THEN 1 END)"),
+    ] {
+        mixed["features"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!(
+                {"name": name, "source_table": "st", "expression": expression}
+            ));
+    }
+    let text = mixed.to_string();
+    let expected = table_of(&catalog, &text).await;
+    expect(
+        &expected,
+        "2|2024-03-10T12:00:00",
+        "kinds=4 last_kind=zz n_y=1 kind_now=y",
+    );
+
+    // `st.kind` written again as a dictionary, as PyArrow writes a categorical.
+    let path = dir.path().join("st.parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let schema = batches[0].schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "kind" => f.as_ref().clone().with_data_type(dictionary.clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), None).unwrap();
+    for batch in &batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| cast(c, f.data_type()).unwrap())
+            .collect();
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    let catalog = Catalog::load(dir.path()).await.unwrap();
+    assert_eq!(table_of(&catalog, &text).await, expected);
+}
+
+#[tokio::test]
 async fn date_cutoffs_with_the_cutoff_included() {
     let dir = edge_catalog();
     let catalog = Catalog::load(dir.path()).await.unwrap();

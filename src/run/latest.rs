@@ -15,6 +15,7 @@
 use crate::compile::functions::LATEST;
 use crate::run::distinct::kept;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -97,6 +98,9 @@ struct LatestGroups {
     order: RowConverter,
     /// The value as row bytes.
     value: RowConverter,
+    /// The value's type, which the row format does not keep for a dictionary (its rows
+    /// read back as the dictionary's values).
+    value_type: DataType,
     /// The value NULL, as row bytes: what a group with no row gives.
     null_value: Vec<u8>,
     /// The groups' best rows, each its ordering's bytes followed by its value's, where its
@@ -182,6 +186,7 @@ impl LatestGroups {
         Ok(LatestGroups {
             order,
             value,
+            value_type,
             null_value,
             arena: Vec::new(),
             slots: Vec::new(),
@@ -305,7 +310,8 @@ impl LatestGroups {
             .map(|slot| parser.parse(slot.value(&taken.arena).unwrap_or(&self.null_value)));
         let mut columns = self.value.convert_rows(rows)?;
         match columns.pop() {
-            Some(column) => Ok(column),
+            Some(column) if column.data_type() == &self.value_type => Ok(column),
+            Some(column) => Ok(cast(&column, &self.value_type)?),
             None => exec_err!("{LATEST}: no value column"),
         }
     }
