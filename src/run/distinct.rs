@@ -17,6 +17,7 @@
 //! then one set of (group, value) pairs, 8 bytes each. It reports all of it to the
 //! pool, so the aggregate stays in its source's one scan and the SQL keeps its plain shape.
 
+use crate::run::own_groups::{OwnGroups, with_own_groups};
 use datafusion::arrow::array::{
     AnyDictionaryArray, Array, ArrayRef, AsArray, BinaryViewBuilder, BooleanArray,
     GenericBinaryArray, GenericByteViewArray, Int64Array, LargeStringArray, ListArray,
@@ -26,29 +27,46 @@ use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::ByteViewType;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, HashSet, Result, ScalarValue, exec_err};
+use datafusion::common::{HashMap, HashSet, Result, exec_err};
 use datafusion::functions_aggregate::count::Count;
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::AggregateOrderSensitivity;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
-};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// DataFusion's `count`, with a compact grouped accumulator for DISTINCT counts of every
 /// scalar type. Registering it in a session replaces the built-in `count`.
 pub fn count_udaf() -> AggregateUDF {
-    AggregateUDF::new_from_impl(CountWithCompactDistinct::default())
+    with_own_groups(Count::default(), CompactDistinct)
 }
 
-/// The `count` function featurecraft registers (see the module docs).
-#[derive(Debug, Default, PartialEq, Eq, Hash)]
-struct CountWithCompactDistinct {
-    inner: Count,
+/// The DISTINCT counts featurecraft's `count` takes (see the module docs).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CompactDistinct;
+
+impl OwnGroups for CompactDistinct {
+    /// A DISTINCT count of one argument that DataFusion has no grouped accumulator for and
+    /// [`DistinctCountGroups`] has.
+    fn takes(&self, inner: &dyn AggregateUDFImpl, args: &AccumulatorArgs) -> bool {
+        args.is_distinct
+            && args.exprs.len() == 1
+            && !inner.groups_accumulator_supported(args.clone())
+            && args
+                .expr_fields
+                .first()
+                .is_some_and(|f| compact_distinct_supported(f.data_type()))
+    }
+
+    fn create(&self, args: &AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        match args.expr_fields.first() {
+            Some(field) => Ok(Box::new(DistinctCountGroups::new(
+                field.data_type().clone(),
+            )?)),
+            None => exec_err!("COUNT(DISTINCT) takes one argument"),
+        }
+    }
 }
 
 /// Whether [`DistinctCountGroups`] takes a DISTINCT count of this argument type: scalars,
@@ -71,89 +89,6 @@ fn compact_distinct_supported(data_type: &DataType) -> bool {
                 | DataType::BinaryView
                 | DataType::FixedSizeBinary(_)
         )
-}
-
-impl CountWithCompactDistinct {
-    /// The argument type when this is a DISTINCT count that DataFusion has no grouped
-    /// accumulator for and [`DistinctCountGroups`] has.
-    fn compact_distinct_type(&self, args: &AccumulatorArgs) -> Option<DataType> {
-        if !args.is_distinct
-            || args.exprs.len() != 1
-            || self.inner.groups_accumulator_supported(args.clone())
-        {
-            return None;
-        }
-        let data_type = args.expr_fields[0].data_type();
-        compact_distinct_supported(data_type).then(|| data_type.clone())
-    }
-}
-
-impl AggregateUDFImpl for CountWithCompactDistinct {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn is_nullable(&self) -> bool {
-        self.inner.is_nullable()
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        self.inner.state_fields(args)
-    }
-
-    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.accumulator(acc_args)
-    }
-
-    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.compact_distinct_type(&args).is_some() || self.inner.groups_accumulator_supported(args)
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        match self.compact_distinct_type(&args) {
-            Some(data_type) => Ok(Box::new(DistinctCountGroups::new(data_type)?)),
-            None => self.inner.create_groups_accumulator(args),
-        }
-    }
-
-    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.create_sliding_accumulator(args)
-    }
-
-    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
-        self.inner.order_sensitivity()
-    }
-
-    fn reverse_expr(&self) -> ReversedUDAF {
-        self.inner.reverse_expr()
-    }
-
-    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
-        self.inner.default_value(data_type)
-    }
-
-    fn value_from_stats(&self, statistics_args: &StatisticsArgs) -> Option<ScalarValue> {
-        self.inner.value_from_stats(statistics_args)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
-
-    fn set_monotonicity(&self, data_type: &DataType) -> SetMonotonicity {
-        self.inner.set_monotonicity(data_type)
-    }
 }
 
 /// Grouped `COUNT(DISTINCT x)`: every distinct value is stored once and numbered
@@ -1260,7 +1195,11 @@ mod tests {
         ctx.register_udaf(count_udaf());
         let count = ctx.udaf("count").unwrap();
         let inner: &dyn std::any::Any = count.inner().as_ref();
-        assert!(inner.downcast_ref::<CountWithCompactDistinct>().is_some());
+        assert!(
+            inner
+                .downcast_ref::<crate::run::own_groups::WithOwnGroups<Count, CompactDistinct>>()
+                .is_some()
+        );
         for t in [
             DataType::Utf8View,
             DataType::Utf8,

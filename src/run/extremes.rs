@@ -14,34 +14,25 @@
 //! values however often extremes change.
 
 use crate::run::distinct::{ByteValues, NULL_NUMBER, kept};
+use crate::run::own_groups::{OwnGroups, with_own_groups};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::compute::{not, nullif};
-use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err};
 use datafusion::functions_aggregate::min_max::{Max, Min};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::utils::AggregateOrderSensitivity;
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    ReversedUDAF, SetMonotonicity, Signature, StatisticsArgs,
-};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator};
 
 /// DataFusion's `min`, with [`ExtremeBytes`] for strings and binaries. Registering it in a
 /// session replaces the built-in `min`.
 pub fn min_udaf() -> AggregateUDF {
-    AggregateUDF::new_from_impl(CompactBytesExtreme {
-        inner: Min::new(),
-        keep: Keep::Smallest,
-    })
+    with_own_groups(Min::new(), Keep::Smallest)
 }
 
 /// DataFusion's `max`, with [`ExtremeBytes`] for strings and binaries. Registering it in a
 /// session replaces the built-in `max`.
 pub fn max_udaf() -> AggregateUDF {
-    AggregateUDF::new_from_impl(CompactBytesExtreme {
-        inner: Max::new(),
-        keep: Keep::Largest,
-    })
+    with_own_groups(Max::new(), Keep::Largest)
 }
 
 /// Which value of a group an extreme keeps.
@@ -61,14 +52,6 @@ impl std::fmt::Display for Keep {
     }
 }
 
-/// DataFusion's `min` or `max` (`inner`), with a grouped accumulator of its own for
-/// strings and binaries.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct CompactBytesExtreme<F> {
-    inner: F,
-    keep: Keep,
-}
-
 /// Whether [`ExtremeBytes`] takes this argument type.
 fn compact_bytes_type(data_type: &DataType) -> bool {
     matches!(
@@ -82,85 +65,17 @@ fn compact_bytes_type(data_type: &DataType) -> bool {
     )
 }
 
-impl<F> AggregateUDFImpl for CompactBytesExtreme<F>
-where
-    F: AggregateUDFImpl + PartialEq + Eq + std::hash::Hash,
-{
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn is_nullable(&self) -> bool {
-        self.inner.is_nullable()
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        self.inner.state_fields(args)
-    }
-
-    fn accumulator(&self, acc_args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.accumulator(acc_args)
-    }
-
-    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+impl OwnGroups for Keep {
+    /// A grouped MIN or MAX of a string or binary.
+    fn takes(&self, _inner: &dyn AggregateUDFImpl, args: &AccumulatorArgs) -> bool {
         compact_bytes_type(args.return_field.data_type())
-            || self.inner.groups_accumulator_supported(args)
     }
 
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        let data_type = args.return_field.data_type();
-        if compact_bytes_type(data_type) {
-            Ok(Box::new(ExtremeBytes::new(data_type, self.keep)))
-        } else {
-            self.inner.create_groups_accumulator(args)
-        }
-    }
-
-    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        self.inner.create_sliding_accumulator(args)
-    }
-
-    fn is_descending(&self) -> Option<bool> {
-        self.inner.is_descending()
-    }
-
-    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
-        self.inner.order_sensitivity()
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
-
-    fn reverse_expr(&self) -> ReversedUDAF {
-        self.inner.reverse_expr()
-    }
-
-    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
-        self.inner.default_value(data_type)
-    }
-
-    fn value_from_stats(&self, statistics_args: &StatisticsArgs) -> Option<ScalarValue> {
-        self.inner.value_from_stats(statistics_args)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
-    }
-
-    fn set_monotonicity(&self, data_type: &DataType) -> SetMonotonicity {
-        self.inner.set_monotonicity(data_type)
+    fn create(&self, args: &AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(ExtremeBytes::new(
+            args.return_field.data_type(),
+            *self,
+        )))
     }
 }
 

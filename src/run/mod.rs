@@ -21,6 +21,7 @@ pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod leakage;
 pub mod materialize;
+pub(crate) mod own_groups;
 pub(crate) mod pool;
 pub mod sample;
 pub mod secret;
