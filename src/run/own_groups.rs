@@ -31,8 +31,8 @@ pub(super) trait OwnGroups: Debug + Send + Sync + PartialEq + Eq + Hash + 'stati
 /// arguments.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct WithOwnGroups<F, O> {
-    pub(super) inner: F,
-    pub(super) own: O,
+    inner: F,
+    own: O,
 }
 
 /// The function `inner` with `own`'s grouped accumulators; registering it in a session
