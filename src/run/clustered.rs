@@ -81,7 +81,7 @@ impl PhysicalOptimizerRule for ClusteredKeys {
 
 /// The integer types a key may have here; each is numbered as an `i64` (losslessly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyType {
+pub(crate) enum KeyType {
     Int32,
     Int64,
     UInt32,
@@ -89,7 +89,7 @@ enum KeyType {
 }
 
 impl KeyType {
-    fn of(data_type: &DataType) -> Option<Self> {
+    pub(crate) fn of(data_type: &DataType) -> Option<Self> {
         match data_type {
             DataType::Int32 => Some(Self::Int32),
             DataType::Int64 => Some(Self::Int64),
@@ -320,7 +320,7 @@ const NO_GROUP: u32 = u32::MAX;
 
 /// Keys numbered by their offset from `base`.
 #[derive(Default)]
-struct Dense {
+pub(crate) struct Dense {
     base: i64,
     groups: Vec<u32>,
 }
@@ -328,7 +328,7 @@ struct Dense {
 impl Dense {
     /// Slots a dense numbering may have for `groups` groups: the keys of a source's
     /// partition are ids, a few values apart at most.
-    fn limit(groups: usize) -> usize {
+    pub(crate) fn limit(groups: usize) -> usize {
         4 * groups + (1 << 16)
     }
 

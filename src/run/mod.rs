@@ -20,6 +20,7 @@ pub(crate) mod filtered;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod leakage;
+pub(crate) mod lookup_join;
 pub mod materialize;
 pub(crate) mod own_groups;
 pub(crate) mod pool;
