@@ -879,3 +879,53 @@ fn a_full_disk_is_a_write_error_naming_the_folder() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Outer joins on a source grouped by the key run as lookups (`run::lookup_join`) where
+/// DataFusion plans partitioned hash joins, as it does at scale; the bundled tables are small
+/// enough for its single-partition joins, which stay DataFusion's. The settings below make
+/// every join partitioned, so every good recipe's table is built both ways and compared.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_good_recipe_s_table_is_the_same_with_its_joins_partitioned() {
+    let warehouses = tempfile::tempdir().unwrap();
+    let partitioned = [
+        (
+            "DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD",
+            "0",
+        ),
+        (
+            "DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS",
+            "0",
+        ),
+    ];
+    for recipe in common::good_recipes() {
+        let name = recipe.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut tables = Vec::new();
+        for (way, env) in [("single", &[][..]), ("partitioned", &partitioned[..])] {
+            let warehouse = warehouses.path().join(way);
+            let (code, stdout, stderr) = featurecraft_with_env(
+                &[
+                    "materialize",
+                    recipe.to_str().unwrap(),
+                    "--catalog",
+                    "fixtures/retail",
+                    "--warehouse",
+                    warehouse.to_str().unwrap(),
+                ],
+                env,
+            );
+            assert_eq!(code, 0, "{name}, {way} joins: {stderr}");
+            let written: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            let path = std::path::PathBuf::from(written["path"].as_str().unwrap());
+            tables.push(common::table_rows(&path).await);
+        }
+        let (want, got) = (&tables[0], &tables[1]);
+        assert!(!want.is_empty(), "{name}: an empty table proves nothing");
+        assert_eq!(got.len(), want.len(), "{name}: rows in the table");
+        for (w, g) in want.iter().zip(got) {
+            assert!(
+                w.len() == g.len() && w.iter().zip(g).all(|(a, b)| common::same_value(a, b)),
+                "{name}: single-partition joins give {w:?}, partitioned ones {g:?}"
+            );
+        }
+    }
+}

@@ -163,3 +163,62 @@ pub fn bad_fixture_dialect(stem: &str) -> featurecraft::Dialect {
         .find(|d| *d != featurecraft::Dialect::Generic && stem.contains(d.name()))
         .unwrap_or(featurecraft::Dialect::Generic)
 }
+
+/// The rows of a materialized table folder as sorted lines of text.
+pub async fn table_rows(folder: &Path) -> Vec<Vec<String>> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let frame = ctx
+        .read_parquet(
+            format!("{}/", folder.display()),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    sorted_rows(&frame.collect().await.unwrap())
+}
+
+/// Rows as text (NULL as `NULL`), sorted.
+pub fn sorted_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let format = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &format).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Equal values, or two floats within 1e-9 (relative): a sum's last bits may depend on the
+/// order its partial sums meet.
+pub fn same_value(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+pub fn good_recipes() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures().join("recipes/good"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+}
