@@ -22,10 +22,11 @@
 //! sessions; a cluster's scheduler plans with Ballista's rules.
 
 use crate::run::clustered::{Dense, KeyType};
+use datafusion::arrow::array::BooleanBufferBuilder;
 use datafusion::arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::common::config::ConfigOptions;
@@ -444,17 +445,16 @@ impl KeyIndex {
     /// The grouped side's row of each key in `keys`, NULL where there is none.
     fn rows_of(&self, keys: &ArrayRef, key: KeyType) -> Result<UInt32Array> {
         let mut rows = Vec::with_capacity(keys.len());
-        let mut matched = Vec::with_capacity(keys.len());
+        let mut matched = BooleanBufferBuilder::new(keys.len());
+        let mut misses = 0;
         each_key(keys, key, |_, k| {
             let row = k.and_then(|k| self.row_of(k));
             rows.push(row.unwrap_or(0));
-            matched.push(row.is_some());
+            matched.append(row.is_some());
+            misses += usize::from(row.is_none());
         })?;
-        let nulls = NullBuffer::new(BooleanBuffer::from(matched));
-        Ok(UInt32Array::new(
-            rows.into(),
-            (nulls.null_count() > 0).then_some(nulls),
-        ))
+        let nulls = (misses > 0).then(|| NullBuffer::new(matched.finish()));
+        Ok(UInt32Array::new(rows.into(), nulls))
     }
 
     fn size(&self) -> usize {
@@ -475,8 +475,14 @@ fn each_key(keys: &ArrayRef, key: KeyType, f: impl FnMut(usize, Option<i64>)) ->
         let keys = keys.as_primitive_opt::<T>().ok_or_else(|| {
             internal_datafusion_err!("LookupJoinExec: a key column is {}", keys.data_type())
         })?;
-        for (row, k) in keys.iter().enumerate() {
-            f(row, k.map(&widen));
+        if keys.null_count() == 0 {
+            for (row, &k) in keys.values().iter().enumerate() {
+                f(row, Some(widen(k)));
+            }
+        } else {
+            for (row, k) in keys.iter().enumerate() {
+                f(row, k.map(&widen));
+            }
         }
         Ok(())
     }
