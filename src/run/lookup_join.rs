@@ -18,7 +18,8 @@
 //! the side's plan ends in an aggregation that outputs each value of that column once
 //! (final or single, one grouping column, no grouping sets), seen through projections,
 //! filters, sorts and repartitions; a key found twice anyway stops the query with an
-//! internal error rather than dropping a row. The rule is in featurecraft's local
+//! internal error rather than dropping a row. A dynamic filter the replaced join had pushed
+//! into a scan stays empty and filters nothing. The rule is in featurecraft's local
 //! sessions; a cluster's scheduler plans with Ballista's rules.
 
 use crate::run::clustered::{Dense, KeyType};
@@ -84,7 +85,7 @@ impl PhysicalOptimizerRule for LookupJoins {
 
 /// Where an output column of the join comes from.
 #[derive(Debug, Clone, Copy)]
-enum From {
+enum Origin {
     /// The preserved side's column.
     Kept(usize),
     /// The grouped side's column, taken at each row's match.
@@ -101,7 +102,7 @@ pub struct LookupJoinExec {
     kept_key: usize,
     looked_key: usize,
     key: KeyType,
-    columns: Vec<From>,
+    columns: Vec<Origin>,
     metrics: ExecutionPlanMetricsSet,
 }
 
@@ -149,12 +150,12 @@ impl LookupJoinExec {
         let left_width = join.left().schema().fields().len();
         let right_width = join.right().schema().fields().len();
         let side = |index: usize| match (index < left_width, kept_is_left) {
-            (true, true) => From::Kept(index),
-            (true, false) => From::Looked(index),
-            (false, true) => From::Looked(index - left_width),
-            (false, false) => From::Kept(index - left_width),
+            (true, true) => Origin::Kept(index),
+            (true, false) => Origin::Looked(index),
+            (false, true) => Origin::Looked(index - left_width),
+            (false, false) => Origin::Kept(index - left_width),
         };
-        let columns: Vec<From> = match &join.projection {
+        let columns: Vec<Origin> = match &join.projection {
             Some(projection) => projection.iter().map(|&i| side(i)).collect(),
             None => (0..left_width + right_width).map(side).collect(),
         };
@@ -351,7 +352,7 @@ struct Lookup {
     index: KeyIndex,
     key: KeyType,
     kept_key: usize,
-    columns: Vec<From>,
+    columns: Vec<Origin>,
     baseline: BaselineMetrics,
     _reservation: datafusion::execution::memory_pool::MemoryReservation,
 }
@@ -365,8 +366,8 @@ impl Lookup {
             .columns
             .iter()
             .map(|from| match *from {
-                From::Kept(i) => Ok(Arc::clone(kept.column(i))),
-                From::Looked(i) => Ok(take(self.looked.column(i), &rows, None)?),
+                Origin::Kept(i) => Ok(Arc::clone(kept.column(i))),
+                Origin::Looked(i) => Ok(take(self.looked.column(i), &rows, None)?),
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(kept.num_rows()));
