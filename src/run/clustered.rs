@@ -23,6 +23,7 @@
 //! (`datafusion.execution.skip_partial_aggregation_probe_*`). The rule is in featurecraft's
 //! local sessions; a cluster's scheduler plans with Ballista's rules.
 
+use crate::run::own_execution::{OwnExecution, WithOwnExecution};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, PrimitiveArray, RecordBatch,
     UInt32Array, UInt64Array,
@@ -32,21 +33,16 @@ use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Int32Type, Int64Type, SchemaRef, UInt32Type, UInt64Type,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, HashMap, Result, Statistics, internal_err};
+use datafusion::common::{DataFusionError, HashMap, Result, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::OrderingRequirements;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements,
-    InputOrderMode, PlanProperties, StatisticsArgs,
-};
+use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use futures::StreamExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -61,13 +57,7 @@ impl PhysicalOptimizerRule for ClusteredKeys {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            Ok(match ClusteredPartialAggregateExec::try_new(&node)? {
-                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
-        })
-        .data()
+        ClusteredPartialAggregateExec::replace_in(plan)
     }
 
     fn name(&self) -> &str {
@@ -103,17 +93,20 @@ impl KeyType {
 /// A partial `AggregateExec` grouped by one integer column, run with the previous row's
 /// group kept (see the module docs). Its schema, properties and expressions are the
 /// replaced node's.
+pub(crate) type ClusteredPartialAggregateExec = WithOwnExecution<ClusteredPartial>;
+
+/// How [`ClusteredPartialAggregateExec`] executes: the key's type is all it adds.
 #[derive(Debug)]
-pub struct ClusteredPartialAggregateExec {
-    aggregate: Arc<dyn ExecutionPlan>,
+pub(crate) struct ClusteredPartial {
     key: KeyType,
-    metrics: ExecutionPlanMetricsSet,
 }
 
-impl ClusteredPartialAggregateExec {
-    /// The replacement of `plan`, when it is an aggregation this node runs as DataFusion
-    /// would: partial, over unordered input, one group column of an integer type, no
-    /// grouping sets or limit, every aggregate with a grouped accumulator and no ordering.
+impl OwnExecution for ClusteredPartial {
+    const NAME: &'static str = "ClusteredPartialAggregateExec";
+
+    /// When `plan` is an aggregation this node runs as DataFusion would: partial, over
+    /// unordered input, one group column of an integer type, no grouping sets or limit,
+    /// every aggregate with a grouped accumulator and no ordering.
     fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
         let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
@@ -142,82 +135,19 @@ impl ClusteredPartialAggregateExec {
         if aggregate.schema().fields().len() != 1 + states {
             return Ok(None);
         }
-        Ok(Some(Self {
-            aggregate: Arc::clone(plan),
-            key,
-            metrics: ExecutionPlanMetricsSet::new(),
-        }))
-    }
-
-    fn aggregate(&self) -> Result<&AggregateExec> {
-        match self.aggregate.downcast_ref::<AggregateExec>() {
-            Some(aggregate) => Ok(aggregate),
-            None => internal_err!("ClusteredPartialAggregateExec wraps an AggregateExec"),
-        }
-    }
-}
-
-impl DisplayAs for ClusteredPartialAggregateExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "ClusteredPartialAggregateExec, as ")?;
-        self.aggregate.fmt_as(t, f)
-    }
-}
-
-impl ExecutionPlan for ClusteredPartialAggregateExec {
-    fn name(&self) -> &str {
-        "ClusteredPartialAggregateExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.aggregate.properties()
-    }
-
-    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        self.aggregate.input_distribution_requirements()
-    }
-
-    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        self.aggregate.required_input_ordering()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        self.aggregate.maintains_input_order()
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        self.aggregate.benefits_from_input_partitioning()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        self.aggregate.children()
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        self.aggregate.apply_expressions(f)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        #[expect(deprecated, reason = "DataFusion 55 still requires this method")]
-        let aggregate = Arc::clone(&self.aggregate).with_new_children(children)?;
-        Ok(match Self::try_new(&aggregate)? {
-            Some(exec) => Arc::new(exec),
-            None => aggregate,
-        })
+        Ok(Some(Self { key }))
     }
 
     fn execute(
         &self,
+        plan: &Arc<dyn ExecutionPlan>,
         partition: usize,
         context: Arc<TaskContext>,
+        metrics: &ExecutionPlanMetricsSet,
     ) -> Result<SendableRecordBatchStream> {
-        let aggregate = self.aggregate()?;
+        let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
+            return internal_err!("ClusteredPartialAggregateExec wraps an AggregateExec");
+        };
         let schema = aggregate.schema();
         let input = aggregate.input().execute(partition, Arc::clone(&context))?;
         let options = &context.session_config().options().execution;
@@ -244,7 +174,7 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
             ),
             accumulators,
             groups: KeyGroups::default(),
-            reservation: MemoryConsumer::new(format!("ClusteredPartialAggregateExec[{partition}]"))
+            reservation: MemoryConsumer::new(format!("{}[{partition}]", Self::NAME))
                 .with_can_spill(true)
                 .register(context.memory_pool()),
             batch_size: context.session_config().batch_size().max(1),
@@ -253,7 +183,7 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
             output: VecDeque::new(),
             emitted: 0,
             finished: false,
-            baseline: BaselineMetrics::new(&self.metrics, partition),
+            baseline: BaselineMetrics::new(metrics, partition),
         };
         let stream = futures::stream::unfold(partial, |mut partial| async move {
             partial.next().await.map(|item| (item, partial))
@@ -262,22 +192,6 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
             schema,
             stream.boxed(),
         )))
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        self.aggregate.child_stats_requests(partition)
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        inputs: &[Arc<Statistics>],
-        args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        self.aggregate.statistics_from_inputs(inputs, args)
     }
 }
 
@@ -722,6 +636,7 @@ mod tests {
     use datafusion::arrow::array::{Float64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};

@@ -23,6 +23,7 @@
 //! sessions; a cluster's scheduler plans with Ballista's rules.
 
 use crate::run::clustered::{Dense, KeyType};
+use crate::run::own_execution::{OwnExecution, WithOwnExecution};
 use datafusion::arrow::array::BooleanBufferBuilder;
 use datafusion::arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
@@ -31,27 +32,23 @@ use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::common::{
-    HashMap, JoinType, NullEquality, Result, Statistics, internal_datafusion_err, internal_err,
+    HashMap, JoinType, NullEquality, Result, internal_datafusion_err, internal_err,
 };
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::{OrderingRequirements, PhysicalExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
-use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements,
-    PlanProperties, StatisticsArgs,
-};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
@@ -65,13 +62,7 @@ impl PhysicalOptimizerRule for LookupJoins {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            Ok(match LookupJoinExec::try_new(&node)? {
-                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-                None => Transformed::no(node),
-            })
-        })
-        .data()
+        LookupJoinExec::replace_in(plan)
     }
 
     fn name(&self) -> &str {
@@ -94,22 +85,41 @@ enum Origin {
 
 /// A hash join run as lookups into its grouped side (see the module docs). Its schema,
 /// properties, children and input requirements are the replaced join's.
+pub(crate) type LookupJoinExec = WithOwnExecution<Lookups>;
+
+/// How [`LookupJoinExec`] executes: which side is which, and where each column comes from.
 #[derive(Debug)]
-pub struct LookupJoinExec {
-    join: Arc<dyn ExecutionPlan>,
+pub(crate) struct Lookups {
     /// Whether the preserved side is the join's left child (a `LEFT` join).
     kept_is_left: bool,
     kept_key: usize,
     looked_key: usize,
     key: KeyType,
     columns: Vec<Origin>,
-    metrics: ExecutionPlanMetricsSet,
 }
 
-impl LookupJoinExec {
-    /// The replacement of `plan`, when it is a partitioned outer hash join this node runs
-    /// as DataFusion would: `LEFT` or `RIGHT`, on one integer column equal on both sides,
-    /// NULLs equal to nothing, no filter or limit, the non-preserved side grouped by its key.
+impl Lookups {
+    /// The preserved and the grouped child of `join`.
+    fn sides<'a>(
+        &self,
+        join: &'a Arc<dyn ExecutionPlan>,
+    ) -> (&'a Arc<dyn ExecutionPlan>, &'a Arc<dyn ExecutionPlan>) {
+        let children = join.children();
+        let (left, right) = (children[0], children[1]);
+        if self.kept_is_left {
+            (left, right)
+        } else {
+            (right, left)
+        }
+    }
+}
+
+impl OwnExecution for Lookups {
+    const NAME: &'static str = "LookupJoinExec";
+
+    /// When `plan` is a partitioned outer hash join this node runs as DataFusion would:
+    /// `LEFT` or `RIGHT`, on one integer column equal on both sides, NULLs equal to nothing,
+    /// no filter or limit, the non-preserved side grouped by its key.
     fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
         let Some(join) = plan.downcast_ref::<HashJoinExec>() else {
             return Ok(None);
@@ -163,25 +173,64 @@ impl LookupJoinExec {
             return Ok(None);
         }
         Ok(Some(Self {
-            join: Arc::clone(plan),
             kept_is_left,
             kept_key,
             looked_key,
             key,
             columns,
-            metrics: ExecutionPlanMetricsSet::new(),
         }))
     }
 
-    /// The preserved and the grouped child.
-    fn sides(&self) -> (&Arc<dyn ExecutionPlan>, &Arc<dyn ExecutionPlan>) {
-        let children = self.join.children();
-        let (left, right) = (children[0], children[1]);
-        if self.kept_is_left {
-            (left, right)
-        } else {
-            (right, left)
-        }
+    fn execute(
+        &self,
+        join: &Arc<dyn ExecutionPlan>,
+        partition: usize,
+        context: Arc<TaskContext>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<SendableRecordBatchStream> {
+        let (kept, looked) = self.sides(join);
+        let kept = Arc::clone(kept);
+        let mut looked_rows = looked.execute(partition, Arc::clone(&context))?;
+        let looked_schema = looked.schema();
+        let schema = join.schema();
+        let reservation = MemoryConsumer::new(format!("{}[{partition}]", Self::NAME))
+            .register(context.memory_pool());
+        let baseline = BaselineMetrics::new(metrics, partition);
+        let (key, kept_key, looked_key) = (self.key, self.kept_key, self.looked_key);
+        let columns = self.columns.clone();
+        let output_schema = Arc::clone(&schema);
+        let joined = async move {
+            // The grouped side first, whole, as DataFusion's hash join builds its side.
+            let mut batches = Vec::new();
+            while let Some(batch) = looked_rows.next().await {
+                let batch = batch?;
+                reservation.try_grow(batch.get_array_memory_size())?;
+                batches.push(batch);
+            }
+            drop(looked_rows);
+            let looked = concat_batches(&looked_schema, &batches)?;
+            drop(batches);
+            let index = KeyIndex::new(looked.column(looked_key), key)?;
+            reservation.try_resize(looked.get_array_memory_size() + index.size())?;
+            let lookup = Lookup {
+                schema: output_schema,
+                looked,
+                index,
+                key,
+                kept_key,
+                columns,
+                baseline,
+                _reservation: reservation,
+            };
+            let kept_rows = kept.execute(partition, context)?;
+            Ok::<_, datafusion::common::DataFusionError>(
+                kept_rows.map(move |batch| lookup.join(&batch?)),
+            )
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::once(joined).try_flatten(),
+        )))
     }
 }
 
@@ -221,128 +270,6 @@ fn grouped_by(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
         || plan.name() == "CoalesceBatchesExec"
         || plan.name() == "CooperativeExec";
     passes_rows && plan.children().len() == 1 && grouped_by(plan.children()[0], index)
-}
-
-impl DisplayAs for LookupJoinExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "LookupJoinExec, as ")?;
-        self.join.fmt_as(t, f)
-    }
-}
-
-impl ExecutionPlan for LookupJoinExec {
-    fn name(&self) -> &str {
-        "LookupJoinExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.join.properties()
-    }
-
-    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
-        self.join.input_distribution_requirements()
-    }
-
-    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        self.join.required_input_ordering()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        self.join.maintains_input_order()
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        self.join.benefits_from_input_partitioning()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        self.join.children()
-    }
-
-    fn apply_expressions(
-        &self,
-        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        self.join.apply_expressions(f)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        #[expect(deprecated, reason = "DataFusion 55 still requires this method")]
-        let join = Arc::clone(&self.join).with_new_children(children)?;
-        Ok(match Self::try_new(&join)? {
-            Some(exec) => Arc::new(exec),
-            None => join,
-        })
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let (kept, looked) = self.sides();
-        let kept = Arc::clone(kept);
-        let mut looked_rows = looked.execute(partition, Arc::clone(&context))?;
-        let looked_schema = looked.schema();
-        let schema = self.join.schema();
-        let reservation = MemoryConsumer::new(format!("LookupJoinExec[{partition}]"))
-            .register(context.memory_pool());
-        let baseline = BaselineMetrics::new(&self.metrics, partition);
-        let (key, kept_key, looked_key) = (self.key, self.kept_key, self.looked_key);
-        let columns = self.columns.clone();
-        let output_schema = Arc::clone(&schema);
-        let joined = async move {
-            // The grouped side first, whole, as DataFusion's hash join builds its side.
-            let mut batches = Vec::new();
-            while let Some(batch) = looked_rows.next().await {
-                let batch = batch?;
-                reservation.try_grow(batch.get_array_memory_size())?;
-                batches.push(batch);
-            }
-            drop(looked_rows);
-            let looked = concat_batches(&looked_schema, &batches)?;
-            drop(batches);
-            let index = KeyIndex::new(looked.column(looked_key), key)?;
-            reservation.try_resize(looked.get_array_memory_size() + index.size())?;
-            let lookup = Lookup {
-                schema: output_schema,
-                looked,
-                index,
-                key,
-                kept_key,
-                columns,
-                baseline,
-                _reservation: reservation,
-            };
-            let kept_rows = kept.execute(partition, context)?;
-            Ok::<_, datafusion::common::DataFusionError>(
-                kept_rows.map(move |batch| lookup.join(&batch?)),
-            )
-        };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::once(joined).try_flatten(),
-        )))
-    }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        self.join.child_stats_requests(partition)
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        inputs: &[Arc<Statistics>],
-        args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        self.join.statistics_from_inputs(inputs, args)
-    }
 }
 
 /// One partition's grouped side, indexed, and how an output batch is put together.
