@@ -17,9 +17,6 @@
 
 pub mod confined;
 
-use crate::run::distinct::count_udaf;
-use crate::run::keyhash::key_hash_udf;
-use crate::run::latest::latest_udaf;
 use crate::run::secret::{ClusterSecret, SECRET_ENV, SECRET_FILE_ENV};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -82,14 +79,10 @@ pub const SCHEDULER_WAIT: std::time::Duration = std::time::Duration::from_secs(6
 
 /// featurecraft's own functions, which every process of the cluster must know by name.
 fn own_functions() -> (Vec<Arc<ScalarUDF>>, Vec<Arc<AggregateUDF>>) {
+    let (scalars, aggregates) = crate::run::sample::own_functions();
     (
-        vec![Arc::new(key_hash_udf())],
-        vec![
-            Arc::new(count_udaf()),
-            Arc::new(crate::run::extremes::min_udaf()),
-            Arc::new(crate::run::extremes::max_udaf()),
-            Arc::new(latest_udaf()),
-        ],
+        scalars.into_iter().map(Arc::new).collect(),
+        aggregates.into_iter().map(Arc::new).collect(),
     )
 }
 

@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::ident;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, ident};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use sqlparser::ast::{BinaryOperator, Expr as SqlExpr, Value as SqlValue};
@@ -116,11 +116,27 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 /// grouped `COUNT(DISTINCT)` (see `distinct`), `min` and `max` with a compact grouped
 /// extreme of strings (see `extremes`), and the as-of `featurecraft_latest` (see `latest`).
 pub fn register_functions(ctx: &SessionContext) {
-    ctx.register_udf(key_hash_udf());
-    ctx.register_udaf(crate::run::distinct::count_udaf());
-    ctx.register_udaf(crate::run::extremes::min_udaf());
-    ctx.register_udaf(crate::run::extremes::max_udaf());
-    ctx.register_udaf(crate::run::latest::latest_udaf());
+    let (scalars, aggregates) = own_functions();
+    for f in scalars {
+        ctx.register_udf(f);
+    }
+    for f in aggregates {
+        ctx.register_udaf(f);
+    }
+}
+
+/// featurecraft's functions ([`register_functions`]): scalar, then aggregate. A cluster's
+/// scheduler and executors register the same by name.
+pub(crate) fn own_functions() -> (Vec<ScalarUDF>, Vec<AggregateUDF>) {
+    (
+        vec![key_hash_udf()],
+        vec![
+            crate::run::distinct::count_udaf(),
+            crate::run::extremes::min_udaf(),
+            crate::run::extremes::max_udaf(),
+            crate::run::latest::latest_udaf(),
+        ],
+    )
 }
 
 /// A DataFusion session for running recipes: the memory limit, the partitions, the key
