@@ -150,3 +150,95 @@ impl<E: OwnExecution> ExecutionPlan for WithOwnExecution<E> {
         self.replaced.statistics_from_inputs(inputs, args)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::common::internal_err;
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::prelude::SessionContext;
+
+    /// Executes a `FilterExec` as the filter itself would: what it changes is the wrapper's.
+    #[derive(Debug)]
+    struct AsItself;
+
+    impl OwnExecution for AsItself {
+        const NAME: &'static str = "AsItselfExec";
+
+        fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
+            Ok(plan.downcast_ref::<FilterExec>().map(|_| AsItself))
+        }
+
+        fn execute(
+            &self,
+            plan: &Arc<dyn ExecutionPlan>,
+            partition: usize,
+            context: Arc<TaskContext>,
+            _metrics: &ExecutionPlanMetricsSet,
+        ) -> Result<SendableRecordBatchStream> {
+            if plan.downcast_ref::<FilterExec>().is_none() {
+                return internal_err!("not a filter");
+            }
+            plan.execute(partition, context)
+        }
+    }
+
+    /// `k > 2` over the rows 1..=5, in one partition.
+    fn filter() -> Arc<dyn ExecutionPlan> {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from_iter_values(1..=5))],
+        )
+        .expect("a batch");
+        let source = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None)
+            .expect("a memory source");
+        let predicate = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("k", 0)),
+            Operator::Gt,
+            Arc::new(Literal::new(2_i64.into())),
+        ));
+        Arc::new(FilterExec::try_new(predicate, source).expect("a filter"))
+    }
+
+    #[tokio::test]
+    async fn the_wrapper_is_the_replaced_node_but_for_its_name_and_execution() {
+        let plan = filter();
+        let wrapped =
+            WithOwnExecution::<AsItself>::replace_in(Arc::clone(&plan)).expect("replaced");
+        assert_eq!(wrapped.name(), "AsItselfExec");
+        assert_eq!(wrapped.schema(), plan.schema());
+        assert_eq!(wrapped.children().len(), 1);
+        let shown = displayable(wrapped.as_ref()).one_line().to_string();
+        assert!(
+            shown.starts_with("AsItselfExec, as FilterExec: k@0 > 2"),
+            "{shown}"
+        );
+        // New children: still executed its own way while the node can be.
+        let children = wrapped.children().into_iter().cloned().collect();
+        let rebuilt = Arc::clone(&wrapped)
+            .with_new_children(children)
+            .expect("rebuilt");
+        assert_eq!(rebuilt.name(), "AsItselfExec");
+        let ctx = SessionContext::new();
+        let ours = collect(Arc::clone(&rebuilt), ctx.task_ctx())
+            .await
+            .expect("ran");
+        let theirs = collect(plan, ctx.task_ctx()).await.expect("ran");
+        let printed = |b: &[RecordBatch]| pretty_format_batches(b).expect("printed").to_string();
+        assert_eq!(printed(&ours), printed(&theirs));
+        assert_eq!(ours.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        assert!(rebuilt.metrics().is_some());
+        // Another node is left as it is.
+        let source = Arc::clone(wrapped.children()[0]);
+        let kept = WithOwnExecution::<AsItself>::replace_in(Arc::clone(&source)).expect("walked");
+        assert!(Arc::ptr_eq(&kept, &source));
+    }
+}
