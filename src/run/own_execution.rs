@@ -223,6 +223,7 @@ mod tests {
         );
         // New children: still executed its own way while the node can be.
         let children = wrapped.children().into_iter().cloned().collect();
+        #[expect(deprecated, reason = "the method DataFusion 55's rules still call")]
         let rebuilt = Arc::clone(&wrapped)
             .with_new_children(children)
             .expect("rebuilt");
