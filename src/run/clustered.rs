@@ -146,7 +146,7 @@ impl OwnExecution for ClusteredPartial {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<SendableRecordBatchStream> {
         let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
-            return internal_err!("ClusteredPartialAggregateExec wraps an AggregateExec");
+            return internal_err!("{} wraps an AggregateExec", Self::NAME);
         };
         let schema = aggregate.schema();
         let input = aggregate.input().execute(partition, Arc::clone(&context))?;

@@ -318,7 +318,8 @@ impl KeyIndex {
     fn new(keys: &ArrayRef, key: KeyType) -> Result<Self> {
         if keys.len() >= NO_ROW as usize {
             return internal_err!(
-                "LookupJoinExec: {} grouped rows in one partition",
+                "{}: {} grouped rows in one partition",
+                Lookups::NAME,
                 keys.len()
             );
         }
@@ -334,7 +335,8 @@ impl KeyIndex {
         ) else {
             return Ok(Self::Map(HashMap::default()));
         };
-        let twice = |k: i64| internal_err!("LookupJoinExec: key {k} is twice on its grouped side");
+        let twice =
+            |k: i64| internal_err!("{}: key {k} is twice on its grouped side", Lookups::NAME);
         let span = usize::try_from(i128::from(high) - i128::from(low) + 1).unwrap_or(usize::MAX);
         if span <= Dense::limit(rows.len()) {
             let mut slots = vec![NO_ROW; span];
@@ -401,7 +403,7 @@ fn each_key(keys: &ArrayRef, key: KeyType, f: impl FnMut(usize, Option<i64>)) ->
         mut f: impl FnMut(usize, Option<i64>),
     ) -> Result<()> {
         let keys = keys.as_primitive_opt::<T>().ok_or_else(|| {
-            internal_datafusion_err!("LookupJoinExec: a key column is {}", keys.data_type())
+            internal_datafusion_err!("{}: a key column is {}", Lookups::NAME, keys.data_type())
         })?;
         if keys.null_count() == 0 {
             for (row, &k) in keys.values().iter().enumerate() {

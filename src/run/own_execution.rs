@@ -48,7 +48,7 @@ pub(crate) struct WithOwnExecution<E> {
 
 impl<E: OwnExecution> WithOwnExecution<E> {
     /// `plan` executed `E`'s way, when it can be.
-    pub(crate) fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
+    fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
         Ok(E::try_new(plan)?.map(|own| Self {
             replaced: Arc::clone(plan),
             own,
