@@ -16,14 +16,17 @@
 //! 2.454 s; the previous row's group alone, with the map, gave 1.294 → 1.271 s.
 //!
 //! The rest is DataFusion 55's partial aggregation, followed to the letter so that the
-//! final phase sees the same input: the aggregates' own grouped accumulators, groups emitted
-//! in the order first seen in `batch_size` slices, every state emitted early when the memory
-//! pool refuses more (a partial aggregation may emit a group twice), and the switch to
-//! passing each row's state through once nearly every row is a new group
+//! final phase sees the same input: the aggregates' grouped accumulators (DataFusion's, or
+//! for `COUNT`, `SUM`, `AVG`, `MIN` and `MAX` featurecraft's over each batch's runs of one
+//! key, `run::runs`, with DataFusion's states), groups emitted in the order first seen in
+//! `batch_size` slices, every state emitted early when the memory pool refuses more (a
+//! partial aggregation may emit a group twice), and the switch to passing each row's state
+//! through once nearly every row is a new group
 //! (`datafusion.execution.skip_partial_aggregation_probe_*`). The rule is in featurecraft's
 //! local sessions; a cluster's scheduler plans with Ballista's rules.
 
 use crate::run::own_execution::{OwnExecution, WithOwnExecution};
+use crate::run::runs::{self, Runs, RunsAccumulator};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, PrimitiveArray, RecordBatch,
     UInt32Array, UInt64Array,
@@ -161,7 +164,12 @@ impl OwnExecution for ClusteredPartial {
         let accumulators = aggregate
             .aggr_expr()
             .iter()
-            .map(|a| a.create_groups_accumulator())
+            .map(|a| {
+                Ok(match runs::accumulator_for(a, &aggregate.input_schema())? {
+                    Some(by_runs) => Accumulator::Runs(by_runs),
+                    None => Accumulator::Rows(a.create_groups_accumulator()?),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let partial = Partial {
             input,
@@ -174,6 +182,7 @@ impl OwnExecution for ClusteredPartial {
             ),
             accumulators,
             groups: KeyGroups::default(),
+            runs: Runs::default(),
             reservation: MemoryConsumer::new(format!("{}[{partition}]", Self::NAME))
                 .with_can_spill(true)
                 .register(context.memory_pool()),
@@ -417,8 +426,10 @@ struct Partial {
     key_type: KeyType,
     key: Arc<dyn PhysicalExpr>,
     inputs: Inputs,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    accumulators: Vec<Accumulator>,
     groups: KeyGroups,
+    /// The current batch's rows as runs of one group, for the accumulators that take them.
+    runs: Runs,
     reservation: MemoryReservation,
     batch_size: usize,
     probe: Option<Probe>,
@@ -484,10 +495,22 @@ impl Partial {
                 .number(keys.as_primitive::<UInt64Type>(), |k| k as i64),
         }
         let total = self.groups.len();
+        if self
+            .accumulators
+            .iter()
+            .any(|a| matches!(a, Accumulator::Runs(_)))
+        {
+            self.runs.find(&self.groups.rows);
+        }
         let evaluated = self.inputs.evaluate(batch)?;
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
             let (values, filter) = self.inputs.of(i, &evaluated)?;
-            accumulator.update_batch(&values, &self.groups.rows, filter, total)?;
+            match accumulator {
+                Accumulator::Runs(a) => a.update_runs(&values, &self.runs, filter, total)?,
+                Accumulator::Rows(a) => {
+                    a.update_batch(&values, &self.groups.rows, filter, total)?
+                }
+            }
         }
         // DataFusion's probe: the rows so far against the groups now.
         if let Some(probe) = &mut self.probe {
@@ -512,7 +535,7 @@ impl Partial {
         let evaluated = self.inputs.evaluate(batch)?;
         for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
             let (values, filter) = self.inputs.of(i, &evaluated)?;
-            columns.extend(accumulator.convert_to_state(&values, filter)?);
+            columns.extend(accumulator.groups().convert_to_state(&values, filter)?);
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         if batch.num_rows() > 0 {
@@ -529,7 +552,7 @@ impl Partial {
         }
         let mut columns = vec![self.groups.take_keys(self.key_type)];
         for accumulator in &mut self.accumulators {
-            columns.extend(accumulator.state(EmitTo::All)?);
+            columns.extend(accumulator.groups().state(EmitTo::All)?);
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         let mut offset = 0;
@@ -550,7 +573,35 @@ impl Partial {
     fn size(&self) -> usize {
         self.emitted
             + self.groups.size()
-            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+            + self.runs.size()
+            + self
+                .accumulators
+                .iter()
+                .map(Accumulator::size)
+                .sum::<usize>()
+    }
+}
+
+/// An aggregate's grouped accumulator: featurecraft's over runs of one group (`COUNT`,
+/// `SUM`, `AVG`, `MIN`, `MAX`: `run::runs`), or DataFusion's.
+enum Accumulator {
+    Runs(Box<dyn RunsAccumulator>),
+    Rows(Box<dyn GroupsAccumulator>),
+}
+
+impl Accumulator {
+    fn groups(&mut self) -> &mut dyn GroupsAccumulator {
+        match self {
+            Self::Runs(a) => a.as_mut(),
+            Self::Rows(a) => a.as_mut(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Self::Runs(a) => a.size(),
+            Self::Rows(a) => a.size(),
+        }
     }
 }
 

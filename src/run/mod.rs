@@ -25,6 +25,7 @@ pub mod materialize;
 pub(crate) mod own_execution;
 pub(crate) mod own_groups;
 pub(crate) mod pool;
+pub(crate) mod runs;
 pub mod sample;
 pub mod secret;
 pub(crate) mod timed_checks;
