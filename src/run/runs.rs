@@ -258,7 +258,7 @@ impl Iterator for Taken<'_> {
     }
 }
 
-/// The one argument of `COUNT` or `SUM`.
+/// The one argument of the aggregates here.
 fn argument(values: &[ArrayRef]) -> Result<&ArrayRef> {
     match values {
         [value] => Ok(value),
