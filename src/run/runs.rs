@@ -30,10 +30,10 @@ use std::sync::Arc;
 
 /// One group's rows `start..end` of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Run {
-    pub(crate) group: usize,
-    pub(crate) start: usize,
-    pub(crate) end: usize,
+struct Run {
+    group: usize,
+    start: usize,
+    end: usize,
 }
 
 /// A batch's rows as runs of one group, in row order.
