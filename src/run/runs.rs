@@ -227,6 +227,35 @@ fn taken<'a>(chosen: &'a BooleanBuffer, run: &Run) -> Taken<'a> {
     })
 }
 
+/// Folds the values of `run`'s rows that `chosen` takes (every row without it) into
+/// `value`, in row order: how many it took. The one loop of the aggregates here.
+#[inline]
+fn fold_run<V: Copy>(
+    values: &[V],
+    chosen: Option<&BooleanBuffer>,
+    run: &Run,
+    value: &mut V,
+    fold: impl Fn(&mut V, V),
+) -> usize {
+    let rows = &values[run.start..run.end];
+    match chosen {
+        None => {
+            for &row in rows {
+                fold(value, row);
+            }
+            rows.len()
+        }
+        Some(chosen) => {
+            let mut count = 0;
+            for i in taken(chosen, run) {
+                fold(value, rows[i]);
+                count += 1;
+            }
+            count
+        }
+    }
+}
+
 /// The iterator [`taken`] returns.
 enum Taken<'a> {
     Word(u64),
@@ -466,24 +495,8 @@ where
         let chosen = chosen(values, filter);
         let values = values.values();
         for run in &runs.0 {
-            let rows = &values[run.start..run.end];
             let mut value = self.values[run.group];
-            let mut any = true;
-            match &chosen {
-                None => {
-                    for &row in rows {
-                        (self.fold)(&mut value, row);
-                    }
-                }
-                Some(chosen) => {
-                    any = false;
-                    for i in taken(chosen, run) {
-                        (self.fold)(&mut value, rows[i]);
-                        any = true;
-                    }
-                }
-            }
-            if any {
+            if fold_run(values, chosen.as_ref(), run, &mut value, &self.fold) > 0 {
                 self.values[run.group] = value;
                 self.seen.set(run.group);
             }
@@ -599,23 +612,10 @@ impl RunsAccumulator for AvgRuns {
         let chosen = chosen(values, filter);
         let values = values.values();
         for run in &runs.0 {
-            let rows = &values[run.start..run.end];
             let mut sum = self.sums[run.group];
-            let mut count = 0;
-            match &chosen {
-                None => {
-                    for &row in rows {
-                        sum = sum.add_wrapping(row);
-                    }
-                    count = rows.len();
-                }
-                Some(chosen) => {
-                    for i in taken(chosen, run) {
-                        sum = sum.add_wrapping(rows[i]);
-                        count += 1;
-                    }
-                }
-            }
+            let count = fold_run(values, chosen.as_ref(), run, &mut sum, |sum, row| {
+                *sum = sum.add_wrapping(row)
+            });
             if count > 0 {
                 self.sums[run.group] = sum;
                 self.counts[run.group] += count as u64;
