@@ -396,7 +396,7 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, naming them; suspected leakage is an error.
     #[arg(long)]
     pub strict: bool,
-    /// Also print the first N sampled rows as a table (text format).
+    /// Also print the first N sampled rows (in grain order) as a table (text format).
     #[arg(long, value_name = "N")]
     pub show: Option<usize>,
     /// Also write the sampled rows (grain, features, label) to this Parquet file, to

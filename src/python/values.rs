@@ -76,7 +76,7 @@ pub struct PyValidation {
     /// The SQL that was validated, in the dialect asked for.
     #[pyo3(get)]
     sql: Option<String>,
-    /// The sampled rows (grain, features, label) as a `pyarrow.Table`, or `None`.
+    /// The sampled rows (grain, features, label) as a `pyarrow.Table` in grain order, or `None`.
     #[pyo3(get)]
     sample: Option<Py<PyAny>>,
     findings: Findings,

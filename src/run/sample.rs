@@ -19,9 +19,10 @@ use crate::run::deadline::within_time_limit;
 use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
 use crate::run::pool::SharedPool;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -520,7 +521,38 @@ pub(crate) async fn sampled_rows(
     // The batches' own schema: `frame.schema()` is the plan's before type coercion (a
     // `CASE WHEN … THEN 0 ELSE <double> END` reads Int64 there, Float64 once run).
     let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
-    concat_batches(&schema, &batches).map_err(|e| runtime_error(e.into()))
+    let rows = concat_batches(&schema, &batches).map_err(|e| runtime_error(e.into()))?;
+    in_key_order(rows, plan.grain.len())
+}
+
+/// `rows` ordered by their first `grain` columns, rows of one key by all their columns.
+///
+/// The sampled query's own order is its partitions' interleaving, which changes from run to
+/// run; the sample's rows are shown (`--show`), written (`--sample-out`) and returned
+/// (`return_sample`) in this order, the same on every run. Columns the row format cannot
+/// order (none of Arrow's common types) leave ties, or the whole order, as the query gave.
+fn in_key_order(rows: RecordBatch, grain: usize) -> Result<RecordBatch, Diagnostic> {
+    let ordered_by = |columns: &[ArrayRef]| -> Option<Rows> {
+        let fields = columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        RowConverter::new(fields)
+            .and_then(|converter| converter.convert_columns(columns))
+            .ok()
+    };
+    let Some(keys) = ordered_by(&rows.columns()[..grain.min(rows.num_columns())]) else {
+        return Ok(rows);
+    };
+    let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+    order.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    let tied = order
+        .windows(2)
+        .any(|pair| keys.row(pair[0] as usize) == keys.row(pair[1] as usize));
+    if tied && let Some(whole) = ordered_by(rows.columns()) {
+        order.sort_unstable_by(|&a, &b| whole.row(a as usize).cmp(&whole.row(b as usize)));
+    }
+    take_record_batch(&rows, &UInt32Array::from(order)).map_err(|e| runtime_error(e.into()))
 }
 
 /// Features per sampled query of a validation summary, by default. DataFusion resolves every column
@@ -707,13 +739,54 @@ mod tests {
     }
 
     #[test]
+    fn sampled_rows_are_in_grain_order_ties_by_their_other_columns() {
+        use datafusion::arrow::array::{Float64Array, StringArray};
+        let rows = RecordBatch::try_from_iter([
+            (
+                "customer_id",
+                Arc::new(Int64Array::from(vec![
+                    Some(3),
+                    Some(1),
+                    None,
+                    Some(2),
+                    Some(1),
+                ])) as ArrayRef,
+            ),
+            (
+                "plan",
+                Arc::new(StringArray::from(vec!["a", "c", "z", "b", "b"])) as ArrayRef,
+            ),
+            (
+                "spend",
+                Arc::new(Float64Array::from(vec![0.5, f64::NAN, 1.0, -0.0, 2.0])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let ordered = in_key_order(rows.clone(), 1).unwrap();
+        let ids = ordered.column(0).as_primitive::<Int64Type>();
+        // NULL keys first, as in an ascending ORDER BY of DataFusion's; then 1 (b before c), 2, 3.
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            vec![None, Some(1), Some(1), Some(2), Some(3)]
+        );
+        let plans = ordered.column(1).as_string::<i32>();
+        assert_eq!(
+            plans.iter().flatten().collect::<Vec<_>>(),
+            vec!["z", "b", "c", "b", "a"]
+        );
+        // Any order of the same rows gives the same batch.
+        let reversed = take_record_batch(&rows, &UInt32Array::from(vec![4, 3, 2, 1, 0])).unwrap();
+        assert_eq!(in_key_order(reversed, 1).unwrap(), ordered);
+    }
+
+    #[test]
     fn the_default_memory_limit_reads_as_its_bytes() {
         assert_eq!(
             parse_size(DEFAULT_MEMORY_LIMIT),
             Ok(DEFAULT_MEMORY_LIMIT_BYTES)
         );
     }
-    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::array::Int64Array;
     use datafusion::datasource::MemTable;
     use std::path::Path;
     use std::sync::Arc;
