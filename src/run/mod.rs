@@ -22,6 +22,7 @@ pub(crate) mod latest;
 pub mod leakage;
 pub(crate) mod lookup_join;
 pub mod materialize;
+pub(crate) mod median;
 pub(crate) mod own_execution;
 pub(crate) mod own_groups;
 pub(crate) mod pool;

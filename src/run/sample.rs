@@ -115,7 +115,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 /// dialect needs them (as-of values are `featurecraft_latest`), so a session of your own
 /// that runs it needs them too. The key hash (sampling), `count` with a compact, pool-tracked
 /// grouped `COUNT(DISTINCT)` (see `distinct`), `min` and `max` with a compact grouped
-/// extreme of strings (see `extremes`), and the as-of `featurecraft_latest` (see `latest`).
+/// extreme of strings (see `extremes`), `median` with a float's values in one buffer (see
+/// `median`), and the as-of `featurecraft_latest` (see `latest`).
 pub fn register_functions(ctx: &SessionContext) {
     let (scalars, aggregates) = own_functions();
     for f in scalars {
@@ -135,6 +136,7 @@ pub(crate) fn own_functions() -> (Vec<ScalarUDF>, Vec<AggregateUDF>) {
             crate::run::distinct::count_udaf(),
             crate::run::extremes::min_udaf(),
             crate::run::extremes::max_udaf(),
+            crate::run::median::median_udaf(),
             crate::run::latest::latest_udaf(),
         ],
     )
