@@ -88,8 +88,8 @@ impl MedianValues {
     }
 
     /// The emitted groups' values, each group's together in arrival order, and where each
-    /// group's start (`groups + 1` offsets); the groups left are numbered from 0 again.
-    fn take_sorted(&mut self, emit_to: EmitTo) -> Result<(Vec<f64>, Vec<usize>)> {
+    /// group starts (`groups + 1` offsets); the groups left are numbered from 0 again.
+    fn take_sorted(&mut self, emit_to: EmitTo) -> (Vec<f64>, Vec<usize>) {
         let emitted = match emit_to {
             EmitTo::All => self.groups,
             EmitTo::First(n) => n.min(self.groups),
@@ -123,16 +123,16 @@ impl MedianValues {
         self.values = kept_values;
         self.runs = kept_runs;
         self.groups -= emitted;
-        Ok((sorted, offsets))
+        (sorted, offsets)
     }
 }
 
-/// A group index as stored: groups past `u32::MAX` are refused, not wrapped.
-fn group_number(group: usize) -> Result<u32> {
-    match u32::try_from(group) {
-        Ok(group) => Ok(group),
-        Err(_) => internal_err!("MEDIAN: group {group} is past the groups it can number"),
+/// Groups are stored as `u32`: more are refused, not wrapped.
+fn check_groups(total_num_groups: usize) -> Result<()> {
+    if u32::try_from(total_num_groups).is_err() {
+        return internal_err!("MEDIAN: {total_num_groups} groups, more than it can number");
     }
+    Ok(())
 }
 
 impl GroupsAccumulator for MedianValues {
@@ -144,7 +144,7 @@ impl GroupsAccumulator for MedianValues {
         total_num_groups: usize,
     ) -> Result<()> {
         let values = floats(values)?;
-        group_number(total_num_groups)?;
+        check_groups(total_num_groups)?;
         self.groups = self.groups.max(total_num_groups);
         let nulls = values.nulls().filter(|n| n.null_count() > 0);
         let rows = values.values();
@@ -182,7 +182,7 @@ impl GroupsAccumulator for MedianValues {
         let Some(items) = lists.values().as_primitive_opt::<Float64Type>() else {
             return internal_err!("MEDIAN: a state lists floats");
         };
-        group_number(total_num_groups)?;
+        check_groups(total_num_groups)?;
         self.groups = self.groups.max(total_num_groups);
         let offsets = lists.value_offsets();
         for (row, &group) in group_indices.iter().enumerate() {
@@ -197,7 +197,7 @@ impl GroupsAccumulator for MedianValues {
 
     /// Each group's values as a list (empty where it has none), as DataFusion's state.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (sorted, offsets) = self.take_sorted(emit_to)?;
+        let (sorted, offsets) = self.take_sorted(emit_to);
         let offsets: Vec<i32> = offsets
             .into_iter()
             .map(i32::try_from)
@@ -213,7 +213,7 @@ impl GroupsAccumulator for MedianValues {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (mut sorted, offsets) = self.take_sorted(emit_to)?;
+        let (mut sorted, offsets) = self.take_sorted(emit_to);
         let medians: Float64Array = offsets
             .windows(2)
             .map(|range| median(&mut sorted[range[0]..range[1]]))

@@ -531,8 +531,9 @@ pub(crate) async fn sampled_rows(
 ///
 /// The sampled query's own order is its partitions' interleaving, which changes from run to
 /// run; the sample's rows are shown (`--show`), written (`--sample-out`) and returned
-/// (`return_sample`) in this order, the same on every run. Columns the row format cannot
-/// order (none of Arrow's common types) leave ties, or the whole order, as the query gave.
+/// (`return_sample`) in this order, the same on every run. Where Arrow's row format cannot
+/// order a column (it orders every common type), the query's order is kept for the rows
+/// that column would have told apart.
 fn in_key_order(rows: RecordBatch, grain: usize) -> Result<RecordBatch, Diagnostic> {
     let ordered_by = |columns: &[ArrayRef]| -> Option<Rows> {
         let fields = columns
