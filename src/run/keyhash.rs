@@ -83,9 +83,7 @@ fn finish(hash: u64) -> i64 {
 /// as mixing the column into [`SEED`] and finishing them.
 fn hash_int_keys(values: &[i64], nulls: Option<&NullBuffer>) -> Vec<i64> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-    {
+    if avx512() {
         // SAFETY: the CPU was just checked for the features the function is compiled for.
         return unsafe { hash_int_keys_avx512(values, nulls) };
     }
@@ -140,14 +138,20 @@ fn mix_column(array: &ArrayRef, hashes: &mut [u64]) -> Result<()> {
 /// the same on every CPU.
 fn mix_ints(values: &[i64], nulls: Option<&NullBuffer>, hashes: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-    {
+    if avx512() {
         // SAFETY: the CPU was just checked for the features the function is compiled for.
         unsafe { mix_ints_avx512(values, nulls, hashes) };
         return;
     }
     mix_ints_portable(values, nulls, hashes);
+}
+
+/// Whether this CPU has the features the `…_avx512` loops here are compiled for
+/// (`avx512f,avx512dq`; the standard library caches the answer).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
 }
 
 #[cfg(target_arch = "x86_64")]
