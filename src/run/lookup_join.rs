@@ -25,17 +25,19 @@
 use crate::run::clustered::{Dense, KeyType};
 use crate::run::own_execution::{OwnExecution, WithOwnExecution};
 use datafusion::arrow::array::BooleanBufferBuilder;
+use datafusion::arrow::array::new_empty_array;
 use datafusion::arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::compute::{concat_batches, take};
+use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::datatypes::{Int32Type, Int64Type, SchemaRef, UInt32Type, UInt64Type};
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::utils::memory::RecordBatchMemoryCounter;
 use datafusion::common::{
     HashMap, JoinType, NullEquality, Result, internal_datafusion_err, internal_err,
 };
-use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
@@ -201,15 +203,8 @@ impl OwnExecution for Lookups {
         let output_schema = Arc::clone(&schema);
         let joined = async move {
             // The grouped side first, whole, as DataFusion's hash join builds its side.
-            let mut batches = Vec::new();
-            while let Some(batch) = looked_rows.next().await {
-                let batch = batch?;
-                reservation.try_grow(batch.get_array_memory_size())?;
-                batches.push(batch);
-            }
+            let looked = gathered(&mut looked_rows, &looked_schema, &reservation).await?;
             drop(looked_rows);
-            let looked = concat_batches(&looked_schema, &batches)?;
-            drop(batches);
             let index = KeyIndex::new(looked.column(looked_key), key)?;
             reservation.try_resize(looked.get_array_memory_size() + index.size())?;
             let lookup = Lookup {
@@ -232,6 +227,49 @@ impl OwnExecution for Lookups {
             futures::stream::once(joined).try_flatten(),
         )))
     }
+}
+
+/// The rows of `stream` in one batch, their memory reserved in `reservation`.
+///
+/// A grouped side arrives as slices of its aggregation's one output batch: the memory held
+/// is counted once per buffer, not once per slice (at 1M keys in 64 Ki-row slices, counting
+/// each slice's whole buffers reserved ten times what was held, and a table that fit in
+/// 900 MB stopped at a 1 GB limit). The batch is put together a column at a time, each
+/// column's slices let go once copied, so the side is held twice over one column at most.
+async fn gathered(
+    stream: &mut SendableRecordBatchStream,
+    schema: &SchemaRef,
+    reservation: &MemoryReservation,
+) -> Result<RecordBatch> {
+    let mut held = RecordBatchMemoryCounter::new();
+    let mut columns = vec![Vec::new(); schema.fields().len()];
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        reservation.try_grow(held.count_batch(&batch))?;
+        rows += batch.num_rows();
+        for (pieces, column) in columns.iter_mut().zip(batch.into_parts().1) {
+            pieces.push(column);
+        }
+    }
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(pieces, field)| match pieces.as_slice() {
+            [] => Ok(new_empty_array(field.data_type())),
+            [whole] => Ok(Arc::clone(whole)),
+            _ => {
+                let pieces: Vec<&dyn Array> = pieces.iter().map(|p| p.as_ref()).collect();
+                Ok(concat(&pieces)?)
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
 }
 
 /// The index of `expr` when it is a column.
@@ -281,7 +319,7 @@ struct Lookup {
     kept_key: usize,
     columns: Vec<Origin>,
     baseline: BaselineMetrics,
-    _reservation: datafusion::execution::memory_pool::MemoryReservation,
+    _reservation: MemoryReservation,
 }
 
 impl Lookup {
@@ -429,6 +467,7 @@ fn each_key(keys: &ArrayRef, key: KeyType, f: impl FnMut(usize, Option<i64>)) ->
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int32Array, Int64Array, UInt64Array};
+    use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
@@ -611,6 +650,62 @@ mod tests {
             assert!(plan.contains("HashJoinExec"), "{query}:\n{plan}");
             assert!(!plan.contains("LookupJoinExec"), "{query}:\n{plan}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_grouped_side_in_slices_is_counted_once() {
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let whole = |rows: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(0..rows)),
+                    Arc::new(Float64Array::from_iter(
+                        (0..rows).map(|i| (i % 7 != 0).then_some(i as f64 / 4.0)),
+                    )),
+                ],
+            )
+            .expect("a valid batch")
+        };
+        // An aggregation's output in 100 slices of 100 rows (160 KB held, 16 MB if each
+        // slice counted its whole buffers), then a batch of its own.
+        let output = whole(10_000);
+        let own = whole(30);
+        let mut batches: Vec<RecordBatch> = (0..100).map(|i| output.slice(i * 100, 100)).collect();
+        batches.push(own.clone());
+        let expected = concat_batches(&schema, &batches).expect("concatenated");
+        let held = output.get_array_memory_size() + own.get_array_memory_size();
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let reservation = MemoryConsumer::new("test").register(&pool);
+        let mut stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema) as SchemaRef,
+            futures::stream::iter(batches.into_iter().map(Ok)),
+        ));
+        drop((output, own));
+        let one = gathered(&mut stream, &schema, &reservation)
+            .await
+            .expect("the slices fit in 1 MiB");
+        assert_eq!(one, expected);
+        // Each buffer counted once: no more than the two batches' buffers.
+        assert!(
+            reservation.size() > 0 && reservation.size() <= held,
+            "{} > {held}",
+            reservation.size()
+        );
+        // No rows at all: an empty batch of the schema.
+        let mut empty: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&schema) as SchemaRef,
+            futures::stream::empty(),
+        ));
+        let none = gathered(&mut empty, &schema, &reservation)
+            .await
+            .expect("gathered");
+        assert_eq!((none.num_rows(), none.schema()), (0, Arc::clone(&schema)));
     }
 
     #[test]
