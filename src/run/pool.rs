@@ -97,7 +97,8 @@ impl MemoryPool for SharedPool {
 /// and that pool can stop the query for good: a reader waits on the older of two open
 /// spill files while the batch it needs is in the newer one, and every task parks
 /// (apache/datafusion#24883, fixed after 55). Seen at scale L: the point-in-time bench
-/// recipe under a 600 MB limit hung, CPU idle, in 5 runs of 12.
+/// recipe under a 600 MB limit hung, CPU idle, in 5 runs of 12. Should DataFusion rename
+/// the consumer, `a_repartition_short_of_memory_does_not_stop_the_query` hangs and fails.
 fn is_repartition(reservation: &MemoryReservation) -> bool {
     reservation
         .consumer()
