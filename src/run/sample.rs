@@ -7,6 +7,9 @@
 //! entity keeps all its cutoffs. Every CTE is restricted to the sampled keys
 //! (`featurecraft_key_hash(key) <= threshold`) *before* it aggregates, so each sampled
 //! entity's features are exactly those of the full CTAS and the cost follows the sample.
+//! (A float `SUM`/`AVG` can differ in its last bit where the full run merges an entity's
+//! rows in an order the partitions decide: a source not clustered by its key. README,
+//! "Where a float sum's last bit can move".)
 //! When the spine has at most `sample_size` keys the query runs unrestricted.
 
 use crate::catalog::{Catalog, plan_query};
