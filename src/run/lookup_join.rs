@@ -24,10 +24,9 @@
 
 use crate::run::clustered::{Dense, KeyType};
 use crate::run::own_execution::{OwnExecution, WithOwnExecution};
-use datafusion::arrow::array::BooleanBufferBuilder;
-use datafusion::arrow::array::new_empty_array;
 use datafusion::arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanBufferBuilder, RecordBatch,
+    RecordBatchOptions, UInt32Array, new_empty_array,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{concat, take};
