@@ -13,7 +13,8 @@
 //! numbered again in a fresh table), so the table stays within about twice the groups'
 //! values however often extremes change.
 
-use crate::run::distinct::{ByteValues, NULL_NUMBER, kept};
+use crate::run::distinct::{ByteValues, NULL_NUMBER};
+use crate::run::grouped_values::kept;
 use crate::run::own_groups::{OwnGroups, with_own_groups};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::compute::{not, nullif};

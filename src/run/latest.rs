@@ -13,7 +13,7 @@
 //! the final aggregation, is the ordering's and the value's row bytes (Binary).
 
 use crate::compile::functions::LATEST;
-use crate::run::distinct::kept;
+use crate::run::grouped_values::kept;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};

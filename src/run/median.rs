@@ -14,12 +14,12 @@
 //! median is DataFusion's computation on its values in the same order, so results are equal
 //! bit for bit.
 
-use crate::run::distinct::kept;
+use crate::run::grouped_values::{GroupedValues, kept};
 use crate::run::own_groups::{OwnGroups, with_own_groups};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, PrimitiveArray,
 };
-use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
 use datafusion::common::{Result, internal_err};
 use datafusion::functions_aggregate::median::Median;
@@ -54,85 +54,14 @@ impl OwnGroups for OwnMedian {
     }
 }
 
-/// Stored values of one group, consecutive in [`MedianValues::values`].
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    group: u32,
-    len: u32,
-}
-
 /// Grouped `MEDIAN` of floats (see the module docs).
-#[derive(Debug, Default)]
-struct MedianValues {
-    /// The values taken, in arrival order.
-    values: Vec<f64>,
-    /// `values` as runs of one group, in order.
-    runs: Vec<Run>,
-    /// Groups seen (DataFusion's `total_num_groups`).
-    groups: usize,
-}
+#[derive(Debug)]
+struct MedianValues(GroupedValues<f64>);
 
-impl MedianValues {
-    /// Appends `values` to `group`'s.
-    #[inline]
-    fn extend(&mut self, group: u32, values: &[f64]) {
-        if values.is_empty() {
-            return;
-        }
-        self.values.extend_from_slice(values);
-        let len = values.len() as u32;
-        match self.runs.last_mut() {
-            Some(run) if run.group == group && run.len.checked_add(len).is_some() => run.len += len,
-            _ => self.runs.push(Run { group, len }),
-        }
+impl Default for MedianValues {
+    fn default() -> Self {
+        Self(GroupedValues::new("MEDIAN"))
     }
-
-    /// The emitted groups' values, each group's together in arrival order, and where each
-    /// group starts (`groups + 1` offsets); the groups left are numbered from 0 again.
-    fn take_sorted(&mut self, emit_to: EmitTo) -> (Vec<f64>, Vec<usize>) {
-        let emitted = match emit_to {
-            EmitTo::All => self.groups,
-            EmitTo::First(n) => n.min(self.groups),
-        };
-        let mut offsets = vec![0usize; emitted + 1];
-        for run in self.runs.iter().filter(|r| (r.group as usize) < emitted) {
-            offsets[run.group as usize + 1] += run.len as usize;
-        }
-        for g in 0..emitted {
-            offsets[g + 1] += offsets[g];
-        }
-        let mut sorted = vec![0.0; offsets[emitted]];
-        let mut next = offsets.clone();
-        let (mut kept_values, mut kept_runs) = (Vec::new(), Vec::new());
-        let mut start = 0;
-        for run in &self.runs {
-            let values = &self.values[start..start + run.len as usize];
-            start += run.len as usize;
-            let group = run.group as usize;
-            if group < emitted {
-                sorted[next[group]..next[group] + values.len()].copy_from_slice(values);
-                next[group] += values.len();
-            } else {
-                kept_values.extend_from_slice(values);
-                kept_runs.push(Run {
-                    group: (group - emitted) as u32,
-                    len: run.len,
-                });
-            }
-        }
-        self.values = kept_values;
-        self.runs = kept_runs;
-        self.groups -= emitted;
-        (sorted, offsets)
-    }
-}
-
-/// Groups are stored as `u32`: more are refused, not wrapped.
-fn check_groups(total_num_groups: usize) -> Result<()> {
-    if u32::try_from(total_num_groups).is_err() {
-        return internal_err!("MEDIAN: {total_num_groups} groups, more than it can number");
-    }
-    Ok(())
 }
 
 impl GroupsAccumulator for MedianValues {
@@ -143,30 +72,8 @@ impl GroupsAccumulator for MedianValues {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let values = floats(values)?;
-        check_groups(total_num_groups)?;
-        self.groups = self.groups.max(total_num_groups);
-        let nulls = values.nulls().filter(|n| n.null_count() > 0);
-        let rows = values.values();
-        let mut start = 0;
-        // Each run of one group's rows at once when every row is taken.
-        while let Some(&group) = group_indices.get(start) {
-            let mut end = start + 1;
-            while group_indices.get(end) == Some(&group) {
-                end += 1;
-            }
-            if nulls.is_none() && opt_filter.is_none() {
-                self.extend(group as u32, &rows[start..end]);
-            } else {
-                for row in start..end {
-                    if nulls.is_none_or(|n| n.is_valid(row)) && kept(opt_filter, row) {
-                        self.extend(group as u32, &rows[row..=row]);
-                    }
-                }
-            }
-            start = end;
-        }
-        Ok(())
+        self.0
+            .update(floats(values)?, group_indices, opt_filter, total_num_groups)
     }
 
     /// Each state row's list of values appended to its group, as DataFusion's does.
@@ -176,44 +83,22 @@ impl GroupsAccumulator for MedianValues {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let Some(lists) = values.first().and_then(|v| v.as_list_opt::<i32>()) else {
-            return internal_err!("MEDIAN: a state is a list of values");
-        };
-        let Some(items) = lists.values().as_primitive_opt::<Float64Type>() else {
-            return internal_err!("MEDIAN: a state lists floats");
-        };
-        check_groups(total_num_groups)?;
-        self.groups = self.groups.max(total_num_groups);
-        let offsets = lists.value_offsets();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if lists.is_null(row) {
-                continue;
-            }
-            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-            self.extend(group as u32, &items.values()[start..end]);
-        }
-        Ok(())
+        self.0
+            .merge::<Float64Type>(values, group_indices, total_num_groups)
     }
 
     /// Each group's values as a list (empty where it has none), as DataFusion's state.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (sorted, offsets) = self.take_sorted(emit_to);
-        let offsets: Vec<i32> = offsets
-            .into_iter()
-            .map(i32::try_from)
-            .collect::<std::result::Result<_, _>>()
-            .or_else(|_| internal_err!("MEDIAN: a state of more values than a list holds"))?;
-        let lists = ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
-            OffsetBuffer::new(ScalarBuffer::from(offsets)),
-            Arc::new(Float64Array::from(sorted)),
-            None,
-        );
-        Ok(vec![Arc::new(lists)])
+        let (sorted, offsets) = self.0.take(emit_to);
+        Ok(vec![self.0.lists::<Float64Type>(
+            sorted,
+            offsets,
+            &DataType::Float64,
+        )?])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (mut sorted, offsets) = self.take_sorted(emit_to);
+        let (mut sorted, offsets) = self.0.take(emit_to);
         let medians: Float64Array = offsets
             .windows(2)
             .map(|range| median(&mut sorted[range[0]..range[1]]))
@@ -243,7 +128,7 @@ impl GroupsAccumulator for MedianValues {
     }
 
     fn size(&self) -> usize {
-        self.values.capacity() * size_of::<f64>() + self.runs.capacity() * size_of::<Run>()
+        self.0.size()
     }
 }
 

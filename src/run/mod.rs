@@ -17,6 +17,7 @@ pub(crate) mod distinct;
 pub mod engine;
 pub(crate) mod extremes;
 pub(crate) mod filtered;
+pub(crate) mod grouped_values;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod leakage;
