@@ -879,22 +879,7 @@ impl GroupsAccumulator for DistinctCountGroups {
         let [array] = values else {
             return exec_err!("COUNT(DISTINCT) takes one argument, got {}", values.len());
         };
-        let nulls = array.logical_nulls();
-        let counted: BooleanArray = (0..array.len())
-            .map(|i| Some(nulls.as_ref().is_none_or(|n| n.is_valid(i)) && kept(opt_filter, i)))
-            .collect();
-        let mut child = filter(array, &counted)?;
-        if child.data_type() != &self.data_type {
-            child = cast(&child, &self.data_type)?;
-        }
-        let offsets = OffsetBuffer::<i32>::from_lengths(counted.values().iter().map(usize::from));
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
-            offsets,
-            child,
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        Ok(vec![each_row_a_list(array, opt_filter, &self.data_type)?])
     }
 
     fn size(&self) -> usize {
@@ -903,6 +888,31 @@ impl GroupsAccumulator for DistinctCountGroups {
             + self.seen.size()
             + self.counts.capacity() * size_of::<i64>()
     }
+}
+
+/// Each row's own `COUNT(DISTINCT)` state, as DataFusion's: a list of its value (cast to
+/// `data_type`, a dictionary's value type), empty where it is not taken (a NULL value, or
+/// the filter not TRUE).
+fn each_row_a_list(
+    array: &ArrayRef,
+    opt_filter: Option<&BooleanArray>,
+    data_type: &DataType,
+) -> Result<ArrayRef> {
+    let nulls = array.logical_nulls();
+    let counted: BooleanArray = (0..array.len())
+        .map(|i| Some(nulls.as_ref().is_none_or(|n| n.is_valid(i)) && kept(opt_filter, i)))
+        .collect();
+    let mut child = filter(array, &counted)?;
+    if child.data_type() != data_type {
+        child = cast(&child, data_type)?;
+    }
+    let offsets = OffsetBuffer::<i32>::from_lengths(counted.values().iter().map(usize::from));
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new_list_field(data_type.clone(), true)),
+        offsets,
+        child,
+        None,
+    )?))
 }
 
 /// Values [`DistinctNumbers`] stores before it first makes each group's distinct (32 MiB
@@ -1042,26 +1052,16 @@ impl<P: ArrowPrimitiveType> GroupsAccumulator for DistinctNumbers<P> {
         Ok(())
     }
 
-    /// Each row's own state, as DataFusion's: a list of its value, empty where it is not
-    /// taken (a NULL value, or the filter not TRUE).
+    /// Each row as a group of its own ([`each_row_a_list`]).
     fn convert_to_state(
         &self,
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let numbers = Self::numbers(values)?;
-        let taken: BooleanArray = (0..numbers.len())
-            .map(|row| Some(numbers.is_valid(row) && kept(opt_filter, row)))
-            .collect();
-        let child = filter(numbers, &taken)?;
-        let offsets = OffsetBuffer::<i32>::from_lengths(taken.values().iter().map(usize::from));
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(self.data_type.clone(), true)),
-            offsets,
-            child,
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        let [array] = values else {
+            return exec_err!("COUNT(DISTINCT) takes one argument, got {}", values.len());
+        };
+        Ok(vec![each_row_a_list(array, opt_filter, &self.data_type)?])
     }
 
     fn size(&self) -> usize {
