@@ -972,21 +972,10 @@ impl<P: ArrowPrimitiveType> DistinctNumbers<P> {
 
     /// The emitted groups' distinct values, and where each group's start.
     fn take_distinct(&mut self, emit_to: EmitTo) -> (Vec<P::Native>, Vec<usize>) {
-        let (mut values, mut offsets) = self.values.take(emit_to);
-        let mut written = 0;
-        for group in 0..offsets.len() - 1 {
-            let (start, end) = (offsets[group], offsets[group + 1]);
-            let len = make_distinct(&mut values[start..end]);
-            values.copy_within(start..start + len, written);
-            offsets[group] = written;
-            written += len;
-        }
-        if let Some(last) = offsets.last_mut() {
-            *last = written;
-        }
-        values.truncate(written);
-        self.distinct = self.distinct.min(self.values.len());
-        (values, offsets)
+        self.values.compact(make_distinct::<P::Native>);
+        let taken = self.values.take(emit_to);
+        self.distinct = self.values.len();
+        taken
     }
 }
 
