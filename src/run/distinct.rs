@@ -972,9 +972,8 @@ impl<P: ArrowPrimitiveType> DistinctNumbers<P> {
 
     /// The emitted groups' distinct values, and where each group's start.
     fn take_distinct(&mut self, emit_to: EmitTo) -> (Vec<P::Native>, Vec<usize>) {
-        self.values.compact(make_distinct::<P::Native>);
-        let taken = self.values.take(emit_to);
-        self.distinct = self.values.len();
+        let taken = self.values.take_kept(emit_to, make_distinct::<P::Native>);
+        self.distinct = self.distinct.min(self.values.len());
         taken
     }
 }

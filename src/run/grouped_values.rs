@@ -228,27 +228,46 @@ impl<T: ArrowNativeType> GroupedValues<T> {
         )?))
     }
 
-    /// Puts every group's values together and keeps, of each, the first `keep(values)`
-    /// after `keep` has reordered them (a distinct count keeps each value once).
-    pub(super) fn compact(&mut self, mut keep: impl FnMut(&mut [T]) -> usize) {
-        let groups = self.groups;
-        let (mut values, offsets) = self.take(EmitTo::All);
-        self.groups = groups;
+    /// [`GroupedValues::take`], of each group's values only the first `keep(values)` after
+    /// `keep` has reordered them (a distinct count keeps each value once).
+    pub(super) fn take_kept(
+        &mut self,
+        emit_to: EmitTo,
+        mut keep: impl FnMut(&mut [T]) -> usize,
+    ) -> (Vec<T>, Vec<usize>) {
+        let (mut values, mut offsets) = self.take(emit_to);
         let mut written = 0;
-        for group in 0..groups {
+        for group in 0..offsets.len() - 1 {
             let (start, end) = (offsets[group], offsets[group + 1]);
             let len = keep(&mut values[start..end]).min(end - start);
             values.copy_within(start..start + len, written);
-            for chunk in (written..written + len).step_by(u32::MAX as usize) {
-                let len = (written + len - chunk).min(u32::MAX as usize) as u32;
-                self.runs.push(Run {
-                    group: group as u32,
-                    len,
-                });
-            }
+            offsets[group] = written;
             written += len;
         }
+        if let Some(last) = offsets.last_mut() {
+            *last = written;
+        }
         values.truncate(written);
+        (values, offsets)
+    }
+
+    /// Puts every group's values together, keeping of each what `keep` keeps (as
+    /// [`GroupedValues::take_kept`]); every group stays.
+    pub(super) fn compact(&mut self, keep: impl FnMut(&mut [T]) -> usize) {
+        let groups = self.groups;
+        let (values, offsets) = self.take_kept(EmitTo::All, keep);
+        self.groups = groups;
+        for (group, range) in offsets.windows(2).enumerate() {
+            let mut len = range[1] - range[0];
+            while len > 0 {
+                let run = len.min(u32::MAX as usize);
+                self.runs.push(Run {
+                    group: group as u32,
+                    len: run as u32,
+                });
+                len -= run;
+            }
+        }
         self.values = values;
     }
 }
