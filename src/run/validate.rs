@@ -4,8 +4,9 @@
 //!   statements refused), under a memory limit, with explicit `target_partitions`.
 //! - **Entity sampling, not `LIMIT`** ([`sample`](mod@crate::run::sample)): each sampled
 //!   entity's features are exactly those of the full CTAS (a float sum's last bit aside,
-//!   as `sample` says), and the cost follows the sample. The restriction is pushed into the Parquet scans (late materialization): a scan
-//!   decodes the key columns of every row but the other columns only for sampled rows.
+//!   as `sample` says), and the cost follows the sample. The restriction is pushed into
+//!   the Parquet scans (late materialization): a scan decodes the key columns of every row
+//!   but the other columns only for sampled rows.
 //! - `estimated_row_count` is the full CTAS's row count, computed cheaply: the spine's key
 //!   scan (which sampling needs anyway) gives it, and when a row-level source fans the join
 //!   out, one count over the spine and that source's keys adds the fan-out.
