@@ -10,10 +10,12 @@
 //! integer column with [`ClusteredPartialAggregateExec`], which numbers keys the same way
 //! (in the order first seen) by their offset from the smallest key while the keys span at
 //! most 4 values per group (plus 65 536): ids in order are numbered in order, in memory
-//! read and written in order. Keys spread wider go to a hash map; a row whose key is the
-//! previous row's takes its group from neither. Measured at L (interleaved runs of the
-//! release binary): churn materialize 1.294 → 1.196 s, the 50-feature recipe 2.563 →
-//! 2.454 s; the previous row's group alone, with the map, gave 1.294 → 1.271 s.
+//! read and written in order. Keys spread wider go to a hash map, and back to offsets once
+//! the groups fill their span; a row whose key is the previous row's takes its group from
+//! neither. Measured at L (interleaved runs of the release binary): churn materialize
+//! 1.294 → 1.196 s, the 50-feature recipe 2.563 → 2.454 s; the previous row's group alone,
+//! with the map, gave 1.294 → 1.271 s. The final phase numbers its keys the same way
+//! (`run::keyed_final`).
 //!
 //! The rest is DataFusion 55's partial aggregation, followed to the letter so that the
 //! final phase sees the same input: the aggregates' grouped accumulators (DataFusion's, or
@@ -213,7 +215,7 @@ struct Probe {
 }
 
 /// The groups of one partition: each key's group number, in the order first seen.
-struct KeyGroups {
+pub(crate) struct KeyGroups {
     /// While the keys seen span few values per group (ids, mostly): each key's group at its
     /// offset, read and written in the keys' order; past that, `numbers`.
     dense: Option<Dense>,
@@ -225,18 +227,15 @@ struct KeyGroups {
     last: Option<(i64, usize)>,
     /// The current batch's group of each row.
     rows: Vec<usize>,
+    /// How many times [`Dense::limit`]'s slots per group the keys may span while dense.
+    spread: usize,
+    /// The least and greatest key numbered.
+    bounds: Option<(i64, i64)>,
 }
 
 impl Default for KeyGroups {
     fn default() -> Self {
-        Self {
-            dense: Some(Dense::default()),
-            numbers: HashMap::default(),
-            keys: Vec::new(),
-            null_group: None,
-            last: None,
-            rows: Vec::new(),
-        }
+        Self::spread(1)
     }
 }
 
@@ -298,8 +297,51 @@ impl Dense {
 }
 
 impl KeyGroups {
-    fn len(&self) -> usize {
+    /// Groups whose keys may be `spread` times as far apart as a partition of a source's
+    /// ids are and still be numbered densely: one of `spread` hash partitions of them.
+    pub(crate) fn spread(spread: usize) -> Self {
+        Self {
+            dense: Some(Dense::default()),
+            numbers: HashMap::default(),
+            keys: Vec::new(),
+            null_group: None,
+            last: None,
+            rows: Vec::new(),
+            spread: spread.max(1),
+            bounds: None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The current batch's group of each row, as [`Self::number`] left them.
+    pub(crate) fn rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    /// Numbers the rows of `keys`, an array of `key_type`, into [`Self::rows`].
+    pub(crate) fn number_keys(&mut self, keys: &ArrayRef, key_type: KeyType) -> Result<()> {
+        let numbered = match key_type {
+            KeyType::Int64 => keys
+                .as_primitive_opt::<Int64Type>()
+                .map(|keys| self.number(keys, |k| k)),
+            KeyType::Int32 => keys
+                .as_primitive_opt::<Int32Type>()
+                .map(|keys| self.number(keys, i64::from)),
+            KeyType::UInt32 => keys
+                .as_primitive_opt::<UInt32Type>()
+                .map(|keys| self.number(keys, i64::from)),
+            // A bijection of u64 onto i64: equal keys stay equal, distinct stay distinct.
+            KeyType::UInt64 => keys
+                .as_primitive_opt::<UInt64Type>()
+                .map(|keys| self.number(keys, |k| k as i64)),
+        };
+        match numbered {
+            Some(()) => Ok(()),
+            None => internal_err!("keys of {}, not {key_type:?}", keys.data_type()),
+        }
     }
 
     fn group_of(&mut self, key: i64) -> usize {
@@ -309,7 +351,7 @@ impl KeyGroups {
             return group;
         }
         let next = self.keys.len();
-        let limit = Dense::limit(next + 1);
+        let limit = Dense::limit((next + 1).saturating_mul(self.spread));
         let dense = match &mut self.dense {
             Some(dense) if next < NO_GROUP as usize => {
                 dense.slot(key, limit).map(|slot| (dense, slot))
@@ -339,9 +381,47 @@ impl KeyGroups {
         };
         if group == next {
             self.keys.push(key);
+            self.bounds = Some(match self.bounds {
+                Some((low, high)) => (low.min(key), high.max(key)),
+                None => (key, key),
+            });
+            if self.dense.is_none() && self.keys.len().is_power_of_two() {
+                self.densify();
+            }
         }
         self.last = Some((key, group));
         group
+    }
+
+    /// Back to slots from the map when the keys seen span few enough values for the
+    /// groups there are: keys that arrive in no order (the final phase of a log in time
+    /// order) span nearly all their values after the first few groups.
+    fn densify(&mut self) {
+        let Some((low, high)) = self.bounds else {
+            return;
+        };
+        let span = high
+            .checked_sub(low)
+            .and_then(|span| usize::try_from(span).ok())
+            .and_then(|span| span.checked_add(1));
+        let groups = self.keys.len();
+        let Some(span) = span.filter(|&span| {
+            span <= Dense::limit(groups.saturating_mul(self.spread)) && groups < NO_GROUP as usize
+        }) else {
+            return;
+        };
+        let mut slots = vec![NO_GROUP; span];
+        for (&key, &group) in &self.numbers {
+            // Within the bounds, as every key numbered is.
+            if let Some(slot) = slots.get_mut(key.abs_diff(low) as usize) {
+                *slot = group as u32;
+            }
+        }
+        self.dense = Some(Dense {
+            base: low,
+            groups: slots,
+        });
+        self.numbers = HashMap::default();
     }
 
     fn null_group(&mut self) -> usize {
@@ -381,7 +461,7 @@ impl KeyGroups {
     }
 
     /// Every group's key as an array of `key_type`, the groups forgotten.
-    fn take_keys(&mut self, key_type: KeyType) -> ArrayRef {
+    pub(crate) fn take_keys(&mut self, key_type: KeyType) -> ArrayRef {
         let keys = std::mem::take(&mut self.keys);
         let nulls = self
             .null_group
@@ -391,6 +471,7 @@ impl KeyGroups {
         self.numbers = HashMap::default();
         self.dense = Some(Dense::default());
         self.last = None;
+        self.bounds = None;
         // Each key was widened from `key_type`: narrowing it back is exact.
         match key_type {
             KeyType::Int64 => Arc::new(Int64Array::new(keys.into(), nulls)),
@@ -409,7 +490,7 @@ impl KeyGroups {
         }
     }
 
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.dense
             .as_ref()
             .map_or(0, |d| d.groups.capacity() * size_of::<u32>())
@@ -481,19 +562,7 @@ impl Partial {
 
     fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
         let keys = self.key.evaluate(batch)?.into_array(batch.num_rows())?;
-        match self.key_type {
-            KeyType::Int64 => self.groups.number(keys.as_primitive::<Int64Type>(), |k| k),
-            KeyType::Int32 => self
-                .groups
-                .number(keys.as_primitive::<Int32Type>(), i64::from),
-            KeyType::UInt32 => self
-                .groups
-                .number(keys.as_primitive::<UInt32Type>(), i64::from),
-            // A bijection of u64 onto i64: equal keys stay equal, distinct stay distinct.
-            KeyType::UInt64 => self
-                .groups
-                .number(keys.as_primitive::<UInt64Type>(), |k| k as i64),
-        }
+        self.groups.number_keys(&keys, self.key_type)?;
         let total = self.groups.len();
         if self
             .accumulators
@@ -983,7 +1052,18 @@ mod tests {
         let extremes = vec![i64::MAX, 0, i64::MIN, i64::MAX, -1, i64::MIN + 1, 0];
         // Interleaved files: ids 8 apart, each id's rows together, keys seen again.
         let interleaved: Vec<i64> = (0..8_000).map(|i| (i % 8) + 8 * (i / 64)).collect();
-        for keys in [ascending, descending, apart, extremes, interleaved] {
+        // In no order: the map first, slots again once the groups fill the keys' span.
+        let shuffled: Vec<i64> = (0..200_000)
+            .map(|i| i * 7_919 % 100_000 * 3 + 300)
+            .collect();
+        for keys in [
+            ascending,
+            descending,
+            apart,
+            extremes,
+            interleaved,
+            shuffled,
+        ] {
             let mut groups = KeyGroups::default();
             groups.number(&Int64Array::from(keys.clone()), |k| k);
             let mut first_seen: std::collections::HashMap<i64, usize> = Default::default();
@@ -995,6 +1075,9 @@ mod tests {
                 })
                 .collect();
             assert_eq!(groups.rows, expected, "{:?}", &keys[..7]);
+            if keys[0] == 300 {
+                assert!(groups.dense.is_some(), "still the map");
+            }
             let taken = groups.take_keys(KeyType::Int64);
             let mut order: Vec<(usize, i64)> =
                 first_seen.into_iter().map(|(k, g)| (g, k)).collect();

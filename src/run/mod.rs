@@ -18,6 +18,7 @@ pub mod engine;
 pub(crate) mod extremes;
 pub(crate) mod filtered;
 pub(crate) mod grouped_values;
+pub(crate) mod keyed_final;
 pub(crate) mod keyhash;
 pub(crate) mod latest;
 pub mod leakage;

@@ -56,6 +56,11 @@ impl<E: OwnExecution> WithOwnExecution<E> {
         }))
     }
 
+    /// The node executed `E`'s way.
+    pub(crate) fn replaced(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.replaced
+    }
+
     /// `plan` with each node that can be executed `E`'s way replaced: an optimizer rule's
     /// work.
     pub(crate) fn replace_in(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {

@@ -185,13 +185,16 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
-        // Partial aggregations by one integer key number it by offset while keys are
-        // dense (`run::clustered`); outer joins on a side grouped by the key are lookups
+        // Aggregations by one integer key number it by offset while keys are dense
+        // (`run::clustered`, `run::keyed_final`); outer joins on a side grouped by the key are lookups
         // (`run::lookup_join`). A cluster's scheduler plans with Ballista's rules.
         Engine::Local => SessionContext::new_with_state(
             datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
                 .with_physical_optimizer_rule(std::sync::Arc::new(
                     crate::run::clustered::ClusteredKeys,
+                ))
+                .with_physical_optimizer_rule(std::sync::Arc::new(
+                    crate::run::keyed_final::KeyedFinals,
                 ))
                 .with_physical_optimizer_rule(std::sync::Arc::new(
                     crate::run::lookup_join::LookupJoins,
