@@ -773,7 +773,7 @@ impl Inputs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::sample::register_functions;
     use datafusion::arrow::array::{Float64Array, StringArray};
@@ -841,23 +841,24 @@ mod tests {
         )
     }
 
-    /// A memory pool that refuses a partial aggregation more than `limit` bytes and lets
-    /// every other consumer have what it asks.
+    /// A memory pool that refuses the consumers named in `capped` more than their bytes,
+    /// and lets every other have what it asks (`run::keyed_final`'s tests use it too).
     #[derive(Debug)]
-    struct PartialsCapped {
-        limit: usize,
-        pool: UnboundedMemoryPool,
+    pub(crate) struct Capped {
+        /// A part of consumers' names, and the bytes each of those may have.
+        pub(crate) capped: Vec<(&'static str, usize)>,
+        pub(crate) pool: UnboundedMemoryPool,
     }
 
-    impl std::fmt::Display for PartialsCapped {
+    impl std::fmt::Display for Capped {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "partials capped at {} bytes", self.limit)
+            write!(f, "capped: {:?}", self.capped)
         }
     }
 
-    impl MemoryPool for PartialsCapped {
+    impl MemoryPool for Capped {
         fn name(&self) -> &str {
-            "partials_capped"
+            "capped"
         }
 
         fn grow(&self, reservation: &MemoryReservation, additional: usize) {
@@ -869,12 +870,14 @@ mod tests {
         }
 
         fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
-            if reservation.consumer().name().contains("PartialAggregate")
-                && reservation.size() + additional > self.limit
+            let name = reservation.consumer().name();
+            if self
+                .capped
+                .iter()
+                .any(|(c, limit)| name.contains(c) && reservation.size() + additional > *limit)
             {
                 return Err(DataFusionError::ResourcesExhausted(format!(
-                    "a partial aggregation is capped at {} bytes",
-                    self.limit
+                    "{name}: {self}"
                 )));
             }
             self.pool.try_grow(reservation, additional)
@@ -896,8 +899,8 @@ mod tests {
         }
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(limit) = memory {
-            runtime = runtime.with_memory_pool(Arc::new(PartialsCapped {
-                limit,
+            runtime = runtime.with_memory_pool(Arc::new(Capped {
+                capped: vec![("PartialAggregate", limit)],
                 pool: UnboundedMemoryPool::default(),
             }));
         }

@@ -419,6 +419,7 @@ impl PartitionStream for Once {
 mod tests {
     use super::*;
     use crate::run::clustered::ClusteredKeys;
+    use crate::run::clustered::tests::Capped;
     use crate::run::sample::register_functions;
     use datafusion::arrow::array::{
         ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, UInt64Array,
@@ -428,7 +429,7 @@ mod tests {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
-    use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
+    use datafusion::execution::memory_pool::UnboundedMemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::physical_plan::{collect, displayable};
     use datafusion::prelude::{SessionConfig, SessionContext};
@@ -478,53 +479,6 @@ mod tests {
             .map(|p| vec![batch(2_000 * p), batch(2_000 * p + 1_000)])
             .collect();
         Arc::new(MemTable::try_new(schema, partitions).expect("a valid table"))
-    }
-
-    /// A memory pool that refuses the consumers named in `capped` more than their bytes,
-    /// and lets every other have what it asks.
-    #[derive(Debug)]
-    struct Capped {
-        /// A part of consumers' names, and the bytes each of those may have.
-        capped: &'static [(&'static str, usize)],
-        pool: UnboundedMemoryPool,
-    }
-
-    impl std::fmt::Display for Capped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "capped: {:?}", self.capped)
-        }
-    }
-
-    impl MemoryPool for Capped {
-        fn name(&self) -> &str {
-            "capped"
-        }
-
-        fn grow(&self, reservation: &MemoryReservation, additional: usize) {
-            self.pool.grow(reservation, additional);
-        }
-
-        fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
-            self.pool.shrink(reservation, shrink);
-        }
-
-        fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
-            let name = reservation.consumer().name();
-            if self
-                .capped
-                .iter()
-                .any(|(c, limit)| name.contains(c) && reservation.size() + additional > *limit)
-            {
-                return Err(DataFusionError::ResourcesExhausted(format!(
-                    "{name}: {self}"
-                )));
-            }
-            self.pool.try_grow(reservation, additional)
-        }
-
-        fn reserved(&self) -> usize {
-            self.pool.reserved()
-        }
     }
 
     /// A session with or without featurecraft's aggregation rules; `config` sets
@@ -638,7 +592,7 @@ mod tests {
         // Only this node capped: DataFusion's final aggregation takes the groups so far
         // and the rest of the input, and finishes in memory.
         let ours_capped = Capped {
-            capped: &[(KeyedFinal::NAME, 16_000)],
+            capped: vec![(KeyedFinal::NAME, 16_000)],
             pool: UnboundedMemoryPool::default(),
         };
         let (handed, plan, counts) = run(
@@ -654,7 +608,7 @@ mod tests {
         // DataFusion's capped too, with room to merge its spills back but not to hold
         // every group: it spills, and its spills are this node's.
         let both_capped = Capped {
-            capped: &[
+            capped: vec![
                 (KeyedFinal::NAME, 16_000),
                 ("FinalHashAggregateStream", 150_000),
             ],
