@@ -38,7 +38,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggreg
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, InputOrderMode};
+use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use futures::StreamExt;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -127,8 +127,6 @@ impl OwnExecution for KeyedFinal {
             .iter()
             .map(|a| a.create_groups_accumulator())
             .collect::<Result<Vec<_>>>()?;
-        // Each of the input's hash partitions holds one in that many of the keys.
-        let partitions = aggregate.input().output_partitioning().partition_count();
         // As DataFusion's final phase: it can spill where the session may write files.
         let can_spill = context.runtime_env().disk_manager.tmp_files_enabled();
         let merging = Merging {
@@ -138,7 +136,7 @@ impl OwnExecution for KeyedFinal {
             key: Arc::clone(&aggregate.group_expr().expr()[0].0),
             states: aggregate_expressions(aggregate.aggr_expr(), aggregate.mode(), 1)?,
             accumulators,
-            groups: KeyGroups::spread(partitions),
+            groups: KeyGroups::spread(FINAL_SPREAD),
             reservation: MemoryConsumer::new(format!("{}[{partition}]", Self::NAME))
                 .with_can_spill(can_spill)
                 .register(context.memory_pool()),
@@ -162,6 +160,13 @@ impl OwnExecution for KeyedFinal {
         )))
     }
 }
+
+/// How much further apart a final phase's keys may be than a partial phase's and still be
+/// numbered by offset: up to 8 slots a group (32 bytes, what a hash table's entry costs),
+/// room for one of 8 hash partitions of ids. More partitions than that leave the offsets
+/// for the map, as DataFusion would hash them, rather than hold 4 bytes per id per
+/// partition.
+const FINAL_SPREAD: usize = 2;
 
 /// The metric that counts the groups handed to DataFusion's final aggregation.
 const HANDED_OVER: &str = "handed_over_groups";
