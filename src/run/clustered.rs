@@ -790,6 +790,24 @@ pub(crate) mod tests {
     /// 6 000 rows in three partitions: keys in runs (1 to 9 rows long, as a file clustered
     /// by key), a key seen again after others, NULL keys and NULL values among them.
     fn table(key: DataType) -> Arc<MemTable> {
+        // Row i's key: its run's number, runs of 1 + i % 9 rows; every 17th row a key from
+        // far back, every 29th NULL.
+        rows_table(
+            &key,
+            |i| (i % 29 != 0).then_some(if i % 17 == 0 { i / 40 } else { i / 5 }),
+            |i| (i % 7 != 0).then_some(i as f64 * 0.37 - 100.0),
+        )
+    }
+
+    /// 6 000 rows (i = 0..6 000) in three partitions of two batches: `k` of type `key`
+    /// from `key_of(i)` (an `Int32` less 700, so negative too; a `UInt64` spread past
+    /// `i64::MAX` and over 0), `kind` one of three strings or NULL, `x` from `x_of(i)`.
+    /// `run::keyed_final`'s tests use it too.
+    pub(crate) fn rows_table(
+        key: &DataType,
+        key_of: fn(i64) -> Option<i64>,
+        x_of: fn(i64) -> Option<f64>,
+    ) -> Arc<MemTable> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", key.clone(), true),
             Field::new("kind", DataType::Utf8, true),
@@ -797,16 +815,11 @@ pub(crate) mod tests {
         ]));
         let batch = |from: i64| {
             let rows = from..from + 1000;
-            // Row i's key: its run's number, runs of 1 + i % 9 rows; every 17th row a key
-            // from far back, every 29th NULL.
-            let keys = rows
-                .clone()
-                .map(|i| (i % 29 != 0).then_some(if i % 17 == 0 { i / 40 } else { i / 5 }));
+            let keys = rows.clone().map(key_of);
             let keys: ArrayRef = match key {
                 DataType::Int32 => Arc::new(Int32Array::from_iter(
-                    keys.map(|k| k.map(|k| k as i32 - 300)),
+                    keys.map(|k| k.map(|k| k as i32 - 700)),
                 )),
-                // Past i64::MAX, and 0: numbered as one i64 range.
                 DataType::UInt64 => {
                     Arc::new(UInt64Array::from_iter(keys.map(|k| {
                         k.map(|k| (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -821,24 +834,15 @@ pub(crate) mod tests {
                     Arc::new(StringArray::from_iter(rows.clone().map(|i| {
                         (i % 13 != 0).then(|| ["a", "b", "c"][(i % 3) as usize].to_string())
                     }))),
-                    Arc::new(Float64Array::from_iter(
-                        rows.map(|i| (i % 7 != 0).then_some(i as f64 * 0.37 - 100.0)),
-                    )),
+                    Arc::new(Float64Array::from_iter(rows.map(x_of))),
                 ],
             )
             .expect("a valid batch")
         };
-        Arc::new(
-            MemTable::try_new(
-                Arc::clone(&schema),
-                vec![
-                    vec![batch(0), batch(1000)],
-                    vec![batch(2000), batch(3000)],
-                    vec![batch(4000), batch(5000)],
-                ],
-            )
-            .expect("a valid table"),
-        )
+        let partitions = (0..3)
+            .map(|p| vec![batch(2_000 * p), batch(2_000 * p + 1_000)])
+            .collect();
+        Arc::new(MemTable::try_new(schema, partitions).expect("a valid table"))
     }
 
     /// A memory pool that refuses the consumers named in `capped` more than their bytes,

@@ -424,12 +424,9 @@ impl PartitionStream for Once {
 mod tests {
     use super::*;
     use crate::run::clustered::ClusteredKeys;
-    use crate::run::clustered::tests::Capped;
+    use crate::run::clustered::tests::{Capped, rows_table};
     use crate::run::sample::register_functions;
-    use datafusion::arrow::array::{
-        ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, UInt64Array,
-    };
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::datasource::MemTable;
@@ -444,46 +441,11 @@ mod tests {
     /// their sums are exact in any order: DataFusion's own rows then do not depend on the
     /// order in which the partitions deliver their states.
     fn table(key: &DataType) -> Arc<MemTable> {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", key.clone(), true),
-            Field::new("kind", DataType::Utf8, true),
-            Field::new("x", DataType::Float64, true),
-        ]));
-        let batch = |from: i64| {
-            let rows = from..from + 1000;
-            let keys = rows
-                .clone()
-                .map(|i| (i % 29 != 0).then_some(i * 7_919 % 1_500));
-            let keys: ArrayRef = match key {
-                DataType::Int32 => Arc::new(Int32Array::from_iter(
-                    keys.map(|k| k.map(|k| k as i32 - 700)),
-                )),
-                // Spread over the whole of u64: numbered by the map.
-                DataType::UInt64 => {
-                    Arc::new(UInt64Array::from_iter(keys.map(|k| {
-                        k.map(|k| (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                    })))
-                }
-                _ => Arc::new(Int64Array::from_iter(keys)),
-            };
-            RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![
-                    keys,
-                    Arc::new(StringArray::from_iter(rows.clone().map(|i| {
-                        (i % 13 != 0).then(|| ["a", "b", "c"][(i % 3) as usize].to_string())
-                    }))),
-                    Arc::new(Float64Array::from_iter(
-                        rows.map(|i| (i % 7 != 0).then_some((i % 40) as f64 * 0.25 - 3.0)),
-                    )),
-                ],
-            )
-            .expect("a valid batch")
-        };
-        let partitions = (0..3)
-            .map(|p| vec![batch(2_000 * p), batch(2_000 * p + 1_000)])
-            .collect();
-        Arc::new(MemTable::try_new(schema, partitions).expect("a valid table"))
+        rows_table(
+            key,
+            |i| (i % 29 != 0).then_some(i * 7_919 % 1_500),
+            |i| (i % 7 != 0).then_some((i % 40) as f64 * 0.25 - 3.0),
+        )
     }
 
     /// A session with or without featurecraft's aggregation rules; `config` sets
