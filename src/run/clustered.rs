@@ -35,7 +35,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Int32Type, Int64Type, SchemaRef, UInt32Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Int32Type, Int64Type, Schema, SchemaRef, UInt32Type, UInt64Type,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DataFusionError, HashMap, Result, internal_err};
@@ -95,6 +95,29 @@ impl KeyType {
     }
 }
 
+/// The key's type when `aggregate` runs over unordered input, grouped by one column of an
+/// integer type (its type in `input`, the schema the key is evaluated against), with no
+/// grouping sets or limit, and every aggregate has a grouped accumulator and no ordering:
+/// what featurecraft's partial and final aggregation nodes execute.
+pub(crate) fn one_integer_key(
+    aggregate: &AggregateExec,
+    input: &Schema,
+) -> Result<Option<KeyType>> {
+    let group_by = aggregate.group_expr();
+    if *aggregate.input_order_mode() != InputOrderMode::Linear
+        || aggregate.limit_options().is_some()
+        || !group_by.is_single()
+        || group_by.expr().len() != 1
+        || aggregate
+            .aggr_expr()
+            .iter()
+            .any(|a| !a.order_bys().is_empty() || !a.groups_accumulator_supported())
+    {
+        return Ok(None);
+    }
+    Ok(KeyType::of(&group_by.expr()[0].0.data_type(input)?))
+}
+
 /// A partial `AggregateExec` grouped by one integer column, run with the previous row's
 /// group kept (see the module docs). Its schema, properties and expressions are the
 /// replaced node's.
@@ -116,21 +139,10 @@ impl OwnExecution for ClusteredPartial {
         let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
         };
-        let group_by = aggregate.group_expr();
-        if *aggregate.mode() != AggregateMode::Partial
-            || *aggregate.input_order_mode() != InputOrderMode::Linear
-            || aggregate.limit_options().is_some()
-            || !group_by.is_single()
-            || group_by.expr().len() != 1
-            || aggregate
-                .aggr_expr()
-                .iter()
-                .any(|a| !a.order_bys().is_empty() || !a.groups_accumulator_supported())
-        {
+        if *aggregate.mode() != AggregateMode::Partial {
             return Ok(None);
         }
-        let Some(key) = KeyType::of(&group_by.expr()[0].0.data_type(&aggregate.input_schema())?)
-        else {
+        let Some(key) = one_integer_key(aggregate, &aggregate.input_schema())? else {
             return Ok(None);
         };
         let mut states = 0;

@@ -23,7 +23,7 @@
 //! input into DataFusion's own final aggregation, which spills (or fails) as it would have
 //! from the start; its spill counts are this node's.
 
-use crate::run::clustered::{KeyGroups, KeyType};
+use crate::run::clustered::{KeyGroups, KeyType, one_integer_key};
 use crate::run::own_execution::{OwnExecution, WithOwnExecution};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -34,11 +34,11 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use futures::StreamExt;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -85,28 +85,15 @@ impl OwnExecution for KeyedFinal {
         let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
         };
-        let group_by = aggregate.group_expr();
         if !matches!(
             aggregate.mode(),
             AggregateMode::Final | AggregateMode::FinalPartitioned
-        ) || *aggregate.input_order_mode() != InputOrderMode::Linear
-            || aggregate.limit_options().is_some()
-            || !group_by.is_single()
-            || group_by.expr().len() != 1
-            || aggregate
-                .aggr_expr()
-                .iter()
-                .any(|a| !a.order_bys().is_empty() || !a.groups_accumulator_supported())
-            || aggregate.schema().fields().len() != 1 + aggregate.aggr_expr().len()
+        ) || aggregate.schema().fields().len() != 1 + aggregate.aggr_expr().len()
         {
             return Ok(None);
         }
         // The states' schema: `input_schema` is the partial phase's input.
-        let key = KeyType::of(
-            &group_by.expr()[0]
-                .0
-                .data_type(&aggregate.input().schema())?,
-        );
+        let key = one_integer_key(aggregate, &aggregate.input().schema())?;
         Ok(key.map(|key| Self { key }))
     }
 
