@@ -16,7 +16,11 @@ target/rel/release/featurecraft (built by the wrapper):
 - DataFusion (its Python package) running the plain compiled SQL (one CTE per source, no
   featurecraft tuning) to Parquet, below 1M customers (at 1M it runs out of memory);
 - two scan floors: PyArrow decoding, in full, every column the recipe reads (under a full
-  run) and only the grain columns of those sources (under a sampled run).
+  run) and only the grain columns of those sources (under a sampled run);
+- the page floor (`--page-floor`, benches/page_floor.rs, built by the wrapper): the least
+  any reader of these files pays for a sample spread over every page, each source's entity
+  key decoded and every page of the other columns read fetched and decompressed, on 2
+  threads. Its ratio to DuckDB's `LIMIT 1000` is the best validation's can be on these files.
 Each case runs once to warm the page cache, then `--runs` rounds run every case in turn
 (featurecraft and its peers under the same load on a shared machine); the median wall time
 and the peak RSS of each run's process (wait4 in a small launcher, `benches/measured.py`)
@@ -206,6 +210,37 @@ def child_datafusion(sources, sql_file, out):
     engine_time(started)
 
 
+def columns_read(sources, recipe):
+    """Each Parquet source the recipe reads: its files, its grain columns (the entity key
+    first) and the other columns read (features' expressions, the label, the timed
+    sources' time columns). A view's own sources are not followed."""
+    import pyarrow.dataset as ds
+    label = recipe["label"]
+    words = lambda text: set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text or ""))
+    read = {}
+    for feature in recipe["features"]:
+        read.setdefault(feature["source_table"], set()).update(words(feature["expression"]))
+    for table, time_column in (recipe.get("point_in_time") or {}).get("time_columns", {}).items():
+        if time_column:
+            read.setdefault(table, set()).add(time_column)
+    label_words = words(label.get("column")) | words(label.get("derivation"))
+    if label.get("source_table"):
+        read.setdefault(label["source_table"], set()).update(words(label.get("expression")))
+    found = {}
+    for name, source in sources.items():
+        if "parquet" not in source:
+            continue
+        columns = set(ds.dataset(source["parquet"], format="parquet").schema.names)
+        wanted = read.get(name, set())
+        if label.get("column") in columns:
+            wanted = wanted | label_words
+        if not wanted:
+            continue
+        grain = [g for g in recipe["entity_grain"] if g in columns]
+        found[name] = (source["parquet"], grain, sorted((wanted & columns) - set(grain)))
+    return found
+
+
 def child_scan(sources, recipe, what):
     """Decodes, in full, the columns of each Parquet source the recipe reads: all of them
     (`what` = "columns": the floor under a full run) or only the grain columns ("keys": the
@@ -215,28 +250,26 @@ def child_scan(sources, recipe, what):
     started = time.monotonic()
     pyarrow.set_cpu_count(2)
     recipe = json.loads(Path(recipe).read_text())
-    label = recipe["label"]
-    words = lambda text: set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text or ""))
-    read = {}
-    for feature in recipe["features"]:
-        read.setdefault(feature["source_table"], set()).update(words(feature["expression"]))
-    label_words = words(label.get("column")) | words(label.get("derivation"))
-    if label.get("source_table"):
-        read.setdefault(label["source_table"], set()).update(words(label.get("expression")))
-    for name, source in json.loads(Path(sources).read_text()).items():
-        if "parquet" not in source:
-            continue
-        dataset = ds.dataset(source["parquet"], format="parquet")
-        columns = set(dataset.schema.names)
-        wanted = read.get(name, set())
-        if label.get("column") in columns:
-            wanted = wanted | label_words
-        if not wanted:
-            continue
-        wanted = set() if what == "keys" else wanted
-        wanted = (wanted | set(recipe["entity_grain"])) & columns
-        dataset.to_table(columns=sorted(wanted), use_threads=True)
+    for files, grain, values in columns_read(json.loads(Path(sources).read_text()), recipe).values():
+        columns = grain if what == "keys" else grain + values
+        ds.dataset(files, format="parquet").to_table(columns=columns, use_threads=True)
     engine_time(started)
+
+
+def page_floor_command(page_floor, sources, recipe):
+    """`benches/page_floor.rs` on the recipe's sources: the least a sampled run spread over
+    every page costs any reader (each source's entity key decoded, every page of the other
+    columns read fetched and decompressed), on 2 threads."""
+    specs = []
+    for files, grain, values in columns_read(json.loads(Path(sources).read_text()),
+                                             json.loads(Path(recipe).read_text())).values():
+        # The entity key decides whether a row is sampled; another grain column (a
+        # cutoff) is a value the sampled rows need.
+        if not grain:
+            continue  # no entity key to decode: left out, the floor stays a floor
+        values = grain[1:] + values
+        specs += [f"{file}:{grain[0]}" + (f":{','.join(values)}" if values else "") for file in files]
+    return [page_floor, "2"] + specs
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,6 +376,8 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--featurecraft", default=str(ROOT / "target" / "rel" / "release" / "featurecraft"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--page-floor", default=None,
+                        help="the page_floor bench binary (benches/page_floor.rs; the wrapper builds it)")
     parser.add_argument("--case", default="churn",
                         help=f"one of {', '.join(sorted(RECIPES))} or a recipe file, or several separated "
                              "by commas (each measured in turn, all in one output)")
@@ -415,6 +450,9 @@ def run_case(case, args):
             "scan floor: decode the columns read (PyArrow)": me + ["scan", sources, RECIPE, "columns"],
             "scan floor: decode the key columns (PyArrow)": me + ["scan", sources, RECIPE, "keys"],
         }
+        if args.page_floor:
+            cases["page floor: keys decoded, pages of the columns read decompressed"] = page_floor_command(
+                args.page_floor, sources, RECIPE)
         if timed:
             # DataFusion's Python package on the plain SQL is measured in the churn case.
             del cases["DataFusion plain SQL (Parquet)"]
@@ -447,6 +485,12 @@ def run_case(case, args):
             "validate / key-column scan floor": validate / peer("scan floor: decode the key columns (PyArrow)"),
             "materialize / column scan floor": materialize / peer("scan floor: decode the columns read (PyArrow)"),
         }
+        floor = "page floor: keys decoded, pages of the columns read decompressed"
+        if floor in c and "failed" not in c[floor]:
+            # What validation could reach on these files at best: the floor's own ratio to
+            # DuckDB's LIMIT 1000, and validation's distance from it.
+            scale["ratios"]["page floor / DuckDB LIMIT 1000"] = peer(floor) / peer("DuckDB CTAS with LIMIT 1000")
+            scale["ratios"]["validate / page floor"] = validate / peer(floor)
         if pit:
             scale["ratios"]["materialize / DuckDB hand-written"] = materialize / peer(
                 "DuckDB hand-written (FILTER, ASOF JOIN; Parquet)")
