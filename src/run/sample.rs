@@ -388,24 +388,49 @@ async fn sample_in(
 ) -> Result<Sample, Diagnostic> {
     let keys = key_scan(ctx, plan, options).await?;
     let rows = sampled_rows(ctx, plan, keys.threshold).await?;
+    let (spine_rows, threshold) = (keys.spine_rows, keys.threshold);
+    let counts = keys.counts().await?;
     Ok(Sample {
         rows,
-        spine_rows: keys.spine_rows,
-        spine_keys: keys.spine_keys,
-        duplicate_keys: keys.duplicate_keys,
-        duplicate_rows: keys.duplicate_rows,
-        threshold: keys.threshold,
+        spine_rows,
+        spine_keys: counts.spine_keys,
+        duplicate_keys: counts.duplicate_keys,
+        duplicate_rows: counts.duplicate_rows,
+        threshold,
     })
 }
 
-/// What the spine's key scan learned: its size, its duplicate keys, and the hash
-/// threshold of the sample (`None` when the sample is the whole spine).
+/// What the spine's key scan learned: its size and the hash threshold of the sample
+/// (`None` when the sample is the whole spine) at once, its distinct and repeated keys
+/// once [`KeyScan::counts`] has them.
 pub(crate) struct KeyScan {
     pub(crate) spine_rows: u64,
+    pub(crate) threshold: Option<i64>,
+    /// Sorting every hash to count the keys takes a tenth of a validation at 1M keys: it
+    /// runs on a blocking thread while the sampled query is planned and run.
+    counting: tokio::task::JoinHandle<KeyCounts>,
+}
+
+/// The spine's distinct keys, and its keys held by more than one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyCounts {
+    /// Distinct keys of the spine (entities, in a point-in-time plan).
     pub(crate) spine_keys: u64,
+    /// Keys (of the grain) held by more than one spine row, and the rows holding them.
     pub(crate) duplicate_keys: u64,
     pub(crate) duplicate_rows: u64,
-    pub(crate) threshold: Option<i64>,
+}
+
+impl KeyScan {
+    /// The spine's key counts, waiting for them if they are still being counted.
+    pub(crate) async fn counts(self) -> Result<KeyCounts, Diagnostic> {
+        self.counting.await.map_err(|e| {
+            Diagnostic::new(
+                Code::E050,
+                format!("counting the spine's keys did not finish: {e}"),
+            )
+        })
+    }
 }
 
 /// The spine's keys, hashed: the sample, the spine size, duplicate keys.
@@ -466,25 +491,66 @@ pub(crate) async fn key_scan(
                 .values(),
         );
     }
-    entities.sort_unstable();
     let spine_rows = entities.len() as u64;
-    let (duplicate_keys, duplicate_rows) = if grain_is_entity {
-        duplicates(&entities)
-    } else {
-        rows.sort_unstable();
-        duplicates(&rows)
-    };
-    drop(rows);
-    entities.dedup();
-    let threshold = (entities.len() > options.sample_size)
-        .then(|| entities[options.sample_size.saturating_sub(1)]);
+    let threshold = sample_threshold(&mut entities, options.sample_size);
+    let counting = tokio::task::spawn_blocking(move || {
+        let duplicated = (!grain_is_entity).then_some(rows);
+        key_counts(entities, duplicated)
+    });
     Ok(KeyScan {
         spine_rows,
-        spine_keys: entities.len() as u64,
+        threshold,
+        counting,
+    })
+}
+
+/// The hash threshold of a sample of `sample_size` entities: the `sample_size`-th smallest
+/// distinct hash, or `None` when there are no more distinct hashes than that (the sample is
+/// the whole spine). Reorders `hashes`.
+///
+/// Only the smallest hashes are sorted: the `n` smallest hold every distinct value up to
+/// their largest, so once they hold more than `sample_size` distinct values the threshold
+/// is among them. `n` starts at one more than the sample (a spine without repeated keys)
+/// and grows fourfold (an entity's cutoffs repeat its hash).
+fn sample_threshold(hashes: &mut [i64], sample_size: usize) -> Option<i64> {
+    if hashes.len() <= sample_size {
+        return None;
+    }
+    let mut n = sample_size + 1;
+    loop {
+        n = n.min(hashes.len());
+        if n < hashes.len() {
+            hashes.select_nth_unstable(n - 1);
+        }
+        let mut distinct = hashes[..n].to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > sample_size {
+            return Some(distinct[sample_size.saturating_sub(1)]);
+        }
+        if n == hashes.len() {
+            return None;
+        }
+        n = n.saturating_mul(4);
+    }
+}
+
+/// The spine's key counts from its entity hashes and, where the grain is not the entity
+/// key, the hashes of its rows' grains (which tell its duplicate rows).
+fn key_counts(mut entities: Vec<i64>, rows: Option<Vec<u64>>) -> KeyCounts {
+    entities.sort_unstable();
+    let (duplicate_keys, duplicate_rows) = match rows {
+        Some(mut rows) => {
+            rows.sort_unstable();
+            duplicates(&rows)
+        }
+        None => duplicates(&entities),
+    };
+    KeyCounts {
+        spine_keys: entities.chunk_by(|a, b| a == b).count() as u64,
         duplicate_keys,
         duplicate_rows,
-        threshold,
-    })
+    }
 }
 
 /// The runs of equal values in `sorted` longer than one: how many, and their rows.
@@ -890,5 +956,66 @@ mod tests {
             let total: i64 = (0..1000).filter(|i| i % 10 == k).sum();
             assert_eq!(rows.column(3).as_primitive::<Int64Type>().value(row), total);
         }
+    }
+
+    /// The threshold as it was computed before: every hash sorted, repeats removed.
+    fn threshold_by_sorting(hashes: &[i64], sample_size: usize) -> Option<i64> {
+        let mut distinct = hashes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        (distinct.len() > sample_size).then(|| distinct[sample_size.saturating_sub(1)])
+    }
+
+    #[test]
+    fn sample_threshold_is_the_sorted_distinct_hashes_one() {
+        // Hashes drawn from wide ranges (no repeats), narrow ones (repeats among the
+        // smallest: the sorting path) and one value; sample sizes around the spine's size.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for spread in [u64::MAX >> 1, 1 << 20, 64, 3, 1] {
+            for len in [0, 1, 2, 5, 100, 1000] {
+                let hashes: Vec<i64> = (0..len).map(|_| (next() % spread) as i64).collect();
+                for sample_size in [0, 1, 2, 4, 5, 6, 99, 100, 101, 500, 1000] {
+                    let mut reordered = hashes.clone();
+                    assert_eq!(
+                        sample_threshold(&mut reordered, sample_size),
+                        threshold_by_sorting(&hashes, sample_size),
+                        "{len} hashes under {spread}, sample of {sample_size}"
+                    );
+                    reordered.sort_unstable();
+                    let mut sorted = hashes.clone();
+                    sorted.sort_unstable();
+                    assert_eq!(reordered, sorted, "only reordered");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn key_counts_count_distinct_keys_and_repeated_rows() {
+        let counts = key_counts(vec![5, 1, 5, 3, 5, 1], None);
+        assert_eq!(
+            counts,
+            KeyCounts {
+                spine_keys: 3,
+                duplicate_keys: 2,
+                duplicate_rows: 5
+            }
+        );
+        // A point-in-time grain: entities repeat by design, the rows' grains do not.
+        let counts = key_counts(vec![7, 7, 7, 2], Some(vec![10, 11, 12, 13]));
+        assert_eq!(
+            counts,
+            KeyCounts {
+                spine_keys: 2,
+                duplicate_keys: 0,
+                duplicate_rows: 0
+            }
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
 use crate::run::deadline::within_time_limit;
 use crate::run::keyhash::key_hash_udf;
 use crate::run::leakage::{Leak, Target};
-use crate::run::sample::{KeyScan, key_scan, sampled_rows, table_reference};
+use crate::run::sample::{KeyCounts, key_scan, sampled_rows, table_reference};
 use crate::run::timed_checks;
 use crate::types::{TypeFamily, parse_type_name};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -143,24 +143,8 @@ async fn run(
     let ctx = session(catalog, options).await?;
     let mut findings = Vec::new();
     let grain_list = plan.grain.join(", ");
-    let KeyScan {
-        spine_rows,
-        spine_keys,
-        duplicate_keys,
-        duplicate_rows,
-        threshold,
-    } = key_scan(&ctx, plan, options).await?;
-    if duplicate_keys > 0 {
-        findings.push(Diagnostic::new(
-            Code::W101,
-            format!(
-                "{duplicate_rows} spine rows share {duplicate_keys} keys of ({grain_list}) in `{}`; each is a separate training row",
-                plan.spine.table
-            ),
-        ));
-    }
-    // A spine smaller than the sample is validated whole: nothing to warn about.
-    let sampled_keys = spine_keys.min(options.sample_size as u64);
+    let keys = key_scan(&ctx, plan, options).await?;
+    let (spine_rows, threshold) = (keys.spine_rows, keys.threshold);
 
     // 3. Fan-out of row-level sources, and the full row count.
     let (estimated_rows, fanned) =
@@ -233,6 +217,26 @@ async fn run(
     if let Some(cutoffs) = &cutoffs {
         findings.extend(timed_checks::immature_labels(&ctx, plan, cutoffs).await?);
     }
+    let KeyCounts {
+        spine_keys,
+        duplicate_keys,
+        duplicate_rows,
+    } = keys.counts().await?;
+    if duplicate_keys > 0 {
+        // First, as the key scan's finding (the findings are ordered by code below).
+        findings.insert(
+            0,
+            Diagnostic::new(
+                Code::W101,
+                format!(
+                    "{duplicate_rows} spine rows share {duplicate_keys} keys of ({grain_list}) in `{}`; each is a separate training row",
+                    plan.spine.table
+                ),
+            ),
+        );
+    }
+    // A spine smaller than the sample is validated whole: nothing to warn about.
+    let sampled_keys = spine_keys.min(options.sample_size as u64);
     let Some((label, sampled_rows)) = label_outcome else {
         return Err(Diagnostic::new(
             Code::E050,
