@@ -542,7 +542,8 @@ async fn fanned_out_rows(
 ///
 /// The keys' hashes are sorted first: equal keys have equal hashes, so no two equal
 /// hashes means no repeated key, the usual answer for a table of entities, for a sort of
-/// one number a row (a tenth of the time DataFusion takes to group a million keys). Equal
+/// one number a row (grouping the point-in-time bench's million customers took 80 ms of
+/// its 0.68 s validation; with the hashes sorted it took 0.694 s against 0.743 s). Equal
 /// hashes (a repeated key, or two keys of one hash), a key the hash does not take, or
 /// memory the pool refuses leave the answer to grouping the keys, which can spill.
 pub(crate) async fn has_duplicate_keys(
