@@ -598,7 +598,7 @@ async fn hashes_all_differ(ctx: &SessionContext, frame: DataFrame, key: &[String
             reservation.try_resize(capacity * size_of::<i64>()).ok()?;
             all.reserve_exact(capacity - all.len());
         }
-        all.extend_from_slice(batch.column(0).as_primitive::<Int64Type>().values());
+        all.extend_from_slice(batch.column(0).as_primitive_opt::<Int64Type>()?.values());
     }
     all.sort_unstable();
     Some(all.windows(2).all(|pair| pair[0] != pair[1]))
