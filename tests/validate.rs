@@ -3,9 +3,9 @@
 
 mod common;
 
-use datafusion::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
@@ -13,7 +13,7 @@ use featurecraft::run::validate::{ValidateOptions, sample, validate};
 use featurecraft::run::{RunOptions, run_recipe};
 use featurecraft::{Catalog, Code, CompileOptions, Dialect, Job, JobStatus, Plan, compile};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -1202,7 +1202,7 @@ async fn strings_stored_as_dictionaries_give_the_same_table_as_plain_strings() {
         .filter(|i| (i * 13) % 2_900 == 0 && i % 17 != 0)
         .map(|i| kinds[kind_of(i)])
         .collect();
-    let distinct: std::collections::BTreeSet<&str> = mine.iter().copied().collect();
+    let distinct: BTreeSet<&str> = mine.iter().copied().collect();
     common::expect_row(
         &expected,
         "1",
@@ -1230,4 +1230,95 @@ async fn strings_stored_as_dictionaries_give_the_same_table_as_plain_strings() {
         assert!(differing.is_empty(), "{dictionary}: {differing:#?}");
         assert_eq!(got.len(), expected.len(), "{dictionary}");
     }
+}
+
+/// `W103` over a schedule counts every sampled (entity, cutoff) pair. DataFusion 55 keeps a
+/// grouped table's unique key through `unnest` (a schedule unnests each entity's cutoffs),
+/// so its optimizer may take the schedule's pairs as one per entity: a first form of the
+/// tie check (the source's rows counted per time, then each pair's latest count) gave 40
+/// tied pairs here instead of 196. The count is checked against one made here from the
+/// sampled pairs and `plan_changes`' rows.
+#[tokio::test]
+async fn as_of_ties_count_every_cutoff_of_a_schedule() {
+    let catalog = common::retail().await;
+    let mut recipe: Value = serde_json::from_str(&good("pit_schedule_churn")).unwrap();
+    recipe["point_in_time"]["time_columns"]["plan_changes"] = json!("changed_at");
+    assert_eq!(recipe["point_in_time"]["include_cutoff"], json!(false));
+    recipe["features"].as_array_mut().unwrap().push(json!({
+        "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
+    }));
+    let (plan, _) = plan_of(&recipe.to_string(), &catalog);
+    let validation = validate(&plan, &catalog, &ValidateOptions::default(), &[]).await;
+    let tie = validation
+        .diagnostics
+        .iter()
+        .find(|d| d.code == Code::W103)
+        .unwrap_or_else(|| panic!("a W103: {:#?}", validation.diagnostics));
+    let reported: usize = tie
+        .message
+        .split(" before the cutoff for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {:?}", tie.message));
+
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let as_text = |column: &Arc<dyn Array>, row: usize| array_value_to_string(column, row).unwrap();
+    let rows = validation.rows.expect("the sampled rows, from one query");
+    let (keys, cutoffs) = (
+        rows.column_by_name("customer_id").unwrap(),
+        cast(rows.column_by_name("cutoff_time").unwrap(), &micros).unwrap(),
+    );
+    let changes = SessionContext::new()
+        .read_parquet(
+            common::fixtures()
+                .join("retail/plan_changes.parquet")
+                .to_str()
+                .unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for batch in &changes {
+        let key = batch.column_by_name("customer_id").unwrap();
+        let time = cast(batch.column_by_name("changed_at").unwrap(), &micros).unwrap();
+        let time = time.as_primitive::<TimestampMicrosecondType>();
+        for row in 0..batch.num_rows() {
+            if key.is_valid(row) && time.is_valid(row) {
+                times
+                    .entry(as_text(key, row))
+                    .or_default()
+                    .push(time.value(row));
+            }
+        }
+    }
+    let cutoffs = cutoffs.as_primitive::<TimestampMicrosecondType>();
+    let mut pairs = BTreeSet::new();
+    for row in 0..rows.num_rows() {
+        pairs.insert((as_text(keys, row), cutoffs.value(row)));
+    }
+    let tied = pairs
+        .iter()
+        .filter(|(key, cutoff)| {
+            let before: Vec<i64> = times
+                .get(key)
+                .map(|t| t.iter().copied().filter(|t| t < cutoff).collect())
+                .unwrap_or_default();
+            let latest = before.iter().max();
+            latest.is_some_and(|l| before.iter().filter(|t| *t == l).count() > 1)
+        })
+        .count();
+    // The fixture's entities are fewer than a sample: every pair of the schedule is here.
+    let estimated = validation.summary.as_ref().unwrap().estimated_row_count;
+    assert_eq!(
+        pairs.len() as u64,
+        estimated as u64,
+        "every (entity, cutoff) pair sampled"
+    );
+    assert!(tied > 0, "the fixture has tied pairs");
+    assert_eq!(reported, tied);
 }
