@@ -1316,7 +1316,7 @@ async fn as_of_ties_count_every_cutoff_of_a_schedule() {
     let estimated = validation.summary.as_ref().unwrap().estimated_row_count;
     assert_eq!(
         pairs.len() as u64,
-        estimated as u64,
+        estimated,
         "every (entity, cutoff) pair sampled"
     );
     assert!(tied > 0, "the fixture has tied pairs");
