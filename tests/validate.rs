@@ -1237,7 +1237,8 @@ async fn strings_stored_as_dictionaries_give_the_same_table_as_plain_strings() {
 /// so its optimizer may take the schedule's pairs as one per entity: a first form of the
 /// tie check (the source's rows counted per time, then each pair's latest count) gave 40
 /// tied pairs here instead of 196. The count is checked against one made here from the
-/// sampled pairs and `plan_changes`' rows.
+/// sampled pairs and `plan_changes`' rows, on the whole schedule (the tie check's query)
+/// and on a sample of it (the sampled rows' pairs looked up in memory).
 #[tokio::test]
 async fn as_of_ties_count_every_cutoff_of_a_schedule() {
     let catalog = common::retail().await;
@@ -1248,7 +1249,36 @@ async fn as_of_ties_count_every_cutoff_of_a_schedule() {
         "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
     }));
     let (plan, _) = plan_of(&recipe.to_string(), &catalog);
-    let validation = validate(&plan, &catalog, &ValidateOptions::default(), &[]).await;
+    for sample_size in [10_000, 150] {
+        let options = ValidateOptions {
+            sample_size,
+            ..Default::default()
+        };
+        let validation = validate(&plan, &catalog, &options, &[]).await;
+        let (reported, tied, pairs) = schedule_ties(&validation).await;
+        if sample_size == 10_000 {
+            // The fixture's entities are fewer than a sample: every pair of the schedule.
+            let estimated = validation.summary.as_ref().unwrap().estimated_row_count;
+            assert_eq!(
+                pairs as u64, estimated,
+                "every (entity, cutoff) pair sampled"
+            );
+        } else {
+            assert!(validation.sampled_keys < validation.spine_keys, "a sample");
+        }
+        assert!(
+            tied > 0,
+            "the fixture has tied pairs ({sample_size} sampled)"
+        );
+        assert_eq!(reported, tied, "{sample_size} sampled");
+    }
+}
+
+/// `W103`'s count of a validation over `pit_schedule_churn` with `plan_changes`, the same
+/// counted from its sampled pairs and `plan_changes`' rows, and the number of pairs.
+async fn schedule_ties(
+    validation: &featurecraft::run::validate::Validation,
+) -> (usize, usize, usize) {
     let tie = validation
         .diagnostics
         .iter()
@@ -1264,7 +1294,10 @@ async fn as_of_ties_count_every_cutoff_of_a_schedule() {
 
     let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
     let as_text = |column: &Arc<dyn Array>, row: usize| array_value_to_string(column, row).unwrap();
-    let rows = validation.rows.expect("the sampled rows, from one query");
+    let rows = validation
+        .rows
+        .as_ref()
+        .expect("the sampled rows, from one query");
     let (keys, cutoffs) = (
         rows.column_by_name("customer_id").unwrap(),
         cast(rows.column_by_name("cutoff_time").unwrap(), &micros).unwrap(),
@@ -1312,13 +1345,60 @@ async fn as_of_ties_count_every_cutoff_of_a_schedule() {
             latest.is_some_and(|l| before.iter().filter(|t| *t == l).count() > 1)
         })
         .count();
-    // The fixture's entities are fewer than a sample: every pair of the schedule is here.
-    let estimated = validation.summary.as_ref().unwrap().estimated_row_count;
-    assert_eq!(
-        pairs.len() as u64,
-        estimated,
-        "every (entity, cutoff) pair sampled"
+    (reported, tied, pairs.len())
+}
+
+/// The tie check looked up in memory (one sampled query) and by its own query (features
+/// in groups) agree where an as-of value reads a window, and where the cutoff's own time
+/// counts.
+#[tokio::test]
+async fn as_of_ties_in_memory_equal_the_query_with_windows_and_the_cutoff_included() {
+    let catalog = common::retail().await;
+    let mut counted = Vec::new();
+    for (window, include_cutoff) in [
+        (None, true),
+        (Some("60 days"), false),
+        (Some("60 days"), true),
+    ] {
+        let mut recipe: Value = serde_json::from_str(&good("pit_schedule_churn")).unwrap();
+        recipe["point_in_time"]["time_columns"]["plan_changes"] = json!("changed_at");
+        recipe["point_in_time"]["include_cutoff"] = json!(include_cutoff);
+        let mut as_of = json!({
+            "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
+        });
+        if let Some(window) = window {
+            as_of["window"] = json!(window);
+        }
+        recipe["features"].as_array_mut().unwrap().push(as_of);
+        let (plan, _) = plan_of(&recipe.to_string(), &catalog);
+        let ties = |features_per_query: usize| {
+            let options = ValidateOptions {
+                sample_size: 150,
+                features_per_query,
+                ..Default::default()
+            };
+            let (plan, catalog) = (&plan, &catalog);
+            async move {
+                let validation = validate(plan, catalog, &options, &[]).await;
+                assert!(validation.sampled_keys < validation.spine_keys, "a sample");
+                validation
+                    .diagnostics
+                    .into_iter()
+                    .find(|d| d.code == Code::W103)
+                    .map(|d| d.message)
+            }
+        };
+        let in_memory = ties(10_000).await;
+        assert_eq!(
+            in_memory,
+            ties(1).await,
+            "{window:?}, cutoff included: {include_cutoff}"
+        );
+        counted.push(in_memory);
+    }
+    assert!(
+        counted.iter().all(Option::is_some),
+        "ties in every variant: {counted:?}"
     );
-    assert!(tied > 0, "the fixture has tied pairs");
-    assert_eq!(reported, tied);
+    eprintln!("{counted:?}");
 }

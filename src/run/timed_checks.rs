@@ -10,19 +10,25 @@
 //!
 //! The first two count each timed source's rows per window with a plan of `COUNT(*)`
 //! features rendered as the recipe's own (same joins, same windows, same sample); the ties
-//! are counted with one aggregation per as-of source.
+//! are counted per as-of source, from the source's sampled rows and the sampled query's
+//! pairs where it can (one query joining them otherwise).
 
 use crate::compile::analyze::{FeatureHome, Plan, PlannedFeature, Source};
 use crate::compile::point_in_time::{PlanTime, Window};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::run::keyhash::key_hash_udf;
 use crate::run::sample::{runtime_error, sampled_rows, table_reference};
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, TimeUnit};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType, Int64Type, IntervalMonthDayNano, TimeUnit, TimestampMicrosecondType,
+};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::functions_aggregate::expr_fn::{count, max};
 use datafusion::logical_expr::{Expr, JoinType, cast, col, ident, lit};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 use sqlparser::ast::Expr as SqlExpr;
 
 /// `W105` when sampled rows have a label window that ends after the label source's latest
@@ -32,7 +38,7 @@ use sqlparser::ast::Expr as SqlExpr;
 pub async fn immature_labels(
     ctx: &SessionContext,
     plan: &Plan,
-    cutoffs: &arrow::array::ArrayRef,
+    cutoffs: &ArrayRef,
 ) -> Result<Option<Diagnostic>, Diagnostic> {
     let Some(label) = &plan.label.future else {
         return Ok(None);
@@ -61,14 +67,11 @@ pub async fn immature_labels(
     let horizon: Option<i64> = latest
         .iter()
         .find(|b| b.num_rows() > 0)
-        .map(|b| {
-            b.column(0)
-                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-        })
-        .filter(|column| arrow::array::Array::is_valid(*column, 0))
+        .map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>())
+        .filter(|column| column.is_valid(0))
         .map(|column| column.value(0));
     let cutoffs = arrow::compute::cast(cutoffs, &micros).map_err(|e| runtime_error(e.into()))?;
-    let cutoffs = cutoffs.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let cutoffs = cutoffs.as_primitive::<TimestampMicrosecondType>();
     let end = i64::try_from(label.end().seconds)
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
@@ -132,9 +135,12 @@ pub async fn findings(
             None => Vec::new(),
         },
     };
+    // The sampled query's rows hold the sampled (entity, cutoff) pairs: the spine's rows
+    // of the sampled entities, as the tie check's own query would read them again.
+    let pairs = counted.map(|(_, rows)| rows);
     for s in 0..plan.sources.len() {
         if features_of(plan, s).any(|f| f.as_of) {
-            findings.extend(as_of_ties(ctx, plan, time, s, threshold).await?);
+            findings.extend(as_of_ties(ctx, plan, time, s, threshold, pairs).await?);
         }
     }
     Ok(findings)
@@ -348,45 +354,22 @@ fn counting_plan(plan: &Plan, counts: &WindowCounts, keep_features: bool) -> Pla
 }
 
 /// `W103`: sampled (entity, cutoff) pairs whose latest row before the cutoff in an as-of
-/// source shares its time with another row.
+/// source shares its time with another row. With the sampled query's rows (`pairs`) and a
+/// sample, the source's sampled rows are read once and the pairs looked up in memory the
+/// pool grants ([`ties_in_memory`]); otherwise, or when that cannot be done, one query
+/// joins the spine's pairs to the rows ([`ties_by_query`]).
 async fn as_of_ties(
     ctx: &SessionContext,
     plan: &Plan,
     time: &PlanTime,
     s: usize,
     threshold: Option<i64>,
+    pairs: Option<&RecordBatch>,
 ) -> Result<Option<Diagnostic>, Diagnostic> {
     let source = &plan.sources[s];
     let Some(source_time) = &source.time else {
         return Ok(None);
     };
-    let key = plan.entity_key();
-    let sampled = |frame: datafusion::prelude::DataFrame, columns: &[String]| match threshold {
-        Some(t) => frame.filter(
-            key_hash_udf()
-                .call(columns.iter().map(ident).collect())
-                .lt_eq(lit(t)),
-        ),
-        None => Ok(frame),
-    };
-    let as_timestamp = |e: Expr| cast(e, DataType::Timestamp(TimeUnit::Microsecond, None));
-    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
-    let mut pair: Vec<Expr> = key
-        .iter()
-        .enumerate()
-        .map(|(i, k)| ident(k).alias(format!("__k{i}")))
-        .collect();
-    pair.push(as_timestamp(ident(&time.cutoff)).alias("__c"));
-    let pairs = sampled(spine, &key)
-        .map_err(runtime_error)?
-        .select(pair)
-        .map_err(runtime_error)?
-        .distinct()
-        .map_err(runtime_error)?;
-    let rows = ctx
-        .table(table_reference(&source.table))
-        .await
-        .map_err(runtime_error)?;
     let mut row_columns: Vec<Expr> = source
         .grain
         .iter()
@@ -394,9 +377,73 @@ async fn as_of_ties(
         .map(|(i, k)| ident(k).alias(format!("__s{i}")))
         .collect();
     row_columns.push(as_timestamp(ident(&source_time.column)).alias("__t"));
-    let rows = sampled(rows, &source.grain)
+    let rows = ctx
+        .table(table_reference(&source.table))
+        .await
+        .and_then(|rows| sampled_by_key(rows, &source.grain, threshold))
+        .and_then(|rows| rows.select(row_columns))
+        .map_err(runtime_error)?;
+    // Without a sample every source row would be held; the query's join is bounded by
+    // the pool instead.
+    let in_memory = match (pairs, threshold) {
+        (Some(pairs), Some(_)) => ties_in_memory(ctx, plan, time, s, pairs, rows.clone()).await,
+        _ => None,
+    };
+    let tied = match in_memory {
+        Some(tied) => tied,
+        None => ties_by_query(ctx, plan, time, s, threshold, rows).await?,
+    };
+    if tied == 0 {
+        return Ok(None);
+    }
+    Ok(Some(tie_warning(plan, s, source_time, tied)))
+}
+
+/// `frame`'s rows whose `columns` hash within the sample (all of them without one).
+fn sampled_by_key(
+    frame: DataFrame,
+    columns: &[String],
+    threshold: Option<i64>,
+) -> datafusion::common::Result<DataFrame> {
+    match threshold {
+        Some(t) => frame.filter(
+            key_hash_udf()
+                .call(columns.iter().map(ident).collect())
+                .lt_eq(lit(t)),
+        ),
+        None => Ok(frame),
+    }
+}
+
+/// A time as the checks compare times: a timestamp in microseconds.
+fn as_timestamp(e: Expr) -> Expr {
+    cast(e, DataType::Timestamp(TimeUnit::Microsecond, None))
+}
+
+/// The tied pairs counted by one query: the spine's sampled pairs joined to the source's
+/// sampled `rows` (`__s…`, `__t`), counted per time, each pair's latest time found and
+/// joined back.
+async fn ties_by_query(
+    ctx: &SessionContext,
+    plan: &Plan,
+    time: &PlanTime,
+    s: usize,
+    threshold: Option<i64>,
+    rows: DataFrame,
+) -> Result<i64, Diagnostic> {
+    let key = plan.entity_key();
+    let spine = crate::run::sample::spine_frame(ctx, plan).await?;
+    let mut pair: Vec<Expr> = key
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ident(k).alias(format!("__k{i}")))
+        .collect();
+    pair.push(as_timestamp(ident(&time.cutoff)).alias("__c"));
+    let pairs = sampled_by_key(spine, &key, threshold)
         .map_err(runtime_error)?
-        .select(row_columns)
+        .select(pair)
+        .map_err(runtime_error)?
+        .distinct()
         .map_err(runtime_error)?;
     let left: Vec<String> = (0..key.len()).map(|i| format!("__k{i}")).collect();
     let right: Vec<String> = (0..key.len()).map(|i| format!("__s{i}")).collect();
@@ -443,15 +490,11 @@ async fn as_of_ties(
         .collect()
         .await
         .map_err(runtime_error)?;
-    let tied = batches
+    Ok(batches
         .first()
         .filter(|b| b.num_rows() == 1)
         .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
-        .unwrap_or(0);
-    if tied == 0 {
-        return Ok(None);
-    }
-    Ok(Some(tie_warning(plan, s, source_time, tied)))
+        .unwrap_or(0))
 }
 
 /// The rows an as-of value may read, joined to each (entity, cutoff) pair: before the cutoff
@@ -463,16 +506,7 @@ fn as_of_rows(plan: &Plan, s: usize, time: &PlanTime) -> Expr {
     } else {
         col("__t").lt(col("__c"))
     };
-    let windows: Vec<Option<Window>> = features_of(plan, s)
-        .filter(|f| f.as_of)
-        .map(|f| f.window)
-        .collect();
-    let widest = if windows.iter().any(Option::is_none) {
-        None
-    } else {
-        windows.iter().flatten().max().copied()
-    };
-    match widest {
+    match widest_as_of_window(plan, s) {
         None => before,
         Some(w) => {
             let start = col("__c")
@@ -493,6 +527,172 @@ fn as_of_rows(plan: &Plan, s: usize, time: &PlanTime) -> Expr {
             before.and(within)
         }
     }
+}
+
+/// The widest window of source `s`'s as-of features; `None` when one has no window (it
+/// reads every earlier row).
+fn widest_as_of_window(plan: &Plan, s: usize) -> Option<Window> {
+    let windows: Vec<Option<Window>> = features_of(plan, s)
+        .filter(|f| f.as_of)
+        .map(|f| f.window)
+        .collect();
+    if windows.iter().any(Option::is_none) {
+        None
+    } else {
+        windows.iter().flatten().max().copied()
+    }
+}
+
+/// The tied pairs among the sampled query's rows (`pairs`: the entity key and the cutoff
+/// by the grain's names), looked up in the source's sampled `rows` (`__s…`, `__t`) held in
+/// memory: per key its times sorted, per distinct pair the latest time the as-of value may
+/// read ([`as_of_rows`]' rule) and how many rows have it. `None` when it cannot be told
+/// here (a column missing, keys that are not integers or strings on both sides or not
+/// castable to the pairs' type, a failed read, memory refused): the caller then runs
+/// [`ties_by_query`].
+async fn ties_in_memory(
+    ctx: &SessionContext,
+    plan: &Plan,
+    time: &PlanTime,
+    s: usize,
+    pairs: &RecordBatch,
+    rows: DataFrame,
+) -> Option<i64> {
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let key = plan.entity_key();
+    let pair_keys: Vec<ArrayRef> = key
+        .iter()
+        .map(|k| pairs.column_by_name(k).cloned())
+        .collect::<Option<_>>()?;
+    // Keys compared by their bytes: integers or strings only (a float's zeros and NaNs
+    // compare otherwise in a join), the source's of the same kind as the pairs'.
+    let source_schema = rows.schema();
+    let comparable = pair_keys.iter().enumerate().all(|(i, k)| {
+        let source_type = source_schema.field(i).data_type();
+        let integer = |t: &DataType| t.is_integer();
+        let text = |t: &DataType| match t {
+            DataType::Dictionary(_, values) => {
+                matches!(
+                    **values,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+            }
+            t => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        };
+        let pair_type = k.data_type();
+        (integer(pair_type) && integer(source_type)) || (text(pair_type) && text(source_type))
+    });
+    if !comparable {
+        return None;
+    }
+    let cutoffs = arrow::compute::cast(pairs.column_by_name(&time.cutoff)?, &micros).ok()?;
+    let cutoffs = cutoffs.as_primitive_opt::<TimestampMicrosecondType>()?;
+    let converter = RowConverter::new(
+        pair_keys
+            .iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
+    )
+    .ok()?;
+
+    // The source's sampled rows: keys in the pairs' types (an exact cast, or none), times.
+    let strict = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let reservation =
+        MemoryConsumer::new("featurecraft as-of ties").register(&ctx.runtime_env().memory_pool);
+    let mut stream = rows.execute_stream().await.ok()?;
+    let mut read: Vec<(Rows, ArrayRef)> = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.ok()?;
+        let keys: Vec<ArrayRef> = (0..key.len())
+            .map(|i| {
+                arrow::compute::cast_with_options(
+                    batch.column(i),
+                    pair_keys[i].data_type(),
+                    &strict,
+                )
+                .ok()
+            })
+            .collect::<Option<_>>()?;
+        let times = arrow::compute::cast(batch.column(key.len()), &micros).ok()?;
+        let keys = converter.convert_columns(&keys).ok()?;
+        // The rows' bytes and times, and an entry (16 + 8 bytes) per row below.
+        reservation
+            .try_grow(keys.size() + times.get_array_memory_size() + 24 * batch.num_rows())
+            .ok()?;
+        read.push((keys, times));
+    }
+    let mut times: Vec<(&[u8], i64)> = Vec::new();
+    for (keys, batch_times) in &read {
+        let batch_times = batch_times.as_primitive_opt::<TimestampMicrosecondType>()?;
+        for (row, t) in batch_times.iter().enumerate() {
+            // A NULL key matches no pair (a pair with one is skipped below).
+            if let Some(t) = t {
+                times.push((keys.row(row).data(), t));
+            }
+        }
+    }
+    times.sort_unstable();
+
+    let pair_rows = converter.convert_columns(&pair_keys).ok()?;
+    let mut distinct: Vec<(&[u8], i64)> = (0..pairs.num_rows())
+        .filter(|&row| pair_keys.iter().all(|k| k.is_valid(row)))
+        .filter_map(|row| {
+            Some((pair_rows.row(row).data(), cutoffs.value(row))).filter(|_| cutoffs.is_valid(row))
+        })
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let window = widest_as_of_window(plan, s).map(|w| {
+        i64::try_from(w.seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000)
+    });
+    let tied = tied_pairs(&times, &distinct, time.include_cutoff, window);
+    i64::try_from(tied).ok()
+}
+
+/// How many `pairs` (key, cutoff) have several rows at the latest time an as-of value may
+/// read: before the cutoff (or at it, `include_cutoff`) and, with a `window` (in the times'
+/// unit), after the cutoff less the window (at it too, unless the cutoff is included), as
+/// [`as_of_rows`] joins them. `times` are the source's (key, time) rows, sorted.
+fn tied_pairs(
+    times: &[(&[u8], i64)],
+    pairs: &[(&[u8], i64)],
+    include_cutoff: bool,
+    window: Option<i64>,
+) -> usize {
+    pairs
+        .iter()
+        .filter(|(key, cutoff)| {
+            let from = times.partition_point(|(k, _)| k < key);
+            let to = from + times[from..].partition_point(|(k, _)| k == key);
+            let of_key = &times[from..to];
+            let before = of_key.partition_point(|(_, t)| {
+                if include_cutoff {
+                    t <= cutoff
+                } else {
+                    t < cutoff
+                }
+            });
+            let Some(&(_, latest)) = before.checked_sub(1).map(|last| &of_key[last]) else {
+                return false;
+            };
+            // The latest row is outside the window: so is every earlier one.
+            let within = window.is_none_or(|w| {
+                let start = cutoff.saturating_sub(w);
+                if include_cutoff {
+                    latest > start
+                } else {
+                    latest >= start
+                }
+            });
+            let at_latest = before - of_key[..before].partition_point(|(_, t)| *t < latest);
+            within && at_latest > 1
+        })
+        .count()
 }
 
 /// `W103`: `tied` sampled pairs have several rows at the latest time before the cutoff.
@@ -524,4 +724,81 @@ fn tie_warning(
     d.hint(
         "if the order of those columns means nothing, the as-of value of a tied row is arbitrary: aggregate instead (e.g. `MAX(col)` with a window)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tied_pairs;
+
+    /// The rule read literally: the rows of the pair's key before (or at) the cutoff and
+    /// within the window, their latest time, and whether two rows have it.
+    fn tied_by_reading(
+        times: &[(&[u8], i64)],
+        (key, cutoff): (&[u8], i64),
+        include_cutoff: bool,
+        window: Option<i64>,
+    ) -> bool {
+        let readable: Vec<i64> = times
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, t)| *t)
+            .filter(|t| {
+                if include_cutoff {
+                    *t <= cutoff
+                } else {
+                    *t < cutoff
+                }
+            })
+            .filter(|t| {
+                window.is_none_or(|w| {
+                    if include_cutoff {
+                        *t > cutoff - w
+                    } else {
+                        *t >= cutoff - w
+                    }
+                })
+            })
+            .collect();
+        readable
+            .iter()
+            .max()
+            .is_some_and(|latest| readable.iter().filter(|t| *t == latest).count() > 1)
+    }
+
+    #[test]
+    fn tied_pairs_follow_the_as_of_rule_at_every_boundary() {
+        // Two keys; times repeated at 10 and 20 (key a) and at 5 (key b); cutoffs on, just
+        // before and just after each time, and windows ending on them.
+        let (a, b, c): (&[u8], &[u8], &[u8]) = (b"a", b"b", b"c");
+        let mut times = vec![
+            (a, 10),
+            (a, 20),
+            (a, 10),
+            (a, 20),
+            (a, 15),
+            (b, 5),
+            (b, 5),
+            (b, 30),
+        ];
+        times.sort_unstable();
+        for include_cutoff in [false, true] {
+            for window in [None, Some(5), Some(10), Some(15), Some(100)] {
+                for key in [a, b, c] {
+                    for cutoff in 0..=40 {
+                        let expected =
+                            tied_by_reading(&times, (key, cutoff), include_cutoff, window);
+                        let got = tied_pairs(&times, &[(key, cutoff)], include_cutoff, window);
+                        assert_eq!(
+                            got,
+                            usize::from(expected),
+                            "key {key:?}, cutoff {cutoff}, window {window:?}, included {include_cutoff}"
+                        );
+                    }
+                }
+            }
+        }
+        // The pairs are counted, each once as given.
+        let pairs = [(a, 11), (a, 21), (b, 6), (b, 31), (c, 50)];
+        assert_eq!(tied_pairs(&times, &pairs, false, None), 3);
+    }
 }
