@@ -1242,12 +1242,8 @@ async fn strings_stored_as_dictionaries_give_the_same_table_as_plain_strings() {
 #[tokio::test]
 async fn as_of_ties_count_every_cutoff_of_a_schedule() {
     let catalog = common::retail().await;
-    let mut recipe: Value = serde_json::from_str(&good("pit_schedule_churn")).unwrap();
-    recipe["point_in_time"]["time_columns"]["plan_changes"] = json!("changed_at");
+    let recipe = schedule_with_as_of(None, false);
     assert_eq!(recipe["point_in_time"]["include_cutoff"], json!(false));
-    recipe["features"].as_array_mut().unwrap().push(json!({
-        "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
-    }));
     let (plan, _) = plan_of(&recipe.to_string(), &catalog);
     for sample_size in [10_000, 150] {
         let options = ValidateOptions {
@@ -1272,6 +1268,24 @@ async fn as_of_ties_count_every_cutoff_of_a_schedule() {
         );
         assert_eq!(reported, tied, "{sample_size} sampled");
     }
+}
+
+/// `pit_schedule_churn` with an as-of value of `plan_changes` (within `window`, if any); the
+/// cutoff's own time counted when `include_cutoff` (the fixture's setting otherwise).
+fn schedule_with_as_of(window: Option<&str>, include_cutoff: bool) -> Value {
+    let mut recipe: Value = serde_json::from_str(&good("pit_schedule_churn")).unwrap();
+    recipe["point_in_time"]["time_columns"]["plan_changes"] = json!("changed_at");
+    if include_cutoff {
+        recipe["point_in_time"]["include_cutoff"] = json!(true);
+    }
+    let mut as_of = json!({
+        "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
+    });
+    if let Some(window) = window {
+        as_of["window"] = json!(window);
+    }
+    recipe["features"].as_array_mut().unwrap().push(as_of);
+    recipe
 }
 
 /// `W103`'s count of a validation over `pit_schedule_churn` with `plan_changes`, the same
@@ -1360,16 +1374,7 @@ async fn as_of_ties_in_memory_equal_the_query_with_windows_and_the_cutoff_includ
         (Some("60 days"), false),
         (Some("60 days"), true),
     ] {
-        let mut recipe: Value = serde_json::from_str(&good("pit_schedule_churn")).unwrap();
-        recipe["point_in_time"]["time_columns"]["plan_changes"] = json!("changed_at");
-        recipe["point_in_time"]["include_cutoff"] = json!(include_cutoff);
-        let mut as_of = json!({
-            "name": "current_plan", "source_table": "plan_changes", "expression": "to_plan"
-        });
-        if let Some(window) = window {
-            as_of["window"] = json!(window);
-        }
-        recipe["features"].as_array_mut().unwrap().push(as_of);
+        let recipe = schedule_with_as_of(window, include_cutoff);
         let (plan, _) = plan_of(&recipe.to_string(), &catalog);
         let ties = |features_per_query: usize| {
             let options = ValidateOptions {
@@ -1400,5 +1405,4 @@ async fn as_of_ties_in_memory_equal_the_query_with_windows_and_the_cutoff_includ
         counted.iter().all(Option::is_some),
         "ties in every variant: {counted:?}"
     );
-    eprintln!("{counted:?}");
 }

@@ -72,9 +72,7 @@ pub async fn immature_labels(
         .map(|column| column.value(0));
     let cutoffs = arrow::compute::cast(cutoffs, &micros).map_err(|e| runtime_error(e.into()))?;
     let cutoffs = cutoffs.as_primitive::<TimestampMicrosecondType>();
-    let end = i64::try_from(label.end().seconds)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000);
+    let end = span_micros(label.end().seconds);
     let immature = cutoffs
         .iter()
         .flatten()
@@ -415,6 +413,14 @@ fn sampled_by_key(
     }
 }
 
+/// A span of `seconds` in the microseconds times are compared in (the longest one past
+/// `i64`).
+fn span_micros(seconds: u64) -> i64 {
+    i64::try_from(seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
 /// A time as the checks compare times: a timestamp in microseconds.
 fn as_timestamp(e: Expr) -> Expr {
     cast(e, DataType::Timestamp(TimeUnit::Microsecond, None))
@@ -569,18 +575,13 @@ async fn ties_in_memory(
     let source_schema = rows.schema();
     let comparable = pair_keys.iter().enumerate().all(|(i, k)| {
         let source_type = source_schema.field(i).data_type();
-        let integer = |t: &DataType| t.is_integer();
         let text = |t: &DataType| match t {
-            DataType::Dictionary(_, values) => {
-                matches!(
-                    **values,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                )
-            }
-            t => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            DataType::Dictionary(_, values) => values.is_string(),
+            t => t.is_string(),
         };
         let pair_type = k.data_type();
-        (integer(pair_type) && integer(source_type)) || (text(pair_type) && text(source_type))
+        (pair_type.is_integer() && source_type.is_integer())
+            || (text(pair_type) && text(source_type))
     });
     if !comparable {
         return None;
@@ -645,11 +646,7 @@ async fn ties_in_memory(
         .collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let window = widest_as_of_window(plan, s).map(|w| {
-        i64::try_from(w.seconds)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1_000_000)
-    });
+    let window = widest_as_of_window(plan, s).map(|w| span_micros(w.seconds));
     let tied = tied_pairs(&times, &distinct, time.include_cutoff, window);
     i64::try_from(tied).ok()
 }
