@@ -797,6 +797,16 @@ async fn runtime_failures_are_diagnostics_not_panics() {
     let d = failure_of(&catalog, &good("churn_basic"), tiny).await;
     assert_eq!(d.code, Code::E051, "{d:?}");
     assert!(d.message.contains("memory limit"), "{}", d.message);
+
+    // The spine's key hashes count against the limit too: 1 000 customers' 8 KB do not fit
+    // in 4 KB, and the key scan, the first step to hold memory, is the one refused.
+    let below_the_hashes = ValidateOptions {
+        memory_limit: 4 * 1024,
+        ..Default::default()
+    };
+    let d = failure_of(&catalog, &good("churn_basic"), below_the_hashes).await;
+    assert_eq!(d.code, Code::E051, "{d:?}");
+    assert!(d.message.contains("featurecraft key scan"), "{}", d.message);
 }
 
 fn failed_job(recipe_text: &str) -> Job {

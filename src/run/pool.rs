@@ -109,6 +109,27 @@ fn is_repartition(reservation: &MemoryReservation) -> bool {
 /// The name DataFusion's `RepartitionExec` gives its reservations, before `[partition]`.
 const REPARTITION_CONSUMER: &str = "RepartitionExec[";
 
+/// Makes room in `values` for `additional` more, first growing `reservation` by what the
+/// larger capacity adds (at least doubling it), so memory featurecraft holds beside
+/// DataFusion's operators (hashes of every spine row, say) counts against the same limit.
+/// Refused, `values` is left as it was and the pool's `ResourcesExhausted` returned.
+pub(crate) fn reserve_in_pool<T>(
+    values: &mut Vec<T>,
+    additional: usize,
+    reservation: &MemoryReservation,
+) -> Result<()> {
+    let needed = values.len().saturating_add(additional);
+    if needed > values.capacity() {
+        let capacity = needed.max(values.capacity().saturating_mul(2));
+        let more = (capacity - values.capacity()).saturating_mul(size_of::<T>());
+        reservation.try_grow(more)?;
+        values.reserve_exact(capacity - values.len());
+        // The allocator may give more than asked: that counts too.
+        reservation.grow((values.capacity() - capacity).saturating_mul(size_of::<T>()));
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for SharedPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -163,6 +184,33 @@ mod tests {
         assert!(spilling.try_grow(1).is_err());
         drop(repartition);
         assert_eq!(pool.reserved(), 750);
+    }
+
+    #[test]
+    fn vectors_grow_within_what_the_pool_grants() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SharedPool::new(1000));
+        let reservation = MemoryConsumer::new("hashes").register(&pool);
+        let mut values: Vec<u64> = Vec::new();
+        reserve_in_pool(&mut values, 10, &reservation).unwrap();
+        assert!(values.capacity() >= 10);
+        assert_eq!(reservation.size(), 80);
+        values.extend(0..10);
+        // Growth at least doubles: 20 slots, 80 bytes more.
+        reserve_in_pool(&mut values, 1, &reservation).unwrap();
+        assert_eq!(reservation.size(), 160);
+        values.extend(10..20);
+        reserve_in_pool(&mut values, 0, &reservation).unwrap();
+        assert_eq!(reservation.size(), 160, "no growth without need");
+        // 40 slots would pass the limit with another vector's 700 bytes held.
+        let other = MemoryConsumer::new("other").register(&pool);
+        other.try_grow(700).unwrap();
+        let error = reserve_in_pool(&mut values, 1, &reservation).unwrap_err();
+        assert!(
+            matches!(error, DataFusionError::ResourcesExhausted(_)),
+            "{error}"
+        );
+        assert_eq!(values.len(), 20);
+        assert_eq!(reservation.size(), 160, "a refusal reserves nothing");
     }
 
     /// A grouping on two partitions under a limit that makes its repartition run short,

@@ -21,13 +21,13 @@ use crate::run::cutoffs_once::{OnCluster, run_cutoffs_once};
 use crate::run::deadline::within_time_limit;
 use crate::run::engine::Engine;
 use crate::run::keyhash::{KEY_HASH, key_hash_udf};
-use crate::run::pool::SharedPool;
+use crate::run::pool::{SharedPool, reserve_in_pool};
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::DataFusionError;
-use datafusion::execution::memory_pool::TrackConsumersPool;
+use datafusion::execution::memory_pool::{MemoryConsumer, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, ident};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -472,9 +472,15 @@ pub(crate) async fn key_scan(
     let grain_is_entity = plan.entity_key() == plan.grain;
     let rows_state = datafusion::common::hash_utils::QualityRandomState::with_seed(0);
     let (mut rows, mut entities): (Vec<u64>, Vec<i64>) = (Vec::new(), Vec::new());
+    // 8 or 16 bytes a spine row, held until the keys are counted: within the pool's limit
+    // (`E051` past it), beside the sampled query that runs meanwhile.
+    let reservation =
+        MemoryConsumer::new("featurecraft key scan").register(&ctx.runtime_env().memory_pool);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(runtime_error)?;
+        reserve_in_pool(&mut entities, batch.num_rows(), &reservation).map_err(runtime_error)?;
         if !grain_is_entity {
+            reserve_in_pool(&mut rows, batch.num_rows(), &reservation).map_err(runtime_error)?;
             let start = rows.len();
             rows.resize(start + batch.num_rows(), 0);
             datafusion::common::hash_utils::create_hashes(
@@ -495,7 +501,9 @@ pub(crate) async fn key_scan(
     let threshold = sample_threshold(&mut entities, options.sample_size);
     let counting = tokio::task::spawn_blocking(move || {
         let duplicated = (!grain_is_entity).then_some(rows);
-        key_counts(entities, duplicated)
+        let counts = key_counts(entities, duplicated);
+        drop(reservation);
+        counts
     });
     Ok(KeyScan {
         spine_rows,
@@ -522,11 +530,11 @@ fn sample_threshold(hashes: &mut [i64], sample_size: usize) -> Option<i64> {
         if n < hashes.len() {
             hashes.select_nth_unstable(n - 1);
         }
-        let mut distinct = hashes[..n].to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        if distinct.len() > sample_size {
-            return Some(distinct[sample_size.saturating_sub(1)]);
+        // Sorted where they are (no copy beside the spine's hashes).
+        hashes[..n].sort_unstable();
+        let distinct = || hashes[..n].chunk_by(|a, b| a == b).map(|run| run[0]);
+        if distinct().nth(sample_size).is_some() {
+            return distinct().nth(sample_size.saturating_sub(1));
         }
         if n == hashes.len() {
             return None;

@@ -25,6 +25,7 @@ use crate::diagnostic::{Code, Diagnostic, FeatureField, RecipePath};
 use crate::run::deadline::within_time_limit;
 use crate::run::keyhash::key_hash_udf;
 use crate::run::leakage::{Leak, Target};
+use crate::run::pool::reserve_in_pool;
 use crate::run::sample::{KeyCounts, key_scan, sampled_rows, table_reference};
 use crate::run::timed_checks;
 use crate::types::{TypeFamily, parse_type_name};
@@ -592,12 +593,7 @@ async fn hashes_all_differ(ctx: &SessionContext, frame: DataFrame, key: &[String
     let mut all: Vec<i64> = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.ok()?;
-        let needed = all.len() + batch.num_rows();
-        if needed > all.capacity() {
-            let capacity = needed.max(2 * all.capacity());
-            reservation.try_resize(capacity * size_of::<i64>()).ok()?;
-            all.reserve_exact(capacity - all.len());
-        }
+        reserve_in_pool(&mut all, batch.num_rows(), &reservation).ok()?;
         all.extend_from_slice(batch.column(0).as_primitive_opt::<Int64Type>()?.values());
     }
     all.sort_unstable();
