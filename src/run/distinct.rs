@@ -1060,6 +1060,7 @@ impl<P: ArrowPrimitiveType> GroupsAccumulator for DistinctNumbers<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::pool::SharedPool;
     use datafusion::arrow::array::{
         BinaryArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array,
         LargeStringArray, RecordBatch, StringArray, StringViewArray, TimestampMicrosecondArray,
@@ -1069,7 +1070,6 @@ mod tests {
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::FunctionRegistry;
-    use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::physical_plan::metrics::MetricsSet;
     use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept, collect};
@@ -1175,9 +1175,10 @@ mod tests {
         FROM t GROUP BY g";
 
     /// Runs `QUERY` over `batch` split into small batches across partitions, with `count`
-    /// either DataFusion's or featurecraft's, and a memory pool of `limit` bytes; its rows
-    /// ordered by `g` here, not by the query: an ordered output's final merge cannot spill,
-    /// and the fair pool refused it now and then while the aggregations held their shares.
+    /// either DataFusion's or featurecraft's, in featurecraft's memory pool of `limit`
+    /// bytes; its rows ordered by `g` here, not by the query: an ordered output's final
+    /// merge cannot spill, and DataFusion's fair pool refused it now and then while the
+    /// aggregations held their shares.
     async fn run(batch: &RecordBatch, ours: bool, config: SessionConfig, limit: usize) -> String {
         run_with_metric(batch, ours, config, limit, spills).await.0
     }
@@ -1191,7 +1192,7 @@ mod tests {
         metric: fn(&MetricsSet) -> Option<usize>,
     ) -> (String, usize) {
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+            .with_memory_pool(Arc::new(SharedPool::new(limit)))
             .build_arc()
             .unwrap();
         let ctx = SessionContext::new_with_config_rt(config.with_batch_size(512), runtime);
@@ -1285,7 +1286,9 @@ mod tests {
     #[tokio::test]
     async fn counts_the_same_when_the_aggregation_spills() {
         // A pool far smaller than the groups' state: partial aggregations emit early and
-        // the final one spills its state to disk and merges it back.
+        // the final one spills its state to disk and merges it back. (In featurecraft's
+        // pool before a crowded-out operator could take its share, a final partition that
+        // started once the others had filled the spillable part was refused and ended it.)
         let batch = table(40_000, 15_000);
         let expected = run(&batch, false, config(), usize::MAX).await;
         let mut small = config();

@@ -12,10 +12,19 @@
 //! limit is the same bound either way: past it the run fails with `E051`. A repartition's
 //! batches in flight are the exception: always granted, and counted (see
 //! [`is_repartition`]).
+//!
+//! One spilling operator can be kept from memory by the others, though: an aggregation's
+//! partition that starts once its siblings fill the spillable share holds nothing to spill,
+//! and refused it ends the run (seen: a final aggregation's partition refused its first
+//! 306 KB in a 3 MB pool, a grouping that DataFusion's fair pool finishes by spilling). So
+//! a spilling operator that the others keep from its equal share of the spillable part
+//! (what the fair pool would give it) may grow to that share past the spillable part, up
+//! to the limit; the others, over their shares, are refused and spill when they next grow
+//! ([`SharedPool::crowded_out`]).
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
-    MemoryLimit, MemoryPool, MemoryReservation, human_readable_size,
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, human_readable_size,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -28,7 +37,12 @@ const SPILLABLE_SHARE: f64 = 0.75;
 pub struct SharedPool {
     limit: usize,
     spillable_limit: usize,
+    /// Bytes held by every consumer.
     used: AtomicUsize,
+    /// Bytes held by spilling operators, and how many are registered (a repartition's
+    /// consumers are neither: see [`is_spilling_operator`]).
+    spilling_used: AtomicUsize,
+    spilling: AtomicUsize,
 }
 
 impl SharedPool {
@@ -38,7 +52,22 @@ impl SharedPool {
             limit,
             spillable_limit: (limit as f64 * SPILLABLE_SHARE) as usize,
             used: AtomicUsize::new(0),
+            spilling_used: AtomicUsize::new(0),
+            spilling: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a spilling operator holding `own` bytes is kept from its equal share of the
+    /// spillable part by the other spilling operators (together over their shares), and
+    /// `additional` more stays within that share: then it may grow past the spillable part,
+    /// up to the limit. With one spilling operator nothing is ever crowded out.
+    fn crowded_out(&self, own: usize, additional: usize) -> bool {
+        let share = self.spillable_limit / self.spilling.load(Ordering::Relaxed).max(1);
+        let others = self
+            .spilling_used
+            .load(Ordering::Relaxed)
+            .saturating_sub(own);
+        own.saturating_add(additional) <= share && others > self.spillable_limit - share
     }
 }
 
@@ -47,20 +76,41 @@ impl MemoryPool for SharedPool {
         "featurecraft"
     }
 
-    fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
-        self.used.fetch_add(additional, Ordering::Relaxed);
+    fn register(&self, consumer: &MemoryConsumer) {
+        if is_spilling_operator(consumer) {
+            self.spilling.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        if is_spilling_operator(consumer) {
+            let _ = self
+                .spilling
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.used.fetch_add(additional, Ordering::Relaxed);
+        if is_spilling_operator(reservation.consumer()) {
+            self.spilling_used.fetch_add(additional, Ordering::Relaxed);
+        }
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         self.used.fetch_sub(shrink, Ordering::Relaxed);
+        if is_spilling_operator(reservation.consumer()) {
+            self.spilling_used.fetch_sub(shrink, Ordering::Relaxed);
+        }
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> Result<()> {
-        if is_repartition(reservation) {
+        if is_repartition(reservation.consumer()) {
             self.grow(reservation, additional);
             return Ok(());
         }
-        let cap = if reservation.consumer().can_spill() {
+        let can_spill = reservation.consumer().can_spill();
+        let cap = if can_spill && !self.crowded_out(reservation.size(), additional) {
             self.spillable_limit
         } else {
             self.limit
@@ -69,7 +119,11 @@ impl MemoryPool for SharedPool {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 used.checked_add(additional).filter(|&total| total <= cap)
             })
-            .map(|_| ())
+            .map(|_| {
+                if can_spill {
+                    self.spilling_used.fetch_add(additional, Ordering::Relaxed);
+                }
+            })
             .map_err(|used| {
                 DataFusionError::ResourcesExhausted(format!(
                     "Failed to allocate additional {} for {} with {} already allocated for this reservation - {} remain available for the total memory pool: {self}",
@@ -99,11 +153,14 @@ impl MemoryPool for SharedPool {
 /// (apache/datafusion#24883, fixed after 55). Seen at scale L: the point-in-time bench
 /// recipe under a 600 MB limit hung, CPU idle, in 5 runs of 12. Should DataFusion rename
 /// the consumer, `a_repartition_short_of_memory_does_not_stop_the_query` hangs and fails.
-fn is_repartition(reservation: &MemoryReservation) -> bool {
-    reservation
-        .consumer()
-        .name()
-        .starts_with(REPARTITION_CONSUMER)
+fn is_repartition(consumer: &MemoryConsumer) -> bool {
+    consumer.name().starts_with(REPARTITION_CONSUMER)
+}
+
+/// Whether `consumer` is an operator that spills past its share (an aggregation, a sort):
+/// a repartition's consumers say they can spill, but they are always granted instead.
+fn is_spilling_operator(consumer: &MemoryConsumer) -> bool {
+    consumer.can_spill() && !is_repartition(consumer)
 }
 
 /// The name DataFusion's `RepartitionExec` gives its reservations, before `[partition]`.
@@ -184,6 +241,48 @@ mod tests {
         assert!(spilling.try_grow(1).is_err());
         drop(repartition);
         assert_eq!(pool.reserved(), 750);
+    }
+
+    #[test]
+    fn a_spilling_consumer_the_others_crowd_out_may_grow_to_its_share() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(SharedPool::new(1000));
+        let spilling = |name: &str| {
+            MemoryConsumer::new(name)
+                .with_can_spill(true)
+                .register(&pool)
+        };
+        let (first, second) = (spilling("aggregate[0]"), spilling("aggregate[1]"));
+        // Repartitions are not spilling operators: they do not shrink the shares (375).
+        let repartition = spilling("RepartitionExec[0]");
+        repartition.try_grow(10).unwrap();
+        first.try_grow(700).unwrap();
+        // The second holds nothing and the spillable part (750) is full: within its share
+        // it may go past that part, up to the limit.
+        second.try_grow(100).unwrap();
+        second.try_grow(190).unwrap();
+        assert_eq!(pool.reserved(), 1000);
+        assert!(second.try_grow(1).is_err(), "the limit holds");
+        // The first, over its share, is refused: it spills.
+        assert!(first.try_grow(1).is_err());
+        first.shrink(400);
+        // The first holds less than its share now: the spillable part bounds the second
+        // again, whatever room the limit leaves.
+        let holding = MemoryConsumer::new("join build").register(&pool);
+        holding.try_grow(100).unwrap();
+        assert!(
+            second.try_grow(80).is_err(),
+            "10 + 300 + 290 + 100 + 80 > 750"
+        );
+        second.try_grow(50).unwrap();
+        assert_eq!(pool.reserved(), 750);
+        // Past its share (250 of three), crowded or not, it stops at the spillable part.
+        first.shrink(300);
+        let third = spilling("aggregate[2]");
+        third.try_grow(250).unwrap();
+        assert!(second.try_grow(200).is_err(), "900 > 750");
+        // A non-spilling consumer still has the rest up to the limit.
+        holding.try_grow(1000 - pool.reserved()).unwrap();
+        assert!(holding.try_grow(1).is_err());
     }
 
     #[test]
