@@ -1287,8 +1287,9 @@ mod tests {
     async fn counts_the_same_when_the_aggregation_spills() {
         // A pool far smaller than the groups' state: partial aggregations emit early and
         // the final one spills its state to disk and merges it back. (In featurecraft's
-        // pool before a crowded-out operator could take its share, a final partition that
-        // started once the others had filled the spillable part was refused and ended it.)
+        // pool before an operator asking more than it holds could pass the spillable part,
+        // a final partition that started once the others had filled that part was refused
+        // and ended the run.)
         let batch = table(40_000, 15_000);
         let expected = run(&batch, false, config(), usize::MAX).await;
         let mut small = config();

@@ -13,14 +13,16 @@
 //! batches in flight are the exception: always granted, and counted (see
 //! [`is_repartition`]).
 //!
-//! One spilling operator can be kept from memory by the others, though: an aggregation's
-//! partition that starts once its siblings fill the spillable share holds nothing to spill,
-//! and refused it ends the run (seen: a final aggregation's partition refused its first
-//! 306 KB in a 3 MB pool, a grouping that DataFusion's fair pool finishes by spilling). So
-//! a spilling operator that the others keep from its equal share of the spillable part
-//! (what the fair pool would give it) may grow to that share past the spillable part, up
-//! to the limit; the others, over their shares, are refused and spill when they next grow
-//! ([`SharedPool::crowded_out`]).
+//! A spilling operator needs some memory of its own to go on, though. An aggregation
+//! refused the room for one batch's groups spills what it holds, and if that was less than
+//! it asked for, the run ends (seen: one holding 2.2 MB refused 12.3 MB at L under a 700 MB
+//! limit the others had filled); one that is merging what it spilled cannot spill again
+//! (seen: a final aggregation's partition refused 76 KB in a 3 MB pool its siblings had
+//! filled, a grouping DataFusion's fair pool finishes). So a spilling operator within its
+//! equal share of the spillable part (what the fair pool would give it) may grow past that
+//! part, up to the limit, when it asks for more than it holds or when the others, over
+//! their shares, keep it from its own; otherwise it stops at the spillable part as before,
+//! and spills ([`SharedPool::passes_spillable_part`]).
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
@@ -37,7 +39,6 @@ const SPILLABLE_SHARE: f64 = 0.75;
 pub struct SharedPool {
     limit: usize,
     spillable_limit: usize,
-    /// Bytes held by every consumer.
     used: AtomicUsize,
     /// Bytes held by spilling operators, and how many are registered (a repartition's
     /// consumers are neither: see [`is_spilling_operator`]).
@@ -57,17 +58,18 @@ impl SharedPool {
         }
     }
 
-    /// Whether a spilling operator holding `own` bytes is kept from its equal share of the
-    /// spillable part by the other spilling operators (together over their shares), and
-    /// `additional` more stays within that share: then it may grow past the spillable part,
-    /// up to the limit. With one spilling operator nothing is ever crowded out.
-    fn crowded_out(&self, own: usize, additional: usize) -> bool {
+    /// Whether a spilling operator holding `own` bytes may grow by `additional` past the
+    /// spillable part, up to the limit: while it stays within its equal share of that part,
+    /// when spilling what it holds could not make the room it asks for, or when the other
+    /// spilling operators, over their shares together, keep it from its own.
+    fn passes_spillable_part(&self, own: usize, additional: usize) -> bool {
         let share = self.spillable_limit / self.spilling.load(Ordering::Relaxed).max(1);
         let others = self
             .spilling_used
             .load(Ordering::Relaxed)
             .saturating_sub(own);
-        own.saturating_add(additional) <= share && others > self.spillable_limit - share
+        own.saturating_add(additional) <= share
+            && (own < additional || others > self.spillable_limit - share)
     }
 }
 
@@ -110,7 +112,7 @@ impl MemoryPool for SharedPool {
             return Ok(());
         }
         let can_spill = reservation.consumer().can_spill();
-        let cap = if can_spill && !self.crowded_out(reservation.size(), additional) {
+        let cap = if can_spill && !self.passes_spillable_part(reservation.size(), additional) {
             self.spillable_limit
         } else {
             self.limit
@@ -244,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn a_spilling_consumer_the_others_crowd_out_may_grow_to_its_share() {
+    fn a_spilling_consumer_within_its_share_passes_the_spillable_part_when_it_must() {
         let pool: Arc<dyn MemoryPool> = Arc::new(SharedPool::new(1000));
         let spilling = |name: &str| {
             MemoryConsumer::new(name)
@@ -255,34 +257,33 @@ mod tests {
         // Repartitions are not spilling operators: they do not shrink the shares (375).
         let repartition = spilling("RepartitionExec[0]");
         repartition.try_grow(10).unwrap();
-        first.try_grow(700).unwrap();
-        // The second holds nothing and the spillable part (750) is full: within its share
-        // it may go past that part, up to the limit.
-        second.try_grow(100).unwrap();
-        second.try_grow(190).unwrap();
-        assert_eq!(pool.reserved(), 1000);
-        assert!(second.try_grow(1).is_err(), "the limit holds");
-        // The first, over its share, is refused: it spills.
-        assert!(first.try_grow(1).is_err());
-        first.shrink(400);
-        // The first holds less than its share now: the spillable part bounds the second
-        // again, whatever room the limit leaves.
         let holding = MemoryConsumer::new("join build").register(&pool);
-        holding.try_grow(100).unwrap();
+        holding.try_grow(740).unwrap();
+        // The spillable part (750) is full. Asking more than it holds, within its share,
+        // the second may pass it; asking less, it can spill to make the room.
+        second.try_grow(100).unwrap();
+        assert!(second.try_grow(50).is_err());
         assert!(
-            second.try_grow(80).is_err(),
-            "10 + 300 + 290 + 100 + 80 > 750"
+            second.try_grow(200).is_err(),
+            "the limit: 850 + 200 > 1 000"
         );
-        second.try_grow(50).unwrap();
-        assert_eq!(pool.reserved(), 750);
-        // Past its share (250 of three), crowded or not, it stops at the spillable part.
-        first.shrink(300);
+        second.try_grow(150).unwrap();
+        assert_eq!(pool.reserved(), 1000);
+
+        // Spilling operators over their shares keep a third from its own (250 of three):
+        // it passes the spillable part even asking less than it holds.
+        holding.shrink(740);
+        first.try_grow(490).unwrap();
         let third = spilling("aggregate[2]");
-        third.try_grow(250).unwrap();
-        assert!(second.try_grow(200).is_err(), "900 > 750");
-        // A non-spilling consumer still has the rest up to the limit.
-        holding.try_grow(1000 - pool.reserved()).unwrap();
-        assert!(holding.try_grow(1).is_err());
+        third.try_grow(20).unwrap();
+        third.try_grow(10).unwrap();
+        assert_eq!(pool.reserved(), 780);
+        // Past its share, a spilling consumer stops at the spillable part.
+        assert!(second.try_grow(1).is_err(), "250 + 1 > 250");
+        // Without others over their shares, so does one within its share.
+        first.shrink(490);
+        holding.try_grow(460).unwrap();
+        assert!(third.try_grow(10).is_err(), "750 + 10 > 750");
     }
 
     #[test]
