@@ -1287,9 +1287,8 @@ mod tests {
     async fn counts_the_same_when_the_aggregation_spills() {
         // A pool far smaller than the groups' state: partial aggregations emit early and
         // the final one spills its state to disk and merges it back. (In featurecraft's
-        // pool before an operator asking more than it holds could pass the spillable part,
-        // a final partition that started once the others had filled that part was refused
-        // and ended the run.)
+        // pool before a spilling operator within its share could pass the spillable part,
+        // a final partition refused there, once its siblings had filled it, ended the run.)
         let batch = table(40_000, 15_000);
         let expected = run(&batch, false, config(), usize::MAX).await;
         let mut small = config();

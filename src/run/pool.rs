@@ -16,13 +16,13 @@
 //! A spilling operator needs some memory of its own to go on, though. An aggregation
 //! refused the room for one batch's groups spills what it holds, and if that was less than
 //! it asked for, the run ends (seen: one holding 2.2 MB refused 12.3 MB at L under a 700 MB
-//! limit the others had filled); one that is merging what it spilled cannot spill again
-//! (seen: a final aggregation's partition refused 76 KB in a 3 MB pool its siblings had
-//! filled, a grouping DataFusion's fair pool finishes). So a spilling operator within its
-//! equal share of the spillable part (what the fair pool would give it) may grow past that
-//! part, up to the limit, when it asks for more than it holds or when the others, over
-//! their shares, keep it from its own; otherwise it stops at the spillable part as before,
-//! and spills ([`SharedPool::passes_spillable_part`]).
+//! limit the others had filled). And some refusals end the run whatever it holds (seen: a
+//! final aggregation's partition holding 164 KB refused 76 KB in a 3 MB pool its siblings
+//! had filled, a grouping DataFusion's fair pool finishes). So a spilling operator within
+//! its equal share of the spillable part (what the fair pool would give it) may grow past
+//! that part, up to the limit, when it asks for more than it holds or when the others,
+//! over their shares, keep it from its own; otherwise it stops at the spillable part as
+//! before, and spills ([`SharedPool::passes_spillable_part`]).
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
@@ -59,8 +59,8 @@ impl SharedPool {
     }
 
     /// Whether a spilling operator holding `own` bytes may grow by `additional` past the
-    /// spillable part, up to the limit: while it stays within its equal share of that part,
-    /// when spilling what it holds could not make the room it asks for, or when the other
+    /// spillable part, up to the limit: if it stays within its equal share of that part,
+    /// and either spilling what it holds could not make the room it asks for or the other
     /// spilling operators, over their shares together, keep it from its own.
     fn passes_spillable_part(&self, own: usize, additional: usize) -> bool {
         let share = self.spillable_limit / self.spilling.load(Ordering::Relaxed).max(1);
