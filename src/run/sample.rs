@@ -474,13 +474,22 @@ pub(crate) async fn key_scan(
     let (mut rows, mut entities): (Vec<u64>, Vec<i64>) = (Vec::new(), Vec::new());
     // 8 or 16 bytes a spine row, held until the keys are counted: within the pool's limit
     // (`E051` past it), beside the sampled query that runs meanwhile.
+    // Refused, a smaller sample would not help: every spine row is hashed.
+    let refused = |error| {
+        Diagnostic {
+        hints: vec![
+            "the key scan holds every spine row's hash whatever the sample size: raise the memory limit (`memory_limit`)".into(),
+        ],
+        ..runtime_error(error)
+    }
+    };
     let reservation =
         MemoryConsumer::new("featurecraft key scan").register(&ctx.runtime_env().memory_pool);
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(runtime_error)?;
-        reserve_in_pool(&mut entities, batch.num_rows(), &reservation).map_err(runtime_error)?;
+        reserve_in_pool(&mut entities, batch.num_rows(), &reservation).map_err(refused)?;
         if !grain_is_entity {
-            reserve_in_pool(&mut rows, batch.num_rows(), &reservation).map_err(runtime_error)?;
+            reserve_in_pool(&mut rows, batch.num_rows(), &reservation).map_err(refused)?;
             let start = rows.len();
             rows.resize(start + batch.num_rows(), 0);
             datafusion::common::hash_utils::create_hashes(
