@@ -1,5 +1,6 @@
 //! A catalog folder's entries, local or in an object store, and the reads the layout
-//! rules need: each Parquet footer (read once per load) and each view's text.
+//! rules need: each Parquet footer (read once per load, with how its integer columns'
+//! values lie in its row groups) and each view's text.
 //!
 //! A local folder is read three levels deep (`DOMAIN/TABLE/FILE`), as the layout reaches;
 //! an object-store prefix is listed once (at most [`MAX_OBJECTS`] objects) and its keys
@@ -369,10 +370,131 @@ impl Folder {
     }
 }
 
+/// How a signed integer column's values lie in a Parquet table's row groups, from their
+/// statistics (no data is read): together (a table clustered or sorted by the column, each
+/// row group holding a few of its values) or spread (a log in time order, each row group
+/// holding nearly every value). A grouping by the column is planned by it
+/// (`run::one_phase`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSpread {
+    /// The rows counted.
+    pub rows: u64,
+    /// At most how many of those rows hold a value not seen before in their row group:
+    /// each row group counts its rows or its span of values (largest − smallest + 1),
+    /// whichever is fewer.
+    pub new_in_row_group: u64,
+    /// The smallest value.
+    pub min: i64,
+    /// The largest value.
+    pub max: i64,
+}
+
+impl ColumnSpread {
+    /// The most distinct values a span can hold per row (ids with gaps); past it the
+    /// values are not dense enough for a span to bound how many a row group holds.
+    const DENSE_SPAN_PER_ROW: u64 = 4;
+
+    /// One row group's, from its statistics.
+    fn of_row_group(rows: u64, min: i64, max: i64) -> ColumnSpread {
+        let span = u64::try_from(i128::from(max) - i128::from(min) + 1).unwrap_or(u64::MAX);
+        ColumnSpread {
+            rows,
+            new_in_row_group: rows.min(span),
+            min,
+            max,
+        }
+    }
+
+    /// The spread of the rows of both.
+    fn and(self, other: ColumnSpread) -> ColumnSpread {
+        ColumnSpread {
+            rows: self.rows.saturating_add(other.rows),
+            new_in_row_group: self.new_in_row_group.saturating_add(other.new_in_row_group),
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
+    }
+
+    /// The share of rows that may hold a value new to their row group (0 to 1), when the
+    /// values are dense enough to tell: their span at most
+    /// [`Self::DENSE_SPAN_PER_ROW`] values a row. Ids spread thinner (large random
+    /// or time-based ids) say nothing by their span.
+    pub fn new_value_share(&self) -> Option<f64> {
+        let span = i128::from(self.max) - i128::from(self.min) + 1;
+        let dense = span <= i128::from(self.rows) * i128::from(Self::DENSE_SPAN_PER_ROW);
+        (self.rows > 0 && dense).then(|| self.new_in_row_group as f64 / self.rows as f64)
+    }
+}
+
+/// Each signed integer column's [`ColumnSpread`] in a file or table, by column name: only
+/// columns whose every row group states its smallest and largest value.
+pub type ColumnSpreads = BTreeMap<String, ColumnSpread>;
+
+/// A table's spreads, its files' so far (`None` before the first) with one more file's:
+/// the columns every file knows.
+pub(crate) fn with_file_spreads(
+    table: Option<ColumnSpreads>,
+    file: &ColumnSpreads,
+) -> ColumnSpreads {
+    match table {
+        None => file.clone(),
+        Some(table) => table
+            .iter()
+            .filter_map(|(name, x)| Some((name.clone(), x.and(*file.get(name)?))))
+            .collect(),
+    }
+}
+
+/// A Parquet file's [`ColumnSpreads`], from its footer.
+fn column_spreads(metadata: &parquet::file::metadata::ParquetMetaData) -> ColumnSpreads {
+    use parquet::file::statistics::Statistics;
+    let mut spreads = ColumnSpreads::new();
+    let Some(first) = metadata.row_groups().first() else {
+        return spreads;
+    };
+    for (index, column) in first.columns().iter().enumerate() {
+        // Top-level columns only, and no unsigned ones (their statistics order differs).
+        let path = column.column_path().parts();
+        let signed = !matches!(
+            column.column_descr().logical_type_ref(),
+            Some(parquet::basic::LogicalType::Integer(int)) if !int.is_signed
+        );
+        if path.len() != 1 || !signed {
+            continue;
+        }
+        let mut spread: Option<ColumnSpread> = None;
+        for row_group in metadata.row_groups() {
+            let rows = u64::try_from(row_group.num_rows()).unwrap_or(0);
+            let range = match row_group.columns().get(index).and_then(|c| c.statistics()) {
+                Some(Statistics::Int32(s)) => s
+                    .min_opt()
+                    .zip(s.max_opt())
+                    .map(|(a, b)| (i64::from(*a), i64::from(*b))),
+                Some(Statistics::Int64(s)) => s.min_opt().copied().zip(s.max_opt().copied()),
+                _ => None,
+            };
+            let Some((min, max)) = range else {
+                spread = None;
+                break;
+            };
+            let group = ColumnSpread::of_row_group(rows, min, max);
+            spread = Some(spread.map_or(group, |s| s.and(group)));
+        }
+        if let Some(spread) = spread {
+            spreads.insert(path[0].clone(), spread);
+        }
+    }
+    spreads
+}
+
+/// What a Parquet footer says: the Arrow schema, the row count, the integer columns'
+/// spreads.
+type Footer = (SchemaRef, u64, Arc<ColumnSpreads>);
+
 /// Reads a catalog's files: each Parquet footer once per load, and views' text.
 pub(crate) struct Reader {
     store: Option<Arc<dyn ObjectStore>>,
-    footers: HashMap<DataFile, (SchemaRef, u64)>,
+    footers: HashMap<DataFile, Footer>,
 }
 
 impl Reader {
@@ -384,11 +506,9 @@ impl Reader {
         }
     }
 
-    /// A Parquet file's Arrow schema and row count, from its footer (no data is read).
-    pub(crate) async fn footer(
-        &mut self,
-        file: &DataFile,
-    ) -> Result<(SchemaRef, u64), CatalogError> {
+    /// A Parquet file's Arrow schema, row count and integer columns' spreads, from its
+    /// footer (no data is read).
+    pub(crate) async fn footer(&mut self, file: &DataFile) -> Result<Footer, CatalogError> {
         if let Some(read) = self.footers.get(file) {
             return Ok(read.clone());
         }
@@ -417,7 +537,11 @@ impl Reader {
         }
         .map_err(|e| catalog_error(&file.place(), format!("not a readable Parquet file: {e}")))?;
         let rows = metadata.metadata().file_metadata().num_rows();
-        let read = (metadata.schema().clone(), u64::try_from(rows).unwrap_or(0));
+        let read = (
+            metadata.schema().clone(),
+            u64::try_from(rows).unwrap_or(0),
+            Arc::new(column_spreads(metadata.metadata())),
+        );
         self.footers.insert(file.clone(), read.clone());
         Ok(read)
     }
@@ -474,5 +598,108 @@ impl MetadataFetch for ObjectRanges {
                 .await
                 .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, UInt64Array};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+
+    /// The spreads of 6 000 rows written in row groups of 500: `clustered` (4 rows a value,
+    /// in order), `scattered` (1 500 values in no order, every 29th NULL), `short` (the same
+    /// as a 32-bit integer), `sparse` (ids 1 000 003 apart), `unsigned` and `hidden` (no
+    /// statistics).
+    fn spreads() -> ColumnSpreads {
+        let rows = 0..6_000_i64;
+        let scattered = || {
+            rows.clone()
+                .map(|i| (i % 29 != 0).then_some(i * 7_919 % 1_500))
+        };
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "clustered",
+                Arc::new(Int64Array::from_iter_values(rows.clone().map(|i| i / 4))),
+            ),
+            ("scattered", Arc::new(Int64Array::from_iter(scattered()))),
+            (
+                "short",
+                Arc::new(Int32Array::from_iter(
+                    scattered().map(|k| k.map(|k| k as i32 - 700)),
+                )),
+            ),
+            (
+                "sparse",
+                Arc::new(Int64Array::from_iter_values(
+                    rows.clone().map(|i| i * 1_000_003),
+                )),
+            ),
+            (
+                "unsigned",
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.clone().map(|i| i as u64),
+                )),
+            ),
+            (
+                "hidden",
+                Arc::new(Int64Array::from_iter_values(rows.clone())),
+            ),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).expect("a batch");
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .set_column_statistics_enabled(ColumnPath::from("hidden"), EnabledStatistics::None)
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).expect("a writer");
+        writer.write(&batch).expect("written");
+        writer.close().expect("closed");
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes::Bytes::from(bytes))
+            .expect("a footer");
+        column_spreads(&metadata)
+    }
+
+    #[test]
+    fn spreads_come_from_row_group_statistics() {
+        let spreads = spreads();
+        let names: Vec<&str> = spreads.keys().map(String::as_str).collect();
+        assert_eq!(names, ["clustered", "scattered", "short", "sparse"]);
+        let clustered = spreads["clustered"];
+        assert_eq!(
+            (clustered.rows, clustered.min, clustered.max),
+            (6_000, 0, 1_499)
+        );
+        // Each row group of 500 rows spans 125 values.
+        assert_eq!(clustered.new_in_row_group, 1_500);
+        assert_eq!(clustered.new_value_share(), Some(0.25));
+        // Every row group spans nearly all 1 500 values: each row may be new.
+        for name in ["scattered", "short"] {
+            assert_eq!(spreads[name].new_in_row_group, 6_000, "{name}");
+            assert_eq!(spreads[name].new_value_share(), Some(1.0), "{name}");
+        }
+        assert_eq!((spreads["short"].min, spreads["short"].max), (-700, 799));
+        // A span of 6 billion over 6 000 rows says nothing of how many values there are.
+        assert_eq!(spreads["sparse"].new_value_share(), None);
+    }
+
+    #[test]
+    fn a_tables_spreads_are_its_files_over_the_columns_all_know() {
+        let spreads = spreads();
+        let mut one = ColumnSpreads::new();
+        one.insert("clustered".into(), spreads["clustered"]);
+        one.insert("scattered".into(), spreads["scattered"]);
+        let mut other = ColumnSpreads::new();
+        other.insert("clustered".into(), spreads["scattered"]);
+        let table = with_file_spreads(Some(with_file_spreads(None, &one)), &other);
+        assert_eq!(table.keys().collect::<Vec<_>>(), ["clustered"]);
+        let both = table["clustered"];
+        assert_eq!((both.rows, both.new_in_row_group), (12_000, 7_500));
+        assert_eq!((both.min, both.max), (0, 1_499));
+        assert_eq!(both.new_value_share(), Some(0.625));
     }
 }

@@ -31,7 +31,8 @@ pub(crate) mod listing;
 pub mod storage;
 
 pub use listing::{
-    CatalogError, DataFile, MAX_OBJECTS, is_catalog_file, is_catalog_name, list_objects,
+    CatalogError, ColumnSpread, ColumnSpreads, DataFile, MAX_OBJECTS, is_catalog_file,
+    is_catalog_name, list_objects,
 };
 
 use crate::types::parse_type_name;
@@ -45,7 +46,8 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use listing::{Entry, Reader, catalog_error, has_extension};
-use std::collections::BTreeMap;
+use object_store::path::Path as ObjectPath;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use storage::Location;
@@ -72,6 +74,9 @@ pub enum TableSource {
         delta_version: Option<u64>,
         /// Their rows, summed from the footers.
         row_count: u64,
+        /// How the values of each integer column lie in the files' row groups, from
+        /// the footers (see [`ColumnSpread`]).
+        spreads: ColumnSpreads,
     },
     /// A view: one query over other catalog tables, as written and as parsed (the parsed
     /// query is what DataFusion plans).
@@ -194,6 +199,25 @@ impl Catalog {
             table.source = TableSource::Memory { rows: batch };
         }
         catalog
+    }
+
+    /// Each Parquet file's table's [`ColumnSpreads`], by the file's path in its store (the
+    /// location DataFusion's scans name it by): how `run::one_phase` tells how a scan's
+    /// rows lie. A file that is gone is left out (registering its table reports it).
+    pub fn spreads_by_location(&self) -> HashMap<ObjectPath, Arc<ColumnSpreads>> {
+        let mut by_location = HashMap::new();
+        for table in self.tables.values() {
+            let TableSource::Parquet { files, spreads, .. } = &table.source else {
+                continue;
+            };
+            let spreads = Arc::new(spreads.clone());
+            for file in files {
+                if let Ok(url) = listing_url(file, &table.name) {
+                    by_location.insert(url.prefix().clone(), Arc::clone(&spreads));
+                }
+            }
+        }
+        by_location
     }
 
     /// Loads a catalog from a directory (a path, or an object store's prefix: see
@@ -777,8 +801,10 @@ async fn folder_table(
 async fn parquet_table(reader: &mut Reader, files: Vec<DataFile>) -> Result<Table, CatalogError> {
     let mut schema: Option<SchemaRef> = None;
     let mut row_count = 0u64;
+    let mut spreads: Option<ColumnSpreads> = None;
     for file in &files {
-        let (file_schema, rows) = reader.footer(file).await?;
+        let (file_schema, rows, file_spreads) = reader.footer(file).await?;
+        spreads = Some(listing::with_file_spreads(spreads, &file_spreads));
         match &schema {
             None => schema = Some(file_schema),
             Some(first) if !same_columns(first, &file_schema) => {
@@ -815,6 +841,7 @@ async fn parquet_table(reader: &mut Reader, files: Vec<DataFile>) -> Result<Tabl
             files,
             row_count,
             delta_version: None,
+            spreads: spreads.unwrap_or_default(),
         },
     })
 }
@@ -833,6 +860,7 @@ async fn delta_table(
     let local = table.base().scheme() == "file";
     let mut files = Vec::with_capacity(snapshot.files.len());
     let mut row_count = 0;
+    let mut spreads: Option<ColumnSpreads> = None;
     for (path, size) in &snapshot.files {
         let file = if local {
             DataFile::Local(place.join(path))
@@ -847,7 +875,9 @@ async fn delta_table(
                 e_tag: None,
             }
         };
-        row_count += reader.footer(&file).await?.1;
+        let (_, rows, file_spreads) = reader.footer(&file).await?;
+        row_count += rows;
+        spreads = Some(listing::with_file_spreads(spreads, &file_spreads));
         files.push(file);
     }
     Ok(Table {
@@ -857,6 +887,7 @@ async fn delta_table(
             files,
             row_count,
             delta_version: Some(snapshot.version),
+            spreads: spreads.unwrap_or_default(),
         },
     })
 }

@@ -713,7 +713,7 @@ impl Accumulator {
 /// batch: conditional aggregates share their predicate (`COUNT(*) FILTER (WHERE p)` beside
 /// `SUM(x) FILTER (WHERE p)`) and counts their literal argument, which DataFusion evaluates
 /// again for each aggregate (measured: see `BENCHMARKS.md`, tenth pass).
-struct Inputs {
+pub(crate) struct Inputs {
     distinct: Vec<Arc<dyn PhysicalExpr>>,
     /// Each aggregate's arguments, as places in `distinct`.
     arguments: Vec<Vec<usize>>,
@@ -722,7 +722,8 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn new(
+    /// Each aggregate's `arguments` and filter (`filters`, one per aggregate).
+    pub(crate) fn new(
         arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
         filters: &[Option<Arc<dyn PhysicalExpr>>],
     ) -> Self {
@@ -748,7 +749,7 @@ impl Inputs {
     }
 
     /// Every distinct expression's value over the batch.
-    fn evaluate(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    pub(crate) fn evaluate(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.distinct
             .iter()
             .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
@@ -756,7 +757,7 @@ impl Inputs {
     }
 
     /// Aggregate `i`'s arguments and filter mask among the `evaluated` expressions.
-    fn of<'a>(
+    pub(crate) fn of<'a>(
         &self,
         i: usize,
         evaluated: &'a [ArrayRef],

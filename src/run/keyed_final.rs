@@ -19,11 +19,16 @@
 //! 2.02 s. A first version that kept the map once keys had left the offsets (as the
 //! partial phase did) gave nothing: the map's probes cost what DataFusion's did.
 //!
+//! An aggregation in one phase (`Single`, `SinglePartitioned`: the rows of a log in time
+//! order repartitioned by key, `run::one_phase`) runs here too, its accumulators updated
+//! with each batch's rows (and each aggregate's filter) as DataFusion's would be.
+//!
 //! When the memory pool refuses the groups, they go out as states ahead of the rest of the
-//! input into DataFusion's own final aggregation, which spills (or fails) as it would have
-//! from the start; its spill counts are this node's.
+//! input (after a partial aggregation, for rows) into DataFusion's own final aggregation,
+//! which spills (or fails) as it would have from the start; its spill counts are this
+//! node's.
 
-use crate::run::clustered::{KeyGroups, KeyType, one_integer_key};
+use crate::run::clustered::{Inputs, KeyGroups, KeyType, one_integer_key};
 use crate::run::own_execution::{OwnExecution, WithOwnExecution};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -35,7 +40,9 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggregate_expressions};
+use datafusion::physical_plan::aggregates::{
+    AggregateExec, AggregateInputMode, AggregateMode, AggregateOutputMode, aggregate_expressions,
+};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -78,21 +85,20 @@ pub(crate) struct KeyedFinal {
 impl OwnExecution for KeyedFinal {
     const NAME: &'static str = "KeyedFinalAggregateExec";
 
-    /// When `plan` is an aggregation DataFusion runs as this node does: final, over
-    /// unordered input, one group column of an integer type, no grouping sets or limit,
-    /// every aggregate with a grouped accumulator and no ordering.
+    /// When `plan` is an aggregation DataFusion runs as this node does: final or in one
+    /// phase, over unordered input, one group column of an integer type, no grouping sets
+    /// or limit, every aggregate with a grouped accumulator and no ordering.
     fn try_new(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Self>> {
         let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
         };
-        if !matches!(
-            aggregate.mode(),
-            AggregateMode::Final | AggregateMode::FinalPartitioned
-        ) || aggregate.schema().fields().len() != 1 + aggregate.aggr_expr().len()
+        if aggregate.mode().output_mode() != AggregateOutputMode::Final
+            || aggregate.schema().fields().len() != 1 + aggregate.aggr_expr().len()
         {
             return Ok(None);
         }
-        // The states' schema: `input_schema` is the partial phase's input.
+        // What the key is evaluated against: the states (a final phase's input; its
+        // `input_schema` is the partial phase's) or the rows.
         let key = one_integer_key(aggregate, &aggregate.input().schema())?;
         Ok(key.map(|key| Self { key }))
     }
@@ -114,6 +120,12 @@ impl OwnExecution for KeyedFinal {
             .iter()
             .map(|a| a.create_groups_accumulator())
             .collect::<Result<Vec<_>>>()?;
+        // Rows are aggregated with each aggregate's filter; states merged without.
+        let rows = aggregate.mode().input_mode() == AggregateInputMode::Raw;
+        let filters = match rows {
+            true => aggregate.filter_expr().to_vec(),
+            false => vec![None; aggregate.aggr_expr().len()],
+        };
         // As DataFusion's final phase: it can spill where the session may write files.
         let can_spill = context.runtime_env().disk_manager.tmp_files_enabled();
         let merging = Merging {
@@ -121,7 +133,11 @@ impl OwnExecution for KeyedFinal {
             schema: Arc::clone(&schema),
             key_type: self.key,
             key: Arc::clone(&aggregate.group_expr().expr()[0].0),
-            states: aggregate_expressions(aggregate.aggr_expr(), aggregate.mode(), 1)?,
+            rows,
+            inputs: Inputs::new(
+                aggregate_expressions(aggregate.aggr_expr(), aggregate.mode(), 1)?,
+                &filters,
+            ),
             accumulators,
             groups: KeyGroups::spread(FINAL_SPREAD),
             reservation: MemoryConsumer::new(format!("{}[{partition}]", Self::NAME))
@@ -156,7 +172,7 @@ impl OwnExecution for KeyedFinal {
 const FINAL_SPREAD: usize = 2;
 
 /// The metric that counts the groups handed to DataFusion's final aggregation.
-const HANDED_OVER: &str = "handed_over_groups";
+pub(crate) const HANDED_OVER: &str = "handed_over_groups";
 
 /// One partition's final aggregation.
 struct Merging {
@@ -164,8 +180,11 @@ struct Merging {
     schema: SchemaRef,
     key_type: KeyType,
     key: Arc<dyn PhysicalExpr>,
-    /// Each aggregate's state columns in the input.
-    states: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    /// Whether the input is rows (one phase) rather than a partial phase's states.
+    rows: bool,
+    /// Each aggregate's state columns in the input, or its arguments and filter in the
+    /// rows.
+    inputs: Inputs,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     groups: KeyGroups,
     reservation: MemoryReservation,
@@ -245,17 +264,19 @@ impl Merging {
         }
     }
 
-    /// Merges a batch of states into the groups; false when the pool refuses them.
+    /// Merges a batch of states (or rows) into the groups; false when the pool refuses
+    /// them.
     fn merge(&mut self, batch: &RecordBatch) -> Result<bool> {
         let keys = self.key.evaluate(batch)?.into_array(batch.num_rows())?;
         self.groups.number_keys(&keys, self.key_type)?;
         let total = self.groups.len();
-        for (accumulator, states) in self.accumulators.iter_mut().zip(&self.states) {
-            let values = states
-                .iter()
-                .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
-                .collect::<Result<Vec<_>>>()?;
-            accumulator.merge_batch(&values, self.groups.rows(), total)?;
+        let evaluated = self.inputs.evaluate(batch)?;
+        for (i, accumulator) in self.accumulators.iter_mut().enumerate() {
+            let (values, filter) = self.inputs.of(i, &evaluated)?;
+            match self.rows {
+                true => accumulator.update_batch(&values, self.groups.rows(), filter, total)?,
+                false => accumulator.merge_batch(&values, self.groups.rows(), total)?,
+            }
         }
         match self.reservation.try_resize(self.size()) {
             Ok(()) => Ok(true),
@@ -289,18 +310,40 @@ impl Merging {
         Ok(())
     }
 
-    /// The groups so far as states, then the rest of the input, into DataFusion's final
-    /// aggregation of the replaced node's expressions.
+    /// The groups so far as states, then the rest of the input (through DataFusion's
+    /// partial aggregation, when it is rows), into DataFusion's final aggregation of the
+    /// replaced node's expressions.
     fn hand_over(&mut self) -> Result<()> {
         let Some(aggregate) = self.plan.downcast_ref::<AggregateExec>() else {
             return internal_err!("{} wraps an AggregateExec", KeyedFinal::NAME);
         };
-        let input_schema = self.input.schema();
+        let empty = RecordBatchStreamAdapter::new(self.input.schema(), futures::stream::empty());
+        let rest = std::mem::replace(&mut self.input, Box::pin(empty));
+        let (rest, mode, group_by) = match self.rows {
+            true => {
+                let partial = AggregateExec::try_new(
+                    AggregateMode::Partial,
+                    aggregate.group_expr().clone(),
+                    aggregate.aggr_expr().to_vec(),
+                    aggregate.filter_expr().to_vec(),
+                    Arc::new(Once::exec(rest)?),
+                    aggregate.input_schema(),
+                )?;
+                let states = partial.execute(0, Arc::clone(&self.context))?;
+                (
+                    states,
+                    AggregateMode::Final,
+                    aggregate.group_expr().as_final(),
+                )
+            }
+            false => (rest, *aggregate.mode(), aggregate.group_expr().clone()),
+        };
+        let states_schema = rest.schema();
         let mut columns = vec![self.groups.take_keys(self.key_type)];
         for accumulator in &mut self.accumulators {
             columns.extend(accumulator.state(EmitTo::All)?);
         }
-        let states = RecordBatch::try_new(Arc::clone(&input_schema), columns)?;
+        let states = RecordBatch::try_new(Arc::clone(&states_schema), columns)?;
         MetricBuilder::new(&self.metrics)
             .counter(HANDED_OVER, self.partition)
             .add(states.num_rows());
@@ -309,31 +352,14 @@ impl Merging {
             .step_by(self.batch_size)
             .map(|offset| Ok(states.slice(offset, self.batch_size.min(states.num_rows() - offset))))
             .collect();
-        let rest = std::mem::replace(
-            &mut self.input,
-            Box::pin(RecordBatchStreamAdapter::new(
-                Arc::clone(&input_schema),
-                futures::stream::empty(),
-            )),
-        );
-        let input = RecordBatchStreamAdapter::new(
-            Arc::clone(&input_schema),
-            futures::stream::iter(slices).chain(rest),
-        );
-        let source = StreamingTableExec::try_new(
-            Arc::clone(&input_schema),
-            vec![Arc::new(Once::new(input_schema, Box::pin(input)))],
-            None,
-            [],
-            false,
-            None,
-        )?;
+        let input =
+            RecordBatchStreamAdapter::new(states_schema, futures::stream::iter(slices).chain(rest));
         let handed: Arc<dyn ExecutionPlan> = Arc::new(AggregateExec::try_new(
-            *aggregate.mode(),
-            aggregate.group_expr().clone(),
+            mode,
+            group_by,
             aggregate.aggr_expr().to_vec(),
             aggregate.filter_expr().to_vec(),
-            Arc::new(source),
+            Arc::new(Once::exec(Box::pin(input))?),
             aggregate.input_schema(),
         )?);
         let stream = handed.execute(0, Arc::clone(&self.context))?;
@@ -375,11 +401,14 @@ struct Once {
 }
 
 impl Once {
-    fn new(schema: SchemaRef, stream: SendableRecordBatchStream) -> Self {
-        Self {
-            schema,
+    /// A plan of one partition that is `stream`, executed once.
+    fn exec(stream: SendableRecordBatchStream) -> Result<StreamingTableExec> {
+        let schema = stream.schema();
+        let once = Self {
+            schema: Arc::clone(&schema),
             stream: Mutex::new(Some(stream)),
-        }
+        };
+        StreamingTableExec::try_new(schema, vec![Arc::new(once)], None, [], false, None)
     }
 }
 
@@ -400,7 +429,7 @@ impl PartitionStream for Once {
             Box::pin(RecordBatchStreamAdapter::new(
                 Arc::clone(&self.schema),
                 futures::stream::once(async {
-                    internal_err!("the states handed to a final aggregation were read twice")
+                    internal_err!("a stream handed to DataFusion's aggregation was read twice")
                 }),
             ))
         })

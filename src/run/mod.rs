@@ -25,6 +25,7 @@ pub mod leakage;
 pub(crate) mod lookup_join;
 pub mod materialize;
 pub(crate) mod median;
+pub(crate) mod one_phase;
 pub(crate) mod own_execution;
 pub(crate) mod own_groups;
 pub(crate) mod pool;

@@ -185,11 +185,15 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     // On a cluster, Ballista sets the session's functions: ours are registered after.
     let ctx = match &options.engine {
-        // Aggregations by one integer key number it by offset while keys are dense
+        // Aggregations by one integer key run in one phase where a scan's rows lie spread
+        // by it (`run::one_phase`) and number it by offset while keys are dense
         // (`run::clustered`, `run::keyed_final`); outer joins on a side grouped by the key are lookups
         // (`run::lookup_join`). A cluster's scheduler plans with Ballista's rules.
         Engine::Local => SessionContext::new_with_state(
             datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+                .with_physical_optimizer_rule(std::sync::Arc::new(
+                    crate::run::one_phase::OnePhase::new(catalog.spreads_by_location()),
+                ))
                 .with_physical_optimizer_rule(std::sync::Arc::new(
                     crate::run::clustered::ClusteredKeys,
                 ))

@@ -348,7 +348,7 @@ async fn file_schema(
     reader
         .footer(&data)
         .await
-        .map(|(schema, _)| schema.as_ref().clone())
+        .map(|(schema, _, _)| schema.as_ref().clone())
         .map_err(|e| e.message)
 }
 
