@@ -447,19 +447,28 @@ pub(crate) fn with_file_spreads(
 
 /// A Parquet file's [`ColumnSpreads`], from its footer.
 fn column_spreads(metadata: &parquet::file::metadata::ParquetMetaData) -> ColumnSpreads {
+    use parquet::basic::ConvertedType;
     use parquet::file::statistics::Statistics;
     let mut spreads = ColumnSpreads::new();
     let Some(first) = metadata.row_groups().first() else {
         return spreads;
     };
     for (index, column) in first.columns().iter().enumerate() {
-        // Top-level columns only, and no unsigned ones (their statistics order differs).
+        // Top-level columns only, and no unsigned ones (their statistics order differs),
+        // whether a writer marked them by logical or by converted type.
         let path = column.column_path().parts();
-        let signed = !matches!(
-            column.column_descr().logical_type_ref(),
+        let descr = column.column_descr();
+        let unsigned = matches!(
+            descr.logical_type_ref(),
             Some(parquet::basic::LogicalType::Integer(int)) if !int.is_signed
+        ) || matches!(
+            descr.converted_type(),
+            ConvertedType::UINT_8
+                | ConvertedType::UINT_16
+                | ConvertedType::UINT_32
+                | ConvertedType::UINT_64
         );
-        if path.len() != 1 || !signed {
+        if path.len() != 1 || unsigned {
             continue;
         }
         let mut spread: Option<ColumnSpread> = None;

@@ -858,6 +858,28 @@ pub(crate) mod tests {
         Arc::new(MemTable::try_new(schema, partitions).expect("a valid table"))
     }
 
+    /// `sql` planned in `ctx`, and its rows run and printed (the tests of featurecraft's
+    /// plan nodes compare these with DataFusion's own).
+    pub(crate) async fn planned_and_printed(
+        ctx: &SessionContext,
+        sql: &str,
+    ) -> (Arc<dyn ExecutionPlan>, String) {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .expect("planned")
+            .create_physical_plan()
+            .await
+            .expect("a physical plan");
+        let batches = collect(Arc::clone(&plan), ctx.task_ctx())
+            .await
+            .expect("ran");
+        let printed = pretty_format_batches(&batches)
+            .expect("printed")
+            .to_string();
+        (plan, printed)
+    }
+
     /// A memory pool that refuses the consumers named in `capped` more than their bytes,
     /// and lets every other have what it asks (`run::keyed_final`'s tests use it too).
     #[derive(Debug)]
@@ -936,19 +958,7 @@ pub(crate) mod tests {
     /// The query's rows (printed), its plan, and the rows our node emitted.
     async fn run(ctx: &SessionContext, key: DataType, sql: &str) -> (String, String, usize) {
         ctx.register_table("t", table(key)).expect("registered");
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("planned")
-            .create_physical_plan()
-            .await
-            .expect("a physical plan");
-        let batches = collect(Arc::clone(&plan), ctx.task_ctx())
-            .await
-            .expect("ran");
-        let rows = pretty_format_batches(&batches)
-            .expect("printed")
-            .to_string();
+        let (plan, rows) = planned_and_printed(ctx, sql).await;
         let mut emitted = 0;
         plan.apply(|node| {
             if node.name() == "ClusteredPartialAggregateExec" {

@@ -440,16 +440,15 @@ impl PartitionStream for Once {
 mod tests {
     use super::*;
     use crate::run::clustered::ClusteredKeys;
-    use crate::run::clustered::tests::{Capped, rows_table};
+    use crate::run::clustered::tests::{Capped, planned_and_printed, rows_table};
     use crate::run::sample::register_functions;
     use datafusion::arrow::datatypes::DataType;
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::execution::memory_pool::UnboundedMemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::physical_plan::displayable;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     /// 6 000 rows in three partitions, each key's rows far apart (as in a log in time
@@ -505,19 +504,7 @@ mod tests {
     /// The query's rows (printed), its plan, and what its final aggregations counted.
     async fn run(ctx: &SessionContext, key: &DataType, sql: &str) -> (String, String, Counts) {
         ctx.register_table("t", table(key)).expect("registered");
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("planned")
-            .create_physical_plan()
-            .await
-            .expect("a physical plan");
-        let batches = collect(Arc::clone(&plan), ctx.task_ctx())
-            .await
-            .expect("ran");
-        let rows = pretty_format_batches(&batches)
-            .expect("printed")
-            .to_string();
+        let (plan, rows) = planned_and_printed(ctx, sql).await;
         let mut counts = Counts::default();
         plan.apply(|node| {
             if node.name() == KeyedFinal::NAME

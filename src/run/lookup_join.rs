@@ -469,13 +469,13 @@ fn each_key(keys: &ArrayRef, key: KeyType, f: impl FnMut(usize, Option<i64>)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::clustered::tests::planned_and_printed;
     use datafusion::arrow::array::{Float64Array, Int32Array, Int64Array, UInt64Array};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::execution::SessionStateBuilder;
-    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::physical_plan::displayable;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     /// Key `i` as `key_type`: ids from 1 (`spread` apart), unsigned ones past `i64::MAX`.
@@ -576,19 +576,7 @@ mod tests {
 
     /// The query's rows, printed and sorted, and its plan.
     async fn run(ctx: &SessionContext, sql: &str) -> (String, String) {
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("planned")
-            .create_physical_plan()
-            .await
-            .expect("a physical plan");
-        let batches = collect(Arc::clone(&plan), ctx.task_ctx())
-            .await
-            .expect("ran");
-        let printed = pretty_format_batches(&batches)
-            .expect("printed")
-            .to_string();
+        let (plan, printed) = planned_and_printed(ctx, sql).await;
         let mut lines: Vec<&str> = printed.lines().collect();
         lines.sort_unstable();
         let plan = displayable(plan.as_ref()).indent(false).to_string();

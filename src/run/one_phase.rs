@@ -179,17 +179,16 @@ mod tests {
     use super::*;
     use crate::catalog::{Catalog, TableSource};
     use crate::run::clustered::ClusteredKeys;
-    use crate::run::clustered::tests::{Capped, rows_table};
+    use crate::run::clustered::tests::{Capped, planned_and_printed, rows_table};
     use crate::run::keyed_final::{HANDED_OVER, KeyedFinal, KeyedFinals};
     use crate::run::own_execution::OwnExecution;
     use crate::run::sample::register_functions;
     use datafusion::arrow::datatypes::DataType;
-    use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::common::tree_node::TreeNodeRecursion;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::execution::memory_pool::UnboundedMemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::physical_plan::{collect, displayable};
+    use datafusion::physical_plan::displayable;
     use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
     use std::path::Path;
 
@@ -266,19 +265,7 @@ mod tests {
                 .await
                 .expect("registered");
         }
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("planned")
-            .create_physical_plan()
-            .await
-            .expect("a physical plan");
-        let batches = collect(Arc::clone(&plan), ctx.task_ctx())
-            .await
-            .expect("ran");
-        let rows = pretty_format_batches(&batches)
-            .expect("printed")
-            .to_string();
+        let (plan, rows) = planned_and_printed(ctx, sql).await;
         let mut handed_over = 0;
         plan.apply(|node| {
             if let Some(metrics) = node.metrics() {
