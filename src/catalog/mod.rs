@@ -203,7 +203,7 @@ impl Catalog {
 
     /// Each Parquet file's table's [`ColumnSpreads`], by the file's path in its store (the
     /// location DataFusion's scans name it by): how `run::one_phase` tells how a scan's
-    /// rows lie. A file that is gone is left out (registering its table reports it).
+    /// rows lie. No file is touched (registering a table checks its files).
     pub fn spreads_by_location(&self) -> HashMap<ObjectPath, Arc<ColumnSpreads>> {
         let mut by_location = HashMap::new();
         for table in self.tables.values() {
@@ -212,7 +212,7 @@ impl Catalog {
             };
             let spreads = Arc::new(spreads.clone());
             for file in files {
-                if let Ok(url) = listing_url(file, &table.name) {
+                if let Ok(url) = file_url(file) {
                     by_location.insert(url.prefix().clone(), Arc::clone(&spreads));
                 }
             }
@@ -600,16 +600,23 @@ impl Catalog {
 /// Where DataFusion reads `file` of table `table`: a local file's absolute path (checked to
 /// be there still: a file that vanished would read as an empty table), an object's URL.
 fn listing_url(file: &DataFile, table: &str) -> Result<ListingTableUrl, CatalogError> {
+    if let DataFile::Local(path) = file
+        && !path.is_file()
+    {
+        return Err(catalog_error(
+            path,
+            format!(
+                "data file of table `{table}` is missing (moved or deleted since the catalog was read)"
+            ),
+        ));
+    }
+    file_url(file)
+}
+
+/// The URL DataFusion reads `file` by (no file is touched).
+fn file_url(file: &DataFile) -> Result<ListingTableUrl, CatalogError> {
     let text = match file {
         DataFile::Local(path) => {
-            if !path.is_file() {
-                return Err(catalog_error(
-                    path,
-                    format!(
-                        "data file of table `{table}` is missing (moved or deleted since the catalog was read)"
-                    ),
-                ));
-            }
             let absolute =
                 std::path::absolute(path).map_err(|e| catalog_error(path, e.to_string()))?;
             absolute.to_string_lossy().into_owned()

@@ -39,6 +39,7 @@ const SPILLABLE_SHARE: f64 = 0.75;
 pub struct SharedPool {
     limit: usize,
     spillable_limit: usize,
+    /// Bytes held by every consumer.
     used: AtomicUsize,
     /// Bytes held by spilling operators, and how many are registered (a repartition's
     /// consumers are neither: see [`is_spilling_operator`]).

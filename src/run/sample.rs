@@ -437,6 +437,10 @@ impl KeyScan {
     }
 }
 
+/// The hint of a key scan refused memory (in place of `runtime_error`'s, which suggests a
+/// smaller sample).
+const KEY_SCAN_REFUSED_HINT: &str = "the key scan holds every spine row's hash whatever the sample size: raise the memory limit (`memory_limit`)";
+
 /// The spine's keys, hashed: the sample, the spine size, duplicate keys.
 ///
 /// Streams the spine's grain columns once. Duplicate rows are found by a hash of the
@@ -479,13 +483,9 @@ pub(crate) async fn key_scan(
     // 8 or 16 bytes a spine row, held until the keys are counted: within the pool's limit
     // (`E051` past it), beside the sampled query that runs meanwhile.
     // Refused, a smaller sample would not help: every spine row is hashed.
-    let refused = |error| {
-        Diagnostic {
-        hints: vec![
-            "the key scan holds every spine row's hash whatever the sample size: raise the memory limit (`memory_limit`)".into(),
-        ],
+    let refused = |error| Diagnostic {
+        hints: vec![KEY_SCAN_REFUSED_HINT.into()],
         ..runtime_error(error)
-    }
     };
     let reservation =
         MemoryConsumer::new("featurecraft key scan").register(&ctx.runtime_env().memory_pool);
